@@ -1,0 +1,80 @@
+#!/usr/bin/env bun
+/**
+ * The command line: `sova-relay [options]` runs the relay, `sova-relay health`
+ * checks one. Errors a user can fix print one line and exit 2; nothing prints
+ * a stack trace.
+ */
+import { defineCommand, renderUsage, runCommand, type ArgsDef } from "citty";
+import { OPTIONS, VERSION, envName, flagName, resolveConfig } from "./config.ts";
+import { RelayError } from "./errors.ts";
+import { healthCommand } from "./health.ts";
+import { createLogger } from "./log.ts";
+import { startServer } from "./server.ts";
+
+const relayArgs: ArgsDef = Object.fromEntries([
+  ...OPTIONS.map((o) => [
+    flagName(o.key),
+    { type: "string", description: `${o.description} [env ${envName(o.key)}]`, default: String(o.default), valueHint: o.valueHint },
+  ]),
+  ["token", { type: "string", description: "Session token; repeat for several sessions [env SOVA_RELAY_TOKENS, comma-separated]" }],
+  ["token-file", { type: "string", description: "File with one session token a line [env SOVA_RELAY_TOKEN_FILE]" }],
+]);
+
+const relayCommand = defineCommand({
+  meta: { name: "sova-relay", version: VERSION, description: "Relay for Sova live-coding instances (health: check a running relay)" },
+  args: relayArgs,
+  async run({ rawArgs }) {
+    const config = resolveConfig(rawArgs, process.env);
+    const log = createLogger({ level: config.logLevel, format: config.logFormat });
+    log.info("starting", `sova-relay ${VERSION} starting`, { version: VERSION });
+    let server;
+    try {
+      server = startServer(config, log);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new RelayError("E_STARTUP", `cannot listen on ${config.host}:${config.port} (${code ?? (error as Error).message})`);
+    }
+    log.info(
+      "listening",
+      `Listening on ${server.host}:${server.port} (max ${config.maxInstances} instances, rate limit ${config.rateLimit || "off"}/min, expected version ${config.expectedVersion}, ${config.tokens.length === 0 ? "one open session" : `${config.tokens.length} token-protected sessions`})`,
+      { host: server.host, port: server.port, sessions: config.tokens.length },
+    );
+    let signals = 0;
+    const onSignal = (signal: string) => {
+      signals++;
+      if (signals > 1) {
+        log.warn("shutdown_forced", `${signal} again: exiting now`);
+        process.exit(1);
+      }
+      void server.shutdown(signal).then(() => process.exit(0));
+    };
+    process.on("SIGTERM", () => onSignal("SIGTERM"));
+    process.on("SIGINT", () => onSignal("SIGINT"));
+  },
+});
+
+const subCommands = { health: healthCommand } as const;
+
+async function main(argv: string[]): Promise<void> {
+  const sub = argv[0] !== undefined && argv[0] in subCommands ? subCommands[argv[0] as keyof typeof subCommands] : undefined;
+  const cmd = sub ?? relayCommand;
+  const rest = sub ? argv.slice(1) : argv;
+  if (rest.includes("--help") || rest.includes("-h")) {
+    console.log(await renderUsage(cmd as typeof relayCommand));
+    return;
+  }
+  if (!sub && rest.length === 1 && (rest[0] === "--version" || rest[0] === "-v")) {
+    console.log(VERSION);
+    return;
+  }
+  await runCommand(cmd as typeof relayCommand, { rawArgs: rest });
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  if (error instanceof RelayError) {
+    console.error(`sova-relay: ${error.message}`);
+    process.exit(error.code === "E_CONFIG" ? 2 : 1);
+  }
+  console.error(`sova-relay: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+});

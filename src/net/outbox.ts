@@ -1,0 +1,149 @@
+/**
+ * A connection's outbound queue. `socket.write` may take only part of a buffer
+ * (or none): what it leaves is kept here and sent on `drain`, so nothing is lost
+ * silently. Frames queued during one turn of the event loop (one socket read
+ * can produce dozens of broadcasts to the same peer) leave in a single write.
+ */
+export interface ByteSink {
+  /** Bytes taken, possibly fewer than offered; -1 when the socket is gone. */
+  write(data: Uint8Array): number;
+  end(): void;
+}
+
+export interface OutboxOptions {
+  /** Unsent bytes past which `enqueue` refuses (the slow-consumer bound). */
+  maxPendingBytes: number;
+  /** Small frames are merged into writes of up to this size. */
+  batchBytes?: number;
+  /** Called each time the queue empties (shutdown waits on it). */
+  onEmpty?: () => void;
+}
+
+export interface Outbox {
+  /** Queues a whole frame; false (frame not queued) once the bound would be passed. */
+  enqueue(frame: Uint8Array): boolean;
+  /** Sends what the socket will take now; call from the socket's `drain`. */
+  flush(): void;
+  /** Flush, then end the socket once everything queued has been taken. */
+  endAfterFlush(): void;
+  /** Forget everything queued (the socket is gone or being cut). */
+  clear(): void;
+  readonly pendingBytes: number;
+  /** Bytes the socket has taken so far. */
+  readonly bytesWritten: number;
+}
+
+const DEFAULT_BATCH = 64 * 1024;
+
+let dirty: Array<() => void> = [];
+let flushScheduled = false;
+
+function flushDirty(): void {
+  flushScheduled = false;
+  const batch = dirty;
+  dirty = [];
+  for (let i = 0; i < batch.length; i++) batch[i]!();
+}
+
+function scheduleFlush(flush: () => void): void {
+  dirty.push(flush);
+  if (!flushScheduled) {
+    flushScheduled = true;
+    queueMicrotask(flushDirty);
+  }
+}
+
+export function createOutbox(sink: ByteSink, options: OutboxOptions): Outbox {
+  const batchBytes = options.batchBytes ?? DEFAULT_BATCH;
+  let frames: Uint8Array[] = [];
+  let head = 0;
+  let pendingBytes = 0;
+  let bytesWritten = 0;
+  let scheduled = false;
+  let blocked = false; // the last write was partial: wait for drain
+  let ending = false;
+  let gone = false;
+
+  function run(): void {
+    scheduled = false;
+    flush();
+  }
+
+  function nextChunk(): { chunk: Uint8Array; end: number } {
+    const first = frames[head]!;
+    let end = head + 1;
+    if (first.length >= batchBytes) return { chunk: first, end };
+    let total = first.length;
+    while (end < frames.length && total + frames[end]!.length <= batchBytes) total += frames[end++]!.length;
+    if (end === head + 1) return { chunk: first, end };
+    const chunk = new Uint8Array(total);
+    let at = 0;
+    for (let i = head; i < end; i++) {
+      chunk.set(frames[i]!, at);
+      at += frames[i]!.length;
+    }
+    return { chunk, end };
+  }
+
+  function flush(): void {
+    blocked = false;
+    while (head < frames.length && !gone) {
+      const { chunk, end } = nextChunk();
+      const written = sink.write(chunk);
+      if (written < 0) {
+        clear();
+        gone = true;
+        return;
+      }
+      pendingBytes -= written;
+      bytesWritten += written;
+      if (written < chunk.length) {
+        head = end - 1;
+        frames[head] = chunk.subarray(written);
+        blocked = true;
+        return;
+      }
+      head = end;
+    }
+    frames = [];
+    head = 0;
+    if (ending && !gone) {
+      gone = true;
+      sink.end();
+    }
+    options.onEmpty?.();
+  }
+
+  function clear(): void {
+    frames = [];
+    head = 0;
+    pendingBytes = 0;
+  }
+
+  return {
+    enqueue(frame) {
+      if (gone || ending) return true;
+      if (pendingBytes > 0 && pendingBytes + frame.length > options.maxPendingBytes) return false;
+      frames.push(frame);
+      pendingBytes += frame.length;
+      if (!scheduled && !blocked) {
+        scheduled = true;
+        scheduleFlush(run);
+      }
+      return true;
+    },
+    flush,
+    endAfterFlush() {
+      if (ending || gone) return;
+      ending = true;
+      if (!blocked) flush();
+    },
+    clear,
+    get pendingBytes() {
+      return pendingBytes;
+    },
+    get bytesWritten() {
+      return bytesWritten;
+    },
+  };
+}

@@ -1,0 +1,115 @@
+/**
+ * Turns a TCP byte stream into `[u32 length][body]` frames.
+ *
+ * Memory: a body that arrives whole inside one chunk is handed out as a view of
+ * that chunk (no copy); a body split across chunks gets one buffer of its exact
+ * length, allocated once when its header is read and filled piece by piece, so
+ * a 1 MiB frame in 64 KiB pieces is copied once, not re-concatenated. A length
+ * over the maximum is never allocated: its body is skipped as it streams past.
+ */
+export interface FrameSink {
+  /** A complete body. It may be a view of the input chunk: use it before returning. */
+  frame(body: Uint8Array): void;
+  /** A header announced `length` > max; its body will be skipped. */
+  oversized(length: number): void;
+}
+
+export interface FrameReaderStats {
+  /** Bytes copied into split-frame buffers; linear in the input when nothing is quadratic. */
+  bytesCopied: number;
+}
+
+export interface FrameReader {
+  push(chunk: Uint8Array): void;
+  /** Bytes of a partial frame held right now (at most one maximum-size frame). */
+  readonly buffered: number;
+  /** True while a frame has started but not finished (a peer that leaves here left mid-frame). */
+  readonly midFrame: boolean;
+  readonly stats: FrameReaderStats;
+  /** Stop delivering frames (the connection is closing); later pushes are ignored. */
+  stop(): void;
+}
+
+export function createFrameReader(maxFrameSize: number, sink: FrameSink): FrameReader {
+  const header = new Uint8Array(4);
+  let headerFill = 0;
+  let body: Uint8Array | null = null;
+  let bodyFill = 0;
+  let skipRemaining = 0;
+  let stopped = false;
+  const stats: FrameReaderStats = { bytesCopied: 0 };
+
+  function startFrame(length: number, chunk: Uint8Array, at: number): number {
+    if (length > maxFrameSize) {
+      sink.oversized(length);
+      skipRemaining = length;
+      return at;
+    }
+    if (chunk.length - at >= length) {
+      sink.frame(chunk.subarray(at, at + length));
+      return at + length;
+    }
+    body = new Uint8Array(length);
+    bodyFill = 0;
+    return at;
+  }
+
+  function push(chunk: Uint8Array): void {
+    let at = 0;
+    while (at < chunk.length && !stopped) {
+      if (skipRemaining > 0) {
+        const n = Math.min(skipRemaining, chunk.length - at);
+        skipRemaining -= n;
+        at += n;
+        continue;
+      }
+      if (body !== null) {
+        const n = Math.min(body.length - bodyFill, chunk.length - at);
+        body.set(chunk.subarray(at, at + n), bodyFill);
+        stats.bytesCopied += n;
+        bodyFill += n;
+        at += n;
+        if (bodyFill === body.length) {
+          const done = body;
+          body = null;
+          sink.frame(done);
+        }
+        continue;
+      }
+      if (headerFill === 0 && chunk.length - at >= 4) {
+        const length = ((chunk[at]! << 24) | (chunk[at + 1]! << 16) | (chunk[at + 2]! << 8) | chunk[at + 3]!) >>> 0;
+        at = startFrame(length, chunk, at + 4);
+        continue;
+      }
+      header[headerFill++] = chunk[at++]!;
+      if (headerFill === 4) {
+        headerFill = 0;
+        const length = ((header[0]! << 24) | (header[1]! << 16) | (header[2]! << 8) | header[3]!) >>> 0;
+        at = startFrame(length, chunk, at);
+      }
+    }
+  }
+
+  return {
+    push,
+    get buffered() {
+      return body === null ? headerFill : bodyFill;
+    },
+    get midFrame() {
+      return headerFill > 0 || body !== null || skipRemaining > 0;
+    },
+    stats,
+    stop() {
+      stopped = true;
+      body = null;
+    },
+  };
+}
+
+/** `[u32 length][body]` for a body already encoded. */
+export function frameOf(body: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + body.length);
+  new DataView(out.buffer).setUint32(0, body.length);
+  out.set(body, 4);
+  return out;
+}

@@ -1,0 +1,470 @@
+/**
+ * The relay itself: one in-process map of sessions and instances, and what
+ * happens to each frame (PROTOCOL.md, "Connection flow" and "Limits"). It never
+ * touches a socket: a connection is a `Peer` it can send to and close, so all of
+ * this runs in unit tests as it runs behind Bun.listen.
+ */
+import type { Logger } from "../log.ts";
+import {
+  broadcastPrefix,
+  decodeMessage,
+  encodeBroadcastFrame,
+  encodeFrame,
+  peekVariant,
+  systemTimeFromMillis,
+  uuidFromString,
+  type InstanceInfo,
+  type Message,
+  type RegisterInstance,
+  type StateUpdate,
+  type Uuid,
+} from "../protocol/messages.ts";
+import { createAccess } from "./access.ts";
+import { isValidInstanceName } from "./names.ts";
+import { bump, createStats, type DisconnectReason, type RelayStats } from "./stats.ts";
+
+export const RATE_WINDOW_MS = 60_000;
+
+export interface RelayOptions {
+  expectedVersion: string;
+  maxInstances: number;
+  /** Messages per instance per 60 s window; 0 turns the limit off. */
+  rateLimit: number;
+  maxMessageSize: number;
+  tokens: readonly string[];
+  handshakeTimeoutMs: number;
+  /** 0: silence never ends a connection (Sova instances never ping). */
+  idleTimeoutMs: number;
+}
+
+/** One connection as the relay sees it. */
+export interface Peer {
+  readonly address: string;
+  readonly port: number;
+  /** Unsent bytes held for this peer. */
+  readonly pendingBytes: number;
+  /** Queue a frame; false when the peer's unsent bytes would pass the bound. */
+  send(frame: Uint8Array): boolean;
+  /** Send what is queued, then close. */
+  close(): void;
+  /** Close now and discard what is queued. */
+  terminate(): void;
+}
+
+export type ConnectionState = "handshake" | "registered" | "closed";
+
+export interface Connection {
+  readonly id: number;
+  readonly peer: Peer;
+  readonly openedAt: number;
+  lastSeen: number;
+  state: ConnectionState;
+  instance: Instance | null;
+  closeReason: DisconnectReason | null;
+}
+
+export interface Instance {
+  readonly id: Uuid;
+  readonly idText: string;
+  readonly name: string;
+  readonly version: string;
+  readonly session: Session;
+  readonly conn: Connection;
+  readonly connectedAt: number;
+  readonly capabilities: ReadonlySet<string>;
+  /** The StateBroadcast bytes that depend only on this sender. */
+  readonly prefix: Uint8Array;
+  lastActivity: number;
+  windowStart: number;
+  windowCount: number;
+  windowDropped: number;
+  messagesIn: number;
+  messagesOut: number;
+  rateLimited: number;
+  dropped: number;
+}
+
+export interface Session {
+  readonly id: string;
+  /** Replaced, never mutated, on join and leave: a broadcast loop can iterate it while peers leave. */
+  instances: readonly Instance[];
+  createdAt: number;
+}
+
+export interface Relay {
+  readonly options: RelayOptions;
+  readonly stats: RelayStats;
+  readonly sessions: ReadonlyMap<string, Session>;
+  readonly connections: ReadonlySet<Connection>;
+  readonly instanceCount: number;
+  readonly shuttingDown: boolean;
+  open(peer: Peer): Connection;
+  receive(conn: Connection, body: Uint8Array): void;
+  oversized(conn: Connection, length: number): void;
+  /** The socket is gone. */
+  closed(conn: Connection, reason: DisconnectReason): void;
+  /** Handshake and idle deadlines; call about every quarter second. */
+  tick(now?: number): void;
+  /** Stop relaying new frames; what is queued still goes out. */
+  beginShutdown(): void;
+  /** Close every connection after its queue is sent; no one is told of the others leaving. */
+  closeAll(): void;
+}
+
+const REASON_TEXT: Record<DisconnectReason, string> = {
+  closed: "connection closed",
+  error: "connection error",
+  handshake_timeout: "no RegisterInstance within the handshake timeout",
+  idle_timeout: "idle timeout",
+  slow_consumer: "slow consumer",
+  rejected: "registration rejected",
+  protocol: "protocol error",
+  shutdown: "relay shutting down",
+};
+
+function sameId(a: Uuid, b: Uuid): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function errorFrame(message: string): Uint8Array {
+  return encodeFrame({ type: "Error", message });
+}
+
+function reasonOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+export function createRelay(options: RelayOptions, log: Logger): Relay {
+  const stats = createStats();
+  const access = createAccess(options.tokens);
+  const sessions = new Map<string, Session>();
+  const connections = new Set<Connection>();
+  let instanceCount = 0;
+  let nextConnId = 1;
+  let shuttingDown = false;
+
+  function cut(conn: Connection, reason: DisconnectReason, graceful: boolean): void {
+    if (conn.state === "closed") return;
+    finish(conn, reason);
+    if (graceful) conn.peer.close();
+    else conn.peer.terminate();
+  }
+
+  /** Deliver one frame; a peer whose queue passes the bound is cut on the spot. */
+  function deliver(conn: Connection, frame: Uint8Array): boolean {
+    if (conn.peer.send(frame)) return true;
+    const inst = conn.instance;
+    stats.drops.slow_consumer++;
+    if (inst) inst.dropped++;
+    log.warn("slow_consumer", `${inst ? `Instance '${inst.name}'` : `Connection from ${conn.peer.address}`} cut as a slow consumer: ${conn.peer.pendingBytes} bytes unsent`, {
+      ip: conn.peer.address,
+      instance: inst?.name,
+      session: inst?.session.id,
+      pending_bytes: conn.peer.pendingBytes,
+      reason: "slow_consumer",
+    });
+    cut(conn, "slow_consumer", false);
+    return false;
+  }
+
+  function finish(conn: Connection, reason: DisconnectReason): void {
+    const inst = conn.instance;
+    const wasRegistered = conn.state === "registered";
+    conn.state = "closed";
+    conn.closeReason = reason;
+    connections.delete(conn);
+    stats.disconnects[reason]++;
+    if (!wasRegistered || !inst) {
+      log.debug("connection_closed", `Connection from ${conn.peer.address}:${conn.peer.port} closed before registering (${REASON_TEXT[reason]})`, {
+        ip: conn.peer.address,
+        reason,
+      });
+      return;
+    }
+    const session = inst.session;
+    session.instances = session.instances.filter((i) => i !== inst);
+    instanceCount--;
+    if (session.instances.length === 0) {
+      sessions.delete(session.id);
+      log.debug("session_emptied", `Session ${session.id} is empty`, { session: session.id });
+    }
+    log.info("disconnected", `Instance '${inst.name}' disconnected: ${REASON_TEXT[reason]}`, {
+      ip: conn.peer.address,
+      instance: inst.name,
+      id: inst.idText,
+      session: session.id,
+      reason,
+    });
+    if (shuttingDown && reason === "shutdown") return;
+    const notice = encodeFrame({ type: "InstanceDisconnected", instance_id: inst.id, instance_name: inst.name });
+    for (const other of session.instances) if (other.conn.state === "registered") deliver(other.conn, notice);
+  }
+
+  function reject(conn: Connection, message: string, why: string, reason: DisconnectReason = "rejected"): void {
+    bump(stats.registrationsRejected, why);
+    log.warn("registration_rejected", `Registration from ${conn.peer.address} rejected: ${message}`, {
+      ip: conn.peer.address,
+      reason: why,
+    });
+    conn.peer.send(errorFrame(message));
+    cut(conn, reason, true);
+  }
+
+  function register(conn: Connection, msg: RegisterInstance, now: number): void {
+    if (msg.version !== options.expectedVersion) {
+      return reject(conn, `Version mismatch: expected ${options.expectedVersion}, got ${msg.version}`, "version");
+    }
+    const key = access.admit(msg.session_token);
+    if (key === null) return reject(conn, "Invalid session token", "token");
+    if (instanceCount >= options.maxInstances) return reject(conn, `Maximum instances (${options.maxInstances}) reached`, "capacity");
+    const name = msg.instance_name;
+    if (!isValidInstanceName(name)) return reject(conn, "Invalid instance name", "name");
+    let session = sessions.get(key.id);
+    if (session?.instances.some((i) => i.name === name)) return reject(conn, `Instance name '${name}' already in use`, "name_taken");
+    if (!session) {
+      session = { id: key.id, instances: [], createdAt: now };
+      sessions.set(key.id, session);
+      log.debug("session_created", `Session ${key.id} created`, { session: key.id });
+    }
+    const idText = crypto.randomUUID();
+    const inst: Instance = {
+      id: uuidFromString(idText),
+      idText,
+      name,
+      version: msg.version,
+      session,
+      conn,
+      connectedAt: now,
+      capabilities: new Set(msg.capabilities),
+      prefix: broadcastPrefix(name),
+      lastActivity: now,
+      windowStart: now,
+      windowCount: 0,
+      windowDropped: 0,
+      messagesIn: 0,
+      messagesOut: 0,
+      rateLimited: 0,
+      dropped: 0,
+    };
+    const others = session.instances;
+    session.instances = [...others, inst];
+    conn.state = "registered";
+    conn.instance = inst;
+    instanceCount++;
+    stats.registrationsAccepted++;
+    const current: InstanceInfo[] = others.map((o) => ({
+      id: o.id,
+      name: o.name,
+      version: o.version,
+      connected_at: systemTimeFromMillis(o.connectedAt),
+      last_activity: systemTimeFromMillis(o.lastActivity),
+    }));
+    deliver(conn, encodeFrame({ type: "RegistrationResponse", success: true, message: `Registered as ${name}`, assigned_id: inst.id, current_instances: current }));
+    log.info("registered", `Instance '${name}' registered with ID ${idText}`, {
+      ip: conn.peer.address,
+      instance: name,
+      id: idText,
+      version: msg.version,
+      session: session.id,
+    });
+    const watchers = others.filter((o) => o.capabilities.has("presence") && o.conn.state === "registered");
+    if (watchers.length > 0) {
+      const notice = encodeFrame({ type: "InstanceConnected", instance_id: inst.id, instance_name: name });
+      for (const o of watchers) deliver(o.conn, notice);
+    }
+  }
+
+  function handshake(conn: Connection, body: Uint8Array, now: number): void {
+    if (body.length === 0) {
+      // What `sova-relay health` sends: answered as PROTOCOL.md says, logged quietly.
+      stats.probes++;
+      log.debug("probe", `Empty frame from ${conn.peer.address} before registration (health check)`, { ip: conn.peer.address });
+      deliver(conn, errorFrame("Invalid message: empty frame"));
+      return;
+    }
+    let msg: Message;
+    try {
+      msg = decodeMessage(body);
+    } catch (error) {
+      stats.drops.invalid++;
+      if (peekVariant(body) === "RegisterInstance") return reject(conn, `Invalid message: ${reasonOf(error)}`, "invalid");
+      return reject(conn, "Expected RegisterInstance message", "not_register", "protocol");
+    }
+    bump(stats.messagesReceived, msg.type);
+    if (msg.type !== "RegisterInstance") return reject(conn, "Expected RegisterInstance message", "not_register", "protocol");
+    register(conn, msg, now);
+  }
+
+  /** Fixed 60 s window per instance; the first drop of a window gets the one Error. */
+  function withinRate(inst: Instance, now: number): boolean {
+    if (options.rateLimit === 0) return true;
+    if (now - inst.windowStart >= RATE_WINDOW_MS) {
+      if (inst.windowDropped > 0) {
+        log.info("rate_limit_window", `Instance '${inst.name}' had ${inst.windowDropped} messages dropped by the rate limit in the last window`, {
+          instance: inst.name,
+          session: inst.session.id,
+          dropped: inst.windowDropped,
+        });
+      }
+      inst.windowStart = now;
+      inst.windowCount = 0;
+      inst.windowDropped = 0;
+    }
+    if (inst.windowCount < options.rateLimit) {
+      inst.windowCount++;
+      return true;
+    }
+    inst.windowDropped++;
+    inst.rateLimited++;
+    stats.drops.rate_limit++;
+    if (inst.windowDropped === 1) {
+      log.warn("rate_limited", `Instance '${inst.name}' exceeded the rate limit (${options.rateLimit} messages per minute); dropping until the window resets`, {
+        ip: inst.conn.peer.address,
+        instance: inst.name,
+        session: inst.session.id,
+        reason: "rate_limit",
+      });
+      deliver(inst.conn, errorFrame(`Rate limit exceeded for instance ${inst.name}`));
+    }
+    return false;
+  }
+
+  function invalid(inst: Instance, why: string): void {
+    stats.drops.invalid++;
+    inst.dropped++;
+    bump(stats.messagesReceived, "invalid");
+    log.warn("invalid_message", `Invalid message from instance '${inst.name}': ${why}`, {
+      ip: inst.conn.peer.address,
+      instance: inst.name,
+      session: inst.session.id,
+      reason: why,
+    });
+    deliver(inst.conn, errorFrame(`Invalid message: ${why}`));
+  }
+
+  function relayUpdate(inst: Instance, msg: StateUpdate): void {
+    if (!sameId(msg.source_instance_id, inst.id)) {
+      stats.drops.invalid++;
+      inst.dropped++;
+      log.warn("id_mismatch", `Instance '${inst.name}' sent a StateUpdate with another instance's ID`, {
+        ip: inst.conn.peer.address,
+        instance: inst.name,
+        session: inst.session.id,
+        reason: "id_mismatch",
+      });
+      deliver(inst.conn, errorFrame("Instance ID mismatch"));
+      return;
+    }
+    stats.broadcasts++;
+    const peers = inst.session.instances;
+    if (peers.length < 2) return;
+    const frame = encodeBroadcastFrame(inst.prefix, msg.timestamp, msg.update_data);
+    for (let i = 0; i < peers.length; i++) {
+      const other = peers[i]!;
+      if (other === inst || other.conn.state !== "registered") continue;
+      if (deliver(other.conn, frame)) {
+        other.messagesOut++;
+        stats.deliveries++;
+      }
+    }
+  }
+
+  function receive(conn: Connection, body: Uint8Array): void {
+    if (conn.state === "closed") return;
+    const now = Date.now();
+    conn.lastSeen = now;
+    if (shuttingDown) {
+      stats.drops.shutdown++;
+      return;
+    }
+    if (conn.state === "handshake") return handshake(conn, body, now);
+    const inst = conn.instance!;
+    if (!withinRate(inst, now)) return;
+    inst.messagesIn++;
+    inst.lastActivity = now;
+    if (body.length === 0) return invalid(inst, "empty frame");
+    let msg: Message;
+    try {
+      msg = decodeMessage(body);
+    } catch (error) {
+      return invalid(inst, reasonOf(error));
+    }
+    bump(stats.messagesReceived, msg.type);
+    switch (msg.type) {
+      case "StateUpdate":
+        return relayUpdate(inst, msg);
+      case "Ping":
+        deliver(conn, encodeFrame({ type: "Pong", timestamp: msg.timestamp }));
+        return;
+      case "Pong":
+        return;
+      default:
+        return invalid(inst, `unexpected ${msg.type} from an instance`);
+    }
+  }
+
+  function oversized(conn: Connection, length: number): void {
+    if (conn.state === "closed") return;
+    conn.lastSeen = Date.now();
+    stats.drops.oversized++;
+    const inst = conn.instance;
+    if (inst) inst.dropped++;
+    log.warn("oversized_frame", `${inst ? `Instance '${inst.name}'` : `Connection from ${conn.peer.address}`} sent a ${length}-byte frame (max ${options.maxMessageSize}); skipped`, {
+      ip: conn.peer.address,
+      instance: inst?.name,
+      session: inst?.session.id,
+      length,
+      reason: "oversized",
+    });
+    deliver(conn, errorFrame(`Message too large: ${length} bytes (max: ${options.maxMessageSize})`));
+  }
+
+  function tick(now = Date.now()): void {
+    for (const conn of connections) {
+      if (conn.state === "handshake" && now - conn.openedAt >= options.handshakeTimeoutMs) {
+        log.info("handshake_timeout", `Connection from ${conn.peer.address} sent no RegisterInstance within ${options.handshakeTimeoutMs / 1000} s; closing`, {
+          ip: conn.peer.address,
+          reason: "handshake_timeout",
+        });
+        cut(conn, "handshake_timeout", true);
+      } else if (options.idleTimeoutMs > 0 && now - conn.lastSeen >= options.idleTimeoutMs) {
+        cut(conn, "idle_timeout", true);
+      }
+    }
+  }
+
+  return {
+    options,
+    stats,
+    sessions,
+    connections,
+    get instanceCount() {
+      return instanceCount;
+    },
+    get shuttingDown() {
+      return shuttingDown;
+    },
+    open(peer) {
+      const now = Date.now();
+      const conn: Connection = { id: nextConnId++, peer, openedAt: now, lastSeen: now, state: "handshake", instance: null, closeReason: null };
+      connections.add(conn);
+      stats.connectionsOpened++;
+      log.debug("connection_opened", `New connection from ${peer.address}:${peer.port}`, { ip: peer.address });
+      return conn;
+    },
+    receive,
+    oversized,
+    closed(conn, reason) {
+      if (conn.state !== "closed") finish(conn, reason);
+    },
+    tick,
+    beginShutdown() {
+      shuttingDown = true;
+    },
+    closeAll() {
+      for (const conn of [...connections]) cut(conn, "shutdown", true);
+    },
+  };
+}
