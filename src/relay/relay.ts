@@ -155,6 +155,12 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
   /** Deliver one frame; a peer whose queue passes the bound is cut on the spot. */
   function deliver(conn: Connection, frame: Uint8Array): boolean {
     if (conn.peer.send(frame)) return true;
+    cutSlowConsumer(conn);
+    return false;
+  }
+
+  function cutSlowConsumer(conn: Connection): void {
+    if (conn.state === "closed") return;
     const inst = conn.instance;
     stats.drops.slow_consumer++;
     if (inst) inst.dropped++;
@@ -166,7 +172,6 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
       reason: "slow_consumer",
     });
     cut(conn, "slow_consumer", false);
-    return false;
   }
 
   function finish(conn: Connection, reason: DisconnectReason): void {
@@ -361,14 +366,17 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     const peers = inst.session.instances;
     if (peers.length < 2) return;
     const frame = encodeBroadcastFrame(inst.prefix, msg.timestamp, msg.update_data);
+    let slow: Connection[] | null = null;
     for (let i = 0; i < peers.length; i++) {
       const other = peers[i]!;
       if (other === inst || other.conn.state !== "registered") continue;
-      if (deliver(other.conn, frame)) {
+      if (other.conn.peer.send(frame)) {
         other.messagesOut++;
         stats.deliveries++;
-      }
+      } else (slow ??= []).push(other.conn);
     }
+    // Cut after the loop, so everyone hears this update before hearing who left.
+    if (slow !== null) for (const conn of slow) cutSlowConsumer(conn);
   }
 
   function receive(conn: Connection, body: Uint8Array): void {

@@ -1,0 +1,180 @@
+/**
+ * The relay's logic without sockets: peers here are plain objects that record
+ * frames, which is how the relay sees a connection anyway.
+ */
+import { describe, expect, test } from "bun:test";
+import { silentLogger } from "../src/log.ts";
+import { decodeMessage, encodeMessage, toByteArrayWire, type Message } from "../src/protocol/messages.ts";
+import { createRelay, RATE_WINDOW_MS, type Connection, type Peer, type RelayOptions } from "../src/relay/relay.ts";
+import { sessionHash } from "../src/relay/access.ts";
+
+const OPTIONS: RelayOptions = {
+  expectedVersion: "0.1.0",
+  maxInstances: 20,
+  rateLimit: 1000,
+  maxMessageSize: 1 << 20,
+  tokens: [],
+  handshakeTimeoutMs: 10_000,
+  idleTimeoutMs: 0,
+};
+
+interface TestPeer extends Peer {
+  frames: Uint8Array[];
+  closedHow: "close" | "terminate" | null;
+  refuse: boolean;
+  messages(): Message[];
+}
+
+function peer(address = "10.0.0.1"): TestPeer {
+  const p: TestPeer = {
+    address,
+    port: 5000,
+    pendingBytes: 0,
+    frames: [],
+    closedHow: null,
+    refuse: false,
+    send(frame) {
+      if (p.refuse) return false;
+      p.frames.push(frame);
+      return true;
+    },
+    close() {
+      p.closedHow = "close";
+    },
+    terminate() {
+      p.closedHow = "terminate";
+    },
+    messages: () => p.frames.map((f) => decodeMessage(f.subarray(4), { extensions: true })),
+  };
+  return p;
+}
+
+interface Joined {
+  conn: Connection;
+  peer: TestPeer;
+  receive(body: Uint8Array): void;
+}
+
+/** One StateUpdate from `from`, with its own id. */
+function sendUpdate(from: Joined): void {
+  from.receive(encodeMessage({ type: "StateUpdate", source_instance_id: from.conn.instance!.id, timestamp: 1n, update_data: toByteArrayWire(Uint8Array.of(1, 2)) }));
+}
+
+function setup(options: Partial<RelayOptions> = {}) {
+  const relay = createRelay({ ...OPTIONS, ...options }, silentLogger);
+  function join(name: string, extra: Partial<Extract<Message, { type: "RegisterInstance" }>> = {}): Joined {
+    const p = peer();
+    const conn = relay.open(p);
+    const receive = (body: Uint8Array) => relay.receive(conn, body);
+    receive(encodeMessage({ type: "RegisterInstance", instance_name: name, version: "0.1.0", session_token: null, capabilities: [], ...extra }));
+    return { conn, peer: p, receive };
+  }
+  return { relay, join };
+}
+
+describe("relay state", () => {
+  test("registration fills the state map; leaving empties it", () => {
+    const { relay, join } = setup();
+    const a = join("a");
+    const b = join("b");
+    expect(relay.instanceCount).toBe(2);
+    expect([...relay.sessions.values()].map((s) => s.instances.map((i) => i.name))).toEqual([["a", "b"]]);
+    relay.closed(a.conn, "closed");
+    relay.closed(b.conn, "error");
+    expect(relay.instanceCount).toBe(0);
+    expect(relay.sessions.size).toBe(0);
+    expect(relay.connections.size).toBe(0);
+    expect(relay.stats.disconnects.closed).toBe(1);
+    expect(relay.stats.disconnects.error).toBe(1);
+  });
+
+  test("a broadcast is encoded once: every recipient gets the same bytes object", () => {
+    const { join } = setup();
+    const a = join("a");
+    const b = join("b");
+    const c = join("c");
+    b.peer.frames.length = 0;
+    c.peer.frames.length = 0;
+    sendUpdate(a);
+    expect(b.peer.frames.length).toBe(1);
+    expect(b.peer.frames[0]).toBe(c.peer.frames[0]!);
+  });
+
+  test("a closed connection is announced once, however many times its socket reports closing", () => {
+    const { relay, join } = setup();
+    const a = join("a");
+    const b = join("b");
+    b.peer.frames.length = 0;
+    relay.closed(a.conn, "closed");
+    relay.closed(a.conn, "error");
+    expect(b.peer.messages().filter((m) => m.type === "InstanceDisconnected").length).toBe(1);
+  });
+
+  test("a recipient whose queue is full is cut (terminated) and the others are told", () => {
+    const { relay, join } = setup();
+    const a = join("a");
+    const slow = join("slow");
+    const c = join("c");
+    c.peer.frames.length = 0;
+    slow.peer.refuse = true;
+    sendUpdate(a);
+    expect(slow.peer.closedHow).toBe("terminate");
+    expect(relay.stats.drops.slow_consumer).toBe(1);
+    expect(relay.stats.disconnects.slow_consumer).toBe(1);
+    const seen = c.peer.messages().map((m) => m.type);
+    expect(seen).toEqual(["StateBroadcast", "InstanceDisconnected"]);
+  });
+
+  test("the rate window resets after 60 s and allows one Error per window", () => {
+    const { join } = setup({ rateLimit: 2 });
+    const a = join("a");
+    const inst = a.conn.instance!;
+    a.peer.frames.length = 0;
+    const ping = encodeMessage({ type: "Ping", timestamp: 1n });
+    for (let i = 0; i < 5; i++) a.receive(ping);
+    expect(a.peer.messages().map((m) => m.type)).toEqual(["Pong", "Pong", "Error"]);
+    expect(inst.rateLimited).toBe(3);
+    inst.windowStart -= RATE_WINDOW_MS;
+    a.peer.frames.length = 0;
+    for (let i = 0; i < 4; i++) a.receive(ping);
+    expect(a.peer.messages().map((m) => m.type)).toEqual(["Pong", "Pong", "Error"]);
+  });
+
+  test("handshake deadline: tick closes connections that never registered, and only those", () => {
+    const { relay, join } = setup({ handshakeTimeoutMs: 1000 });
+    const registered = join("a");
+    const lurker = peer();
+    const conn = relay.open(lurker);
+    relay.tick(Date.now() + 500);
+    expect(lurker.closedHow).toBeNull();
+    relay.tick(Date.now() + 1001);
+    expect(lurker.closedHow).toBe("close");
+    expect(conn.state).toBe("closed");
+    expect(registered.conn.state).toBe("registered");
+    expect(relay.stats.disconnects.handshake_timeout).toBe(1);
+  });
+
+  test("sessions are named by a short hash; the token itself is kept nowhere in the state", () => {
+    const token = "very-secret-token-123";
+    const { relay, join } = setup({ tokens: [token] });
+    join("a", { session_token: token });
+    const ids = [...relay.sessions.keys()];
+    expect(ids).toEqual([sessionHash(token)]);
+    expect(JSON.stringify(ids)).not.toContain(token);
+    expect(sessionHash(token)).toMatch(/^[0-9a-f]{12}$/);
+  });
+
+  test("shutdown: closeAll closes everyone gracefully and tells no one about the others", () => {
+    const { relay, join } = setup();
+    const a = join("a");
+    const b = join("b");
+    b.peer.frames.length = 0;
+    relay.beginShutdown();
+    relay.closeAll();
+    expect(a.peer.closedHow).toBe("close");
+    expect(b.peer.closedHow).toBe("close");
+    expect(b.peer.frames.length).toBe(0);
+    expect(relay.instanceCount).toBe(0);
+  });
+
+});
