@@ -1,0 +1,47 @@
+import { describe, expect, test } from "bun:test";
+import { createLogger } from "../src/log.ts";
+
+function capture(options: Parameters<typeof createLogger>[0] = {}) {
+  const lines: string[] = [];
+  return { lines, log: createLogger({ ...options, write: (l) => lines.push(l) }) };
+}
+
+describe("logger", () => {
+  test("text lines look like env_logger's: time, level, target, message", () => {
+    const { lines, log } = capture();
+    log.info("registered", "Instance 'alice-studio' registered with ID 123e4567-e89b-42d3-a456-426614174000");
+    expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ INFO  sova_relay: Instance 'alice-studio' registered with ID 123e4567-/);
+  });
+
+  test("repeated lines are all written: consola's throttling is off", () => {
+    const { lines, log } = capture();
+    for (let i = 0; i < 20; i++) log.warn("rate_limited", "same line");
+    expect(lines.length).toBe(20);
+    expect(lines.join("")).not.toContain("repeated");
+  });
+
+  test("levels filter: debug hidden at info, shown at debug", () => {
+    const info = capture({ level: "info" });
+    info.log.debug("x", "hidden");
+    info.log.error("x", "shown");
+    expect(info.lines.length).toBe(1);
+    const debug = capture({ level: "debug" });
+    debug.log.debug("x", "shown");
+    expect(debug.lines.length).toBe(1);
+  });
+
+  test("json: one object a line with time, level, event and fields", () => {
+    const { lines, log } = capture({ format: "json" });
+    log.warn("registration_rejected", "rejected", { ip: "10.0.0.1", reason: "version" });
+    const obj = JSON.parse(lines[0]!);
+    expect(obj).toMatchObject({ level: "warn", event: "registration_rejected", msg: "rejected", ip: "10.0.0.1", reason: "version" });
+    expect(lines[0]!.endsWith("\n")).toBe(true);
+  });
+
+  test("a newline in a peer-supplied string cannot forge a second log line", () => {
+    const { lines, log } = capture();
+    log.warn("registration_rejected", "Version mismatch: expected 0.1.0, got 1\n2024-01-01T00:00:00Z INFO  sova_relay: forged");
+    expect(lines.length).toBe(1);
+    expect(lines[0]!.split("\n").length).toBe(2); // the line and its own terminator
+  });
+});
