@@ -32,6 +32,23 @@ export interface ClientOptions {
   /** How long `connect` waits. */
   connectTimeoutMs?: number;
   maxMessageSize?: number;
+  /**
+   * Hand StateBroadcast frames to `onFrame` only, without decoding them: the
+   * benchmark reads its own fields from the bytes and would otherwise spend its
+   * CPU here instead of loading the relay.
+   */
+  rawBroadcasts?: boolean;
+  /** Leave RegistrationResponse.current_instances empty instead of decoding it (benchmark crowds). */
+  skipInstanceList?: boolean;
+}
+
+// `{"StateBroadcast": ...`: fixmap 1, fixstr 14, then the name.
+const BROADCAST_HEAD = Uint8Array.of(0x81, 0xae, ...new TextEncoder().encode("StateBroadcast"));
+
+function isBroadcast(body: Uint8Array): boolean {
+  if (body.length < BROADCAST_HEAD.length) return false;
+  for (let i = 0; i < BROADCAST_HEAD.length; i++) if (body[i] !== BROADCAST_HEAD[i]) return false;
+  return true;
 }
 
 export interface RegisterOptions {
@@ -51,6 +68,8 @@ export interface RelayClient {
   readonly id: Uuid | null;
   readonly decodeErrors: readonly string[];
   readonly isClosed: boolean;
+  /** Bytes queued locally that the socket has not taken yet. */
+  readonly pendingBytes: number;
   /** Resolves when the connection is gone, whoever closed it. */
   readonly closed: Promise<void>;
   register(options: RegisterOptions): Promise<RegistrationResponse>;
@@ -84,6 +103,8 @@ export function updateValues(msg: MessageOf<"StateBroadcast"> | MessageOf<"State
 
 export async function connect(options: ClientOptions): Promise<RelayClient> {
   const keepInbox = options.keepInbox ?? true;
+  const rawBroadcasts = options.rawBroadcasts ?? false;
+  const skip = options.skipInstanceList ? new Set(["current_instances"]) : undefined;
   const inbox: Message[] = [];
   const waiters: Waiter[] = [];
   const decodeErrors: string[] = [];
@@ -98,9 +119,10 @@ export async function connect(options: ClientOptions): Promise<RelayClient> {
   const reader = createFrameReader(options.maxMessageSize ?? 0xffffffff, {
     frame(body) {
       for (const h of frameHandlers) h(body);
+      if (rawBroadcasts && isBroadcast(body)) return;
       let msg: Message;
       try {
-        msg = decodeMessage(body, { extensions });
+        msg = decodeMessage(body, { extensions, skip });
       } catch (error) {
         decodeErrors.push((error as Error).message);
         return;
@@ -212,6 +234,9 @@ export async function connect(options: ClientOptions): Promise<RelayClient> {
     decodeErrors,
     get isClosed() {
       return isClosed;
+    },
+    get pendingBytes() {
+      return outbox.pendingBytes;
     },
     closed,
     async register(reg) {

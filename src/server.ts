@@ -7,7 +7,7 @@ import type { Socket, TCPSocketListener } from "bun";
 import type { RelayConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { createFrameReader, type FrameReader } from "./protocol/framing.ts";
-import { createOutbox, type Outbox } from "./net/outbox.ts";
+import { createBudget, createOutbox, type Outbox } from "./net/outbox.ts";
 import { createRelay, type Connection, type Relay } from "./relay/relay.ts";
 
 /** Half-open peers (laptop lid shut, cable pulled) are found by TCP keepalive after this. */
@@ -39,6 +39,7 @@ export type ServerConfig = Pick<
   | "rateLimit"
   | "maxMessageSize"
   | "maxPendingBytes"
+  | "maxTotalPendingBytes"
   | "handshakeTimeout"
   | "idleTimeout"
   | "expectedVersion"
@@ -60,6 +61,26 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     log,
   );
   const sockets = new Set<Socket<SocketState>>();
+  // Under sustained overload this flips many times a second: log one line per 10 s, with a count.
+  let pressureEpisodes = 0;
+  let pressureLoggedAt = 0;
+  const budget = createBudget(config.maxTotalPendingBytes, (over) => {
+    if (over) {
+      pressureEpisodes++;
+      const now = Date.now();
+      if (now - pressureLoggedAt >= 10_000) {
+        log.warn("backpressure", `Unsent data for all instances passed ${config.maxTotalPendingBytes} bytes: reading paused until it halves (${pressureEpisodes} times so far)`, {
+          reason: "total_pending",
+          episodes: pressureEpisodes,
+        });
+        pressureLoggedAt = now;
+      }
+    }
+    for (const s of sockets) {
+      if (over) s.pause();
+      else s.resume();
+    }
+  });
   let onQuiet: (() => void) | null = null;
 
   function checkQuiet(): void {
@@ -79,13 +100,17 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
         socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
         const outbox = createOutbox(
           {
-            write: (bytes) => socket.write(bytes),
+            write: (bytes) => {
+              const n = socket.write(bytes);
+              if (n > 0) relay.stats.bytesOut += n;
+              return n;
+            },
             end: () => {
               socket.end();
               socket.timeout(LINGER_SECONDS);
             },
           },
-          { maxPendingBytes: config.maxPendingBytes, onEmpty: checkQuiet },
+          { maxPendingBytes: config.maxPendingBytes, budget, onEmpty: checkQuiet },
         );
         const state = { outbox } as SocketState;
         const conn = relay.open({
@@ -112,8 +137,10 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
         });
         socket.data = state;
         sockets.add(socket);
+        if (budget.over) socket.pause();
       },
       data(socket, chunk) {
+        relay.stats.bytesIn += chunk.length;
         socket.data.reader.push(chunk);
       },
       drain(socket) {

@@ -10,6 +10,10 @@ import {
   byteArrayValues,
   decodeMessage,
   encodeBroadcastFrame,
+  encodeFrame,
+  systemTimeFromMillis,
+  encodeRegistrationFrame,
+  instanceInfoHead,
   encodeMessage,
   readByteArray,
   toByteArrayWire,
@@ -138,3 +142,20 @@ function normalise(msg: Message): unknown {
 function withoutExtensions(msg: Message): Message {
   return msg.type === "RegisterInstance" ? { ...msg, capabilities: [] } : msg;
 }
+
+describe("RegistrationResponse built from cached InstanceInfo heads", () => {
+  test("is byte-identical to the generic encoding (and so to rmp-serde's)", () => {
+    const make = (i: number) => {
+      const ms = 1705314615000 + i * 1237;
+      const info = { id: uuidFromString(`123e4567-e89b-42d3-a456-4266141740${String(i).padStart(2, "0")}`), name: `inst-${i}-${"é".repeat(i)}`, version: "0.1.0", connected_at: systemTimeFromMillis(ms - 5000) };
+      return { info: { ...info, last_activity: systemTimeFromMillis(ms) }, known: { infoHead: instanceInfoHead(info), lastActivity: ms } };
+    };
+    for (const count of [0, 1, 2, 15, 16, 40]) {
+      const all = Array.from({ length: count }, (_, i) => make(i));
+      const id = uuidFromString("00000000-0000-4000-8000-000000000001");
+      const fast = encodeRegistrationFrame("Registered as carol", id, all.map((a) => a.known));
+      const generic = encodeFrame({ type: "RegistrationResponse", success: true, message: "Registered as carol", assigned_id: id, current_instances: all.map((a) => a.info) });
+      expect(hex(fast)).toBe(hex(generic));
+    }
+  });
+});

@@ -10,9 +10,41 @@ export interface ByteSink {
   end(): void;
 }
 
+/** Unsent bytes of every outbox together: one per server, shared by its connections. */
+export interface PendingBudget {
+  used: number;
+  readonly limit: number;
+  /** True from passing the limit until back under half of it. */
+  over: boolean;
+  /** Told when `over` changes: the server pauses reading while over, so senders feel TCP backpressure. */
+  onPressure?: (over: boolean) => void;
+}
+
+export function createBudget(limit: number, onPressure?: (over: boolean) => void): PendingBudget {
+  return { used: 0, limit, over: false, onPressure };
+}
+
+function charge(budget: PendingBudget, delta: number): void {
+  budget.used += delta;
+  if (!budget.over && budget.used > budget.limit) {
+    budget.over = true;
+    budget.onPressure?.(true);
+  } else if (budget.over && budget.used < budget.limit / 2) {
+    budget.over = false;
+    budget.onPressure?.(false);
+  }
+}
+
 export interface OutboxOptions {
   /** Unsent bytes past which `enqueue` refuses (the slow-consumer bound). */
   maxPendingBytes: number;
+  /**
+   * The relay's memory bound under overload. While all outboxes together hold
+   * more than its limit, reading pauses (see PendingBudget), and an outbox
+   * already holding half its own bound refuses more: the peers furthest behind
+   * are cut first; peers that keep up hold next to nothing and are untouched.
+   */
+  budget?: PendingBudget;
   /** Small frames are merged into writes of up to this size. */
   batchBytes?: number;
   /** Called each time the queue empties (shutdown waits on it). */
@@ -49,7 +81,7 @@ function scheduleFlush(flush: () => void): void {
   dirty.push(flush);
   if (!flushScheduled) {
     flushScheduled = true;
-    queueMicrotask(flushDirty);
+    setImmediate(flushDirty);
   }
 }
 
@@ -63,50 +95,61 @@ export function createOutbox(sink: ByteSink, options: OutboxOptions): Outbox {
   let blocked = false; // the last write was partial: wait for drain
   let ending = false;
   let gone = false;
+  const budget = options.budget ?? createBudget(Number.MAX_SAFE_INTEGER);
+  const backlog = options.maxPendingBytes / 2;
+
+  function account(delta: number): void {
+    pendingBytes += delta;
+    charge(budget, delta);
+  }
 
   function run(): void {
     scheduled = false;
     flush();
   }
 
-  function nextChunk(): { chunk: Uint8Array; end: number } {
+  /** Writes one chunk: the head frame alone, or small frames merged; false when the socket is full or gone. */
+  function writeNext(): boolean {
     const first = frames[head]!;
     let end = head + 1;
-    if (first.length >= batchBytes) return { chunk: first, end };
-    let total = first.length;
-    while (end < frames.length && total + frames[end]!.length <= batchBytes) total += frames[end++]!.length;
-    if (end === head + 1) return { chunk: first, end };
-    const chunk = new Uint8Array(total);
-    let at = 0;
-    for (let i = head; i < end; i++) {
-      chunk.set(frames[i]!, at);
-      at += frames[i]!.length;
+    let chunk = first;
+    if (first.length < batchBytes) {
+      let total = first.length;
+      while (end < frames.length && total + frames[end]!.length <= batchBytes) total += frames[end++]!.length;
+      if (end > head + 1) {
+        chunk = new Uint8Array(total);
+        let at = 0;
+        for (let i = head; i < end; i++) {
+          chunk.set(frames[i]!, at);
+          at += frames[i]!.length;
+        }
+      }
     }
-    return { chunk, end };
+    const written = sink.write(chunk);
+    if (written < 0) {
+      clear();
+      gone = true;
+      return false;
+    }
+    account(-written);
+    bytesWritten += written;
+    if (written < chunk.length) {
+      head = end - 1;
+      frames[head] = chunk.subarray(written);
+      blocked = true;
+      return false;
+    }
+    head = end;
+    return true;
   }
 
   function flush(): void {
     blocked = false;
-    while (head < frames.length && !gone) {
-      const { chunk, end } = nextChunk();
-      const written = sink.write(chunk);
-      if (written < 0) {
-        clear();
-        gone = true;
-        return;
-      }
-      pendingBytes -= written;
-      bytesWritten += written;
-      if (written < chunk.length) {
-        head = end - 1;
-        frames[head] = chunk.subarray(written);
-        blocked = true;
-        return;
-      }
-      head = end;
+    while (head < frames.length && !gone) if (!writeNext()) return;
+    if (frames.length > 0) {
+      frames = [];
+      head = 0;
     }
-    frames = [];
-    head = 0;
     if (ending && !gone) {
       gone = true;
       sink.end();
@@ -117,15 +160,16 @@ export function createOutbox(sink: ByteSink, options: OutboxOptions): Outbox {
   function clear(): void {
     frames = [];
     head = 0;
-    pendingBytes = 0;
+    account(-pendingBytes);
   }
 
   return {
     enqueue(frame) {
       if (gone || ending) return true;
       if (pendingBytes > 0 && pendingBytes + frame.length > options.maxPendingBytes) return false;
+      if (budget.over && pendingBytes > backlog) return false;
       frames.push(frame);
-      pendingBytes += frame.length;
+      account(frame.length);
       if (!scheduled && !blocked) {
         scheduled = true;
         scheduleFlush(run);

@@ -10,10 +10,11 @@ import {
   decodeMessage,
   encodeBroadcastFrame,
   encodeFrame,
+  encodeRegistrationFrame,
+  instanceInfoHead,
   peekVariant,
   systemTimeFromMillis,
   uuidFromString,
-  type InstanceInfo,
   type Message,
   type RegisterInstance,
   type StateUpdate,
@@ -21,7 +22,7 @@ import {
 } from "../protocol/messages.ts";
 import { createAccess } from "./access.ts";
 import { isValidInstanceName } from "./names.ts";
-import { bump, createStats, type DisconnectReason, type RelayStats } from "./stats.ts";
+import { bump, createStats, observe, type DisconnectReason, type RelayStats } from "./stats.ts";
 
 export const RATE_WINDOW_MS = 60_000;
 
@@ -74,6 +75,8 @@ export interface Instance {
   readonly capabilities: ReadonlySet<string>;
   /** The StateBroadcast bytes that depend only on this sender. */
   readonly prefix: Uint8Array;
+  /** This instance's InstanceInfo bytes up to last_activity, for others' RegistrationResponse. */
+  readonly infoHead: Uint8Array;
   lastActivity: number;
   windowStart: number;
   windowCount: number;
@@ -234,8 +237,9 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
       log.debug("session_created", `Session ${key.id} created`, { session: key.id });
     }
     const idText = crypto.randomUUID();
+    const id = uuidFromString(idText);
     const inst: Instance = {
-      id: uuidFromString(idText),
+      id,
       idText,
       name,
       version: msg.version,
@@ -244,6 +248,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
       connectedAt: now,
       capabilities: new Set(msg.capabilities),
       prefix: broadcastPrefix(name),
+      infoHead: instanceInfoHead({ id, name, version: msg.version, connected_at: systemTimeFromMillis(now) }),
       lastActivity: now,
       windowStart: now,
       windowCount: 0,
@@ -259,14 +264,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     conn.instance = inst;
     instanceCount++;
     stats.registrationsAccepted++;
-    const current: InstanceInfo[] = others.map((o) => ({
-      id: o.id,
-      name: o.name,
-      version: o.version,
-      connected_at: systemTimeFromMillis(o.connectedAt),
-      last_activity: systemTimeFromMillis(o.lastActivity),
-    }));
-    deliver(conn, encodeFrame({ type: "RegistrationResponse", success: true, message: `Registered as ${name}`, assigned_id: inst.id, current_instances: current }));
+    deliver(conn, encodeRegistrationFrame(`Registered as ${name}`, inst.id, others));
     log.info("registered", `Instance '${name}' registered with ID ${idText}`, {
       ip: conn.peer.address,
       instance: name,
@@ -349,7 +347,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     deliver(inst.conn, errorFrame(`Invalid message: ${why}`));
   }
 
-  function relayUpdate(inst: Instance, msg: StateUpdate): void {
+  function relayUpdate(inst: Instance, msg: StateUpdate, arrived: number): void {
     if (!sameId(msg.source_instance_id, inst.id)) {
       stats.drops.invalid++;
       inst.dropped++;
@@ -375,12 +373,14 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
         stats.deliveries++;
       } else (slow ??= []).push(other.conn);
     }
+    observe(stats.relayLatency, (performance.now() - arrived) / 1000);
     // Cut after the loop, so everyone hears this update before hearing who left.
     if (slow !== null) for (const conn of slow) cutSlowConsumer(conn);
   }
 
   function receive(conn: Connection, body: Uint8Array): void {
     if (conn.state === "closed") return;
+    const arrived = performance.now();
     const now = Date.now();
     conn.lastSeen = now;
     if (shuttingDown) {
@@ -402,7 +402,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     bump(stats.messagesReceived, msg.type);
     switch (msg.type) {
       case "StateUpdate":
-        return relayUpdate(inst, msg);
+        return relayUpdate(inst, msg, arrived);
       case "Ping":
         deliver(conn, encodeFrame({ type: "Pong", timestamp: msg.timestamp }));
         return;

@@ -25,6 +25,34 @@ export interface RelayStats {
   deliveries: number;
   drops: Record<DropReason, number>;
   disconnects: Record<DisconnectReason, number>;
+  /** Bytes read from and written to sockets (the server counts them). */
+  bytesIn: number;
+  bytesOut: number;
+  /** Seconds from a StateUpdate's arrival to its last delivery being queued. */
+  relayLatency: Histogram;
+}
+
+/** Upper bounds in seconds: 10 µs to 100 ms, where a relay that is working well lives. */
+export const LATENCY_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1] as const;
+
+export interface Histogram {
+  readonly bounds: readonly number[];
+  /** Non-cumulative counts per bucket; the last is +Inf. */
+  readonly counts: number[];
+  sum: number;
+  count: number;
+}
+
+export function createHistogram(bounds: readonly number[]): Histogram {
+  return { bounds, counts: new Array<number>(bounds.length + 1).fill(0), sum: 0, count: 0 };
+}
+
+export function observe(h: Histogram, value: number): void {
+  let i = 0;
+  while (i < h.bounds.length && value > h.bounds[i]!) i++;
+  h.counts[i]!++;
+  h.sum += value;
+  h.count++;
 }
 
 export function createStats(): RelayStats {
@@ -47,6 +75,9 @@ export function createStats(): RelayStats {
       protocol: 0,
       shutdown: 0,
     },
+    bytesIn: 0,
+    bytesOut: 0,
+    relayLatency: createHistogram(LATENCY_BUCKETS),
   };
 }
 

@@ -1,0 +1,120 @@
+/** The relay under test: a child process we start (binary or source), or one already running. */
+import { existsSync, readFileSync, readdirSync, readlinkSync } from "node:fs";
+import { join } from "node:path";
+
+export interface BenchRelay {
+  readonly host: string;
+  readonly port: number;
+  readonly label: string;
+  /** Resident memory in MB, when the process is ours to read. */
+  rssMb(): number | null;
+  /** Warnings and errors the relay logged (empty for a relay we did not start). */
+  readonly warnings: string[];
+  stop(): Promise<void>;
+}
+
+const ROOT = join(import.meta.dir, "..");
+
+export function rssOf(pid: number): number | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = /VmRSS:\s+(\d+)/.exec(status)?.[1];
+    return kb ? Number(kb) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+export function defaultBinary(): string | null {
+  const bin = join(ROOT, "dist", "sova-relay");
+  return existsSync(bin) ? bin : null;
+}
+
+export async function launchRelay(options: { binary: string | null; flags: string[] }): Promise<BenchRelay> {
+  const command = options.binary ? [options.binary] : [process.execPath, join(ROOT, "src/main.ts")];
+  const proc = Bun.spawn([...command, "--host", "127.0.0.1", "--port", "0", "--log-level", "warn", ...options.flags], {
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: "pipe",
+  });
+  // The relay runs at warn so logging 5000 registrations does not skew the figures;
+  // its port (chosen by the OS) is read from the kernel's socket table instead of a log line.
+  const port = await listeningPort(proc.pid);
+  const warnings: string[] = [];
+  void drain(proc.stderr, warnings);
+  return {
+    host: "127.0.0.1",
+    port,
+    label: options.binary ? `binary ${options.binary}` : "source (bun src/main.ts)",
+    rssMb: () => rssOf(proc.pid),
+    warnings,
+    async stop() {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    },
+  };
+}
+
+async function drain(stream: ReadableStream<Uint8Array>, into: string[]): Promise<void> {
+  const decoder = new TextDecoder();
+  let pending = "";
+  for await (const chunk of stream) {
+    pending += decoder.decode(chunk, { stream: true });
+    const lines = pending.split("\n");
+    pending = lines.pop()!;
+    for (const line of lines) {
+      into.push(line);
+      if (process.env.BENCH_VERBOSE) process.stderr.write(`${line}\n`);
+    }
+  }
+}
+
+/** Reads the child's listening TCP port from /proc (no log parsing, no fixed port). */
+async function listeningPort(pid: number): Promise<number> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const inodes = socketInodes(pid);
+    if (inodes.size > 0) {
+      for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+        let table = "";
+        try {
+          table = readFileSync(file, "utf8");
+        } catch {
+          continue;
+        }
+        for (const line of table.split("\n").slice(1)) {
+          const cols = line.trim().split(/\s+/);
+          if (cols[3] === "0A" && inodes.has(cols[9]!)) return parseInt(cols[1]!.split(":")[1]!, 16);
+        }
+      }
+    }
+    await Bun.sleep(20);
+  }
+  throw new Error(`relay (pid ${pid}) did not start listening within 10 s`);
+}
+
+function socketInodes(pid: number): Set<string> {
+  const out = new Set<string>();
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const link = readlinkSync(`/proc/${pid}/fd/${fd}`);
+        const m = /^socket:\[(\d+)\]$/.exec(link);
+        if (m) out.add(m[1]!);
+      } catch {}
+    }
+  } catch {}
+  return out;
+}
+
+export function targetRelay(hostPort: string, pid?: number): BenchRelay {
+  const [host, port] = hostPort.split(":");
+  return {
+    host: host || "127.0.0.1",
+    port: Number(port),
+    label: `running relay at ${hostPort}`,
+    rssMb: () => (pid ? rssOf(pid) : null),
+    warnings: [],
+    async stop() {},
+  };
+}

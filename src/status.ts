@@ -1,0 +1,108 @@
+/**
+ * What the relay looks like right now, as plain data for `/status`, the status
+ * page and `/metrics`. Sessions appear by their short hash; tokens are never
+ * held by the relay, so none can leak from here.
+ */
+import type { Relay } from "./relay/relay.ts";
+
+export interface StatusContext {
+  relay: Relay;
+  version: string;
+  startedAt: number;
+  stopping: () => boolean;
+}
+
+export interface InstanceStatus {
+  id: string;
+  name: string;
+  version: string;
+  /** Seconds since the epoch, as the old relay reported it. */
+  connected_at: number;
+  last_activity: number;
+  session: string;
+  /** The peer's IP with its port masked. */
+  address: string;
+  messages_in: number;
+  messages_out: number;
+  rate_limited: number;
+  dropped: number;
+}
+
+export interface SessionStatus {
+  id: string;
+  instances: number;
+  created_at: number;
+}
+
+export interface Status {
+  status: "ok" | "shutting_down";
+  version: string;
+  connected_instances: number;
+  uptime: number;
+  started_at: number;
+  connections: number;
+  instances: InstanceStatus[];
+  sessions: SessionStatus[];
+  limits: Record<string, number | boolean>;
+  totals: Record<string, number | Record<string, number>>;
+}
+
+export function maskAddress(ip: string): string {
+  return ip.includes(":") && !ip.startsWith("::ffff:") ? `[${ip}]:*` : `${ip.replace(/^::ffff:/, "")}:*`;
+}
+
+export function snapshot(ctx: StatusContext, now = Date.now()): Status {
+  const { relay } = ctx;
+  const instances: InstanceStatus[] = [];
+  const sessions: SessionStatus[] = [];
+  for (const session of relay.sessions.values()) {
+    sessions.push({ id: session.id, instances: session.instances.length, created_at: Math.floor(session.createdAt / 1000) });
+    for (const i of session.instances) {
+      instances.push({
+        id: i.idText,
+        name: i.name,
+        version: i.version,
+        connected_at: Math.floor(i.connectedAt / 1000),
+        last_activity: Math.floor(i.lastActivity / 1000),
+        session: session.id,
+        address: maskAddress(i.conn.peer.address),
+        messages_in: i.messagesIn,
+        messages_out: i.messagesOut,
+        rate_limited: i.rateLimited,
+        dropped: i.dropped,
+      });
+    }
+  }
+  const o = relay.options;
+  const s = relay.stats;
+  return {
+    status: ctx.stopping() ? "shutting_down" : "ok",
+    version: ctx.version,
+    connected_instances: relay.instanceCount,
+    uptime: Math.round((now - ctx.startedAt) / 100) / 10,
+    started_at: Math.floor(ctx.startedAt / 1000),
+    connections: relay.connections.size,
+    instances,
+    sessions,
+    limits: {
+      max_instances: o.maxInstances,
+      rate_limit_per_minute: o.rateLimit,
+      max_message_size: o.maxMessageSize,
+      handshake_timeout_seconds: o.handshakeTimeoutMs / 1000,
+      idle_timeout_seconds: o.idleTimeoutMs / 1000,
+      tokens_required: o.tokens.length > 0,
+    },
+    totals: {
+      connections_opened: s.connectionsOpened,
+      registrations_accepted: s.registrationsAccepted,
+      registrations_rejected: { ...s.registrationsRejected },
+      messages_received: { ...s.messagesReceived },
+      broadcasts: s.broadcasts,
+      deliveries: s.deliveries,
+      bytes_in: s.bytesIn,
+      bytes_out: s.bytesOut,
+      drops: { ...s.drops },
+      disconnects: { ...s.disconnects },
+    },
+  };
+}
