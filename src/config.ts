@@ -14,6 +14,10 @@ export const VERSION: string = pkg.version;
 export interface RelayConfig {
   host: string;
   port: number;
+  /** Empty: the same as `host`. */
+  httpHost: string;
+  /** 0: no HTTP listener. */
+  httpPort: number;
   maxInstances: number;
   rateLimit: number;
   maxMessageSize: number;
@@ -91,6 +95,8 @@ const MAX_FRAME = 0xffffffff;
 export const OPTIONS: readonly OptionSpec[] = [
   { key: "host", description: "Address to listen on", default: "0.0.0.0", parse: nonEmpty, valueHint: "addr" },
   { key: "port", description: "TCP port for Sova instances (0: any free port)", default: 9090, parse: integer(0, 65535) },
+  { key: "httpHost", description: "Address for the status page and metrics (default: --host)", default: "", parse: (raw) => raw.trim(), valueHint: "addr" },
+  { key: "httpPort", description: "Port for the status page, /status, /healthz and /metrics (0: off)", default: 8080, parse: integer(0, 65535) },
   { key: "maxInstances", description: "Registered instances allowed in the whole relay", default: 20, parse: integer(1, 1_000_000), legacyEnv: ["SOVA_MAX_INSTANCES"] },
   { key: "rateLimit", description: "Messages per instance per 60 s window (0: no limit)", default: 1000, parse: integer(0, 1_000_000_000), legacyEnv: ["SOVA_RATE_LIMIT"] },
   { key: "maxMessageSize", description: "Largest frame body accepted, in bytes", default: 1_048_576, parse: integer(64, MAX_FRAME) },

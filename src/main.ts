@@ -8,6 +8,7 @@ import { defineCommand, renderUsage, runCommand, type ArgsDef } from "citty";
 import { OPTIONS, VERSION, envName, flagName, resolveConfig } from "./config.ts";
 import { RelayError } from "./errors.ts";
 import { healthCommand } from "./health.ts";
+import { startHttp, type RunningHttp } from "./http.ts";
 import { createLogger } from "./log.ts";
 import { startServer } from "./server.ts";
 
@@ -34,6 +35,18 @@ const relayCommand = defineCommand({
       const code = (error as NodeJS.ErrnoException).code;
       throw new RelayError("E_STARTUP", `cannot listen on ${config.host}:${config.port} (${code ?? (error as Error).message})`);
     }
+    let http: RunningHttp | null = null;
+    if (config.httpPort !== 0) {
+      const host = config.httpHost || config.host;
+      const running = server;
+      try {
+        http = startHttp({ host, port: config.httpPort }, { relay: server.relay, version: VERSION, startedAt: Date.now(), stopping: () => running.stopping }, log);
+      } catch (error) {
+        void server.shutdown("startup failed");
+        throw new RelayError("E_STARTUP", `cannot listen for HTTP on ${host}:${config.httpPort} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+      }
+      log.info("http_listening", `Status page on http://${host}:${http.port}/ (also /status, /healthz, /metrics)`, { host, port: http.port });
+    }
     log.info(
       "listening",
       `Listening on ${server.host}:${server.port} (max ${config.maxInstances} instances, rate limit ${config.rateLimit || "off"}/min, expected version ${config.expectedVersion}, ${config.tokens.length === 0 ? "one open session" : `${config.tokens.length} token-protected sessions`})`,
@@ -46,7 +59,10 @@ const relayCommand = defineCommand({
         log.warn("shutdown_forced", `${signal} again: exiting now`);
         process.exit(1);
       }
-      void server.shutdown(signal).then(() => process.exit(0));
+      void server.shutdown(signal).then(() => {
+        http?.stop();
+        process.exit(0);
+      });
     };
     process.on("SIGTERM", () => onSignal("SIGTERM"));
     process.on("SIGINT", () => onSignal("SIGINT"));

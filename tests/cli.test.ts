@@ -191,3 +191,32 @@ describe("shutdown on SIGTERM", () => {
     sender.close();
   });
 });
+
+describe("HTTP during shutdown", () => {
+  test("/healthz answers 503 once SIGTERM has begun the shutdown", async () => {
+    const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const httpPort = probe.port;
+    probe.stop(true);
+    const relay = await startProcess(SOURCE)(["--http-port", String(httpPort), "--shutdown-timeout", "3", "--max-pending-bytes", "100000000"]);
+    const url = `http://127.0.0.1:${httpPort}/healthz`;
+    expect((await fetch(url)).status).toBe(200);
+    // A peer that never reads keeps the flush going, so the shutdown lasts long enough to look at.
+    const sender = await connect({ port: relay.port });
+    await sender.register({ name: "sender" });
+    const sleeper = await Bun.connect({ hostname: "127.0.0.1", port: relay.port, socket: { data() {} } });
+    const { encodeMessage } = await import("../src/protocol/messages.ts");
+    const { frameOf } = await import("../src/protocol/framing.ts");
+    sleeper.write(frameOf(encodeMessage({ type: "RegisterInstance", instance_name: "sleeper", version: VERSION, session_token: null, capabilities: [] })));
+    sleeper.pause();
+    await relay.waitForLog(/Instance 'sleeper' registered/);
+    for (let i = 0; i < 40; i++) sender.sendUpdate(new Uint8Array(500_000), BigInt(i));
+    await sender.ping(1n, 15000);
+    relay.process!.kill("SIGTERM");
+    await relay.waitForLog(/shutting down/);
+    const res = await fetch(url);
+    expect(res.status).toBe(503);
+    expect(await res.text()).toBe("shutting down\n");
+    expect(await relay.process!.exited).toBe(0);
+    sleeper.terminate();
+  }, 20000);
+});

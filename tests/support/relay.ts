@@ -69,7 +69,7 @@ export const startInProcess: StartRelay = async (flags = [], env = {}) => {
 export function startProcess(command: string[]): StartRelay {
   return async (flags = [], env = {}) => {
     const watcher = logWatcher();
-    const proc = Bun.spawn([...command, "--host", "127.0.0.1", "--port", "0", "--log-level", "debug", ...flags], {
+    const proc = Bun.spawn([...command, "--host", "127.0.0.1", "--port", "0", "--http-port", "0", "--log-level", "debug", ...flags], {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
