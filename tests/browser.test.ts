@@ -49,7 +49,7 @@ if (!existsSync(CHROMIUM)) {
           void d.dismiss();
         });
         await page.goto(http.url);
-        await page.evaluate(() => ((window as unknown as { marker: number }).marker = 42));
+        await page.evaluate(() => ((globalThis as unknown as { marker: number }).marker = 42));
         await page.getByText("live", { exact: true }).waitFor();
 
         const alice = await pool.register("alice-studio");
@@ -64,11 +64,14 @@ if (!existsSync(CHROMIUM)) {
         alice.close();
         await page.getByText("alice-studio").waitFor({ state: "detached" });
         evil.close();
-        expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(42); // never reloaded
+        expect(await page.evaluate(() => (globalThis as unknown as { marker?: number }).marker)).toBe(42); // never reloaded
 
         await page.setViewportSize({ width: 390, height: 800 });
         await page.screenshot({ path: join(OUTPUT, "status-page-phone.png"), fullPage: true });
-        const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+        const overflow = await page.evaluate(() => {
+          const root = (globalThis as unknown as { document: { documentElement: { scrollWidth: number; clientWidth: number } } }).document.documentElement;
+          return root.scrollWidth - root.clientWidth;
+        });
         expect(overflow).toBeLessThanOrEqual(0); // readable on a phone: no sideways scrolling
         expect(errors).toEqual([]);
       } finally {

@@ -40,7 +40,8 @@ describe("HTTP", () => {
     const res = await get("/status");
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toContain("application/json");
-    const s = await res.json();
+    // biome-ignore lint: the JSON is checked field by field below
+    const s = (await res.json()) as any;
     expect(s.status).toBe("ok");
     expect(s.version).toBe("0.1.0");
     expect(s.connected_instances).toBe(1);
@@ -141,7 +142,7 @@ describe("HTTP", () => {
     try {
       const down = await get("/healthz");
       expect(down.status).toBe(503);
-      expect((await (await get("/status")).json()).status).toBe("shutting_down");
+      expect(((await (await get("/status")).json()) as { status: string }).status).toBe("shutting_down");
     } finally {
       stopping = false;
     }

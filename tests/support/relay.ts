@@ -87,7 +87,14 @@ export function startProcess(command: string[]): StartRelay {
         }
       }
     })();
-    const line = await watcher.waitForLog(/Listening on [^ ]+:(\d+)|"event":"listening"/, 15000);
+    let listening = false;
+    const exitedEarly = new Promise<never>((_, reject) => {
+      void proc.exited.then((code) => {
+        if (!listening) reject(new Error(`relay exited with ${code} before listening:\n${watcher.logs.join("")}`));
+      });
+    });
+    const line = await Promise.race([watcher.waitForLog(/Listening on [^ ]+:(\d+)|"event":"listening"/, 15000), exitedEarly]);
+    listening = true;
     const port = Number(/:(\d+) \(|"port":(\d+)/.exec(line)!.slice(1).find(Boolean));
     return {
       port,
