@@ -25,8 +25,8 @@ export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
 export interface ClientOptions {
   host?: string;
   port: number;
-  /** Connect with TLS (certificate checks off when `insecure`). */
-  tls?: boolean | { insecure?: boolean; serverName?: string };
+  /** Connect with TLS: `ca` trusts a private certificate; `insecure` skips the check (tests only). */
+  tls?: boolean | { insecure?: boolean; serverName?: string; ca?: string };
   /** Keep received messages for `next()`; the benchmark turns this off. */
   keepInbox?: boolean;
   /** How long `connect` waits. */
@@ -150,9 +150,8 @@ export async function connect(options: ClientOptions): Promise<RelayClient> {
     resolveClosed();
   }
 
-  const tlsOption = options.tls
-    ? { rejectUnauthorized: !(typeof options.tls === "object" && options.tls.insecure), serverName: typeof options.tls === "object" ? options.tls.serverName : undefined }
-    : undefined;
+  const tlsSettings = typeof options.tls === "object" ? options.tls : {};
+  const tlsOption = options.tls ? { rejectUnauthorized: !tlsSettings.insecure, serverName: tlsSettings.serverName, ca: tlsSettings.ca } : undefined;
 
   let socket: Socket<undefined>;
   const connecting = Bun.connect({

@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import pkg from "../package.json" with { type: "json" };
 import { RelayError } from "./errors.ts";
+import { parseCidr, type Cidr } from "./net/cidr.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 
 export const VERSION: string = pkg.version;
@@ -30,6 +31,19 @@ export interface RelayConfig {
   logLevel: LogLevel;
   logFormat: LogFormat;
   shutdownTimeout: number;
+  /** null: no TLS listener; 0: any free port. */
+  tlsPort: number | null;
+  tlsCert: string;
+  tlsKey: string;
+  allow: Cidr[];
+  deny: Cidr[];
+  maxConnectionsPerIp: number;
+  maxFailedRegistrations: number;
+  failedRegistrationCooldown: number;
+  /** Bytes per instance per 60 s window; 0 turns the limit off. */
+  rateLimitBytes: number;
+  /** Empty: no audit file. */
+  auditLog: string;
 }
 
 type Parser<T> = (raw: string, flag: string) => T;
@@ -106,6 +120,14 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: "idleTimeout", description: "Seconds of silence before a connection is closed (0: never)", default: 0, parse: seconds(0) },
   { key: "shutdownTimeout", description: "Seconds to flush queued frames on SIGTERM/SIGINT", default: 5, parse: seconds(0) },
   { key: "expectedVersion", description: "Sova version instances must report", default: VERSION, parse: nonEmpty, valueHint: "version" },
+  { key: "rateLimitBytes", description: "Bytes per instance per 60 s window (0: no limit)", default: 67_108_864, parse: integer(0, Number.MAX_SAFE_INTEGER) },
+  { key: "tlsPort", description: "TLS port beside the plain one, same sessions (unset: no TLS; 0: any free port)", default: null, parse: integer(0, 65535) },
+  { key: "tlsCert", description: "TLS certificate chain, PEM (reloaded on SIGHUP)", default: "", parse: nonEmpty, valueHint: "file" },
+  { key: "tlsKey", description: "TLS private key, PEM (reloaded on SIGHUP)", default: "", parse: nonEmpty, valueHint: "file" },
+  { key: "maxConnectionsPerIp", description: "Open connections allowed from one address", default: 16, parse: integer(1, 1_000_000) },
+  { key: "maxFailedRegistrations", description: "Failed registrations per address per minute before a cool-down", default: 10, parse: integer(1, 1_000_000) },
+  { key: "failedRegistrationCooldown", description: "Seconds an address is refused after too many failed registrations", default: 300, parse: seconds(0) },
+  { key: "auditLog", description: "Also append security events (JSON lines) to this file; reopened on SIGHUP", default: "", parse: nonEmpty, valueHint: "file" },
   { key: "logLevel", description: "error, warn, info, debug or trace", default: "info", parse: oneOf(LOG_LEVELS), legacyEnv: ["RUST_LOG"], valueHint: "level" },
   { key: "logFormat", description: "text or json", default: "text", parse: oneOf(["text", "json"] as const), valueHint: "format" },
 ];
@@ -121,7 +143,7 @@ export function envName(key: string): string {
 /** Flags that take no value. */
 const BOOLEAN_FLAGS = new Set(["help", "h", "version", "v"]);
 /** Flags outside the table. */
-const EXTRA_FLAGS = new Set(["token", "token-file"]);
+const EXTRA_FLAGS = new Set(["token", "token-file", "allow", "deny"]);
 
 export type Env = Record<string, string | undefined>;
 
@@ -187,6 +209,14 @@ export function resolveConfig(argv: readonly string[], env: Env): RelayConfig {
   }
   const tokenFlags = flags.get("token");
   const tokens = tokenFlags ?? (env.SOVA_RELAY_TOKENS ?? "").split(",");
+  // --allow/--deny repeat; their environment forms are comma-separated.
+  for (const key of ["allow", "deny"] as const) {
+    const list = flags.get(key) ?? (env[envName(key)] ?? "").split(",").filter((x) => x.trim() !== "");
+    config[key] = list.map((c) => parseCidr(c));
+  }
+  if (config.tlsPort !== null && (config.tlsCert === "" || config.tlsKey === "")) {
+    throw new RelayError("E_CONFIG", "--tls-port needs --tls-cert and --tls-key (PEM files)");
+  }
   const tokenFile = flags.get("token-file")?.at(-1) ?? env.SOVA_RELAY_TOKEN_FILE;
   const all = [...tokens, ...(tokenFile ? readTokenFile(tokenFile) : [])].map((t) => t.trim());
   if (tokenFlags?.some((t) => t.trim() === "")) throw new RelayError("E_CONFIG", "invalid value for --token: a token cannot be empty");

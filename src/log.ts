@@ -30,7 +30,27 @@ export interface LoggerOptions {
   format?: LogFormat;
   /** Where finished lines go; stderr by default, as env_logger does. */
   write?: (line: string) => void;
+  /** Receives every security event as a JSON line, whatever the level (--audit-log). */
+  audit?: (line: string) => void;
 }
+
+/** Security-relevant events: stable names, also written to the audit log at any level. */
+export const AUDIT_EVENTS: ReadonlySet<string> = new Set([
+  "connection_accepted",
+  "connection_refused",
+  "registered",
+  "registration_rejected",
+  "disconnected",
+  "rate_limited",
+  "slow_consumer",
+  "cooldown_started",
+  "session_created",
+  "session_emptied",
+  "tls_handshake_failed",
+  "tls_reloaded",
+  "shutdown",
+  "shutdown_complete",
+]);
 
 const CONSOLA_LEVEL: Record<LogLevel, number> = { error: 0, warn: 1, info: 3, debug: 4, trace: 5 };
 const LEVEL_OF_TYPE: Record<string, LogLevel> = { error: "error", warn: "warn", info: "info", debug: "debug", trace: "trace" };
@@ -71,9 +91,13 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     throttle: 0,
   });
   const threshold = CONSOLA_LEVEL[level];
+  const audit = options.audit;
   const at =
     (type: LogLevel) =>
     (event: string, message: string, fields?: LogFields): void => {
+      if (audit && AUDIT_EVENTS.has(event)) {
+        audit(`${JSON.stringify({ time: new Date().toISOString(), level: type, event, msg: printable(message), ...fields })}\n`);
+      }
       if (CONSOLA_LEVEL[type] <= threshold) consola[type](event, message, fields);
     };
   return {

@@ -7,6 +7,7 @@
 import { defineCommand, renderUsage, runCommand, type ArgsDef } from "citty";
 import { OPTIONS, VERSION, envName, flagName, resolveConfig } from "./config.ts";
 import { RelayError } from "./errors.ts";
+import { openAuditFile } from "./audit.ts";
 import { healthCommand } from "./health.ts";
 import { startHttp, type RunningHttp } from "./http.ts";
 import { createLogger } from "./log.ts";
@@ -15,10 +16,17 @@ import { startServer } from "./server.ts";
 const relayArgs: ArgsDef = Object.fromEntries([
   ...OPTIONS.map((o) => [
     flagName(o.key),
-    { type: "string", description: `${o.description} [env ${envName(o.key)}]`, default: String(o.default), valueHint: o.valueHint },
+    {
+      type: "string",
+      description: `${o.description} [env ${envName(o.key)}]`,
+      default: o.default === null || o.default === "" ? undefined : String(o.default),
+      valueHint: o.valueHint,
+    },
   ]),
   ["token", { type: "string", description: "Session token; repeat for several sessions [env SOVA_RELAY_TOKENS, comma-separated]" }],
   ["token-file", { type: "string", description: "File with one session token a line [env SOVA_RELAY_TOKEN_FILE]" }],
+  ["allow", { type: "string", description: "Only these address ranges may connect (CIDR, IPv4 or IPv6); repeatable [env SOVA_RELAY_ALLOW, comma-separated]" }],
+  ["deny", { type: "string", description: "These address ranges are closed at once (CIDR); repeatable, beats --allow [env SOVA_RELAY_DENY, comma-separated]" }],
 ]);
 
 const relayCommand = defineCommand({
@@ -26,15 +34,17 @@ const relayCommand = defineCommand({
   args: relayArgs,
   async run({ rawArgs }) {
     const config = resolveConfig(rawArgs, process.env);
-    const log = createLogger({ level: config.logLevel, format: config.logFormat });
-    log.info("starting", `sova-relay ${VERSION} starting`, { version: VERSION });
+    const audit = config.auditLog ? openAuditFile(config.auditLog) : null;
+    const log = createLogger({ level: config.logLevel, format: config.logFormat, audit: audit?.write });
     let server;
     try {
       server = startServer(config, log);
     } catch (error) {
+      if (error instanceof RelayError) throw error;
       const code = (error as NodeJS.ErrnoException).code;
-      throw new RelayError("E_STARTUP", `cannot listen on ${config.host}:${config.port} (${code ?? (error as Error).message})`);
+      throw new RelayError("E_STARTUP", `cannot listen on ${config.host}:${config.port}${config.tlsPort !== null ? ` / TLS ${config.tlsPort}` : ""} (${code ?? (error as Error).message})`);
     }
+    log.info("starting", `sova-relay ${VERSION} started`, { version: VERSION });
     let http: RunningHttp | null = null;
     if (config.httpPort !== 0) {
       const host = config.httpHost || config.host;
@@ -47,10 +57,11 @@ const relayCommand = defineCommand({
       }
       log.info("http_listening", `Status page on http://${host}:${http.port}/ (also /status, /healthz, /metrics)`, { host, port: http.port });
     }
+    const where = [server.port !== null ? `${server.host}:${server.port}` : null, server.tlsPort !== null ? `${server.host}:${server.tlsPort} (TLS)` : null].filter(Boolean).join(" and ");
     log.info(
       "listening",
-      `Listening on ${server.host}:${server.port} (max ${config.maxInstances} instances, rate limit ${config.rateLimit || "off"}/min, expected version ${config.expectedVersion}, ${config.tokens.length === 0 ? "one open session" : `${config.tokens.length} token-protected sessions`})`,
-      { host: server.host, port: server.port, sessions: config.tokens.length },
+      `Listening on ${where} (max ${config.maxInstances} instances, rate limit ${config.rateLimit || "off"}/min, expected version ${config.expectedVersion}, ${config.tokens.length === 0 ? "one open session" : `${config.tokens.length} token-protected sessions`})`,
+      { host: server.host, port: server.port, tls_port: server.tlsPort, sessions: config.tokens.length },
     );
     let signals = 0;
     const onSignal = (signal: string) => {
@@ -64,6 +75,15 @@ const relayCommand = defineCommand({
         process.exit(0);
       });
     };
+    // SIGHUP: new certificate (Let's Encrypt renews every 60-90 days), rotated audit log.
+    process.on("SIGHUP", () => {
+      try {
+        audit?.reopen();
+        server.reloadTls();
+      } catch (error) {
+        log.error("reload_failed", `SIGHUP: reload failed, keeping what was loaded: ${(error as Error).message}`, { reason: (error as Error).message });
+      }
+    });
     process.on("SIGTERM", () => onSignal("SIGTERM"));
     process.on("SIGINT", () => onSignal("SIGINT"));
   },

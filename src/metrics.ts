@@ -84,6 +84,7 @@ export function renderMetrics({ status, connectionsOpen, relayLatency, memory }:
     drops: Record<string, number>;
     disconnects: Record<string, number>;
     connections_opened: number;
+    connections_refused: number;
   };
   const perSession: Record<string, number> = {};
   for (const s of status.sessions) perSession[s.id] = s.instances;
@@ -93,6 +94,7 @@ export function renderMetrics({ status, connectionsOpen, relayLatency, memory }:
     { name: "sova_relay_uptime_seconds", help: "Seconds since the relay started.", type: "gauge", samples: [{ value: status.uptime }] },
     { name: "sova_relay_connections_open", help: "Open TCP connections, registered or not.", type: "gauge", samples: [{ value: connectionsOpen }] },
     { name: "sova_relay_connections_total", help: "TCP connections accepted.", type: "counter", samples: [{ value: t.connections_opened }] },
+    { name: "sova_relay_connections_refused_total", help: "Connections closed at accept (--allow/--deny, per-address cap, cool-down).", type: "counter", samples: [{ value: t.connections_refused }] },
     { name: "sova_relay_instances", help: "Registered instances per session (by its short hash).", type: "gauge", samples: byLabel("session", perSession) },
     { name: "sova_relay_registrations_accepted_total", help: "Registrations accepted.", type: "counter", samples: [{ value: t.registrations_accepted }] },
     { name: "sova_relay_registrations_rejected_total", help: "Registrations rejected, by reason.", type: "counter", samples: byLabel("reason", t.registrations_rejected) },

@@ -94,6 +94,7 @@ export function snapshot(ctx: StatusContext, now = Date.now()): Status {
     },
     totals: {
       connections_opened: s.connectionsOpened,
+      connections_refused: s.connectionsRefused,
       registrations_accepted: s.registrationsAccepted,
       registrations_rejected: { ...s.registrationsRejected },
       messages_received: { ...s.messagesReceived },

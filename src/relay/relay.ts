@@ -31,6 +31,10 @@ export interface RelayOptions {
   maxInstances: number;
   /** Messages per instance per 60 s window; 0 turns the limit off. */
   rateLimit: number;
+  /** Bytes per instance per 60 s window; 0 turns the limit off. */
+  rateLimitBytes?: number;
+  /** Told of registrations that failed through the peer's fault (the guard's cool-down counts them). */
+  onRegistrationFailed?: (address: string, why: string) => void;
   maxMessageSize: number;
   tokens: readonly string[];
   handshakeTimeoutMs: number;
@@ -80,6 +84,7 @@ export interface Instance {
   lastActivity: number;
   windowStart: number;
   windowCount: number;
+  windowBytes: number;
   windowDropped: number;
   messagesIn: number;
   messagesOut: number;
@@ -210,8 +215,12 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     for (const other of session.instances) if (other.conn.state === "registered") deliver(other.conn, notice);
   }
 
+  /** Failures that say the peer is guessing or broken, not that the relay is full. */
+  const PEER_FAULTS = new Set(["version", "token", "name", "invalid", "not_register"]);
+
   function reject(conn: Connection, message: string, why: string, reason: DisconnectReason = "rejected"): void {
     bump(stats.registrationsRejected, why);
+    if (PEER_FAULTS.has(why)) options.onRegistrationFailed?.(conn.peer.address, why);
     log.warn("registration_rejected", `Registration from ${conn.peer.address} rejected: ${message}`, {
       ip: conn.peer.address,
       reason: why,
@@ -252,6 +261,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
       lastActivity: now,
       windowStart: now,
       windowCount: 0,
+      windowBytes: 0,
       windowDropped: 0,
       messagesIn: 0,
       messagesOut: 0,
@@ -300,9 +310,12 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     register(conn, msg, now);
   }
 
-  /** Fixed 60 s window per instance; the first drop of a window gets the one Error. */
-  function withinRate(inst: Instance, now: number): boolean {
-    if (options.rateLimit === 0) return true;
+  /**
+   * Fixed 60 s window per instance, counting messages and bytes; the first drop
+   * of a window, whichever limit caused it, gets the one Error.
+   */
+  function withinRate(inst: Instance, now: number, bytes: number): boolean {
+    if (options.rateLimit === 0 && !options.rateLimitBytes) return true;
     if (now - inst.windowStart >= RATE_WINDOW_MS) {
       if (inst.windowDropped > 0) {
         log.info("rate_limit_window", `Instance '${inst.name}' had ${inst.windowDropped} messages dropped by the rate limit in the last window`, {
@@ -313,17 +326,22 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
       }
       inst.windowStart = now;
       inst.windowCount = 0;
+      inst.windowBytes = 0;
       inst.windowDropped = 0;
     }
-    if (inst.windowCount < options.rateLimit) {
+    const countOk = options.rateLimit === 0 || inst.windowCount < options.rateLimit;
+    const bytesOk = !options.rateLimitBytes || inst.windowBytes + bytes <= options.rateLimitBytes;
+    if (countOk && bytesOk) {
       inst.windowCount++;
+      inst.windowBytes += bytes;
       return true;
     }
     inst.windowDropped++;
     inst.rateLimited++;
     stats.drops.rate_limit++;
     if (inst.windowDropped === 1) {
-      log.warn("rate_limited", `Instance '${inst.name}' exceeded the rate limit (${options.rateLimit} messages per minute); dropping until the window resets`, {
+      const which = countOk ? `${options.rateLimitBytes} bytes` : `${options.rateLimit} messages`;
+      log.warn("rate_limited", `Instance '${inst.name}' exceeded the rate limit (${which} per minute); dropping until the window resets`, {
         ip: inst.conn.peer.address,
         instance: inst.name,
         session: inst.session.id,
@@ -389,7 +407,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     }
     if (conn.state === "handshake") return handshake(conn, body, now);
     const inst = conn.instance!;
-    if (!withinRate(inst, now)) return;
+    if (!withinRate(inst, now, body.length)) return;
     inst.messagesIn++;
     inst.lastActivity = now;
     if (body.length === 0) return invalid(inst, "empty frame");
@@ -459,7 +477,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
       const conn: Connection = { id: nextConnId++, peer, openedAt: now, lastSeen: now, state: "handshake", instance: null, closeReason: null };
       connections.add(conn);
       stats.connectionsOpened++;
-      log.debug("connection_opened", `New connection from ${peer.address}:${peer.port}`, { ip: peer.address });
+      log.debug("connection_accepted", `New connection from ${peer.address}:${peer.port}`, { ip: peer.address });
       return conn;
     },
     receive,

@@ -16,6 +16,8 @@ export type DropReason = "rate_limit" | "slow_consumer" | "invalid" | "oversized
 
 export interface RelayStats {
   connectionsOpened: number;
+  /** Closed at accept by --allow/--deny, the per-address cap or a cool-down. */
+  connectionsRefused: number;
   /** Empty frames before registration: health checks. */
   probes: number;
   registrationsAccepted: number;
@@ -58,6 +60,7 @@ export function observe(h: Histogram, value: number): void {
 export function createStats(): RelayStats {
   return {
     connectionsOpened: 0,
+    connectionsRefused: 0,
     probes: 0,
     registrationsAccepted: 0,
     registrationsRejected: {},

@@ -11,6 +11,7 @@ import { startServer, type RunningServer } from "../../src/server.ts";
 
 export interface RelayHandle {
   readonly port: number;
+  readonly tlsPort?: number | null;
   readonly logs: string[];
   /** Resolves with the first log line matching, past or future. */
   waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
@@ -19,6 +20,19 @@ export interface RelayHandle {
   readonly server?: RunningServer;
   /** Only for child processes. */
   readonly process?: Subprocess<"ignore", "pipe", "pipe">;
+}
+
+/** A port free right now (bound and released): for listeners where 0 means "off". */
+export function freePort(): number {
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = probe.port;
+  probe.stop(true);
+  return port;
+}
+
+/** With TLS on, `--port 0` means "no plain listener": give the plain one a real port unless the test chose. */
+function plainPort(flags: string[]): string {
+  return flags.includes("--tls-port") && !flags.includes("--port") ? String(freePort()) : "0";
 }
 
 export type StartRelay = (flags?: string[], env?: Record<string, string>) => Promise<RelayHandle>;
@@ -52,12 +66,13 @@ function logWatcher() {
 }
 
 export const startInProcess: StartRelay = async (flags = [], env = {}) => {
-  const config = resolveConfig(["--host", "127.0.0.1", "--port", "0", "--shutdown-timeout", "2", ...flags], env);
+  const config = resolveConfig(["--host", "127.0.0.1", "--port", plainPort(flags), "--shutdown-timeout", "2", ...flags], env);
   const watcher = logWatcher();
   const log = createLogger({ level: "debug", format: config.logFormat, write: (line) => watcher.push(line) });
   const server = startServer(config, log);
   return {
-    port: server.port,
+    port: server.port ?? server.tlsPort!,
+    tlsPort: server.tlsPort,
     logs: watcher.logs,
     waitForLog: watcher.waitForLog,
     server,
@@ -69,7 +84,7 @@ export const startInProcess: StartRelay = async (flags = [], env = {}) => {
 export function startProcess(command: string[]): StartRelay {
   return async (flags = [], env = {}) => {
     const watcher = logWatcher();
-    const proc = Bun.spawn([...command, "--host", "127.0.0.1", "--port", "0", "--http-port", "0", "--log-level", "debug", ...flags], {
+    const proc = Bun.spawn([...command, "--host", "127.0.0.1", "--port", plainPort(flags), "--http-port", "0", "--log-level", "debug", ...flags], {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
@@ -95,7 +110,9 @@ export function startProcess(command: string[]): StartRelay {
     });
     const line = await Promise.race([watcher.waitForLog(/Listening on [^ ]+:(\d+)|"event":"listening"/, 15000), exitedEarly]);
     listening = true;
-    const port = Number(/:(\d+) \(|"port":(\d+)/.exec(line)!.slice(1).find(Boolean));
+    const port = line.trimStart().startsWith("{")
+      ? ((JSON.parse(line) as { port: number | null; tls_port: number | null }).port ?? JSON.parse(line).tls_port)
+      : Number(/Listening on [^ ]+?:(\d+)/.exec(line)![1]);
     return {
       port,
       logs: watcher.logs,
