@@ -44,6 +44,14 @@ export interface RelayConfig {
   rateLimitBytes: number;
   /** Empty: no audit file. */
   auditLog: string;
+  /** Updates kept per session for late joiners; 0: off. */
+  history: number;
+  historyBytes: number;
+  /** Seconds; 0: no age limit. */
+  historyAge: number;
+  /** Empty: history in memory only. */
+  stateDir: string;
+  stateReset: boolean;
 }
 
 type Parser<T> = (raw: string, flag: string) => T;
@@ -128,6 +136,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: "maxFailedRegistrations", description: "Failed registrations per address per minute before a cool-down", default: 10, parse: integer(1, 1_000_000) },
   { key: "failedRegistrationCooldown", description: "Seconds an address is refused after too many failed registrations", default: 300, parse: seconds(0) },
   { key: "auditLog", description: "Also append security events (JSON lines) to this file; reopened on SIGHUP", default: "", parse: nonEmpty, valueHint: "file" },
+  { key: "history", description: "Updates kept per session and replayed to newcomers (0: off)", default: 0, parse: integer(0, 10_000_000) },
+  { key: "historyBytes", description: "Bytes of history kept per session", default: 16_777_216, parse: integer(0, Number.MAX_SAFE_INTEGER) },
+  { key: "historyAge", description: "Seconds an update stays in history (0: no limit)", default: 0, parse: seconds(0) },
+  { key: "stateDir", description: "Directory for the history database (SQLite); history survives restarts", default: "", parse: nonEmpty, valueHint: "dir" },
   { key: "logLevel", description: "error, warn, info, debug or trace", default: "info", parse: oneOf(LOG_LEVELS), legacyEnv: ["RUST_LOG"], valueHint: "level" },
   { key: "logFormat", description: "text or json", default: "text", parse: oneOf(["text", "json"] as const), valueHint: "format" },
 ];
@@ -141,7 +153,7 @@ export function envName(key: string): string {
 }
 
 /** Flags that take no value. */
-const BOOLEAN_FLAGS = new Set(["help", "h", "version", "v"]);
+const BOOLEAN_FLAGS = new Set(["help", "h", "version", "v", "state-reset"]);
 /** Flags outside the table. */
 const EXTRA_FLAGS = new Set(["token", "token-file", "allow", "deny"]);
 
@@ -156,7 +168,10 @@ export function scanFlags(argv: readonly string[], known: ReadonlySet<string>): 
     if (!arg.startsWith("-") || arg === "-") throw new RelayError("E_CONFIG", `unexpected argument '${arg}' (options start with --; see --help)`);
     const eq = arg.indexOf("=");
     const name = arg.replace(/^--?/, "").slice(0, eq === -1 ? undefined : eq - (arg.startsWith("--") ? 2 : 1));
-    if (BOOLEAN_FLAGS.has(name)) continue;
+    if (BOOLEAN_FLAGS.has(name)) {
+      found.set(name, ["true"]);
+      continue;
+    }
     if (!known.has(name)) throw new RelayError("E_CONFIG", `unknown option '--${name}' (see --help)`);
     let value: string | undefined;
     if (eq !== -1) value = arg.slice(eq + 1);
@@ -214,6 +229,7 @@ export function resolveConfig(argv: readonly string[], env: Env): RelayConfig {
     const list = flags.get(key) ?? (env[envName(key)] ?? "").split(",").filter((x) => x.trim() !== "");
     config[key] = list.map((c) => parseCidr(c));
   }
+  config.stateReset = flags.has("state-reset") || ["1", "true", "yes"].includes((env.SOVA_RELAY_STATE_RESET ?? "").toLowerCase());
   if (config.tlsPort !== null && (config.tlsCert === "" || config.tlsKey === "")) {
     throw new RelayError("E_CONFIG", "--tls-port needs --tls-cert and --tls-key (PEM files)");
   }

@@ -11,6 +11,7 @@ import { openAuditFile } from "./audit.ts";
 import { healthCommand } from "./health.ts";
 import { startHttp, type RunningHttp } from "./http.ts";
 import { createLogger } from "./log.ts";
+import { historyCommand } from "./history-cli.ts";
 import { startServer } from "./server.ts";
 
 const relayArgs: ArgsDef = Object.fromEntries([
@@ -50,7 +51,7 @@ const relayCommand = defineCommand({
       const host = config.httpHost || config.host;
       const running = server;
       try {
-        http = startHttp({ host, port: config.httpPort }, { relay: server.relay, version: VERSION, startedAt: Date.now(), stopping: () => running.stopping }, log);
+        http = startHttp({ host, port: config.httpPort }, { relay: server.relay, version: VERSION, startedAt: Date.now(), stopping: () => running.stopping, history: server.history }, log);
       } catch (error) {
         void server.shutdown("startup failed");
         throw new RelayError("E_STARTUP", `cannot listen for HTTP on ${host}:${config.httpPort} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
@@ -89,7 +90,7 @@ const relayCommand = defineCommand({
   },
 });
 
-const subCommands = { health: healthCommand } as const;
+const subCommands = { health: healthCommand, history: historyCommand } as const;
 
 async function main(argv: string[]): Promise<void> {
   const sub = argv[0] !== undefined && argv[0] in subCommands ? subCommands[argv[0] as keyof typeof subCommands] : undefined;

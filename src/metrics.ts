@@ -87,7 +87,15 @@ export function renderMetrics({ status, connectionsOpen, relayLatency, memory }:
     connections_refused: number;
   };
   const perSession: Record<string, number> = {};
-  for (const s of status.sessions) perSession[s.id] = s.instances;
+  const historyEntries: Record<string, number> = {};
+  const historyBytes: Record<string, number> = {};
+  for (const s of status.sessions) {
+    if (s.instances > 0) perSession[s.id] = s.instances;
+    if (s.history_entries > 0) {
+      historyEntries[s.id] = s.history_entries;
+      historyBytes[s.id] = s.history_bytes;
+    }
+  }
   return renderFamilies([
     { name: "sova_relay_build_info", help: "The relay's version.", type: "gauge", samples: [{ labels: { version: status.version }, value: 1 }] },
     { name: "sova_relay_up", help: "1 while the relay accepts connections, 0 once shutdown has begun.", type: "gauge", samples: [{ value: status.status === "ok" ? 1 : 0 }] },
@@ -96,6 +104,8 @@ export function renderMetrics({ status, connectionsOpen, relayLatency, memory }:
     { name: "sova_relay_connections_total", help: "TCP connections accepted.", type: "counter", samples: [{ value: t.connections_opened }] },
     { name: "sova_relay_connections_refused_total", help: "Connections closed at accept (--allow/--deny, per-address cap, cool-down).", type: "counter", samples: [{ value: t.connections_refused }] },
     { name: "sova_relay_instances", help: "Registered instances per session (by its short hash).", type: "gauge", samples: byLabel("session", perSession) },
+    { name: "sova_relay_history_entries", help: "Updates kept in a session's history (by its short hash).", type: "gauge", samples: byLabel("session", historyEntries) },
+    { name: "sova_relay_history_bytes", help: "Bytes kept in a session's history.", type: "gauge", samples: byLabel("session", historyBytes) },
     { name: "sova_relay_registrations_accepted_total", help: "Registrations accepted.", type: "counter", samples: [{ value: t.registrations_accepted }] },
     { name: "sova_relay_registrations_rejected_total", help: "Registrations rejected, by reason.", type: "counter", samples: byLabel("reason", t.registrations_rejected) },
     { name: "sova_relay_messages_received_total", help: "Messages received, by type.", type: "counter", samples: byLabel("type", t.messages_received) },

@@ -63,7 +63,7 @@ export function renderLive(status: Status, nowSeconds = Date.now() / 1000): stri
             const rows = status.instances.filter((i) => i.session === s.id).map((i) => instanceRow(i, nowSeconds));
             return `
 <section class="session" aria-label="Session ${escapeHtml(s.id)}">
-  <h2>Session <code>${escapeHtml(s.id)}</code> <span class="count">${s.instances} instance${s.instances === 1 ? "" : "s"}</span></h2>
+  <h2>Session <code>${escapeHtml(s.id)}</code> <span class="count">${s.instances} instance${s.instances === 1 ? "" : "s"}${s.history_entries > 0 ? ` · history ${s.history_entries} updates (${formatBytes(s.history_bytes)})` : ""}</span></h2>
   <table>
     <thead><tr><th>Name</th><th>Version</th><th>Address</th><th>Connected for</th><th>In</th><th>Out</th><th>Rate-limited</th><th>Dropped</th></tr></thead>
     <tbody>${rows.join("")}</tbody>

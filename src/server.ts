@@ -13,6 +13,8 @@ import type { Logger } from "./log.ts";
 import { createBudget, createOutbox, type Outbox } from "./net/outbox.ts";
 import { createFrameReader, type FrameReader } from "./protocol/framing.ts";
 import { createGuard, type Refusal } from "./relay/guard.ts";
+import { createHistory, type History } from "./relay/history.ts";
+import { openHistoryStore } from "./store.ts";
 import { createRelay, type Connection, type Relay } from "./relay/relay.ts";
 
 /** Half-open peers (laptop lid shut, cable pulled) are found by TCP keepalive after this. */
@@ -40,6 +42,7 @@ export interface RunningServer {
   /** Re-read the certificate and key; existing connections keep theirs. Throws (and keeps the old) when the new ones are bad. */
   reloadTls(): void;
   readonly stopping: boolean;
+  readonly history: History;
 }
 
 export type ServerConfig = Pick<
@@ -65,6 +68,11 @@ export type ServerConfig = Pick<
   | "maxConnectionsPerIp"
   | "maxFailedRegistrations"
   | "failedRegistrationCooldown"
+  | "history"
+  | "historyBytes"
+  | "historyAge"
+  | "stateDir"
+  | "stateReset"
 >;
 
 const REFUSAL_TEXT: Record<Refusal, string> = {
@@ -83,6 +91,12 @@ function readPem(path: string, flag: string): string {
 }
 
 export function startServer(config: ServerConfig, log: Logger): RunningServer {
+  const store = config.history > 0 && config.stateDir ? openHistoryStore(config.stateDir, { reset: config.stateReset }) : null;
+  const history = createHistory({ maxEntries: config.history, maxBytes: config.historyBytes, maxAgeMs: config.historyAge * 1000 }, store ?? undefined);
+  if (store) {
+    const loaded = store.load(history);
+    log.info("history_loaded", `History database ${store.path}: ${loaded} updates in ${history.sizes().size} sessions${config.stateReset ? " (reset)" : ""}`, { entries: loaded });
+  }
   const guard = createGuard({
     allow: config.allow,
     deny: config.deny,
@@ -100,6 +114,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       tokens: config.tokens,
       handshakeTimeoutMs: config.handshakeTimeout * 1000,
       idleTimeoutMs: config.idleTimeout * 1000,
+      history,
       onRegistrationFailed(ip) {
         if (guard.registrationFailed(ip, Date.now())) {
           log.warn("cooldown_started", `Address ${ip} failed to register more than ${config.maxFailedRegistrations} times in a minute; refused for ${config.failedRegistrationCooldown} s`, {
@@ -177,7 +192,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       get pendingBytes() {
         return outbox.pendingBytes;
       },
-      send: (frame) => outbox.enqueue(frame),
+      send: (frame, replay) => outbox.enqueue(frame, replay),
       close() {
         state.reader.stop();
         outbox.endAfterFlush();
@@ -258,6 +273,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     tlsListener = config.tlsPort !== null ? listenTls(config.tlsPort) : null;
   } catch (error) {
     plainListener?.stop(true);
+    store?.close();
     throw error;
   }
   const tlsPort = tlsListener?.port ?? null;
@@ -292,6 +308,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     clearInterval(sweeper);
     plainListener?.stop(true);
     tlsListener?.stop(true);
+    store?.close();
     log.info("shutdown_complete", `Shutdown complete${flushed ? "" : " (flush deadline passed; some queued frames were not sent)"}${closed ? "" : " (some peers did not close in time)"}`, {
       flushed,
     });
@@ -322,6 +339,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     get stopping() {
       return stopping;
     },
+    history,
   };
 }
 

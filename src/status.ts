@@ -3,6 +3,7 @@
  * page and `/metrics`. Sessions appear by their short hash; tokens are never
  * held by the relay, so none can leak from here.
  */
+import type { History } from "./relay/history.ts";
 import type { Relay } from "./relay/relay.ts";
 
 export interface StatusContext {
@@ -10,6 +11,7 @@ export interface StatusContext {
   version: string;
   startedAt: number;
   stopping: () => boolean;
+  history?: History;
 }
 
 export interface InstanceStatus {
@@ -31,7 +33,10 @@ export interface InstanceStatus {
 export interface SessionStatus {
   id: string;
   instances: number;
-  created_at: number;
+  /** Seconds since the epoch; null for a session that has only history. */
+  created_at: number | null;
+  history_entries: number;
+  history_bytes: number;
 }
 
 export interface Status {
@@ -55,8 +60,17 @@ export function snapshot(ctx: StatusContext, now = Date.now()): Status {
   const { relay } = ctx;
   const instances: InstanceStatus[] = [];
   const sessions: SessionStatus[] = [];
+  const sizes = ctx.history?.sizes() ?? new Map<string, { entries: number; bytes: number }>();
   for (const session of relay.sessions.values()) {
-    sessions.push({ id: session.id, instances: session.instances.length, created_at: Math.floor(session.createdAt / 1000) });
+    const h = sizes.get(session.id);
+    sizes.delete(session.id);
+    sessions.push({
+      id: session.id,
+      instances: session.instances.length,
+      created_at: Math.floor(session.createdAt / 1000),
+      history_entries: h?.entries ?? 0,
+      history_bytes: h?.bytes ?? 0,
+    });
     for (const i of session.instances) {
       instances.push({
         id: i.idText,
@@ -73,6 +87,8 @@ export function snapshot(ctx: StatusContext, now = Date.now()): Status {
       });
     }
   }
+  // Sessions nobody is in right now, kept for their history.
+  for (const [id, h] of sizes) sessions.push({ id, instances: 0, created_at: null, history_entries: h.entries, history_bytes: h.bytes });
   const o = relay.options;
   const s = relay.stats;
   return {
@@ -91,6 +107,9 @@ export function snapshot(ctx: StatusContext, now = Date.now()): Status {
       handshake_timeout_seconds: o.handshakeTimeoutMs / 1000,
       idle_timeout_seconds: o.idleTimeoutMs / 1000,
       tokens_required: o.tokens.length > 0,
+      history_entries: ctx.history?.limits.maxEntries ?? 0,
+      history_bytes: ctx.history?.limits.maxBytes ?? 0,
+      history_age_seconds: (ctx.history?.limits.maxAgeMs ?? 0) / 1000,
     },
     totals: {
       connections_opened: s.connectionsOpened,

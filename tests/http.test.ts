@@ -53,7 +53,7 @@ describe("HTTP", () => {
     expect(typeof inst.connected_at).toBe("number");
     expect(Math.abs(inst.connected_at - Date.now() / 1000)).toBeLessThan(10);
     expect(inst.address).toBe("127.0.0.1:*");
-    expect(s.sessions).toEqual([{ id: inst.session, instances: 1, created_at: expect.any(Number) }]);
+    expect(s.sessions).toEqual([{ id: inst.session, instances: 1, created_at: expect.any(Number), history_entries: 0, history_bytes: 0 }]);
     expect(s.limits.max_instances).toBe(20);
     expect(s.totals.registrations_accepted).toBeGreaterThanOrEqual(1);
     a.close();
@@ -72,6 +72,7 @@ describe("HTTP", () => {
     expect(html).toContain("127.0.0.1:*");
     expect(html).not.toMatch(/<(link|img|script) [^>]*src=|href="https?:/); // nothing loaded from elsewhere
     evil.close();
+    await relay.waitForLog(/Instance '<img src=x onerror=alert\(1\)>' disconnected/);
   });
 
   test("/events: server-sent events carry the live part of the page", async () => {
@@ -84,12 +85,14 @@ describe("HTTP", () => {
     expect(text).toMatch(/^retry: \d+\nevent: status\ndata: "/m);
     await reader.cancel();
     a.close();
+    await relay.waitForLog(/Instance 'streamer' disconnected/);
   });
 
   test("/metrics: valid exposition format, and the counters move when messages flow", async () => {
     const before = await (await get("/metrics")).text();
     const a = await pool.register("m1", { token: TOKEN });
     const b = await pool.register("m2", { token: TOKEN });
+    const others = ((await (await get("/status")).json()) as { connected_instances: number }).connected_instances - 1;
     for (let i = 0; i < 5; i++) a.sendUpdate(Uint8Array.of(i), BigInt(i));
     for (let i = 0; i < 5; i++) await b.next("StateBroadcast");
     const res = await get("/metrics");
@@ -106,7 +109,7 @@ describe("HTTP", () => {
         }
       } else expect(line).toMatch(SAMPLE);
     }
-    expect(metric(text, "sova_relay_deliveries_total")).toBe(metric(before, "sova_relay_deliveries_total") + 5);
+    expect(metric(text, "sova_relay_deliveries_total")).toBe(metric(before, "sova_relay_deliveries_total") + 5 * others);
     expect(metric(text, "sova_relay_messages_received_total", '{type="StateUpdate"}')).toBeGreaterThanOrEqual(5);
     expect(metric(text, "sova_relay_relay_latency_seconds_count")).toBeGreaterThanOrEqual(5);
     expect(metric(text, "sova_relay_relay_latency_seconds_bucket", '{le="+Inf"}')).toBe(metric(text, "sova_relay_relay_latency_seconds_count"));

@@ -52,8 +52,12 @@ export interface OutboxOptions {
 }
 
 export interface Outbox {
-  /** Queues a whole frame; false (frame not queued) once the bound would be passed. */
-  enqueue(frame: Uint8Array): boolean;
+  /**
+   * Queues a whole frame; false (frame not queued) once the bound would be passed.
+   * `replay` frames (session history for a newcomer, itself bounded) are always
+   * queued and do not count against the bound until they are sent.
+   */
+  enqueue(frame: Uint8Array, replay?: boolean): boolean;
   /** Sends what the socket will take now; call from the socket's `drain`. */
   flush(): void;
   /** Flush, then end the socket once everything queued has been taken. */
@@ -97,6 +101,8 @@ export function createOutbox(sink: ByteSink, options: OutboxOptions): Outbox {
   let gone = false;
   const budget = options.budget ?? createBudget(Number.MAX_SAFE_INTEGER);
   const backlog = options.maxPendingBytes / 2;
+  // Replay frames sit at the front of the queue, so the first bytes written are theirs.
+  let replayBytes = 0;
 
   function account(delta: number): void {
     pendingBytes += delta;
@@ -132,6 +138,7 @@ export function createOutbox(sink: ByteSink, options: OutboxOptions): Outbox {
       return false;
     }
     account(-written);
+    replayBytes = Math.max(0, replayBytes - written);
     bytesWritten += written;
     if (written < chunk.length) {
       head = end - 1;
@@ -160,14 +167,18 @@ export function createOutbox(sink: ByteSink, options: OutboxOptions): Outbox {
   function clear(): void {
     frames = [];
     head = 0;
+    replayBytes = 0;
     account(-pendingBytes);
   }
 
   return {
-    enqueue(frame) {
+    enqueue(frame, replay = false) {
       if (gone || ending) return true;
-      if (pendingBytes > 0 && pendingBytes + frame.length > options.maxPendingBytes) return false;
-      if (budget.over && pendingBytes > backlog) return false;
+      const counted = pendingBytes - replayBytes;
+      if (!replay) {
+        if (counted > 0 && counted + frame.length > options.maxPendingBytes) return false;
+        if (budget.over && counted > backlog) return false;
+      } else replayBytes += frame.length;
       frames.push(frame);
       account(frame.length);
       if (!scheduled && !blocked) {

@@ -21,6 +21,7 @@ import {
   type Uuid,
 } from "../protocol/messages.ts";
 import { createAccess } from "./access.ts";
+import type { History } from "./history.ts";
 import { isValidInstanceName } from "./names.ts";
 import { bump, createStats, observe, type DisconnectReason, type RelayStats } from "./stats.ts";
 
@@ -33,6 +34,8 @@ export interface RelayOptions {
   rateLimit: number;
   /** Bytes per instance per 60 s window; 0 turns the limit off. */
   rateLimitBytes?: number;
+  /** Session history replayed to newcomers (off when absent or disabled). */
+  history?: History;
   /** Told of registrations that failed through the peer's fault (the guard's cool-down counts them). */
   onRegistrationFailed?: (address: string, why: string) => void;
   maxMessageSize: number;
@@ -48,8 +51,8 @@ export interface Peer {
   readonly port: number;
   /** Unsent bytes held for this peer. */
   readonly pendingBytes: number;
-  /** Queue a frame; false when the peer's unsent bytes would pass the bound. */
-  send(frame: Uint8Array): boolean;
+  /** Queue a frame; false when the peer's unsent bytes would pass the bound. `replay`: history, always queued. */
+  send(frame: Uint8Array, replay?: boolean): boolean;
   /** Send what is queued, then close. */
   close(): void;
   /** Close now and discard what is queued. */
@@ -147,6 +150,7 @@ function reasonOf(error: unknown): string {
 export function createRelay(options: RelayOptions, log: Logger): Relay {
   const stats = createStats();
   const access = createAccess(options.tokens);
+  const history = options.history;
   const sessions = new Map<string, Session>();
   const connections = new Set<Connection>();
   let instanceCount = 0;
@@ -275,12 +279,18 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     instanceCount++;
     stats.registrationsAccepted++;
     deliver(conn, encodeRegistrationFrame(`Registered as ${name}`, inst.id, others));
-    log.info("registered", `Instance '${name}' registered with ID ${idText}`, {
+    // History right after the response and before any live frame: this runs to the
+    // end before the next frame is read, so nothing can fall between the two.
+    const replay = history?.enabled ? history.replay(session.id, now) : [];
+    for (const frame of replay) conn.peer.send(frame, true);
+    inst.messagesOut += replay.length;
+    log.info("registered", `Instance '${name}' registered with ID ${idText}${replay.length > 0 ? `; sent ${replay.length} updates of session history` : ""}`, {
       ip: conn.peer.address,
       instance: name,
       id: idText,
       version: msg.version,
       session: session.id,
+      history: replay.length,
     });
     const watchers = others.filter((o) => o.capabilities.has("presence") && o.conn.state === "registered");
     if (watchers.length > 0) {
@@ -380,8 +390,10 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     }
     stats.broadcasts++;
     const peers = inst.session.instances;
-    if (peers.length < 2) return;
+    const keep = history?.enabled === true;
+    if (peers.length < 2 && !keep) return;
     const frame = encodeBroadcastFrame(inst.prefix, msg.timestamp, msg.update_data);
+    if (keep) history.append(inst.session.id, frame, Date.now());
     let slow: Connection[] | null = null;
     for (let i = 0; i < peers.length; i++) {
       const other = peers[i]!;
