@@ -32,7 +32,7 @@ export function defaultBinary(): string | null {
 
 export async function launchRelay(options: { binary: string | null; flags: string[] }): Promise<BenchRelay> {
   const command = options.binary ? [options.binary] : [process.execPath, join(ROOT, "src/main.ts")];
-  const proc = Bun.spawn([...command, "--host", "127.0.0.1", "--port", "0", "--http-port", "0", "--log-level", "warn", ...options.flags], {
+  const proc = Bun.spawn([...command, "--host", "127.0.0.1", "--port", "0", "--http-port", "0", "--log-level", "warn", "--max-connections-per-ip", "1000000", ...options.flags], {
     stdin: "ignore",
     stdout: "ignore",
     stderr: "pipe",
