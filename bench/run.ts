@@ -46,6 +46,12 @@ async function withPool<T>(choice: RelayChoice, flags: string[], instances: numb
   });
 }
 
+/** One short unmeasured run first, so JIT warm-up in relay and generator is not in the figures. */
+async function measured(pool: Pool, spec: PhaseSpec): Promise<PhaseResult> {
+  await runPhase(pool, { ...spec, durationS: Math.min(2, spec.durationS) });
+  return runPhase(pool, spec);
+}
+
 const f1 = (n: number | null) => (n === null ? "n/a" : n.toFixed(1));
 const f2 = (n: number) => n.toFixed(2);
 
@@ -74,7 +80,7 @@ function phaseRow(scenario: string, r: PhaseResult, target: string, pass: boolea
 
 async function scenarioDefault(choice: RelayChoice, durationS: number): Promise<Row> {
   const spec: PhaseSpec = { senders: 20, rate: 1000 / 60, durationS, payload: 256 };
-  const r = await withPool(choice, [], 20, (pool) => runPhase(pool, spec));
+  const r = await withPool(choice, [], 20, (pool) => measured(pool, spec));
   return phaseRow("1 default load", r, "no loss, p99 < 2 ms", r.lost === 0 && r.latencyMs.p99 < 2);
 }
 
@@ -114,7 +120,7 @@ async function scenarioRamp(choice: RelayChoice, stepS: number, log: (s: string)
 
 async function scenarioCrowd(choice: RelayChoice, durationS: number): Promise<Row[]> {
   const flags = ["--max-instances", "5000"];
-  const crowd = await withPool(choice, flags, 1000, (pool) => runPhase(pool, { senders: 5, rate: 10, durationS, payload: 256 }));
+  const crowd = await withPool(choice, flags, 1000, (pool) => measured(pool, { senders: 5, rate: 10, durationS, payload: 256 }));
   const connect = await withPool(choice, flags, 5000, async (pool) => ({ ms: pool.connectMs, rss: pool.relay.rssMb() }));
   // One session of 5000 is O(n^2) on the wire: each RegistrationResponse lists every
   // instance already there (2.5 GB in all). Sessions of 100 show the relay's own cost.
@@ -142,7 +148,7 @@ async function scenarioCrowd(choice: RelayChoice, durationS: number): Promise<Ro
 }
 
 async function scenarioBig(choice: RelayChoice, durationS: number): Promise<Row> {
-  const r = await withPool(choice, [], 20, (pool) => runPhase(pool, { senders: 2, rate: 2, durationS, payload: 512 * 1024 }));
+  const r = await withPool(choice, [], 20, (pool) => measured(pool, { senders: 2, rate: 2, durationS, payload: 512 * 1024 }));
   return phaseRow("4 big edits", r, "no loss, p99 < 50 ms", r.lost === 0 && r.latencyMs.p99 < 50);
 }
 
@@ -220,7 +226,7 @@ const main = defineCommand({
         if (args.ramp) {
           const best = await sustained(pool, await ramp(pool, Math.min(durationS, 3), log), durationS, log);
           if (best) rows.push(phaseRow("ramp: best sustained", best, "no loss, p99 < 10 ms", true));
-        } else rows.push(phaseRow("custom", await runPhase(pool, spec), "-", true));
+        } else rows.push(phaseRow("custom", await measured(pool, spec), "-", true));
       });
     } else {
       const want = (name: string) => args.scenario === "all" || args.scenario === name;

@@ -123,7 +123,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: "rateLimit", description: "Messages per instance per 60 s window (0: no limit)", default: 1000, parse: integer(0, 1_000_000_000), legacyEnv: ["SOVA_RATE_LIMIT"] },
   { key: "maxMessageSize", description: "Largest frame body accepted, in bytes", default: 1_048_576, parse: integer(64, MAX_FRAME) },
   { key: "maxPendingBytes", description: "Unsent bytes held for one instance before it is cut as a slow consumer", default: 8_388_608, parse: integer(1024, Number.MAX_SAFE_INTEGER) },
-  { key: "maxTotalPendingBytes", description: "Unsent bytes held for all instances together; past it, the instances furthest behind are cut", default: 67_108_864, parse: integer(1024, Number.MAX_SAFE_INTEGER) },
+  { key: "maxTotalPendingBytes", description: "Unsent bytes held for all instances together; past it, reading pauses and the instances furthest behind are cut", default: 33_554_432, parse: integer(1024, Number.MAX_SAFE_INTEGER) },
   { key: "handshakeTimeout", description: "Seconds a new connection has to send RegisterInstance", default: 10, parse: seconds(0.05) },
   { key: "idleTimeout", description: "Seconds of silence before a connection is closed (0: never)", default: 0, parse: seconds(0) },
   { key: "shutdownTimeout", description: "Seconds to flush queued frames on SIGTERM/SIGINT", default: 5, parse: seconds(0) },

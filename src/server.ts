@@ -23,6 +23,7 @@ export const KEEPALIVE_IDLE_MS = 30_000;
 const LINGER_SECONDS = 5;
 const TICK_MS = 250;
 const SWEEP_MS = 10_000;
+const GC_AFTER_BYTES = 16 * 1024 * 1024;
 
 interface SocketState {
   conn: Connection;
@@ -278,7 +279,17 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
   }
   const tlsPort = tlsListener?.port ?? null;
 
-  const ticker = setInterval(() => relay.tick(), TICK_MS);
+  // A crowd joining one session leaves O(n^2) bytes of sent RegistrationResponses
+  // behind; the engine would reclaim them only under pressure, which on a 256 MB
+  // VPS can come too late. Ask for a collection after each such burst.
+  let registrationBytesAtGc = 0;
+  const ticker = setInterval(() => {
+    relay.tick();
+    if (relay.stats.registrationBytes - registrationBytesAtGc > GC_AFTER_BYTES) {
+      registrationBytesAtGc = relay.stats.registrationBytes;
+      Bun.gc(false);
+    }
+  }, TICK_MS);
   const sweeper = setInterval(() => guard.sweep(Date.now()), SWEEP_MS);
   let stopping = false;
 

@@ -278,7 +278,9 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     conn.instance = inst;
     instanceCount++;
     stats.registrationsAccepted++;
-    deliver(conn, encodeRegistrationFrame(`Registered as ${name}`, inst.id, others));
+    const response = encodeRegistrationFrame(`Registered as ${name}`, inst.id, others);
+    stats.registrationBytes += response.length;
+    deliver(conn, response);
     // History right after the response and before any live frame: this runs to the
     // end before the next frame is read, so nothing can fall between the two.
     const replay = history?.enabled ? history.replay(session.id, now) : [];
