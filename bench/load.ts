@@ -49,7 +49,7 @@ export interface PhaseResult {
   receiversCut: number;
 }
 
-const nowUs = (): number => Math.round((performance.timeOrigin + performance.now()) * 1000);
+export const nowUs = (): number => Math.round((performance.timeOrigin + performance.now()) * 1000);
 
 export async function connectPool(relay: BenchRelay, instances: number, options: { sleepers?: number; tokens?: string[] } = {}): Promise<Pool> {
   const pool: Pool = {
@@ -91,7 +91,7 @@ export async function connectPool(relay: BenchRelay, instances: number, options:
 }
 
 /** Reads sender, sequence and send time out of a StateBroadcast body as the relay writes it. */
-function parseBroadcast(body: Uint8Array): { sender: number; seq: number; sentUs: number } | null {
+export function parseBroadcast(body: Uint8Array): { sender: number; seq: number; sentUs: number } | null {
   // 81 ae "StateBroadcast" 83 b4 "source_instance_name" = 38 bytes, then the name.
   let p = 38;
   const m = body[p]!;
