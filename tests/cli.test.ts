@@ -5,7 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "../src/client.ts";
 import { OPTIONS, VERSION, resolveConfig } from "../src/config.ts";
-import { startProcess, type RelayHandle } from "./support/relay.ts";
+import { connectSleeper } from "./support/peers.ts";
+import { freePort, startProcess, type RelayHandle } from "./support/relay.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const SOURCE = [process.execPath, join(ROOT, "src/main.ts")];
@@ -175,11 +176,7 @@ describe("shutdown on SIGTERM", () => {
     // A peer that never reads keeps the flush busy, so only the second signal can end it quickly.
     const sender = await connect({ port: relay.port });
     await sender.register({ name: "sender" });
-    const sleeper = await Bun.connect({ hostname: "127.0.0.1", port: relay.port, socket: { data() {} } });
-    const { encodeMessage } = await import("../src/protocol/messages.ts");
-    const { frameOf } = await import("../src/protocol/framing.ts");
-    sleeper.write(frameOf(encodeMessage({ type: "RegisterInstance", instance_name: "sleeper", version: VERSION, session_token: null, capabilities: [] })));
-    sleeper.pause();
+    const sleeper = await connectSleeper(relay.port);
     await relay.waitForLog(/Instance 'sleeper' registered/);
     for (let i = 0; i < 60; i++) sender.sendUpdate(new Uint8Array(500_000), BigInt(i));
     await sender.ping(1n, 15000);
@@ -194,20 +191,14 @@ describe("shutdown on SIGTERM", () => {
 
 describe("HTTP during shutdown", () => {
   test("/healthz answers 503 once SIGTERM has begun the shutdown", async () => {
-    const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-    const httpPort = probe.port;
-    probe.stop(true);
+    const httpPort = freePort();
     const relay = await startProcess(SOURCE)(["--http-port", String(httpPort), "--shutdown-timeout", "3", "--max-pending-bytes", "100000000"]);
     const url = `http://127.0.0.1:${httpPort}/healthz`;
     expect((await fetch(url)).status).toBe(200);
     // A peer that never reads keeps the flush going, so the shutdown lasts long enough to look at.
     const sender = await connect({ port: relay.port });
     await sender.register({ name: "sender" });
-    const sleeper = await Bun.connect({ hostname: "127.0.0.1", port: relay.port, socket: { data() {} } });
-    const { encodeMessage } = await import("../src/protocol/messages.ts");
-    const { frameOf } = await import("../src/protocol/framing.ts");
-    sleeper.write(frameOf(encodeMessage({ type: "RegisterInstance", instance_name: "sleeper", version: VERSION, session_token: null, capabilities: [] })));
-    sleeper.pause();
+    const sleeper = await connectSleeper(relay.port);
     await relay.waitForLog(/Instance 'sleeper' registered/);
     for (let i = 0; i < 40; i++) sender.sendUpdate(new Uint8Array(500_000), BigInt(i));
     await sender.ping(1n, 15000);

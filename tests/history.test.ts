@@ -2,29 +2,20 @@
  * Late joiners catch up: session history replayed as ordinary StateBroadcast
  * frames, bounded, persisted in SQLite across restarts, cleared from the CLI.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type RelayClient } from "../src/client.ts";
 import { broadcastPrefix, encodeBroadcastFrame, toByteArrayWire, type Message } from "../src/protocol/messages.ts";
 import { createHistory } from "../src/relay/history.ts";
-import { startInProcess, startProcess, type RelayHandle } from "./support/relay.ts";
+import { cleanupAfterEach } from "./support/peers.ts";
+import { freePort, startInProcess, startProcess } from "./support/relay.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const SOURCE = [process.execPath, join(ROOT, "src/main.ts")];
 
-const open: Array<RelayClient | RelayHandle> = [];
-afterEach(async () => {
-  for (const x of open.splice(0).reverse()) {
-    if ("stop" in x) await x.stop();
-    else x.close();
-  }
-});
-function keep<T extends RelayClient | RelayHandle>(x: T): T {
-  open.push(x);
-  return x;
-}
+const keep = cleanupAfterEach();
 
 /** Sender index and sequence number, as the tests write them in the payload. */
 const tag = (sender: number, seq: number) => Uint8Array.of(sender, seq >> 8, seq & 0xff);

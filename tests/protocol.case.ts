@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import { connect, updateValues, type RelayClient } from "../src/client.ts";
 import { frameOf } from "../src/protocol/framing.ts";
 import { encodeMessage, toByteArrayWire, uuidFromString, uuidToString } from "../src/protocol/messages.ts";
+import { connectSleeper, registerFrame } from "./support/peers.ts";
 import { ClientPool, type RelayHandle, type StartRelay } from "./support/relay.ts";
 import { hex, loadVectors, unhex, vector } from "./support/vectors.ts";
 
@@ -26,10 +27,6 @@ function withRelay(start: StartRelay, flags: string[] = [], env: Record<string, 
     await relay.stop();
   });
   return { pool, relay: () => relay };
-}
-
-function registerFrame(name: string, extra: Record<string, unknown> = {}): Uint8Array {
-  return frameOf(encodeMessage({ type: "RegisterInstance", instance_name: name, version: VERSION, session_token: null, capabilities: [], ...extra }));
 }
 
 export function protocolSuite(label: string, start: StartRelay): void {
@@ -350,13 +347,7 @@ export function protocolSuite(label: string, start: StartRelay): void {
     test("is cut as a slow consumer while the others keep receiving everything", async () => {
       const sender = await pool.register("sender", { capabilities: ["presence"] });
       const reader = await pool.register("reader");
-      const sleeper = await Bun.connect({
-        hostname: "127.0.0.1",
-        port: relay().port,
-        socket: { data() {}, close() {}, error() {} },
-      });
-      sleeper.write(registerFrame("sleeper"));
-      sleeper.pause();
+      const sleeper = await connectSleeper(relay().port);
       await sender.next("InstanceConnected", { where: (m) => m.instance_name === "sleeper" });
       const payload = new Uint8Array(500_000).fill(0x42);
       const count = 60; // 30 MB: far past what the kernel buffers for the sleeper

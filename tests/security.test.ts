@@ -3,14 +3,15 @@
  * --allow/--deny for IPv4 and IPv6, the per-address cap, the failed-registration
  * cool-down, the byte budget, the audit log, and no token anywhere.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, readFileSync, renameSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connect, type RelayClient } from "../src/client.ts";
+import { connect } from "../src/client.ts";
 import { frameOf } from "../src/protocol/framing.ts";
 import { encodeMessage } from "../src/protocol/messages.ts";
-import { startInProcess, startProcess, type RelayHandle } from "./support/relay.ts";
+import { cleanupAfterEach } from "./support/peers.ts";
+import { freePort, startInProcess, startProcess } from "./support/relay.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const SOURCE = [process.execPath, join(ROOT, "src/main.ts")];
@@ -22,17 +23,7 @@ const KEY_B = join(TLS, "test-b.key");
 const CA_A = readFileSync(CERT_A, "utf8");
 const CA_B = readFileSync(CERT_B, "utf8");
 
-const open: Array<RelayClient | RelayHandle> = [];
-afterEach(async () => {
-  for (const x of open.splice(0).reverse()) {
-    if ("stop" in x) await x.stop();
-    else x.close();
-  }
-});
-function keep<T extends RelayClient | RelayHandle>(x: T): T {
-  open.push(x);
-  return x;
-}
+const keep = cleanupAfterEach();
 
 /** A raw connection: resolves true if the relay closed it before we sent anything. */
 async function closedAtOnce(host: string, port: number): Promise<boolean> {
@@ -200,9 +191,7 @@ describe("audit log and secrets", () => {
     const TOKEN = "s3cr3t-ensemble-Qz7";
     const dir = mkdtempSync(join(tmpdir(), "sova-audit-"));
     const auditPath = join(dir, "audit.log");
-    const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-    const httpPort = probe.port;
-    probe.stop(true);
+    const httpPort = freePort();
     const relay = keep(
       await startProcess(SOURCE)([
         "--log-format", "json", "--log-level", "info", "--audit-log", auditPath, "--token", TOKEN, "--http-port", String(httpPort),

@@ -62,16 +62,21 @@ export class MsgpackReader {
 
   /** Map header; anything else is "invalid type: ..., expected {expected}". */
   readMapLength(expected: string): number {
+    return this.readContainerLength(0x80, 0xde, expected);
+  }
+
+  /** fix/16/32 headers: fix forms carry the length in the low nibble. */
+  private readContainerLength(fix: number, marker16: number, expected: string): number {
     const m = this.peek();
-    if (m >= 0x80 && m <= 0x8f) {
+    if (m >= fix && m <= fix + 0x0f) {
       this.pos++;
       return m & 0x0f;
     }
-    if (m === 0xde) {
+    if (m === marker16) {
       this.pos++;
       return this.u16At();
     }
-    if (m === 0xdf) {
+    if (m === marker16 + 1) {
       this.pos++;
       return this.u32At();
     }
@@ -94,20 +99,7 @@ export class MsgpackReader {
   }
 
   readArrayLength(expected: string): number {
-    const m = this.peek();
-    if (m >= 0x90 && m <= 0x9f) {
-      this.pos++;
-      return m & 0x0f;
-    }
-    if (m === 0xdc) {
-      this.pos++;
-      return this.u16At();
-    }
-    if (m === 0xdd) {
-      this.pos++;
-      return this.u32At();
-    }
-    throw this.invalidType(expected);
+    return this.readContainerLength(0x90, 0xdc, expected);
   }
 
   /** Consumes a nil and says so; leaves anything else in place. */

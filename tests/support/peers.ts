@@ -1,0 +1,37 @@
+/** Peers that misbehave on purpose, and cleanup for what a test opens. */
+import { afterEach } from "bun:test";
+import type { Socket } from "bun";
+import type { RelayClient } from "../../src/client.ts";
+import { frameOf } from "../../src/protocol/framing.ts";
+import { encodeMessage } from "../../src/protocol/messages.ts";
+import type { RelayHandle } from "./relay.ts";
+
+export function registerFrame(name: string, extra: Record<string, unknown> = {}): Uint8Array {
+  return frameOf(encodeMessage({ type: "RegisterInstance", instance_name: name, version: "0.1.0", session_token: null, capabilities: [], ...extra }));
+}
+
+/** An instance that registers and then never reads: its frames pile up at the relay. */
+export async function connectSleeper(port: number, name = "sleeper"): Promise<Socket<undefined>> {
+  const sleeper = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {}, close() {}, error() {} } });
+  sleeper.write(registerFrame(name));
+  sleeper.pause();
+  return sleeper;
+}
+
+/**
+ * Closes (or stops) everything passed to `keep` after each test of the file,
+ * newest first, whatever the test's outcome.
+ */
+export function cleanupAfterEach(): <T extends RelayClient | RelayHandle>(x: T) => T {
+  const open: Array<RelayClient | RelayHandle> = [];
+  afterEach(async () => {
+    for (const x of open.splice(0).reverse()) {
+      if ("stop" in x) await x.stop();
+      else x.close();
+    }
+  });
+  return (x) => {
+    open.push(x);
+    return x;
+  };
+}
