@@ -195,6 +195,8 @@ export async function connect(options: ClientOptions): Promise<RelayClient> {
   } finally {
     clearTimeout(timer);
   }
+  // Bun's 120 s socket timeout is not reset by traffic: off, or the client drops after two minutes.
+  socket.timeout(0);
   socket.setNoDelay(true);
   outbox.flush();
 

@@ -170,6 +170,10 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
   function accept(socket: Socket<SocketState>, tls: boolean): void {
     const refusal = guard.admit(socket.remoteAddress, Date.now());
     if (refusal !== null) return refuse(socket, refusal);
+    // Bun gives accepted sockets a 120 s timeout that traffic does not reset, and
+    // closes the socket when it fires: every instance would be dropped two minutes
+    // into a concert (found by the soak run). Silence is handled by our own timers.
+    socket.timeout(0);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
     const outbox = createOutbox(
