@@ -159,6 +159,7 @@ const main = defineCommand({
     const floors: Array<[number, number]> = [];
     for (let i = 0; i < samples.length; i += perMinute) {
       const chunk = samples.slice(i, i + perMinute);
+      if (chunk.length < perMinute) break; // a part minute has no fair floor
       floors.push([chunk[0]!.t / 60, Math.min(...chunk.map((c) => c.rss))]);
     }
     const half = floors.length >= 4 ? floors.slice(Math.floor(floors.length / 2)) : floors;

@@ -27,6 +27,7 @@ const relayArgs: ArgsDef = Object.fromEntries([
   ["token", { type: "string", description: "Session token; repeat for several sessions [env SOVA_RELAY_TOKENS, comma-separated]" }],
   ["token-file", { type: "string", description: "File with one session token a line [env SOVA_RELAY_TOKEN_FILE]" }],
   ["allow", { type: "string", description: "Only these address ranges may connect (CIDR, IPv4 or IPv6); repeatable [env SOVA_RELAY_ALLOW, comma-separated]" }],
+  ["state-reset", { type: "boolean", description: "Discard the history database in --state-dir at start-up [env SOVA_RELAY_STATE_RESET=1]" }],
   ["deny", { type: "string", description: "These address ranges are closed at once (CIDR); repeatable, beats --allow [env SOVA_RELAY_DENY, comma-separated]" }],
 ]);
 
