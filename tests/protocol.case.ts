@@ -4,7 +4,7 @@
  * binary. Each `*.test.ts` that imports this passes its own `start`.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { connect, updateValues, type RelayClient } from "../src/client.ts";
+import { updateValues } from "../src/client.ts";
 import { frameOf } from "../src/protocol/framing.ts";
 import { encodeMessage, toByteArrayWire, uuidFromString, uuidToString } from "../src/protocol/messages.ts";
 import { connectSleeper, registerFrame } from "./support/peers.ts";
@@ -365,6 +365,3 @@ export function protocolSuite(label: string, start: StartRelay): void {
     }, 30000);
   });
 }
-
-export type { RelayClient };
-export { connect };
