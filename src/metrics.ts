@@ -73,19 +73,7 @@ export interface MetricsInput {
 }
 
 export function renderMetrics({ status, connectionsOpen, relayLatency, memory }: MetricsInput): string {
-  const t = status.totals as {
-    registrations_accepted: number;
-    registrations_rejected: Record<string, number>;
-    messages_received: Record<string, number>;
-    broadcasts: number;
-    deliveries: number;
-    bytes_in: number;
-    bytes_out: number;
-    drops: Record<string, number>;
-    disconnects: Record<string, number>;
-    connections_opened: number;
-    connections_refused: number;
-  };
+  const t = status.totals;
   const perSession: Record<string, number> = {};
   const historyEntries: Record<string, number> = {};
   const historyBytes: Record<string, number> = {};

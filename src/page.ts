@@ -44,7 +44,7 @@ function instanceRow(i: InstanceStatus, now: number): string {
 
 /** The part of the page that changes: also what `/events` sends. */
 export function renderLive(status: Status, nowSeconds = Date.now() / 1000): string {
-  const t = status.totals as Record<string, number>;
+  const t = status.totals;
   const ok = status.status === "ok";
   const summary = `
 <section class="cards" aria-label="Summary">
@@ -53,7 +53,7 @@ export function renderLive(status: Status, nowSeconds = Date.now() / 1000): stri
   <div class="card"><span class="label">Sessions</span><span class="value">${status.sessions.length}</span></div>
   <div class="card"><span class="label">Uptime</span><span class="value">${formatDuration(status.uptime)}</span></div>
   <div class="card"><span class="label">Relayed</span><span class="value">${t.broadcasts} updates, ${t.deliveries} deliveries</span></div>
-  <div class="card"><span class="label">Traffic</span><span class="value">in ${formatBytes(t.bytes_in ?? 0)}, out ${formatBytes(t.bytes_out ?? 0)}</span></div>
+  <div class="card"><span class="label">Traffic</span><span class="value">in ${formatBytes(t.bytes_in)}, out ${formatBytes(t.bytes_out)}</span></div>
 </section>`;
   const sessions =
     status.sessions.length === 0

@@ -39,6 +39,20 @@ export interface SessionStatus {
   history_bytes: number;
 }
 
+export interface StatusTotals {
+  connections_opened: number;
+  connections_refused: number;
+  registrations_accepted: number;
+  registrations_rejected: Record<string, number>;
+  messages_received: Record<string, number>;
+  broadcasts: number;
+  deliveries: number;
+  bytes_in: number;
+  bytes_out: number;
+  drops: Record<string, number>;
+  disconnects: Record<string, number>;
+}
+
 export interface Status {
   status: "ok" | "shutting_down";
   version: string;
@@ -49,7 +63,7 @@ export interface Status {
   instances: InstanceStatus[];
   sessions: SessionStatus[];
   limits: Record<string, number | boolean>;
-  totals: Record<string, number | Record<string, number>>;
+  totals: StatusTotals;
 }
 
 export function maskAddress(ip: string): string {
