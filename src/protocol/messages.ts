@@ -423,18 +423,23 @@ function writeField(w: MsgpackWriter, kind: FieldKind, v: unknown): void {
 }
 
 function writeInstanceInfo(w: MsgpackWriter, info: InstanceInfo): void {
+  writeInstanceInfoHead(w, info);
+  writeSystemTime(w, info.last_activity.secs_since_epoch, info.last_activity.nanos_since_epoch);
+}
+
+/** Everything of an InstanceInfo up to the value of `last_activity`, its last field. */
+function writeInstanceInfoHead(w: MsgpackWriter, info: Omit<InstanceInfo, "last_activity">): void {
   w.mapHeader(5);
   w.str("id").bin(info.id);
   w.str("name").str(info.name);
   w.str("version").str(info.version);
   w.str("connected_at");
-  writeSystemTime(w, info.connected_at);
+  writeSystemTime(w, info.connected_at.secs_since_epoch, info.connected_at.nanos_since_epoch);
   w.str("last_activity");
-  writeSystemTime(w, info.last_activity);
 }
 
-function writeSystemTime(w: MsgpackWriter, t: SystemTime): void {
-  w.mapHeader(2).str("secs_since_epoch").uint(t.secs_since_epoch).str("nanos_since_epoch").uint(t.nanos_since_epoch);
+function writeSystemTime(w: MsgpackWriter, secs: number | bigint, nanos: number): void {
+  w.mapHeader(2).str("secs_since_epoch").uint(secs).str("nanos_since_epoch").uint(nanos);
 }
 
 function writeMessage(w: MsgpackWriter, msg: Message): MsgpackWriter {
@@ -511,10 +516,8 @@ export function peekVariant(body: Uint8Array): string | null {
  * bytes instead of encoding every other instance again.
  */
 export function instanceInfoHead(info: Omit<InstanceInfo, "last_activity">): Uint8Array {
-  const w = new MsgpackWriter(128, 0).mapHeader(5);
-  w.str("id").bin(info.id).str("name").str(info.name).str("version").str(info.version).str("connected_at");
-  writeSystemTime(w, info.connected_at);
-  w.str("last_activity");
+  const w = new MsgpackWriter(128, 0);
+  writeInstanceInfoHead(w, info);
   return w.body();
 }
 
@@ -542,8 +545,8 @@ export function encodeRegistrationFrame(message: string, assignedId: Uuid, other
   for (let i = 0; i < others.length; i++) {
     const o = others[i]!;
     w.raw(o.infoHead);
-    const ms = o.lastActivity;
-    w.mapHeader(2).str("secs_since_epoch").uint(Math.floor(ms / 1000)).str("nanos_since_epoch").uint((ms % 1000) * 1_000_000);
+    // From milliseconds directly: no SystemTime object or BigInt per listed instance.
+    writeSystemTime(w, Math.floor(o.lastActivity / 1000), (o.lastActivity % 1000) * 1_000_000);
   }
   return w.frame();
 }

@@ -377,7 +377,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     deliver(inst.conn, errorFrame(`Invalid message: ${why}`));
   }
 
-  function relayUpdate(inst: Instance, msg: StateUpdate, arrived: number): void {
+  function relayUpdate(inst: Instance, msg: StateUpdate, now: number, arrived: number): void {
     if (!sameId(msg.source_instance_id, inst.id)) {
       stats.drops.invalid++;
       inst.dropped++;
@@ -395,7 +395,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     const keep = history?.enabled === true;
     if (peers.length < 2 && !keep) return;
     const frame = encodeBroadcastFrame(inst.prefix, msg.timestamp, msg.update_data);
-    if (keep) history.append(inst.session.id, frame, Date.now());
+    if (keep) history.append(inst.session.id, frame, now);
     let slow: Connection[] | null = null;
     for (let i = 0; i < peers.length; i++) {
       const other = peers[i]!;
@@ -434,7 +434,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     bump(stats.messagesReceived, msg.type);
     switch (msg.type) {
       case "StateUpdate":
-        return relayUpdate(inst, msg, arrived);
+        return relayUpdate(inst, msg, now, arrived);
       case "Ping":
         deliver(conn, encodeFrame({ type: "Pong", timestamp: msg.timestamp }));
         return;
