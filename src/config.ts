@@ -239,8 +239,3 @@ export function resolveConfig(argv: readonly string[], env: Env): RelayConfig {
   config.tokens = [...new Set(all.filter((t) => t !== ""))];
   return config as unknown as RelayConfig;
 }
-
-/** One line per option for --help: flag, environment name, default. */
-export function optionHelp(): string[] {
-  return OPTIONS.map((o) => `--${flagName(o.key)}  ${o.description} [env ${envName(o.key)}; default ${String(o.default)}]`);
-}

@@ -29,7 +29,6 @@ interface SocketState {
   conn: Connection;
   reader: FrameReader;
   outbox: Outbox;
-  tls: boolean;
 }
 
 export interface RunningServer {
@@ -167,7 +166,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     socket.terminate();
   }
 
-  function accept(socket: Socket<SocketState>, tls: boolean): void {
+  function accept(socket: Socket<SocketState>): void {
     const refusal = guard.admit(socket.remoteAddress, Date.now());
     if (refusal !== null) return refuse(socket, refusal);
     // Bun gives accepted sockets a 120 s timeout that traffic does not reset, and
@@ -190,7 +189,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       },
       { maxPendingBytes: config.maxPendingBytes, budget, onEmpty: checkQuiet },
     );
-    const state = { outbox, tls } as SocketState;
+    const state = { outbox } as SocketState;
     const conn = relay.open({
       address: socket.remoteAddress,
       port: socket.remotePort,
@@ -218,50 +217,47 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     if (budget.over) socket.pause();
   }
 
-  function handlers(tls: boolean): SocketHandler<SocketState> {
-    return {
-      open(socket) {
-        accept(socket, tls);
-      },
-      handshake(socket, success, authorizationError) {
-        if (!success) {
-          log.warn("tls_handshake_failed", `TLS handshake with ${socket.remoteAddress} failed${authorizationError ? `: ${authorizationError.message}` : ""}`, {
-            ip: socket.remoteAddress,
-            reason: authorizationError?.message ?? "handshake failed",
-          });
-        }
-      },
-      data(socket, chunk) {
-        relay.stats.bytesIn += chunk.length;
-        socket.data?.reader?.push(chunk);
-      },
-      drain(socket) {
-        socket.data?.outbox?.flush();
-      },
-      error(socket, error) {
-        log.debug("socket_error", `Socket error from ${socket.remoteAddress}: ${error.message}`, { ip: socket.remoteAddress, reason: error.message });
-        if (socket.data?.conn) relay.closed(socket.data.conn, "error");
-      },
-      timeout(socket) {
-        socket.terminate();
-      },
-      close(socket, error) {
-        const state = socket.data;
-        if (!state?.conn) return; // refused before it was accepted
-        if (sockets.delete(socket)) guard.release(socket.remoteAddress);
-        state.outbox.clear();
-        relay.closed(state.conn, error ? "error" : "closed");
-        checkQuiet();
-        if (sockets.size === 0) onAllClosed?.();
-      },
-    };
-  }
+  // One set of handlers for the plain and the TLS listener: the relay cannot tell them apart.
+  const handlers: SocketHandler<SocketState> = {
+    open: accept,
+    handshake(socket, success, authorizationError) {
+      if (!success) {
+        log.warn("tls_handshake_failed", `TLS handshake with ${socket.remoteAddress} failed${authorizationError ? `: ${authorizationError.message}` : ""}`, {
+          ip: socket.remoteAddress,
+          reason: authorizationError?.message ?? "handshake failed",
+        });
+      }
+    },
+    data(socket, chunk) {
+      relay.stats.bytesIn += chunk.length;
+      socket.data?.reader?.push(chunk);
+    },
+    drain(socket) {
+      socket.data?.outbox?.flush();
+    },
+    error(socket, error) {
+      log.debug("socket_error", `Socket error from ${socket.remoteAddress}: ${error.message}`, { ip: socket.remoteAddress, reason: error.message });
+      if (socket.data?.conn) relay.closed(socket.data.conn, "error");
+    },
+    timeout(socket) {
+      socket.terminate();
+    },
+    close(socket, error) {
+      const state = socket.data;
+      if (!state?.conn) return; // refused before it was accepted
+      if (sockets.delete(socket)) guard.release(socket.remoteAddress);
+      state.outbox.clear();
+      relay.closed(state.conn, error ? "error" : "closed");
+      checkQuiet();
+      if (sockets.size === 0) onAllClosed?.();
+    },
+  };
 
   let tlsPem = config.tlsPort !== null ? { cert: readPem(config.tlsCert, "--tls-cert"), key: readPem(config.tlsKey, "--tls-key") } : null;
 
   function listenTls(port: number): TCPSocketListener<SocketState> {
     try {
-      return Bun.listen<SocketState>({ hostname: config.host, port, tls: { cert: tlsPem!.cert, key: tlsPem!.key }, socket: handlers(true) });
+      return Bun.listen<SocketState>({ hostname: config.host, port, tls: { cert: tlsPem!.cert, key: tlsPem!.key }, socket: handlers });
     } catch (error) {
       const e = error as NodeJS.ErrnoException;
       if (e.code?.startsWith("ERR_OSSL") || /PEM|X509|key/i.test(e.message)) {
@@ -272,7 +268,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
   }
 
   // With TLS on, --port 0 means "no plain listener"; without it, "any free port".
-  const plainListener = config.port !== 0 || config.tlsPort === null ? Bun.listen<SocketState>({ hostname: config.host, port: config.port, socket: handlers(false) }) : null;
+  const plainListener = config.port !== 0 || config.tlsPort === null ? Bun.listen<SocketState>({ hostname: config.host, port: config.port, socket: handlers }) : null;
   let tlsListener: TCPSocketListener<SocketState> | null = null;
   try {
     tlsListener = config.tlsPort !== null ? listenTls(config.tlsPort) : null;

@@ -65,8 +65,6 @@ export interface Outbox {
   /** Forget everything queued (the socket is gone or being cut). */
   clear(): void;
   readonly pendingBytes: number;
-  /** Bytes the socket has taken so far. */
-  readonly bytesWritten: number;
 }
 
 const DEFAULT_BATCH = 64 * 1024;
@@ -94,7 +92,6 @@ export function createOutbox(sink: ByteSink, options: OutboxOptions): Outbox {
   let frames: Uint8Array[] = [];
   let head = 0;
   let pendingBytes = 0;
-  let bytesWritten = 0;
   let scheduled = false;
   let blocked = false; // the last write was partial: wait for drain
   let ending = false;
@@ -139,7 +136,6 @@ export function createOutbox(sink: ByteSink, options: OutboxOptions): Outbox {
     }
     account(-written);
     replayBytes = Math.max(0, replayBytes - written);
-    bytesWritten += written;
     if (written < chunk.length) {
       head = end - 1;
       frames[head] = chunk.subarray(written);
@@ -196,9 +192,6 @@ export function createOutbox(sink: ByteSink, options: OutboxOptions): Outbox {
     clear,
     get pendingBytes() {
       return pendingBytes;
-    },
-    get bytesWritten() {
-      return bytesWritten;
     },
   };
 }

@@ -68,7 +68,6 @@ export interface Connection {
   lastSeen: number;
   state: ConnectionState;
   instance: Instance | null;
-  closeReason: DisconnectReason | null;
 }
 
 export interface Instance {
@@ -190,7 +189,6 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     const inst = conn.instance;
     const wasRegistered = conn.state === "registered";
     conn.state = "closed";
-    conn.closeReason = reason;
     connections.delete(conn);
     stats.disconnects[reason]++;
     if (!wasRegistered || !inst) {
@@ -488,7 +486,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     },
     open(peer) {
       const now = Date.now();
-      const conn: Connection = { id: nextConnId++, peer, openedAt: now, lastSeen: now, state: "handshake", instance: null, closeReason: null };
+      const conn: Connection = { id: nextConnId++, peer, openedAt: now, lastSeen: now, state: "handshake", instance: null };
       connections.add(conn);
       stats.connectionsOpened++;
       log.debug("connection_accepted", `New connection from ${peer.address}:${peer.port}`, { ip: peer.address });
