@@ -88,6 +88,20 @@ describe("bad values: one clear line naming the option, exit 2, no stack trace",
   }
 });
 
+/**
+ * A sender and a registered peer that never reads, with `updates` half-megabyte
+ * updates queued for it at the relay: a shutdown then has something to flush.
+ */
+async function backlogForSleeper(relay: RelayHandle, updates: number) {
+  const sender = await connect({ port: relay.port });
+  await sender.register({ name: "sender" });
+  const sleeper = await connectSleeper(relay.port);
+  await relay.waitForLog(/Instance 'sleeper' registered/);
+  for (let i = 0; i < updates; i++) sender.sendUpdate(new Uint8Array(500_000), BigInt(i));
+  await sender.ping(1n, 15000);
+  return { sender, sleeper };
+}
+
 describe("the CLI", () => {
   test("--version prints the version; --help lists every option with its environment name", () => {
     expect(run(["--version"]).stdout.trim()).toBe(VERSION);
@@ -174,12 +188,7 @@ describe("shutdown on SIGTERM", () => {
   test("a second signal exits at once", async () => {
     const relay = await startProcess(SOURCE)(["--shutdown-timeout", "30", "--max-pending-bytes", "100000000"]);
     // A peer that never reads keeps the flush busy, so only the second signal can end it quickly.
-    const sender = await connect({ port: relay.port });
-    await sender.register({ name: "sender" });
-    const sleeper = await connectSleeper(relay.port);
-    await relay.waitForLog(/Instance 'sleeper' registered/);
-    for (let i = 0; i < 60; i++) sender.sendUpdate(new Uint8Array(500_000), BigInt(i));
-    await sender.ping(1n, 15000);
+    const { sender, sleeper } = await backlogForSleeper(relay, 60);
     relay.process!.kill("SIGTERM");
     await relay.waitForLog(/shutting down/);
     relay.process!.kill("SIGTERM");
@@ -196,12 +205,7 @@ describe("HTTP during shutdown", () => {
     const url = `http://127.0.0.1:${httpPort}/healthz`;
     expect((await fetch(url)).status).toBe(200);
     // A peer that never reads keeps the flush going, so the shutdown lasts long enough to look at.
-    const sender = await connect({ port: relay.port });
-    await sender.register({ name: "sender" });
-    const sleeper = await connectSleeper(relay.port);
-    await relay.waitForLog(/Instance 'sleeper' registered/);
-    for (let i = 0; i < 40; i++) sender.sendUpdate(new Uint8Array(500_000), BigInt(i));
-    await sender.ping(1n, 15000);
+    const { sleeper } = await backlogForSleeper(relay, 40);
     relay.process!.kill("SIGTERM");
     await relay.waitForLog(/shutting down/);
     const res = await fetch(url);
