@@ -86,8 +86,13 @@ exec 7>&-
 wait "$holder"
 rm -f "$work/hold.$$"
 code=$(podman inspect "$name" --format '{{.State.ExitCode}}')
+# conmon may still be writing the last lines when `podman stop` returns: read until they are there.
+for _ in $(seq 1 20); do
+  podman logs "$name" 2>&1 | grep -q "Shutdown complete" && break
+  sleep 0.1
+done
 podman logs "$name" 2>&1 | tail -3
-podman logs "$name" 2>&1 | grep -q "SIGTERM: shutting down, 20 instances connected" || { echo "smoke: no shutdown log with 20 instances"; exit 1; }
+podman logs "$name" 2>&1 | grep -q "SIGTERM: shutting down, 20 instances connected" || { podman logs "$name" 2>&1 | grep -E "shutting down|registered|disconnected" | tail -30; echo "smoke: no shutdown log with 20 instances"; exit 1; }
 podman logs "$name" 2>&1 | grep -q "Shutdown complete" || { echo "smoke: no shutdown log"; exit 1; }
 [ "$code" = 0 ] || { echo "smoke: exit code $code"; exit 1; }
 echo "smoke: podman stop: clean shutdown, exit 0"
