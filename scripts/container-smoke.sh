@@ -52,6 +52,9 @@ podman build --format docker --pull=never --build-arg TARGETARCH="$arch" -f Dock
 echo "smoke: image $(podman image inspect "$image" --format '{{.Size}}' | awk '{printf "%.1f MB", $1/1e6}')"
 
 cleanup() { podman rm -f "$name" >/dev/null 2>&1 || true; }
+# Not `grep -q`: it exits at the first match, podman logs then dies of SIGPIPE, and
+# under pipefail the whole check fails although the line is there.
+logs_have() { podman logs "$name" 2>&1 | grep -- "$1" >/dev/null; }
 trap cleanup EXIT
 
 port=$(bun -e 'const l = Bun.listen({hostname:"127.0.0.1",port:0,socket:{data(){}}}); console.log(l.port); l.stop(true)')
@@ -59,10 +62,10 @@ start=$(date +%s.%N)
 # All test instances come from one address (the host, through podman's NAT): lift the per-address cap.
 podman run -d --name "$name" --memory 256m --cpus 0.5 -e SOVA_RELAY_MAX_CONNECTIONS_PER_IP=64 -p "127.0.0.1:${port}:9090" "$image" >/dev/null
 for _ in $(seq 1 100); do
-  podman logs "$name" 2>&1 | grep -q "Listening on" && break
+  logs_have "Listening on" && break
   sleep 0.1
 done
-podman logs "$name" 2>&1 | grep -q "Listening on" || { podman logs "$name"; echo "smoke: relay did not start"; exit 1; }
+logs_have "Listening on" || { podman logs "$name"; echo "smoke: relay did not start"; exit 1; }
 echo "smoke: listening $(echo "$(date +%s.%N) - $start" | bc | awk '{printf "%.2f s", $1}') after podman run"
 
 bun scripts/smoke-client.ts "$port" 2
@@ -86,14 +89,9 @@ exec 7>&-
 wait "$holder"
 rm -f "$work/hold.$$"
 code=$(podman inspect "$name" --format '{{.State.ExitCode}}')
-# conmon may still be writing the last lines when `podman stop` returns: read until they are there.
-for _ in $(seq 1 20); do
-  podman logs "$name" 2>&1 | grep -q "Shutdown complete" && break
-  sleep 0.1
-done
 podman logs "$name" 2>&1 | tail -3
-podman logs "$name" 2>&1 | grep -q "SIGTERM: shutting down, 20 instances connected" || { podman logs "$name" 2>&1 | grep -E "shutting down|registered|disconnected" | tail -30; echo "smoke: no shutdown log with 20 instances"; exit 1; }
-podman logs "$name" 2>&1 | grep -q "Shutdown complete" || { echo "smoke: no shutdown log"; exit 1; }
+logs_have "SIGTERM: shutting down, 20 instances connected" || { podman logs "$name" 2>&1 | grep -E "shutting down|registered|disconnected" | tail -30; echo "smoke: no shutdown log with 20 instances"; exit 1; }
+logs_have "Shutdown complete" || { echo "smoke: no shutdown log"; exit 1; }
 [ "$code" = 0 ] || { echo "smoke: exit code $code"; exit 1; }
 echo "smoke: podman stop: clean shutdown, exit 0"
 echo "smoke: passed in $(echo "$(date +%s.%N) - $t0" | bc | awk '{printf "%.1f s", $1}')"
