@@ -47,6 +47,8 @@ export interface PhaseResult {
   latencyMs: Latency;
   rssMb: { before: number | null; peak: number | null; after: number | null };
   receiversCut: number;
+  /** Share of one core used while sending and draining: relay (null if not ours) and generator. */
+  cpuPercent: { relay: number | null; generator: number };
 }
 
 export const nowUs = (): number => Math.round((performance.timeOrigin + performance.now()) * 1000);
@@ -175,6 +177,8 @@ export async function runPhase(pool: Pool, spec: PhaseSpec): Promise<PhaseResult
     return p;
   });
   const sent = new Array<number>(senders).fill(0);
+  const relayCpu0 = pool.relay.cpuSeconds();
+  const generatorCpu0 = process.cpuUsage();
   const start = performance.now();
   const endAt = start + spec.durationS * 1000;
   await new Promise<void>((resolve) => {
@@ -217,6 +221,9 @@ export async function runPhase(pool: Pool, spec: PhaseSpec): Promise<PhaseResult
   });
   clearInterval(sampler);
   pool.onBroadcast = null;
+  const wallS = (performance.now() - start) / 1000;
+  const relayCpu1 = pool.relay.cpuSeconds();
+  const generatorCpu = process.cpuUsage(generatorCpu0);
   const lat = samples.subarray(0, delivered).sort();
   return {
     spec,
@@ -230,5 +237,9 @@ export async function runPhase(pool: Pool, spec: PhaseSpec): Promise<PhaseResult
     latencyMs: { p50: percentile(lat, 0.5), p90: percentile(lat, 0.9), p99: percentile(lat, 0.99), p999: percentile(lat, 0.999), max: lat.length ? lat[lat.length - 1]! : 0 },
     rssMb: { before: rssBefore, peak: rssPeak, after: pool.relay.rssMb() },
     receiversCut: alive.reduce((a, v) => a + (v ? 0 : 1), 0),
+    cpuPercent: {
+      relay: relayCpu0 === null || relayCpu1 === null ? null : (100 * (relayCpu1 - relayCpu0)) / wallS,
+      generator: (generatorCpu.user + generatorCpu.system) / 1e4 / wallS,
+    },
   };
 }

@@ -8,6 +8,8 @@ export interface BenchRelay {
   readonly label: string;
   /** Resident memory in MB, when the process is ours to read. */
   rssMb(): number | null;
+  /** CPU seconds (user + system) the relay has used, when the process is ours to read. */
+  cpuSeconds(): number | null;
   /** Warnings and errors the relay logged (empty for a relay we did not start). */
   readonly warnings: string[];
   stop(): Promise<void>;
@@ -20,6 +22,18 @@ export function rssOf(pid: number): number | null {
     const status = readFileSync(`/proc/${pid}/status`, "utf8");
     const kb = /VmRSS:\s+(\d+)/.exec(status)?.[1];
     return kb ? Number(kb) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** utime + stime from /proc/PID/stat; the kernel counts them in clock ticks of 1/100 s. */
+export function cpuSecondsOf(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name (field 2) may hold spaces; count fields after its closing paren.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
   } catch {
     return null;
   }
@@ -47,6 +61,7 @@ export async function launchRelay(options: { binary: string | null; flags: strin
     port,
     label: options.binary ? `binary ${options.binary}` : "source (bun src/main.ts)",
     rssMb: () => rssOf(proc.pid),
+    cpuSeconds: () => cpuSecondsOf(proc.pid),
     warnings,
     async stop() {
       proc.kill("SIGTERM");
@@ -114,6 +129,7 @@ export function targetRelay(hostPort: string, pid?: number): BenchRelay {
     port: Number(port),
     label: `running relay at ${hostPort}`,
     rssMb: () => (pid ? rssOf(pid) : null),
+    cpuSeconds: () => (pid ? cpuSecondsOf(pid) : null),
     warnings: [],
     async stop() {},
   };

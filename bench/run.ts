@@ -71,6 +71,7 @@ function figures(r: PhaseResult): Record<string, string | number> {
     "p99.9 ms": f2(r.latencyMs.p999),
     "max ms": f2(r.latencyMs.max),
     "RSS MB (before/peak/after)": `${f1(r.rssMb.before)}/${f1(r.rssMb.peak)}/${f1(r.rssMb.after)}`,
+    "CPU % (relay/generator)": `${r.cpuPercent.relay === null ? "n/a" : r.cpuPercent.relay.toFixed(0)}/${r.cpuPercent.generator.toFixed(0)}`,
   };
 }
 

@@ -23,7 +23,10 @@ export const KEEPALIVE_IDLE_MS = 30_000;
 const LINGER_SECONDS = 5;
 const TICK_MS = 250;
 const SWEEP_MS = 10_000;
-const GC_AFTER_BYTES = 16 * 1024 * 1024;
+/** During a registration burst, collect after this many response bytes... */
+const GC_DURING_BURST_BYTES = 16 * 1024 * 1024;
+/** ...and once it goes quiet, collect fully if at least this much was left behind. */
+const GC_AFTER_BURST_BYTES = 1024 * 1024;
 
 interface SocketState {
   conn: Connection;
@@ -281,13 +284,19 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
 
   // A crowd joining one session leaves O(n^2) bytes of sent RegistrationResponses
   // behind; the engine would reclaim them only under pressure, which on a 256 MB
-  // VPS can come too late. Ask for a collection after each such burst.
+  // VPS can come too late. Collect now and then during such a burst, and fully once
+  // it is over (a quiet tick), when the live heap is small and a pause costs little.
   let registrationBytesAtGc = 0;
+  let registrationBytesLastTick = 0;
   const ticker = setInterval(() => {
     relay.tick();
-    if (relay.stats.registrationBytes - registrationBytesAtGc > GC_AFTER_BYTES) {
-      registrationBytesAtGc = relay.stats.registrationBytes;
-      Bun.gc(false);
+    const bytes = relay.stats.registrationBytes;
+    const garbage = bytes - registrationBytesAtGc;
+    const quiet = bytes === registrationBytesLastTick;
+    registrationBytesLastTick = bytes;
+    if (garbage > GC_DURING_BURST_BYTES || (quiet && garbage > GC_AFTER_BURST_BYTES)) {
+      registrationBytesAtGc = bytes;
+      Bun.gc(quiet);
     }
   }, TICK_MS);
   const sweeper = setInterval(() => guard.sweep(Date.now()), SWEEP_MS);

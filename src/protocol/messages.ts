@@ -530,23 +530,35 @@ export interface KnownInstance {
 /** Encoded size of a SystemTime of whole milliseconds, at most. */
 const SYSTEM_TIME_MAX = 1 + 17 + 9 + 18 + 5;
 
+/** An upper bound of `known`'s encoded InstanceInfo, for sizing buffers once. */
+export function instanceEntryBound(known: KnownInstance): number {
+  return known.infoHead.length + SYSTEM_TIME_MAX;
+}
+
+/** Appends one InstanceInfo: the cached head, then last_activity. */
+export function writeInstanceEntry(w: MsgpackWriter, known: KnownInstance): void {
+  w.raw(known.infoHead);
+  // From milliseconds directly: no SystemTime object or BigInt per listed instance.
+  writeSystemTime(w, Math.floor(known.lastActivity / 1000), (known.lastActivity % 1000) * 1_000_000);
+}
+
 /**
- * A successful RegistrationResponse frame; same bytes as encodeFrame would give.
- * Sized exactly once and filled by copying each instance's cached head: a relay
- * with thousands of instances answers each newcomer without re-encoding them.
+ * A successful RegistrationResponse frame around `count` InstanceInfo entries
+ * already encoded back to back (see relay/roster.ts); same bytes as encodeFrame.
  */
-export function encodeRegistrationFrame(message: string, assignedId: Uuid, others: readonly KnownInstance[]): Uint8Array {
-  let size = 128 + message.length * 3;
-  for (let i = 0; i < others.length; i++) size += others[i]!.infoHead.length + SYSTEM_TIME_MAX;
-  const w = new MsgpackWriter(size);
+export function encodeRegistrationFrameWithEntries(message: string, assignedId: Uuid, count: number, entries: Uint8Array): Uint8Array {
+  const w = new MsgpackWriter(128 + message.length * 3 + entries.length);
   w.mapHeader(1).str("RegistrationResponse").mapHeader(4);
   w.str("success").bool(true).str("message").str(message).str("assigned_id").bin(assignedId).str("current_instances");
-  w.arrayHeader(others.length);
-  for (let i = 0; i < others.length; i++) {
-    const o = others[i]!;
-    w.raw(o.infoHead);
-    // From milliseconds directly: no SystemTime object or BigInt per listed instance.
-    writeSystemTime(w, Math.floor(o.lastActivity / 1000), (o.lastActivity % 1000) * 1_000_000);
-  }
+  w.arrayHeader(count).raw(entries);
   return w.frame();
+}
+
+/** A successful RegistrationResponse frame listing `others`; same bytes as encodeFrame would give. */
+export function encodeRegistrationFrame(message: string, assignedId: Uuid, others: readonly KnownInstance[]): Uint8Array {
+  let size = 0;
+  for (let i = 0; i < others.length; i++) size += instanceEntryBound(others[i]!);
+  const w = new MsgpackWriter(size, 0);
+  for (let i = 0; i < others.length; i++) writeInstanceEntry(w, others[i]!);
+  return encodeRegistrationFrameWithEntries(message, assignedId, others.length, w.written());
 }

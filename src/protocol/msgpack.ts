@@ -453,7 +453,7 @@ export class MsgpackWriter {
 
   private ensure(n: number): void {
     if (this.pos + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
+    let size = Math.max(64, this.buf.length * 2);
     while (size < this.pos + n) size *= 2;
     const next = new Uint8Array(size);
     next.set(this.buf.subarray(0, this.pos));
@@ -489,6 +489,22 @@ export class MsgpackWriter {
   }
 
   str(s: string): this {
+    // Keys and most names are short ASCII: writing the char codes skips a TextEncoder
+    // call (and its allocation) per string, which dominated encoding big instance lists.
+    const n = s.length;
+    if (n < 32) {
+      this.ensure(1 + n);
+      const buf = this.buf;
+      let p = this.pos + 1;
+      for (let i = 0; i < n; i++) {
+        const c = s.charCodeAt(i);
+        if (c > 0x7f) return this.strBytes(utf8Encoder.encode(s));
+        buf[p++] = c;
+      }
+      buf[this.pos] = 0xa0 | n;
+      this.pos = p;
+      return this;
+    }
     return this.strBytes(utf8Encoder.encode(s));
   }
 
@@ -526,6 +542,11 @@ export class MsgpackWriter {
     this.ensure(5);
     this.pos = writeContainerHeader(this.buf, this.view, this.pos, n, 0x90, 0xdc);
     return this;
+  }
+
+  /** What was written after the reserve, as a view: valid until the next write. */
+  written(): Uint8Array {
+    return this.buf.subarray(this.reserve, this.pos);
   }
 
   /** The body alone (a copy that owns its memory). */

@@ -10,7 +10,7 @@ import {
   decodeMessage,
   encodeBroadcastFrame,
   encodeFrame,
-  encodeRegistrationFrame,
+  encodeRegistrationFrameWithEntries,
   instanceInfoHead,
   peekVariant,
   systemTimeFromMillis,
@@ -23,6 +23,7 @@ import {
 import { createAccess } from "./access.ts";
 import type { History } from "./history.ts";
 import { isValidInstanceName } from "./names.ts";
+import { createRoster, rosterEntries, rosterJoin, type Roster } from "./roster.ts";
 import { bump, createStats, observe, type DisconnectReason, type RelayStats } from "./stats.ts";
 
 export const RATE_WINDOW_MS = 60_000;
@@ -98,6 +99,12 @@ export interface Session {
   readonly id: string;
   /** Replaced, never mutated, on join and leave: a broadcast loop can iterate it while peers leave. */
   instances: readonly Instance[];
+  /** Names in use, so a join checks uniqueness without scanning everyone. */
+  names: Set<string>;
+  /** Members that asked for presence notices; a join without any skips the scan for them. */
+  presenceWatchers: number;
+  /** The encoded InstanceInfo list newcomers are sent. */
+  roster: Roster;
   createdAt: number;
 }
 
@@ -200,6 +207,8 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     }
     const session = inst.session;
     session.instances = session.instances.filter((i) => i !== inst);
+    session.names.delete(inst.name);
+    if (inst.capabilities.has("presence")) session.presenceWatchers--;
     instanceCount--;
     if (session.instances.length === 0) {
       sessions.delete(session.id);
@@ -241,9 +250,9 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     const name = msg.instance_name;
     if (!isValidInstanceName(name)) return reject(conn, "Invalid instance name", "name");
     let session = sessions.get(key.id);
-    if (session?.instances.some((i) => i.name === name)) return reject(conn, `Instance name '${name}' already in use`, "name_taken");
+    if (session?.names.has(name)) return reject(conn, `Instance name '${name}' already in use`, "name_taken");
     if (!session) {
-      session = { id: key.id, instances: [], createdAt: now };
+      session = { id: key.id, instances: [], names: new Set(), presenceWatchers: 0, roster: createRoster(), createdAt: now };
       sessions.set(key.id, session);
       log.debug("session_created", `Session ${key.id} created`, { session: key.id });
     }
@@ -271,12 +280,15 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
       dropped: 0,
     };
     const others = session.instances;
+    const response = encodeRegistrationFrameWithEntries(`Registered as ${name}`, inst.id, others.length, rosterEntries(session.roster, others));
     session.instances = [...others, inst];
+    rosterJoin(session.roster, others, session.instances, inst);
+    session.names.add(name);
+    if (inst.capabilities.has("presence")) session.presenceWatchers++;
     conn.state = "registered";
     conn.instance = inst;
     instanceCount++;
     stats.registrationsAccepted++;
-    const response = encodeRegistrationFrame(`Registered as ${name}`, inst.id, others);
     stats.registrationBytes += response.length;
     deliver(conn, response);
     // History right after the response and before any live frame: this runs to the
@@ -292,10 +304,10 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
       session: session.id,
       history: replay.length,
     });
-    const watchers = others.filter((o) => o.capabilities.has("presence") && o.conn.state === "registered");
-    if (watchers.length > 0) {
+    // Counted, so a crowd joining a session where nobody asked for presence costs no scan.
+    if (session.presenceWatchers > (inst.capabilities.has("presence") ? 1 : 0)) {
       const notice = encodeFrame({ type: "InstanceConnected", instance_id: inst.id, instance_name: name });
-      for (const o of watchers) deliver(o.conn, notice);
+      for (const o of others) if (o.capabilities.has("presence") && o.conn.state === "registered") deliver(o.conn, notice);
     }
   }
 
