@@ -4,19 +4,142 @@
  * field and its sender and sequence number in the first 6 payload bytes, so
  * every receiver can measure latency, loss and order from the bytes alone.
  */
+import { join } from "node:path";
 import { connect, type RelayClient } from "../src/client.ts";
 import { frameOf } from "../src/protocol/framing.ts";
 import { encodeMessage } from "../src/protocol/messages.ts";
-import type { BenchRelay } from "./relay-process.ts";
+import type { FromReceivers, ReceiversSpec, ToReceivers } from "./receivers.ts";
+import { createRecorder, nowUs } from "./recorder.ts";
+import { cpuSecondsOf, type BenchRelay } from "./relay-process.ts";
+
+/** A child process holding some of the receiving instances (bench/receivers.ts). */
+interface ReceiverProcess {
+  readonly count: number;
+  readonly pid: number;
+  send(message: ToReceivers): void;
+  /** The next message of this type from the child. */
+  next<T extends FromReceivers["type"]>(type: T): Promise<Extract<FromReceivers, { type: T }>>;
+  close(): void;
+}
 
 export interface Pool {
   relay: BenchRelay;
+  /** Instances in this process; the senders are always the first of them. */
   clients: RelayClient[];
+  /** Instances in receiver processes, after the local ones. */
+  remotes: ReceiverProcess[];
+  /** Every instance, local and remote. */
+  instances: number;
   /** Registered connections that never read (overload scenario). */
   sleepers: Array<{ terminate(): void }>;
   connectMs: number;
   onBroadcast: ((receiver: number, body: Uint8Array) => void) | null;
   close(): void;
+}
+
+export interface PoolOptions {
+  sleepers?: number;
+  tokens?: string[];
+  /** Spread all but the first `local` instances over this many receiver processes. */
+  receiverProcesses?: number;
+  local?: number;
+}
+
+/** Connects and registers instances bench-<from> .. bench-<to - 1>, 250 at a time. */
+export async function connectInstances(
+  target: { host: string; port: number },
+  from: number,
+  to: number,
+  tokens: string[] | null,
+  onFrame: (local: number, body: Uint8Array) => void,
+): Promise<RelayClient[]> {
+  const clients: RelayClient[] = [];
+  const batch = 250;
+  for (let start = from; start < to; start += batch) {
+    const group = await Promise.all(
+      Array.from({ length: Math.min(batch, to - start) }, async (_, j) => {
+        const index = start + j;
+        const c = await connect({ host: target.host, port: target.port, keepInbox: false, rawBroadcasts: true, skipInstanceList: true, connectTimeoutMs: 20_000 });
+        c.onFrame((body) => onFrame(index - from, body));
+        await c.register({ name: `bench-${index}`, token: tokens ? tokens[index % tokens.length]! : null });
+        return c;
+      }),
+    );
+    clients.push(...group);
+  }
+  return clients;
+}
+
+async function spawnReceivers(spec: ReceiversSpec): Promise<ReceiverProcess> {
+  const inbox: FromReceivers[] = [];
+  const waiters: Array<{ type: string; resolve: (m: FromReceivers) => void }> = [];
+  const child = Bun.spawn([process.execPath, join(import.meta.dir, "receivers.ts"), JSON.stringify(spec)], {
+    stdin: "ignore",
+    stdout: "inherit",
+    stderr: "inherit",
+    ipc(message: FromReceivers) {
+      const i = waiters.findIndex((w) => w.type === message.type || message.type === "failed");
+      if (i !== -1) waiters.splice(i, 1)[0]!.resolve(message);
+      else inbox.push(message);
+    },
+  });
+  const remote: ReceiverProcess = {
+    count: spec.to - spec.from,
+    pid: child.pid,
+    send: (m) => child.send(m),
+    next(type) {
+      const i = inbox.findIndex((m) => m.type === type || m.type === "failed");
+      const got = i !== -1 ? Promise.resolve(inbox.splice(i, 1)[0]!) : new Promise<FromReceivers>((resolve) => waiters.push({ type, resolve }));
+      return got.then((m) => {
+        if (m.type === "failed") throw new Error(`receiver process: ${m.message}`);
+        return m as never;
+      });
+    },
+    close() {
+      try {
+        child.send({ type: "close" });
+      } catch {}
+      setTimeout(() => child.kill(), 2000).unref();
+    },
+  };
+  await remote.next("ready");
+  return remote;
+}
+
+export async function connectPool(relay: BenchRelay, instances: number, options: PoolOptions = {}): Promise<Pool> {
+  const pool: Pool = {
+    relay,
+    clients: [],
+    remotes: [],
+    instances,
+    sleepers: [],
+    connectMs: 0,
+    onBroadcast: null,
+    close() {
+      for (const c of pool.clients) c.close();
+      for (const s of pool.sleepers) s.terminate();
+      for (const r of pool.remotes) r.close();
+    },
+  };
+  const processes = options.receiverProcesses ?? 0;
+  const local = processes > 0 ? Math.min(instances, options.local ?? 0) : instances;
+  const tokens = options.tokens ?? null;
+  const t0 = performance.now();
+  pool.clients = await connectInstances(relay, 0, local, tokens, (index, body) => pool.onBroadcast?.(index, body));
+  const share = Math.ceil((instances - local) / Math.max(1, processes));
+  const specs: ReceiversSpec[] = [];
+  for (let from = local; from < instances; from += share) specs.push({ host: relay.host, port: relay.port, from, to: Math.min(instances, from + share), tokens });
+  pool.remotes = await Promise.all(specs.map(spawnReceivers));
+  pool.connectMs = performance.now() - t0;
+  for (let i = 0; i < (options.sleepers ?? 0); i++) {
+    const s = await Bun.connect({ hostname: relay.host, port: relay.port, socket: { data() {}, close() {}, error() {} } });
+    s.write(frameOf(encodeMessage({ type: "RegisterInstance", instance_name: `sleeper-${i}`, version: "0.1.0", session_token: null, capabilities: [] })));
+    s.pause();
+    pool.sleepers.push(s);
+  }
+  // A round trip through every client makes sure every registration (and sleeper) is in.
+  await Promise.all(pool.clients.map((c) => c.ping(1n, 30_000)));
+  return pool;
 }
 
 export interface PhaseSpec {
@@ -51,116 +174,22 @@ export interface PhaseResult {
   cpuPercent: { relay: number | null; generator: number };
 }
 
-export const nowUs = (): number => Math.round((performance.timeOrigin + performance.now()) * 1000);
-
-export async function connectPool(relay: BenchRelay, instances: number, options: { sleepers?: number; tokens?: string[] } = {}): Promise<Pool> {
-  const pool: Pool = {
-    relay,
-    clients: [],
-    sleepers: [],
-    connectMs: 0,
-    onBroadcast: null,
-    close() {
-      for (const c of pool.clients) c.close();
-      for (const s of pool.sleepers) s.terminate();
-    },
-  };
-  const t0 = performance.now();
-  const batch = 250;
-  for (let start = 0; start < instances; start += batch) {
-    const group = await Promise.all(
-      Array.from({ length: Math.min(batch, instances - start) }, async (_, j) => {
-        const index = start + j;
-        const c = await connect({ host: relay.host, port: relay.port, keepInbox: false, rawBroadcasts: true, skipInstanceList: true, connectTimeoutMs: 20_000 });
-        c.onFrame((body) => pool.onBroadcast?.(index, body));
-        const token = options.tokens ? options.tokens[index % options.tokens.length]! : null;
-        await c.register({ name: `bench-${index}`, token });
-        return c;
-      }),
-    );
-    pool.clients.push(...group);
-  }
-  pool.connectMs = performance.now() - t0;
-  for (let i = 0; i < (options.sleepers ?? 0); i++) {
-    const s = await Bun.connect({ hostname: relay.host, port: relay.port, socket: { data() {}, close() {}, error() {} } });
-    s.write(frameOf(encodeMessage({ type: "RegisterInstance", instance_name: `sleeper-${i}`, version: "0.1.0", session_token: null, capabilities: [] })));
-    s.pause();
-    pool.sleepers.push(s);
-  }
-  // A round trip through every client makes sure every registration (and sleeper) is in.
-  await Promise.all(pool.clients.map((c) => c.ping(1n, 30_000)));
-  return pool;
-}
-
-/** Reads sender, sequence and send time out of a StateBroadcast body as the relay writes it. */
-export function parseBroadcast(body: Uint8Array): { sender: number; seq: number; sentUs: number } | null {
-  // 81 ae "StateBroadcast" 83 b4 "source_instance_name" = 38 bytes, then the name.
-  let p = 38;
-  const m = body[p]!;
-  if (m >= 0xa0 && m <= 0xbf) p += 1 + (m & 0x1f);
-  else if (m === 0xd9) p += 2 + body[p + 1]!;
-  else return null;
-  p += 10; // a9 "timestamp"
-  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
-  let sentUs: number;
-  const t = body[p]!;
-  if (t === 0xcf) {
-    sentUs = Number(view.getBigUint64(p + 1));
-    p += 9;
-  } else if (t === 0xce) {
-    sentUs = view.getUint32(p + 1);
-    p += 5;
-  } else return null;
-  p += 12; // ab "update_data"
-  const a = body[p]!;
-  p += a >= 0x90 && a <= 0x9f ? 1 : a === 0xdc ? 3 : 5;
-  const head = [0, 0, 0, 0, 0, 0];
-  for (let i = 0; i < 6; i++) {
-    const e = body[p]!;
-    if (e === 0xcc) {
-      head[i] = body[p + 1]!;
-      p += 2;
-    } else {
-      head[i] = e;
-      p += 1;
-    }
-  }
-  const seq = ((head[0]! << 24) | (head[1]! << 16) | (head[2]! << 8) | head[3]!) >>> 0;
-  return { sender: (head[4]! << 8) | head[5]!, seq, sentUs };
-}
-
 function percentile(sorted: Float64Array, q: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
 export async function runPhase(pool: Pool, spec: PhaseSpec): Promise<PhaseResult> {
-  const n = pool.clients.length;
-  const senders = Math.min(spec.senders, n);
-  const lastSeq = new Int32Array(n * senders).fill(-1);
+  const n = pool.instances;
+  const senders = Math.min(spec.senders, pool.clients.length);
   const expectedRate = spec.rate === Infinity ? 200_000 : spec.rate * senders * (n - 1);
-  let samples = new Float64Array(Math.min(8_000_000, Math.max(1024, Math.ceil(expectedRate * (spec.durationS + 2)))));
-  let delivered = 0;
-  let outOfOrder = 0;
-  let lastDelivery = performance.now();
-  const alive = new Uint8Array(n).fill(1);
+  const local = createRecorder(pool.clients.length, senders, expectedRate * (spec.durationS + 2));
+  const alive = new Uint8Array(pool.clients.length).fill(1);
   pool.clients.forEach((c, i) => void c.closed.then(() => (alive[i] = 0)));
-
-  pool.onBroadcast = (receiver, body) => {
-    const b = parseBroadcast(body);
-    if (b === null || b.sender >= senders) return;
-    const latencyMs = (nowUs() - b.sentUs) / 1000;
-    if (delivered >= samples.length) {
-      const bigger = new Float64Array(samples.length * 2);
-      bigger.set(samples);
-      samples = bigger;
-    }
-    samples[delivered++] = latencyMs;
-    lastDelivery = performance.now();
-    const k = receiver * senders + b.sender;
-    if (b.seq <= lastSeq[k]!) outOfOrder++;
-    lastSeq[k] = b.seq;
-  };
+  pool.onBroadcast = local.record;
+  for (const r of pool.remotes) r.send({ type: "start", senders, expectedDeliveries: (expectedRate * (spec.durationS + 2) * r.count) / n });
+  // Receiver processes' CPU is the generator's too.
+  const remoteCpu = () => pool.remotes.reduce((sum, r) => sum + (cpuSecondsOf(r.pid) ?? 0), 0);
 
   const rssBefore = pool.relay.rssMb();
   let rssPeak = rssBefore;
@@ -179,6 +208,7 @@ export async function runPhase(pool: Pool, spec: PhaseSpec): Promise<PhaseResult
   const sent = new Array<number>(senders).fill(0);
   const relayCpu0 = pool.relay.cpuSeconds();
   const generatorCpu0 = process.cpuUsage();
+  const remoteCpu0 = remoteCpu();
   const start = performance.now();
   const endAt = start + spec.durationS * 1000;
   await new Promise<void>((resolve) => {
@@ -211,20 +241,30 @@ export async function runPhase(pool: Pool, spec: PhaseSpec): Promise<PhaseResult
   const totalSent = sent.reduce((a, b) => a + b, 0);
   // Every update goes to every other instance; a receiver that was cut counts as loss.
   const expected = totalSent * (n - 1);
-  await new Promise<void>((resolve) => {
-    const check = setInterval(() => {
-      if (delivered >= expected || performance.now() - lastDelivery > 2000) {
-        clearInterval(check);
-        resolve();
-      }
-    }, 20);
-  });
+  // Done when everything expected arrived, or nothing did anywhere for 2 s.
+  for (;;) {
+    const progress = await Promise.all(pool.remotes.map((r) => (r.send({ type: "poll" }), r.next("progress"))));
+    const delivered = progress.reduce((sum, p) => sum + p.delivered, local.delivered);
+    const lastDeliveryMs = progress.reduce((last, p) => Math.max(last, p.lastDeliveryMs), local.lastDeliveryMs);
+    if (delivered >= expected || Date.now() - lastDeliveryMs > 2000) break;
+    await Bun.sleep(pool.remotes.length > 0 ? 100 : 20);
+  }
+  const results = await Promise.all(pool.remotes.map((r) => (r.send({ type: "stop" }), r.next("result"))));
   clearInterval(sampler);
   pool.onBroadcast = null;
   const wallS = (performance.now() - start) / 1000;
   const relayCpu1 = pool.relay.cpuSeconds();
   const generatorCpu = process.cpuUsage(generatorCpu0);
-  const lat = samples.subarray(0, delivered).sort();
+  const generatorSeconds = (generatorCpu.user + generatorCpu.system) / 1e6 + (remoteCpu() - remoteCpu0);
+  const delivered = results.reduce((sum, r) => sum + r.delivered, local.delivered);
+  const lat = new Float64Array(delivered);
+  lat.set(local.samples());
+  let at = local.delivered;
+  for (const r of results) {
+    lat.set(r.samples, at);
+    at += r.samples.length;
+  }
+  lat.sort();
   return {
     spec,
     instances: n,
@@ -232,14 +272,14 @@ export async function runPhase(pool: Pool, spec: PhaseSpec): Promise<PhaseResult
     expected,
     delivered,
     lost: expected - delivered,
-    outOfOrder,
+    outOfOrder: results.reduce((sum, r) => sum + r.outOfOrder, local.outOfOrder),
     deliveriesPerSec: delivered / sendSeconds,
     latencyMs: { p50: percentile(lat, 0.5), p90: percentile(lat, 0.9), p99: percentile(lat, 0.99), p999: percentile(lat, 0.999), max: lat.length ? lat[lat.length - 1]! : 0 },
     rssMb: { before: rssBefore, peak: rssPeak, after: pool.relay.rssMb() },
-    receiversCut: alive.reduce((a, v) => a + (v ? 0 : 1), 0),
+    receiversCut: results.reduce((sum, r) => sum + r.cut, alive.reduce((a, v) => a + (v ? 0 : 1), 0)),
     cpuPercent: {
       relay: relayCpu0 === null || relayCpu1 === null ? null : (100 * (relayCpu1 - relayCpu0)) / wallS,
-      generator: (generatorCpu.user + generatorCpu.system) / 1e4 / wallS,
+      generator: (100 * generatorSeconds) / wallS,
     },
   };
 }

@@ -10,7 +10,7 @@ import { defineCommand, runMain } from "citty";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, type RelayClient } from "../src/client.ts";
-import { nowUs, parseBroadcast } from "./load.ts";
+import { nowUs, parseBroadcast } from "./recorder.ts";
 import { defaultBinary, launchRelay } from "./relay-process.ts";
 
 interface Sample {
