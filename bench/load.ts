@@ -7,9 +7,9 @@
 import { join } from "node:path";
 import { connect, type RelayClient } from "../src/client.ts";
 import { frameOf } from "../src/protocol/framing.ts";
-import { encodeMessage } from "../src/protocol/messages.ts";
+import { encodeFrame, encodeMessage, toByteArrayWire } from "../src/protocol/messages.ts";
 import type { FromReceivers, ReceiversSpec, ToReceivers } from "./receivers.ts";
-import { createRecorder, nowUs } from "./recorder.ts";
+import { createRecorder, createUpdateTemplate, nowUs } from "./recorder.ts";
 import { cpuSecondsOf, type BenchRelay } from "./relay-process.ts";
 
 /** A child process holding some of the receiving instances (bench/receivers.ts). */
@@ -198,13 +198,9 @@ export async function runPhase(pool: Pool, spec: PhaseSpec): Promise<PhaseResult
     if (r !== null && (rssPeak === null || r > rssPeak)) rssPeak = r;
   }, 100);
 
-  const payloads = Array.from({ length: senders }, (_, s) => {
-    const p = new Uint8Array(Math.max(6, spec.payload));
-    for (let i = 6; i < p.length; i++) p[i] = (i * 7 + s) & 0xff;
-    p[4] = s >> 8;
-    p[5] = s & 0xff;
-    return p;
-  });
+  const templates = pool.clients.slice(0, senders).map((c, s) =>
+    createUpdateTemplate((update_data, timestamp) => encodeFrame({ type: "StateUpdate", source_instance_id: c.id!, timestamp, update_data: toByteArrayWire(update_data) }), s, spec.payload),
+  );
   const sent = new Array<number>(senders).fill(0);
   const relayCpu0 = pool.relay.cpuSeconds();
   const generatorCpu0 = process.cpuUsage();
@@ -224,13 +220,7 @@ export async function runPhase(pool: Pool, spec: PhaseSpec): Promise<PhaseResult
         // rather than all in the same millisecond.
         else due = Math.floor(((now - start) / 1000) * spec.rate + s / senders) - sent[s]!;
         for (let i = 0; i < due; i++) {
-          const p = payloads[s]!;
-          const seq = sent[s]!++;
-          p[0] = seq >>> 24;
-          p[1] = (seq >>> 16) & 0xff;
-          p[2] = (seq >>> 8) & 0xff;
-          p[3] = seq & 0xff;
-          c.sendUpdate(p, BigInt(nowUs()));
+          c.sendRaw(templates[s]!.frame(sent[s]!++, nowUs()));
         }
       }
       setTimeout(tick, 1);

@@ -40,6 +40,26 @@ describe("outbox", () => {
     expect(o.pendingBytes).toBe(0);
   });
 
+  test("what a partial merged write leaves survives other outboxes merging their own frames", async () => {
+    let room = 3;
+    const blocked = sink(() => room);
+    const other = sink();
+    const a = createOutbox(blocked, { maxPendingBytes: 1 << 20 });
+    const b = createOutbox(other, { maxPendingBytes: 1 << 20 });
+    a.enqueue(frame(1, 2, 3, 4));
+    a.enqueue(frame(5, 6));
+    await nextTurn();
+    expect(blocked.bytes()).toEqual([1, 2, 3]);
+    // b's merged write goes through the same merge area a's remainder came from.
+    b.enqueue(frame(9, 9, 9, 9));
+    b.enqueue(frame(8, 8));
+    await nextTurn();
+    expect(other.bytes()).toEqual([9, 9, 9, 9, 8, 8]);
+    room = 100;
+    a.flush();
+    expect(blocked.bytes()).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
   test("a partial write keeps the rest and sends it on drain, nothing lost or reordered", async () => {
     let room = 3;
     const s = sink(() => room);

@@ -69,6 +69,18 @@ export interface Outbox {
 
 const DEFAULT_BATCH = 64 * 1024;
 
+/**
+ * Small frames are merged here before a write. One area serves every outbox: a write
+ * is synchronous and the kernel has copied what it took when it returns, so a fresh
+ * buffer per write (the hot path's biggest allocation) is not needed.
+ */
+let mergeBuffer = new Uint8Array(0);
+
+function mergeArea(size: number): Uint8Array {
+  if (mergeBuffer.length < size) mergeBuffer = new Uint8Array(size);
+  return mergeBuffer;
+}
+
 let dirty: Array<() => void> = [];
 let flushScheduled = false;
 
@@ -116,11 +128,13 @@ export function createOutbox(sink: ByteSink, options: OutboxOptions): Outbox {
     const first = frames[head]!;
     let end = head + 1;
     let chunk = first;
+    let merged = false;
     if (first.length < batchBytes) {
       let total = first.length;
       while (end < frames.length && total + frames[end]!.length <= batchBytes) total += frames[end++]!.length;
       if (end > head + 1) {
-        chunk = new Uint8Array(total);
+        chunk = mergeArea(batchBytes).subarray(0, total);
+        merged = true;
         let at = 0;
         for (let i = head; i < end; i++) {
           chunk.set(frames[i]!, at);
@@ -138,7 +152,8 @@ export function createOutbox(sink: ByteSink, options: OutboxOptions): Outbox {
     replayBytes = Math.max(0, replayBytes - written);
     if (written < chunk.length) {
       head = end - 1;
-      frames[head] = chunk.subarray(written);
+      // The merge area is shared by every outbox: what the socket left must be copied out.
+      frames[head] = merged ? chunk.slice(written) : chunk.subarray(written);
       blocked = true;
       return false;
     }
