@@ -1,5 +1,6 @@
 /**
- * The machine's own floor for a fan-out: a bare Bun program writing one frame to
+ * What the machine allows, measured without the relay, so its figures can be read
+ * against it. The fan-out floor: a bare Bun program writing one frame to
  * each of N loopback connections (read by another process), with no relay logic at
  * all. The relay cannot hand the last recipient its copy sooner than this, so the
  * crowd scenario prints it beside its latency.
@@ -49,7 +50,32 @@ export async function fanoutFloor(recipients = 999, rounds = 40): Promise<FloorR
   }
 }
 
+export interface Lateness {
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+}
+
+/**
+ * How late a 1 ms sleep wakes up. Every delivery needs at least three wake-ups
+ * (sender, relay, receiver), so on a VM whose p99.9 is milliseconds, a relay's p99
+ * under 2 ms depends on the neighbours as much as on the relay.
+ */
+export async function wakeupLateness(samples = 2000): Promise<Lateness> {
+  const late = new Float64Array(samples);
+  for (let i = 0; i < samples; i++) {
+    const t0 = performance.now();
+    await Bun.sleep(1);
+    late[i] = performance.now() - t0 - 1;
+  }
+  late.sort();
+  const q = (f: number) => late[Math.min(samples - 1, Math.floor(f * samples))]!;
+  return { p50Ms: q(0.5), p99Ms: q(0.99), p999Ms: q(0.999) };
+}
+
 if (import.meta.main) {
   const r = await fanoutFloor(Number(process.argv[2] ?? 999));
   console.log(`one 300-byte write to each of ${r.recipients} loopback connections: median ${r.medianMs.toFixed(2)} ms, p90 ${r.p90Ms.toFixed(2)} ms`);
+  const w = await wakeupLateness();
+  console.log(`a 1 ms sleep wakes late by: p50 ${w.p50Ms.toFixed(2)} ms, p99 ${w.p99Ms.toFixed(2)} ms, p99.9 ${w.p999Ms.toFixed(2)} ms`);
 }

@@ -9,7 +9,7 @@
  *   --json                                 machine-readable output
  */
 import { defineCommand, runMain } from "citty";
-import { fanoutFloor } from "./floor.ts";
+import { fanoutFloor, wakeupLateness } from "./floor.ts";
 import { connectPool, runPhase, type PhaseResult, type PhaseSpec, type Pool, type PoolOptions } from "./load.ts";
 import { defaultBinary, launchRelay, targetRelay, type BenchRelay } from "./relay-process.ts";
 
@@ -228,6 +228,8 @@ const main = defineCommand({
     const receiverProcesses = Number(args["receiver-processes"]);
     const log = (s: string) => (args.json ? process.stderr.write(`${s}\n`) : console.log(s));
     log(`relay: ${choice.target ? `running at ${choice.target}` : (choice.binary ?? "source (bun src/main.ts)")}; machine: ${navigator.hardwareConcurrency} cores`);
+    const lateness = await wakeupLateness();
+    log(`machine: a 1 ms sleep wakes late by p50 ${f2(lateness.p50Ms)} ms, p99 ${f2(lateness.p99Ms)} ms, p99.9 ${f2(lateness.p999Ms)} ms (scheduling noise every delivery carries)`);
     const rows: Row[] = [];
     if (args.instances) {
       const flags = ["--rate-limit", "0", "--max-instances", "100000"];
@@ -248,7 +250,7 @@ const main = defineCommand({
       if (want("overload")) rows.push(await scenarioOverload(choice, Math.min(durationS, 5)));
       if (want("memory")) rows.push(...(await scenarioMemory(choice)));
     }
-    if (args.json) console.log(JSON.stringify(rows.map(({ result: _r, ...row }) => row), null, 2));
+    if (args.json) console.log(JSON.stringify({ machine: { cores: navigator.hardwareConcurrency, wakeupLateMs: lateness }, rows: rows.map(({ result: _r, ...row }) => row) }, null, 2));
     else printTable(rows);
   },
 });
