@@ -25,6 +25,17 @@ interface TestPeer extends Peer {
   messages(): Message[];
 }
 
+function splitFrames(stream: Uint8Array): Uint8Array[] {
+  const bodies: Uint8Array[] = [];
+  const view = new DataView(stream.buffer, stream.byteOffset, stream.byteLength);
+  for (let at = 0; at < stream.length; ) {
+    const length = view.getUint32(at);
+    bodies.push(stream.subarray(at + 4, at + 4 + length));
+    at += 4 + length;
+  }
+  return bodies;
+}
+
 function peer(address = "10.0.0.1"): TestPeer {
   const p: TestPeer = {
     address,
@@ -44,7 +55,8 @@ function peer(address = "10.0.0.1"): TestPeer {
     terminate() {
       p.closedHow = "terminate";
     },
-    messages: () => p.frames.map((f) => decodeMessage(f.subarray(4), { extensions: true })),
+    // What the peer reads: the queued buffers as one byte stream (a frame may be queued in parts).
+    messages: () => splitFrames(Buffer.concat(p.frames)).map((body) => decodeMessage(body, { extensions: true })),
   };
   return p;
 }
@@ -98,6 +110,32 @@ describe("relay state", () => {
     sendUpdate(a);
     expect(b.peer.frames.length).toBe(1);
     expect(b.peer.frames[0]).toBe(c.peer.frames[0]!);
+  });
+
+  test("each newcomer is listed everyone already there, with their latest activity; waiting newcomers share one copy of the list", () => {
+    const { join } = setup();
+    const a = join("a");
+    const b = join("b");
+    const c = join("c");
+    const d = join("d");
+    const listed = (j: Joined) => {
+      const r = j.peer.messages()[0]!;
+      if (r.type !== "RegistrationResponse") throw new Error(`expected RegistrationResponse, got ${r.type}`);
+      return r.current_instances.map((i) => `${i.name}@${i.last_activity.secs_since_epoch}.${i.last_activity.nanos_since_epoch}`);
+    };
+    const at = (j: Joined) => `${j.conn.instance!.name}@${Math.floor(j.conn.instance!.lastActivity / 1000)}.${(j.conn.instance!.lastActivity % 1000) * 1_000_000}`;
+    expect(listed(b)).toEqual([at(a)]);
+    expect(listed(d)).toEqual([at(a), at(b), at(c)]);
+    // c's and d's lists are views of the same bytes, not copies.
+    const listOf = (j: Joined) => j.peer.frames[1]!;
+    expect(listOf(d).buffer).toBe(listOf(c).buffer);
+    // Activity after the list was built shows in the next newcomer's list.
+    const before = Date.now();
+    while (Date.now() === before); // the next millisecond, so b's activity has a new time
+    sendUpdate(b);
+    const e = join("e");
+    expect(listed(e)).toEqual([at(a), at(b), at(c), at(d)]);
+    expect(listed(e)[1]).not.toBe(listed(d)[1]);
   });
 
   test("a closed connection is announced once, however many times its socket reports closing", () => {

@@ -543,15 +543,28 @@ export function writeInstanceEntry(w: MsgpackWriter, known: KnownInstance): void
 }
 
 /**
- * A successful RegistrationResponse frame around `count` InstanceInfo entries
- * already encoded back to back (see relay/roster.ts); same bytes as encodeFrame.
+ * The start of a successful RegistrationResponse frame, up to and including the
+ * header of `current_instances`; `count` encoded InstanceInfo entries of
+ * `entriesLength` bytes complete it (the length prefix counts them). Sending the
+ * entries as their own buffer lets every newcomer's queue share one copy of them.
  */
-export function encodeRegistrationFrameWithEntries(message: string, assignedId: Uuid, count: number, entries: Uint8Array): Uint8Array {
-  const w = new MsgpackWriter(128 + message.length * 3 + entries.length);
+export function registrationResponseHead(message: string, assignedId: Uuid, count: number, entriesLength: number): Uint8Array {
+  const w = new MsgpackWriter(128 + message.length * 3);
   w.mapHeader(1).str("RegistrationResponse").mapHeader(4);
   w.str("success").bool(true).str("message").str(message).str("assigned_id").bin(assignedId).str("current_instances");
-  w.arrayHeader(count).raw(entries);
-  return w.frame();
+  w.arrayHeader(count);
+  const head = w.frame();
+  new DataView(head.buffer, head.byteOffset, 4).setUint32(0, head.length - 4 + entriesLength);
+  return head;
+}
+
+/** A whole RegistrationResponse frame around already-encoded entries; same bytes as encodeFrame. */
+export function encodeRegistrationFrameWithEntries(message: string, assignedId: Uuid, count: number, entries: Uint8Array): Uint8Array {
+  const head = registrationResponseHead(message, assignedId, count, entries.length);
+  const frame = new Uint8Array(head.length + entries.length);
+  frame.set(head);
+  frame.set(entries, head.length);
+  return frame;
 }
 
 /** A successful RegistrationResponse frame listing `others`; same bytes as encodeFrame would give. */

@@ -10,9 +10,9 @@ import {
   decodeMessage,
   encodeBroadcastFrame,
   encodeFrame,
-  encodeRegistrationFrameWithEntries,
   instanceInfoHead,
   peekVariant,
+  registrationResponseHead,
   systemTimeFromMillis,
   uuidFromString,
   type Message,
@@ -280,7 +280,8 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
       dropped: 0,
     };
     const others = session.instances;
-    const response = encodeRegistrationFrameWithEntries(`Registered as ${name}`, inst.id, others.length, rosterEntries(session.roster, others));
+    const entries = rosterEntries(session.roster, others);
+    const head = registrationResponseHead(`Registered as ${name}`, inst.id, others.length, entries.length);
     session.instances = [...others, inst];
     rosterJoin(session.roster, others, session.instances, inst);
     session.names.add(name);
@@ -289,8 +290,12 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     conn.instance = inst;
     instanceCount++;
     stats.registrationsAccepted++;
-    stats.registrationBytes += response.length;
-    deliver(conn, response);
+    stats.registrationBytes += head.length + entries.length;
+    // Queued like history (always, at the front, outside the slow-consumer bound until
+    // sent); the list part is the roster's own bytes, shared with every other newcomer
+    // still waiting for theirs, so a crowd joining costs O(n) memory, not O(n^2).
+    conn.peer.send(head, true);
+    if (entries.length > 0) conn.peer.send(entries, true);
     // History right after the response and before any live frame: this runs to the
     // end before the next frame is read, so nothing can fall between the two.
     const replay = history?.enabled ? history.replay(session.id, now) : [];

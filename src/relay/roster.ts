@@ -4,6 +4,10 @@
  * joining one session cost O(n^2) encoder work (5000 joins: 12.5 M entries, most
  * of a 20 s registration storm). The bytes are reused while nobody joined, left
  * or was active since they were built, and a join appends one entry.
+ *
+ * Bytes once handed out are never written again: a join writes past them, growth
+ * copies into a new buffer and a rebuild starts one. So a newcomer's queue can hold
+ * a view of them instead of a copy, and a crowd's pending responses share one list.
  */
 import { MsgpackWriter } from "../protocol/msgpack.ts";
 import { instanceEntryBound, writeInstanceEntry, type KnownInstance } from "../protocol/messages.ts";
@@ -41,7 +45,7 @@ function rebuild(roster: Roster, members: readonly KnownInstance[]): void {
   roster.entries = entries;
 }
 
-/** The encoded entries of `members`, back to back; a view valid until the roster changes. */
+/** The encoded entries of `members`, back to back: a view whose bytes never change. */
 export function rosterEntries(roster: Roster, members: readonly KnownInstance[]): Uint8Array {
   if (!isCurrent(roster, members)) rebuild(roster, members);
   return roster.entries.written();
