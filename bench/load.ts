@@ -215,7 +215,9 @@ export async function runPhase(pool: Pool, spec: PhaseSpec): Promise<PhaseResult
         const c = pool.clients[s]!;
         if (c.isClosed) continue;
         let due: number;
-        if (spec.rate === Infinity) due = c.pendingBytes < 256 * 1024 ? 64 : 0;
+        // Flat out: small bursts while the socket takes them. Bigger ones only queue in
+        // this process and starve its own reading (it receives for the same instances).
+        if (spec.rate === Infinity) due = c.pendingBytes < 64 * 1024 ? 8 : 0;
         // Senders are independent players: each starts at its own phase of the period
         // rather than all in the same millisecond.
         else due = Math.floor(((now - start) / 1000) * spec.rate + s / senders) - sent[s]!;
