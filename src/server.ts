@@ -23,10 +23,6 @@ export const KEEPALIVE_IDLE_MS = 30_000;
 const LINGER_SECONDS = 5;
 const TICK_MS = 250;
 const SWEEP_MS = 10_000;
-/** During a registration burst, collect after this many response bytes... */
-const GC_DURING_BURST_BYTES = 16 * 1024 * 1024;
-/** ...and once it goes quiet, collect fully if at least this much was left behind. */
-const GC_AFTER_BURST_BYTES = 1024 * 1024;
 
 interface SocketState {
   conn: Connection;
@@ -282,23 +278,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
   }
   const tlsPort = tlsListener?.port ?? null;
 
-  // A crowd joining one session leaves O(n^2) bytes of sent RegistrationResponses
-  // behind; the engine would reclaim them only under pressure, which on a 256 MB
-  // VPS can come too late. Collect now and then during such a burst, and fully once
-  // it is over (a quiet tick), when the live heap is small and a pause costs little.
-  let registrationBytesAtGc = 0;
-  let registrationBytesLastTick = 0;
-  const ticker = setInterval(() => {
-    relay.tick();
-    const bytes = relay.stats.registrationBytes;
-    const garbage = bytes - registrationBytesAtGc;
-    const quiet = bytes === registrationBytesLastTick;
-    registrationBytesLastTick = bytes;
-    if (garbage > GC_DURING_BURST_BYTES || (quiet && garbage > GC_AFTER_BURST_BYTES)) {
-      registrationBytesAtGc = bytes;
-      Bun.gc(quiet);
-    }
-  }, TICK_MS);
+  const ticker = setInterval(() => relay.tick(), TICK_MS);
   const sweeper = setInterval(() => guard.sweep(Date.now()), SWEEP_MS);
   let stopping = false;
 

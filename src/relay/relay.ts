@@ -290,7 +290,6 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     conn.instance = inst;
     instanceCount++;
     stats.registrationsAccepted++;
-    stats.registrationBytes += head.length + entries.length;
     // Queued like history (always, at the front, outside the slow-consumer bound until
     // sent); the list part is the roster's own bytes, shared with every other newcomer
     // still waiting for theirs, so a crowd joining costs O(n) memory, not O(n^2).

@@ -27,8 +27,6 @@ export interface RelayStats {
   deliveries: number;
   drops: Record<DropReason, number>;
   disconnects: Record<DisconnectReason, number>;
-  /** Bytes of RegistrationResponse frames built: O(n^2) in a session's size, and all garbage once sent. */
-  registrationBytes: number;
   /** Bytes read from and written to sockets (the server counts them). */
   bytesIn: number;
   bytesOut: number;
@@ -80,7 +78,6 @@ export function createStats(): RelayStats {
       protocol: 0,
       shutdown: 0,
     },
-    registrationBytes: 0,
     bytesIn: 0,
     bytesOut: 0,
     relayLatency: createHistogram(LATENCY_BUCKETS),
