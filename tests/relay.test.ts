@@ -138,6 +138,20 @@ describe("relay state", () => {
     expect(listed(e)[1]).not.toBe(listed(d)[1]);
   });
 
+  test("presence watchers are told of every join, also after other watchers left", () => {
+    const { relay, join } = setup();
+    const watcher = join("w1", { capabilities: ["presence"] });
+    const other = join("w2", { capabilities: ["presence"] });
+    relay.closed(other.conn, "closed");
+    const plain = join("plain");
+    join("late");
+    const joined = (j: Joined) => j.peer.messages().flatMap((m) => (m.type === "InstanceConnected" ? [m.instance_name] : []));
+    expect(joined(watcher)).toEqual(["w2", "plain", "late"]);
+    expect(joined(plain)).toEqual([]);
+    relay.closed(watcher.conn, "closed");
+    expect(relay.sessions.values().next().value!.presenceWatchers).toBe(0);
+  });
+
   test("a closed connection is announced once, however many times its socket reports closing", () => {
     const { relay, join } = setup();
     const a = join("a");

@@ -285,7 +285,6 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     session.instances = [...others, inst];
     rosterJoin(session.roster, others, session.instances, inst);
     session.names.add(name);
-    if (inst.capabilities.has("presence")) session.presenceWatchers++;
     conn.state = "registered";
     conn.instance = inst;
     instanceCount++;
@@ -309,10 +308,11 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
       history: replay.length,
     });
     // Counted, so a crowd joining a session where nobody asked for presence costs no scan.
-    if (session.presenceWatchers > (inst.capabilities.has("presence") ? 1 : 0)) {
+    if (session.presenceWatchers > 0) {
       const notice = encodeFrame({ type: "InstanceConnected", instance_id: inst.id, instance_name: name });
       for (const o of others) if (o.capabilities.has("presence") && o.conn.state === "registered") deliver(o.conn, notice);
     }
+    if (inst.capabilities.has("presence")) session.presenceWatchers++;
   }
 
   function handshake(conn: Connection, body: Uint8Array, now: number): void {
