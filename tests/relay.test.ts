@@ -4,6 +4,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { silentLogger } from "../src/log.ts";
+import { createFrameReader } from "../src/protocol/framing.ts";
 import { decodeMessage, encodeMessage, toByteArrayWire, type Message } from "../src/protocol/messages.ts";
 import { createRelay, RATE_WINDOW_MS, type Connection, type Peer, type RelayOptions } from "../src/relay/relay.ts";
 import { sessionHash } from "../src/relay/access.ts";
@@ -25,14 +26,11 @@ interface TestPeer extends Peer {
   messages(): Message[];
 }
 
-function splitFrames(stream: Uint8Array): Uint8Array[] {
+/** What the peer reads: the queued buffers as one byte stream (a frame may be queued in parts). */
+function readFrames(buffers: readonly Uint8Array[]): Uint8Array[] {
   const bodies: Uint8Array[] = [];
-  const view = new DataView(stream.buffer, stream.byteOffset, stream.byteLength);
-  for (let at = 0; at < stream.length; ) {
-    const length = view.getUint32(at);
-    bodies.push(stream.subarray(at + 4, at + 4 + length));
-    at += 4 + length;
-  }
+  const reader = createFrameReader(0xffffffff, { frame: (body) => bodies.push(body.slice()), oversized: () => {} });
+  for (const b of buffers) reader.push(b);
   return bodies;
 }
 
@@ -55,8 +53,7 @@ function peer(address = "10.0.0.1"): TestPeer {
     terminate() {
       p.closedHow = "terminate";
     },
-    // What the peer reads: the queued buffers as one byte stream (a frame may be queued in parts).
-    messages: () => splitFrames(Buffer.concat(p.frames)).map((body) => decodeMessage(body, { extensions: true })),
+    messages: () => readFrames(p.frames).map((body) => decodeMessage(body, { extensions: true })),
   };
   return p;
 }
