@@ -73,12 +73,9 @@ export function createUpdateTemplate(encode: (payload: Uint8Array, timestamp: bi
 }
 
 function indexAfter(bytes: Uint8Array, ascii: string): number {
-  const needle = Uint8Array.from(ascii, (c) => c.charCodeAt(0));
-  outer: for (let i = 0; i + needle.length <= bytes.length; i++) {
-    for (let j = 0; j < needle.length; j++) if (bytes[i + j] !== needle[j]) continue outer;
-    return i + needle.length;
-  }
-  throw new Error(`no ${ascii} in the template frame`);
+  const at = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).indexOf(Buffer.from(ascii, "latin1"));
+  if (at === -1) throw new Error(`no ${ascii} in the template frame`);
+  return at + ascii.length;
 }
 
 export interface Recorder {
