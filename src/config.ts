@@ -52,6 +52,14 @@ export interface RelayConfig {
   /** Empty: history in memory only. */
   stateDir: string;
   stateReset: boolean;
+  /** Milliseconds; 0: no nudges. */
+  nudgeInterval: number;
+  handshakeMaxBytes: number;
+  maxHandshakes: number;
+  maxHandshakesPerIp: number;
+  maxRegistrationsPerIp: number;
+  /** Seconds. */
+  replayTimeout: number;
 }
 
 type Parser<T> = (raw: string, flag: string) => T;
@@ -140,6 +148,17 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: "historyBytes", description: "Bytes of history kept per session", default: 16_777_216, parse: integer(0, Number.MAX_SAFE_INTEGER) },
   { key: "historyAge", description: "Seconds an update stays in history (0: no limit)", default: 0, parse: seconds(0) },
   { key: "stateDir", description: "Directory for the history database (SQLite); history survives restarts", default: "", parse: nonEmpty, valueHint: "dir" },
+  {
+    key: "nudgeInterval",
+    description: "Milliseconds after which a registered instance sent nothing gets a Pong, so today's Sova client's waiting edits leave (0: off)",
+    default: 40,
+    parse: integer(0, 3_600_000),
+  },
+  { key: "handshakeMaxBytes", description: "Largest frame accepted before registration, in bytes", default: 4096, parse: integer(64, MAX_FRAME) },
+  { key: "maxHandshakes", description: "Connections that have not registered yet, in the whole relay", default: 128, parse: integer(1, 1_000_000) },
+  { key: "maxHandshakesPerIp", description: "Connections that have not registered yet, per address (IPv6: per /64)", default: 8, parse: integer(1, 1_000_000) },
+  { key: "maxRegistrationsPerIp", description: "Registrations per address (IPv6: per /64) in any 60 s", default: 60, parse: integer(1, 1_000_000) },
+  { key: "replayTimeout", description: "Seconds a newcomer has to take its registration response and session history before it is cut", default: 30, parse: seconds(1) },
   { key: "logLevel", description: "error, warn, info, debug or trace", default: "info", parse: oneOf(LOG_LEVELS), legacyEnv: ["RUST_LOG"], valueHint: "level" },
   { key: "logFormat", description: "text or json", default: "text", parse: oneOf(["text", "json"] as const), valueHint: "format" },
 ];

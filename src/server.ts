@@ -12,15 +12,20 @@ import { RelayError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { createBudget, createOutbox, type Outbox } from "./net/outbox.ts";
 import { createFrameReader, type FrameReader } from "./protocol/framing.ts";
+import { addressGroup } from "./net/cidr.ts";
 import { createGuard, type Refusal } from "./relay/guard.ts";
+import { createRepeats, reportRepeats } from "./relay/repeats.ts";
 import { createHistory, type History } from "./relay/history.ts";
 import { openHistoryStore } from "./store.ts";
 import { createRelay, type Connection, type Relay } from "./relay/relay.ts";
 
 /** Half-open peers (laptop lid shut, cable pulled) are found by TCP keepalive after this. */
 export const KEEPALIVE_IDLE_MS = 30_000;
-/** After we end a connection, a peer that never closes its side is cut after this. */
-const LINGER_SECONDS = 5;
+/**
+ * A close the relay decides is over within this, whether or not the peer reads:
+ * waiting for a non-reader's queue to drain held its socket, queue and address slot forever.
+ */
+export const CLOSE_LINGER_MS = 2_000;
 const TICK_MS = 250;
 const SWEEP_MS = 10_000;
 
@@ -28,6 +33,8 @@ interface SocketState {
   conn: Connection;
   reader: FrameReader;
   outbox: Outbox;
+  /** When a close the relay decided becomes a terminate; 0 while open. */
+  closeBy: number;
 }
 
 export interface RunningServer {
@@ -72,6 +79,12 @@ export type ServerConfig = Pick<
   | "historyAge"
   | "stateDir"
   | "stateReset"
+  | "nudgeInterval"
+  | "handshakeMaxBytes"
+  | "maxHandshakes"
+  | "maxHandshakesPerIp"
+  | "maxRegistrationsPerIp"
+  | "replayTimeout"
 >;
 
 const REFUSAL_TEXT: Record<Refusal, string> = {
@@ -113,6 +126,12 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       tokens: config.tokens,
       handshakeTimeoutMs: config.handshakeTimeout * 1000,
       idleTimeoutMs: config.idleTimeout * 1000,
+      handshakeMaxBytes: config.handshakeMaxBytes,
+      maxHandshakes: config.maxHandshakes,
+      maxHandshakesPerAddress: config.maxHandshakesPerIp,
+      maxRegistrationsPerAddress: config.maxRegistrationsPerIp,
+      nudgeIntervalMs: config.nudgeInterval,
+      replayTimeoutMs: config.replayTimeout * 1000,
       history,
       onRegistrationFailed(ip) {
         if (guard.registrationFailed(ip, Date.now())) {
@@ -135,26 +154,48 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     onQuiet();
   }
 
-  // Under sustained overload this flips many times a second: log one line per 10 s, with a count.
+  // Pressure is relieved by cutting the connections that hold the most, never by
+  // pausing everyone: a pause let ten non-reading strangers stop every concert on the relay.
   let pressureEpisodes = 0;
   let pressureLoggedAt = 0;
+  let relieving = false;
   const budget = createBudget(config.maxTotalPendingBytes, (over) => {
-    if (over) {
-      pressureEpisodes++;
-      const now = Date.now();
-      if (now - pressureLoggedAt >= 10_000) {
-        log.warn("backpressure", `Unsent data for all instances passed ${config.maxTotalPendingBytes} bytes: reading paused until it halves (${pressureEpisodes} times so far)`, {
-          reason: "total_pending",
-          episodes: pressureEpisodes,
-        });
-        pressureLoggedAt = now;
-      }
-    }
-    for (const s of sockets) {
-      if (over) s.pause();
-      else s.resume();
-    }
+    if (!over || relieving) return;
+    relieving = true;
+    // After the frame being handled: everyone hears the current update before hearing who left.
+    queueMicrotask(relieve);
   });
+
+  function relieve(): void {
+    relieving = false;
+    pressureEpisodes++;
+    let cut = 0;
+    while (budget.used > budget.limit / 2) {
+      let worst: Socket<SocketState> | null = null;
+      for (const s of sockets) if (s.data.conn.state !== "closed" && s.data.outbox.liveBytes > (worst?.data.outbox.liveBytes ?? 0)) worst = s;
+      if (worst === null) break;
+      relay.cut(worst.data.conn, "memory_pressure");
+      worst.data.outbox.clear();
+      cut++;
+    }
+    const now = Date.now();
+    if (now - pressureLoggedAt >= 10_000) {
+      log.warn("backpressure", `Unsent data for all connections passed ${config.maxTotalPendingBytes} bytes: cut ${cut} connections holding the most (${pressureEpisodes} times so far)`, {
+        reason: "total_pending",
+        episodes: pressureEpisodes,
+        cut,
+      });
+      pressureLoggedAt = now;
+    }
+  }
+
+  const repeats = createRepeats();
+  const closing = new Set<Socket<SocketState>>();
+
+  function closeBounded(socket: Socket<SocketState>): void {
+    socket.data.closeBy = Date.now() + CLOSE_LINGER_MS;
+    closing.add(socket);
+  }
 
   function refuse(socket: Socket<SocketState>, refusal: Refusal): void {
     const ip = socket.remoteAddress;
@@ -181,46 +222,51 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
           if (n > 0) relay.stats.bytesOut += n;
           return n;
         },
-        end: () => {
-          socket.end();
-          socket.timeout(LINGER_SECONDS);
-        },
+        end: () => socket.end(),
       },
       { maxPendingBytes: config.maxPendingBytes, budget, onEmpty: checkQuiet },
     );
-    const state = { outbox } as SocketState;
+    const reader = createFrameReader(config.maxMessageSize, {
+      frame: (body) => relay.receive(conn, body),
+      oversized: (length) => relay.oversized(conn, length),
+    });
     const conn = relay.open({
       address: socket.remoteAddress,
       port: socket.remotePort,
       get pendingBytes() {
         return outbox.pendingBytes;
       },
-      send: (frame, replay) => outbox.enqueue(frame, replay),
+      get frontBytes() {
+        return outbox.frontBytes;
+      },
+      send: (frame, front) => outbox.enqueue(frame, front),
       close() {
-        state.reader.stop();
+        reader.stop();
+        closeBounded(socket);
         outbox.endAfterFlush();
       },
+      closeWith(last) {
+        reader.stop();
+        closeBounded(socket);
+        outbox.endWith(last);
+      },
       terminate() {
-        state.reader.stop();
+        reader.stop();
         outbox.clear();
         socket.terminate();
       },
+      setFrameLimit: (bytes) => reader.setMaxFrameSize(bytes),
     });
-    state.conn = conn;
-    state.reader = createFrameReader(config.maxMessageSize, {
-      frame: (body) => relay.receive(conn, body),
-      oversized: (length) => relay.oversized(conn, length),
-    });
-    socket.data = state;
+    socket.data = { conn, reader, outbox, closeBy: 0 };
     sockets.add(socket);
-    if (budget.over) socket.pause();
   }
 
   // One set of handlers for the plain and the TLS listener: the relay cannot tell them apart.
   const handlers: SocketHandler<SocketState> = {
     open: accept,
     handshake(socket, success, authorizationError) {
-      if (!success) {
+      // A port scanner makes one of these per connect: one line a minute per address, with a count.
+      if (!success && repeats.first("tls_handshake_failed", addressGroup(socket.remoteAddress), Date.now(), { ip: socket.remoteAddress, level: "warn" })) {
         log.warn("tls_handshake_failed", `TLS handshake with ${socket.remoteAddress} failed${authorizationError ? `: ${authorizationError.message}` : ""}`, {
           ip: socket.remoteAddress,
           reason: authorizationError?.message ?? "handshake failed",
@@ -229,7 +275,10 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     },
     data(socket, chunk) {
       relay.stats.bytesIn += chunk.length;
-      socket.data?.reader?.push(chunk);
+      const state = socket.data;
+      if (!state) return;
+      state.reader.push(chunk);
+      if (chunk.length <= 4 && state.reader.midFrame) relay.answerLoneHeader(state.conn);
     },
     drain(socket) {
       socket.data?.outbox?.flush();
@@ -245,6 +294,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       const state = socket.data;
       if (!state?.conn) return; // refused before it was accepted
       if (sockets.delete(socket)) guard.release(socket.remoteAddress);
+      closing.delete(socket);
       state.outbox.clear();
       relay.closed(state.conn, error ? "error" : "closed");
       checkQuiet();
@@ -278,7 +328,20 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
   }
   const tlsPort = tlsListener?.port ?? null;
 
-  const ticker = setInterval(() => relay.tick(), TICK_MS);
+  function tick(): void {
+    const now = Date.now();
+    relay.tick(now);
+    for (const s of closing) {
+      if (s.data.closeBy > now) continue;
+      closing.delete(s);
+      s.terminate();
+    }
+    reportRepeats(log, repeats.due(now));
+  }
+
+  const ticker = setInterval(tick, TICK_MS);
+  // A few sweeps per interval keep an edit's wait within about 1.25 intervals.
+  const nudger = config.nudgeInterval > 0 ? setInterval(() => relay.nudge(), Math.max(5, config.nudgeInterval / 4)) : null;
   const sweeper = setInterval(() => guard.sweep(Date.now()), SWEEP_MS);
   let stopping = false;
 
@@ -306,6 +369,8 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     for (const s of sockets) s.terminate();
     clearInterval(ticker);
     clearInterval(sweeper);
+    if (nudger) clearInterval(nudger);
+    reportRepeats(log, repeats.drain());
     plainListener?.stop(true);
     tlsListener?.stop(true);
     store?.close();

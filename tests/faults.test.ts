@@ -90,7 +90,7 @@ describe("peers that vanish", () => {
 describe("many cycles", () => {
   test("10,000 connect/disconnect cycles (registered and not) leave nothing behind", async () => {
     const httpPort = freePort();
-    const relay = await startProcess(SOURCE)(["--max-connections-per-ip", "1000", "--max-instances", "1000", "--http-port", String(httpPort), "--log-level", "info"]);
+    const relay = await startProcess(SOURCE)(["--max-connections-per-ip", "1000", "--max-handshakes-per-ip", "1000", "--max-registrations-per-ip", "100000", "--max-instances", "1000", "--http-port", String(httpPort), "--log-level", "info"]);
     const status = async () => (await (await fetch(`http://127.0.0.1:${httpPort}/status`)).json()) as { connected_instances: number; connections: number; sessions: unknown[] };
     const pid = relay.process!.pid;
     const cycle = async (i: number) => {

@@ -86,13 +86,24 @@ describe("outbox", () => {
     expect(o.pendingBytes).toBe(0);
   });
 
-  test("the per-peer bound refuses once unsent bytes would pass it", async () => {
+  test("the per-peer bound refuses once held bytes would pass it", async () => {
     const s = sink(() => 0);
-    const o = createOutbox(s, { maxPendingBytes: 10 });
-    expect(o.enqueue(new Uint8Array(6))).toBe(true);
+    const o = createOutbox(s, { maxPendingBytes: 10_000 });
+    expect(o.enqueue(new Uint8Array(6000))).toBe(true);
     await nextTurn();
-    expect(o.enqueue(new Uint8Array(4))).toBe(true);
-    expect(o.enqueue(new Uint8Array(1))).toBe(false);
+    expect(o.enqueue(new Uint8Array(4000))).toBe(true);
+    expect(o.enqueue(new Uint8Array(5000))).toBe(false);
+  });
+
+  test("small frames cost what they count: merged into chunks the outbox owns, capacity counted", () => {
+    const o = createOutbox(sink(() => 0), { maxPendingBytes: 1 << 30 });
+    const reply = new Uint8Array(49).fill(7);
+    for (let i = 0; i < 10_000; i++) o.enqueue(reply);
+    expect(o.pendingBytes).toBe(490_000);
+    // Chunks grow by doubling up to 64 KiB, so what is held stays within a few percent of what is queued.
+    expect(o.heldBytes).toBeGreaterThanOrEqual(490_000);
+    expect(o.heldBytes).toBeLessThan(490_000 * 1.15);
+    expect(o.liveBytes).toBe(o.heldBytes);
   });
 
   test("one frame larger than the bound still goes to a peer that has nothing queued", () => {
@@ -114,25 +125,63 @@ describe("outbox", () => {
   });
 
   test("the shared budget: pressure on past the limit, off under half; backlogged peers refused meanwhile", async () => {
+    const K = 5000; // over the small-frame size: counted by length, as shared broadcasts are
     const events: boolean[] = [];
-    const budget = createBudget(100, (over) => events.push(over));
+    const budget = createBudget(100 * K, (over) => events.push(over));
     let room = 0;
-    const slow = createOutbox(sink(() => room), { maxPendingBytes: 80, budget });
-    const quick = createOutbox(sink(), { maxPendingBytes: 80, budget });
-    expect(slow.enqueue(new Uint8Array(60))).toBe(true);
+    const slow = createOutbox(sink(() => room), { maxPendingBytes: 80 * K, budget });
+    const quick = createOutbox(sink(), { maxPendingBytes: 80 * K, budget });
+    expect(slow.enqueue(new Uint8Array(60 * K))).toBe(true);
     await nextTurn();
-    expect(slow.enqueue(new Uint8Array(20))).toBe(true);
+    expect(slow.enqueue(new Uint8Array(20 * K))).toBe(true);
     expect(budget.over).toBe(false);
-    const other = createOutbox(sink(() => 0), { maxPendingBytes: 80, budget });
-    other.enqueue(new Uint8Array(30));
+    const other = createOutbox(sink(() => 0), { maxPendingBytes: 80 * K, budget });
+    other.enqueue(new Uint8Array(30 * K));
     expect(events).toEqual([true]);
-    // `slow` holds 80 > half its bound: refused. `quick` holds nothing: accepted.
-    expect(slow.enqueue(new Uint8Array(1))).toBe(false);
-    expect(quick.enqueue(new Uint8Array(10))).toBe(true);
+    // `slow` holds 80 K > half its bound: refused. `quick` holds nothing: accepted.
+    expect(slow.enqueue(new Uint8Array(K))).toBe(false);
+    expect(quick.enqueue(new Uint8Array(10 * K))).toBe(true);
     await nextTurn();
-    room = 1000;
+    room = Infinity;
     slow.flush();
-    expect(budget.used).toBe(30);
+    expect(budget.used).toBe(30 * K);
     expect(events).toEqual([true, false]);
+  });
+
+  test("front frames (registration response, history) go first and count against neither bound", async () => {
+    const K = 5000;
+    const budget = createBudget(10 * K);
+    let room = 0;
+    const s = sink(() => room);
+    const o = createOutbox(s, { maxPendingBytes: 2 * K, budget });
+    expect(o.enqueue(frame(9, 9), false)).toBe(true);
+    for (let i = 0; i < 50; i++) expect(o.enqueue(new Uint8Array(K).fill(i), true)).toBe(true);
+    expect(budget.used).toBe(128); // the live frame's chunk only
+    expect(o.frontBytes).toBe(50 * K);
+    room = Infinity;
+    await nextTurn();
+    const bytes = s.bytes();
+    expect(bytes.length).toBe(50 * K + 2);
+    expect(bytes.slice(-2)).toEqual([9, 9]);
+    expect(bytes[49 * K]).toBe(49);
+    expect(o.frontBytes).toBe(0);
+    expect(budget.used).toBe(0);
+  });
+
+  test("endWith: a partly written frame is finished, the rest dropped, the last word sent, then the end", async () => {
+    let room = 3;
+    const s = sink(() => room);
+    const o = createOutbox(s, { maxPendingBytes: 1 << 20 });
+    o.enqueue(frame(1, 2, 3, 4, 5));
+    await nextTurn();
+    expect(s.bytes()).toEqual([1, 2, 3]);
+    o.enqueue(frame(6, 6)); // queued behind, never started: dropped
+    o.endWith(frame(0xee));
+    expect(s.ended()).toBe(false);
+    room = 100;
+    o.flush();
+    expect(s.bytes()).toEqual([1, 2, 3, 4, 5, 0xee]);
+    expect(s.ended()).toBe(true);
+    expect(o.heldBytes).toBe(0);
   });
 });

@@ -14,12 +14,16 @@ import { hex, loadVectors, unhex, vector } from "./support/vectors.ts";
 const vectors = loadVectors();
 const VERSION = "0.1.0";
 
-/** A relay started once per describe block, with that block's flags. */
+/**
+ * A relay started once per describe block, with that block's flags. Nudges (Pongs
+ * to quiet instances) are off unless a block turns them on: the other blocks show
+ * that nothing arrives, and a nudge would be something.
+ */
 function withRelay(start: StartRelay, flags: string[] = [], env: Record<string, string> = {}) {
   let relay: RelayHandle;
   const pool = new ClientPool(() => relay.port);
   beforeAll(async () => {
-    relay = await start(flags, env);
+    relay = await start(flags.includes("--nudge-interval") ? flags : ["--nudge-interval", "0", ...flags], env);
   });
   afterEach(() => pool.closeAll());
   afterAll(async () => {

@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { silentLogger } from "../src/log.ts";
 import { createFrameReader } from "../src/protocol/framing.ts";
 import { decodeMessage, encodeMessage, toByteArrayWire, type Message } from "../src/protocol/messages.ts";
-import { createRelay, RATE_WINDOW_MS, type Connection, type Peer, type RelayOptions } from "../src/relay/relay.ts";
+import { createRelay, type Connection, type Peer, type RelayOptions } from "../src/relay/relay.ts";
 import { sessionHash } from "../src/relay/access.ts";
 
 const OPTIONS: RelayOptions = {
@@ -21,7 +21,8 @@ const OPTIONS: RelayOptions = {
 
 interface TestPeer extends Peer {
   frames: Uint8Array[];
-  closedHow: "close" | "terminate" | null;
+  closedHow: "close" | "closeWith" | "terminate" | null;
+  frameLimit: number;
   refuse: boolean;
   messages(): Message[];
 }
@@ -39,8 +40,10 @@ function peer(address = "10.0.0.1"): TestPeer {
     address,
     port: 5000,
     pendingBytes: 0,
+    frontBytes: 0,
     frames: [],
     closedHow: null,
+    frameLimit: 0,
     refuse: false,
     send(frame) {
       if (p.refuse) return false;
@@ -49,6 +52,13 @@ function peer(address = "10.0.0.1"): TestPeer {
     },
     close() {
       p.closedHow = "close";
+    },
+    closeWith(last) {
+      p.frames.push(last);
+      p.closedHow = "closeWith";
+    },
+    setFrameLimit(bytes) {
+      p.frameLimit = bytes;
     },
     terminate() {
       p.closedHow = "terminate";
@@ -67,6 +77,18 @@ interface Joined {
 /** One StateUpdate from `from`, with its own id. */
 function sendUpdate(from: Joined): void {
   from.receive(encodeMessage({ type: "StateUpdate", source_instance_id: from.conn.instance!.id, timestamp: 1n, update_data: toByteArrayWire(Uint8Array.of(1, 2)) }));
+}
+
+/** A clock the test moves by hand: the relay's rules read time only through it. */
+function manualClock(start = 1_700_000_000_000) {
+  let t = start;
+  return {
+    now: () => t,
+    monotonic: () => t,
+    advance(ms: number) {
+      t += ms;
+    },
+  };
 }
 
 function setup(options: Partial<RelayOptions> = {}) {
@@ -159,7 +181,7 @@ describe("relay state", () => {
     expect(b.peer.messages().filter((m) => m.type === "InstanceDisconnected").length).toBe(1);
   });
 
-  test("a recipient whose queue is full is cut (terminated) and the others are told", () => {
+  test("a recipient whose queue is full is cut with the last word and the others are told", () => {
     const { relay, join } = setup();
     const a = join("a");
     const slow = join("slow");
@@ -167,26 +189,50 @@ describe("relay state", () => {
     c.peer.frames.length = 0;
     slow.peer.refuse = true;
     sendUpdate(a);
-    expect(slow.peer.closedHow).toBe("terminate");
+    expect(slow.peer.closedHow).toBe("closeWith");
+    expect(slow.peer.messages().at(-1)).toEqual({ type: "Error", message: "Connection lost" });
     expect(relay.stats.drops.slow_consumer).toBe(1);
     expect(relay.stats.disconnects.slow_consumer).toBe(1);
     const seen = c.peer.messages().map((m) => m.type);
     expect(seen).toEqual(["StateBroadcast", "InstanceDisconnected"]);
   });
 
-  test("the rate window resets after 60 s and allows one Error per window", () => {
-    const { join } = setup({ rateLimit: 2 });
+  test("the rate limit holds over any 60 s span, not just aligned windows; one Error a minute", () => {
+    const clock = manualClock();
+    const { join } = setup({ rateLimit: 10, clock });
     const a = join("a");
     const inst = a.conn.instance!;
     a.peer.frames.length = 0;
     const ping = encodeMessage({ type: "Ping", timestamp: 1n });
-    for (let i = 0; i < 5; i++) a.receive(ping);
-    expect(a.peer.messages().map((m) => m.type)).toEqual(["Pong", "Pong", "Error"]);
-    expect(inst.rateLimited).toBe(3);
-    inst.windowStart -= RATE_WINDOW_MS;
+    // 10 late in one minute and 10 early in the next were all let through by a fixed window.
+    clock.advance(59_000);
+    for (let i = 0; i < 10; i++) a.receive(ping);
+    clock.advance(1_500);
+    for (let i = 0; i < 10; i++) a.receive(ping);
+    const types = a.peer.messages().map((m) => m.type);
+    expect(types.filter((t) => t === "Pong").length).toBe(10);
+    expect(types.filter((t) => t === "Error").length).toBe(1);
+    expect(inst.rateLimited).toBe(10);
+    // A minute and a slot later the budget is back, and a new drop may say so again.
+    clock.advance(61_000);
     a.peer.frames.length = 0;
-    for (let i = 0; i < 4; i++) a.receive(ping);
-    expect(a.peer.messages().map((m) => m.type)).toEqual(["Pong", "Pong", "Error"]);
+    for (let i = 0; i < 11; i++) a.receive(ping);
+    expect(a.peer.messages().map((m) => m.type)).toEqual([...Array(10).fill("Pong"), "Error"]);
+  });
+
+  test("oversized frames count toward the rate limit", () => {
+    const clock = manualClock();
+    const { relay, join } = setup({ rateLimit: 3, clock });
+    const a = join("a");
+    a.peer.frames.length = 0;
+    for (let i = 0; i < 3; i++) relay.oversized(a.conn, 2 << 20);
+    a.receive(encodeMessage({ type: "Ping", timestamp: 1n }));
+    expect(a.peer.messages().map((m) => (m.type === "Error" ? m.message : m.type))).toEqual([
+      "Message too large: 2097152 bytes (max: 1048576)",
+      "Message too large: 2097152 bytes (max: 1048576)",
+      "Message too large: 2097152 bytes (max: 1048576)",
+      "Rate limit exceeded for instance a",
+    ]);
   });
 
   test("handshake deadline: tick closes connections that never registered, and only those", () => {
@@ -220,9 +266,9 @@ describe("relay state", () => {
     b.peer.frames.length = 0;
     relay.beginShutdown();
     relay.closeAll();
-    expect(a.peer.closedHow).toBe("close");
-    expect(b.peer.closedHow).toBe("close");
-    expect(b.peer.frames.length).toBe(0);
+    expect(a.peer.closedHow).toBe("closeWith");
+    expect(b.peer.closedHow).toBe("closeWith");
+    expect(b.peer.messages()).toEqual([{ type: "Error", message: "Connection lost" }]);
     expect(relay.instanceCount).toBe(0);
   });
 

@@ -59,3 +59,18 @@ export function cidrContains(cidr: Cidr, ip: string): boolean {
   const v = addressValue(ip);
   return v !== null && (v & cidr.mask) === cidr.base;
 }
+
+const V4_MAPPED = 0xffff00000000n;
+const V4_MAPPED_MASK = ((1n << 128n) - 1n) ^ 0xffffffffn;
+
+/**
+ * The unit per-address limits count: an IPv4 address, or an IPv6 /64 (one
+ * subscriber is usually handed a whole /64, so counting whole IPv6 addresses let
+ * one host get around every per-address cap).
+ */
+export function addressGroup(ip: string): string {
+  const v = addressValue(ip);
+  if (v === null) return ip;
+  if ((v & V4_MAPPED_MASK) === V4_MAPPED) return ip.replace(/^::ffff:/i, "");
+  return `${(v >> 64n).toString(16).padStart(16, "0").replace(/(.{4})(?!$)/g, "$1:")}::/64`;
+}

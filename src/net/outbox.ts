@@ -3,6 +3,13 @@
  * (or none): what it leaves is kept here and sent on `drain`, so nothing is lost
  * silently. Frames queued during one turn of the event loop (one socket read
  * can produce dozens of broadcasts to the same peer) leave in a single write.
+ *
+ * Memory is counted at what it costs. A small frame is copied into a chunk this
+ * outbox owns, so a queue of ten thousand 49-byte replies holds about 490 KB, not
+ * ten thousand buffers of a few hundred bytes each (measured: a queued reply held
+ * as its own buffer cost ~830 B of RSS while it counted 49 B); a chunk counts its
+ * whole capacity. A large frame is queued by reference: broadcasts are one buffer
+ * shared by every recipient, counted once per recipient (more than it costs, never less).
  */
 export interface ByteSink {
   /** Bytes taken, possibly fewer than offered; -1 when the socket is gone. */
@@ -10,13 +17,13 @@ export interface ByteSink {
   end(): void;
 }
 
-/** Unsent bytes of every outbox together: one per server, shared by its connections. */
+/** Bytes held by every outbox together: one per server, shared by its connections. */
 export interface PendingBudget {
   used: number;
   readonly limit: number;
   /** True from passing the limit until back under half of it. */
   over: boolean;
-  /** Told when `over` changes: the server pauses reading while over, so senders feel TCP backpressure. */
+  /** Told when `over` turns on: the server cuts the connections furthest behind. */
   onPressure?: (over: boolean) => void;
 }
 
@@ -36,13 +43,13 @@ function charge(budget: PendingBudget, delta: number): void {
 }
 
 export interface OutboxOptions {
-  /** Unsent bytes past which `enqueue` refuses (the slow-consumer bound). */
+  /** Bytes held for live frames past which `enqueue` refuses (the slow-consumer bound). */
   maxPendingBytes: number;
   /**
-   * The relay's memory bound under overload. While all outboxes together hold
-   * more than its limit, reading pauses (see PendingBudget), and an outbox
-   * already holding half its own bound refuses more: the peers furthest behind
-   * are cut first; peers that keep up hold next to nothing and are untouched.
+   * The relay's memory bound. While all outboxes together hold more than its
+   * limit, an outbox already holding half its own bound refuses more, and the
+   * server cuts the connections holding the most: the peers furthest behind go
+   * first; peers that keep up hold next to nothing and are untouched.
    */
   budget?: PendingBudget;
   /** Small frames are merged into writes of up to this size. */
@@ -54,25 +61,43 @@ export interface OutboxOptions {
 export interface Outbox {
   /**
    * Queues a whole frame; false (frame not queued) once the bound would be passed.
-   * `replay` frames (session history for a newcomer, itself bounded) are always
-   * queued and do not count against the bound until they are sent.
+   * `front` frames (a newcomer's RegistrationResponse and session history) go out
+   * before any live frame, are never refused and count neither against the bound
+   * nor the budget: their bytes belong to the session's roster and history, which
+   * are bounded on their own; the relay cuts a newcomer that does not take them in time.
    */
-  enqueue(frame: Uint8Array, replay?: boolean): boolean;
+  enqueue(frame: Uint8Array, front?: boolean): boolean;
   /** Sends what the socket will take now; call from the socket's `drain`. */
   flush(): void;
   /** Flush, then end the socket once everything queued has been taken. */
   endAfterFlush(): void;
+  /**
+   * The last word: drops every frame that has not started to go out (a frame
+   * already partly written is finished first, so the peer's stream stays whole),
+   * queues `last`, and ends once it is taken.
+   */
+  endWith(last: Uint8Array): void;
   /** Forget everything queued (the socket is gone or being cut). */
   clear(): void;
+  /** Bytes queued and not yet taken by the socket. */
   readonly pendingBytes: number;
+  /** Memory those bytes hold (chunk capacities, shared frames once per peer). */
+  readonly heldBytes: number;
+  /** Bytes of front frames (registration response, history) not yet taken. */
+  readonly frontBytes: number;
+  /** Memory held for live frames: what the bound and the relay-wide budget count. */
+  readonly liveBytes: number;
 }
 
 const DEFAULT_BATCH = 64 * 1024;
+/** Frames up to this size are copied into the outbox's own chunks. */
+const SMALL_FRAME = 4096;
+const MIN_CHUNK = 128;
 
 /**
- * Small frames are merged here before a write. One area serves every outbox: a write
- * is synchronous and the kernel has copied what it took when it returns, so a fresh
- * buffer per write (the hot path's biggest allocation) is not needed.
+ * Merged writes go through one area shared by every outbox: a write is synchronous
+ * and the kernel has copied what it took when it returns, so a fresh buffer per
+ * write (the hot path's biggest allocation) is not needed.
  */
 let mergeBuffer = new Uint8Array(0);
 
@@ -99,23 +124,106 @@ function scheduleFlush(flush: () => void): void {
   }
 }
 
+/** One queue of frames, small ones merged into chunks it owns. */
+interface _Queue {
+  items: Uint8Array[];
+  /** What each item holds in memory. */
+  costs: number[];
+  head: number;
+  /** The open chunk small frames are appended to; it is the last item while open. */
+  tail: Uint8Array | null;
+  tailFill: number;
+  bytes: number;
+  held: number;
+}
+
+function _queue(): _Queue {
+  return { items: [], costs: [], head: 0, tail: null, tailFill: 0, bytes: 0, held: 0 };
+}
+
+/** Appends a frame; returns how much more memory the queue now holds. */
+function _push(q: _Queue, frame: Uint8Array, batchBytes: number): number {
+  q.bytes += frame.length;
+  if (frame.length > SMALL_FRAME) {
+    q.tail = null;
+    q.items.push(frame);
+    q.costs.push(frame.length);
+    q.held += frame.length;
+    return frame.length;
+  }
+  const tail = q.tail;
+  if (tail !== null && q.tailFill + frame.length <= tail.length) {
+    tail.set(frame, q.tailFill);
+    q.tailFill += frame.length;
+    q.items[q.items.length - 1] = tail.subarray(0, q.tailFill);
+    return 0;
+  }
+  const last = q.items.length - 1;
+  if (tail !== null && tail.length < batchBytes) {
+    // Grow the open chunk (capacity at most twice what it holds) rather than start a second one.
+    const grown = new Uint8Array(Math.min(batchBytes, Math.max(tail.length * 2, q.tailFill + frame.length)));
+    if (q.tailFill + frame.length <= grown.length) {
+      grown.set(tail.subarray(0, q.tailFill));
+      grown.set(frame, q.tailFill);
+      q.tailFill += frame.length;
+      q.tail = grown;
+      q.items[last] = grown.subarray(0, q.tailFill);
+      const delta = grown.length - q.costs[last]!;
+      q.costs[last] = grown.length;
+      q.held += delta;
+      return delta;
+    }
+  }
+  let capacity = MIN_CHUNK;
+  while (capacity < frame.length) capacity *= 2;
+  const chunk = new Uint8Array(capacity);
+  chunk.set(frame);
+  q.tail = chunk;
+  q.tailFill = frame.length;
+  q.items.push(chunk.subarray(0, frame.length));
+  q.costs.push(capacity);
+  q.held += capacity;
+  return capacity;
+}
+
+function _empty(q: _Queue): boolean {
+  return q.head >= q.items.length;
+}
+
+function _reset(q: _Queue): void {
+  q.items = [];
+  q.costs = [];
+  q.head = 0;
+  q.tail = null;
+  q.tailFill = 0;
+  q.bytes = 0;
+  q.held = 0;
+}
+
 export function createOutbox(sink: ByteSink, options: OutboxOptions): Outbox {
   const batchBytes = options.batchBytes ?? DEFAULT_BATCH;
-  let frames: Uint8Array[] = [];
-  let head = 0;
-  let pendingBytes = 0;
+  const front = _queue();
+  const live = _queue();
+  // The remainder of a partial write: always the next bytes the peer must get.
+  let partial: Uint8Array | null = null;
+  let partialCost = 0;
+  let partialLive = false;
   let scheduled = false;
   let blocked = false; // the last write was partial: wait for drain
   let ending = false;
   let gone = false;
   const budget = options.budget ?? createBudget(Number.MAX_SAFE_INTEGER);
   const backlog = options.maxPendingBytes / 2;
-  // Replay frames sit at the front of the queue, so the first bytes written are theirs.
-  let replayBytes = 0;
 
-  function account(delta: number): void {
-    pendingBytes += delta;
-    charge(budget, delta);
+  function liveHeld(): number {
+    return live.held + (partialLive ? partialCost : 0);
+  }
+
+  function schedule(): void {
+    if (!scheduled && !blocked) {
+      scheduled = true;
+      scheduleFlush(run);
+    }
   }
 
   function run(): void {
@@ -123,52 +231,76 @@ export function createOutbox(sink: ByteSink, options: OutboxOptions): Outbox {
     flush();
   }
 
-  /** Writes one chunk: the head frame alone, or small frames merged; false when the socket is full or gone. */
-  function writeNext(): boolean {
-    const first = frames[head]!;
-    let end = head + 1;
-    let chunk = first;
-    let merged = false;
-    if (first.length < batchBytes) {
-      let total = first.length;
-      while (end < frames.length && total + frames[end]!.length <= batchBytes) total += frames[end++]!.length;
-      if (end > head + 1) {
-        chunk = mergeArea(batchBytes).subarray(0, total);
-        merged = true;
-        let at = 0;
-        for (let i = head; i < end; i++) {
-          chunk.set(frames[i]!, at);
-          at += frames[i]!.length;
-        }
-      }
-    }
+  /** Writes `chunk`; what the socket leaves becomes `partial`. False when the socket is full or gone. */
+  function write(chunk: Uint8Array, cost: number, isLive: boolean, copyRest: boolean): boolean {
     const written = sink.write(chunk);
     if (written < 0) {
-      clear();
+      if (isLive) charge(budget, -cost);
       gone = true;
+      clear();
       return false;
     }
-    account(-written);
-    replayBytes = Math.max(0, replayBytes - written);
     if (written < chunk.length) {
-      head = end - 1;
       // The merge area is shared by every outbox: what the socket left must be copied out.
-      frames[head] = merged ? chunk.slice(written) : chunk.subarray(written);
+      partial = copyRest ? chunk.slice(written) : chunk.subarray(written);
+      const newCost = copyRest ? partial.length : cost;
+      if (isLive) charge(budget, newCost - cost);
+      partialCost = newCost;
+      partialLive = isLive;
       blocked = true;
       return false;
     }
-    head = end;
+    if (isLive) charge(budget, -cost);
     return true;
+  }
+
+  /** Writes the next items of `q`, small ones merged; false when the socket is full or gone. */
+  function writeFrom(q: _Queue, isLive: boolean): boolean {
+    q.tail = null; // the open chunk is sealed: nothing is appended to bytes being written
+    const first = q.items[q.head]!;
+    let end = q.head + 1;
+    let chunk = first;
+    let cost = q.costs[q.head]!;
+    let merged = false;
+    if (first.length < batchBytes) {
+      let total = first.length;
+      while (end < q.items.length && total + q.items[end]!.length <= batchBytes) {
+        total += q.items[end]!.length;
+        cost += q.costs[end]!;
+        end++;
+      }
+      if (end > q.head + 1) {
+        chunk = mergeArea(batchBytes).subarray(0, total);
+        merged = true;
+        let at = 0;
+        for (let i = q.head; i < end; i++) {
+          chunk.set(q.items[i]!, at);
+          at += q.items[i]!.length;
+        }
+      }
+    }
+    q.head = end;
+    q.bytes -= chunk.length;
+    q.held -= cost;
+    return write(chunk, cost, isLive, merged);
   }
 
   function flush(): void {
     blocked = false;
-    while (head < frames.length && !gone) if (!writeNext()) return;
-    if (frames.length > 0) {
-      frames = [];
-      head = 0;
+    if (gone) return;
+    if (partial !== null) {
+      const rest = partial;
+      const cost = partialCost;
+      partial = null;
+      partialCost = 0;
+      if (!write(rest, cost, partialLive, false)) return;
     }
-    if (ending && !gone) {
+    while (!gone && !_empty(front)) if (!writeFrom(front, false)) return;
+    if (!gone) _reset(front);
+    while (!gone && !_empty(live)) if (!writeFrom(live, true)) return;
+    if (gone) return;
+    _reset(live);
+    if (ending) {
       gone = true;
       sink.end();
     }
@@ -176,26 +308,25 @@ export function createOutbox(sink: ByteSink, options: OutboxOptions): Outbox {
   }
 
   function clear(): void {
-    frames = [];
-    head = 0;
-    replayBytes = 0;
-    account(-pendingBytes);
+    charge(budget, -liveHeld());
+    _reset(front);
+    _reset(live);
+    partial = null;
+    partialCost = 0;
   }
 
   return {
-    enqueue(frame, replay = false) {
+    enqueue(frame, isFront = false) {
       if (gone || ending) return true;
-      const counted = pendingBytes - replayBytes;
-      if (!replay) {
-        if (counted > 0 && counted + frame.length > options.maxPendingBytes) return false;
-        if (budget.over && counted > backlog) return false;
-      } else replayBytes += frame.length;
-      frames.push(frame);
-      account(frame.length);
-      if (!scheduled && !blocked) {
-        scheduled = true;
-        scheduleFlush(run);
+      if (isFront) {
+        _push(front, frame, batchBytes);
+      } else {
+        const held = liveHeld();
+        if (held > 0 && held + frame.length > options.maxPendingBytes) return false;
+        if (budget.over && held > backlog) return false;
+        charge(budget, _push(live, frame, batchBytes));
       }
+      schedule();
       return true;
     },
     flush,
@@ -204,9 +335,27 @@ export function createOutbox(sink: ByteSink, options: OutboxOptions): Outbox {
       ending = true;
       if (!blocked) flush();
     },
+    endWith(last) {
+      if (ending || gone) return;
+      charge(budget, -live.held);
+      _reset(front);
+      _reset(live);
+      charge(budget, _push(live, last, batchBytes));
+      ending = true;
+      if (!blocked) flush();
+    },
     clear,
     get pendingBytes() {
-      return pendingBytes;
+      return front.bytes + live.bytes + (partial?.length ?? 0);
+    },
+    get heldBytes() {
+      return front.held + live.held + partialCost;
+    },
+    get liveBytes() {
+      return liveHeld();
+    },
+    get frontBytes() {
+      return front.bytes + (partial !== null && !partialLive ? partial.length : 0);
     },
   };
 }

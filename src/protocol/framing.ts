@@ -28,9 +28,12 @@ export interface FrameReader {
   readonly stats: FrameReaderStats;
   /** Stop delivering frames (the connection is closing); later pushes are ignored. */
   stop(): void;
+  /** Before registration a connection may send only small frames; registering raises the cap. */
+  setMaxFrameSize(bytes: number): void;
 }
 
-export function createFrameReader(maxFrameSize: number, sink: FrameSink): FrameReader {
+export function createFrameReader(initialMaxFrameSize: number, sink: FrameSink): FrameReader {
+  let maxFrameSize = initialMaxFrameSize;
   const header = new Uint8Array(4);
   let headerFill = 0;
   let body: Uint8Array | null = null;
@@ -102,6 +105,9 @@ export function createFrameReader(maxFrameSize: number, sink: FrameSink): FrameR
     stop() {
       stopped = true;
       body = null;
+    },
+    setMaxFrameSize(bytes) {
+      maxFrameSize = bytes;
     },
   };
 }

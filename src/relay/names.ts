@@ -1,13 +1,35 @@
-/** PROTOCOL.md 3: empty, over 64 characters, or holding control characters. */
+/**
+ * Instance names (PROTOCOL.md, Connection flow 3). Players see each other by
+ * name, so a name must look like what it is: look-alikes (`alice` beside
+ * Cyrillic `аlice`, `alice` + U+200B, `alice `, NFC and NFD `café`) were accepted
+ * as different players before, and bidi controls or line separators in a name
+ * could reorder or forge a log line.
+ */
 export const MAX_NAME_CHARS = 64;
 
-// Unicode category Cc: C0, DEL and C1.
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+// Cc controls, Cf format characters (zero-width, bidi controls, soft hyphen, tags),
+// line and paragraph separators, and the blank characters that render as nothing.
+const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2800\u3164\ufe00-\ufe0f\uffa0]|\udb40[\udd00-\uddef]/u;
+const LATIN = /\p{Script=Latin}/u;
+const LOOKALIKE_SCRIPTS = /[\p{Script=Cyrillic}\p{Script=Greek}]/u;
 
-export function isValidInstanceName(name: string): boolean {
-  if (name.length === 0 || CONTROL.test(name)) return false;
+export type NameCheck = { ok: true; key: string } | { ok: false };
+
+/**
+ * `key` is what two names are compared by in a session: NFC-normalised and
+ * trimmed, so names that differ only by normalisation or surrounding whitespace
+ * are the same name. The name itself stays as the player typed it.
+ */
+export function checkInstanceName(name: string): NameCheck {
+  const key = name.normalize("NFC").trim();
+  if (key.length === 0 || INVISIBLE.test(name)) return { ok: false };
+  if (LATIN.test(key) && LOOKALIKE_SCRIPTS.test(key)) return { ok: false };
   // Characters as Rust counts them (`chars()`): code points, not UTF-16 units.
   let count = 0;
-  for (const _ of name) if (++count > MAX_NAME_CHARS) return false;
-  return true;
+  for (const _ of name) if (++count > MAX_NAME_CHARS) return { ok: false };
+  return { ok: true, key };
+}
+
+export function isValidInstanceName(name: string): boolean {
+  return checkInstanceName(name).ok;
 }

@@ -4,7 +4,7 @@
  * touches a socket: a connection is a `Peer` it can send to and close, so all of
  * this runs in unit tests as it runs behind Bun.listen.
  */
-import type { Logger } from "../log.ts";
+import type { LogFields, Logger } from "../log.ts";
 import {
   broadcastPrefix,
   decodeMessage,
@@ -20,13 +20,30 @@ import {
   type StateUpdate,
   type Uuid,
 } from "../protocol/messages.ts";
+import { addressGroup } from "../net/cidr.ts";
 import { createAccess } from "./access.ts";
 import type { History } from "./history.ts";
-import { isValidInstanceName } from "./names.ts";
+import { checkInstanceName } from "./names.ts";
+import { createRepeats, reportRepeats, type Repeats } from "./repeats.ts";
 import { createRoster, rosterEntries, rosterJoin, type Roster } from "./roster.ts";
 import { bump, createStats, observe, type DisconnectReason, type RelayStats } from "./stats.ts";
+import { createWindow, type SlidingWindow } from "./window.ts";
+import { PEER_FAULT, WIRE_ERRORS, type RejectReason } from "./wire-errors.ts";
 
 export const RATE_WINDOW_MS = 60_000;
+/** Only these capabilities mean anything; others are dropped, so a registration cannot park megabytes in them. */
+export const KNOWN_CAPABILITIES: readonly string[] = ["presence"];
+const MAX_CAPABILITIES = 8;
+const MAX_CAPABILITY_CHARS = 32;
+
+export interface Clock {
+  /** Wall time in ms (timestamps on the wire, windows, deadlines). */
+  now(): number;
+  /** Monotonic ms for latency figures. */
+  monotonic(): number;
+}
+
+const SYSTEM_CLOCK: Clock = { now: Date.now, monotonic: () => performance.now() };
 
 export interface RelayOptions {
   expectedVersion: string;
@@ -44,6 +61,18 @@ export interface RelayOptions {
   handshakeTimeoutMs: number;
   /** 0: silence never ends a connection (Sova instances never ping). */
   idleTimeoutMs: number;
+  /** Largest frame before registration (a RegisterInstance is a few hundred bytes). */
+  handshakeMaxBytes?: number;
+  /** Connections still handshaking, relay-wide and per address (IPv6: per /64); past either, new ones are closed at once. */
+  maxHandshakes?: number;
+  maxHandshakesPerAddress?: number;
+  /** Successful registrations per address (IPv6: per /64) in any 60 s: join/leave churn makes every member hear a notice per cycle. */
+  maxRegistrationsPerAddress?: number;
+  /** A registered instance sent nothing for this long gets a Pong (0: off). See "Sova client compatibility" in the README. */
+  nudgeIntervalMs?: number;
+  /** A newcomer that has not taken its RegistrationResponse and history within this is cut. */
+  replayTimeoutMs?: number;
+  clock?: Clock;
 }
 
 /** One connection as the relay sees it. */
@@ -52,12 +81,18 @@ export interface Peer {
   readonly port: number;
   /** Unsent bytes held for this peer. */
   readonly pendingBytes: number;
-  /** Queue a frame; false when the peer's unsent bytes would pass the bound. `replay`: history, always queued. */
-  send(frame: Uint8Array, replay?: boolean): boolean;
-  /** Send what is queued, then close. */
+  /** Bytes of the registration response and history replay not yet taken by the peer. */
+  readonly frontBytes: number;
+  /** Queue a frame; false when the peer's unsent bytes would pass the bound. `front`: registration response and history, always queued first. */
+  send(frame: Uint8Array, front?: boolean): boolean;
+  /** Send what is queued, then close; the transport bounds how long a peer that does not read can hold it open. */
   close(): void;
+  /** Drop what has not started to go out, send `last`, then close (bounded in time like `close`). */
+  closeWith(last: Uint8Array): void;
   /** Close now and discard what is queued. */
   terminate(): void;
+  /** Frames past this many bytes are refused (raised once the peer registers). */
+  setFrameLimit(bytes: number): void;
 }
 
 export type ConnectionState = "handshake" | "registered" | "closed";
@@ -66,7 +101,13 @@ export interface Connection {
   readonly id: number;
   readonly peer: Peer;
   readonly openedAt: number;
+  /** The address's group for per-address limits (IPv6 by /64). */
+  readonly group: string;
   lastSeen: number;
+  /** When a frame was last queued for this peer (nudges). */
+  lastSent: number;
+  /** Set while the registration response and history are on their way. */
+  replayDeadline: number;
   state: ConnectionState;
   instance: Instance | null;
 }
@@ -75,6 +116,8 @@ export interface Instance {
   readonly id: Uuid;
   readonly idText: string;
   readonly name: string;
+  /** What uniqueness in a session compares: NFC-normalised and trimmed. */
+  readonly nameKey: string;
   readonly version: string;
   readonly session: Session;
   readonly conn: Connection;
@@ -85,10 +128,11 @@ export interface Instance {
   /** This instance's InstanceInfo bytes up to last_activity, for others' RegistrationResponse. */
   readonly infoHead: Uint8Array;
   lastActivity: number;
-  windowStart: number;
-  windowCount: number;
-  windowBytes: number;
-  windowDropped: number;
+  readonly messageWindow: SlidingWindow | null;
+  readonly byteWindow: SlidingWindow | null;
+  /** Messages dropped since the rate-limit Error was sent; the next Error waits a minute. */
+  rateDropped: number;
+  rateErrorAt: number;
   messagesIn: number;
   messagesOut: number;
   rateLimited: number;
@@ -120,8 +164,16 @@ export interface Relay {
   oversized(conn: Connection, length: number): void;
   /** The socket is gone. */
   closed(conn: Connection, reason: DisconnectReason): void;
-  /** Handshake and idle deadlines; call about every quarter second. */
+  /** End a connection for the transport's reasons (memory pressure): counted, logged, last word sent. */
+  cut(conn: Connection, reason: DisconnectReason): void;
+  /** Handshake, idle and replay deadlines, log summaries; call about every quarter second. */
   tick(now?: number): void;
+  /** Pongs for registered instances sent nothing for the nudge interval; call a few times per interval. */
+  nudge(now?: number): void;
+  /** The transport saw a lone frame header: answer it so the peer's kernel sends the body now. */
+  answerLoneHeader(conn: Connection): void;
+  /** Connections that have not registered yet. */
+  readonly handshaking: number;
   /** Stop relaying new frames; what is queued still goes out. */
   beginShutdown(): void;
   /** Close every connection after its queue is sent; no one is told of the others leaving. */
@@ -132,11 +184,23 @@ const REASON_TEXT: Record<DisconnectReason, string> = {
   closed: "connection closed",
   error: "connection error",
   handshake_timeout: "no RegisterInstance within the handshake timeout",
+  handshake_limit: "too many connections still handshaking",
   idle_timeout: "idle timeout",
   slow_consumer: "slow consumer",
+  replay_timeout: "did not take its registration response and history in time",
+  memory_pressure: "the relay's unsent data passed its bound and this peer held the most",
   rejected: "registration rejected",
   protocol: "protocol error",
   shutdown: "relay shutting down",
+};
+
+const DEFAULTS = {
+  handshakeMaxBytes: 4096,
+  maxHandshakes: 128,
+  maxHandshakesPerAddress: 8,
+  maxRegistrationsPerAddress: 60,
+  nudgeIntervalMs: 0,
+  replayTimeoutMs: 30_000,
 };
 
 function sameId(a: Uuid, b: Uuid): boolean {
@@ -153,53 +217,102 @@ function reasonOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** At most a few short known entries: a registration once parked 1 MiB of capabilities per instance. */
+function boundedCapabilities(offered: readonly string[]): Set<string> {
+  const kept = new Set<string>();
+  for (let i = 0; i < offered.length && i < MAX_CAPABILITIES; i++) {
+    const c = offered[i]!;
+    if (c.length <= MAX_CAPABILITY_CHARS && KNOWN_CAPABILITIES.includes(c)) kept.add(c);
+  }
+  return kept;
+}
+
+function countUp(counts: Map<string, number>, key: string, by: number): void {
+  const n = (counts.get(key) ?? 0) + by;
+  if (n <= 0) counts.delete(key);
+  else counts.set(key, n);
+}
+
 export function createRelay(options: RelayOptions, log: Logger): Relay {
+  const o = { ...DEFAULTS, ...options };
+  const clock = options.clock ?? SYSTEM_CLOCK;
   const stats = createStats();
   const access = createAccess(options.tokens);
   const history = options.history;
   const sessions = new Map<string, Session>();
   const connections = new Set<Connection>();
+  const handshakesByGroup = new Map<string, number>();
+  const registrationWindows = new Map<string, SlidingWindow>();
+  const repeats: Repeats = createRepeats();
+  const connectionLost = errorFrame(WIRE_ERRORS.connectionLost());
+  let handshaking = 0;
   let instanceCount = 0;
   let nextConnId = 1;
   let shuttingDown = false;
 
+  /** Per-address lines a flood would repeat: the first in a minute now, the rest as a count. */
+  function logRepeated(level: "info" | "warn" | "debug", event: string, conn: Connection, message: string, fields: LogFields): void {
+    if (repeats.first(event, conn.group, clock.now(), { ip: conn.peer.address, level })) log[level](event, message, fields);
+  }
+
+  function leaveHandshake(conn: Connection): void {
+    handshaking--;
+    countUp(handshakesByGroup, conn.group, -1);
+  }
+
   function cut(conn: Connection, reason: DisconnectReason, graceful: boolean): void {
     if (conn.state === "closed") return;
+    const wasRegistered = conn.state === "registered";
     finish(conn, reason);
-    if (graceful) conn.peer.close();
+    // Today's Sova client marks itself disconnected only on this exact Error; without
+    // it, it keeps saying it is connected and piles edits into a dead channel.
+    if (wasRegistered) {
+      stats.lastWords++;
+      conn.peer.closeWith(connectionLost);
+    } else if (graceful) conn.peer.close();
     else conn.peer.terminate();
+  }
+
+  function sendTo(conn: Connection, frame: Uint8Array): boolean {
+    conn.lastSent = clock.now();
+    return conn.peer.send(frame);
   }
 
   /** Deliver one frame; a peer whose queue passes the bound is cut on the spot. */
   function deliver(conn: Connection, frame: Uint8Array): boolean {
-    if (conn.peer.send(frame)) return true;
+    if (sendTo(conn, frame)) return true;
     cutSlowConsumer(conn);
     return false;
   }
 
-  function cutSlowConsumer(conn: Connection): void {
+  function cutSlowConsumer(conn: Connection, reason: "slow_consumer" | "memory_pressure" | "replay_timeout" = "slow_consumer"): void {
     if (conn.state === "closed") return;
     const inst = conn.instance;
     stats.drops.slow_consumer++;
     if (inst) inst.dropped++;
-    log.warn("slow_consumer", `${inst ? `Instance '${inst.name}'` : `Connection from ${conn.peer.address}`} cut as a slow consumer: ${conn.peer.pendingBytes} bytes unsent`, {
-      ip: conn.peer.address,
-      instance: inst?.name,
-      session: inst?.session.id,
-      pending_bytes: conn.peer.pendingBytes,
-      reason: "slow_consumer",
-    });
-    cut(conn, "slow_consumer", false);
+    log.warn(
+      "slow_consumer",
+      `${inst ? `Instance '${inst.name}'` : `Connection from ${conn.peer.address}`} cut as a slow consumer: ${conn.peer.pendingBytes} bytes unsent (${REASON_TEXT[reason]})`,
+      {
+        ip: conn.peer.address,
+        instance: inst?.name,
+        session: inst?.session.id,
+        pending_bytes: conn.peer.pendingBytes,
+        reason,
+      },
+    );
+    cut(conn, reason, false);
   }
 
   function finish(conn: Connection, reason: DisconnectReason): void {
     const inst = conn.instance;
     const wasRegistered = conn.state === "registered";
+    if (conn.state === "handshake") leaveHandshake(conn);
     conn.state = "closed";
     connections.delete(conn);
     stats.disconnects[reason]++;
     if (!wasRegistered || !inst) {
-      log.debug("connection_closed", `Connection from ${conn.peer.address}:${conn.peer.port} closed before registering (${REASON_TEXT[reason]})`, {
+      logRepeated("debug", "connection_closed", conn, `Connection from ${conn.peer.address}:${conn.peer.port} closed before registering (${REASON_TEXT[reason]})`, {
         ip: conn.peer.address,
         reason,
       });
@@ -207,7 +320,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     }
     const session = inst.session;
     session.instances = session.instances.filter((i) => i !== inst);
-    session.names.delete(inst.name);
+    session.names.delete(inst.nameKey);
     if (inst.capabilities.has("presence")) session.presenceWatchers--;
     instanceCount--;
     if (session.instances.length === 0) {
@@ -226,31 +339,46 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     for (const other of session.instances) if (other.conn.state === "registered") deliver(other.conn, notice);
   }
 
-  /** Failures that say the peer is guessing or broken, not that the relay is full. */
-  const PEER_FAULTS = new Set(["version", "token", "name", "invalid", "not_register"]);
-
-  function reject(conn: Connection, message: string, why: string, reason: DisconnectReason = "rejected"): void {
+  /** One Error, then close: before registration a connection gets nothing more. */
+  function reject(conn: Connection, message: string, why: RejectReason, reason: DisconnectReason = "rejected"): void {
     bump(stats.registrationsRejected, why);
-    if (PEER_FAULTS.has(why)) options.onRegistrationFailed?.(conn.peer.address, why);
-    log.warn("registration_rejected", `Registration from ${conn.peer.address} rejected: ${message}`, {
-      ip: conn.peer.address,
-      reason: why,
-    });
+    if (PEER_FAULT[why]) options.onRegistrationFailed?.(conn.peer.address, why);
+    // A health probe (an empty frame) is routine; a flood of refusals from one address is one line a minute.
+    if (why === "empty") logRepeated("debug", "probe", conn, `Empty frame from ${conn.peer.address} before registration (health check)`, { ip: conn.peer.address });
+    else {
+      logRepeated("warn", "registration_rejected", conn, `Registration from ${conn.peer.address} rejected: ${message}`, {
+        ip: conn.peer.address,
+        reason: why,
+      });
+    }
     conn.peer.send(errorFrame(message));
     cut(conn, reason, true);
   }
 
+  function registrationAllowed(conn: Connection, now: number): boolean {
+    let window = registrationWindows.get(conn.group);
+    if (window === undefined) {
+      window = createWindow(o.maxRegistrationsPerAddress, RATE_WINDOW_MS);
+      registrationWindows.set(conn.group, window);
+    }
+    if (!window.fits(now, 1)) return false;
+    window.add(1);
+    return true;
+  }
+
   function register(conn: Connection, msg: RegisterInstance, now: number): void {
     if (msg.version !== options.expectedVersion) {
-      return reject(conn, `Version mismatch: expected ${options.expectedVersion}, got ${msg.version}`, "version");
+      return reject(conn, WIRE_ERRORS.versionMismatch(options.expectedVersion, msg.version), "version");
     }
     const key = access.admit(msg.session_token);
-    if (key === null) return reject(conn, "Invalid session token", "token");
-    if (instanceCount >= options.maxInstances) return reject(conn, `Maximum instances (${options.maxInstances}) reached`, "capacity");
+    if (key === null) return reject(conn, WIRE_ERRORS.invalidToken(), "token");
+    if (instanceCount >= options.maxInstances) return reject(conn, WIRE_ERRORS.maxInstances(options.maxInstances), "capacity");
     const name = msg.instance_name;
-    if (!isValidInstanceName(name)) return reject(conn, "Invalid instance name", "name");
+    const checked = checkInstanceName(name);
+    if (!checked.ok) return reject(conn, WIRE_ERRORS.invalidName(), "name");
     let session = sessions.get(key.id);
-    if (session?.names.has(name)) return reject(conn, `Instance name '${name}' already in use`, "name_taken");
+    if (session?.names.has(checked.key)) return reject(conn, WIRE_ERRORS.nameTaken(name), "name_taken");
+    if (!registrationAllowed(conn, now)) return reject(conn, WIRE_ERRORS.tooManyRegistrations(), "registration_rate");
     if (!session) {
       session = { id: key.id, instances: [], names: new Set(), presenceWatchers: 0, roster: createRoster(), createdAt: now };
       sessions.set(key.id, session);
@@ -262,18 +390,19 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
       id,
       idText,
       name,
+      nameKey: checked.key,
       version: msg.version,
       session,
       conn,
       connectedAt: now,
-      capabilities: new Set(msg.capabilities),
+      capabilities: boundedCapabilities(msg.capabilities),
       prefix: broadcastPrefix(name),
       infoHead: instanceInfoHead({ id, name, version: msg.version, connected_at: systemTimeFromMillis(now) }),
       lastActivity: now,
-      windowStart: now,
-      windowCount: 0,
-      windowBytes: 0,
-      windowDropped: 0,
+      messageWindow: options.rateLimit > 0 ? createWindow(options.rateLimit, RATE_WINDOW_MS) : null,
+      byteWindow: options.rateLimitBytes ? createWindow(options.rateLimitBytes, RATE_WINDOW_MS) : null,
+      rateDropped: 0,
+      rateErrorAt: -Infinity,
       messagesIn: 0,
       messagesOut: 0,
       rateLimited: 0,
@@ -284,20 +413,25 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     const head = registrationResponseHead(`Registered as ${name}`, inst.id, others.length, entries.length);
     session.instances = [...others, inst];
     rosterJoin(session.roster, others, session.instances, inst);
-    session.names.add(name);
+    session.names.add(checked.key);
+    leaveHandshake(conn);
     conn.state = "registered";
     conn.instance = inst;
+    conn.peer.setFrameLimit(options.maxMessageSize);
     instanceCount++;
     stats.registrationsAccepted++;
-    // Queued like history (always, at the front, outside the slow-consumer bound until
-    // sent); the list part is the roster's own bytes, shared with every other newcomer
-    // still waiting for theirs, so a crowd joining costs O(n) memory, not O(n^2).
+    // Queued in front (outside the slow-consumer bound and the relay-wide budget: the
+    // list is the roster's own bytes, shared with every other newcomer still waiting for
+    // theirs, and history frames are history's), so a crowd joining costs O(n) memory.
+    // A newcomer that does not take them within the replay timeout is cut.
     conn.peer.send(head, true);
     if (entries.length > 0) conn.peer.send(entries, true);
     // History right after the response and before any live frame: this runs to the
     // end before the next frame is read, so nothing can fall between the two.
     const replay = history?.enabled ? history.replay(session.id, now) : [];
     for (const frame of replay) conn.peer.send(frame, true);
+    conn.lastSent = now;
+    conn.replayDeadline = now + o.replayTimeoutMs;
     inst.messagesOut += replay.length;
     log.info("registered", `Instance '${name}' registered with ID ${idText}${replay.length > 0 ? `; sent ${replay.length} updates of session history` : ""}`, {
       ip: conn.peer.address,
@@ -310,70 +444,64 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     // Counted, so a crowd joining a session where nobody asked for presence costs no scan.
     if (session.presenceWatchers > 0) {
       const notice = encodeFrame({ type: "InstanceConnected", instance_id: inst.id, instance_name: name });
-      for (const o of others) if (o.capabilities.has("presence") && o.conn.state === "registered") deliver(o.conn, notice);
+      for (const other of others) if (other.capabilities.has("presence") && other.conn.state === "registered") deliver(other.conn, notice);
     }
     if (inst.capabilities.has("presence")) session.presenceWatchers++;
   }
 
   function handshake(conn: Connection, body: Uint8Array, now: number): void {
+    // What `sova-relay health` sends: answered as PROTOCOL.md says, then closed like any other refusal.
     if (body.length === 0) {
-      // What `sova-relay health` sends: answered as PROTOCOL.md says, logged quietly.
       stats.probes++;
-      log.debug("probe", `Empty frame from ${conn.peer.address} before registration (health check)`, { ip: conn.peer.address });
-      deliver(conn, errorFrame("Invalid message: empty frame"));
-      return;
+      return reject(conn, WIRE_ERRORS.emptyFrame(), "empty");
     }
     let msg: Message;
     try {
       msg = decodeMessage(body);
     } catch (error) {
       stats.drops.invalid++;
-      if (peekVariant(body) === "RegisterInstance") return reject(conn, `Invalid message: ${reasonOf(error)}`, "invalid");
-      return reject(conn, "Expected RegisterInstance message", "not_register", "protocol");
+      if (peekVariant(body) === "RegisterInstance") return reject(conn, WIRE_ERRORS.invalidMessage(reasonOf(error)), "invalid");
+      return reject(conn, WIRE_ERRORS.expectedRegister(), "not_register", "protocol");
     }
     bump(stats.messagesReceived, msg.type);
-    if (msg.type !== "RegisterInstance") return reject(conn, "Expected RegisterInstance message", "not_register", "protocol");
+    if (msg.type !== "RegisterInstance") return reject(conn, WIRE_ERRORS.expectedRegister(), "not_register", "protocol");
     register(conn, msg, now);
   }
 
   /**
-   * Fixed 60 s window per instance, counting messages and bytes; the first drop
-   * of a window, whichever limit caused it, gets the one Error.
+   * Messages and bytes per instance over any 60 s span; the first drop gets the
+   * Error, and the next Error waits at least a minute, however the sender keeps on.
    */
   function withinRate(inst: Instance, now: number, bytes: number): boolean {
-    if (options.rateLimit === 0 && !options.rateLimitBytes) return true;
-    if (now - inst.windowStart >= RATE_WINDOW_MS) {
-      if (inst.windowDropped > 0) {
-        log.info("rate_limit_window", `Instance '${inst.name}' had ${inst.windowDropped} messages dropped by the rate limit in the last window`, {
-          instance: inst.name,
-          session: inst.session.id,
-          dropped: inst.windowDropped,
-        });
-      }
-      inst.windowStart = now;
-      inst.windowCount = 0;
-      inst.windowBytes = 0;
-      inst.windowDropped = 0;
-    }
-    const countOk = options.rateLimit === 0 || inst.windowCount < options.rateLimit;
-    const bytesOk = !options.rateLimitBytes || inst.windowBytes + bytes <= options.rateLimitBytes;
+    const messages = inst.messageWindow;
+    const volume = inst.byteWindow;
+    const countOk = messages === null || messages.fits(now, 1);
+    const bytesOk = volume === null || volume.fits(now, bytes);
     if (countOk && bytesOk) {
-      inst.windowCount++;
-      inst.windowBytes += bytes;
+      messages?.add(1);
+      volume?.add(bytes);
       return true;
     }
-    inst.windowDropped++;
     inst.rateLimited++;
+    inst.rateDropped++;
     stats.drops.rate_limit++;
-    if (inst.windowDropped === 1) {
+    if (now - inst.rateErrorAt >= RATE_WINDOW_MS) {
       const which = countOk ? `${options.rateLimitBytes} bytes` : `${options.rateLimit} messages`;
-      log.warn("rate_limited", `Instance '${inst.name}' exceeded the rate limit (${which} per minute); dropping until the window resets`, {
-        ip: inst.conn.peer.address,
-        instance: inst.name,
-        session: inst.session.id,
-        reason: "rate_limit",
-      });
-      deliver(inst.conn, errorFrame(`Rate limit exceeded for instance ${inst.name}`));
+      const earlier = inst.rateDropped - 1;
+      log.warn(
+        "rate_limited",
+        `Instance '${inst.name}' exceeded the rate limit (${which} per minute); dropping until it is back under${earlier > 0 ? ` (${earlier} dropped since the last notice)` : ""}`,
+        {
+          ip: inst.conn.peer.address,
+          instance: inst.name,
+          session: inst.session.id,
+          reason: "rate_limit",
+          dropped: earlier,
+        },
+      );
+      inst.rateErrorAt = now;
+      inst.rateDropped = 0;
+      deliver(inst.conn, errorFrame(WIRE_ERRORS.rateLimit(inst.name)));
     }
     return false;
   }
@@ -382,26 +510,26 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     stats.drops.invalid++;
     inst.dropped++;
     bump(stats.messagesReceived, "invalid");
-    log.warn("invalid_message", `Invalid message from instance '${inst.name}': ${why}`, {
+    logRepeated("warn", "invalid_message", inst.conn, `Invalid message from instance '${inst.name}': ${why}`, {
       ip: inst.conn.peer.address,
       instance: inst.name,
       session: inst.session.id,
       reason: why,
     });
-    deliver(inst.conn, errorFrame(`Invalid message: ${why}`));
+    deliver(inst.conn, errorFrame(WIRE_ERRORS.invalidMessage(why)));
   }
 
   function relayUpdate(inst: Instance, msg: StateUpdate, now: number, arrived: number): void {
     if (!sameId(msg.source_instance_id, inst.id)) {
       stats.drops.invalid++;
       inst.dropped++;
-      log.warn("id_mismatch", `Instance '${inst.name}' sent a StateUpdate with another instance's ID`, {
+      logRepeated("warn", "id_mismatch", inst.conn, `Instance '${inst.name}' sent a StateUpdate with another instance's ID`, {
         ip: inst.conn.peer.address,
         instance: inst.name,
         session: inst.session.id,
         reason: "id_mismatch",
       });
-      deliver(inst.conn, errorFrame("Instance ID mismatch"));
+      deliver(inst.conn, errorFrame(WIRE_ERRORS.idMismatch()));
       return;
     }
     stats.broadcasts++;
@@ -415,19 +543,20 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
       const other = peers[i]!;
       if (other === inst || other.conn.state !== "registered") continue;
       if (other.conn.peer.send(frame)) {
+        other.conn.lastSent = now;
         other.messagesOut++;
         stats.deliveries++;
       } else (slow ??= []).push(other.conn);
     }
-    observe(stats.relayLatency, (performance.now() - arrived) / 1000);
+    observe(stats.relayLatency, (clock.monotonic() - arrived) / 1000);
     // Cut after the loop, so everyone hears this update before hearing who left.
     if (slow !== null) for (const conn of slow) cutSlowConsumer(conn);
   }
 
   function receive(conn: Connection, body: Uint8Array): void {
     if (conn.state === "closed") return;
-    const arrived = performance.now();
-    const now = Date.now();
+    const arrived = clock.monotonic();
+    const now = clock.now();
     conn.lastSeen = now;
     if (shuttingDown) {
       stats.drops.shutdown++;
@@ -461,31 +590,66 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
 
   function oversized(conn: Connection, length: number): void {
     if (conn.state === "closed") return;
-    conn.lastSeen = Date.now();
+    const now = clock.now();
+    conn.lastSeen = now;
     stats.drops.oversized++;
-    const inst = conn.instance;
-    if (inst) inst.dropped++;
-    log.warn("oversized_frame", `${inst ? `Instance '${inst.name}'` : `Connection from ${conn.peer.address}`} sent a ${length}-byte frame (max ${options.maxMessageSize}); skipped`, {
+    if (conn.state === "handshake") {
+      return reject(conn, WIRE_ERRORS.tooLarge(length, o.handshakeMaxBytes), "oversized", "protocol");
+    }
+    const inst = conn.instance!;
+    inst.dropped++;
+    // The skipped bytes crossed the network all the same: they count toward the limits.
+    if (!withinRate(inst, now, length)) return;
+    logRepeated("warn", "oversized_frame", conn, `Instance '${inst.name}' sent a ${length}-byte frame (max ${options.maxMessageSize}); skipped`, {
       ip: conn.peer.address,
-      instance: inst?.name,
-      session: inst?.session.id,
+      instance: inst.name,
+      session: inst.session.id,
       length,
       reason: "oversized",
     });
-    deliver(conn, errorFrame(`Message too large: ${length} bytes (max: ${options.maxMessageSize})`));
+    deliver(conn, errorFrame(WIRE_ERRORS.tooLarge(length, options.maxMessageSize)));
   }
 
-  function tick(now = Date.now()): void {
+  function tick(now = clock.now()): void {
     for (const conn of connections) {
       if (conn.state === "handshake" && now - conn.openedAt >= options.handshakeTimeoutMs) {
-        log.info("handshake_timeout", `Connection from ${conn.peer.address} sent no RegisterInstance within ${options.handshakeTimeoutMs / 1000} s; closing`, {
+        logRepeated("debug", "handshake_timeout", conn, `Connection from ${conn.peer.address} sent no RegisterInstance within ${options.handshakeTimeoutMs / 1000} s; closing`, {
           ip: conn.peer.address,
           reason: "handshake_timeout",
         });
         cut(conn, "handshake_timeout", true);
+      } else if (conn.replayDeadline > 0) {
+        if (conn.peer.frontBytes === 0) conn.replayDeadline = 0;
+        else if (now >= conn.replayDeadline) cutSlowConsumer(conn, "replay_timeout");
       } else if (options.idleTimeoutMs > 0 && now - conn.lastSeen >= options.idleTimeoutMs) {
         cut(conn, "idle_timeout", true);
       }
+    }
+    reportRepeats(log, repeats.due(now));
+    for (const [group, window] of registrationWindows) if (window.fits(now, 0) && window.used === 0) registrationWindows.delete(group);
+  }
+
+  /**
+   * A frame header that arrived alone is answered at once: today's client writes the
+   * header and the body in two writes without TCP_NODELAY, so its kernel holds the
+   * body until our ACK, which Linux delays up to 40 ms when we have nothing to send.
+   * A Pong carries the ACK back at once.
+   */
+  function answerLoneHeader(conn: Connection): void {
+    if (conn.state !== "registered" || conn.peer.pendingBytes > 0 || o.nudgeIntervalMs <= 0) return;
+    stats.nudges++;
+    deliver(conn, encodeFrame({ type: "Pong", timestamp: BigInt(clock.now()) }));
+  }
+
+  function nudge(now = clock.now()): void {
+    if (o.nudgeIntervalMs <= 0 || shuttingDown) return;
+    let pong: Uint8Array | null = null;
+    for (const conn of connections) {
+      // A peer with bytes still queued has a frame on its way: that frame is its nudge.
+      if (conn.state !== "registered" || now - conn.lastSent < o.nudgeIntervalMs || conn.peer.pendingBytes > 0) continue;
+      pong ??= encodeFrame({ type: "Pong", timestamp: BigInt(now) });
+      stats.nudges++;
+      deliver(conn, pong);
     }
   }
 
@@ -497,15 +661,41 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     get instanceCount() {
       return instanceCount;
     },
+    get handshaking() {
+      return handshaking;
+    },
     get shuttingDown() {
       return shuttingDown;
     },
     open(peer) {
-      const now = Date.now();
-      const conn: Connection = { id: nextConnId++, peer, openedAt: now, lastSeen: now, state: "handshake", instance: null };
+      const now = clock.now();
+      const group = addressGroup(peer.address);
+      const conn: Connection = {
+        id: nextConnId++,
+        peer,
+        openedAt: now,
+        group,
+        lastSeen: now,
+        lastSent: now,
+        replayDeadline: 0,
+        state: "handshake",
+        instance: null,
+      };
       connections.add(conn);
+      handshaking++;
+      countUp(handshakesByGroup, group, 1);
       stats.connectionsOpened++;
-      log.debug("connection_accepted", `New connection from ${peer.address}:${peer.port}`, { ip: peer.address });
+      peer.setFrameLimit(o.handshakeMaxBytes);
+      if (handshaking > o.maxHandshakes || (handshakesByGroup.get(group) ?? 0) > o.maxHandshakesPerAddress) {
+        logRepeated("warn", "connection_refused", conn, `Connection from ${peer.address} refused: too many connections still handshaking`, {
+          ip: peer.address,
+          reason: "handshake_limit",
+        });
+        stats.connectionsRefused++;
+        cut(conn, "handshake_limit", false);
+        return conn;
+      }
+      logRepeated("debug", "connection_accepted", conn, `New connection from ${peer.address}:${peer.port}`, { ip: peer.address });
       return conn;
     },
     receive,
@@ -513,12 +703,19 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     closed(conn, reason) {
       if (conn.state !== "closed") finish(conn, reason);
     },
+    cut(conn, reason) {
+      if (reason === "slow_consumer" || reason === "memory_pressure" || reason === "replay_timeout") cutSlowConsumer(conn, reason);
+      else cut(conn, reason, true);
+    },
     tick,
+    nudge,
+    answerLoneHeader,
     beginShutdown() {
       shuttingDown = true;
     },
     closeAll() {
       for (const conn of [...connections]) cut(conn, "shutdown", true);
+      reportRepeats(log, repeats.drain());
     },
   };
 }

@@ -6,8 +6,11 @@ export type DisconnectReason =
   | "closed" // the peer closed the connection
   | "error" // reset or socket error
   | "handshake_timeout"
+  | "handshake_limit" // too many connections still handshaking, relay-wide or from one address
   | "idle_timeout"
   | "slow_consumer"
+  | "replay_timeout" // a newcomer did not take its registration response and history in time
+  | "memory_pressure" // cut to bring the relay's unsent data back under its bound
   | "rejected" // registration refused
   | "protocol" // something other than RegisterInstance came first
   | "shutdown";
@@ -20,6 +23,10 @@ export interface RelayStats {
   connectionsRefused: number;
   /** Empty frames before registration: health checks. */
   probes: number;
+  /** `Error "Connection lost"` frames queued as a registered connection's last word. */
+  lastWords: number;
+  /** Pongs sent to instances that were sent nothing for the nudge interval. */
+  nudges: number;
   registrationsAccepted: number;
   registrationsRejected: Record<string, number>;
   messagesReceived: Record<string, number>;
@@ -62,6 +69,8 @@ export function createStats(): RelayStats {
     connectionsOpened: 0,
     connectionsRefused: 0,
     probes: 0,
+    lastWords: 0,
+    nudges: 0,
     registrationsAccepted: 0,
     registrationsRejected: {},
     messagesReceived: {},
@@ -72,8 +81,11 @@ export function createStats(): RelayStats {
       closed: 0,
       error: 0,
       handshake_timeout: 0,
+      handshake_limit: 0,
       idle_timeout: 0,
       slow_consumer: 0,
+      replay_timeout: 0,
+      memory_pressure: 0,
       rejected: 0,
       protocol: 0,
       shutdown: 0,
