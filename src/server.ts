@@ -25,7 +25,7 @@ export const KEEPALIVE_IDLE_MS = 30_000;
  * A close the relay decides is over within this, whether or not the peer reads:
  * waiting for a non-reader's queue to drain held its socket, queue and address slot forever.
  */
-export const CLOSE_LINGER_MS = 2_000;
+export const CLOSE_LINGER_MS = 5_000;
 const TICK_MS = 250;
 const SWEEP_MS = 10_000;
 
@@ -334,6 +334,10 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     for (const s of closing) {
       if (s.data.closeBy > now) continue;
       closing.delete(s);
+      log.debug("close_forced", `Connection from ${s.remoteAddress} did not take its last bytes within ${CLOSE_LINGER_MS / 1000} s; closed`, {
+        ip: s.remoteAddress,
+        pending_bytes: s.data.outbox.pendingBytes,
+      });
       s.terminate();
     }
     reportRepeats(log, repeats.due(now));

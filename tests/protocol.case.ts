@@ -69,6 +69,35 @@ export function protocolSuite(label: string, start: StartRelay): void {
       expect(ok.id).not.toBeNull();
     });
 
+    test("3. invisible, direction-control, whitespace-only and mixed-script look-alike names are refused", async () => {
+      const names = [
+        "alice\u200b", // zero-width space
+        "\u202eevil", // right-to-left override
+        "line\u2028sep",
+        "para\u2029sep",
+        "   ",
+        "\u2800", // braille blank
+        "\u0430lice", // Cyrillic a, Latin lice
+        "\u03bfscar", // Greek omicron, Latin scar
+      ];
+      for (const name of names) {
+        const c = await pool.connect();
+        await expect(c.register({ name })).rejects.toThrow("Invalid instance name");
+        await c.closed;
+      }
+      // One script throughout is a name like any other.
+      expect((await pool.register("\u0430\u043b\u0438\u0441\u0430")).id).not.toBeNull();
+    });
+
+    test("3. names that differ only by surrounding whitespace or Unicode normalisation are the same name", async () => {
+      await pool.register("caf\u00e9"); // NFC
+      for (const name of ["cafe\u0301", " caf\u00e9", "caf\u00e9\u00a0"]) {
+        const c = await pool.connect();
+        await expect(c.register({ name })).rejects.toThrow(`Instance name '${name}' already in use`);
+        await c.closed;
+      }
+    });
+
     test("3. a name in use in the session is refused; free again at once when its owner leaves", async () => {
       const first = await pool.register("alice");
       const second = await pool.connect();

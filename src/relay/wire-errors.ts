@@ -41,12 +41,16 @@ export type RejectReason =
   | "oversized"
   | "registration_rate";
 
-/** Failures that say the peer is guessing or broken, not that the relay is full or the name taken. */
+/**
+ * Failures that say the peer is guessing a token or sending junk. A wrong version or
+ * a refused name is a player's honest mistake: counting those let one typo behind a
+ * venue's NAT help lock everyone there out.
+ */
 export const PEER_FAULT: Readonly<Record<RejectReason, boolean>> = {
-  version: true,
+  version: false,
   token: true,
   capacity: false,
-  name: true,
+  name: false,
   name_taken: false,
   invalid: true,
   not_register: true,
