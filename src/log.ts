@@ -59,8 +59,9 @@ function isoSeconds(date: Date): string {
   return date.toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
-// Names and versions come from the network: a newline in one must not forge a log line.
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
+// Names and versions come from the network: a newline in one must not forge a log line,
+// and a bidi control (U+202E) or a line separator (U+2028) must not reorder or split one.
+const CONTROL = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
 const MAX_LINE = 2000;
 
 function printable(message: string): string {

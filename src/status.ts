@@ -49,6 +49,8 @@ export interface StatusTotals {
   deliveries: number;
   bytes_in: number;
   bytes_out: number;
+  nudges: number;
+  last_words: number;
   drops: Record<string, number>;
   disconnects: Record<string, number>;
 }
@@ -60,6 +62,7 @@ export interface Status {
   uptime: number;
   started_at: number;
   connections: number;
+  handshaking: number;
   instances: InstanceStatus[];
   sessions: SessionStatus[];
   limits: Record<string, number | boolean>;
@@ -112,6 +115,7 @@ export function snapshot(ctx: StatusContext, now = Date.now()): Status {
     uptime: Math.round((now - ctx.startedAt) / 100) / 10,
     started_at: Math.floor(ctx.startedAt / 1000),
     connections: relay.connections.size,
+    handshaking: relay.handshaking,
     instances,
     sessions,
     limits: {
@@ -135,6 +139,8 @@ export function snapshot(ctx: StatusContext, now = Date.now()): Status {
       deliveries: s.deliveries,
       bytes_in: s.bytesIn,
       bytes_out: s.bytesOut,
+      nudges: s.nudges,
+      last_words: s.lastWords,
       drops: { ...s.drops },
       disconnects: { ...s.disconnects },
     },

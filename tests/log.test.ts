@@ -44,4 +44,11 @@ describe("logger", () => {
     expect(lines.length).toBe(1);
     expect(lines[0]!.split("\n").length).toBe(2); // the line and its own terminator
   });
+
+  test("bidi controls, zero-width characters and line separators in a peer-supplied string are escaped", () => {
+    const { lines, log } = capture();
+    log.warn("registration_rejected", "got \u202eevil\u2028line\u2029para\u200bzw");
+    expect(lines[0]).toContain("got \\u202eevil\\u2028line\\u2029para\\u200bzw");
+    expect(lines[0]).not.toMatch(/[\u202e\u2028\u2029\u200b]/);
+  });
 });
