@@ -5,6 +5,7 @@
  *   --plain                           without --minify and --bytecode
  * Bytecode halves start-up to listening (48 ms -> 20 ms here); minify changes
  * nothing measurable but size. README, "Binaries", has the figures.
+ * Version, commit and target are baked in (src/version.ts reads them).
  * Compiled binaries would read .env and bunfig.toml from the directory they start
  * in; that is turned off so a container behaves the same wherever it starts.
  */
@@ -30,11 +31,28 @@ const args = new Set(process.argv.slice(2));
 const minify = !args.has("--plain");
 const bytecode = !args.has("--plain");
 
+/** The commit baked into the binary (src/version.ts); "unknown" outside a git checkout. */
+function gitCommit(): string {
+  try {
+    const git = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], { cwd: ROOT, stdout: "pipe", stderr: "ignore" });
+    return git.exitCode === 0 ? git.stdout.toString().trim() || "unknown" : "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+const commit = gitCommit();
+
 async function compile(outfile: string, target?: string): Promise<void> {
   const result = await Bun.build({
     entrypoints: [join(ROOT, "src/main.ts")],
     minify,
     bytecode,
+    define: {
+      __SOVA_RELAY_VERSION__: JSON.stringify(pkg.version),
+      __SOVA_RELAY_COMMIT__: JSON.stringify(commit),
+      __SOVA_RELAY_TARGET__: JSON.stringify(target ?? `bun-${process.platform}-${process.arch}`),
+    },
     compile: {
       outfile,
       ...(target ? { target: target as Bun.Build.CompileTarget } : {}),
