@@ -41,7 +41,7 @@ function gitCommit(): string {
   }
 }
 
-const commit = gitCommit();
+let commit: string | undefined;
 
 async function compile(outfile: string, target?: string): Promise<void> {
   const result = await Bun.build({
@@ -50,7 +50,7 @@ async function compile(outfile: string, target?: string): Promise<void> {
     bytecode,
     define: {
       __SOVA_RELAY_VERSION__: JSON.stringify(pkg.version),
-      __SOVA_RELAY_COMMIT__: JSON.stringify(commit),
+      __SOVA_RELAY_COMMIT__: JSON.stringify((commit ??= gitCommit())),
       __SOVA_RELAY_TARGET__: JSON.stringify(target ?? `bun-${process.platform}-${process.arch}`),
     },
     compile: {
@@ -67,8 +67,9 @@ async function compile(outfile: string, target?: string): Promise<void> {
   console.log(`built ${outfile}${target ? ` (${target})` : ""}`);
 }
 
-mkdirSync(DIST, { recursive: true });
-if (args.has("--release")) {
+async function main(): Promise<void> {
+  mkdirSync(DIST, { recursive: true });
+  if (!args.has("--release")) return compile(join(DIST, "sova-relay"));
   const sums: string[] = [];
   for (const t of RELEASE_TARGETS) {
     const out = join(DIST, t.name);
@@ -77,6 +78,7 @@ if (args.has("--release")) {
   }
   writeFileSync(join(DIST, "SHA256SUMS"), `${sums.join("\n")}\n`);
   console.log(`wrote ${join(DIST, "SHA256SUMS")}`);
-} else {
-  await compile(join(DIST, "sova-relay"));
 }
+
+// Only when run: the tests import RELEASE_TARGETS.
+if (import.meta.main) await main();
