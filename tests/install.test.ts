@@ -76,7 +76,7 @@ beforeAll(() => {
       return m && existsSync(file) ? new Response(Bun.file(file)) : new Response("not found", { status: 404 });
     },
   });
-  if (!REAL) console.warn(`SKIP: install.sh's good install uses a stand-in script, not the compiled binary, because ${BINARY} is not built (npm run build)`);
+  if (!REAL) console.warn(`NOTE: install.sh's good install uses a stand-in script, not the compiled binary, because ${BINARY} is not built (npm run build)`);
 });
 
 afterAll(() => {
