@@ -83,7 +83,7 @@ describe("workflows", () => {
     expect(tags).toContain('tags="$image:${GITHUB_REF_NAME#v}"');
     expect(tags).toContain("$image:latest");
     const publish = workflow("release.yml").jobs.release!.steps!.find((s) => s.run?.includes("gh release create"))!.run!;
-    expect(publish).toContain("dist/sova-relay-* dist/SHA256SUMS install.sh");
+    expect(publish).toContain("dist/sova-relay-* dist/SHA256SUMS install.sh packaging/sova-relay.service");
   });
 
   test("the image build context holds the release binaries Dockerfile.prebuilt picks", () => {
@@ -98,6 +98,12 @@ describe("workflows", () => {
 
 const hasSystemd = Bun.which("systemd-analyze") !== null;
 if (!hasSystemd) console.warn("SKIP: systemd unit checks because systemd-analyze is not installed (.ci/run installs Debian's systemd)");
+
+test("the README shows the unit as it ships", () => {
+  const unit = readFileSync(UNIT, "utf8");
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+  expect(readme).toContain(`\`\`\`ini\n${unit.slice(unit.indexOf("[Unit]"))}\`\`\``);
+});
 
 describe.skipIf(!hasSystemd)("systemd unit", () => {
   test("packaging/sova-relay.service passes systemd-analyze verify with its hardening options", () => {
