@@ -5,6 +5,7 @@
  *   --plain                           without --minify and --bytecode
  * Bytecode halves start-up to listening (48 ms -> 20 ms here); minify changes
  * nothing measurable but size. README, "Binaries", has the figures.
+ * Version, commit and target are baked in (src/version.ts reads them).
  * Compiled binaries would read .env and bunfig.toml from the directory they start
  * in; that is turned off so a container behaves the same wherever it starts.
  */
@@ -30,11 +31,28 @@ const args = new Set(process.argv.slice(2));
 const minify = !args.has("--plain");
 const bytecode = !args.has("--plain");
 
+/** The commit baked into the binary (src/version.ts); "unknown" outside a git checkout. */
+function gitCommit(): string {
+  try {
+    const git = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], { cwd: ROOT, stdout: "pipe", stderr: "ignore" });
+    return git.exitCode === 0 ? git.stdout.toString().trim() || "unknown" : "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+let commit: string | undefined;
+
 async function compile(outfile: string, target?: string): Promise<void> {
   const result = await Bun.build({
     entrypoints: [join(ROOT, "src/main.ts")],
     minify,
     bytecode,
+    define: {
+      __SOVA_RELAY_VERSION__: JSON.stringify(pkg.version),
+      __SOVA_RELAY_COMMIT__: JSON.stringify((commit ??= gitCommit())),
+      __SOVA_RELAY_TARGET__: JSON.stringify(target ?? `bun-${process.platform}-${process.arch}`),
+    },
     compile: {
       outfile,
       ...(target ? { target: target as Bun.Build.CompileTarget } : {}),
@@ -49,8 +67,9 @@ async function compile(outfile: string, target?: string): Promise<void> {
   console.log(`built ${outfile}${target ? ` (${target})` : ""}`);
 }
 
-mkdirSync(DIST, { recursive: true });
-if (args.has("--release")) {
+async function main(): Promise<void> {
+  mkdirSync(DIST, { recursive: true });
+  if (!args.has("--release")) return compile(join(DIST, "sova-relay"));
   const sums: string[] = [];
   for (const t of RELEASE_TARGETS) {
     const out = join(DIST, t.name);
@@ -59,6 +78,7 @@ if (args.has("--release")) {
   }
   writeFileSync(join(DIST, "SHA256SUMS"), `${sums.join("\n")}\n`);
   console.log(`wrote ${join(DIST, "SHA256SUMS")}`);
-} else {
-  await compile(join(DIST, "sova-relay"));
 }
+
+// Only when run: the tests import RELEASE_TARGETS.
+if (import.meta.main) await main();

@@ -13,6 +13,7 @@ import { startHttp, type RunningHttp } from "./http.ts";
 import { createLogger } from "./log.ts";
 import { historyCommand } from "./history-cli.ts";
 import { startServer } from "./server.ts";
+import { versionLine } from "./version.ts";
 
 const relayArgs: ArgsDef = Object.fromEntries([
   ...OPTIONS.map((o) => [
@@ -102,7 +103,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (!sub && rest.length === 1 && (rest[0] === "--version" || rest[0] === "-v")) {
-    console.log(VERSION);
+    console.log(versionLine());
     return;
   }
   await runCommand(cmd as typeof relayCommand, { rawArgs: rest });

@@ -132,7 +132,7 @@ export function renderPage(status: Status): string {
 <body>
 <header>
   <h1>sova<span>-relay</span></h1>
-  <span class="meta">version ${escapeHtml(status.version)} · <span id="live-state">snapshot</span> · <a href="/status">JSON</a> · <a href="/metrics">metrics</a></span>
+  <span class="meta">version ${escapeHtml(status.version)} · commit ${escapeHtml(status.commit)} · ${escapeHtml(status.target)} · <span id="live-state">snapshot</span> · <a href="/status">JSON</a> · <a href="/metrics">metrics</a></span>
 </header>
 <main>
   <div id="live">${renderLive(status)}</div>

@@ -5,6 +5,7 @@
  */
 import type { History } from "./relay/history.ts";
 import type { Relay } from "./relay/relay.ts";
+import { buildInfo } from "./version.ts";
 
 export interface StatusContext {
   relay: Relay;
@@ -58,6 +59,9 @@ export interface StatusTotals {
 export interface Status {
   status: "ok" | "shutting_down";
   version: string;
+  commit: string;
+  /** The build target of a compiled binary, or "source". */
+  target: string;
   connected_instances: number;
   uptime: number;
   started_at: number;
@@ -111,6 +115,8 @@ export function snapshot(ctx: StatusContext, now = Date.now()): Status {
   return {
     status: ctx.stopping() ? "shutting_down" : "ok",
     version: ctx.version,
+    commit: buildInfo().commit,
+    target: buildInfo().target,
     connected_instances: relay.instanceCount,
     uptime: Math.round((now - ctx.startedAt) / 100) / 10,
     started_at: Math.floor(ctx.startedAt / 1000),

@@ -104,7 +104,7 @@ async function backlogForSleeper(relay: RelayHandle, updates: number) {
 
 describe("the CLI", () => {
   test("--version prints the version; --help lists every option with its environment name", () => {
-    expect(run(["--version"]).stdout.trim()).toBe(VERSION);
+    expect(run(["--version"]).stdout.trim()).toStartWith(`sova-relay ${VERSION} (commit `);
     const help = run(["--help"]).stdout;
     for (const flag of ["--host", "--port", "--max-instances", "--rate-limit", "--max-message-size", "--max-pending-bytes", "--handshake-timeout", "--idle-timeout", "--expected-version", "--token", "--token-file", "--log-level", "--log-format"]) {
       expect(help).toContain(flag);
