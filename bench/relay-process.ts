@@ -44,9 +44,16 @@ export function defaultBinary(): string | null {
   return existsSync(bin) ? bin : null;
 }
 
-export async function launchRelay(options: { binary: string | null; flags: string[] }): Promise<BenchRelay> {
+/**
+ * Every load comes from 127.0.0.1, so the per-address limits (which would refuse a
+ * crowd from one address) are lifted unless `keepDefaults` asks for the relay as shipped.
+ */
+const ONE_ADDRESS_FLAGS = ["--max-connections-per-ip", "1000000", "--max-handshakes", "1000000", "--max-handshakes-per-ip", "1000000", "--max-registrations-per-ip", "1000000"];
+
+export async function launchRelay(options: { binary: string | null; flags: string[]; keepDefaults?: boolean }): Promise<BenchRelay & { httpPort(): number | null }> {
   const command = options.binary ? [options.binary] : [process.execPath, join(ROOT, "src/main.ts")];
-  const proc = Bun.spawn([...command, "--host", "127.0.0.1", "--port", "0", "--http-port", "0", "--log-level", "warn", "--max-connections-per-ip", "1000000", ...options.flags], {
+  const relaxed = options.keepDefaults ? [] : ONE_ADDRESS_FLAGS;
+  const proc = Bun.spawn([...command, "--host", "127.0.0.1", "--port", "0", "--http-port", "0", "--log-level", "warn", ...relaxed, ...options.flags], {
     stdin: "ignore",
     stdout: "ignore",
     stderr: "pipe",
@@ -63,6 +70,14 @@ export async function launchRelay(options: { binary: string | null; flags: strin
     rssMb: () => rssOf(proc.pid),
     cpuSeconds: () => cpuSecondsOf(proc.pid),
     warnings,
+    /** Known when the relay logs at info (its "Status page on" line). */
+    httpPort() {
+      for (const line of warnings) {
+        const m = /Status page on http:\/\/[^/]*:(\d+)\//.exec(line);
+        if (m) return Number(m[1]);
+      }
+      return null;
+    },
     async stop() {
       proc.kill("SIGTERM");
       await proc.exited;

@@ -11,6 +11,7 @@
 import { defineCommand, runMain } from "citty";
 import { fanoutFloor, wakeupLateness } from "./floor.ts";
 import { connectPool, runPhase, type PhaseResult, type PhaseSpec, type Pool, type PoolOptions } from "./load.ts";
+import { runHostile } from "./hostile.ts";
 import { defaultBinary, launchRelay, targetRelay, type BenchRelay } from "./relay-process.ts";
 
 interface Row {
@@ -195,6 +196,19 @@ async function scenarioMemory(choice: RelayChoice): Promise<Row[]> {
   ];
 }
 
+async function scenarioHostile(choice: RelayChoice, durationS: number): Promise<Row> {
+  const h = await runHostile(choice.binary, durationS);
+  const r = h.pair;
+  const row = phaseRow("7 hostile (a paced pair while every attack runs)", r, "pair: no loss, p99 < 50 ms; players still get in; RSS < 160 MB", false);
+  row.figures["relay peak RSS MB"] = f1(h.peakRssMb);
+  row.figures["players joining (ok/failed, p99 ms)"] = `${h.probes.ok}/${h.probes.failed}, ${f2(h.probes.p99Ms)}`;
+  row.figures["attack rounds"] = Object.entries(h.attacks).map(([k, v]) => `${k} ${v}`).join(", ");
+  row.figures["cut (why)"] = Object.entries(h.cut).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(", ");
+  row.figures["refused (why)"] = Object.entries(h.refused).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(", ");
+  row.pass = r.lost === 0 && r.latencyMs.p99 < 50 && h.probes.failed === 0 && h.probes.ok > 0 && (h.peakRssMb ?? Infinity) < 160;
+  return row;
+}
+
 function printTable(rows: Row[]): void {
   for (const row of rows) {
     console.log(`\n${row.pass ? "PASS" : "FAIL"}  ${row.scenario}  (target: ${row.target})`);
@@ -205,7 +219,7 @@ function printTable(rows: Row[]): void {
 const main = defineCommand({
   meta: { name: "bench", description: "Load the relay and report throughput, latency, loss and memory" },
   args: {
-    scenario: { type: "string", description: "all, default, ramp, crowd, big, overload, memory", default: "all" },
+    scenario: { type: "string", description: "all, default, ramp, crowd, big, overload, memory, hostile", default: "all" },
     binary: { type: "string", description: "Relay binary (default: dist/sova-relay)" },
     source: { type: "boolean", description: "Run the relay from source instead of the binary" },
     target: { type: "string", description: "HOST:PORT of a running relay" },
@@ -250,6 +264,7 @@ const main = defineCommand({
       if (want("big")) rows.push(await scenarioBig(choice, durationS));
       if (want("overload")) rows.push(await scenarioOverload(choice, Math.min(durationS, 5)));
       if (want("memory")) rows.push(...(await scenarioMemory(choice)));
+      if (want("hostile") && !choice.target) rows.push(await scenarioHostile(choice, durationS));
     }
     if (args.json) console.log(JSON.stringify({ machine: { cores: navigator.hardwareConcurrency, wakeupLateMs: lateness }, rows: rows.map(({ result: _r, ...row }) => row) }, null, 2));
     else printTable(rows);

@@ -240,13 +240,17 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
         return outbox.frontBytes;
       },
       send: (frame, front) => outbox.enqueue(frame, front),
+      // Nothing more is read from a connection being closed: a stranger streaming
+      // megabytes after its one Error meets TCP flow control instead of our CPU.
       close() {
         reader.stop();
+        socket.pause();
         closeBounded(socket);
         outbox.endAfterFlush();
       },
       closeWith(last) {
         reader.stop();
+        socket.pause();
         closeBounded(socket);
         outbox.endWith(last);
       },

@@ -686,14 +686,28 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
       countUp(handshakesByGroup, group, 1);
       stats.connectionsOpened++;
       peer.setFrameLimit(o.handshakeMaxBytes);
-      if (handshaking > o.maxHandshakes || (handshakesByGroup.get(group) ?? 0) > o.maxHandshakesPerAddress) {
-        logRepeated("warn", "connection_refused", conn, `Connection from ${peer.address} refused: too many connections still handshaking`, {
+      if ((handshakesByGroup.get(group) ?? 0) > o.maxHandshakesPerAddress) {
+        logRepeated("warn", "connection_refused", conn, `Connection from ${peer.address} refused: too many of its connections still handshaking`, {
           ip: peer.address,
           reason: "handshake_limit",
         });
         stats.connectionsRefused++;
         cut(conn, "handshake_limit", false);
         return conn;
+      }
+      // Relay-wide, the oldest handshake goes, not the newest: an instance registers
+      // within a round trip, so whoever has sat the longest without registering is the
+      // likeliest stranger, and a player connecting during a flood still gets in.
+      if (handshaking > o.maxHandshakes) {
+        for (const old of connections) {
+          if (old.state !== "handshake") continue;
+          logRepeated("warn", "connection_refused", old, `Connection from ${old.peer.address} closed: the relay's handshake slots are full and it waited the longest`, {
+            ip: old.peer.address,
+            reason: "handshake_limit",
+          });
+          cut(old, "handshake_limit", false);
+          break;
+        }
       }
       logRepeated("debug", "connection_accepted", conn, `New connection from ${peer.address}:${peer.port}`, { ip: peer.address });
       return conn;

@@ -1,0 +1,136 @@
+/**
+ * Hostile clients for the benchmark's `hostile` scenario, in their own process so
+ * their work does not count as the generator's. Each attack comes from its own
+ * loopback addresses (127.0.0.x), as a botnet would, so per-address caps alone
+ * do not stop it. Prints one JSON line of what it did when the time is up.
+ *
+ *   bun bench/attackers.ts --port P --token T --duration S
+ */
+import net from "node:net";
+import { frameOf } from "../src/protocol/framing.ts";
+import { encodeMessage, toByteArrayWire } from "../src/protocol/messages.ts";
+
+const args = new Map<string, string>();
+for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i]!.replace(/^--/, ""), process.argv[i + 1]!);
+const port = Number(args.get("port"));
+const token = args.get("token") ?? null;
+const version = args.get("version") ?? "0.1.0";
+const until = Date.now() + Number(args.get("duration") ?? 10) * 1000;
+const counts: Record<string, number> = {};
+const bump = (k: string) => (counts[k] = (counts[k] ?? 0) + 1);
+let nextAddress = 2;
+const address = () => `127.0.0.${2 + (nextAddress++ % 250)}`;
+let names = 0;
+
+const register = (name: string, extra: Record<string, unknown> = {}) =>
+  frameOf(encodeMessage({ type: "RegisterInstance", instance_name: name, version, session_token: token, capabilities: [], ...extra }));
+
+/** One connection from `from`; resolves when it closes. */
+function open(from: string, onConnect: (s: net.Socket) => void, read = false): Promise<void> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: "127.0.0.1", port, localAddress: from });
+    s.on("connect", () => {
+      if (!read) s.pause();
+      onConnect(s);
+    });
+    s.on("error", () => {});
+    s.on("close", () => resolve());
+  });
+}
+
+/** Runs `attack` again and again until the time is up. */
+async function loop(name: string, attack: () => Promise<void>): Promise<void> {
+  while (Date.now() < until) {
+    bump(name);
+    await attack();
+  }
+}
+
+const attacks: Array<Promise<void>> = [];
+
+// 1. Unregistered connections that never read, flooding empty frames.
+for (let i = 0; i < 10; i++) {
+  const from = address();
+  attacks.push(loop("empty_frame_flood", () => open(from, (s) => s.write(new Uint8Array(800_000)))));
+}
+// 5. Unregistered connections holding a partial frame: 1 MiB announced, or just under the handshake cap.
+for (let i = 0; i < 100; i++) {
+  const from = `127.0.0.${2 + (i % 25)}`;
+  const head = new Uint8Array(4);
+  const big = i % 2 === 0;
+  new DataView(head.buffer).setUint32(0, big ? 1 << 20 : 4096);
+  attacks.push(loop(big ? "partial_frame_1mib" : "partial_frame_4kib", () => open(from, (s) => s.write(Buffer.concat([head, new Uint8Array(4000)])))));
+}
+// 4. Registrations carrying as many capabilities as fit.
+attacks.push(
+  loop("capabilities", () =>
+    open(address(), (s) => {
+      s.write(register(`caps${names++}`, { capabilities: Array.from({ length: 120 }, (_, i) => `capability-${i}-${"x".repeat(16)}`) }));
+      setTimeout(() => s.destroy(), 50);
+    }),
+  ),
+);
+// 7. Register/leave churn from one address.
+const churnFrom = address();
+attacks.push(
+  loop("churn", () =>
+    open(
+      churnFrom,
+      (s) => {
+        s.write(register(`churn${names++}`));
+        s.once("data", () => s.destroy());
+      },
+      true,
+    ),
+  ),
+);
+// 7. Bare connects in a loop from one address.
+const connectFrom = address();
+attacks.push(loop("connect_flood", () => open(connectFrom, (s) => s.destroy())));
+// 3. Late joiners that never read, in a session whose history is full of 16 KB updates.
+async function fillHistory(): Promise<void> {
+  await open(
+    address(),
+    (s) => {
+      s.write(register("filler"));
+      s.once("data", (chunk: Buffer) => {
+        const body = chunk.subarray(4);
+        // assigned_id: the 16 bytes after the c4 10 header in the RegistrationResponse.
+        const at = body.indexOf(Buffer.from([0xc4, 0x10]));
+        const id = body.subarray(at + 2, at + 18);
+        const payload = toByteArrayWire(new Uint8Array(16_000).fill(5));
+        for (let i = 0; i < 1000; i++) s.write(frameOf(encodeMessage({ type: "StateUpdate", source_instance_id: new Uint8Array(id), timestamp: BigInt(i), update_data: payload })));
+        s.end();
+      });
+    },
+    true,
+  );
+}
+attacks.push(
+  fillHistory().then(async () => {
+    const late = Array.from({ length: 3 }, () => {
+      const from = address();
+      return loop("late_joiner_not_reading", () => open(from, (s) => s.write(register(`late${names++}`))));
+    });
+    await Promise.all(late);
+  }),
+);
+// A registered instance that pings flat out and never reads the Pongs.
+const pingFrom = address();
+attacks.push(
+  loop("ping_flood_not_reading", () =>
+    open(pingFrom, (s) => {
+      s.write(register(`pinger${names++}`));
+      const ping = frameOf(encodeMessage({ type: "Ping", timestamp: 1n }));
+      const flood = Buffer.concat(Array.from({ length: 2000 }, () => ping));
+      const timer = setInterval(() => (Date.now() < until ? s.write(flood) : (clearInterval(timer), s.destroy())), 20);
+      s.on("close", () => clearInterval(timer));
+    }),
+  ),
+);
+
+setTimeout(() => {
+  console.log(JSON.stringify(counts));
+  process.exit(0);
+}, until - Date.now() + 500);
+await Promise.all(attacks);
