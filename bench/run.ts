@@ -12,6 +12,7 @@ import { defineCommand, runMain } from "citty";
 import { fanoutFloor, wakeupLateness } from "./floor.ts";
 import { connectPool, runPhase, type PhaseResult, type PhaseSpec, type Pool, type PoolOptions } from "./load.ts";
 import { runHostile } from "./hostile.ts";
+import { firstUpdate, idleCost, quietEditWait } from "./nudges.ts";
 import { defaultBinary, launchRelay, targetRelay, type BenchRelay } from "./relay-process.ts";
 
 interface Row {
@@ -209,6 +210,49 @@ async function scenarioHostile(choice: RelayChoice, durationS: number): Promise<
   return row;
 }
 
+async function scenarioNudges(choice: RelayChoice, durationS: number): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const instances of [20, 1000]) {
+    const off = await idleCost(choice.binary, instances, 0, Math.min(durationS, 5));
+    const on = await idleCost(choice.binary, instances, 40, Math.min(durationS, 5));
+    rows.push({
+      scenario: `8 nudges at rest: ${instances} idle instances`,
+      figures: {
+        "relay CPU % (off/on)": `${f1(off.cpuPercent)}/${f1(on.cpuPercent)}`,
+        "bytes/s sent (off/on)": `${Math.round(off.bytesPerSec)}/${Math.round(on.bytesPerSec)}`,
+        "frames/s sent (off/on)": `${Math.round(off.framesPerSec)}/${Math.round(on.framesPerSec)}`,
+      },
+      target: "measured (price of the default 40 ms)",
+      pass: true,
+    });
+  }
+  const spec: PhaseSpec = { senders: 20, rate: 1000 / 60, durationS, payload: 256 };
+  const loadOff = await withPool(choice, ["--nudge-interval", "0"], 20, (pool) => measured(pool, spec));
+  const loadOn = await withPool(choice, ["--nudge-interval", "40"], 20, (pool) => measured(pool, spec));
+  rows.push({
+    scenario: "8 nudges under the default load",
+    figures: { "p50 ms (off/on)": `${f2(loadOff.latencyMs.p50)}/${f2(loadOn.latencyMs.p50)}`, "p99 ms (off/on)": `${f2(loadOff.latencyMs.p99)}/${f2(loadOn.latencyMs.p99)}`, "lost (off/on)": `${loadOff.lost}/${loadOn.lost}` },
+    target: "nudges cost nothing while traffic flows",
+    pass: loadOn.lost === 0,
+  });
+  const waits = await quietEditWait(choice.binary, 40, 100);
+  rows.push({
+    scenario: "8 an edit in a quiet duo (today's client's locking), nudges every 40 ms",
+    figures: { "p50 ms": f2(waits.p50), "p99 ms": f2(waits.p99), "max ms": f2(waits.max) },
+    target: "p99 well under 100 ms",
+    pass: waits.p99 < 100,
+  });
+  const firstOff = await firstUpdate(choice.binary, 0, 20);
+  const firstOn = await firstUpdate(choice.binary, 40, 20);
+  rows.push({
+    scenario: "8 first update of a connection (prefix and body in two writes, Nagle on)",
+    figures: { "p50 ms (lone-header Pong off/on)": `${f2(firstOff.p50)}/${f2(firstOn.p50)}`, "p99 ms (off/on)": `${f2(firstOff.p99)}/${f2(firstOn.p99)}` },
+    target: "no 40 ms delayed-ACK wait",
+    pass: firstOn.p99 < 20,
+  });
+  return rows;
+}
+
 function printTable(rows: Row[]): void {
   for (const row of rows) {
     console.log(`\n${row.pass ? "PASS" : "FAIL"}  ${row.scenario}  (target: ${row.target})`);
@@ -219,7 +263,7 @@ function printTable(rows: Row[]): void {
 const main = defineCommand({
   meta: { name: "bench", description: "Load the relay and report throughput, latency, loss and memory" },
   args: {
-    scenario: { type: "string", description: "all, default, ramp, crowd, big, overload, memory, hostile", default: "all" },
+    scenario: { type: "string", description: "all, default, ramp, crowd, big, overload, memory, hostile, nudges", default: "all" },
     binary: { type: "string", description: "Relay binary (default: dist/sova-relay)" },
     source: { type: "boolean", description: "Run the relay from source instead of the binary" },
     target: { type: "string", description: "HOST:PORT of a running relay" },
@@ -265,6 +309,7 @@ const main = defineCommand({
       if (want("overload")) rows.push(await scenarioOverload(choice, Math.min(durationS, 5)));
       if (want("memory")) rows.push(...(await scenarioMemory(choice)));
       if (want("hostile") && !choice.target) rows.push(await scenarioHostile(choice, durationS));
+      if (want("nudges") && !choice.target) rows.push(...(await scenarioNudges(choice, durationS)));
     }
     if (args.json) console.log(JSON.stringify({ machine: { cores: navigator.hardwareConcurrency, wakeupLateMs: lateness }, rows: rows.map(({ result: _r, ...row }) => row) }, null, 2));
     else printTable(rows);

@@ -1,0 +1,99 @@
+/**
+ * What nudges cost and buy (issue 13): the relay's CPU and the bytes it sends per
+ * second to idle instances with nudges on and off; how long an edit made in a quiet
+ * duo waits with today's client's locking (the test double's habits); and the first
+ * update of a connection from a client that writes its length prefix and body in two
+ * writes with Nagle on (the 40 ms delayed-ACK wait a lone-header Pong avoids).
+ */
+import { connectSovaDouble } from "../tests/support/sova-double.ts";
+import { connectPool } from "./load.ts";
+import { launchRelay } from "./relay-process.ts";
+
+export interface IdleCost {
+  instances: number;
+  nudgeMs: number;
+  cpuPercent: number | null;
+  bytesPerSec: number;
+  framesPerSec: number;
+}
+
+export async function idleCost(binary: string | null, instances: number, nudgeMs: number, seconds: number): Promise<IdleCost> {
+  const relay = await launchRelay({ binary, flags: ["--max-instances", "5000", "--nudge-interval", String(nudgeMs)] });
+  try {
+    const pool = await connectPool(relay, instances);
+    let bytes = 0;
+    let frames = 0;
+    await Bun.sleep(1000);
+    pool.onBroadcast = (_i, body) => {
+      bytes += body.length + 4;
+      frames++;
+    };
+    const cpu0 = relay.cpuSeconds();
+    const t0 = performance.now();
+    await Bun.sleep(seconds * 1000);
+    const elapsed = (performance.now() - t0) / 1000;
+    const cpu1 = relay.cpuSeconds();
+    pool.close();
+    return {
+      instances,
+      nudgeMs,
+      cpuPercent: cpu0 === null || cpu1 === null ? null : ((cpu1 - cpu0) / elapsed) * 100,
+      bytesPerSec: bytes / elapsed,
+      framesPerSec: frames / elapsed,
+    };
+  } finally {
+    await relay.stop();
+  }
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? NaN;
+}
+
+/** Edits at random moments in a quiet duo of doubles: ms from the edit to the other's receipt. */
+export async function quietEditWait(binary: string | null, nudgeMs: number, edits: number): Promise<{ p50: number; p99: number; max: number }> {
+  const relay = await launchRelay({ binary, flags: ["--nudge-interval", String(nudgeMs)] });
+  try {
+    const a = await connectSovaDouble(relay.port, "a");
+    const b = await connectSovaDouble(relay.port, "b");
+    const waits: number[] = [];
+    for (let i = 0; i < edits; i++) {
+      await Bun.sleep(Math.random() * 100);
+      const t0 = performance.now();
+      const t = BigInt(i);
+      await a.edit(Uint8Array.of(i & 0xff), t);
+      await b.handledWhere((m) => m.type === "StateBroadcast" && m.timestamp === t);
+      waits.push(performance.now() - t0);
+    }
+    a.close();
+    b.close();
+    waits.sort((x, y) => x - y);
+    return { p50: percentile(waits, 0.5), p99: percentile(waits, 0.99), max: waits.at(-1)! };
+  } finally {
+    await relay.stop();
+  }
+}
+
+/** A fresh connection's first update, prefix and body in two writes with Nagle on: ms until the other side has it. */
+export async function firstUpdate(binary: string | null, nudgeMs: number, trials: number): Promise<{ p50: number; p99: number }> {
+  const relay = await launchRelay({ binary, flags: ["--nudge-interval", String(nudgeMs)] });
+  try {
+    const receiver = await connectSovaDouble(relay.port, "receiver");
+    const times: number[] = [];
+    for (let i = 0; i < trials; i++) {
+      const sender = await connectSovaDouble(relay.port, `first${i}`);
+      const t = BigInt(1_000_000 + i);
+      const t0 = performance.now();
+      await sender.edit(Uint8Array.of(1, 2, 3), t);
+      await receiver.handledWhere((m) => m.type === "StateBroadcast" && m.timestamp === t);
+      times.push(performance.now() - t0);
+      sender.close();
+      await receiver.handledWhere((m) => m.type === "InstanceDisconnected" && m.instance_name === `first${i}`);
+    }
+    receiver.close();
+    times.sort((x, y) => x - y);
+    return { p50: percentile(times, 0.5), p99: percentile(times, 0.99) };
+  } finally {
+    await relay.stop();
+  }
+}
