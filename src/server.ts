@@ -254,9 +254,11 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
 
   let tlsPem = config.tlsPort !== null ? { cert: readPem(config.tlsCert, "--tls-cert"), key: readPem(config.tlsKey, "--tls-key") } : null;
 
-  function listenTls(port: number): TCPSocketListener<SocketState> {
+  function listenTls(port: number, pem = tlsPem!): TCPSocketListener<SocketState> {
     try {
-      return Bun.listen<SocketState>({ hostname: config.host, port, tls: { cert: tlsPem!.cert, key: tlsPem!.key }, socket: handlers });
+      // SO_REUSEPORT lets a reload open the new listener before the old one closes.
+      const options = { hostname: config.host, port, tls: { cert: pem.cert, key: pem.key }, socket: handlers, reusePort: true };
+      return Bun.listen<SocketState>(options);
     } catch (error) {
       const e = error as NodeJS.ErrnoException;
       if (e.code?.startsWith("ERR_OSSL") || /PEM|X509|key/i.test(e.message)) {
@@ -322,18 +324,14 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     shutdown,
     reloadTls() {
       if (tlsListener === null || stopping) return;
-      const previous = tlsPem;
-      tlsPem = { cert: readPem(config.tlsCert, "--tls-cert"), key: readPem(config.tlsKey, "--tls-key") };
-      // A new listener on the same port takes new connections; stopping the old
-      // one without closing its connections keeps every instance connected.
+      const pem = { cert: readPem(config.tlsCert, "--tls-cert"), key: readPem(config.tlsKey, "--tls-key") };
+      // The new listener opens beside the old one (SO_REUSEPORT) before the old
+      // stops, so the port is never without a listener. A bad certificate throws
+      // here, with the old listener untouched; stop(false) keeps its connections.
+      const next = listenTls(tlsPort!, pem);
       tlsListener.stop(false);
-      try {
-        tlsListener = listenTls(tlsPort!);
-      } catch (error) {
-        tlsPem = previous;
-        tlsListener = listenTls(tlsPort!);
-        throw error;
-      }
+      tlsListener = next;
+      tlsPem = pem;
       log.info("tls_reloaded", `TLS certificate reloaded from ${config.tlsCert}; connected instances keep their sessions`, {});
     },
     get stopping() {
