@@ -12,8 +12,10 @@ import { RelayError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { createBudget, createOutbox, type Outbox } from "./net/outbox.ts";
 import { createFrameReader, type FrameReader } from "./protocol/framing.ts";
+import { addressGroup } from "./net/cidr.ts";
 import { createGuard, type Refusal } from "./relay/guard.ts";
 import { createHistory, type History } from "./relay/history.ts";
+import { loadSessionSecret } from "./session-key.ts";
 import { openHistoryStore } from "./store.ts";
 import { createRelay, type Connection, type Relay } from "./relay/relay.ts";
 
@@ -78,7 +80,6 @@ const REFUSAL_TEXT: Record<Refusal, string> = {
   denied: "address is in a --deny range",
   not_allowed: "address is outside every --allow range",
   per_ip_limit: "too many connections from this address",
-  cooldown: "too many failed registrations from this address; cooling down",
 };
 
 function readPem(path: string, flag: string): string {
@@ -111,17 +112,19 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       rateLimitBytes: config.rateLimitBytes,
       maxMessageSize: config.maxMessageSize,
       tokens: config.tokens,
+      sessionSecret: config.stateDir ? loadSessionSecret(config.stateDir) : undefined,
       handshakeTimeoutMs: config.handshakeTimeout * 1000,
       idleTimeoutMs: config.idleTimeout * 1000,
       history,
       onRegistrationFailed(ip) {
         if (guard.registrationFailed(ip, Date.now())) {
-          log.warn("cooldown_started", `Address ${ip} failed to register more than ${config.maxFailedRegistrations} times in a minute; refused for ${config.failedRegistrationCooldown} s`, {
+          log.warn("cooldown_started", `Address ${ip} used up its ${config.maxFailedRegistrations} failed registrations; every registration from ${addressGroup(ip)} refused for ${config.failedRegistrationCooldown} s`, {
             ip,
             reason: "failed_registrations",
           });
         }
       },
+      registrationWait: (ip) => guard.registrationWait(ip, Date.now()),
     },
     log,
   );
