@@ -274,6 +274,8 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
   // With TLS on, --port 0 means "no plain listener"; without it, "any free port".
   const plainListener = config.port !== 0 || config.tlsPort === null ? Bun.listen<SocketState>({ hostname: config.host, port: config.port, socket: handlers }) : null;
   let tlsListener: TCPSocketListener<SocketState> | null = null;
+  /** Listeners a reload replaced, each closed once drained (reloadTls). */
+  const retiring = new Set<() => void>();
   try {
     tlsListener = config.tlsPort !== null ? listenTls(config.tlsPort) : null;
   } catch (error) {
@@ -297,6 +299,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     });
     plainListener?.stop(false);
     tlsListener?.stop(false);
+    for (const retire of retiring) retire();
     relay.beginShutdown();
     const flushed = await within(deadlineMs, (done) => {
       onQuiet = done;
@@ -332,7 +335,17 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       // stops, so the port is never without a listener. A bad certificate throws
       // here, with the old listener untouched; stop(false) keeps its connections.
       const next = listenTls(tlsPort!, pem);
-      tlsListener.stop(false);
+      const old = tlsListener;
+      const retire = () => {
+        if (retiring.delete(retire)) old.stop(false);
+      };
+      retiring.add(retire);
+      // The kernel resets what waits in a listener's accept queue when it closes,
+      // and keeps handing the old listener half the new connections while both
+      // are open: close it just after it has emptied its queue (the next accept
+      // on it, once that batch is done), or after a second if none comes.
+      old.reload({ socket: { ...handlers, open: (s: Socket<SocketState>) => void (accept(s), setImmediate(retire)) } });
+      setTimeout(retire, 1000).unref();
       tlsListener = next;
       tlsPem = pem;
       log.info("tls_reloaded", `TLS certificate reloaded from ${config.tlsCert}; connected instances keep their sessions`, {});

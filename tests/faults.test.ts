@@ -24,9 +24,8 @@ async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
   }
 }
 
-// Looked up once: Bun.spawnSync throws (while the file loads) when the binary is
-// missing, and non-root PATHs often leave out /usr/sbin where iptables lives.
-const IPTABLES = Bun.which("iptables") ?? ["/usr/sbin/iptables", "/sbin/iptables"].find((p) => Bun.which(p) !== null) ?? null;
+// Looked up first: Bun.spawnSync throws (while the file loads) when the binary is missing.
+const IPTABLES = Bun.which("iptables");
 function iptables(args: string[]): boolean {
   return IPTABLES !== null && Bun.spawnSync([IPTABLES, "-w", ...args], { stdout: "ignore", stderr: "ignore" }).exitCode === 0;
 }
