@@ -10,6 +10,7 @@
 import type { Server } from "bun";
 import type { Logger } from "./log.ts";
 import { renderFamilies, renderMetrics } from "./metrics.ts";
+import { addressGroup } from "./net/cidr.ts";
 import { SCRIPT_HASH, renderLive, renderPage } from "./page.ts";
 import { snapshot, type StatusContext } from "./status.ts";
 
@@ -20,6 +21,8 @@ export interface HttpOptions {
   eventIntervalMs?: number;
   /** Open /events streams at once; past it, 503. */
   maxEventSubscribers?: number;
+  /** Open /events streams from one address (IPv6: /64), so one visitor cannot take every slot. */
+  maxEventSubscribersPerAddress?: number;
   /** Bytes queued for one /events stream and not yet taken by the socket; past it, the subscriber is cut as not reading. */
   maxEventBacklogBytes?: number;
   /** Bytes one /events stream carries before it ends and the browser reconnects (EventSource does, after `retry`). */
@@ -29,6 +32,7 @@ export interface HttpOptions {
 export const HTTP_DEFAULTS = {
   eventIntervalMs: 1000,
   maxEventSubscribers: 32,
+  maxEventSubscribersPerAddress: 8,
   maxEventBacklogBytes: 64 * 1024,
   maxEventStreamBytes: 256 * 1024,
 } as const;
@@ -53,6 +57,7 @@ export interface RunningHttp {
 interface Subscriber {
   controller: ReadableStreamDefaultController<Uint8Array>;
   sent: number;
+  group: string;
 }
 
 const SECURITY_HEADERS = {
@@ -63,11 +68,14 @@ const SECURITY_HEADERS = {
 
 const PAGE_CSP = `default-src 'none'; style-src 'unsafe-inline'; script-src '${SCRIPT_HASH}'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`;
 
+const EVENT_HEADERS = { ...SECURITY_HEADERS, "Content-Type": "text/event-stream; charset=utf-8", Connection: "keep-alive" };
+
 const encoder = new TextEncoder();
 
 export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger): RunningHttp {
   const o = { ...HTTP_DEFAULTS, ...options };
   const subscribers = new Set<Subscriber>();
+  const perGroup = new Map<string, number>();
   const events: EventStats = { subscribers: 0, refused: 0, cut: 0, rotated: 0 };
   let ticker: Timer | null = null;
   // One line per 10 s at most, with counts, whatever a flood of pages does.
@@ -89,7 +97,10 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
   }
 
   function drop(sub: Subscriber): void {
-    subscribers.delete(sub);
+    if (!subscribers.delete(sub)) return;
+    const n = (perGroup.get(sub.group) ?? 1) - 1;
+    if (n <= 0) perGroup.delete(sub.group);
+    else perGroup.set(sub.group, n);
     events.subscribers = subscribers.size;
     if (subscribers.size === 0 && ticker) {
       clearInterval(ticker);
@@ -131,10 +142,17 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
     for (const sub of subscribers) send(sub, event);
   }
 
-  function subscribe(): Response {
-    if (subscribers.size >= o.maxEventSubscribers) {
+  function subscribe(ip: string): Response {
+    const group = addressGroup(ip);
+    const full =
+      subscribers.size >= o.maxEventSubscribers
+        ? `too many live status pages open (${o.maxEventSubscribers})`
+        : (perGroup.get(group) ?? 0) >= o.maxEventSubscribersPerAddress
+          ? `too many live status pages open from your address (${o.maxEventSubscribersPerAddress})`
+          : null;
+    if (full !== null) {
       note("refused");
-      return new Response(`too many live status pages open (${o.maxEventSubscribers}); try again later\n`, {
+      return new Response(`${full}; try again later\n`, {
         status: 503,
         headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain", "Retry-After": "10" },
       });
@@ -143,8 +161,9 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
     const stream = new ReadableStream<Uint8Array>(
       {
         start(controller) {
-          self = { controller, sent: 0 };
+          self = { controller, sent: 0, group };
           subscribers.add(self);
+          perGroup.set(group, (perGroup.get(group) ?? 0) + 1);
           events.subscribers = subscribers.size;
           send(self, encoder.encode(`retry: 2000\nevent: status\ndata: ${JSON.stringify(renderLive(snapshot(ctx)))}\n\n`));
           ticker ??= setInterval(push, o.eventIntervalMs);
@@ -155,10 +174,10 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
       },
       { highWaterMark: 0, size: (chunk) => chunk?.byteLength ?? 0 },
     );
-    return new Response(stream, { headers: { ...SECURITY_HEADERS, "Content-Type": "text/event-stream; charset=utf-8", Connection: "keep-alive" } });
+    return new Response(stream, { headers: EVENT_HEADERS });
   }
 
-  function route(path: string): Response | null {
+  function route(path: string, ip: string): Response | null {
     switch (path) {
       case "/":
         return new Response(renderPage(snapshot(ctx)), {
@@ -176,7 +195,7 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
         return new Response(body, { headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain; version=0.0.4; charset=utf-8" } });
       }
       case "/events":
-        return subscribe();
+        return subscribe(ip);
       default:
         return null;
     }
@@ -186,14 +205,16 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
     hostname: options.host,
     port: options.port,
     idleTimeout: 30,
-    fetch(req) {
+    fetch(req, server) {
       const path = new URL(req.url).pathname;
       const known = ["/", "/status", "/healthz", "/metrics", "/events"].includes(path);
       if (!known) return new Response("not found\n", { status: 404, headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain" } });
       if (req.method !== "GET" && req.method !== "HEAD") {
         return new Response("method not allowed\n", { status: 405, headers: { ...SECURITY_HEADERS, Allow: "GET, HEAD", "Content-Type": "text/plain" } });
       }
-      const res = route(path)!;
+      // A HEAD on /events must not take a subscriber slot it would never read from.
+      if (req.method === "HEAD" && path === "/events") return new Response(null, { headers: EVENT_HEADERS });
+      const res = route(path, server.requestIP(req)?.address ?? "")!;
       return req.method === "HEAD" ? new Response(null, { status: res.status, headers: res.headers }) : res;
     },
     error(error) {

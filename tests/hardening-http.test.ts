@@ -148,6 +148,23 @@ describe("8: /events is bounded", () => {
     await readers[1]!.cancel();
   });
 
+  test("one address (IPv6: its /64) cannot take every slot; a HEAD takes none", async () => {
+    const relay = keep(await startInProcess());
+    const { http } = withHttp(relay, { host: "::", maxEventSubscribersPerAddress: 1 });
+    const at = (host: string) => fetch(`http://${host}:${http.port}/events`);
+    expect((await fetch(`http://127.0.0.1:${http.port}/events`, { method: "HEAD" })).status).toBe(200);
+    expect(http.events.subscribers).toBe(0);
+    const first = await at("127.0.0.1");
+    expect(first.status).toBe(200);
+    const second = await at("127.0.0.1");
+    expect(second.status).toBe(503);
+    expect(await second.text()).toBe("too many live status pages open from your address (1); try again later\n");
+    const other = await at("[::1]");
+    expect(other.status).toBe(200);
+    await first.body!.cancel();
+    await other.body!.cancel();
+  });
+
   test("a subscriber that stops reading is cut, counted and logged; a reading page keeps getting events", async () => {
     const relay = keep(await startInProcess());
     // Ten rows make each event a few KiB, so kernel buffers fill in about a second.
