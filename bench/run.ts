@@ -130,8 +130,8 @@ async function scenarioCrowd(choice: RelayChoice, durationS: number, receiverPro
   const connect = await withPool(choice, flags, 5000, async (pool) => ({ ms: pool.connectMs, rss: pool.relay.rssMb() }));
   // One session of 5000 is O(n^2) on the wire: each RegistrationResponse lists every
   // instance already there (2.5 GB in all). Sessions of 100 show the relay's own cost.
-  const split = await withRelay(choice, [...flags, ...Array.from({ length: 50 }, (_, i) => ["--token", `bench-session-${i}`]).flat()], async (relay) => {
-    const pool = await connectPool(relay, 5000, { tokens: Array.from({ length: 50 }, (_, i) => `bench-session-${i}`) });
+  const split = await withRelay(choice, [...flags, ...Array.from({ length: 50 }, (_, i) => ["--token", `bench-session-token-${i}`]).flat()], async (relay) => {
+    const pool = await connectPool(relay, 5000, { tokens: Array.from({ length: 50 }, (_, i) => `bench-session-token-${i}`) });
     const out = { ms: pool.connectMs, rss: relay.rssMb() };
     pool.close();
     return out;

@@ -15,10 +15,11 @@ export const VERSION: string = pkg.version;
 export interface RelayConfig {
   host: string;
   port: number;
-  /** Empty: the same as `host`. */
+  /** Loopback by default; empty: the same as `host`. */
   httpHost: string;
   /** 0: no HTTP listener. */
   httpPort: number;
+  maxEventSubscribers: number;
   maxInstances: number;
   rateLimit: number;
   maxMessageSize: number;
@@ -121,12 +122,15 @@ function rustLogLevel(raw: string, flag: string): LogLevel {
 }
 
 const MAX_FRAME = 0xffffffff;
+/** Connections per address beyond --max-instances by default: instances reconnecting while their old connection is still being noticed as gone. */
+const RECONNECT_ROOM = 8;
 
 export const OPTIONS: readonly OptionSpec[] = [
   { key: "host", description: "Address to listen on", default: "0.0.0.0", parse: nonEmpty, valueHint: "addr" },
   { key: "port", description: "TCP port for Sova instances (0: any free port)", default: 9090, parse: integer(0, 65535) },
-  { key: "httpHost", description: "Address for the status page and metrics (default: --host)", default: "", parse: (raw) => raw.trim(), valueHint: "addr" },
+  { key: "httpHost", description: "Address for the status page and metrics; they need no login, so loopback unless you choose (0.0.0.0: everywhere)", default: "127.0.0.1", parse: (raw) => raw.trim(), valueHint: "addr" },
   { key: "httpPort", description: "Port for the status page, /status, /healthz and /metrics (0: off)", default: 8080, parse: integer(0, 65535) },
+  { key: "maxEventSubscribers", description: "Status pages following /events at once; past it, 503", default: 32, parse: integer(1, 100_000) },
   { key: "maxInstances", description: "Registered instances allowed in the whole relay", default: 20, parse: integer(1, 1_000_000), legacyEnv: ["SOVA_MAX_INSTANCES"] },
   { key: "rateLimit", description: "Messages per instance per 60 s window (0: no limit)", default: 1000, parse: integer(0, 1_000_000_000), legacyEnv: ["SOVA_RATE_LIMIT"] },
   { key: "maxMessageSize", description: "Largest frame body accepted, in bytes", default: 1_048_576, parse: integer(64, MAX_FRAME) },
@@ -140,9 +144,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: "tlsPort", description: "TLS port beside the plain one, same sessions (unset: no TLS; 0: any free port)", default: null, parse: integer(0, 65535) },
   { key: "tlsCert", description: "TLS certificate chain, PEM (reloaded on SIGHUP)", default: "", parse: nonEmpty, valueHint: "file" },
   { key: "tlsKey", description: "TLS private key, PEM (reloaded on SIGHUP)", default: "", parse: nonEmpty, valueHint: "file" },
-  { key: "maxConnectionsPerIp", description: "Open connections allowed from one address", default: 16, parse: integer(1, 1_000_000) },
-  { key: "maxFailedRegistrations", description: "Failed registrations per address per minute before a cool-down", default: 10, parse: integer(1, 1_000_000) },
-  { key: "failedRegistrationCooldown", description: "Seconds an address is refused after too many failed registrations", default: 300, parse: seconds(0) },
+  { key: "maxConnectionsPerIp", description: `Open connections allowed from one address, IPv6 counted per /64 (0: --max-instances + ${RECONNECT_ROOM}, so a whole ensemble behind one NAT can join and reconnect)`, default: 0, parse: integer(0, 1_000_000) },
+  { key: "maxFailedRegistrations", description: "Failed registrations (bad token, version, name) one address may make in a burst, earned back at this many a minute", default: 10, parse: integer(1, 1_000_000) },
+  { key: "failedRegistrationCooldown", description: "Seconds every registration from an address is refused once its failed registrations are used up", default: 10, parse: seconds(0) },
   { key: "auditLog", description: "Also append security events (JSON lines) to this file; reopened on SIGHUP", default: "", parse: nonEmpty, valueHint: "file" },
   { key: "history", description: "Updates kept per session and replayed to newcomers (0: off)", default: 0, parse: integer(0, 10_000_000) },
   { key: "historyBytes", description: "Bytes of history kept per session", default: 16_777_216, parse: integer(0, Number.MAX_SAFE_INTEGER) },
@@ -218,6 +222,24 @@ function readTokenFile(path: string): string[] {
     .filter((l) => l !== "" && !l.startsWith("#"));
 }
 
+export const MIN_TOKEN_LENGTH = 16;
+
+/**
+ * Tokens a guesser could find: fewer than 16 characters, or fewer than 8
+ * different ones. 16 random base64 characters are 96 bits, 16 hex digits 64;
+ * with the failed-registration budget (about 10 guesses a minute per address)
+ * either outlasts any concert. The message never repeats the token.
+ */
+function checkTokenStrength(token: string): void {
+  const chars = [...token];
+  if (chars.length < MIN_TOKEN_LENGTH || new Set(chars).size < 8) {
+    throw new RelayError(
+      "E_CONFIG",
+      `a session token is too easy to guess (${chars.length} characters; at least ${MIN_TOKEN_LENGTH}, with at least 8 different ones): make one with \`openssl rand -base64 24\``,
+    );
+  }
+}
+
 /**
  * Builds the configuration from the command line and the environment; flags
  * beat `SOVA_RELAY_*`, which beats the seed's names, which beat defaults.
@@ -256,5 +278,7 @@ export function resolveConfig(argv: readonly string[], env: Env): RelayConfig {
   const all = [...tokens, ...(tokenFile ? readTokenFile(tokenFile) : [])].map((t) => t.trim());
   if (tokenFlags?.some((t) => t.trim() === "")) throw new RelayError("E_CONFIG", "invalid value for --token: a token cannot be empty");
   config.tokens = [...new Set(all.filter((t) => t !== ""))];
+  for (const t of config.tokens as string[]) checkTokenStrength(t);
+  if (config.maxConnectionsPerIp === 0) config.maxConnectionsPerIp = (config.maxInstances as number) + RECONNECT_ROOM;
   return config as unknown as RelayConfig;
 }

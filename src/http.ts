@@ -2,12 +2,15 @@
  * The HTTP side (Bun.serve), sharing the relay's in-process state:
  *   GET /         status page          GET /status   JSON
  *   GET /healthz  ok / 503 in shutdown GET /metrics  Prometheus text
- *   GET /events   server-sent events: the page's live fragment, every second
+ *   GET /events   server-sent events: the page's live fragment, every second;
+ *                 at most maxEventSubscribers at once, each cut when it stops
+ *                 reading and ended after maxEventStreamBytes (browsers reconnect)
  * GET and HEAD only; anything else is 404 (or 405 on a known path).
  */
 import type { Server } from "bun";
 import type { Logger } from "./log.ts";
-import { renderMetrics } from "./metrics.ts";
+import { renderFamilies, renderMetrics } from "./metrics.ts";
+import { addressGroup } from "./net/cidr.ts";
 import { SCRIPT_HASH, renderLive, renderPage } from "./page.ts";
 import { snapshot, type StatusContext } from "./status.ts";
 
@@ -16,12 +19,45 @@ export interface HttpOptions {
   port: number;
   /** How often /events pushes, in ms. */
   eventIntervalMs?: number;
+  /** Open /events streams at once; past it, 503. */
+  maxEventSubscribers?: number;
+  /** Open /events streams from one address (IPv6: /64), so one visitor cannot take every slot. */
+  maxEventSubscribersPerAddress?: number;
+  /** Bytes queued for one /events stream and not yet taken by the socket; past it, the subscriber is cut as not reading. */
+  maxEventBacklogBytes?: number;
+  /** Bytes one /events stream carries before it ends and the browser reconnects (EventSource does, after `retry`). */
+  maxEventStreamBytes?: number;
+}
+
+export const HTTP_DEFAULTS = {
+  eventIntervalMs: 1000,
+  maxEventSubscribers: 32,
+  maxEventSubscribersPerAddress: 8,
+  maxEventBacklogBytes: 64 * 1024,
+  maxEventStreamBytes: 256 * 1024,
+} as const;
+
+export interface EventStats {
+  subscribers: number;
+  /** Refused past the subscriber cap. */
+  refused: number;
+  /** Cut for not reading. */
+  cut: number;
+  /** Ended at the per-stream byte budget (the browser reconnects). */
+  rotated: number;
 }
 
 export interface RunningHttp {
   readonly port: number;
   readonly url: string;
+  readonly events: Readonly<EventStats>;
   stop(): void;
+}
+
+interface Subscriber {
+  controller: ReadableStreamDefaultController<Uint8Array>;
+  sent: number;
+  group: string;
 }
 
 const SECURITY_HEADERS = {
@@ -32,46 +68,116 @@ const SECURITY_HEADERS = {
 
 const PAGE_CSP = `default-src 'none'; style-src 'unsafe-inline'; script-src '${SCRIPT_HASH}'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`;
 
+const EVENT_HEADERS = { ...SECURITY_HEADERS, "Content-Type": "text/event-stream; charset=utf-8", Connection: "keep-alive" };
+
 const encoder = new TextEncoder();
 
 export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger): RunningHttp {
-  const subscribers = new Set<ReadableStreamDefaultController<Uint8Array>>();
+  const o = { ...HTTP_DEFAULTS, ...options };
+  const subscribers = new Set<Subscriber>();
+  const perGroup = new Map<string, number>();
+  const events: EventStats = { subscribers: 0, refused: 0, cut: 0, rotated: 0 };
   let ticker: Timer | null = null;
+  // One line per 10 s at most, with counts, whatever a flood of pages does.
+  let loggedAt = -Infinity;
+  let unlogged = { refused: 0, cut: 0 };
+
+  function note(kind: "refused" | "cut"): void {
+    events[kind]++;
+    unlogged[kind]++;
+    const now = performance.now();
+    if (now - loggedAt < 10_000) return;
+    loggedAt = now;
+    log.warn(
+      "events_limited",
+      `/events: ${unlogged.cut} subscribers cut for not reading (over ${o.maxEventBacklogBytes} bytes unsent), ${unlogged.refused} refused past ${o.maxEventSubscribers} open (since the last such line)`,
+      { reason: kind === "cut" ? "not_reading" : "subscriber_cap", cut: unlogged.cut, refused: unlogged.refused },
+    );
+    unlogged = { refused: 0, cut: 0 };
+  }
+
+  function drop(sub: Subscriber): void {
+    if (!subscribers.delete(sub)) return;
+    const n = (perGroup.get(sub.group) ?? 1) - 1;
+    if (n <= 0) perGroup.delete(sub.group);
+    else perGroup.set(sub.group, n);
+    events.subscribers = subscribers.size;
+    if (subscribers.size === 0 && ticker) {
+      clearInterval(ticker);
+      ticker = null;
+    }
+  }
+
+  /** Queues an event; cuts the subscriber when its stream has not taken what it was given. */
+  function send(sub: Subscriber, event: Uint8Array): void {
+    // With a byte-length strategy and no high-water mark, -desiredSize is what
+    // is queued in the stream and not yet taken by the socket.
+    if (-(sub.controller.desiredSize ?? 0) + event.byteLength > o.maxEventBacklogBytes) {
+      drop(sub);
+      note("cut");
+      try {
+        sub.controller.error(new Error("subscriber not reading"));
+      } catch {}
+      return;
+    }
+    try {
+      sub.controller.enqueue(event);
+    } catch {
+      drop(sub);
+      return;
+    }
+    sub.sent += event.byteLength;
+    if (sub.sent >= o.maxEventStreamBytes) {
+      // What a stream can hold in kernel buffers for a peer that stopped reading is bounded by this.
+      drop(sub);
+      events.rotated++;
+      sub.controller.close();
+    }
+  }
 
   function push(): void {
     if (subscribers.size === 0) return;
     // Rendered once per tick, whatever the number of open pages.
     const event = encoder.encode(`event: status\ndata: ${JSON.stringify(renderLive(snapshot(ctx)))}\n\n`);
-    for (const c of subscribers) {
-      try {
-        c.enqueue(event);
-      } catch {
-        subscribers.delete(c);
-      }
+    for (const sub of subscribers) send(sub, event);
+  }
+
+  function subscribe(ip: string): Response {
+    const group = addressGroup(ip);
+    const full =
+      subscribers.size >= o.maxEventSubscribers
+        ? `too many live status pages open (${o.maxEventSubscribers})`
+        : (perGroup.get(group) ?? 0) >= o.maxEventSubscribersPerAddress
+          ? `too many live status pages open from your address (${o.maxEventSubscribersPerAddress})`
+          : null;
+    if (full !== null) {
+      note("refused");
+      return new Response(`${full}; try again later\n`, {
+        status: 503,
+        headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain", "Retry-After": "10" },
+      });
     }
+    let self: Subscriber;
+    const stream = new ReadableStream<Uint8Array>(
+      {
+        start(controller) {
+          self = { controller, sent: 0, group };
+          subscribers.add(self);
+          perGroup.set(group, (perGroup.get(group) ?? 0) + 1);
+          events.subscribers = subscribers.size;
+          send(self, encoder.encode(`retry: 2000\nevent: status\ndata: ${JSON.stringify(renderLive(snapshot(ctx)))}\n\n`));
+          ticker ??= setInterval(push, o.eventIntervalMs);
+        },
+        cancel() {
+          drop(self);
+        },
+      },
+      { highWaterMark: 0, size: (chunk) => chunk?.byteLength ?? 0 },
+    );
+    return new Response(stream, { headers: EVENT_HEADERS });
   }
 
-  function subscribe(): Response {
-    let self: ReadableStreamDefaultController<Uint8Array>;
-    const stream = new ReadableStream<Uint8Array>({
-      start(controller) {
-        self = controller;
-        subscribers.add(controller);
-        controller.enqueue(encoder.encode(`retry: 2000\nevent: status\ndata: ${JSON.stringify(renderLive(snapshot(ctx)))}\n\n`));
-        ticker ??= setInterval(push, options.eventIntervalMs ?? 1000);
-      },
-      cancel() {
-        subscribers.delete(self);
-        if (subscribers.size === 0 && ticker) {
-          clearInterval(ticker);
-          ticker = null;
-        }
-      },
-    });
-    return new Response(stream, { headers: { ...SECURITY_HEADERS, "Content-Type": "text/event-stream; charset=utf-8", Connection: "keep-alive" } });
-  }
-
-  function route(path: string): Response | null {
+  function route(path: string, ip: string): Response | null {
     switch (path) {
       case "/":
         return new Response(renderPage(snapshot(ctx)), {
@@ -85,11 +191,11 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
           : new Response("ok\n", { headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain" } });
       case "/metrics": {
         const status = snapshot(ctx);
-        const body = renderMetrics({ status, connectionsOpen: ctx.relay.connections.size, relayLatency: ctx.relay.stats.relayLatency, memory: process.memoryUsage() });
+        const body = renderMetrics({ status, connectionsOpen: ctx.relay.connections.size, relayLatency: ctx.relay.stats.relayLatency, memory: process.memoryUsage() }) + eventFamilies(events);
         return new Response(body, { headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain; version=0.0.4; charset=utf-8" } });
       }
       case "/events":
-        return subscribe();
+        return subscribe(ip);
       default:
         return null;
     }
@@ -99,14 +205,16 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
     hostname: options.host,
     port: options.port,
     idleTimeout: 30,
-    fetch(req) {
+    fetch(req, server) {
       const path = new URL(req.url).pathname;
       const known = ["/", "/status", "/healthz", "/metrics", "/events"].includes(path);
       if (!known) return new Response("not found\n", { status: 404, headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain" } });
       if (req.method !== "GET" && req.method !== "HEAD") {
         return new Response("method not allowed\n", { status: 405, headers: { ...SECURITY_HEADERS, Allow: "GET, HEAD", "Content-Type": "text/plain" } });
       }
-      const res = route(path)!;
+      // A HEAD on /events must not take a subscriber slot it would never read from.
+      if (req.method === "HEAD" && path === "/events") return new Response(null, { headers: EVENT_HEADERS });
+      const res = route(path, server.requestIP(req)?.address ?? "")!;
       return req.method === "HEAD" ? new Response(null, { status: res.status, headers: res.headers }) : res;
     },
     error(error) {
@@ -118,15 +226,32 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
   return {
     port: server.port!,
     url: server.url.href,
+    events,
     stop() {
       if (ticker) clearInterval(ticker);
-      for (const c of subscribers) {
+      for (const sub of subscribers) {
         try {
-          c.close();
+          sub.controller.close();
         } catch {}
       }
       subscribers.clear();
       void server.stop(true);
     },
   };
+}
+
+function eventFamilies(e: EventStats): string {
+  return renderFamilies([
+    { name: "sova_relay_events_subscribers", help: "Open /events streams", type: "gauge", samples: [{ value: e.subscribers }] },
+    {
+      name: "sova_relay_events_closed_total",
+      help: "/events subscribers turned away or ended by the relay, by reason",
+      type: "counter",
+      samples: [
+        { labels: { reason: "subscriber_cap" }, value: e.refused },
+        { labels: { reason: "not_reading" }, value: e.cut },
+        { labels: { reason: "stream_bytes" }, value: e.rotated },
+      ],
+    },
+  ]);
 }

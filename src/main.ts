@@ -53,7 +53,7 @@ const relayCommand = defineCommand({
       const host = config.httpHost || config.host;
       const running = server;
       try {
-        http = startHttp({ host, port: config.httpPort }, { relay: server.relay, version: VERSION, startedAt: Date.now(), stopping: () => running.stopping, history: server.history }, log);
+        http = startHttp({ host, port: config.httpPort, maxEventSubscribers: config.maxEventSubscribers }, { relay: server.relay, version: VERSION, startedAt: Date.now(), stopping: () => running.stopping, history: server.history }, log);
       } catch (error) {
         void server.shutdown("startup failed");
         throw new RelayError("E_STARTUP", `cannot listen for HTTP on ${host}:${config.httpPort} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);

@@ -32,7 +32,7 @@ function instanceRow(i: InstanceStatus, now: number): string {
   const cells: Array<[string, string | number]> = [
     ["Name", i.name],
     ["Version", i.version],
-    ["Address", i.address],
+    ["Network", i.address],
     ["Connected for", formatDuration(now - i.connected_at)],
     ["In", i.messages_in],
     ["Out", i.messages_out],
@@ -65,7 +65,7 @@ export function renderLive(status: Status, nowSeconds = Date.now() / 1000): stri
 <section class="session" aria-label="Session ${escapeHtml(s.id)}">
   <h2>Session <code>${escapeHtml(s.id)}</code> <span class="count">${s.instances} instance${s.instances === 1 ? "" : "s"}${s.history_entries > 0 ? ` · history ${s.history_entries} updates (${formatBytes(s.history_bytes)})` : ""}</span></h2>
   <table>
-    <thead><tr><th>Name</th><th>Version</th><th>Address</th><th>Connected for</th><th>In</th><th>Out</th><th>Rate-limited</th><th>Dropped</th></tr></thead>
+    <thead><tr><th>Name</th><th>Version</th><th>Network</th><th>Connected for</th><th>In</th><th>Out</th><th>Rate-limited</th><th>Dropped</th></tr></thead>
     <tbody>${rows.join("")}</tbody>
   </table>
 </section>`;

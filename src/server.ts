@@ -16,6 +16,7 @@ import { addressGroup } from "./net/cidr.ts";
 import { createGuard, type Refusal } from "./relay/guard.ts";
 import { createRepeats, reportRepeats } from "./relay/repeats.ts";
 import { createHistory, type History } from "./relay/history.ts";
+import { loadSessionSecret } from "./session-key.ts";
 import { openHistoryStore } from "./store.ts";
 import { createRelay, type Connection, type Relay } from "./relay/relay.ts";
 
@@ -91,7 +92,6 @@ const REFUSAL_TEXT: Record<Refusal, string> = {
   denied: "address is in a --deny range",
   not_allowed: "address is outside every --allow range",
   per_ip_limit: "too many connections from this address",
-  cooldown: "too many failed registrations from this address; cooling down",
 };
 
 function readPem(path: string, flag: string): string {
@@ -124,6 +124,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       rateLimitBytes: config.rateLimitBytes,
       maxMessageSize: config.maxMessageSize,
       tokens: config.tokens,
+      sessionSecret: config.stateDir ? loadSessionSecret(config.stateDir) : undefined,
       handshakeTimeoutMs: config.handshakeTimeout * 1000,
       idleTimeoutMs: config.idleTimeout * 1000,
       handshakeMaxBytes: config.handshakeMaxBytes,
@@ -135,12 +136,13 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       history,
       onRegistrationFailed(ip) {
         if (guard.registrationFailed(ip, Date.now())) {
-          log.warn("cooldown_started", `Address ${ip} failed to register more than ${config.maxFailedRegistrations} times in a minute; refused for ${config.failedRegistrationCooldown} s`, {
+          log.warn("cooldown_started", `Address ${ip} used up its ${config.maxFailedRegistrations} failed registrations; every registration from ${addressGroup(ip)} refused for ${config.failedRegistrationCooldown} s`, {
             ip,
             reason: "failed_registrations",
           });
         }
       },
+      registrationWait: (ip) => guard.registrationWait(ip, Date.now()),
     },
     log,
   );
@@ -308,9 +310,11 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
 
   let tlsPem = config.tlsPort !== null ? { cert: readPem(config.tlsCert, "--tls-cert"), key: readPem(config.tlsKey, "--tls-key") } : null;
 
-  function listenTls(port: number): TCPSocketListener<SocketState> {
+  function listenTls(port: number, pem = tlsPem!): TCPSocketListener<SocketState> {
     try {
-      return Bun.listen<SocketState>({ hostname: config.host, port, tls: { cert: tlsPem!.cert, key: tlsPem!.key }, socket: handlers });
+      // SO_REUSEPORT lets a reload open the new listener before the old one closes.
+      const options = { hostname: config.host, port, tls: { cert: pem.cert, key: pem.key }, socket: handlers, reusePort: true };
+      return Bun.listen<SocketState>(options);
     } catch (error) {
       const e = error as NodeJS.ErrnoException;
       if (e.code?.startsWith("ERR_OSSL") || /PEM|X509|key/i.test(e.message)) {
@@ -323,6 +327,8 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
   // With TLS on, --port 0 means "no plain listener"; without it, "any free port".
   const plainListener = config.port !== 0 || config.tlsPort === null ? Bun.listen<SocketState>({ hostname: config.host, port: config.port, socket: handlers }) : null;
   let tlsListener: TCPSocketListener<SocketState> | null = null;
+  /** Listeners a reload replaced, each closed once drained (reloadTls). */
+  const retiring = new Set<() => void>();
   try {
     tlsListener = config.tlsPort !== null ? listenTls(config.tlsPort) : null;
   } catch (error) {
@@ -363,6 +369,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     });
     plainListener?.stop(false);
     tlsListener?.stop(false);
+    for (const retire of retiring) retire();
     relay.beginShutdown();
     const flushed = await within(deadlineMs, (done) => {
       onQuiet = done;
@@ -395,18 +402,24 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     shutdown,
     reloadTls() {
       if (tlsListener === null || stopping) return;
-      const previous = tlsPem;
-      tlsPem = { cert: readPem(config.tlsCert, "--tls-cert"), key: readPem(config.tlsKey, "--tls-key") };
-      // A new listener on the same port takes new connections; stopping the old
-      // one without closing its connections keeps every instance connected.
-      tlsListener.stop(false);
-      try {
-        tlsListener = listenTls(tlsPort!);
-      } catch (error) {
-        tlsPem = previous;
-        tlsListener = listenTls(tlsPort!);
-        throw error;
-      }
+      const pem = { cert: readPem(config.tlsCert, "--tls-cert"), key: readPem(config.tlsKey, "--tls-key") };
+      // The new listener opens beside the old one (SO_REUSEPORT) before the old
+      // stops, so the port is never without a listener. A bad certificate throws
+      // here, with the old listener untouched; stop(false) keeps its connections.
+      const next = listenTls(tlsPort!, pem);
+      const old = tlsListener;
+      const retire = () => {
+        if (retiring.delete(retire)) old.stop(false);
+      };
+      retiring.add(retire);
+      // The kernel resets what waits in a listener's accept queue when it closes,
+      // and keeps handing the old listener half the new connections while both
+      // are open: close it just after it has emptied its queue (the next accept
+      // on it, once that batch is done), or after a second if none comes.
+      old.reload({ socket: { ...handlers, open: (s: Socket<SocketState>) => void (accept(s), setImmediate(retire)) } });
+      setTimeout(retire, 1000).unref();
+      tlsListener = next;
+      tlsPem = pem;
       log.info("tls_reloaded", `TLS certificate reloaded from ${config.tlsCert}; connected instances keep their sessions`, {});
     },
     get stopping() {

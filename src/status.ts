@@ -1,8 +1,10 @@
 /**
  * What the relay looks like right now, as plain data for `/status`, the status
- * page and `/metrics`. Sessions appear by their short hash; tokens are never
- * held by the relay, so none can leak from here.
+ * page and `/metrics`. Sessions appear by their keyed short hash and players
+ * by their network, not their address; tokens are never held by the relay, so
+ * none can leak from here.
  */
+import { maskedAddress } from "./net/cidr.ts";
 import type { History } from "./relay/history.ts";
 import type { Relay } from "./relay/relay.ts";
 import { buildInfo } from "./version.ts";
@@ -23,7 +25,7 @@ export interface InstanceStatus {
   connected_at: number;
   last_activity: number;
   session: string;
-  /** The peer's IP with its port masked. */
+  /** The peer's network only (net/cidr.ts maskedAddress): these pages need no login. */
   address: string;
   messages_in: number;
   messages_out: number;
@@ -73,10 +75,6 @@ export interface Status {
   totals: StatusTotals;
 }
 
-export function maskAddress(ip: string): string {
-  return ip.includes(":") && !ip.startsWith("::ffff:") ? `[${ip}]:*` : `${ip.replace(/^::ffff:/, "")}:*`;
-}
-
 export function snapshot(ctx: StatusContext, now = Date.now()): Status {
   const { relay } = ctx;
   const instances: InstanceStatus[] = [];
@@ -100,7 +98,7 @@ export function snapshot(ctx: StatusContext, now = Date.now()): Status {
         connected_at: Math.floor(i.connectedAt / 1000),
         last_activity: Math.floor(i.lastActivity / 1000),
         session: session.id,
-        address: maskAddress(i.conn.peer.address),
+        address: maskedAddress(i.conn.peer.address),
         messages_in: i.messagesIn,
         messages_out: i.messagesOut,
         rate_limited: i.rateLimited,

@@ -54,13 +54,14 @@ describe("configuration", () => {
   });
 
   test("tokens: --token repeats, SOVA_RELAY_TOKENS is comma-separated, --token-file one a line", () => {
-    expect(resolveConfig(["--token", "a", "--token", "b"], {}).tokens).toEqual(["a", "b"]);
-    expect(resolveConfig([], { SOVA_RELAY_TOKENS: "x, y,,z" }).tokens).toEqual(["x", "y", "z"]);
+    const [a, b, x, y, z] = ["a", "b", "x", "y", "z"].map((t) => `${t}-ensemble-token-Kp2W`) as [string, string, string, string, string];
+    expect(resolveConfig(["--token", a, "--token", b], {}).tokens).toEqual([a, b]);
+    expect(resolveConfig([], { SOVA_RELAY_TOKENS: `${x}, ${y},,${z}` }).tokens).toEqual([x, y, z]);
     const dir = mkdtempSync(join(tmpdir(), "sova-relay-"));
     const file = join(dir, "tokens");
-    writeFileSync(file, "# ensembles\nfirst\n\nsecond\n");
-    expect(resolveConfig(["--token-file", file, "--token", "third"], {}).tokens).toEqual(["third", "first", "second"]);
-    expect(resolveConfig([], { SOVA_RELAY_TOKEN_FILE: file }).tokens).toEqual(["first", "second"]);
+    writeFileSync(file, "# ensembles\nfirst-ensemble-Wq7Lz\n\nsecond-ensemble-Wq7Lz\n");
+    expect(resolveConfig(["--token-file", file, "--token", "third-ensemble-Wq7Lz"], {}).tokens).toEqual(["third-ensemble-Wq7Lz", "first-ensemble-Wq7Lz", "second-ensemble-Wq7Lz"]);
+    expect(resolveConfig([], { SOVA_RELAY_TOKEN_FILE: file }).tokens).toEqual(["first-ensemble-Wq7Lz", "second-ensemble-Wq7Lz"]);
   });
 });
 

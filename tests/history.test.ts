@@ -153,9 +153,10 @@ describe("late joiners", () => {
   });
 
   test("history clear: all, or one session by its hash", async () => {
+    const ONE = "one-history-token-Q7";
     const dir = mkdtempSync(join(tmpdir(), "sova-state-"));
-    const relay = await startProcess(SOURCE)(["--history", "50", "--state-dir", dir, "--token", "one", "--token", "two"]);
-    for (const token of ["one", "two"]) {
+    const relay = await startProcess(SOURCE)(["--history", "50", "--state-dir", dir, "--token", ONE, "--token", "two-history-token-R4"]);
+    for (const token of [ONE, "two-history-token-R4"]) {
       const a = await connect({ port: relay.port });
       await a.register({ name: "a", token });
       for (let i = 0; i < 5; i++) a.sendUpdate(tag(0, i), BigInt(i));
@@ -164,9 +165,11 @@ describe("late joiners", () => {
     }
     await relay.stop();
     const { sessionHash } = await import("../src/relay/access.ts");
-    const one = Bun.spawnSync([...SOURCE, "history", "clear", "--state-dir", dir, "--session", sessionHash("one")], { stdout: "pipe", stderr: "pipe" });
+    const { loadSessionSecret } = await import("../src/session-key.ts");
+    const id = sessionHash(ONE, loadSessionSecret(dir));
+    const one = Bun.spawnSync([...SOURCE, "history", "clear", "--state-dir", dir, "--session", id], { stdout: "pipe", stderr: "pipe" });
     expect(one.exitCode).toBe(0);
-    expect(one.stdout.toString()).toContain(`removed 5 stored updates of session ${sessionHash("one")}`);
+    expect(one.stdout.toString()).toContain(`removed 5 stored updates of session ${id}`);
     const all = Bun.spawnSync([...SOURCE, "history", "clear", "--state-dir", dir], { stdout: "pipe", stderr: "pipe" });
     expect(all.stdout.toString()).toContain("removed 5 stored updates");
     const bad = Bun.spawnSync([...SOURCE, "history", "clear", "--state-dir", dir, "--session", "one"], { stdout: "pipe", stderr: "pipe" });

@@ -283,7 +283,7 @@ export function protocolSuite(label: string, start: StartRelay): void {
   });
 
   describe(`${label}: registration checks, in PROTOCOL.md's order`, () => {
-    const { pool } = withRelay(start, ["--token", "ensemble-one", "--token", "ensemble-two", "--max-instances", "2"]);
+    const { pool } = withRelay(start, ["--token", "ensemble-one-Tk4Zq", "--token", "ensemble-two-Tk4Zq", "--max-instances", "2"]);
 
     test("version first, then token, then capacity, then name", async () => {
       const c1 = await pool.connect();
@@ -293,11 +293,11 @@ export function protocolSuite(label: string, start: StartRelay): void {
       await expect(c2.register({ name: "", token: "nope" })).rejects.toThrow("Invalid session token");
       const c3 = await pool.connect();
       await expect(c3.register({ name: "x", token: null })).rejects.toThrow("Invalid session token");
-      await pool.register("one", { token: "ensemble-one" });
-      await pool.register("two", { token: "ensemble-two" });
+      await pool.register("one", { token: "ensemble-one-Tk4Zq" });
+      await pool.register("two", { token: "ensemble-two-Tk4Zq" });
       const c4 = await pool.connect();
       // Full, and an invalid name: capacity is reported.
-      await expect(c4.register({ name: "", token: "ensemble-one" })).rejects.toThrow("Maximum instances (2) reached");
+      await expect(c4.register({ name: "", token: "ensemble-one-Tk4Zq" })).rejects.toThrow("Maximum instances (2) reached");
       await c4.closed;
     });
 
@@ -312,16 +312,16 @@ export function protocolSuite(label: string, start: StartRelay): void {
   });
 
   describe(`${label}: sessions`, () => {
-    const { pool } = withRelay(start, ["--token", "room-a", "--token", "room-b"]);
+    const { pool } = withRelay(start, ["--token", "room-a-token-Pw8Xv", "--token", "room-b-token-Pw8Xv"]);
 
     test("each token is its own session: instances see and hear only their own", async () => {
-      const a1 = await pool.register("a1", { token: "room-a" });
-      const b1 = await pool.register("b1", { token: "room-b" });
+      const a1 = await pool.register("a1", { token: "room-a-token-Pw8Xv" });
+      const b1 = await pool.register("b1", { token: "room-b-token-Pw8Xv" });
       const a2 = await pool.connect();
-      const r = await a2.register({ name: "a2", token: "room-a" });
+      const r = await a2.register({ name: "a2", token: "room-a-token-Pw8Xv" });
       expect(r.current_instances.map((i) => i.name)).toEqual(["a1"]);
       // Names are unique per session only.
-      const b2 = await pool.register("a1", { token: "room-b" });
+      const b2 = await pool.register("a1", { token: "room-b-token-Pw8Xv" });
       a1.sendUpdate(Uint8Array.of(7), 7n);
       expect((await a2.next("StateBroadcast")).timestamp).toBe(7n);
       await b1.ping(1n);

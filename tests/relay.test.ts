@@ -251,12 +251,15 @@ describe("relay state", () => {
 
   test("sessions are named by a short hash; the token itself is kept nowhere in the state", () => {
     const token = "very-secret-token-123";
-    const { relay, join } = setup({ tokens: [token] });
+    const secret = new Uint8Array(32).fill(7);
+    const { relay, join } = setup({ tokens: [token], sessionSecret: secret });
     join("a", { session_token: token });
     const ids = [...relay.sessions.keys()];
-    expect(ids).toEqual([sessionHash(token)]);
+    expect(ids).toEqual([sessionHash(token, secret)]);
     expect(JSON.stringify(ids)).not.toContain(token);
-    expect(sessionHash(token)).toMatch(/^[0-9a-f]{12}$/);
+    expect(sessionHash(token, secret)).toMatch(/^[0-9a-f]{12}$/);
+    // Keyed: another relay's secret names the same token differently.
+    expect(sessionHash(token, new Uint8Array(32).fill(8))).not.toBe(sessionHash(token, secret));
   });
 
   test("shutdown: closeAll closes everyone gracefully and tells no one about the others", () => {

@@ -1,6 +1,7 @@
 /**
- * IPv4 and IPv6 address ranges for --allow and --deny. An IPv4 address that
- * reaches a dual-stack listener as `::ffff:a.b.c.d` matches IPv4 ranges too.
+ * IPv4 and IPv6 address ranges for --allow and --deny, the groups the
+ * per-address limits count, and addresses as public pages show them. An IPv4
+ * address that reaches a dual-stack listener as `::ffff:a.b.c.d` is IPv4 here.
  */
 import { isIP } from "node:net";
 import { RelayError } from "../errors.ts";
@@ -61,16 +62,40 @@ export function cidrContains(cidr: Cidr, ip: string): boolean {
 }
 
 const V4_MAPPED = 0xffff00000000n;
-const V4_MAPPED_MASK = ((1n << 128n) - 1n) ^ 0xffffffffn;
+const V4_SPACE = (1n << 32n) - 1n;
+
+function v4Text(v: bigint): string {
+  return [24n, 16n, 8n, 0n].map((s) => String((v >> s) & 0xffn)).join(".");
+}
+
+function hextets(v: bigint, count: number): string[] {
+  return Array.from({ length: count }, (_, i) => ((v >> BigInt(112 - 16 * i)) & 0xffffn).toString(16));
+}
 
 /**
- * The unit per-address limits count: an IPv4 address, or an IPv6 /64 (one
- * subscriber is usually handed a whole /64, so counting whole IPv6 addresses let
- * one host get around every per-address cap).
+ * The unit the per-address limits count: an IPv4 address, or an IPv6 /64.
+ * One IPv6 customer (a home, a VPS) is usually handed a whole /64 and can
+ * pick any address in it, so counting single IPv6 addresses counts nothing.
  */
 export function addressGroup(ip: string): string {
   const v = addressValue(ip);
   if (v === null) return ip;
-  if ((v & V4_MAPPED_MASK) === V4_MAPPED) return ip.replace(/^::ffff:/i, "");
-  return `${(v >> 64n).toString(16).padStart(16, "0").replace(/(.{4})(?!$)/g, "$1:")}::/64`;
+  if (v >> 32n === V4_MAPPED >> 32n) return v4Text(v & V4_SPACE);
+  return `${hextets(v, 4).join(":")}::/64`;
+}
+
+/**
+ * An address as unauthenticated pages show it: the IPv4 /16 (203.0.x.x) or the
+ * IPv6 /32 (2001:db8:x:x:x:x:x:x). Enough to tell players' providers apart when
+ * something goes wrong, not enough to find anyone: an IPv4 /16 is 65,536
+ * addresses, an IPv6 /32 is a provider's whole allocation.
+ */
+export function maskedAddress(ip: string): string {
+  const v = addressValue(ip);
+  if (v === null) return "x";
+  if (v >> 32n === V4_MAPPED >> 32n) {
+    const parts = v4Text(v & V4_SPACE).split(".");
+    return `${parts[0]}.${parts[1]}.x.x`;
+  }
+  return `${hextets(v, 2).join(":")}:x:x:x:x:x:x`;
 }

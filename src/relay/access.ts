@@ -1,14 +1,17 @@
 /**
  * Sessions and tokens (PROTOCOL.md, "Sessions and access"). A token is kept
  * only as its SHA-256 digest; a session is named everywhere (logs, pages,
- * metrics) by a short hash of it, never by the token.
+ * metrics) by a short HMAC of it under a secret the relay holds, never by the
+ * token. Without the secret, a session id says nothing about the token: an
+ * unkeyed hash could be reversed offline by trying likely tokens.
  */
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 
 export const OPEN_SESSION = "open";
+export const SESSION_SECRET_BYTES = 32;
 
 export interface SessionKey {
-  /** Map key and public name: the short hash, or "open" when no token is required. */
+  /** Map key and public name: the short keyed hash, or "open" when no token is required. */
   readonly id: string;
 }
 
@@ -22,12 +25,13 @@ function digest(token: string): Buffer {
   return createHash("sha256").update(token, "utf8").digest();
 }
 
-export function sessionHash(token: string): string {
-  return digest(`sova-relay session:${token}`).toString("hex").slice(0, 12);
+export function sessionHash(token: string, secret: Uint8Array): string {
+  return createHmac("sha256", secret).update(`sova-relay session:${token}`, "utf8").digest("hex").slice(0, 12);
 }
 
-export function createAccess(tokens: readonly string[]): Access {
-  const known = [...new Set(tokens)].map((t) => ({ digest: digest(t), key: { id: sessionHash(t) } }));
+/** `secret`: from --state-dir (stable across restarts), else fresh for this run. */
+export function createAccess(tokens: readonly string[], secret: Uint8Array = randomBytes(SESSION_SECRET_BYTES)): Access {
+  const known = [...new Set(tokens)].map((t) => ({ digest: digest(t), key: { id: sessionHash(t, secret) } }));
   const open: SessionKey = { id: OPEN_SESSION };
   return {
     required: known.length > 0,

@@ -56,8 +56,12 @@ export interface RelayOptions {
   history?: History;
   /** Told of registrations that failed through the peer's fault (the guard's cool-down counts them). */
   onRegistrationFailed?: (address: string, why: string) => void;
+  /** Milliseconds before registrations from this address are heard again (the guard's cool-down); 0 or absent: now. */
+  registrationWait?: (address: string) => number;
   maxMessageSize: number;
   tokens: readonly string[];
+  /** Keys session ids (access.ts); absent: a fresh one, so ids change at every start. */
+  sessionSecret?: Uint8Array;
   handshakeTimeoutMs: number;
   /** 0: silence never ends a connection (Sova instances never ping). */
   idleTimeoutMs: number;
@@ -237,7 +241,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
   const o = { ...DEFAULTS, ...options };
   const clock = options.clock ?? SYSTEM_CLOCK;
   const stats = createStats();
-  const access = createAccess(options.tokens);
+  const access = createAccess(options.tokens, options.sessionSecret);
   const history = options.history;
   const sessions = new Map<string, Session>();
   const connections = new Set<Connection>();
@@ -367,6 +371,9 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
   }
 
   function register(conn: Connection, msg: RegisterInstance, now: number): void {
+    // Before anything in the message is looked at: the answer must not tell a right token from a wrong one.
+    const wait = options.registrationWait?.(conn.peer.address) ?? 0;
+    if (wait > 0) return reject(conn, WIRE_ERRORS.coolingDown(wait), "cooldown");
     if (msg.version !== options.expectedVersion) {
       return reject(conn, WIRE_ERRORS.versionMismatch(options.expectedVersion, msg.version), "version");
     }

@@ -22,6 +22,8 @@ export const WIRE_ERRORS = {
   invalidMessage: (why: string) => `Invalid message: ${why}`,
   /** Limits: the first message dropped in a window. */
   rateLimit: (name: string) => `Rate limit exceeded for instance ${name}`,
+  /** Limits (this relay's): an address that used up its failed registrations; the same answer whatever the token. */
+  coolingDown: (waitMs: number) => `Too many failed registrations from this address; try again in ${Math.ceil(waitMs / 1000)} s`,
   /** Limits (this relay's): one address registering in a loop. */
   tooManyRegistrations: () => "Too many registrations from this address; try again in a minute",
   /** What today's client needs: the last frame before the relay ends a registered connection. */
@@ -39,7 +41,8 @@ export type RejectReason =
   | "not_register"
   | "empty"
   | "oversized"
-  | "registration_rate";
+  | "registration_rate"
+  | "cooldown";
 
 /**
  * Failures that say the peer is guessing a token or sending junk. A wrong version or
@@ -57,4 +60,6 @@ export const PEER_FAULT: Readonly<Record<RejectReason, boolean>> = {
   empty: false,
   oversized: true,
   registration_rate: false,
+  // Already refused for failing: counting these again would only lengthen the wait.
+  cooldown: false,
 };
