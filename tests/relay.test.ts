@@ -275,4 +275,62 @@ describe("relay state", () => {
     expect(relay.instanceCount).toBe(0);
   });
 
+
+  test("nudges: only registered instances sent nothing for the interval get a Pong with the relay's time", () => {
+    const clock = manualClock();
+    const { relay, join } = setup({ nudgeIntervalMs: 40, clock });
+    const quiet = join("quiet");
+    const busy = join("busy");
+    const lurker = peer();
+    relay.open(lurker);
+    quiet.peer.frames.length = 0;
+    busy.peer.frames.length = 0;
+    clock.advance(30);
+    relay.nudge();
+    expect(quiet.peer.frames.length).toBe(0);
+    sendUpdate(quiet); // busy is sent a broadcast at 30 ms
+    clock.advance(15);
+    relay.nudge();
+    expect(quiet.peer.messages()).toEqual([{ type: "Pong", timestamp: BigInt(clock.now()) }]);
+    expect(busy.peer.messages().map((m) => m.type)).toEqual(["StateBroadcast"]);
+    expect(lurker.frames.length).toBe(0);
+    clock.advance(40);
+    relay.nudge();
+    expect(busy.peer.messages().map((m) => m.type)).toEqual(["StateBroadcast", "Pong"]);
+    expect(quiet.peer.messages().map((m) => m.type)).toEqual(["Pong", "Pong"]);
+    expect(relay.stats.nudges).toBe(3);
+  });
+
+  test("handshake slots full: the oldest handshake is closed, the newcomer stays", () => {
+    const { relay } = setup({ maxHandshakes: 2 });
+    const first = peer("10.0.0.1");
+    const second = peer("10.0.0.2");
+    const third = peer("10.0.0.3");
+    relay.open(first);
+    relay.open(second);
+    const conn = relay.open(third);
+    expect(first.closedHow).toBe("terminate");
+    expect(second.closedHow).toBeNull();
+    expect(conn.state).toBe("handshake");
+    expect(relay.handshaking).toBe(2);
+    expect(relay.stats.disconnects.handshake_limit).toBe(1);
+  });
+
+  test("a newcomer that has not taken its registration response and history within the replay timeout is cut", () => {
+    const clock = manualClock();
+    const { relay, join } = setup({ replayTimeoutMs: 1000, clock });
+    const a = join("a");
+    const b = join("b");
+    (b.peer as { frontBytes: number }).frontBytes = 500;
+    clock.advance(999);
+    relay.tick(clock.now());
+    expect(b.conn.state).toBe("registered");
+    clock.advance(1);
+    relay.tick(clock.now());
+    expect(b.conn.state).toBe("closed");
+    expect(b.peer.messages().at(-1)).toEqual({ type: "Error", message: "Connection lost" });
+    expect(relay.stats.disconnects.replay_timeout).toBe(1);
+    // a took everything at once: never cut.
+    expect(a.conn.state).toBe("registered");
+  });
 });
