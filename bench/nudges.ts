@@ -5,6 +5,9 @@
  * update of a connection from a client that writes its length prefix and body in two
  * writes with Nagle on (the 40 ms delayed-ACK wait a lone-header Pong avoids).
  */
+import { connect } from "../src/client.ts";
+import { createFrameReader } from "../src/protocol/framing.ts";
+import { decodeMessage, encodeMessage, toByteArrayWire, type Message } from "../src/protocol/messages.ts";
 import { connectSovaDouble } from "../tests/support/sova-double.ts";
 import { connectPool } from "./load.ts";
 import { launchRelay } from "./relay-process.ts";
@@ -74,21 +77,47 @@ export async function quietEditWait(binary: string | null, nudgeMs: number, edit
   }
 }
 
-/** A fresh connection's first update, prefix and body in two writes with Nagle on: ms until the other side has it. */
+/**
+ * A fresh connection's first update, prefix and body in two writes with Nagle on (as
+ * today's client writes them, but without its lock, so it runs with nudges off too):
+ * ms until the other side has it.
+ */
 export async function firstUpdate(binary: string | null, nudgeMs: number, trials: number): Promise<{ p50: number; p99: number }> {
   const relay = await launchRelay({ binary, flags: ["--nudge-interval", String(nudgeMs)] });
   try {
-    const receiver = await connectSovaDouble(relay.port, "receiver");
+    const receiver = await connect({ port: relay.port });
+    await receiver.register({ name: "receiver" });
     const times: number[] = [];
     for (let i = 0; i < trials; i++) {
-      const sender = await connectSovaDouble(relay.port, `first${i}`);
+      const responses: Message[] = [];
+      const got = Promise.withResolvers<void>();
+      const reader = createFrameReader(1 << 20, {
+        frame(body) {
+          responses.push(decodeMessage(body));
+          got.resolve();
+        },
+        oversized() {},
+      });
+      const socket = await Bun.connect({ hostname: "127.0.0.1", port: relay.port, socket: { data: (_s, chunk) => reader.push(chunk), close() {}, error() {} } });
+      socket.setNoDelay(false);
+      const twoWrites = (msg: Message) => {
+        const body = encodeMessage(msg);
+        const head = new Uint8Array(4);
+        new DataView(head.buffer).setUint32(0, body.length);
+        socket.write(head);
+        socket.write(body);
+      };
+      twoWrites({ type: "RegisterInstance", instance_name: `first${i}`, version: "0.1.0", session_token: null, capabilities: [] });
+      await got.promise;
+      const response = responses[0]!;
+      if (response.type !== "RegistrationResponse" || !response.assigned_id) throw new Error("registration failed");
       const t = BigInt(1_000_000 + i);
       const t0 = performance.now();
-      await sender.edit(Uint8Array.of(1, 2, 3), t);
-      await receiver.handledWhere((m) => m.type === "StateBroadcast" && m.timestamp === t);
+      twoWrites({ type: "StateUpdate", source_instance_id: response.assigned_id, timestamp: t, update_data: toByteArrayWire(Uint8Array.of(1, 2, 3)) });
+      await receiver.next("StateBroadcast", { where: (m) => m.timestamp === t });
       times.push(performance.now() - t0);
-      sender.close();
-      await receiver.handledWhere((m) => m.type === "InstanceDisconnected" && m.instance_name === `first${i}`);
+      socket.end();
+      await receiver.next("InstanceDisconnected", { where: (m) => m.instance_name === `first${i}` });
     }
     receiver.close();
     times.sort((x, y) => x - y);
