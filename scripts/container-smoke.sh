@@ -3,7 +3,8 @@
 # and checks it from outside, as README's "Docker" section says to run it:
 # --memory 256m --cpus 0.5, two instances exchange an update through the
 # published port, the HEALTHCHECK reports healthy, 20 instances' memory is
-# measured, and `podman stop` ends the relay with its shutdown log and exit 0.
+# measured, the relay survives a hostile pass with the 20 still playing, and
+# `podman stop` ends the relay with its shutdown log and exit 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"
@@ -83,6 +84,19 @@ for _ in $(seq 1 100); do grep -q holding "$work/hold.log" && break; sleep 0.1; 
 grep -q holding "$work/hold.log" || { cat "$work/hold.log"; echo "smoke: 20 instances did not register"; exit 1; }
 rss=$(podman exec "$name" cat /proc/1/status | awk '/VmRSS/ {printf "%.1f MB", $2/1024}')
 echo "smoke: with 20 instances: relay RSS $rss; cgroup $(podman stats --no-stream --format '{{.MemUsage}}' "$name")"
+
+# A hostile pass (bench/attackers.ts: floods before registering, partial frames, churn,
+# capabilities, connect floods, non-reading pingers) while the 20 stay connected: the
+# relay must survive it inside its 256 MB and the 20 must still play afterwards.
+bun bench/attackers.ts --port "$port" --duration 8 > "$work/attack.log"
+state=$(podman inspect "$name" --format '{{.State.Running}} {{.State.OOMKilled}}')
+[ "$state" = "true false" ] || { podman logs "$name" 2>&1 | tail -20; echo "smoke: relay did not survive the hostile pass (running, OOM-killed: $state)"; exit 1; }
+echo "smoke: survived a hostile pass ($(tail -1 "$work/attack.log")); cgroup $(podman stats --no-stream --format '{{.MemUsage}}' "$name")"
+kill -USR1 "$holder"
+for _ in $(seq 1 100); do grep -q "still playing" "$work/hold.log" && break; sleep 0.1; done
+grep -q "still playing" "$work/hold.log" || { cat "$work/hold.log"; echo "smoke: the 20 instances stopped playing after the hostile pass"; exit 1; }
+grep "still playing" "$work/hold.log"
+podman healthcheck run "$name" >/dev/null || { echo "smoke: unhealthy after the hostile pass"; exit 1; }
 
 # Stop while the 20 are connected: they must all be closed, the relay exit 0.
 podman stop -t 10 "$name" >/dev/null

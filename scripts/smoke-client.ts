@@ -25,6 +25,14 @@ for (const c of clients.slice(1)) {
 }
 console.log(`smoke: ${count} instances registered; an update reached the ${count - 1} others`);
 if (process.argv.includes("--hold")) {
+  // SIGUSR1: show that the instances held through a hostile pass still play.
+  process.on("SIGUSR1", async () => {
+    const t = BigInt(Date.now());
+    clients[1]!.sendUpdate(payload, t);
+    const others = clients.filter((_, i) => i !== 1);
+    await Promise.all(others.map((c) => c.next("StateBroadcast", { where: (m) => m.timestamp === t, timeoutMs: 5000 })));
+    console.log(`smoke: still playing: an update reached the ${others.length} others`);
+  });
   console.log("smoke: holding connections until stdin closes");
   for await (const _ of process.stdin) {
   }
