@@ -191,7 +191,7 @@ export async function connect(options: ClientOptions): Promise<RelayClient> {
     ]);
   } catch (error) {
     if (error instanceof RelayError) throw error;
-    throw new RelayError("E_CLIENT", `cannot connect to ${options.host ?? "127.0.0.1"}:${options.port}: ${(error as Error).message}`);
+    throw new RelayError("E_CLIENT", `cannot connect to ${options.host ?? "127.0.0.1"}:${options.port}: ${(error as Error).message}`, { cause: error });
   } finally {
     clearTimeout(timer);
   }

@@ -54,11 +54,11 @@ export type ServerConfig = Pick<
   | "maxMessageSize"
   | "maxPendingBytes"
   | "maxTotalPendingBytes"
-  | "handshakeTimeout"
-  | "idleTimeout"
+  | "handshakeTimeoutMs"
+  | "idleTimeoutMs"
   | "expectedVersion"
   | "tokens"
-  | "shutdownTimeout"
+  | "shutdownTimeoutMs"
   | "tlsPort"
   | "tlsCert"
   | "tlsKey"
@@ -66,10 +66,10 @@ export type ServerConfig = Pick<
   | "deny"
   | "maxConnectionsPerIp"
   | "maxFailedRegistrations"
-  | "failedRegistrationCooldown"
+  | "failedRegistrationCooldownMs"
   | "history"
   | "historyBytes"
-  | "historyAge"
+  | "historyAgeMs"
   | "stateDir"
   | "stateReset"
 >;
@@ -85,13 +85,13 @@ function readPem(path: string, flag: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (error) {
-    throw new RelayError("E_CONFIG", `cannot read ${flag} '${path}' (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`);
+    throw new RelayError("E_CONFIG", `cannot read ${flag} '${path}' (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`, { cause: error });
   }
 }
 
 export function startServer(config: ServerConfig, log: Logger): RunningServer {
   const store = config.history > 0 && config.stateDir ? openHistoryStore(config.stateDir, { reset: config.stateReset }) : null;
-  const history = createHistory({ maxEntries: config.history, maxBytes: config.historyBytes, maxAgeMs: config.historyAge * 1000 }, store ?? undefined);
+  const history = createHistory({ maxEntries: config.history, maxBytes: config.historyBytes, maxAgeMs: config.historyAgeMs }, store ?? undefined);
   if (store) {
     const loaded = store.load(history);
     log.info("history_loaded", `History database ${store.path}: ${loaded} updates in ${history.sizes().size} sessions${config.stateReset ? " (reset)" : ""}`, { entries: loaded });
@@ -101,7 +101,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     deny: config.deny,
     maxConnectionsPerIp: config.maxConnectionsPerIp,
     maxFailedRegistrations: config.maxFailedRegistrations,
-    cooldownMs: config.failedRegistrationCooldown * 1000,
+    cooldownMs: config.failedRegistrationCooldownMs,
   });
   const relay = createRelay(
     {
@@ -111,12 +111,12 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       rateLimitBytes: config.rateLimitBytes,
       maxMessageSize: config.maxMessageSize,
       tokens: config.tokens,
-      handshakeTimeoutMs: config.handshakeTimeout * 1000,
-      idleTimeoutMs: config.idleTimeout * 1000,
+      handshakeTimeoutMs: config.handshakeTimeoutMs,
+      idleTimeoutMs: config.idleTimeoutMs,
       history,
       onRegistrationFailed(ip) {
         if (guard.registrationFailed(ip, Date.now())) {
-          log.warn("cooldown_started", `Address ${ip} failed to register more than ${config.maxFailedRegistrations} times in a minute; refused for ${config.failedRegistrationCooldown} s`, {
+          log.warn("cooldown_started", `Address ${ip} failed to register more than ${config.maxFailedRegistrations} times in a minute; refused for ${config.failedRegistrationCooldownMs / 1000} s`, {
             ip,
             reason: "failed_registrations",
           });
@@ -260,7 +260,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     } catch (error) {
       const e = error as NodeJS.ErrnoException;
       if (e.code?.startsWith("ERR_OSSL") || /PEM|X509|key/i.test(e.message)) {
-        throw new RelayError("E_CONFIG", `invalid TLS certificate or key (--tls-cert '${config.tlsCert}', --tls-key '${config.tlsKey}'): ${e.message}`);
+        throw new RelayError("E_CONFIG", `invalid TLS certificate or key (--tls-cert '${config.tlsCert}', --tls-key '${config.tlsKey}'): ${e.message}`, { cause: e });
       }
       throw error;
     }
@@ -285,8 +285,8 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
   async function shutdown(why: string): Promise<void> {
     if (stopping) return;
     stopping = true;
-    const deadlineMs = config.shutdownTimeout * 1000;
-    log.info("shutdown", `${why}: shutting down, ${relay.instanceCount} instances connected; flushing queued frames (up to ${config.shutdownTimeout} s)`, {
+    const deadlineMs = config.shutdownTimeoutMs;
+    log.info("shutdown", `${why}: shutting down, ${relay.instanceCount} instances connected; flushing queued frames (up to ${config.shutdownTimeoutMs / 1000} s)`, {
       reason: why,
       instances: relay.instanceCount,
     });

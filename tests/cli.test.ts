@@ -26,8 +26,8 @@ describe("configuration", () => {
       rateLimit: 1000,
       maxMessageSize: 1048576,
       maxPendingBytes: 8388608,
-      handshakeTimeout: 10,
-      idleTimeout: 0,
+      handshakeTimeoutMs: 10_000,
+      idleTimeoutMs: 0,
       expectedVersion: VERSION,
       tokens: [],
       logLevel: "info",
@@ -38,7 +38,7 @@ describe("configuration", () => {
 
   test("every option comes from SOVA_RELAY_<NAME>; flags beat the environment", () => {
     const env = { SOVA_RELAY_PORT: "7000", SOVA_RELAY_MAX_INSTANCES: "5", SOVA_RELAY_LOG_FORMAT: "json", SOVA_RELAY_IDLE_TIMEOUT: "30" };
-    expect(resolveConfig([], env)).toMatchObject({ port: 7000, maxInstances: 5, logFormat: "json", idleTimeout: 30 });
+    expect(resolveConfig([], env)).toMatchObject({ port: 7000, maxInstances: 5, logFormat: "json", idleTimeoutMs: 30_000 });
     expect(resolveConfig(["--port", "7001", "--max-instances=6"], env)).toMatchObject({ port: 7001, maxInstances: 6 });
     expect(OPTIONS.length).toBeGreaterThan(10);
   });
@@ -62,6 +62,20 @@ describe("configuration", () => {
     expect(resolveConfig(["--token-file", file, "--token", "third"], {}).tokens).toEqual(["third", "first", "second"]);
     expect(resolveConfig([], { SOVA_RELAY_TOKEN_FILE: file }).tokens).toEqual(["first", "second"]);
   });
+
+  test("--allow/--deny repeat (citty alone keeps only the last); their environment forms are comma-separated", () => {
+    const c = resolveConfig(["--allow", "10.0.0.0/8", "--port", "1", "--allow=192.168.0.0/16", "--deny", "10.1.0.0/16"], {});
+    expect(c.allow.length).toBe(2);
+    expect(c.deny.length).toBe(1);
+    expect(resolveConfig([], { SOVA_RELAY_ALLOW: "10.0.0.0/8, ::1/128" }).allow.length).toBe(2);
+  });
+
+  test("seconds on the command line, milliseconds in the configuration; --state-reset is a switch", () => {
+    const c = resolveConfig(["--handshake-timeout", "0.5", "--state-reset"], { SOVA_RELAY_HISTORY_AGE: "60" });
+    expect(c).toMatchObject({ handshakeTimeoutMs: 500, historyAgeMs: 60_000, shutdownTimeoutMs: 5000, stateReset: true });
+    expect(resolveConfig([], { SOVA_RELAY_STATE_RESET: "1" }).stateReset).toBe(true);
+    expect(resolveConfig([], {}).stateReset).toBe(false);
+  });
 });
 
 describe("bad values: one clear line naming the option, exit 2, no stack trace", () => {
@@ -74,6 +88,10 @@ describe("bad values: one clear line naming the option, exit 2, no stack trace",
     ["unknown option", ["--prot", "9090"], {}, /unknown option '--prot'/],
     ["missing value", ["--port"], {}, /--port needs a value/],
     ["bad environment value", [], { SOVA_RELAY_PORT: "abc" }, /--port \(from SOVA_RELAY_PORT\): 'abc'/],
+    ["an argument that is no option", ["9090"], {}, /unexpected argument '9090'/],
+    ["an unknown command's options", ["history", "shred"], {}, /Unknown command/],
+    ["bad health timeout", ["health", "--timeout", "soon"], {}, /--timeout: 'soon'/],
+    ["bad state-reset in the environment", [], { SOVA_RELAY_STATE_RESET: "maybe" }, /--state-reset \(from SOVA_RELAY_STATE_RESET\)/],
     ["unreadable token file", ["--token-file", "/nonexistent/tokens"], {}, /cannot read --token-file '\/nonexistent\/tokens'/],
   ];
   for (const [name, args, env, pattern] of cases) {
