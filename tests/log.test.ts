@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { createLogger } from "../src/log.ts";
+import { AUDIT_EVENTS, createLogger, isAuditEvent } from "../src/log.ts";
 
 function capture(options: Parameters<typeof createLogger>[0] = {}) {
   const lines: string[] = [];
@@ -22,11 +22,11 @@ describe("logger", () => {
 
   test("levels filter: debug hidden at info, shown at debug", () => {
     const info = capture({ level: "info" });
-    info.log.debug("x", "hidden");
-    info.log.error("x", "shown");
+    info.log.debug("probe", "hidden");
+    info.log.error("http_error", "shown");
     expect(info.lines.length).toBe(1);
     const debug = capture({ level: "debug" });
-    debug.log.debug("x", "shown");
+    debug.log.debug("probe", "shown");
     expect(debug.lines.length).toBe(1);
   });
 
@@ -43,5 +43,24 @@ describe("logger", () => {
     log.warn("registration_rejected", "Version mismatch: expected 0.1.0, got 1\n2024-01-01T00:00:00Z INFO  sova_relay: forged");
     expect(lines.length).toBe(1);
     expect(lines[0]!.split("\n").length).toBe(2); // the line and its own terminator
+  });
+
+  test("the audit log takes its events at any level, and only those", () => {
+    const audit: string[] = [];
+    const { lines, log } = capture({ level: "error", audit: (l) => audit.push(l) });
+    log.debug("connection_accepted", "New connection from 10.0.0.1:5000", { ip: "10.0.0.1" });
+    log.debug("probe", "Empty frame before registration");
+    expect(lines.length).toBe(0);
+    expect(audit.length).toBe(1);
+    expect(JSON.parse(audit[0]!)).toMatchObject({ level: "debug", event: "connection_accepted", ip: "10.0.0.1" });
+    expect(AUDIT_EVENTS.every(isAuditEvent)).toBe(true);
+    expect(isAuditEvent("probe")).toBe(false);
+  });
+
+  test("event names are a closed set: a misspelt one does not compile", () => {
+    const { lines, log } = capture();
+    // @ts-expect-error "registerd" is no LogEvent (npm run typecheck fails if this line compiles)
+    log.info("registerd", "typo");
+    expect(lines.length).toBe(1);
   });
 });
