@@ -20,11 +20,12 @@ export const VERSION: string = pkg.version;
 
 export interface RelayConfig {
   host: string;
-  port: number;
+  /** 0: any free port; null: no plain listener (`--port 0` beside `--tls-port`). */
+  port: number | null;
   /** Empty: the same as `host`. */
   httpHost: string;
-  /** 0: no HTTP listener. */
-  httpPort: number;
+  /** 0: any free port; null: no HTTP listener (`--http-port 0`). */
+  httpPort: number | null;
   maxInstances: number;
   rateLimit: number;
   maxMessageSize: number;
@@ -108,6 +109,20 @@ export function seconds(min: number): Parser<number> {
   };
 }
 
+export /**
+ * A port to listen on: `any` lets the OS pick (the port is logged at start-up,
+ * where tests and scripts read it); `0` means what the option documents,
+ * here null (off) or 0 (any free port).
+ */
+function listenPort(zero: "off" | "any"): Parser<number | null> {
+  const number = integer(0, 65535);
+  return (raw, flag) => {
+    if (raw.trim().toLowerCase() === "any") return 0;
+    const n = number(raw, flag);
+    return n === 0 && zero === "off" ? null : n;
+  };
+}
+
 export function nonEmpty(raw: string, flag: string): string {
   if (raw.trim() === "") fail(flag, raw, "a non-empty string");
   return raw.trim();
@@ -152,9 +167,9 @@ const MAX_FRAME = 0xffffffff;
 
 export const OPTIONS: OptionTable<RelayConfig> = [
   { key: "host", description: "Address to listen on", default: "0.0.0.0", parse: nonEmpty, valueHint: "addr" },
-  { key: "port", description: "TCP port for Sova instances (0: any free port)", default: 9090, parse: integer(0, 65535) },
+  { key: "port", description: "TCP port for Sova instances (0 or any: any free port; 0 beside --tls-port: none)", default: 9090, parse: listenPort("off") },
   { key: "httpHost", description: "Address for the status page and metrics (default: --host)", default: "", parse: (raw) => raw.trim(), valueHint: "addr" },
-  { key: "httpPort", description: "Port for the status page, /status, /healthz and /metrics (0: off)", default: 8080, parse: integer(0, 65535) },
+  { key: "httpPort", description: "Port for the status page, /status, /healthz and /metrics (0: off; any: any free port)", default: 8080, parse: listenPort("off") },
   { key: "maxInstances", description: "Registered instances allowed in the whole relay", default: 20, parse: integer(1, 1_000_000), legacyEnv: ["SOVA_MAX_INSTANCES"] },
   { key: "rateLimit", description: "Messages per instance per 60 s window (0: no limit)", default: 1000, parse: integer(0, 1_000_000_000), legacyEnv: ["SOVA_RATE_LIMIT"] },
   { key: "maxMessageSize", description: "Largest frame body accepted, in bytes", default: 1_048_576, parse: integer(64, MAX_FRAME) },
@@ -165,7 +180,7 @@ export const OPTIONS: OptionTable<RelayConfig> = [
   { key: "shutdownTimeoutMs", description: "Seconds to flush queued frames on SIGTERM/SIGINT", default: 5, parse: seconds(0) },
   { key: "expectedVersion", description: "Sova version instances must report", default: VERSION, parse: nonEmpty, valueHint: "version" },
   { key: "rateLimitBytes", description: "Bytes per instance per 60 s window (0: no limit)", default: 67_108_864, parse: integer(0, Number.MAX_SAFE_INTEGER) },
-  { key: "tlsPort", description: "TLS port beside the plain one, same sessions (unset: no TLS; 0: any free port)", default: null, parse: integer(0, 65535) },
+  { key: "tlsPort", description: "TLS port beside the plain one, same sessions (unset: no TLS; 0 or any: any free port)", default: null, parse: listenPort("any") },
   { key: "tlsCert", description: "TLS certificate chain, PEM (reloaded on SIGHUP)", default: "", parse: nonEmpty, valueHint: "file" },
   { key: "tlsKey", description: "TLS private key, PEM (reloaded on SIGHUP)", default: "", parse: nonEmpty, valueHint: "file" },
   { key: "maxConnectionsPerIp", description: "Open connections allowed from one address", default: 16, parse: integer(1, 1_000_000) },
@@ -314,6 +329,8 @@ export function configFromArgs(args: ParsedArgs, rawArgs: readonly string[], env
   if (config.tlsPort !== null && (config.tlsCert === "" || config.tlsKey === "")) {
     throw new RelayError("E_CONFIG", "--tls-port needs --tls-cert and --tls-key (PEM files)");
   }
+  // `--port 0` turns the plain listener off only beside TLS; alone it is any free port.
+  if (config.port === null && config.tlsPort === null) config.port = 0;
   const fromFile = config.tokenFile ? readTokenFile(config.tokenFile) : [];
   config.tokens = [...new Set([...config.tokens, ...fromFile])];
   return config;

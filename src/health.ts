@@ -32,7 +32,7 @@ export async function checkHealth(target: HealthTarget): Promise<void> {
 
 interface HealthOptions {
   healthHost: string;
-  port: number;
+  port: number | null;
   healthTimeoutMs: number;
 }
 
@@ -48,6 +48,7 @@ export const healthCommand = defineCommand({
   args: argsDef(HEALTH_OPTIONS),
   async run({ args, rawArgs }) {
     const options = resolveOptions(HEALTH_OPTIONS, args, rawArgs);
+    if (!options.port) throw new RelayError("E_CONFIG", "invalid value for --port: '0' (expected the relay's port, 1-65535)");
     const target = { host: options.healthHost, port: options.port, timeoutMs: options.healthTimeoutMs };
     try {
       await checkHealth(target);

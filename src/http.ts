@@ -7,7 +7,7 @@
  */
 import type { Server } from "bun";
 import type { Logger } from "./log.ts";
-import { renderMetrics } from "./metrics.ts";
+import { METRICS_CONTENT_TYPE, createMetrics } from "./metrics.ts";
 import { SCRIPT_HASH, renderLive, renderPage } from "./page.ts";
 import { snapshot, type StatusContext } from "./status.ts";
 
@@ -71,7 +71,9 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
     return new Response(stream, { headers: { ...SECURITY_HEADERS, "Content-Type": "text/event-stream; charset=utf-8", Connection: "keep-alive" } });
   }
 
-  function route(path: string): Response | null {
+  const metrics = createMetrics(ctx);
+
+  function route(path: string): Response | Promise<Response> | null {
     switch (path) {
       case "/":
         return new Response(renderPage(snapshot(ctx)), {
@@ -83,11 +85,8 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
         return ctx.stopping()
           ? new Response("shutting down\n", { status: 503, headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain" } })
           : new Response("ok\n", { headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain" } });
-      case "/metrics": {
-        const status = snapshot(ctx);
-        const body = renderMetrics({ status, connectionsOpen: ctx.relay.connections.size, relayLatency: ctx.relay.stats.relayLatency, memory: process.memoryUsage() });
-        return new Response(body, { headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain; version=0.0.4; charset=utf-8" } });
-      }
+      case "/metrics":
+        return metrics.render().then((body) => new Response(body, { headers: { ...SECURITY_HEADERS, "Content-Type": METRICS_CONTENT_TYPE } }));
       case "/events":
         return subscribe();
       default:
@@ -107,7 +106,8 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
         return new Response("method not allowed\n", { status: 405, headers: { ...SECURITY_HEADERS, Allow: "GET, HEAD", "Content-Type": "text/plain" } });
       }
       const res = route(path)!;
-      return req.method === "HEAD" ? new Response(null, { status: res.status, headers: res.headers }) : res;
+      if (req.method !== "HEAD") return res;
+      return Promise.resolve(res).then((r) => new Response(null, { status: r.status, headers: r.headers }));
     },
     error(error) {
       log.error("http_error", `HTTP handler failed: ${error.message}`, { reason: error.message });

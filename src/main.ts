@@ -32,7 +32,7 @@ const serveCommand = defineCommand({
     }
     log.info("starting", `sova-relay ${VERSION} started`, { version: VERSION });
     let http: RunningHttp | null = null;
-    if (config.httpPort !== 0) {
+    if (config.httpPort !== null) {
       const host = config.httpHost || config.host;
       const running = server;
       try {

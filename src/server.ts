@@ -267,7 +267,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
   }
 
   // With TLS on, --port 0 means "no plain listener"; without it, "any free port".
-  const plainListener = config.port !== 0 || config.tlsPort === null ? Bun.listen<SocketState>({ hostname: config.host, port: config.port, socket: handlers }) : null;
+  const plainListener = config.port !== null ? Bun.listen<SocketState>({ hostname: config.host, port: config.port, socket: handlers }) : null;
   let tlsListener: TCPSocketListener<SocketState> | null = null;
   try {
     tlsListener = config.tlsPort !== null ? listenTls(config.tlsPort) : null;

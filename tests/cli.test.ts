@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { connect } from "../src/client.ts";
 import { OPTIONS, VERSION, resolveConfig } from "../src/config.ts";
 import { connectSleeper } from "./support/peers.ts";
-import { freePort, startProcess, type RelayHandle } from "./support/relay.ts";
+import { startProcess, type RelayHandle } from "./support/relay.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const SOURCE = [process.execPath, join(ROOT, "src/main.ts")];
@@ -114,7 +114,7 @@ async function backlogForSleeper(relay: RelayHandle, updates: number) {
   const sender = await connect({ port: relay.port });
   await sender.register({ name: "sender" });
   const sleeper = await connectSleeper(relay.port);
-  await relay.waitForLog(/Instance 'sleeper' registered/);
+  await relay.waitForEvent("registered", { instance: "sleeper" });
   for (let i = 0; i < updates; i++) sender.sendUpdate(new Uint8Array(500_000), BigInt(i));
   await sender.ping(1n, 15000);
   return { sender, sleeper };
@@ -158,7 +158,7 @@ describe("running relay process", () => {
     await good.register({ name: "good", token: TOKEN });
     const bad = await connect({ port: relay.port });
     await expect(bad.register({ name: "bad", token: `${TOKEN}x` })).rejects.toThrow("Invalid session token");
-    await relay.waitForLog(/"event":"registration_rejected"/);
+    await relay.waitForEvent("registration_rejected");
     for (const line of relay.logs) {
       const obj = JSON.parse(line);
       expect(typeof obj.time).toBe("string");
@@ -173,7 +173,7 @@ describe("running relay process", () => {
   test("health: exit 0 against a relay, without registering; exit 1 with a reason against nothing", async () => {
     const ok = Bun.spawnSync([...SOURCE, "health", "--host", "127.0.0.1", "--port", String(relay.port)], { stdout: "pipe", stderr: "pipe" });
     expect(ok.exitCode).toBe(0);
-    await relay.waitForLog(/"event":"probe"/);
+    await relay.waitForEvent("probe");
     const probeLines = relay.logs.filter((l) => l.includes('"event":"probe"'));
     expect(probeLines.every((l) => JSON.parse(l).level === "debug")).toBe(true);
     expect(relay.logs.some((l) => /"event":"registration_rejected".*health|"event":"registered".*health/.test(l))).toBe(false);
@@ -199,8 +199,8 @@ describe("shutdown on SIGTERM", () => {
     relay.process!.kill("SIGTERM");
     await Promise.all([a.closed, b.closed]);
     expect(await relay.process!.exited).toBe(0);
-    await relay.waitForLog(/SIGTERM: shutting down, 2 instances connected/);
-    await relay.waitForLog(/Shutdown complete/);
+    await relay.waitForEvent("shutdown", { reason: "SIGTERM", instances: 2 });
+    await relay.waitForEvent("shutdown_complete");
   });
 
   test("a second signal exits at once", async () => {
@@ -208,7 +208,7 @@ describe("shutdown on SIGTERM", () => {
     // A peer that never reads keeps the flush busy, so only the second signal can end it quickly.
     const { sender, sleeper } = await backlogForSleeper(relay, 60);
     relay.process!.kill("SIGTERM");
-    await relay.waitForLog(/shutting down/);
+    await relay.waitForEvent("shutdown");
     relay.process!.kill("SIGTERM");
     expect(await relay.process!.exited).toBe(1);
     sleeper.terminate();
@@ -218,14 +218,13 @@ describe("shutdown on SIGTERM", () => {
 
 describe("HTTP during shutdown", () => {
   test("/healthz answers 503 once SIGTERM has begun the shutdown", async () => {
-    const httpPort = freePort();
-    const relay = await startProcess(SOURCE)(["--http-port", String(httpPort), "--shutdown-timeout", "3", "--max-pending-bytes", "100000000"]);
-    const url = `http://127.0.0.1:${httpPort}/healthz`;
+    const relay = await startProcess(SOURCE)(["--http-port", "any", "--shutdown-timeout", "3", "--max-pending-bytes", "100000000"]);
+    const url = `http://127.0.0.1:${relay.httpPort}/healthz`;
     expect((await fetch(url)).status).toBe(200);
     // A peer that never reads keeps the flush going, so the shutdown lasts long enough to look at.
     const { sleeper } = await backlogForSleeper(relay, 40);
     relay.process!.kill("SIGTERM");
-    await relay.waitForLog(/shutting down/);
+    await relay.waitForEvent("shutdown");
     const res = await fetch(url);
     expect(res.status).toBe(503);
     expect(await res.text()).toBe("shutting down\n");

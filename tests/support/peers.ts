@@ -3,7 +3,7 @@ import { afterEach } from "bun:test";
 import type { Socket } from "bun";
 import type { RelayClient } from "../../src/client.ts";
 import { frameOf } from "../../src/protocol/framing.ts";
-import { encodeMessage } from "../../src/protocol/messages.ts";
+import { encodeMessage, type Message } from "../../src/protocol/messages.ts";
 import type { RelayHandle } from "./relay.ts";
 
 export function registerFrame(name: string, extra: Record<string, unknown> = {}): Uint8Array {
@@ -34,4 +34,26 @@ export function cleanupAfterEach(): <T extends RelayClient | RelayHandle>(x: T) 
     open.push(x);
     return x;
   };
+}
+
+/**
+ * Absence after a round trip: each client in turn (senders first, then
+ * receivers) sends a Ping and gets its Pong; anything the relay sent a client
+ * before that Pong has then arrived. Returns what is still unread, so a test
+ * says `expect(await drained(a, b)).toEqual([])`.
+ */
+export async function drained(...clients: RelayClient[]): Promise<Message[]> {
+  for (const c of clients) await c.ping(BigInt(Date.now()));
+  return clients.flatMap((c) => c.unread);
+}
+
+/**
+ * The same for a client whose pings the relay drops (over its rate limit):
+ * the relay handles the close after every frame sent before it, so once the
+ * connection is gone, whatever it answered has arrived.
+ */
+export async function drainedByClosing(client: RelayClient): Promise<Message[]> {
+  client.close();
+  await client.closed;
+  return [...client.unread];
 }
