@@ -7,7 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { connect, updateValues, type RelayClient } from "../src/client.ts";
 import { rssOf } from "../bench/relay-process.ts";
-import { drainedByClosing } from "./support/peers.ts";
+import { drainedPastRateLimit } from "./support/peers.ts";
 import { startInProcess, startProcess } from "./support/relay.ts";
 
 const ROOT = join(import.meta.dir, "..");
@@ -137,7 +137,7 @@ describe("floods and order", () => {
     expect((await flooder.next("Error")).message).toBe("Rate limit exceeded for instance flooder");
     flooder.send({ type: "Ping", timestamp: 5n }); // dropped too: over the limit
     // No Pong and no second Error, only what a sent.
-    expect((await drainedByClosing(flooder)).filter((m) => m.type !== "StateBroadcast")).toEqual([]);
+    expect((await drainedPastRateLimit(flooder)).filter((m) => m.type !== "StateBroadcast")).toEqual([]);
     expect(relay.server!.relay.stats.drops.rate_limit).toBe(50_000 - 1000 + 1);
     for (const c of [flooder, a, b]) c.close();
     await relay.stop();
