@@ -174,9 +174,9 @@ describe("running relay process", () => {
     const ok = Bun.spawnSync([...SOURCE, "health", "--host", "127.0.0.1", "--port", String(relay.port)], { stdout: "pipe", stderr: "pipe" });
     expect(ok.exitCode).toBe(0);
     await relay.waitForEvent("probe");
-    const probeLines = relay.logs.filter((l) => l.includes('"event":"probe"'));
-    expect(probeLines.every((l) => JSON.parse(l).level === "debug")).toBe(true);
-    expect(relay.logs.some((l) => /"event":"registration_rejected".*health|"event":"registered".*health/.test(l))).toBe(false);
+    expect(relay.events.filter((e) => e.event === "probe").every((e) => e.level === "debug")).toBe(true);
+    const registrations = relay.events.filter((e) => e.event === "registered" || e.event === "registration_rejected");
+    expect(registrations.some((e) => JSON.stringify(e).includes("health"))).toBe(false);
     const closed = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     const deadPort = closed.port;
     closed.stop(true);
