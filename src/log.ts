@@ -110,6 +110,7 @@ function isoSeconds(date: Date): string {
 }
 
 // Names and versions come from the network: a newline in one must not forge a log line.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
 const MAX_LINE = 2000;
 

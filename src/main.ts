@@ -21,7 +21,7 @@ const serveCommand = defineCommand({
     const config = configFromArgs(args, rawArgs);
     const audit = config.auditLog ? openAuditFile(config.auditLog) : null;
     const log = createLogger({ level: config.logLevel, format: config.logFormat, audit: audit?.write });
-    let server;
+    let server: ReturnType<typeof startServer>;
     try {
       server = startServer(config, log);
     } catch (error) {

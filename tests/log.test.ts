@@ -10,7 +10,7 @@ describe("logger", () => {
   test("text lines look like env_logger's: time, level, target, message", () => {
     const { lines, log } = capture();
     log.info("registered", "Instance 'alice-studio' registered with ID 123e4567-e89b-42d3-a456-426614174000");
-    expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ INFO  sova_relay: Instance 'alice-studio' registered with ID 123e4567-/);
+    expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ INFO {2}sova_relay: Instance 'alice-studio' registered with ID 123e4567-/);
   });
 
   test("repeated lines are all written: consola's throttling is off", () => {

@@ -145,11 +145,9 @@ export function startProcess(command: string[]): StartRelay {
       let pending = "";
       for await (const chunk of proc.stderr) {
         pending += decoder.decode(chunk, { stream: true });
-        let nl: number;
-        while ((nl = pending.indexOf("\n")) !== -1) {
-          watcher.line(pending.slice(0, nl + 1));
-          pending = pending.slice(nl + 1);
-        }
+        const lines = pending.split(/(?<=\n)/);
+        pending = lines.at(-1)!.endsWith("\n") ? "" : lines.pop()!;
+        for (const line of lines) watcher.line(line);
       }
     })();
     let listening = false;
