@@ -71,6 +71,7 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
     return new Response(stream, { headers: { ...SECURITY_HEADERS, "Content-Type": "text/event-stream; charset=utf-8", Connection: "keep-alive" } });
   }
 
+  // Loads prom-client now, so the first scrape does not wait for it.
   const metrics = createMetrics(ctx);
 
   function route(path: string): Response | Promise<Response> | null {
@@ -86,7 +87,9 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
           ? new Response("shutting down\n", { status: 503, headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain" } })
           : new Response("ok\n", { headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain" } });
       case "/metrics":
-        return metrics.render().then((body) => new Response(body, { headers: { ...SECURITY_HEADERS, "Content-Type": METRICS_CONTENT_TYPE } }));
+        return metrics
+          .then((m) => m.render())
+          .then((body) => new Response(body, { headers: { ...SECURITY_HEADERS, "Content-Type": METRICS_CONTENT_TYPE } }));
       case "/events":
         return subscribe();
       default:

@@ -3,12 +3,19 @@
  * table in src/relay/stats.ts), a few gauges, the latency histogram, and the
  * standard process metrics (`collectDefaultMetrics`). The hot path keeps plain
  * numbers; they are copied into prom-client's metrics when a scrape collects.
+ *
+ * prom-client is loaded when the HTTP listener starts, not with the relay:
+ * loading it costs 4.4 MB of RSS (compiled binary, 43.9 -> 48.3 MB idle),
+ * which a relay run with `--http-port 0` need not pay.
  */
-import { Counter, Gauge, type Metric, Registry, collectDefaultMetrics } from "prom-client";
+import type { Metric, Registry } from "prom-client";
 import { COUNTERS, COUNTER_KEYS, type CounterSpec, type Histogram } from "./relay/stats.ts";
 import { type Status, type StatusContext, snapshot } from "./status.ts";
 
-export const METRICS_CONTENT_TYPE: string = Registry.PROMETHEUS_CONTENT_TYPE;
+/** prom-client's Registry.PROMETHEUS_CONTENT_TYPE, without loading it. */
+export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+type PromClient = typeof import("prom-client");
 
 /**
  * Default metrics left out, as measured under Bun 1.4.5: no active
@@ -37,10 +44,10 @@ const UNFIT_UNDER_BUN = [
 let _process: Registry | null = null;
 
 /** One per process, whatever the number of relays in it (tests start many). */
-function processRegistry(): Registry {
+function processRegistry(pc: PromClient): Registry {
   if (_process) return _process;
-  _process = new Registry();
-  collectDefaultMetrics({ register: _process });
+  _process = new pc.Registry();
+  pc.collectDefaultMetrics({ register: _process });
   for (const name of UNFIT_UNDER_BUN) _process.removeSingleMetric(name);
   return _process;
 }
@@ -69,10 +76,12 @@ export interface MetricsEndpoint {
   render(): Promise<string>;
 }
 
-export function createMetrics(ctx: StatusContext): MetricsEndpoint {
+export async function createMetrics(ctx: StatusContext): Promise<MetricsEndpoint> {
+  const pc = await import("prom-client");
+  const { Counter, Gauge } = pc;
   // Now rather than at the first scrape: the CPU counters count from when they are made.
-  const processMetrics = processRegistry();
-  const registry = new Registry();
+  const processMetrics = processRegistry(pc);
+  const registry = new pc.Registry();
   const registers = [registry];
   // Taken once per scrape, before prom-client calls each metric's collect().
   let status: Status = snapshot(ctx);
