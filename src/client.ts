@@ -115,8 +115,7 @@ export async function connect(options: ClientOptions): Promise<RelayClient> {
   let extensions = false;
   let id: Uuid | null = null;
   let isClosed = false;
-  let resolveClosed!: () => void;
-  const closed = new Promise<void>((r) => (resolveClosed = r));
+  const { promise: closed, resolve: resolveClosed } = Promise.withResolvers<void>();
 
   const reader = createFrameReader(options.maxMessageSize ?? 0xffffffff, {
     frame(body) {

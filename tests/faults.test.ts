@@ -154,8 +154,7 @@ describe("floods and order", () => {
     }
     const next: number[][] = [];
     const problems: string[] = [];
-    let done!: () => void;
-    const finished = new Promise<void>((r) => (done = r));
+    const { promise: finished, resolve: done } = Promise.withResolvers<void>();
     let remaining = 10 * 3 * 10_000;
     for (let r = 0; r < 10; r++) {
       const c = await connect({ port: relay.port, keepInbox: false });
