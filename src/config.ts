@@ -193,12 +193,13 @@ export const OPTIONS: OptionTable<RelayConfig> = [
   { key: "stateDir", description: "Directory for the history database (SQLite); history survives restarts", default: "", parse: nonEmpty, valueHint: "dir" },
   { key: "logLevel", description: "error, warn, info, debug or trace", default: "info", parse: oneOf(LOG_LEVELS), legacyEnv: ["RUST_LOG"], valueHint: "level" },
   { key: "logFormat", description: "text or json", default: "text", parse: oneOf(["text", "json"] as const), valueHint: "format" },
-  { key: "tokens", flag: "token", description: "Session token; repeat for several sessions (environment: comma-separated)", default: [], parse: token, valueHint: "token" },
+  { key: "tokens", flag: "token", description: "Session token; repeat for several sessions, one per token", default: [], parse: token, valueHint: "token" },
   { key: "tokenFile", description: "File with one session token a line", default: "", parse: nonEmpty, valueHint: "file" },
   { key: "allow", description: "Only these address ranges may connect (CIDR, IPv4 or IPv6); repeatable", default: [], parse: cidr, valueHint: "cidr" },
   { key: "deny", description: "These address ranges are closed at once (CIDR); repeatable, beats --allow", default: [], parse: cidr, valueHint: "cidr" },
   { key: "stateReset", description: "Discard the history database in --state-dir at start-up", default: false, parse: yesNo },
 ];
+
 /** One row of the relay's table, for a sub-command that reads the same option. */
 export function option<K extends keyof RelayConfig>(key: K): OptionSpec<RelayConfig, K> {
   return OPTIONS.find((o) => o.key === key) as unknown as OptionSpec<RelayConfig, K>;
@@ -272,39 +273,45 @@ function checkKnown(args: ParsedArgs, rows: readonly AnyRow[]): void {
   if (extra !== undefined) throw new RelayError("E_CONFIG", `unexpected argument '${extra}' (options start with --; see --help)`);
 }
 
-/**
- * The values of a table's options from citty's parsed arguments and the
- * environment: flags beat `SOVA_RELAY_*`, which beats the seed's names, which
- * beat defaults.
- */
-export function resolveOptions<C>(table: OptionTable<C>, args: ParsedArgs, rawArgs: readonly string[], env: Env = process.env): C {
+const needsValue = (flag: string) => new RelayError("E_CONFIG", `option --${flag} needs a value`);
+
+/** One option's value: flags beat `SOVA_RELAY_*`, which beats the seed's names, which beat defaults. */
+function valueOf(o: AnyRow, given: unknown, env: Env): unknown {
+  const flag = flagOf(o);
+  if (typeof given === "boolean") {
+    if (typeof o.default !== "boolean") throw needsValue(flag); // `--no-port`
+    return given;
+  }
+  if (given === "") throw needsValue(flag); // citty's value for a flag given none
+  if (Array.isArray(given)) return given.map((v: string) => o.parse(v, flag));
+  if (typeof given === "string") return o.parse(given, flag);
+  const name = [envName(o.key), ...(o.legacyEnv ?? [])].find((n) => env[n] !== undefined && env[n] !== "");
+  if (name === undefined) return o.default;
+  const from = `${flag} (from ${name})`;
+  if (name === "RUST_LOG") return rustLogLevel(env[name]!, from);
+  if (!Array.isArray(o.default)) return o.parse(env[name]!, from);
+  return env[name]!.split(",")
+    .filter((item) => item.trim() !== "")
+    .map((item) => o.parse(item, from));
+}
+
+/** The values of a table's options, from citty's parsed arguments and the environment. */
+export function resolveOptions<C>(
+  table: OptionTable<C>,
+  args: ParsedArgs,
+  rawArgs: readonly string[],
+  env: Env = process.env,
+): C {
   const rows = rowsOf(table);
   checkKnown(args, rows);
   const lists = repeated(rawArgs, rows);
   const out: Record<string, unknown> = {};
   for (const o of rows) {
-    const flag = flagOf(o);
-    const isList = Array.isArray(o.default);
-    const given: unknown = isList ? lists.get(flag) : args[flag];
-    const fromEnv = env[envName(o.key)];
-    const legacy = o.legacyEnv?.find((name) => env[name] !== undefined && env[name] !== "");
-    let value: unknown;
-    if (typeof given === "boolean") value = given;
-    else if (given === "") throw new RelayError("E_CONFIG", `option --${flag} needs a value`);
-    else if (Array.isArray(given)) value = given.map((v: string) => o.parse(v, flag));
-    else if (typeof given === "string") value = o.parse(given, flag);
-    else if (fromEnv !== undefined && fromEnv !== "") value = parseEnv(o, fromEnv, `${flag} (from ${envName(o.key)})`);
-    else if (legacy !== undefined) value = o.key === "logLevel" ? rustLogLevel(env[legacy]!, `${flag} (from ${legacy})`) : parseEnv(o, env[legacy]!, `${flag} (from ${legacy})`);
-    else value = o.default;
+    const value = valueOf(o, Array.isArray(o.default) ? lists.get(flagOf(o)) : args[flagOf(o)], env);
     // The one place where seconds become milliseconds.
     out[o.key] = o.key.endsWith("Ms") && typeof value === "number" ? value * 1000 : value;
   }
   return out as C;
-}
-
-function parseEnv(o: AnyRow, raw: string, flag: string): unknown {
-  if (!Array.isArray(o.default)) return o.parse(raw, flag);
-  return raw.split(",").filter((item) => item.trim() !== "").map((item) => o.parse(item, flag));
 }
 
 function readTokenFile(path: string): string[] {
