@@ -276,7 +276,7 @@ function checkKnown(args: ParsedArgs, rows: readonly AnyRow[]): void {
 const needsValue = (flag: string) => new RelayError("E_CONFIG", `option --${flag} needs a value`);
 
 /** One option's value: flags beat `SOVA_RELAY_*`, which beats the seed's names, which beat defaults. */
-function valueOf(o: AnyRow, given: unknown, env: Env): unknown {
+function optionValue(o: AnyRow, given: unknown, env: Env): unknown {
   const flag = flagOf(o);
   if (typeof given === "boolean") {
     if (typeof o.default !== "boolean") throw needsValue(flag); // `--no-port`
@@ -307,7 +307,7 @@ export function resolveOptions<C>(
   const lists = repeated(rawArgs, rows);
   const out: Record<string, unknown> = {};
   for (const o of rows) {
-    const value = valueOf(o, Array.isArray(o.default) ? lists.get(flagOf(o)) : args[flagOf(o)], env);
+    const value = optionValue(o, Array.isArray(o.default) ? lists.get(flagOf(o)) : args[flagOf(o)], env);
     // The one place where seconds become milliseconds.
     out[o.key] = o.key.endsWith("Ms") && typeof value === "number" ? value * 1000 : value;
   }
