@@ -1,37 +1,47 @@
 /**
- * The relay's configuration: one table of options that gives the CLI flags,
- * their environment names (`SOVA_RELAY_<NAME>`), defaults and checks. citty
- * reads the command line but has no number type and keeps only the last of a
- * repeated flag, so values are checked here and `--token` is collected here.
+ * The relay's configuration: one table of options that gives the CLI flags
+ * (citty's arg definitions are generated from it), their environment names
+ * (`SOVA_RELAY_<NAME>`), defaults and checks. Sub-commands read their options
+ * through rows of the same table.
+ *
+ * Two conventions carry the table's types: a key ending in `Ms` is given in
+ * seconds (flag and environment) and held in milliseconds, converted in
+ * `resolveOptions` only; a row whose default is a list is a repeatable flag,
+ * comma-separated in the environment.
  */
 import { readFileSync } from "node:fs";
+import { parseArgs, type ArgsDef, type ParsedArgs } from "citty";
 import pkg from "../package.json" with { type: "json" };
 import { RelayError } from "./errors.ts";
-import { parseCidr, type Cidr } from "./net/cidr.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
+import { type Cidr, parseCidr } from "./net/cidr.ts";
 
 export const VERSION: string = pkg.version;
 
 export interface RelayConfig {
   host: string;
-  port: number;
-  /** Loopback by default; empty: the same as `host`. */
+  /** 0: any free port; null: no plain listener (`--port 0` beside `--tls-port`). */
+  port: number | null;
+  /** Empty: the same as `host`. */
   httpHost: string;
-  /** 0: no HTTP listener. */
-  httpPort: number;
+  /** 0: any free port; null: no HTTP listener (`--http-port 0`). */
+  httpPort: number | null;
   maxEventSubscribers: number;
   maxInstances: number;
   rateLimit: number;
   maxMessageSize: number;
   maxPendingBytes: number;
   maxTotalPendingBytes: number;
-  handshakeTimeout: number;
-  idleTimeout: number;
+  handshakeTimeoutMs: number;
+  /** 0: never. */
+  idleTimeoutMs: number;
   expectedVersion: string;
+  /** From --token, SOVA_RELAY_TOKENS and --token-file together, without duplicates. */
   tokens: string[];
+  tokenFile: string;
   logLevel: LogLevel;
   logFormat: LogFormat;
-  shutdownTimeout: number;
+  shutdownTimeoutMs: number;
   /** null: no TLS listener; 0: any free port. */
   tlsPort: number | null;
   tlsCert: string;
@@ -40,7 +50,7 @@ export interface RelayConfig {
   deny: Cidr[];
   maxConnectionsPerIp: number;
   maxFailedRegistrations: number;
-  failedRegistrationCooldown: number;
+  failedRegistrationCooldownMs: number;
   /** Bytes per instance per 60 s window; 0 turns the limit off. */
   rateLimitBytes: number;
   /** Empty: no audit file. */
@@ -48,8 +58,8 @@ export interface RelayConfig {
   /** Updates kept per session for late joiners; 0: off. */
   history: number;
   historyBytes: number;
-  /** Seconds; 0: no age limit. */
-  historyAge: number;
+  /** 0: no age limit. */
+  historyAgeMs: number;
   /** Empty: history in memory only. */
   stateDir: string;
   stateReset: boolean;
@@ -60,26 +70,34 @@ export interface RelayConfig {
   maxHandshakesPerIp: number;
   maxRegistrationsPerIp: number;
   /** Seconds. */
-  replayTimeout: number;
+  replayTimeoutMs: number;
 }
 
 type Parser<T> = (raw: string, flag: string) => T;
+/** What one flag value parses to: a list option parses its items one at a time. */
+type Item<T> = T extends readonly (infer E)[] ? E : T;
 
-interface OptionSpec<K extends keyof RelayConfig = keyof RelayConfig> {
+export interface OptionSpec<C, K extends keyof C> {
   key: K;
   description: string;
-  default: RelayConfig[K];
-  parse: Parser<RelayConfig[K]>;
+  /** In the flag's units (seconds for `...Ms` keys). */
+  default: C[K];
+  parse: Parser<Item<C[K]>>;
   /** Names the seed relay read, still honoured after ours. */
   legacyEnv?: string[];
   valueHint?: string;
+  /** The flag when it is not the key in kebab case (`tokens` is given as `--token`, once per token). */
+  flag?: string;
 }
+
+/** Rows of any key of C, each typed by its own key. */
+export type OptionTable<C> = ReadonlyArray<{ [K in keyof C]-?: OptionSpec<C, K> }[keyof C]>;
 
 function fail(flag: string, raw: string, expected: string): never {
   throw new RelayError("E_CONFIG", `invalid value for --${flag}: '${raw}' (expected ${expected})`);
 }
 
-function integer(min: number, max: number): Parser<number> {
+export function integer(min: number, max: number): Parser<number> {
   return (raw, flag) => {
     const t = raw.trim();
     if (!/^\d+$/.test(t)) fail(flag, raw, `a whole number from ${min} to ${max}`);
@@ -89,7 +107,8 @@ function integer(min: number, max: number): Parser<number> {
   };
 }
 
-function seconds(min: number): Parser<number> {
+/** For `...Ms` keys: the value stays in seconds here; `resolveOptions` converts it. */
+export function seconds(min: number): Parser<number> {
   return (raw, flag) => {
     const t = raw.trim();
     if (!/^\d+(\.\d+)?$/.test(t)) fail(flag, raw, `a number of seconds, at least ${min}`);
@@ -99,7 +118,21 @@ function seconds(min: number): Parser<number> {
   };
 }
 
-function nonEmpty(raw: string, flag: string): string {
+export /**
+ * A port to listen on: `any` lets the OS pick (the port is logged at start-up,
+ * where tests and scripts read it); `0` means what the option documents,
+ * here null (off) or 0 (any free port).
+ */
+function listenPort(zero: "off" | "any"): Parser<number | null> {
+  const number = integer(0, 65535);
+  return (raw, flag) => {
+    if (raw.trim().toLowerCase() === "any") return 0;
+    const n = number(raw, flag);
+    return n === 0 && zero === "off" ? null : n;
+  };
+}
+
+export function nonEmpty(raw: string, flag: string): string {
   if (raw.trim() === "") fail(flag, raw, "a non-empty string");
   return raw.trim();
 }
@@ -110,6 +143,24 @@ function oneOf<T extends string>(values: readonly T[]): Parser<T> {
     if (!values.includes(v)) fail(flag, raw, `one of ${values.join(", ")}`);
     return v;
   };
+}
+
+/** Never echoes the value: it is a secret. */
+function token(raw: string, flag: string): string {
+  if (raw.trim() === "") throw new RelayError("E_CONFIG", `invalid value for --${flag}: a token cannot be empty`);
+  return raw.trim();
+}
+
+function cidr(raw: string): Cidr {
+  return parseCidr(raw.trim());
+}
+
+/** Environment form of a boolean flag (`SOVA_RELAY_STATE_RESET=1`). */
+function yesNo(raw: string, flag: string): boolean {
+  const v = raw.trim().toLowerCase();
+  if (["1", "true", "yes", "on"].includes(v)) return true;
+  if (["0", "false", "no", "off", ""].includes(v)) return false;
+  return fail(flag, raw, "1, true, yes, 0, false or no");
 }
 
 /** RUST_LOG may be `debug` or `sova_relay=debug,tokio=warn`: take our level, or the global one. */
@@ -125,32 +176,32 @@ const MAX_FRAME = 0xffffffff;
 /** Connections per address beyond --max-instances by default: instances reconnecting while their old connection is still being noticed as gone. */
 const RECONNECT_ROOM = 8;
 
-export const OPTIONS: readonly OptionSpec[] = [
+export const OPTIONS: OptionTable<RelayConfig> = [
   { key: "host", description: "Address to listen on", default: "0.0.0.0", parse: nonEmpty, valueHint: "addr" },
-  { key: "port", description: "TCP port for Sova instances (0: any free port)", default: 9090, parse: integer(0, 65535) },
+  { key: "port", description: "TCP port for Sova instances (0 or any: any free port; 0 beside --tls-port: none)", default: 9090, parse: listenPort("off") },
   { key: "httpHost", description: "Address for the status page and metrics; they need no login, so loopback unless you choose (0.0.0.0: everywhere)", default: "127.0.0.1", parse: (raw) => raw.trim(), valueHint: "addr" },
-  { key: "httpPort", description: "Port for the status page, /status, /healthz and /metrics (0: off)", default: 8080, parse: integer(0, 65535) },
+  { key: "httpPort", description: "Port for the status page, /status, /healthz and /metrics (0: off; any: any free port)", default: 8080, parse: listenPort("off") },
   { key: "maxEventSubscribers", description: "Status pages following /events at once; past it, 503", default: 32, parse: integer(1, 100_000) },
   { key: "maxInstances", description: "Registered instances allowed in the whole relay", default: 20, parse: integer(1, 1_000_000), legacyEnv: ["SOVA_MAX_INSTANCES"] },
   { key: "rateLimit", description: "Messages per instance per 60 s window (0: no limit)", default: 1000, parse: integer(0, 1_000_000_000), legacyEnv: ["SOVA_RATE_LIMIT"] },
   { key: "maxMessageSize", description: "Largest frame body accepted, in bytes", default: 1_048_576, parse: integer(64, MAX_FRAME) },
   { key: "maxPendingBytes", description: "Unsent bytes held for one instance before it is cut as a slow consumer", default: 8_388_608, parse: integer(1024, Number.MAX_SAFE_INTEGER) },
   { key: "maxTotalPendingBytes", description: "Unsent bytes held for all instances together; past it, reading pauses and the instances furthest behind are cut", default: 33_554_432, parse: integer(1024, Number.MAX_SAFE_INTEGER) },
-  { key: "handshakeTimeout", description: "Seconds a new connection has to send RegisterInstance", default: 10, parse: seconds(0.05) },
-  { key: "idleTimeout", description: "Seconds of silence before a connection is closed (0: never)", default: 0, parse: seconds(0) },
-  { key: "shutdownTimeout", description: "Seconds to flush queued frames on SIGTERM/SIGINT", default: 5, parse: seconds(0) },
+  { key: "handshakeTimeoutMs", description: "Seconds a new connection has to send RegisterInstance", default: 10, parse: seconds(0.05) },
+  { key: "idleTimeoutMs", description: "Seconds of silence before a connection is closed (0: never)", default: 0, parse: seconds(0) },
+  { key: "shutdownTimeoutMs", description: "Seconds to flush queued frames on SIGTERM/SIGINT", default: 5, parse: seconds(0) },
   { key: "expectedVersion", description: "Sova version instances must report", default: VERSION, parse: nonEmpty, valueHint: "version" },
   { key: "rateLimitBytes", description: "Bytes per instance per 60 s window (0: no limit)", default: 67_108_864, parse: integer(0, Number.MAX_SAFE_INTEGER) },
-  { key: "tlsPort", description: "TLS port beside the plain one, same sessions (unset: no TLS; 0: any free port)", default: null, parse: integer(0, 65535) },
+  { key: "tlsPort", description: "TLS port beside the plain one, same sessions (unset: no TLS; 0 or any: any free port)", default: null, parse: listenPort("any") },
   { key: "tlsCert", description: "TLS certificate chain, PEM (reloaded on SIGHUP)", default: "", parse: nonEmpty, valueHint: "file" },
   { key: "tlsKey", description: "TLS private key, PEM (reloaded on SIGHUP)", default: "", parse: nonEmpty, valueHint: "file" },
   { key: "maxConnectionsPerIp", description: `Open connections allowed from one address, IPv6 counted per /64 (0: --max-instances + ${RECONNECT_ROOM}, so a whole ensemble behind one NAT can join and reconnect)`, default: 0, parse: integer(0, 1_000_000) },
-  { key: "maxFailedRegistrations", description: "Failed registrations (bad token, version, name) one address may make in a burst, earned back at this many a minute", default: 10, parse: integer(1, 1_000_000) },
-  { key: "failedRegistrationCooldown", description: "Seconds every registration from an address is refused once its failed registrations are used up", default: 10, parse: seconds(0) },
+  { key: "maxFailedRegistrations", description: "Failed registrations (bad token, junk) one address may make in a burst, earned back at this many a minute", default: 10, parse: integer(1, 1_000_000) },
+  { key: "failedRegistrationCooldownMs", description: "Seconds every registration from an address is refused once its failed registrations are used up", default: 10, parse: seconds(0) },
   { key: "auditLog", description: "Also append security events (JSON lines) to this file; reopened on SIGHUP", default: "", parse: nonEmpty, valueHint: "file" },
   { key: "history", description: "Updates kept per session and replayed to newcomers (0: off)", default: 0, parse: integer(0, 10_000_000) },
   { key: "historyBytes", description: "Bytes of history kept per session", default: 16_777_216, parse: integer(0, Number.MAX_SAFE_INTEGER) },
-  { key: "historyAge", description: "Seconds an update stays in history (0: no limit)", default: 0, parse: seconds(0) },
+  { key: "historyAgeMs", description: "Seconds an update stays in history (0: no limit)", default: 0, parse: seconds(0) },
   { key: "stateDir", description: "Directory for the history database (SQLite); history survives restarts", default: "", parse: nonEmpty, valueHint: "dir" },
   {
     key: "nudgeInterval",
@@ -162,50 +213,128 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: "maxHandshakes", description: "Connections that have not registered yet, in the whole relay", default: 128, parse: integer(1, 1_000_000) },
   { key: "maxHandshakesPerIp", description: "Connections that have not registered yet, per address (IPv6: per /64)", default: 8, parse: integer(1, 1_000_000) },
   { key: "maxRegistrationsPerIp", description: "Registrations per address (IPv6: per /64) in any 60 s", default: 60, parse: integer(1, 1_000_000) },
-  { key: "replayTimeout", description: "Seconds a newcomer has to take its registration response and session history before it is cut", default: 30, parse: seconds(1) },
+  { key: "replayTimeoutMs", description: "Seconds a newcomer has to take its registration response and session history before it is cut", default: 30, parse: seconds(1) },
   { key: "logLevel", description: "error, warn, info, debug or trace", default: "info", parse: oneOf(LOG_LEVELS), legacyEnv: ["RUST_LOG"], valueHint: "level" },
   { key: "logFormat", description: "text or json", default: "text", parse: oneOf(["text", "json"] as const), valueHint: "format" },
+  { key: "tokens", flag: "token", description: "Session token; repeat for several sessions, one per token", default: [], parse: token, valueHint: "token" },
+  { key: "tokenFile", description: "File with one session token a line", default: "", parse: nonEmpty, valueHint: "file" },
+  { key: "allow", description: "Only these address ranges may connect (CIDR, IPv4 or IPv6); repeatable", default: [], parse: cidr, valueHint: "cidr" },
+  { key: "deny", description: "These address ranges are closed at once (CIDR); repeatable, beats --allow", default: [], parse: cidr, valueHint: "cidr" },
+  { key: "stateReset", description: "Discard the history database in --state-dir at start-up", default: false, parse: yesNo },
 ];
 
+/** One row of the relay's table, for a sub-command that reads the same option. */
+export function option<K extends keyof RelayConfig>(key: K): OptionSpec<RelayConfig, K> {
+  return OPTIONS.find((o) => o.key === key) as unknown as OptionSpec<RelayConfig, K>;
+}
+
+function baseName(key: string): string {
+  return key.endsWith("Ms") ? key.slice(0, -2) : key;
+}
+
 export function flagName(key: string): string {
-  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  return baseName(key).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
 
 export function envName(key: string): string {
   return `SOVA_RELAY_${flagName(key).replace(/-/g, "_").toUpperCase()}`;
 }
 
-/** Flags that take no value. */
-const BOOLEAN_FLAGS = new Set(["help", "h", "version", "v", "state-reset"]);
-/** Flags outside the table. */
-const EXTRA_FLAGS = new Set(["token", "token-file", "allow", "deny"]);
+type AnyRow = OptionSpec<Record<string, unknown>, string>;
+const rowsOf = <C>(table: OptionTable<C>) => table as unknown as readonly AnyRow[];
+const flagOf = (o: AnyRow) => o.flag ?? flagName(o.key);
+
+/** citty's arg definitions for a table. No defaults: citty would report them as given, hiding the environment. */
+export function argsDef<C>(table: OptionTable<C>): ArgsDef {
+  const def: ArgsDef = {};
+  for (const o of rowsOf(table)) {
+    const unset = Array.isArray(o.default) || o.default === null || o.default === "" || o.default === false;
+    const shown = unset ? "" : `default ${o.default}; `;
+    const env = Array.isArray(o.default) ? `${envName(o.key)}, comma-separated` : envName(o.key);
+    const description = `${o.description} [${shown}env ${env}]`;
+    def[flagOf(o)] = typeof o.default === "boolean"
+      ? { type: "boolean", description }
+      : { type: "string", description, valueHint: o.valueHint };
+  }
+  return def;
+}
 
 export type Env = Record<string, string | undefined>;
 
-/** Every `--name value` / `--name=value` occurrence, in order; unknown flags are errors. */
-export function scanFlags(argv: readonly string[], known: ReadonlySet<string>): Map<string, string[]> {
+/**
+ * citty keeps only the last of a repeated flag (it calls node:util's parseArgs
+ * without `multiple`, and its arg definitions have no way to ask for it), so
+ * the values of list flags are collected here from the raw arguments, skipping
+ * the values of the other flags the way citty does.
+ */
+function repeated(rawArgs: readonly string[], rows: readonly AnyRow[]): Map<string, string[]> {
+  const lists = new Set(rows.filter((o) => Array.isArray(o.default)).map(flagOf));
+  const valued = new Set(rows.filter((o) => typeof o.default !== "boolean").map(flagOf));
   const found = new Map<string, string[]>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
+  for (let i = 0; i < rawArgs.length; i++) {
+    const arg = rawArgs[i]!;
     if (arg === "--") break;
-    if (!arg.startsWith("-") || arg === "-") throw new RelayError("E_CONFIG", `unexpected argument '${arg}' (options start with --; see --help)`);
+    if (!arg.startsWith("--")) continue;
     const eq = arg.indexOf("=");
-    const name = arg.replace(/^--?/, "").slice(0, eq === -1 ? undefined : eq - (arg.startsWith("--") ? 2 : 1));
-    if (BOOLEAN_FLAGS.has(name)) {
-      found.set(name, ["true"]);
-      continue;
-    }
-    if (!known.has(name)) throw new RelayError("E_CONFIG", `unknown option '--${name}' (see --help)`);
-    let value: string | undefined;
-    if (eq !== -1) value = arg.slice(eq + 1);
-    else {
-      value = argv[i + 1];
-      if (value === undefined) throw new RelayError("E_CONFIG", `option --${name} needs a value`);
-      i++;
-    }
-    found.set(name, [...(found.get(name) ?? []), value]);
+    const name = arg.slice(2, eq === -1 ? undefined : eq);
+    const value = eq === -1 ? (valued.has(name) ? rawArgs[++i] : undefined) : arg.slice(eq + 1);
+    if (lists.has(name) && value !== undefined) found.set(name, [...(found.get(name) ?? []), value]);
   }
   return found;
+}
+
+/** citty accepts any flag and any positional; the relay refuses both, naming the first. */
+function checkKnown(args: ParsedArgs, rows: readonly AnyRow[]): void {
+  const known = new Set(["_"]);
+  for (const o of rows) {
+    const flag = flagOf(o);
+    known.add(flag).add(flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()));
+  }
+  const unknown = Object.keys(args).find((k) => !known.has(k));
+  if (unknown !== undefined) throw new RelayError("E_CONFIG", `unknown option '--${unknown}' (see --help)`);
+  const extra = args._[0];
+  if (extra !== undefined) throw new RelayError("E_CONFIG", `unexpected argument '${extra}' (options start with --; see --help)`);
+}
+
+const needsValue = (flag: string) => new RelayError("E_CONFIG", `option --${flag} needs a value`);
+
+/** One option's value: flags beat `SOVA_RELAY_*`, which beats the seed's names, which beat defaults. */
+function optionValue(o: AnyRow, given: unknown, env: Env): unknown {
+  const flag = flagOf(o);
+  if (typeof given === "boolean") {
+    if (typeof o.default !== "boolean") throw needsValue(flag); // `--no-port`
+    return given;
+  }
+  if (given === "") throw needsValue(flag); // citty's value for a flag given none
+  if (Array.isArray(given)) return given.map((v: string) => o.parse(v, flag));
+  if (typeof given === "string") return o.parse(given, flag);
+  const name = [envName(o.key), ...(o.legacyEnv ?? [])].find((n) => env[n] !== undefined && env[n] !== "");
+  if (name === undefined) return o.default;
+  const from = `${flag} (from ${name})`;
+  if (name === "RUST_LOG") return rustLogLevel(env[name]!, from);
+  if (!Array.isArray(o.default)) return o.parse(env[name]!, from);
+  return env[name]!.split(",")
+    .filter((item) => item.trim() !== "")
+    .map((item) => o.parse(item, from));
+}
+
+/** The values of a table's options, from citty's parsed arguments and the environment. */
+export function resolveOptions<C>(
+  table: OptionTable<C>,
+  args: ParsedArgs,
+  rawArgs: readonly string[],
+  env: Env = process.env,
+): C {
+  const rows = rowsOf(table);
+  checkKnown(args, rows);
+  const lists = repeated(rawArgs, rows);
+  const out: Record<string, unknown> = {};
+  for (const o of rows) {
+    const value = optionValue(o, Array.isArray(o.default) ? lists.get(flagOf(o)) : args[flagOf(o)], env);
+    // The one place where seconds become milliseconds.
+    out[o.key] = o.key.endsWith("Ms") && typeof value === "number" ? value * 1000 : value;
+  }
+  return out as C;
 }
 
 function readTokenFile(path: string): string[] {
@@ -214,7 +343,7 @@ function readTokenFile(path: string): string[] {
     text = readFileSync(path, "utf8");
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? "unreadable";
-    throw new RelayError("E_CONFIG", `cannot read --token-file '${path}' (${code})`);
+    throw new RelayError("E_CONFIG", `cannot read --token-file '${path}' (${code})`, { cause: error });
   }
   return text
     .split(/\r?\n/)
@@ -240,45 +369,24 @@ function checkTokenStrength(token: string): void {
   }
 }
 
-/**
- * Builds the configuration from the command line and the environment; flags
- * beat `SOVA_RELAY_*`, which beats the seed's names, which beat defaults.
- */
-export function resolveConfig(argv: readonly string[], env: Env): RelayConfig {
-  const known = new Set([...OPTIONS.map((o) => flagName(o.key)), ...EXTRA_FLAGS]);
-  const flags = scanFlags(argv, known);
-  const config = {} as Record<keyof RelayConfig, unknown>;
-  for (const opt of OPTIONS) {
-    const flag = flagName(opt.key);
-    const fromFlag = flags.get(flag)?.at(-1);
-    if (fromFlag !== undefined) {
-      config[opt.key] = opt.parse(fromFlag, flag);
-      continue;
-    }
-    const fromEnv = env[envName(opt.key)];
-    if (fromEnv !== undefined && fromEnv !== "") {
-      config[opt.key] = opt.parse(fromEnv, `${flag} (from ${envName(opt.key)})`);
-      continue;
-    }
-    const legacy = opt.legacyEnv?.find((name) => env[name] !== undefined && env[name] !== "");
-    config[opt.key] = legacy ? (opt.key === "logLevel" ? rustLogLevel(env[legacy]!, `${flag} (from ${legacy})`) : opt.parse(env[legacy]!, `${flag} (from ${legacy})`)) : opt.default;
-  }
-  const tokenFlags = flags.get("token");
-  const tokens = tokenFlags ?? (env.SOVA_RELAY_TOKENS ?? "").split(",");
-  // --allow/--deny repeat; their environment forms are comma-separated.
-  for (const key of ["allow", "deny"] as const) {
-    const list = flags.get(key) ?? (env[envName(key)] ?? "").split(",").filter((x) => x.trim() !== "");
-    config[key] = list.map((c) => parseCidr(c));
-  }
-  config.stateReset = flags.has("state-reset") || ["1", "true", "yes"].includes((env.SOVA_RELAY_STATE_RESET ?? "").toLowerCase());
+export const RELAY_ARGS: ArgsDef = argsDef(OPTIONS);
+
+/** The relay's configuration from citty's parsed arguments (the `serve` command) and the environment. */
+export function configFromArgs(args: ParsedArgs, rawArgs: readonly string[], env: Env = process.env): RelayConfig {
+  const config = resolveOptions(OPTIONS, args, rawArgs, env);
   if (config.tlsPort !== null && (config.tlsCert === "" || config.tlsKey === "")) {
     throw new RelayError("E_CONFIG", "--tls-port needs --tls-cert and --tls-key (PEM files)");
   }
-  const tokenFile = flags.get("token-file")?.at(-1) ?? env.SOVA_RELAY_TOKEN_FILE;
-  const all = [...tokens, ...(tokenFile ? readTokenFile(tokenFile) : [])].map((t) => t.trim());
-  if (tokenFlags?.some((t) => t.trim() === "")) throw new RelayError("E_CONFIG", "invalid value for --token: a token cannot be empty");
-  config.tokens = [...new Set(all.filter((t) => t !== ""))];
-  for (const t of config.tokens as string[]) checkTokenStrength(t);
-  if (config.maxConnectionsPerIp === 0) config.maxConnectionsPerIp = (config.maxInstances as number) + RECONNECT_ROOM;
-  return config as unknown as RelayConfig;
+  // `--port 0` turns the plain listener off only beside TLS; alone it is any free port.
+  if (config.port === null && config.tlsPort === null) config.port = 0;
+  const fromFile = config.tokenFile ? readTokenFile(config.tokenFile) : [];
+  config.tokens = [...new Set([...config.tokens, ...fromFile])];
+  for (const t of config.tokens) checkTokenStrength(t);
+  if (config.maxConnectionsPerIp === 0) config.maxConnectionsPerIp = config.maxInstances + RECONNECT_ROOM;
+  return config;
+}
+
+/** The same, from a command line (tests, and anything that starts a relay in-process). */
+export function resolveConfig(argv: readonly string[], env: Env = process.env): RelayConfig {
+  return configFromArgs(parseArgs([...argv], RELAY_ARGS), argv, env);
 }

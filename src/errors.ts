@@ -1,6 +1,7 @@
 /**
  * The one error type of the project. `code` is stable and machine-readable;
- * `message` is the one line a user (or a Sova instance) is shown.
+ * `message` is the one line a user (or a Sova instance) is shown; `cause`
+ * (ES2022) keeps the error it wraps, for whoever debugs beyond that line.
  */
 export type RelayErrorCode =
   | "E_CONFIG" // bad CLI option or environment value: exit 2
@@ -10,8 +11,8 @@ export type RelayErrorCode =
 
 export class RelayError extends Error {
   readonly code: RelayErrorCode;
-  constructor(code: RelayErrorCode, message: string) {
-    super(message);
+  constructor(code: RelayErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = "RelayError";
     this.code = code;
   }

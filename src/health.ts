@@ -7,6 +7,7 @@
  */
 import { defineCommand } from "citty";
 import { connect } from "./client.ts";
+import { type OptionTable, argsDef, nonEmpty, option, resolveOptions, seconds } from "./config.ts";
 import { RelayError } from "./errors.ts";
 
 export const PROBE_ANSWER = "Invalid message: empty frame";
@@ -29,23 +30,26 @@ export async function checkHealth(target: HealthTarget): Promise<void> {
   }
 }
 
-function parseTarget(args: Record<string, unknown>): HealthTarget {
-  const port = Number(args.port);
-  const timeout = Number(args.timeout);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RelayError("E_CONFIG", `invalid value for --port: '${args.port}' (expected 1-65535)`);
-  if (!Number.isFinite(timeout) || timeout <= 0) throw new RelayError("E_CONFIG", `invalid value for --timeout: '${args.timeout}' (expected seconds > 0)`);
-  return { host: String(args.host), port, timeoutMs: timeout * 1000 };
+interface HealthOptions {
+  healthHost: string;
+  port: number | null;
+  healthTimeoutMs: number;
 }
+
+/** The relay's own --port row (so SOVA_RELAY_PORT in a container is the port checked), and two of the check's. */
+const HEALTH_OPTIONS: OptionTable<HealthOptions> = [
+  { key: "healthHost", flag: "host", description: "Relay address", default: "127.0.0.1", parse: nonEmpty, valueHint: "addr" },
+  option("port"),
+  { key: "healthTimeoutMs", flag: "timeout", description: "Seconds to wait for an answer", default: 3, parse: seconds(0.001) },
+];
 
 export const healthCommand = defineCommand({
   meta: { name: "health", description: "Exit 0 when a relay answers at host:port, 1 (with the reason) when not" },
-  args: {
-    host: { type: "string", description: "Relay address", default: process.env.SOVA_RELAY_HEALTH_HOST ?? "127.0.0.1" },
-    port: { type: "string", description: "Relay port", default: process.env.SOVA_RELAY_PORT ?? "9090" },
-    timeout: { type: "string", description: "Seconds to wait for an answer", default: "3" },
-  },
-  async run({ args }) {
-    const target = parseTarget(args);
+  args: argsDef(HEALTH_OPTIONS),
+  async run({ args, rawArgs }) {
+    const options = resolveOptions(HEALTH_OPTIONS, args, rawArgs);
+    if (!options.port) throw new RelayError("E_CONFIG", "invalid value for --port: '0' (expected the relay's port, 1-65535)");
+    const target = { host: options.healthHost, port: options.port, timeoutMs: options.healthTimeoutMs };
     try {
       await checkHealth(target);
     } catch (error) {

@@ -5,23 +5,35 @@
  * keeps its own copy in memory.
  */
 import { defineCommand } from "citty";
+import { type OptionTable, argsDef, option, resolveOptions } from "./config.ts";
 import { RelayError } from "./errors.ts";
 import { clearStoredHistory } from "./store.ts";
 
+interface ClearOptions {
+  stateDir: string;
+  historySession: string;
+}
+
+function sessionHash(raw: string, flag: string): string {
+  const session = raw.trim();
+  if (!/^([0-9a-f]{12}|open)$/.test(session)) {
+    throw new RelayError("E_CONFIG", `invalid value for --${flag}: '${raw}' (expected a 12-hex-digit session hash, or 'open')`);
+  }
+  return session;
+}
+
+const CLEAR_OPTIONS: OptionTable<ClearOptions> = [
+  option("stateDir"),
+  { key: "historySession", flag: "session", description: "Only this session (its 12-hex-digit hash, as /status shows it)", default: "", parse: sessionHash, valueHint: "hash" },
+];
+
 const clear = defineCommand({
   meta: { name: "clear", description: "Delete stored session history (all sessions, or one by its hash)" },
-  args: {
-    "state-dir": { type: "string", description: "The relay's --state-dir", required: false },
-    session: { type: "string", description: "Only this session (its 12-hex-digit hash, as /status shows it)" },
-  },
-  run({ args }) {
-    const dir = (args["state-dir"] as string | undefined) ?? process.env.SOVA_RELAY_STATE_DIR;
+  args: argsDef(CLEAR_OPTIONS),
+  run({ args, rawArgs }) {
+    const { stateDir: dir, historySession: session } = resolveOptions(CLEAR_OPTIONS, args, rawArgs);
     if (!dir) throw new RelayError("E_CONFIG", "history clear needs --state-dir DIR");
-    const session = args.session as string | undefined;
-    if (session !== undefined && !/^([0-9a-f]{12}|open)$/.test(session)) {
-      throw new RelayError("E_CONFIG", `invalid value for --session: '${session}' (expected a 12-hex-digit session hash, or 'open')`);
-    }
-    const removed = clearStoredHistory(dir, session);
+    const removed = clearStoredHistory(dir, session || undefined);
     console.log(`removed ${removed} stored updates${session ? ` of session ${session}` : ""} from ${dir}`);
   },
 });

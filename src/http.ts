@@ -9,7 +9,7 @@
  */
 import type { Server } from "bun";
 import type { Logger } from "./log.ts";
-import { renderFamilies, renderMetrics } from "./metrics.ts";
+import { METRICS_CONTENT_TYPE, createMetrics, type EventStreamStats } from "./metrics.ts";
 import { addressGroup } from "./net/cidr.ts";
 import { SCRIPT_HASH, renderLive, renderPage } from "./page.ts";
 import { snapshot, type StatusContext } from "./status.ts";
@@ -37,15 +37,7 @@ export const HTTP_DEFAULTS = {
   maxEventStreamBytes: 256 * 1024,
 } as const;
 
-export interface EventStats {
-  subscribers: number;
-  /** Refused past the subscriber cap. */
-  refused: number;
-  /** Cut for not reading. */
-  cut: number;
-  /** Ended at the per-stream byte budget (the browser reconnects). */
-  rotated: number;
-}
+export type EventStats = EventStreamStats;
 
 export interface RunningHttp {
   readonly port: number;
@@ -177,7 +169,10 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
     return new Response(stream, { headers: EVENT_HEADERS });
   }
 
-  function route(path: string, ip: string): Response | null {
+  // Loads prom-client now, so the first scrape does not wait for it.
+  const metrics = createMetrics(ctx, () => events);
+
+  function route(path: string, ip: string): Response | Promise<Response> | null {
     switch (path) {
       case "/":
         return new Response(renderPage(snapshot(ctx)), {
@@ -189,11 +184,10 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
         return ctx.stopping()
           ? new Response("shutting down\n", { status: 503, headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain" } })
           : new Response("ok\n", { headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain" } });
-      case "/metrics": {
-        const status = snapshot(ctx);
-        const body = renderMetrics({ status, connectionsOpen: ctx.relay.connections.size, relayLatency: ctx.relay.stats.relayLatency, memory: process.memoryUsage() }) + eventFamilies(events);
-        return new Response(body, { headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain; version=0.0.4; charset=utf-8" } });
-      }
+      case "/metrics":
+        return metrics
+          .then((m) => m.render())
+          .then((body) => new Response(body, { headers: { ...SECURITY_HEADERS, "Content-Type": METRICS_CONTENT_TYPE } }));
       case "/events":
         return subscribe(ip);
       default:
@@ -215,7 +209,8 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
       // A HEAD on /events must not take a subscriber slot it would never read from.
       if (req.method === "HEAD" && path === "/events") return new Response(null, { headers: EVENT_HEADERS });
       const res = route(path, server.requestIP(req)?.address ?? "")!;
-      return req.method === "HEAD" ? new Response(null, { status: res.status, headers: res.headers }) : res;
+      if (req.method !== "HEAD") return res;
+      return Promise.resolve(res).then((r) => new Response(null, { status: r.status, headers: r.headers }));
     },
     error(error) {
       log.error("http_error", `HTTP handler failed: ${error.message}`, { reason: error.message });
@@ -238,20 +233,4 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
       void server.stop(true);
     },
   };
-}
-
-function eventFamilies(e: EventStats): string {
-  return renderFamilies([
-    { name: "sova_relay_events_subscribers", help: "Open /events streams", type: "gauge", samples: [{ value: e.subscribers }] },
-    {
-      name: "sova_relay_events_closed_total",
-      help: "/events subscribers turned away or ended by the relay, by reason",
-      type: "counter",
-      samples: [
-        { labels: { reason: "subscriber_cap" }, value: e.refused },
-        { labels: { reason: "not_reading" }, value: e.cut },
-        { labels: { reason: "stream_bytes" }, value: e.rotated },
-      ],
-    },
-  ]);
 }

@@ -14,14 +14,57 @@ export const LOG_LEVELS = ["error", "warn", "info", "debug", "trace"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export type LogFormat = "text" | "json";
 
+/**
+ * Every event the relay logs. A closed union, so that a misspelt name does
+ * not compile (and cannot fall out of the audit log unnoticed); tests and log
+ * shippers match on these names, never on the wording of the message.
+ */
+export type LogEvent =
+  // connections and registration
+  | "connection_accepted"
+  | "connection_refused"
+  | "connection_closed"
+  | "cooldown_started"
+  | "handshake_timeout"
+  | "probe"
+  | "registered"
+  | "registration_rejected"
+  | "disconnected"
+  | "socket_error"
+  | "close_forced"
+  | "tls_handshake_failed"
+  // sessions and traffic
+  | "session_created"
+  | "session_emptied"
+  | "id_mismatch"
+  | "invalid_message"
+  | "oversized_frame"
+  | "rate_limited"
+  | "slow_consumer"
+  | "backpressure"
+  | "events_limited"
+  // the process
+  | "starting"
+  | "listening"
+  | "http_listening"
+  | "http_error"
+  | "history_loaded"
+  | "tls_reloaded"
+  | "reload_failed"
+  | "shutdown"
+  | "shutdown_forced"
+  | "shutdown_complete";
+
 export type LogFields = Record<string, string | number | boolean | null | undefined>;
 
+type LogCall = (event: LogEvent, message: string, fields?: LogFields) => void;
+
 export interface Logger {
-  error(event: string, message: string, fields?: LogFields): void;
-  warn(event: string, message: string, fields?: LogFields): void;
-  info(event: string, message: string, fields?: LogFields): void;
-  debug(event: string, message: string, fields?: LogFields): void;
-  trace(event: string, message: string, fields?: LogFields): void;
+  error: LogCall;
+  warn: LogCall;
+  info: LogCall;
+  debug: LogCall;
+  trace: LogCall;
   enabled(level: LogLevel): boolean;
 }
 
@@ -34,8 +77,8 @@ export interface LoggerOptions {
   audit?: (line: string) => void;
 }
 
-/** Security-relevant events: stable names, also written to the audit log at any level. */
-export const AUDIT_EVENTS: ReadonlySet<string> = new Set([
+/** Security-relevant events, also written to the audit log at any level. */
+export const AUDIT_EVENTS = [
   "connection_accepted",
   "connection_refused",
   "registered",
@@ -50,7 +93,15 @@ export const AUDIT_EVENTS: ReadonlySet<string> = new Set([
   "tls_reloaded",
   "shutdown",
   "shutdown_complete",
-]);
+] as const satisfies readonly LogEvent[];
+
+export type AuditEvent = (typeof AUDIT_EVENTS)[number];
+
+const IS_AUDIT: ReadonlySet<LogEvent> = new Set(AUDIT_EVENTS);
+
+export function isAuditEvent(event: LogEvent): event is AuditEvent {
+  return IS_AUDIT.has(event);
+}
 
 const CONSOLA_LEVEL: Record<LogLevel, number> = { error: 0, warn: 1, info: 3, debug: 4, trace: 5 };
 const LEVEL_OF_TYPE: Record<string, LogLevel> = { error: "error", warn: "warn", info: "info", debug: "debug", trace: "trace" };
@@ -73,9 +124,9 @@ function reporter(format: LogFormat, write: (line: string) => void): ConsolaRepo
   return {
     log(logObj: LogObject) {
       const level = LEVEL_OF_TYPE[logObj.type] ?? "info";
-      const [event, message, fields] = logObj.args as [string, string, LogFields | undefined];
+      const [event, message, fields] = logObj.args as [LogEvent, string, LogFields | undefined];
       if (format === "json") {
-        write(`${JSON.stringify({ time: logObj.date.toISOString(), level, event, msg: printable(message), ...fields })}\n`);
+        write(jsonLine(logObj.date, level, event, message, fields));
       } else {
         write(`${isoSeconds(logObj.date)} ${level.toUpperCase().padEnd(5)} sova_relay: ${printable(message)}\n`);
       }
@@ -83,23 +134,25 @@ function reporter(format: LogFormat, write: (line: string) => void): ConsolaRepo
   };
 }
 
+function jsonLine(date: Date, level: LogLevel, event: LogEvent, message: string, fields?: LogFields): string {
+  return `${JSON.stringify({ time: date.toISOString(), level, event, msg: printable(message), ...fields })}\n`;
+}
+
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const level = options.level ?? "info";
   const write = options.write ?? ((line: string) => void process.stderr.write(line));
+  // Consola alone decides which levels show.
   const consola = createConsola({
-    level: CONSOLA_LEVEL[level],
+    level: CONSOLA_LEVEL[options.level ?? "info"],
     reporters: [reporter(options.format ?? "text", write)],
     throttle: 0,
   });
-  const threshold = CONSOLA_LEVEL[level];
   const audit = options.audit;
   const at =
-    (type: LogLevel) =>
-    (event: string, message: string, fields?: LogFields): void => {
-      if (audit && AUDIT_EVENTS.has(event)) {
-        audit(`${JSON.stringify({ time: new Date().toISOString(), level: type, event, msg: printable(message), ...fields })}\n`);
-      }
-      if (CONSOLA_LEVEL[type] <= threshold) consola[type](event, message, fields);
+    (type: LogLevel): LogCall =>
+    (event, message, fields) => {
+      // The audit file takes its events whatever the level, so it is fed before consola's filter.
+      if (audit && isAuditEvent(event)) audit(jsonLine(new Date(), type, event, message, fields));
+      consola[type](event, message, fields);
     };
   return {
     error: at("error"),
@@ -107,7 +160,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     info: at("info"),
     debug: at("debug"),
     trace: at("trace"),
-    enabled: (l) => CONSOLA_LEVEL[l] <= threshold,
+    enabled: (l) => CONSOLA_LEVEL[l] <= consola.level,
   };
 }
 

@@ -4,59 +4,44 @@
  * checks one. Errors a user can fix print one line and exit 2; nothing prints
  * a stack trace.
  */
-import { defineCommand, renderUsage, runCommand, type ArgsDef } from "citty";
-import { OPTIONS, VERSION, envName, flagName, resolveConfig } from "./config.ts";
-import { RelayError } from "./errors.ts";
+import { type CommandDef, defineCommand, parseArgs, renderUsage, runCommand } from "citty";
 import { openAuditFile } from "./audit.ts";
+import { RELAY_ARGS, VERSION, configFromArgs } from "./config.ts";
+import { RelayError } from "./errors.ts";
 import { healthCommand } from "./health.ts";
-import { startHttp, type RunningHttp } from "./http.ts";
-import { createLogger } from "./log.ts";
 import { historyCommand } from "./history-cli.ts";
+import { type RunningHttp, startHttp } from "./http.ts";
+import { createLogger } from "./log.ts";
 import { startServer } from "./server.ts";
 import { versionLine } from "./version.ts";
 
-const relayArgs: ArgsDef = Object.fromEntries([
-  ...OPTIONS.map((o) => [
-    flagName(o.key),
-    {
-      type: "string",
-      description: `${o.description} [env ${envName(o.key)}]`,
-      default: o.default === null || o.default === "" ? undefined : String(o.default),
-      valueHint: o.valueHint,
-    },
-  ]),
-  ["token", { type: "string", description: "Session token; repeat for several sessions [env SOVA_RELAY_TOKENS, comma-separated]" }],
-  ["token-file", { type: "string", description: "File with one session token a line [env SOVA_RELAY_TOKEN_FILE]" }],
-  ["allow", { type: "string", description: "Only these address ranges may connect (CIDR, IPv4 or IPv6); repeatable [env SOVA_RELAY_ALLOW, comma-separated]" }],
-  ["state-reset", { type: "boolean", description: "Discard the history database in --state-dir at start-up [env SOVA_RELAY_STATE_RESET=1]" }],
-  ["deny", { type: "string", description: "These address ranges are closed at once (CIDR); repeatable, beats --allow [env SOVA_RELAY_DENY, comma-separated]" }],
-]);
-
-const relayCommand = defineCommand({
-  meta: { name: "sova-relay", version: VERSION, description: "Relay for Sova live-coding instances (health: check a running relay)" },
-  args: relayArgs,
-  async run({ rawArgs }) {
-    const config = resolveConfig(rawArgs, process.env);
+const serveCommand = defineCommand({
+  meta: { name: "serve", description: "Run the relay (what `sova-relay [options]` does)", hidden: true },
+  args: RELAY_ARGS,
+  async run({ args, rawArgs }) {
+    const config = configFromArgs(args, rawArgs);
     const audit = config.auditLog ? openAuditFile(config.auditLog) : null;
     const log = createLogger({ level: config.logLevel, format: config.logFormat, audit: audit?.write });
-    let server;
+    let server: ReturnType<typeof startServer>;
     try {
       server = startServer(config, log);
     } catch (error) {
       if (error instanceof RelayError) throw error;
       const code = (error as NodeJS.ErrnoException).code;
-      throw new RelayError("E_STARTUP", `cannot listen on ${config.host}:${config.port}${config.tlsPort !== null ? ` / TLS ${config.tlsPort}` : ""} (${code ?? (error as Error).message})`);
+      const where = `${config.host}:${config.port}${config.tlsPort !== null ? ` / TLS ${config.tlsPort}` : ""}`;
+      throw new RelayError("E_STARTUP", `cannot listen on ${where} (${code ?? (error as Error).message})`, { cause: error });
     }
     log.info("starting", `sova-relay ${VERSION} started`, { version: VERSION });
     let http: RunningHttp | null = null;
-    if (config.httpPort !== 0) {
+    if (config.httpPort !== null) {
       const host = config.httpHost || config.host;
       const running = server;
       try {
         http = startHttp({ host, port: config.httpPort, maxEventSubscribers: config.maxEventSubscribers }, { relay: server.relay, version: VERSION, startedAt: Date.now(), stopping: () => running.stopping, history: server.history }, log);
       } catch (error) {
         void server.shutdown("startup failed");
-        throw new RelayError("E_STARTUP", `cannot listen for HTTP on ${host}:${config.httpPort} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+        const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+        throw new RelayError("E_STARTUP", `cannot listen for HTTP on ${host}:${config.httpPort} (${why})`, { cause: error });
       }
       log.info("http_listening", `Status page on http://${host}:${http.port}/ (also /status, /healthz, /metrics)`, { host, port: http.port });
     }
@@ -92,21 +77,51 @@ const relayCommand = defineCommand({
   },
 });
 
-const subCommands = { health: healthCommand, history: historyCommand } as const;
+// `tunnel` (the WebSocket transport's client side) joins here.
+const subCommands: Record<string, CommandDef> = { serve: serveCommand, health: healthCommand, history: historyCommand };
+
+/**
+ * `sova-relay [options]` runs the relay; `sova-relay <command> ...` one of the
+ * others. The relay's args are declared here too, so that citty skips their
+ * values while it looks for a command name.
+ */
+const mainCommand = defineCommand({
+  meta: { name: "sova-relay", version: VERSION, description: "Relay for Sova live-coding instances" },
+  args: RELAY_ARGS,
+  subCommands,
+  default: "serve",
+  setup({ args, rawArgs }) {
+    // Otherwise citty would take the value of a misspelt flag for a command: `--prot 9090` is "unknown command 9090".
+    const first = args._[0];
+    if (first !== undefined && !(first in subCommands)) configFromArgs(args, rawArgs);
+  },
+});
+
+/** The command `--help` is about, and its parent: follow the command names given, as citty does. */
+function commandFor(argv: string[]): [CommandDef, CommandDef | undefined] {
+  let cmd: CommandDef = mainCommand;
+  let parent: CommandDef | undefined;
+  let rest = argv;
+  for (;;) {
+    const subs = cmd.subCommands as Record<string, CommandDef> | undefined;
+    const name = parseArgs(rest, (cmd.args ?? {}) as typeof RELAY_ARGS)._[0];
+    if (!subs || name === undefined || !(name in subs)) return [cmd, parent];
+    parent = cmd;
+    cmd = subs[name]!;
+    rest = rest.slice(rest.indexOf(name) + 1);
+  }
+}
 
 async function main(argv: string[]): Promise<void> {
-  const sub = argv[0] !== undefined && argv[0] in subCommands ? subCommands[argv[0] as keyof typeof subCommands] : undefined;
-  const cmd = sub ?? relayCommand;
-  const rest = sub ? argv.slice(1) : argv;
-  if (rest.includes("--help") || rest.includes("-h")) {
-    console.log(await renderUsage(cmd as typeof relayCommand));
+  if (argv.includes("--help") || argv.includes("-h")) {
+    console.log(await renderUsage(...commandFor(argv)));
     return;
   }
-  if (!sub && rest.length === 1 && (rest[0] === "--version" || rest[0] === "-v")) {
+  if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) {
     console.log(versionLine());
     return;
   }
-  await runCommand(cmd as typeof relayCommand, { rawArgs: rest });
+  await runCommand(mainCommand, { rawArgs: argv });
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
@@ -114,6 +129,8 @@ main(process.argv.slice(2)).catch((error: unknown) => {
     console.error(`sova-relay: ${error.message}`);
     process.exit(error.code === "E_CONFIG" ? 2 : 1);
   }
+  // citty's own usage errors (an unknown command): the user's to fix, like a bad option.
+  const usage = error instanceof Error && error.name === "CLIError";
   console.error(`sova-relay: ${error instanceof Error ? error.message : String(error)}`);
-  process.exit(1);
+  process.exit(usage ? 2 : 1);
 });

@@ -6,6 +6,7 @@
  * `<img src=x onerror=alert(1)>` is shown as text. Nothing is loaded from
  * elsewhere: the page works offline and from the single binary.
  */
+import { COUNTERS } from "./relay/stats.ts";
 import type { InstanceStatus, Status } from "./status.ts";
 
 export function escapeHtml(value: string | number | boolean): string {
@@ -117,6 +118,22 @@ const SCRIPT = `
 /** For the Content-Security-Policy: the one script the page runs, by its hash. */
 export const SCRIPT_HASH = `sha256-${new Bun.CryptoHasher("sha256").update(SCRIPT).digest("base64")}`;
 
+/** Every counter of the one table, as its help text says it; counts by reason or type inline. */
+function renderCounters(status: Status): string {
+  return Object.values(COUNTERS)
+    .map((spec) => {
+      const value = status.totals[spec.status as keyof Status["totals"]] as number | Record<string, number>;
+      const shown =
+        typeof value === "number"
+          ? String(value)
+          : Object.entries(value)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(", ") || "0";
+      return `<dt>${escapeHtml(spec.help.replace(/\.$/, ""))}</dt><dd data-counter="${spec.status}">${escapeHtml(shown)}</dd>`;
+    })
+    .join("");
+}
+
 export function renderPage(status: Status): string {
   const limits = Object.entries(status.limits)
     .map(([k, v]) => `<dt>${escapeHtml(k.replace(/_/g, " "))}</dt><dd>${escapeHtml(v)}</dd>`)
@@ -139,6 +156,10 @@ export function renderPage(status: Status): string {
   <details>
     <summary>Limits</summary>
     <dl>${limits}</dl>
+  </details>
+  <details>
+    <summary>Counters (since start)</summary>
+    <dl>${renderCounters(status)}</dl>
   </details>
   <noscript><p class="meta">This page shows a snapshot; <a href="/">reload</a> for a fresh one, or enable JavaScript for live updates.</p></noscript>
 </main>

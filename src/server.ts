@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import type { RelayConfig } from "./config.ts";
 import { RelayError } from "./errors.ts";
-import type { Logger } from "./log.ts";
+import type { LogEvent, Logger } from "./log.ts";
 import { createBudget, createOutbox, type Outbox } from "./net/outbox.ts";
 import { createFrameReader, type FrameReader } from "./protocol/framing.ts";
 import { addressGroup } from "./net/cidr.ts";
@@ -62,11 +62,11 @@ export type ServerConfig = Pick<
   | "maxMessageSize"
   | "maxPendingBytes"
   | "maxTotalPendingBytes"
-  | "handshakeTimeout"
-  | "idleTimeout"
+  | "handshakeTimeoutMs"
+  | "idleTimeoutMs"
   | "expectedVersion"
   | "tokens"
-  | "shutdownTimeout"
+  | "shutdownTimeoutMs"
   | "tlsPort"
   | "tlsCert"
   | "tlsKey"
@@ -74,10 +74,10 @@ export type ServerConfig = Pick<
   | "deny"
   | "maxConnectionsPerIp"
   | "maxFailedRegistrations"
-  | "failedRegistrationCooldown"
+  | "failedRegistrationCooldownMs"
   | "history"
   | "historyBytes"
-  | "historyAge"
+  | "historyAgeMs"
   | "stateDir"
   | "stateReset"
   | "nudgeInterval"
@@ -85,7 +85,7 @@ export type ServerConfig = Pick<
   | "maxHandshakes"
   | "maxHandshakesPerIp"
   | "maxRegistrationsPerIp"
-  | "replayTimeout"
+  | "replayTimeoutMs"
 >;
 
 const REFUSAL_TEXT: Record<Refusal, string> = {
@@ -98,13 +98,13 @@ function readPem(path: string, flag: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (error) {
-    throw new RelayError("E_CONFIG", `cannot read ${flag} '${path}' (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`);
+    throw new RelayError("E_CONFIG", `cannot read ${flag} '${path}' (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`, { cause: error });
   }
 }
 
 export function startServer(config: ServerConfig, log: Logger): RunningServer {
   const store = config.history > 0 && config.stateDir ? openHistoryStore(config.stateDir, { reset: config.stateReset }) : null;
-  const history = createHistory({ maxEntries: config.history, maxBytes: config.historyBytes, maxAgeMs: config.historyAge * 1000 }, store ?? undefined);
+  const history = createHistory({ maxEntries: config.history, maxBytes: config.historyBytes, maxAgeMs: config.historyAgeMs }, store ?? undefined);
   if (store) {
     const loaded = store.load(history);
     log.info("history_loaded", `History database ${store.path}: ${loaded} updates in ${history.sizes().size} sessions${config.stateReset ? " (reset)" : ""}`, { entries: loaded });
@@ -114,7 +114,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     deny: config.deny,
     maxConnectionsPerIp: config.maxConnectionsPerIp,
     maxFailedRegistrations: config.maxFailedRegistrations,
-    cooldownMs: config.failedRegistrationCooldown * 1000,
+    cooldownMs: config.failedRegistrationCooldownMs,
   });
   const relay = createRelay(
     {
@@ -125,18 +125,18 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       maxMessageSize: config.maxMessageSize,
       tokens: config.tokens,
       sessionSecret: config.stateDir ? loadSessionSecret(config.stateDir) : undefined,
-      handshakeTimeoutMs: config.handshakeTimeout * 1000,
-      idleTimeoutMs: config.idleTimeout * 1000,
+      handshakeTimeoutMs: config.handshakeTimeoutMs,
+      idleTimeoutMs: config.idleTimeoutMs,
       handshakeMaxBytes: config.handshakeMaxBytes,
       maxHandshakes: config.maxHandshakes,
       maxHandshakesPerAddress: config.maxHandshakesPerIp,
       maxRegistrationsPerAddress: config.maxRegistrationsPerIp,
       nudgeIntervalMs: config.nudgeInterval,
-      replayTimeoutMs: config.replayTimeout * 1000,
+      replayTimeoutMs: config.replayTimeoutMs,
       history,
       onRegistrationFailed(ip) {
         if (guard.registrationFailed(ip, Date.now())) {
-          log.warn("cooldown_started", `Address ${ip} used up its ${config.maxFailedRegistrations} failed registrations; every registration from ${addressGroup(ip)} refused for ${config.failedRegistrationCooldown} s`, {
+          log.warn("cooldown_started", `Address ${ip} used up its ${config.maxFailedRegistrations} failed registrations; every registration from ${addressGroup(ip)} refused for ${config.failedRegistrationCooldownMs / 1000} s`, {
             ip,
             reason: "failed_registrations",
           });
@@ -191,7 +191,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     }
   }
 
-  const repeats = createRepeats();
+  const repeats = createRepeats<LogEvent>();
   const closing = new Set<Socket<SocketState>>();
 
   function closeBounded(socket: Socket<SocketState>): void {
@@ -318,14 +318,14 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     } catch (error) {
       const e = error as NodeJS.ErrnoException;
       if (e.code?.startsWith("ERR_OSSL") || /PEM|X509|key/i.test(e.message)) {
-        throw new RelayError("E_CONFIG", `invalid TLS certificate or key (--tls-cert '${config.tlsCert}', --tls-key '${config.tlsKey}'): ${e.message}`);
+        throw new RelayError("E_CONFIG", `invalid TLS certificate or key (--tls-cert '${config.tlsCert}', --tls-key '${config.tlsKey}'): ${e.message}`, { cause: e });
       }
       throw error;
     }
   }
 
   // With TLS on, --port 0 means "no plain listener"; without it, "any free port".
-  const plainListener = config.port !== 0 || config.tlsPort === null ? Bun.listen<SocketState>({ hostname: config.host, port: config.port, socket: handlers }) : null;
+  const plainListener = config.port !== null ? Bun.listen<SocketState>({ hostname: config.host, port: config.port, socket: handlers }) : null;
   let tlsListener: TCPSocketListener<SocketState> | null = null;
   /** Listeners a reload replaced, each closed once drained (reloadTls). */
   const retiring = new Set<() => void>();
@@ -362,8 +362,8 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
   async function shutdown(why: string): Promise<void> {
     if (stopping) return;
     stopping = true;
-    const deadlineMs = config.shutdownTimeout * 1000;
-    log.info("shutdown", `${why}: shutting down, ${relay.instanceCount} instances connected; flushing queued frames (up to ${config.shutdownTimeout} s)`, {
+    const deadlineMs = config.shutdownTimeoutMs;
+    log.info("shutdown", `${why}: shutting down, ${relay.instanceCount} instances connected; flushing queued frames (up to ${config.shutdownTimeoutMs / 1000} s)`, {
       reason: why,
       instances: relay.instanceCount,
     });
@@ -408,8 +408,11 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       // here, with the old listener untouched; stop(false) keeps its connections.
       const next = listenTls(tlsPort!, pem);
       const old = tlsListener;
+      // Logged once the old listener is gone: from then on every new connection gets the new certificate.
       const retire = () => {
-        if (retiring.delete(retire)) old.stop(false);
+        if (!retiring.delete(retire)) return;
+        old.stop(false);
+        log.info("tls_reloaded", `TLS certificate reloaded from ${config.tlsCert}; connected instances keep their sessions`, {});
       };
       retiring.add(retire);
       // The kernel resets what waits in a listener's accept queue when it closes,
@@ -420,7 +423,6 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       setTimeout(retire, 1000).unref();
       tlsListener = next;
       tlsPem = pem;
-      log.info("tls_reloaded", `TLS certificate reloaded from ${config.tlsCert}; connected instances keep their sessions`, {});
     },
     get stopping() {
       return stopping;

@@ -8,6 +8,7 @@ import { maskedAddress } from "./net/cidr.ts";
 import type { History } from "./relay/history.ts";
 import type { Relay } from "./relay/relay.ts";
 import { buildInfo } from "./version.ts";
+import { type CounterTotals, counterTotals } from "./relay/stats.ts";
 
 export interface StatusContext {
   relay: Relay;
@@ -42,21 +43,8 @@ export interface SessionStatus {
   history_bytes: number;
 }
 
-export interface StatusTotals {
-  connections_opened: number;
-  connections_refused: number;
-  registrations_accepted: number;
-  registrations_rejected: Record<string, number>;
-  messages_received: Record<string, number>;
-  broadcasts: number;
-  deliveries: number;
-  bytes_in: number;
-  bytes_out: number;
-  nudges: number;
-  last_words: number;
-  drops: Record<string, number>;
-  disconnects: Record<string, number>;
-}
+/** Every counter of src/relay/stats.ts, under its `/status` name. */
+export type StatusTotals = CounterTotals;
 
 export interface Status {
   status: "ok" | "shutting_down";
@@ -109,7 +97,6 @@ export function snapshot(ctx: StatusContext, now = Date.now()): Status {
   // Sessions nobody is in right now, kept for their history.
   for (const [id, h] of sizes) sessions.push({ id, instances: 0, created_at: null, history_entries: h.entries, history_bytes: h.bytes });
   const o = relay.options;
-  const s = relay.stats;
   return {
     status: ctx.stopping() ? "shutting_down" : "ok",
     version: ctx.version,
@@ -133,20 +120,6 @@ export function snapshot(ctx: StatusContext, now = Date.now()): Status {
       history_bytes: ctx.history?.limits.maxBytes ?? 0,
       history_age_seconds: (ctx.history?.limits.maxAgeMs ?? 0) / 1000,
     },
-    totals: {
-      connections_opened: s.connectionsOpened,
-      connections_refused: s.connectionsRefused,
-      registrations_accepted: s.registrationsAccepted,
-      registrations_rejected: { ...s.registrationsRejected },
-      messages_received: { ...s.messagesReceived },
-      broadcasts: s.broadcasts,
-      deliveries: s.deliveries,
-      bytes_in: s.bytesIn,
-      bytes_out: s.bytesOut,
-      nudges: s.nudges,
-      last_words: s.lastWords,
-      drops: { ...s.drops },
-      disconnects: { ...s.disconnects },
-    },
+    totals: counterTotals(relay.stats),
   };
 }

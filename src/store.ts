@@ -25,8 +25,9 @@ export interface HistoryStore extends HistorySink {
   close(): void;
 }
 
-function corrupt(path: string, why: string): RelayError {
-  return new RelayError("E_CONFIG", `cannot use the history database '${path}' (${why}); fix or move it, or start with --state-reset to discard it`);
+function corrupt(path: string, error: unknown): RelayError {
+  const why = (error as Error).message;
+  return new RelayError("E_CONFIG", `cannot use the history database '${path}' (${why}); fix or move it, or start with --state-reset to discard it`, { cause: error });
 }
 
 export function openDatabase(dir: string, reset = false): { db: Database; path: string } {
@@ -34,7 +35,7 @@ export function openDatabase(dir: string, reset = false): { db: Database; path: 
   try {
     mkdirSync(dir, { recursive: true });
   } catch (error) {
-    throw new RelayError("E_CONFIG", `cannot create --state-dir '${dir}' (${(error as NodeJS.ErrnoException).code ?? "unwritable"})`);
+    throw new RelayError("E_CONFIG", `cannot create --state-dir '${dir}' (${(error as NodeJS.ErrnoException).code ?? "unwritable"})`, { cause: error });
   }
   if (reset) for (const suffix of ["", "-wal", "-shm"]) rmSync(`${path}${suffix}`, { force: true });
   let db: Database;
@@ -47,7 +48,7 @@ export function openDatabase(dir: string, reset = false): { db: Database; path: 
     db.run("CREATE TABLE IF NOT EXISTS history (session TEXT NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL, frame BLOB NOT NULL, PRIMARY KEY (session, seq)) WITHOUT ROWID");
   } catch (error) {
     if (error instanceof RelayError) throw error;
-    throw corrupt(path, (error as Error).message);
+    throw corrupt(path, error);
   }
   return { db, path };
 }
@@ -96,7 +97,7 @@ export function openHistoryStore(dir: string, options: { reset?: boolean } = {})
           n++;
         }
       } catch (error) {
-        throw corrupt(path, (error as Error).message);
+        throw corrupt(path, error);
       }
       return n;
     },

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { connect } from "../src/client.ts";
 import { OPTIONS, VERSION, resolveConfig } from "../src/config.ts";
 import { connectSleeper } from "./support/peers.ts";
-import { freePort, startProcess, type RelayHandle } from "./support/relay.ts";
+import { startProcess, type RelayHandle } from "./support/relay.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const SOURCE = [process.execPath, join(ROOT, "src/main.ts")];
@@ -26,8 +26,8 @@ describe("configuration", () => {
       rateLimit: 1000,
       maxMessageSize: 1048576,
       maxPendingBytes: 8388608,
-      handshakeTimeout: 10,
-      idleTimeout: 0,
+      handshakeTimeoutMs: 10_000,
+      idleTimeoutMs: 0,
       expectedVersion: VERSION,
       tokens: [],
       logLevel: "info",
@@ -38,7 +38,7 @@ describe("configuration", () => {
 
   test("every option comes from SOVA_RELAY_<NAME>; flags beat the environment", () => {
     const env = { SOVA_RELAY_PORT: "7000", SOVA_RELAY_MAX_INSTANCES: "5", SOVA_RELAY_LOG_FORMAT: "json", SOVA_RELAY_IDLE_TIMEOUT: "30" };
-    expect(resolveConfig([], env)).toMatchObject({ port: 7000, maxInstances: 5, logFormat: "json", idleTimeout: 30 });
+    expect(resolveConfig([], env)).toMatchObject({ port: 7000, maxInstances: 5, logFormat: "json", idleTimeoutMs: 30_000 });
     expect(resolveConfig(["--port", "7001", "--max-instances=6"], env)).toMatchObject({ port: 7001, maxInstances: 6 });
     expect(OPTIONS.length).toBeGreaterThan(10);
   });
@@ -63,6 +63,20 @@ describe("configuration", () => {
     expect(resolveConfig(["--token-file", file, "--token", "third-ensemble-Wq7Lz"], {}).tokens).toEqual(["third-ensemble-Wq7Lz", "first-ensemble-Wq7Lz", "second-ensemble-Wq7Lz"]);
     expect(resolveConfig([], { SOVA_RELAY_TOKEN_FILE: file }).tokens).toEqual(["first-ensemble-Wq7Lz", "second-ensemble-Wq7Lz"]);
   });
+
+  test("--allow/--deny repeat (citty alone keeps only the last); their environment forms are comma-separated", () => {
+    const c = resolveConfig(["--allow", "10.0.0.0/8", "--port", "1", "--allow=192.168.0.0/16", "--deny", "10.1.0.0/16"], {});
+    expect(c.allow.length).toBe(2);
+    expect(c.deny.length).toBe(1);
+    expect(resolveConfig([], { SOVA_RELAY_ALLOW: "10.0.0.0/8, ::1/128" }).allow.length).toBe(2);
+  });
+
+  test("seconds on the command line, milliseconds in the configuration; --state-reset is a switch", () => {
+    const c = resolveConfig(["--handshake-timeout", "0.5", "--state-reset"], { SOVA_RELAY_HISTORY_AGE: "60" });
+    expect(c).toMatchObject({ handshakeTimeoutMs: 500, historyAgeMs: 60_000, shutdownTimeoutMs: 5000, stateReset: true });
+    expect(resolveConfig([], { SOVA_RELAY_STATE_RESET: "1" }).stateReset).toBe(true);
+    expect(resolveConfig([], {}).stateReset).toBe(false);
+  });
 });
 
 describe("bad values: one clear line naming the option, exit 2, no stack trace", () => {
@@ -74,7 +88,12 @@ describe("bad values: one clear line naming the option, exit 2, no stack trace",
     ["bad log level", ["--log-level", "loud"], {}, /--log-level: 'loud'.*error, warn, info, debug, trace/],
     ["unknown option", ["--prot", "9090"], {}, /unknown option '--prot'/],
     ["missing value", ["--port"], {}, /--port needs a value/],
+    ["a value flag negated", ["--no-port"], {}, /--port needs a value/],
     ["bad environment value", [], { SOVA_RELAY_PORT: "abc" }, /--port \(from SOVA_RELAY_PORT\): 'abc'/],
+    ["an argument that is no option", ["9090"], {}, /unexpected argument '9090'/],
+    ["an unknown command's options", ["history", "shred"], {}, /Unknown command/],
+    ["bad health timeout", ["health", "--timeout", "soon"], {}, /--timeout: 'soon'/],
+    ["bad state-reset in the environment", [], { SOVA_RELAY_STATE_RESET: "maybe" }, /--state-reset \(from SOVA_RELAY_STATE_RESET\)/],
     ["unreadable token file", ["--token-file", "/nonexistent/tokens"], {}, /cannot read --token-file '\/nonexistent\/tokens'/],
   ];
   for (const [name, args, env, pattern] of cases) {
@@ -97,7 +116,7 @@ async function backlogForSleeper(relay: RelayHandle, updates: number) {
   const sender = await connect({ port: relay.port });
   await sender.register({ name: "sender" });
   const sleeper = await connectSleeper(relay.port);
-  await relay.waitForLog(/Instance 'sleeper' registered/);
+  await relay.waitForEvent("registered", { instance: "sleeper" });
   for (let i = 0; i < updates; i++) sender.sendUpdate(new Uint8Array(500_000), BigInt(i));
   await sender.ping(1n, 15000);
   return { sender, sleeper };
@@ -141,7 +160,7 @@ describe("running relay process", () => {
     await good.register({ name: "good", token: TOKEN });
     const bad = await connect({ port: relay.port });
     await expect(bad.register({ name: "bad", token: `${TOKEN}x` })).rejects.toThrow("Invalid session token");
-    await relay.waitForLog(/"event":"registration_rejected"/);
+    await relay.waitForEvent("registration_rejected");
     for (const line of relay.logs) {
       const obj = JSON.parse(line);
       expect(typeof obj.time).toBe("string");
@@ -156,10 +175,10 @@ describe("running relay process", () => {
   test("health: exit 0 against a relay, without registering; exit 1 with a reason against nothing", async () => {
     const ok = Bun.spawnSync([...SOURCE, "health", "--host", "127.0.0.1", "--port", String(relay.port)], { stdout: "pipe", stderr: "pipe" });
     expect(ok.exitCode).toBe(0);
-    await relay.waitForLog(/"event":"probe"/);
-    const probeLines = relay.logs.filter((l) => l.includes('"event":"probe"'));
-    expect(probeLines.every((l) => JSON.parse(l).level === "debug")).toBe(true);
-    expect(relay.logs.some((l) => /"event":"registration_rejected".*health|"event":"registered".*health/.test(l))).toBe(false);
+    await relay.waitForEvent("probe");
+    expect(relay.events.filter((e) => e.event === "probe").every((e) => e.level === "debug")).toBe(true);
+    const registrations = relay.events.filter((e) => e.event === "registered" || e.event === "registration_rejected");
+    expect(registrations.some((e) => JSON.stringify(e).includes("health"))).toBe(false);
     const closed = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     const deadPort = closed.port;
     closed.stop(true);
@@ -182,8 +201,8 @@ describe("shutdown on SIGTERM", () => {
     relay.process!.kill("SIGTERM");
     await Promise.all([a.closed, b.closed]);
     expect(await relay.process!.exited).toBe(0);
-    await relay.waitForLog(/SIGTERM: shutting down, 2 instances connected/);
-    await relay.waitForLog(/Shutdown complete/);
+    await relay.waitForEvent("shutdown", { reason: "SIGTERM", instances: 2 });
+    await relay.waitForEvent("shutdown_complete");
   });
 
   test("a second signal exits at once", async () => {
@@ -191,7 +210,7 @@ describe("shutdown on SIGTERM", () => {
     // A peer that never reads keeps the flush busy, so only the second signal can end it quickly.
     const { sender, sleeper } = await backlogForSleeper(relay, 60);
     relay.process!.kill("SIGTERM");
-    await relay.waitForLog(/shutting down/);
+    await relay.waitForEvent("shutdown");
     relay.process!.kill("SIGTERM");
     expect(await relay.process!.exited).toBe(1);
     sleeper.terminate();
@@ -201,14 +220,13 @@ describe("shutdown on SIGTERM", () => {
 
 describe("HTTP during shutdown", () => {
   test("/healthz answers 503 once SIGTERM has begun the shutdown", async () => {
-    const httpPort = freePort();
-    const relay = await startProcess(SOURCE)(["--http-port", String(httpPort), "--shutdown-timeout", "3", "--max-pending-bytes", "100000000"]);
-    const url = `http://127.0.0.1:${httpPort}/healthz`;
+    const relay = await startProcess(SOURCE)(["--http-port", "any", "--shutdown-timeout", "3", "--max-pending-bytes", "100000000"]);
+    const url = `http://127.0.0.1:${relay.httpPort}/healthz`;
     expect((await fetch(url)).status).toBe(200);
     // A peer that never reads keeps the flush going, so the shutdown lasts long enough to look at.
     const { sleeper } = await backlogForSleeper(relay, 40);
     relay.process!.kill("SIGTERM");
-    await relay.waitForLog(/shutting down/);
+    await relay.waitForEvent("shutdown");
     const res = await fetch(url);
     expect(res.status).toBe(503);
     expect(await res.text()).toBe("shutting down\n");

@@ -13,7 +13,7 @@ import { resolveConfig } from "../src/config.ts";
 import { startHttp, type HttpOptions, type RunningHttp } from "../src/http.ts";
 import { createLogger } from "../src/log.ts";
 import { cleanupAfterEach } from "./support/peers.ts";
-import { freePort, startInProcess, startProcess, type RelayHandle } from "./support/relay.ts";
+import { startInProcess, startProcess, type RelayHandle } from "./support/relay.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const SOURCE = [process.execPath, join(ROOT, "src/main.ts")];
@@ -230,9 +230,9 @@ describe("11: TLS reload", () => {
       copyFileSync(join(TLS, `test-${name}.key`), key);
     };
     use("a");
-    const tlsPort = freePort();
-    const relay = keep(await startProcess(SOURCE)(["--tls-port", String(tlsPort), "--tls-cert", cert, "--tls-key", key, "--log-level", "info"]));
+    const relay = keep(await startProcess(SOURCE)(["--tls-port", "any", "--tls-cert", cert, "--tls-key", key, "--log-level", "info"]));
     await relay.waitForLog(/Listening on/);
+    const tlsPort = relay.tlsPort!;
     const failures: Record<string, number> = {};
     let handshakes = 0;
     let running = true;

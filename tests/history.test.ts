@@ -10,7 +10,7 @@ import { connect, type RelayClient } from "../src/client.ts";
 import { broadcastPrefix, encodeBroadcastFrame, toByteArrayWire, type Message } from "../src/protocol/messages.ts";
 import { createHistory } from "../src/relay/history.ts";
 import { cleanupAfterEach } from "./support/peers.ts";
-import { freePort, startInProcess, startProcess } from "./support/relay.ts";
+import { startInProcess, startProcess } from "./support/relay.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const SOURCE = [process.execPath, join(ROOT, "src/main.ts")];
@@ -127,7 +127,7 @@ describe("late joiners", () => {
     await before.stop();
 
     const after = keep(await startProcess(SOURCE)(flags));
-    await after.waitForLog(/History database .*: 100 updates in 1 sessions/);
+    await after.waitForEvent("history_loaded", { entries: 100 });
     const late = keep(await connect({ port: after.port }));
     const got: Array<Extract<Message, { type: "StateBroadcast" }>> = [];
     late.onMessage((m) => {
@@ -149,7 +149,7 @@ describe("late joiners", () => {
     expect(lines.length).toBe(1);
     expect(lines[0]).toMatch(/cannot use the history database '.*history\.sqlite' \(.*\); fix or move it, or start with --state-reset/);
     const reset = keep(await startProcess(SOURCE)(["--history", "10", "--state-dir", dir, "--state-reset"]));
-    await reset.waitForLog(/History database .*: 0 updates in 0 sessions \(reset\)/);
+    await reset.waitForEvent("history_loaded", { entries: 0 });
   });
 
   test("history clear: all, or one session by its hash", async () => {

@@ -1,6 +1,7 @@
 /** The HTTP side against a running relay with real instances connected. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startHttp, type RunningHttp } from "../src/http.ts";
+import { COUNTERS } from "../src/relay/stats.ts";
 import { silentLogger } from "../src/log.ts";
 import { ClientPool, startInProcess, type RelayHandle } from "./support/relay.ts";
 
@@ -26,7 +27,8 @@ afterAll(async () => {
 const get = (path: string, init?: RequestInit) => fetch(`${http.url.replace(/\/$/, "")}${path}`, init);
 
 /** One line of the Prometheus text format: comment, or name{labels} value. */
-const SAMPLE = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\[\\"n])*",?)*\})? (-?[0-9.e+-]+|NaN|\+Inf|-Inf)$/;
+// prom-client writes NaN as "Nan"; Prometheus parses either (Go's ParseFloat ignores case).
+const SAMPLE = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\[\\"n])*",?)*\})? (-?[0-9.e+-]+|NaN|Nan|\+Inf|-Inf)$/;
 const COMMENT = /^# (HELP [a-zA-Z_:][a-zA-Z0-9_:]* .*|TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge|histogram|summary|untyped))$/;
 
 function metric(text: string, name: string, labels = ""): number {
@@ -72,7 +74,7 @@ describe("HTTP", () => {
     expect(html).toContain("127.0.x.x");
     expect(html).not.toMatch(/<(link|img|script) [^>]*src=|href="https?:/); // nothing loaded from elsewhere
     evil.close();
-    await relay.waitForLog(/Instance '<img src=x onerror=alert\(1\)>' disconnected/);
+    await relay.waitForEvent("disconnected", { instance: EVIL });
   });
 
   test("/events: server-sent events carry the live part of the page", async () => {
@@ -85,7 +87,7 @@ describe("HTTP", () => {
     expect(text).toMatch(/^retry: \d+\nevent: status\ndata: "/m);
     await reader.cancel();
     a.close();
-    await relay.waitForLog(/Instance 'streamer' disconnected/);
+    await relay.waitForEvent("disconnected", { instance: "streamer" });
   });
 
   test("/metrics: valid exposition format, and the counters move when messages flow", async () => {
@@ -100,6 +102,7 @@ describe("HTTP", () => {
     const text = await res.text();
     const families = new Set<string>();
     for (const line of text.trimEnd().split("\n")) {
+      if (line === "") continue;
       if (line.startsWith("#")) {
         expect(line).toMatch(COMMENT);
         if (line.startsWith("# TYPE ")) {
@@ -115,10 +118,30 @@ describe("HTTP", () => {
     expect(metric(text, "sova_relay_relay_latency_seconds_bucket", '{le="+Inf"}')).toBe(metric(text, "sova_relay_relay_latency_seconds_count"));
     expect(metric(text, "sova_relay_received_bytes_total")).toBeGreaterThan(metric(before, "sova_relay_received_bytes_total"));
     expect(metric(text, "process_resident_memory_bytes")).toBeGreaterThan(1e6);
+    expect(metric(text, "process_cpu_seconds_total")).toBeGreaterThan(0);
+    expect(metric(text, "process_open_fds")).toBeGreaterThan(0);
+    expect(metric(text, "nodejs_heap_size_used_bytes")).toBeGreaterThan(0);
     expect(text).toMatch(/^sova_relay_instances\{session="[0-9a-f]{12}"\} 2$/m);
     for (const fam of ["sova_relay_connections_open", "sova_relay_registrations_rejected_total", "sova_relay_drops_total", "sova_relay_disconnects_total", "sova_relay_sent_bytes_total"]) {
       expect(families.has(fam)).toBe(true);
     }
+  });
+
+  test("every counter of the one table shows in /status, /metrics and the page, probes included", async () => {
+    const probe = await Bun.connect({ hostname: "127.0.0.1", port: relay.port, socket: { data() {} } });
+    probe.write(new Uint8Array(4)); // what `sova-relay health` sends
+    await relay.waitForEvent("probe");
+    probe.end();
+    const totals = ((await (await get("/status")).json()) as { totals: Record<string, unknown> }).totals;
+    const text = await (await get("/metrics")).text();
+    const page = await (await get("/")).text();
+    for (const spec of Object.values(COUNTERS)) {
+      expect(totals).toHaveProperty(spec.status);
+      expect(text).toContain(`# TYPE ${spec.metric} counter`);
+      expect(page).toContain(`data-counter="${spec.status}"`);
+    }
+    expect(totals.probes).toBeGreaterThanOrEqual(1);
+    expect(metric(text, "sova_relay_probes_total")).toBe(totals.probes as number);
   });
 
   test("only GET and HEAD; anything else 404", async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { createLogger } from "../src/log.ts";
+import { AUDIT_EVENTS, createLogger, isAuditEvent } from "../src/log.ts";
 
 function capture(options: Parameters<typeof createLogger>[0] = {}) {
   const lines: string[] = [];
@@ -10,7 +10,7 @@ describe("logger", () => {
   test("text lines look like env_logger's: time, level, target, message", () => {
     const { lines, log } = capture();
     log.info("registered", "Instance 'alice-studio' registered with ID 123e4567-e89b-42d3-a456-426614174000");
-    expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ INFO  sova_relay: Instance 'alice-studio' registered with ID 123e4567-/);
+    expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ INFO {2}sova_relay: Instance 'alice-studio' registered with ID 123e4567-/);
   });
 
   test("repeated lines are all written: consola's throttling is off", () => {
@@ -22,11 +22,11 @@ describe("logger", () => {
 
   test("levels filter: debug hidden at info, shown at debug", () => {
     const info = capture({ level: "info" });
-    info.log.debug("x", "hidden");
-    info.log.error("x", "shown");
+    info.log.debug("probe", "hidden");
+    info.log.error("http_error", "shown");
     expect(info.lines.length).toBe(1);
     const debug = capture({ level: "debug" });
-    debug.log.debug("x", "shown");
+    debug.log.debug("probe", "shown");
     expect(debug.lines.length).toBe(1);
   });
 
@@ -50,5 +50,24 @@ describe("logger", () => {
     log.warn("registration_rejected", "got \u202eevil\u2028line\u2029para\u200bzw");
     expect(lines[0]).toContain("got \\u202eevil\\u2028line\\u2029para\\u200bzw");
     expect(lines[0]).not.toMatch(/[\u202e\u2028\u2029\u200b]/);
+  });
+
+  test("the audit log takes its events at any level, and only those", () => {
+    const audit: string[] = [];
+    const { lines, log } = capture({ level: "error", audit: (l) => audit.push(l) });
+    log.debug("connection_accepted", "New connection from 10.0.0.1:5000", { ip: "10.0.0.1" });
+    log.debug("probe", "Empty frame before registration");
+    expect(lines.length).toBe(0);
+    expect(audit.length).toBe(1);
+    expect(JSON.parse(audit[0]!)).toMatchObject({ level: "debug", event: "connection_accepted", ip: "10.0.0.1" });
+    expect(AUDIT_EVENTS.every(isAuditEvent)).toBe(true);
+    expect(isAuditEvent("probe")).toBe(false);
+  });
+
+  test("event names are a closed set: a misspelt one does not compile", () => {
+    const { lines, log } = capture();
+    // @ts-expect-error "registerd" is no LogEvent (npm run typecheck fails if this line compiles)
+    log.info("registerd", "typo");
+    expect(lines.length).toBe(1);
   });
 });

@@ -9,7 +9,12 @@ export const MAX_NAME_CHARS = 64;
 
 // Cc controls, Cf format characters (zero-width, bidi controls, soft hyphen, tags),
 // line and paragraph separators, and the blank characters that render as nothing.
-const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2800\u3164\ufe00-\ufe0f\uffa0]|\udb40[\udd00-\uddef]/u;
+// Variation selectors and the grapheme joiner are combining marks: listed outside the class.
+// An emoji keyboard puts U+FE0F after a heart, so text and emoji presentation selectors
+// are fine right after an emoji; anywhere else they only make a look-alike. ZWJ (a Cf)
+// joins emoji sequences the same way.
+const INVISIBLE =
+  /[\p{Cc}\p{Zl}\p{Zp}\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0]|(?<!\p{Extended_Pictographic}\ufe0f?)\u200d|(?!\u200d)\p{Cf}|\u034f|[\u180b-\u180f]|[\ufe00-\ufe0d]|(?<!\p{Extended_Pictographic})[\ufe0e\ufe0f]|[\u{e0100}-\u{e01ef}]/u;
 const LATIN = /\p{Script=Latin}/u;
 const LOOKALIKE_SCRIPTS = /[\p{Script=Cyrillic}\p{Script=Greek}]/u;
 

@@ -4,7 +4,7 @@
  * touches a socket: a connection is a `Peer` it can send to and close, so all of
  * this runs in unit tests as it runs behind Bun.listen.
  */
-import type { LogFields, Logger } from "../log.ts";
+import type { LogEvent, LogFields, Logger } from "../log.ts";
 import {
   broadcastPrefix,
   decodeMessage,
@@ -247,7 +247,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
   const connections = new Set<Connection>();
   const handshakesByGroup = new Map<string, number>();
   const registrationWindows = new Map<string, SlidingWindow>();
-  const repeats: Repeats = createRepeats();
+  const repeats: Repeats<LogEvent> = createRepeats<LogEvent>();
   const connectionLost = errorFrame(WIRE_ERRORS.connectionLost());
   let handshaking = 0;
   let instanceCount = 0;
@@ -255,7 +255,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
   let shuttingDown = false;
 
   /** Per-address lines a flood would repeat: the first in a minute now, the rest as a count. */
-  function logRepeated(level: "info" | "warn" | "debug", event: string, conn: Connection, message: string, fields: LogFields): void {
+  function logRepeated(level: "info" | "warn" | "debug", event: LogEvent, conn: Connection, message: string, fields: LogFields): void {
     if (repeats.first(event, conn.group, clock.now(), { ip: conn.peer.address, level })) log[level](event, message, fields);
   }
 

@@ -5,7 +5,7 @@
  * totals still add up and the log stays bounded (one address connecting in a
  * loop wrote 19 MB of audit lines in 10 s before this). Time comes from the caller.
  */
-import type { Logger } from "../log.ts";
+import type { LogEvent, Logger } from "../log.ts";
 
 export interface RepeatedEvent<E extends string = string> {
   readonly event: E;
@@ -74,7 +74,7 @@ export function createRepeats<E extends string = string>(windowMs = 60_000, maxK
 }
 
 /** Logs each summary under its own event name, with the count that was not logged one by one. */
-export function reportRepeats(log: Logger, summaries: readonly RepeatedEvent[]): void {
+export function reportRepeats(log: Logger, summaries: readonly RepeatedEvent<LogEvent>[]): void {
   for (const r of summaries) {
     const level = (r.fields.level as "info" | "warn" | "debug" | undefined) ?? "info";
     log[level](r.event, `${r.count} more '${r.event}' events from ${r.fields.ip ?? r.key} in the last minute (aggregated)`, {

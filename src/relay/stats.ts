@@ -1,6 +1,6 @@
 /**
  * Counters of everything the relay does, kept as plain numbers on the hot path
- * and read by the status page and the metrics endpoint.
+ * and read by `/status`, `/metrics` and the status page.
  */
 export type DisconnectReason =
   | "closed" // the peer closed the connection
@@ -15,31 +15,109 @@ export type DisconnectReason =
   | "protocol" // something other than RegisterInstance came first
   | "shutdown";
 
-export type DropReason = "rate_limit" | "slow_consumer" | "invalid" | "oversized" | "shutdown";
+/**
+ * Every counter, once: its field on the hot path, its name in `/status`
+ * (`status`), its Prometheus family (`metric`, `help`) and, for counters kept
+ * per reason or type, the label and the keys known in advance. /status,
+ * /metrics and the page are all generated from this table.
+ */
+export interface CounterSpec {
+  readonly status: string;
+  readonly metric: string;
+  readonly help: string;
+  readonly label?: string;
+  readonly keys?: readonly string[];
+}
 
-export interface RelayStats {
-  connectionsOpened: number;
-  /** Closed at accept by --allow/--deny, the per-address cap or a cool-down. */
-  connectionsRefused: number;
-  /** Empty frames before registration: health checks. */
-  probes: number;
-  /** `Error "Connection lost"` frames queued as a registered connection's last word. */
-  lastWords: number;
-  /** Pongs sent to instances that were sent nothing for the nudge interval. */
-  nudges: number;
-  registrationsAccepted: number;
-  registrationsRejected: Record<string, number>;
-  messagesReceived: Record<string, number>;
-  broadcasts: number;
-  deliveries: number;
-  drops: Record<DropReason, number>;
-  disconnects: Record<DisconnectReason, number>;
-  /** Bytes read from and written to sockets (the server counts them). */
-  bytesIn: number;
-  bytesOut: number;
+const DROP_REASONS = ["rate_limit", "slow_consumer", "invalid", "oversized", "shutdown"] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
+
+const DISCONNECT_REASONS = [
+  "closed",
+  "error",
+  "handshake_timeout",
+  "handshake_limit",
+  "idle_timeout",
+  "slow_consumer",
+  "replay_timeout",
+  "memory_pressure",
+  "rejected",
+  "protocol",
+  "shutdown",
+] as const satisfies readonly DisconnectReason[];
+
+export const COUNTERS = {
+  connectionsOpened: { status: "connections_opened", metric: "sova_relay_connections_total", help: "TCP connections accepted." },
+  connectionsRefused: {
+    status: "connections_refused",
+    metric: "sova_relay_connections_refused_total",
+    help: "Connections closed at accept (--allow/--deny, per-address cap, cool-down).",
+  },
+  probes: { status: "probes", metric: "sova_relay_probes_total", help: "Empty frames before registration (health checks)." },
+  lastWords: {
+    status: "last_words",
+    metric: "sova_relay_last_words_total",
+    help: 'Error "Connection lost" frames queued as a registered connection\'s last frame.',
+  },
+  nudges: {
+    status: "nudges",
+    metric: "sova_relay_nudges_total",
+    help: "Pongs sent to instances that were sent nothing for the nudge interval (or whose frame header came alone).",
+  },
+  registrationsAccepted: {
+    status: "registrations_accepted",
+    metric: "sova_relay_registrations_accepted_total",
+    help: "Registrations accepted.",
+  },
+  registrationsRejected: {
+    status: "registrations_rejected",
+    metric: "sova_relay_registrations_rejected_total",
+    help: "Registrations rejected, by reason.",
+    label: "reason",
+  },
+  messagesReceived: {
+    status: "messages_received",
+    metric: "sova_relay_messages_received_total",
+    help: "Messages received, by type.",
+    label: "type",
+  },
+  broadcasts: { status: "broadcasts", metric: "sova_relay_broadcasts_total", help: "StateUpdates relayed." },
+  deliveries: { status: "deliveries", metric: "sova_relay_deliveries_total", help: "StateBroadcast frames queued to recipients." },
+  bytesIn: { status: "bytes_in", metric: "sova_relay_received_bytes_total", help: "Bytes read from instances." },
+  bytesOut: { status: "bytes_out", metric: "sova_relay_sent_bytes_total", help: "Bytes written to instances." },
+  drops: {
+    status: "drops",
+    metric: "sova_relay_drops_total",
+    help: "Messages dropped, by reason.",
+    label: "reason",
+    keys: DROP_REASONS,
+  },
+  disconnects: {
+    status: "disconnects",
+    metric: "sova_relay_disconnects_total",
+    help: "Connections ended, by reason.",
+    label: "reason",
+    keys: DISCONNECT_REASONS,
+  },
+} as const satisfies Record<string, CounterSpec>;
+
+type Counters = typeof COUNTERS;
+/** A counter's value: a number, or counts by label value (keyed by its known keys when it has them). */
+type CounterValue<S> = S extends { keys: readonly (infer K extends string)[] }
+  ? Record<K, number>
+  : S extends { label: string }
+    ? Record<string, number>
+    : number;
+
+export type RelayStats = { -readonly [K in keyof Counters]: CounterValue<Counters[K]> } & {
   /** Seconds from a StateUpdate's arrival to its last delivery being queued. */
   relayLatency: Histogram;
-}
+};
+
+/** The counters as `/status` names them. */
+export type CounterTotals = { -readonly [K in keyof Counters as Counters[K]["status"]]: CounterValue<Counters[K]> };
+
+export const COUNTER_KEYS = Object.keys(COUNTERS) as Array<keyof Counters>;
 
 /** Upper bounds in seconds: 10 µs to 100 ms, where a relay that is working well lives. */
 export const LATENCY_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1] as const;
@@ -65,35 +143,22 @@ export function observe(h: Histogram, value: number): void {
 }
 
 export function createStats(): RelayStats {
-  return {
-    connectionsOpened: 0,
-    connectionsRefused: 0,
-    probes: 0,
-    lastWords: 0,
-    nudges: 0,
-    registrationsAccepted: 0,
-    registrationsRejected: {},
-    messagesReceived: {},
-    broadcasts: 0,
-    deliveries: 0,
-    drops: { rate_limit: 0, slow_consumer: 0, invalid: 0, oversized: 0, shutdown: 0 },
-    disconnects: {
-      closed: 0,
-      error: 0,
-      handshake_timeout: 0,
-      handshake_limit: 0,
-      idle_timeout: 0,
-      slow_consumer: 0,
-      replay_timeout: 0,
-      memory_pressure: 0,
-      rejected: 0,
-      protocol: 0,
-      shutdown: 0,
-    },
-    bytesIn: 0,
-    bytesOut: 0,
-    relayLatency: createHistogram(LATENCY_BUCKETS),
-  };
+  const stats: Record<string, unknown> = { relayLatency: createHistogram(LATENCY_BUCKETS) };
+  for (const key of COUNTER_KEYS) {
+    const spec: CounterSpec = COUNTERS[key];
+    stats[key] = spec.label === undefined ? 0 : Object.fromEntries((spec.keys ?? []).map((k) => [k, 0]));
+  }
+  return stats as RelayStats;
+}
+
+/** A copy of the counters under their `/status` names. */
+export function counterTotals(stats: RelayStats): CounterTotals {
+  const totals: Record<string, unknown> = {};
+  for (const key of COUNTER_KEYS) {
+    const value = stats[key];
+    totals[COUNTERS[key].status] = typeof value === "number" ? value : { ...value };
+  }
+  return totals as CounterTotals;
 }
 
 export function bump(counts: Record<string, number>, key: string, by = 1): void {

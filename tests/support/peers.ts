@@ -3,7 +3,7 @@ import { afterEach } from "bun:test";
 import type { Socket } from "bun";
 import type { RelayClient } from "../../src/client.ts";
 import { frameOf } from "../../src/protocol/framing.ts";
-import { encodeMessage } from "../../src/protocol/messages.ts";
+import { encodeMessage, type Message } from "../../src/protocol/messages.ts";
 import type { RelayHandle } from "./relay.ts";
 
 export function registerFrame(name: string, extra: Record<string, unknown> = {}): Uint8Array {
@@ -34,4 +34,29 @@ export function cleanupAfterEach(): <T extends RelayClient | RelayHandle>(x: T) 
     open.push(x);
     return x;
   };
+}
+
+/** A nudge: a Pong carrying the relay's clock (ms since the epoch), not an answer to any Ping a test sent. */
+export function isNudge(m: Message): boolean {
+  return m.type === "Pong" && m.timestamp >= 1_000_000_000_000n;
+}
+
+/**
+ * Shows that nothing more is on its way to these clients: a round trip (Ping, then
+ * its Pong) through each, then what is still unread. Nudges are left out.
+ */
+export async function drained(...clients: RelayClient[]): Promise<Message[]> {
+  for (const c of clients) await c.ping(BigInt(Date.now()));
+  return clients.flatMap((c) => c.unread.filter((m) => !isNudge(m)));
+}
+
+/**
+ * The same for a client over its rate limit, whose pings (and oversized frames) are
+ * dropped. The relay nudges an instance only once nothing has been queued for it for
+ * the nudge interval, so once a nudge arrives, whatever the relay sent before has
+ * arrived. Needs nudges on (the default; the contract suite's blocks turn them on by flag).
+ */
+export async function drainedPastRateLimit(client: RelayClient): Promise<Message[]> {
+  await client.next("Pong", { where: (m) => m.timestamp >= 1_000_000_000_000n });
+  return client.unread.filter((m) => !isNudge(m));
 }

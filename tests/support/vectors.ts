@@ -38,6 +38,7 @@ function systemTime(v: { secs_since_epoch: string; nanos_since_epoch: number }):
 
 /** The vectors write u64 as decimal strings, UUIDs as text and byte arrays as hex. */
 export function messageFromVector(message: Vector["message"]): Message {
+  // biome-ignore lint/suspicious/noExplicitAny: JSON from the vector file; each field is checked against the codec
   const [type, f] = Object.entries(message)[0]! as [MessageType, Record<string, any>];
   switch (type) {
     case "RegisterInstance":
@@ -48,6 +49,7 @@ export function messageFromVector(message: Vector["message"]): Message {
         success: f.success,
         message: f.message,
         assigned_id: f.assigned_id ? uuidFromString(f.assigned_id) : null,
+        // biome-ignore lint/suspicious/noExplicitAny: as above
         current_instances: (f.current_instances as any[]).map(
           (i): InstanceInfo => ({ id: uuidFromString(i.id), name: i.name, version: i.version, connected_at: systemTime(i.connected_at), last_activity: systemTime(i.last_activity) }),
         ),
