@@ -7,10 +7,10 @@
  *                 reading and ended after maxEventStreamBytes (browsers reconnect)
  * GET and HEAD only; anything else is 404 (or 405 on a known path).
  */
-import type { Server } from "bun";
 import type { Logger } from "./log.ts";
 import { renderFamilies, renderMetrics } from "./metrics.ts";
 import { addressGroup } from "./net/cidr.ts";
+import { RELAY_PATH, transportFamilies, type WebSocketEndpoint } from "./net/websocket.ts";
 import { SCRIPT_HASH, renderLive, renderPage } from "./page.ts";
 import { snapshot, type StatusContext } from "./status.ts";
 
@@ -19,6 +19,8 @@ export interface HttpOptions {
   port: number;
   /** How often /events pushes, in ms. */
   eventIntervalMs?: number;
+  /** Instances over WebSocket on /relay. */
+  websocket?: WebSocketEndpoint;
   /** Open /events streams at once; past it, 503. */
   maxEventSubscribers?: number;
   /** Open /events streams from one address (IPv6: /64), so one visitor cannot take every slot. */
@@ -191,7 +193,8 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
           : new Response("ok\n", { headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain" } });
       case "/metrics": {
         const status = snapshot(ctx);
-        const body = renderMetrics({ status, connectionsOpen: ctx.relay.connections.size, relayLatency: ctx.relay.stats.relayLatency, memory: process.memoryUsage() }) + eventFamilies(events);
+        let body = renderMetrics({ status, connectionsOpen: ctx.relay.connections.size, relayLatency: ctx.relay.stats.relayLatency, memory: process.memoryUsage() }) + eventFamilies(events);
+        if (options.websocket) body += transportFamilies(ctx.relay, options.websocket.stats);
         return new Response(body, { headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain; version=0.0.4; charset=utf-8" } });
       }
       case "/events":
@@ -201,12 +204,15 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
     }
   }
 
-  const server: Server<undefined> = Bun.serve({
+  const ws = options.websocket;
+  const server = Bun.serve({
     hostname: options.host,
     port: options.port,
     idleTimeout: 30,
+    websocket: ws?.handler ?? { message() {} },
     fetch(req, server) {
       const path = new URL(req.url).pathname;
+      if (ws && (path === RELAY_PATH || req.headers.get("upgrade")?.toLowerCase() === "websocket")) return ws.upgrade(req, server);
       const known = ["/", "/status", "/healthz", "/metrics", "/events"].includes(path);
       if (!known) return new Response("not found\n", { status: 404, headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain" } });
       if (req.method !== "GET" && req.method !== "HEAD") {

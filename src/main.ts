@@ -12,6 +12,8 @@ import { healthCommand } from "./health.ts";
 import { startHttp, type RunningHttp } from "./http.ts";
 import { createLogger } from "./log.ts";
 import { historyCommand } from "./history-cli.ts";
+import { createWebSocketEndpoint } from "./net/websocket.ts";
+import { tunnelCommand } from "./tunnel-cli.ts";
 import { startServer } from "./server.ts";
 import { versionLine } from "./version.ts";
 
@@ -21,7 +23,7 @@ const relayArgs: ArgsDef = Object.fromEntries([
     {
       type: "string",
       description: `${o.description} [env ${envName(o.key)}]`,
-      default: o.default === null || o.default === "" ? undefined : String(o.default),
+      default: o.default === null || o.default === "" || (Array.isArray(o.default) && o.default.length === 0) ? undefined : String(o.default),
       valueHint: o.valueHint,
     },
   ]),
@@ -49,16 +51,17 @@ const relayCommand = defineCommand({
     }
     log.info("starting", `sova-relay ${VERSION} started`, { version: VERSION });
     let http: RunningHttp | null = null;
+    const websocket = config.httpPort !== 0 ? createWebSocketEndpoint(config, server, log) : undefined;
     if (config.httpPort !== 0) {
       const host = config.httpHost || config.host;
       const running = server;
       try {
-        http = startHttp({ host, port: config.httpPort, maxEventSubscribers: config.maxEventSubscribers }, { relay: server.relay, version: VERSION, startedAt: Date.now(), stopping: () => running.stopping, history: server.history }, log);
+        http = startHttp({ host, port: config.httpPort, maxEventSubscribers: config.maxEventSubscribers, websocket }, { relay: server.relay, version: VERSION, startedAt: Date.now(), stopping: () => running.stopping, history: server.history }, log);
       } catch (error) {
         void server.shutdown("startup failed");
         throw new RelayError("E_STARTUP", `cannot listen for HTTP on ${host}:${config.httpPort} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
       }
-      log.info("http_listening", `Status page on http://${host}:${http.port}/ (also /status, /healthz, /metrics)`, { host, port: http.port });
+      log.info("http_listening", `Status page on http://${host}:${http.port}/ (also /status, /healthz, /metrics; instances over WebSocket on /relay)`, { host, port: http.port });
     }
     const where = [server.port !== null ? `${server.host}:${server.port}` : null, server.tlsPort !== null ? `${server.host}:${server.tlsPort} (TLS)` : null].filter(Boolean).join(" and ");
     log.info(
@@ -73,7 +76,8 @@ const relayCommand = defineCommand({
         log.warn("shutdown_forced", `${signal} again: exiting now`);
         process.exit(1);
       }
-      void server.shutdown(signal).then(() => {
+      void server.shutdown(signal).then(async () => {
+        await websocket?.closed(1000);
         http?.stop();
         process.exit(0);
       });
@@ -92,7 +96,7 @@ const relayCommand = defineCommand({
   },
 });
 
-const subCommands = { health: healthCommand, history: historyCommand } as const;
+const subCommands = { health: healthCommand, history: historyCommand, tunnel: tunnelCommand } as const;
 
 async function main(argv: string[]): Promise<void> {
   const sub = argv[0] !== undefined && argv[0] in subCommands ? subCommands[argv[0] as keyof typeof subCommands] : undefined;

@@ -6,12 +6,16 @@
 import type { Subprocess } from "bun";
 import { connect, type ClientOptions, type RegisterOptions, type RelayClient } from "../../src/client.ts";
 import { resolveConfig } from "../../src/config.ts";
+import { startHttp } from "../../src/http.ts";
 import { createLogger } from "../../src/log.ts";
+import { createWebSocketEndpoint } from "../../src/net/websocket.ts";
 import { startServer, type RunningServer } from "../../src/server.ts";
 
 export interface RelayHandle {
   readonly port: number;
   readonly tlsPort?: number | null;
+  /** The HTTP listener (status page, /relay WebSocket), when the flags gave `--http-port`. */
+  readonly httpPort?: number;
   readonly logs: string[];
   /** Resolves with the first log line matching, past or future. */
   waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
@@ -37,7 +41,7 @@ function plainPort(flags: string[]): string {
 
 export type StartRelay = (flags?: string[], env?: Record<string, string>) => Promise<RelayHandle>;
 
-function logWatcher() {
+export function logWatcher() {
   const logs: string[] = [];
   const waiters: Array<{ pattern: RegExp; resolve: (line: string) => void }> = [];
   return {
@@ -70,13 +74,23 @@ export const startInProcess: StartRelay = async (flags = [], env = {}) => {
   const watcher = logWatcher();
   const log = createLogger({ level: "debug", format: config.logFormat, write: (line) => watcher.push(line) });
   const server = startServer(config, log);
+  // Started only when asked for, as most tests need no HTTP listener.
+  const websocket = flags.includes("--http-port") ? createWebSocketEndpoint(config, server, log) : undefined;
+  const http = websocket
+    ? startHttp({ host: "127.0.0.1", port: config.httpPort, websocket }, { relay: server.relay, version: "test", startedAt: Date.now(), stopping: () => server.stopping, history: server.history }, log)
+    : null;
   return {
     port: server.port ?? server.tlsPort!,
     tlsPort: server.tlsPort,
+    httpPort: http?.port,
     logs: watcher.logs,
     waitForLog: watcher.waitForLog,
     server,
-    stop: () => server.shutdown("test finished"),
+    async stop() {
+      await server.shutdown("test finished");
+      await websocket?.closed(1000);
+      http?.stop();
+    },
   };
 };
 
@@ -110,11 +124,14 @@ export function startProcess(command: string[]): StartRelay {
     });
     const line = await Promise.race([watcher.waitForLog(/Listening on [^ ]+:(\d+)|"event":"listening"/, 15000), exitedEarly]);
     listening = true;
+    const httpLine = flags.includes("--http-port") ? await watcher.waitForLog(/Status page on http:\/\/[^ ]+:(\d+)\/|"event":"http_listening"/, 15000) : null;
+    const httpPort = httpLine === null ? undefined : httpLine.trimStart().startsWith("{") ? (JSON.parse(httpLine) as { port: number }).port : Number(/:(\d+)\//.exec(httpLine)![1]);
     const port = line.trimStart().startsWith("{")
       ? ((JSON.parse(line) as { port: number | null; tls_port: number | null }).port ?? JSON.parse(line).tls_port)
       : Number(/Listening on [^ ]+?:(\d+)/.exec(line)![1]);
     return {
       port,
+      httpPort,
       logs: watcher.logs,
       waitForLog: watcher.waitForLog,
       process: proc,
