@@ -47,7 +47,7 @@ export interface PoolOptions {
 
 /** Connects and registers instances bench-<from> .. bench-<to - 1>, 250 at a time. */
 export async function connectInstances(
-  target: { host: string; port: number },
+  target: { host: string; port: number; connect?: () => Promise<RelayClient> },
   from: number,
   to: number,
   tokens: string[] | null,
@@ -59,7 +59,9 @@ export async function connectInstances(
     const group = await Promise.all(
       Array.from({ length: Math.min(batch, to - start) }, async (_, j) => {
         const index = start + j;
-        const c = await connect({ host: target.host, port: target.port, keepInbox: false, rawBroadcasts: true, skipInstanceList: true, connectTimeoutMs: 20_000 });
+        const c = target.connect
+          ? await target.connect()
+          : await connect({ host: target.host, port: target.port, keepInbox: false, rawBroadcasts: true, skipInstanceList: true, connectTimeoutMs: 20_000 });
         c.onFrame((body) => onFrame(index - from, body));
         await c.register({ name: `bench-${index}`, token: tokens ? tokens[index % tokens.length]! : null });
         return c;

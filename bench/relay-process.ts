@@ -1,6 +1,8 @@
 /** The relay under test: a child process we start (binary or source), or one already running. */
 import { existsSync, readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
+import type { RelayClient } from "../src/client.ts";
+import { connectWs } from "./ws-client.ts";
 
 export interface BenchRelay {
   readonly host: string;
@@ -12,6 +14,8 @@ export interface BenchRelay {
   cpuSeconds(): number | null;
   /** Warnings and errors the relay logged (empty for a relay we did not start). */
   readonly warnings: string[];
+  /** How the generator's instances connect, when not over plain TCP to host:port. */
+  connect?: () => Promise<RelayClient>;
   stop(): Promise<void>;
 }
 
@@ -147,5 +151,57 @@ export function targetRelay(hostPort: string, pid?: number): BenchRelay {
     cpuSeconds: () => (pid ? cpuSecondsOf(pid) : null),
     warnings: [],
     async stop() {},
+  };
+}
+
+/** The other ways an instance reaches the relay, for the transport scenario. */
+export type Transport = "tcp" | "ws" | "tunnel-tls" | "tunnel-ws";
+
+const TLS_DIR = join(ROOT, "tests", "fixtures", "tls");
+
+/** A port free right now, for listeners where the relay's 0 means "off". */
+function freePort(): number {
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = probe.port;
+  probe.stop(true);
+  return port;
+}
+
+/**
+ * The relay reached over `transport`: for the tunnels, the relay also listens for
+ * TLS or WebSockets, and a `sova-relay tunnel` process (the player's side) sits
+ * between the load generator and it, as on a player's machine.
+ */
+export async function launchVia(transport: Transport, options: { binary: string | null; flags: string[] }): Promise<BenchRelay & { tunnelCpuSeconds(): number | null }> {
+  if (transport === "tcp") return Object.assign(await launchRelay(options), { tunnelCpuSeconds: () => null });
+  const upstream = freePort();
+  if (transport === "ws") {
+    const relay = await launchRelay({ binary: options.binary, flags: [...options.flags, "--http-port", String(upstream)] });
+    return { ...relay, label: `${relay.label} over WebSocket`, connect: () => connectWs(`ws://127.0.0.1:${upstream}/relay`), tunnelCpuSeconds: () => null };
+  }
+  const extra =
+    transport === "tunnel-tls"
+      ? ["--tls-port", String(upstream), "--tls-cert", join(TLS_DIR, "test-a.crt"), "--tls-key", join(TLS_DIR, "test-a.key")]
+      : ["--http-port", String(upstream)];
+  const relay = await launchRelay({ binary: options.binary, flags: [...options.flags, ...extra] });
+  const to = transport === "tunnel-tls" ? `tls://localhost:${upstream}` : `ws://127.0.0.1:${upstream}/relay`;
+  const command = options.binary ? [options.binary] : [process.execPath, join(ROOT, "src/main.ts")];
+  const tunnel = Bun.spawn([...command, "tunnel", "--listen", "127.0.0.1:0", "--to", to, "--ca", join(TLS_DIR, "test-a.crt"), "--log-level", "warn"], {
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: "pipe",
+  });
+  const port = await listeningPort(tunnel.pid);
+  void drain(tunnel.stderr, relay.warnings);
+  return {
+    ...relay,
+    port,
+    label: `${relay.label} via sova-relay tunnel (${to})`,
+    tunnelCpuSeconds: () => cpuSecondsOf(tunnel.pid),
+    async stop() {
+      tunnel.kill("SIGTERM");
+      await tunnel.exited;
+      await relay.stop();
+    },
   };
 }

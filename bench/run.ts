@@ -13,7 +13,7 @@ import { fanoutFloor, wakeupLateness } from "./floor.ts";
 import { connectPool, runPhase, type PhaseResult, type PhaseSpec, type Pool, type PoolOptions } from "./load.ts";
 import { runHostile } from "./hostile.ts";
 import { firstUpdate, idleCost, quietEditWait } from "./nudges.ts";
-import { defaultBinary, launchRelay, targetRelay, type BenchRelay } from "./relay-process.ts";
+import { defaultBinary, launchRelay, launchVia, targetRelay, type BenchRelay, type Transport } from "./relay-process.ts";
 
 interface Row {
   scenario: string;
@@ -197,6 +197,57 @@ async function scenarioMemory(choice: RelayChoice): Promise<Row[]> {
   ];
 }
 
+/**
+ * What the WebSocket path and the player's tunnel cost: the default load and the
+ * ramp's saturation, over plain TCP, over WebSockets straight to /relay, and through
+ * one `sova-relay tunnel` process (carrying all 20 instances) to the TLS port and to
+ * the WebSocket endpoint. The tunnel shares the machine's cores with relay and generator.
+ */
+async function scenarioTransport(choice: RelayChoice, durationS: number, transports: Transport[], log: (s: string) => void): Promise<Row[]> {
+  const rows: Row[] = [];
+  const base: Record<string, { p50: number; p99: number; dps: number }> = {};
+  for (const transport of transports) {
+    const relay = await launchVia(transport, { binary: choice.binary, flags: ["--rate-limit", "0"] });
+    try {
+      const pool = await connectPool(relay, 20);
+      try {
+        const t0 = relay.tunnelCpuSeconds();
+        const w0 = performance.now();
+        const normal = await measured(pool, { senders: 20, rate: 1000 / 60, durationS, payload: 256 });
+        const tunnelCpu = t0 === null ? null : (100 * ((relay.tunnelCpuSeconds() ?? 0) - t0)) / ((performance.now() - w0) / 1000);
+        // Saturation as the ramp scenario finds it: the highest rate with no loss and p99 < 10 ms.
+        // (Flat out, a tunnel that cannot keep up gets its instances cut as slow consumers.)
+        const t1 = relay.tunnelCpuSeconds();
+        const w1 = performance.now();
+        const passed = await ramp(pool, 1, (line) => log(`  ${transport}:${line}`));
+        const flatTunnelCpu = t1 === null ? null : (100 * ((relay.tunnelCpuSeconds() ?? 0) - t1)) / ((performance.now() - w1) / 1000);
+        const flat = passed.at(-1) ?? null;
+        base[transport] = { p50: normal.latencyMs.p50, p99: normal.latencyMs.p99, dps: flat?.deliveriesPerSec ?? 0 };
+        const tcp = base.tcp;
+        const added = tcp && transport !== "tcp" ? ` (+${f2(normal.latencyMs.p50 - tcp.p50)} / +${f2(normal.latencyMs.p99 - tcp.p99)} ms over TCP)` : "";
+        log(`  ${transport}: default load p50 ${f2(normal.latencyMs.p50)} ms, p99 ${f2(normal.latencyMs.p99)} ms${added}; saturation ${Math.round(flat?.deliveriesPerSec ?? 0)} deliveries/s`);
+        const row = phaseRow(`transport: ${transport}, default load`, normal, "no loss", normal.lost === 0);
+        if (tunnelCpu !== null) row.figures["tunnel CPU %"] = tunnelCpu.toFixed(0);
+        if (added) row.figures["added p50/p99 ms"] = `+${f2(normal.latencyMs.p50 - tcp!.p50)} / +${f2(normal.latencyMs.p99 - tcp!.p99)}`;
+        rows.push(row);
+        if (flat === null) {
+          rows.push({ scenario: `transport: ${transport}, saturation`, figures: {}, target: "no loss, p99 < 10 ms at 100/s per sender", pass: false });
+          continue;
+        }
+        const sat = phaseRow(`transport: ${transport}, saturation (highest ramp step with no loss, p99 < 10 ms)`, flat, "-", true);
+        if (flatTunnelCpu !== null) sat.figures["tunnel CPU % (ramp)"] = flatTunnelCpu.toFixed(0);
+        if (tcp && transport !== "tcp") sat.figures["vs TCP"] = `${((100 * flat.deliveriesPerSec) / tcp.dps).toFixed(0)}%`;
+        rows.push(sat);
+      } finally {
+        pool.close();
+      }
+    } finally {
+      await relay.stop();
+    }
+  }
+  return rows;
+}
+
 async function scenarioHostile(choice: RelayChoice, durationS: number): Promise<Row> {
   const h = await runHostile(choice.binary, durationS);
   const r = h.pair;
@@ -263,7 +314,8 @@ function printTable(rows: Row[]): void {
 const main = defineCommand({
   meta: { name: "bench", description: "Load the relay and report throughput, latency, loss and memory" },
   args: {
-    scenario: { type: "string", description: "all, default, ramp, crowd, big, overload, memory, hostile, nudges", default: "all" },
+    scenario: { type: "string", description: "all, default, ramp, crowd, big, overload, memory, hostile, nudges, transport", default: "all" },
+    transport: { type: "string", description: "transport scenario: tcp, ws (straight to /relay), tunnel-tls, tunnel-ws, or all (TCP first, the others beside it)", default: "all" },
     binary: { type: "string", description: "Relay binary (default: dist/sova-relay)" },
     source: { type: "boolean", description: "Run the relay from source instead of the binary" },
     target: { type: "string", description: "HOST:PORT of a running relay" },
@@ -310,6 +362,11 @@ const main = defineCommand({
       if (want("memory")) rows.push(...(await scenarioMemory(choice)));
       if (want("hostile") && !choice.target) rows.push(await scenarioHostile(choice, durationS));
       if (want("nudges") && !choice.target) rows.push(...(await scenarioNudges(choice, durationS)));
+      if (want("transport")) {
+        const all: Transport[] = ["tcp", "ws", "tunnel-tls", "tunnel-ws"];
+        const picked = args.transport === "all" ? all : all.filter((t) => t === args.transport || t === "tcp");
+        rows.push(...(await scenarioTransport(choice, Math.min(durationS, 5), picked, log)));
+      }
     }
     if (args.json) console.log(JSON.stringify({ machine: { cores: navigator.hardwareConcurrency, wakeupLateMs: lateness }, rows: rows.map(({ result: _r, ...row }) => row) }, null, 2));
     else printTable(rows);

@@ -71,6 +71,8 @@ export interface RelayConfig {
   maxRegistrationsPerIp: number;
   /** Seconds. */
   replayTimeoutMs: number;
+  /** Proxies allowed to name the client in X-Forwarded-For / Forwarded on the WebSocket endpoint. */
+  trustProxy: Cidr[];
 }
 
 type Parser<T> = (raw: string, flag: string) => T;
@@ -214,6 +216,13 @@ export const OPTIONS: OptionTable<RelayConfig> = [
   { key: "maxHandshakesPerIp", description: "Connections that have not registered yet, per address (IPv6: per /64)", default: 8, parse: integer(1, 1_000_000) },
   { key: "maxRegistrationsPerIp", description: "Registrations per address (IPv6: per /64) in any 60 s", default: 60, parse: integer(1, 1_000_000) },
   { key: "replayTimeoutMs", description: "Seconds a newcomer has to take its registration response and session history before it is cut", default: 30, parse: seconds(1) },
+  {
+    key: "trustProxy",
+    description: "Reverse proxies (CIDR) whose X-Forwarded-For / Forwarded name the client on /relay (default: none; the direct peer is the client)",
+    default: [],
+    parse: cidr,
+    valueHint: "cidr",
+  },
   { key: "logLevel", description: "error, warn, info, debug or trace", default: "info", parse: oneOf(LOG_LEVELS), legacyEnv: ["RUST_LOG"], valueHint: "level" },
   { key: "logFormat", description: "text or json", default: "text", parse: oneOf(["text", "json"] as const), valueHint: "format" },
   { key: "tokens", flag: "token", description: "Session token; repeat for several sessions, one per token", default: [], parse: token, valueHint: "token" },

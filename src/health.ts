@@ -9,8 +9,9 @@ import { defineCommand } from "citty";
 import { connect } from "./client.ts";
 import { type OptionTable, argsDef, nonEmpty, option, resolveOptions, seconds } from "./config.ts";
 import { RelayError } from "./errors.ts";
+import { WIRE_ERRORS } from "./relay/wire-errors.ts";
 
-export const PROBE_ANSWER = "Invalid message: empty frame";
+export const PROBE_ANSWER = WIRE_ERRORS.emptyFrame();
 
 export interface HealthTarget {
   host: string;

@@ -7,10 +7,10 @@
  *                 reading and ended after maxEventStreamBytes (browsers reconnect)
  * GET and HEAD only; anything else is 404 (or 405 on a known path).
  */
-import type { Server } from "bun";
 import type { Logger } from "./log.ts";
 import { METRICS_CONTENT_TYPE, createMetrics, type EventStreamStats } from "./metrics.ts";
 import { addressGroup } from "./net/cidr.ts";
+import { RELAY_PATH, transportTotals, type WebSocketEndpoint } from "./net/websocket.ts";
 import { SCRIPT_HASH, renderLive, renderPage } from "./page.ts";
 import { snapshot, type StatusContext } from "./status.ts";
 
@@ -19,6 +19,8 @@ export interface HttpOptions {
   port: number;
   /** How often /events pushes, in ms. */
   eventIntervalMs?: number;
+  /** Instances over WebSocket on /relay. */
+  websocket?: WebSocketEndpoint;
   /** Open /events streams at once; past it, 503. */
   maxEventSubscribers?: number;
   /** Open /events streams from one address (IPv6: /64), so one visitor cannot take every slot. */
@@ -170,7 +172,8 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
   }
 
   // Loads prom-client now, so the first scrape does not wait for it.
-  const metrics = createMetrics(ctx, () => events);
+  const websocket = options.websocket;
+  const metrics = createMetrics(ctx, { events: () => events, transports: websocket ? () => transportTotals(ctx.relay, websocket.stats) : undefined });
 
   function route(path: string, ip: string): Response | Promise<Response> | null {
     switch (path) {
@@ -195,12 +198,15 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
     }
   }
 
-  const server: Server<undefined> = Bun.serve({
+  const ws = options.websocket;
+  const server = Bun.serve({
     hostname: options.host,
     port: options.port,
     idleTimeout: 30,
+    websocket: ws?.handler ?? { message() {} },
     fetch(req, server) {
       const path = new URL(req.url).pathname;
+      if (ws && (path === RELAY_PATH || req.headers.get("upgrade")?.toLowerCase() === "websocket")) return ws.upgrade(req, server);
       const known = ["/", "/status", "/healthz", "/metrics", "/events"].includes(path);
       if (!known) return new Response("not found\n", { status: 404, headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain" } });
       if (req.method !== "GET" && req.method !== "HEAD") {

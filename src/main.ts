@@ -12,7 +12,9 @@ import { healthCommand } from "./health.ts";
 import { historyCommand } from "./history-cli.ts";
 import { type RunningHttp, startHttp } from "./http.ts";
 import { createLogger } from "./log.ts";
+import { createWebSocketEndpoint } from "./net/websocket.ts";
 import { startServer } from "./server.ts";
+import { tunnelCommand } from "./tunnel-cli.ts";
 import { versionLine } from "./version.ts";
 
 const serveCommand = defineCommand({
@@ -33,17 +35,18 @@ const serveCommand = defineCommand({
     }
     log.info("starting", `sova-relay ${VERSION} started`, { version: VERSION });
     let http: RunningHttp | null = null;
+    const websocket = config.httpPort !== null ? createWebSocketEndpoint(config, server, log) : undefined;
     if (config.httpPort !== null) {
       const host = config.httpHost || config.host;
       const running = server;
       try {
-        http = startHttp({ host, port: config.httpPort, maxEventSubscribers: config.maxEventSubscribers }, { relay: server.relay, version: VERSION, startedAt: Date.now(), stopping: () => running.stopping, history: server.history }, log);
+        http = startHttp({ host, port: config.httpPort, maxEventSubscribers: config.maxEventSubscribers, websocket }, { relay: server.relay, version: VERSION, startedAt: Date.now(), stopping: () => running.stopping, history: server.history }, log);
       } catch (error) {
         void server.shutdown("startup failed");
         const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
         throw new RelayError("E_STARTUP", `cannot listen for HTTP on ${host}:${config.httpPort} (${why})`, { cause: error });
       }
-      log.info("http_listening", `Status page on http://${host}:${http.port}/ (also /status, /healthz, /metrics)`, { host, port: http.port });
+      log.info("http_listening", `Status page on http://${host}:${http.port}/ (also /status, /healthz, /metrics; instances over WebSocket on /relay)`, { host, port: http.port });
     }
     const where = [server.port !== null ? `${server.host}:${server.port}` : null, server.tlsPort !== null ? `${server.host}:${server.tlsPort} (TLS)` : null].filter(Boolean).join(" and ");
     log.info(
@@ -58,7 +61,8 @@ const serveCommand = defineCommand({
         log.warn("shutdown_forced", `${signal} again: exiting now`);
         process.exit(1);
       }
-      void server.shutdown(signal).then(() => {
+      void server.shutdown(signal).then(async () => {
+        await websocket?.closed(1000);
         http?.stop();
         process.exit(0);
       });
@@ -77,8 +81,7 @@ const serveCommand = defineCommand({
   },
 });
 
-// `tunnel` (the WebSocket transport's client side) joins here.
-const subCommands: Record<string, CommandDef> = { serve: serveCommand, health: healthCommand, history: historyCommand };
+const subCommands: Record<string, CommandDef> = { serve: serveCommand, health: healthCommand, history: historyCommand, tunnel: tunnelCommand };
 
 /**
  * `sova-relay [options]` runs the relay; `sova-relay <command> ...` one of the

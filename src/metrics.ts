@@ -87,7 +87,24 @@ export interface EventStreamStats {
   rotated: number;
 }
 
-export async function createMetrics(ctx: StatusContext, events?: () => EventStreamStats): Promise<MetricsEndpoint> {
+type ByTransport = Record<"tcp" | "websocket", number>;
+
+/** Connections and bytes by transport, from the WebSocket endpoint when there is one. */
+export interface TransportTotals {
+  open: ByTransport;
+  opened: ByTransport;
+  bytesIn: ByTransport;
+  bytesOut: ByTransport;
+  websocketRefused: Record<string, number>;
+}
+
+export interface MetricsSources {
+  events?: () => EventStreamStats;
+  transports?: () => TransportTotals;
+}
+
+export async function createMetrics(ctx: StatusContext, sources: MetricsSources = {}): Promise<MetricsEndpoint> {
+  const { events, transports } = sources;
   const pc = await import("prom-client");
   const { Counter, Gauge } = pc;
   // Now rather than at the first scrape: the CPU counters count from when they are made.
@@ -157,6 +174,37 @@ export async function createMetrics(ctx: StatusContext, events?: () => EventStre
         this.inc({ reason: "subscriber_cap" }, e.refused);
         this.inc({ reason: "not_reading" }, e.cut);
         this.inc({ reason: "stream_bytes" }, e.rotated);
+      },
+    });
+  }
+  if (transports) {
+    const byTransport = (kind: typeof Gauge | typeof Counter, name: string, help: string, read: (t: TransportTotals) => ByTransport) =>
+      new kind({
+        name,
+        help,
+        labelNames: ["transport"],
+        registers,
+        collect() {
+          this.reset();
+          const t = read(transports());
+          for (const transport of ["tcp", "websocket"] as const) {
+            if (this instanceof Gauge) this.set({ transport }, t[transport]);
+            else (this as InstanceType<typeof Counter>).inc({ transport }, t[transport]);
+          }
+        },
+      });
+    byTransport(Gauge, "sova_relay_transport_connections_open", "Open connections, registered or not, by transport.", (t) => t.open);
+    byTransport(Counter, "sova_relay_transport_connections_total", "Connections accepted, by transport.", (t) => t.opened);
+    byTransport(Counter, "sova_relay_transport_received_bytes_total", "Frame bytes read from instances, by transport.", (t) => t.bytesIn);
+    byTransport(Counter, "sova_relay_transport_sent_bytes_total", "Frame bytes written to instances, by transport.", (t) => t.bytesOut);
+    new Counter({
+      name: "sova_relay_websocket_refusals_total",
+      help: "WebSocket upgrades refused and WebSocket connections closed for what they sent, by reason.",
+      labelNames: ["reason"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [reason, value] of Object.entries(transports().websocketRefused)) this.inc({ reason }, value);
       },
     });
   }

@@ -10,10 +10,10 @@ import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import type { RelayConfig } from "./config.ts";
 import { RelayError } from "./errors.ts";
 import type { LogEvent, Logger } from "./log.ts";
-import { createBudget, createOutbox, type Outbox } from "./net/outbox.ts";
+import { createBudget, createOutbox, type Outbox, type PendingBudget } from "./net/outbox.ts";
 import { createFrameReader, type FrameReader } from "./protocol/framing.ts";
 import { addressGroup } from "./net/cidr.ts";
-import { createGuard, type Refusal } from "./relay/guard.ts";
+import { createGuard, type Guard, type Refusal } from "./relay/guard.ts";
 import { createRepeats, reportRepeats } from "./relay/repeats.ts";
 import { createHistory, type History } from "./relay/history.ts";
 import { loadSessionSecret } from "./session-key.ts";
@@ -50,6 +50,11 @@ export interface RunningServer {
   reloadTls(): void;
   readonly stopping: boolean;
   readonly history: History;
+  /** Shared with the WebSocket endpoint (src/net/websocket.ts), so one guard and one budget cover every transport. */
+  readonly guard: Guard;
+  readonly budget: PendingBudget;
+  /** Counts another transport's connection in memory-pressure relief and the shutdown flush; returns its release. */
+  track(conn: Connection, outbox: Outbox): () => void;
 }
 
 export type ServerConfig = Pick<
@@ -147,12 +152,15 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     log,
   );
   const sockets = new Set<Socket<SocketState>>();
+  /** Connections of other transports (WebSocket), as { conn, outbox }. */
+  const tracked = new Set<{ conn: Connection; outbox: Outbox }>();
   let onQuiet: (() => void) | null = null;
   let onAllClosed: (() => void) | null = null;
 
   function checkQuiet(): void {
     if (onQuiet === null) return;
     for (const s of sockets) if (s.data.outbox.pendingBytes > 0) return;
+    for (const t of tracked) if (t.outbox.pendingBytes > 0) return;
     onQuiet();
   }
 
@@ -173,11 +181,12 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     pressureEpisodes++;
     let cut = 0;
     while (budget.used > budget.limit / 2) {
-      let worst: Socket<SocketState> | null = null;
-      for (const s of sockets) if (s.data.conn.state !== "closed" && s.data.outbox.liveBytes > (worst?.data.outbox.liveBytes ?? 0)) worst = s;
+      let worst: { conn: Connection; outbox: Outbox } | null = null;
+      for (const s of sockets) if (s.data.conn.state !== "closed" && s.data.outbox.liveBytes > (worst?.outbox.liveBytes ?? 0)) worst = s.data;
+      for (const t of tracked) if (t.conn.state !== "closed" && t.outbox.liveBytes > (worst?.outbox.liveBytes ?? 0)) worst = t;
       if (worst === null) break;
-      relay.cut(worst.data.conn, "memory_pressure");
-      worst.data.outbox.clear();
+      relay.cut(worst.conn, "memory_pressure");
+      worst.outbox.clear();
       cut++;
     }
     const now = Date.now();
@@ -428,6 +437,16 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       return stopping;
     },
     history,
+    guard,
+    budget,
+    track(conn, outbox) {
+      const entry = { conn, outbox };
+      tracked.add(entry);
+      return () => {
+        tracked.delete(entry);
+        checkQuiet();
+      };
+    },
   };
 }
 

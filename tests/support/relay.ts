@@ -6,7 +6,9 @@
 import type { Subprocess } from "bun";
 import { connect, type ClientOptions, type RegisterOptions, type RelayClient } from "../../src/client.ts";
 import { resolveConfig } from "../../src/config.ts";
+import { startHttp } from "../../src/http.ts";
 import { createLogger, type LogEvent, type LogFormat, type Logger, type LogLevel } from "../../src/log.ts";
+import { createWebSocketEndpoint } from "../../src/net/websocket.ts";
 import { startServer, type RunningServer } from "../../src/server.ts";
 
 /** One log line as the json format writes it. */
@@ -21,7 +23,7 @@ export interface LogRecord {
 export interface RelayHandle {
   readonly port: number;
   readonly tlsPort?: number | null;
-  /** The HTTP listener's port, for a child started with `--http-port any`. */
+  /** The HTTP listener (status page, /relay WebSocket): in-process when the flags gave `--http-port`, a child's with `--http-port any`. */
   readonly httpPort?: number | null;
   /** Lines as the relay wrote them (text, or json when asked). */
   readonly logs: string[];
@@ -45,7 +47,7 @@ function matcher(event: LogEvent, where?: Partial<LogRecord> | ((e: LogRecord) =
   return (e) => e.event === event && Object.entries(where ?? {}).every(([k, v]) => e[k] === v);
 }
 
-function logWatcher() {
+export function logWatcher() {
   const logs: string[] = [];
   const events: LogRecord[] = [];
   const waiters: Array<{ test: (line: string, record: LogRecord | null) => boolean; resolve: (line: string, record: LogRecord | null) => void }> = [];
@@ -112,16 +114,27 @@ function teeLogger(watcher: Watcher, format: LogFormat): Logger {
 export const startInProcess: StartRelay = async (flags = [], env = {}) => {
   const config = resolveConfig(["--host", "127.0.0.1", "--port", "any", "--shutdown-timeout", "2", ...flags], env);
   const watcher = logWatcher();
-  const server = startServer(config, teeLogger(watcher, config.logFormat));
+  const log = teeLogger(watcher, config.logFormat);
+  const server = startServer(config, log);
+  // Started only when asked for, as most tests need no HTTP listener.
+  const websocket = config.httpPort !== null && flags.includes("--http-port") ? createWebSocketEndpoint(config, server, log) : undefined;
+  const http = websocket
+    ? startHttp({ host: "127.0.0.1", port: config.httpPort!, websocket }, { relay: server.relay, version: "test", startedAt: Date.now(), stopping: () => server.stopping, history: server.history }, log)
+    : null;
   return {
     port: server.port ?? server.tlsPort!,
     tlsPort: server.tlsPort,
+    httpPort: http?.port,
     logs: watcher.logs,
     events: watcher.events,
     waitForLog: watcher.waitForLog,
     waitForEvent: watcher.waitForEvent,
     server,
-    stop: () => server.shutdown("test finished"),
+    async stop() {
+      await server.shutdown("test finished");
+      await websocket?.closed(1000);
+      http?.stop();
+    },
   };
 };
 
