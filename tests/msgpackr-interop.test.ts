@@ -1,8 +1,8 @@
 /**
- * msgpackr as an independent encoder: what a JavaScript peer would send. Its
- * encodings that rmp-serde accepts (map16, int64 for BigInt) must decode here;
- * its defaults that rmp-serde refuses (a float for a u64, bin for Vec<u8>) must
- * be refused here too, which is why the relay does not encode with it.
+ * msgpackr with its defaults, as a JavaScript peer would use it. Its encodings
+ * that rmp-serde accepts (map16, int64 for BigInt) must decode here; its defaults
+ * that rmp-serde refuses (a float for a u64, bin for Vec<u8>) must be refused here
+ * too. The relay's own msgpackr is set up (src/protocol/msgpack.ts) never to write them.
  */
 import { describe, expect, test } from "bun:test";
 import { Packr } from "msgpackr";

@@ -9,7 +9,7 @@
  * copies into a new buffer and a rebuild starts one. So a newcomer's queue can hold
  * a view of them instead of a copy, and a crowd's pending responses share one list.
  */
-import { MsgpackWriter } from "../protocol/msgpack.ts";
+import { ByteWriter } from "../protocol/msgpack.ts";
 import { instanceEntryBound, writeInstanceEntry, type KnownInstance } from "../protocol/messages.ts";
 
 export interface Roster {
@@ -17,11 +17,11 @@ export interface Roster {
   members: readonly KnownInstance[] | null;
   /** Each member's lastActivity as encoded, in member order. */
   stamps: number[];
-  entries: MsgpackWriter;
+  entries: ByteWriter;
 }
 
 export function createRoster(): Roster {
-  return { members: null, stamps: [], entries: new MsgpackWriter(64, 0) };
+  return { members: null, stamps: [], entries: new ByteWriter(64) };
 }
 
 function isCurrent(roster: Roster, members: readonly KnownInstance[]): boolean {
@@ -34,7 +34,7 @@ function isCurrent(roster: Roster, members: readonly KnownInstance[]): boolean {
 function rebuild(roster: Roster, members: readonly KnownInstance[]): void {
   let size = 64;
   for (let i = 0; i < members.length; i++) size += instanceEntryBound(members[i]!);
-  const entries = new MsgpackWriter(size, 0);
+  const entries = new ByteWriter(size);
   const stamps: number[] = new Array(members.length);
   for (let i = 0; i < members.length; i++) {
     writeInstanceEntry(entries, members[i]!);

@@ -10,6 +10,8 @@ export interface Vector {
   message: Record<string, Record<string, unknown>>;
   note?: string;
   rmp_serde_error?: string;
+  /** edge_cases: "accepted" or "rejected". */
+  rmp_serde?: string;
 }
 
 export interface Vectors {
@@ -17,6 +19,8 @@ export interface Vectors {
   instance_to_relay: Vector[];
   accepted_other_encodings: Vector[];
   rejected_by_rmp_serde: Vector[];
+  /** Unusual bodies no Sova instance sends, with what rmp-serde 1.1.1 does with each. */
+  edge_cases: Vector[];
 }
 
 export function loadVectors(): Vectors {
