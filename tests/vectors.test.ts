@@ -16,15 +16,14 @@ import {
   encodeFrame,
   encodeMessage,
   encodeRegistrationFrameWithEntries,
+  instanceEntries,
   instanceInfoHead,
   systemTimeFromMillis,
   toByteArrayWire,
   uuidFromString,
   uuidToString,
-  writeInstanceEntry,
   type Message,
 } from "../src/protocol/messages.ts";
-import { ByteWriter } from "../src/protocol/msgpack.ts";
 import { hex, loadVectors, messageFromVector, unhex, vector, type Vector } from "./support/vectors.ts";
 
 const vectors = loadVectors();
@@ -228,9 +227,7 @@ describe("RegistrationResponse built from cached InstanceInfo heads", () => {
     for (const count of [0, 1, 2, 15, 16, 40]) {
       const all = Array.from({ length: count }, (_, i) => make(i));
       const id = uuidFromString("00000000-0000-4000-8000-000000000001");
-      const entries = new ByteWriter(16);
-      for (const a of all) writeInstanceEntry(entries, a.known);
-      const fast = encodeRegistrationFrameWithEntries("Registered as carol", id, count, entries.written());
+      const fast = encodeRegistrationFrameWithEntries("Registered as carol", id, count, instanceEntries(all.map((a) => a.known)));
       const generic = encodeFrame({ type: "RegistrationResponse", success: true, message: "Registered as carol", assigned_id: id, current_instances: all.map((a) => a.info) });
       expect(hex(fast)).toBe(hex(generic));
       expect(normalise(decodeMessage(fast.subarray(4)))).toEqual(normalise({ type: "RegistrationResponse", success: true, message: "Registered as carol", assigned_id: id, current_instances: all.map((a) => a.info) }));

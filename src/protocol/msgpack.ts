@@ -9,6 +9,7 @@
 // @ts-expect-error C1 (the value of marker 0xc1) is exported at run time, missing from this entry's .d.ts
 import { C1, Packr, RESERVE_START_SPACE, Unpackr, addExtension } from "msgpackr/pack";
 import { RelayError } from "../errors.ts";
+import type { ByteArrayWire } from "./schema.ts";
 
 export function decodeError(why: string): RelayError {
   return new RelayError("E_DECODE", why);
@@ -167,28 +168,12 @@ export function truncation(b: Uint8Array): string | null {
   return null;
 }
 
-/** Bytes appended to one growing buffer; growth copies, so views handed out never change. */
-export class ByteWriter {
-  private buf: Uint8Array;
-  private pos = 0;
+/** A `Vec<u8>` as rmp-serde writes it: msgpackr picks the same integer forms. */
+export function toByteArrayWire(values: Uint8Array): ByteArrayWire {
+  return packBody(Array.from(values)) as ByteArrayWire;
+}
 
-  constructor(initialSize = 256) {
-    this.buf = new Uint8Array(initialSize);
-  }
-
-  raw(bytes: Uint8Array): this {
-    if (this.pos + bytes.length > this.buf.length) {
-      const next = new Uint8Array(Math.max(64, this.buf.length * 2, this.pos + bytes.length));
-      next.set(this.buf.subarray(0, this.pos));
-      this.buf = next;
-    }
-    this.buf.set(bytes, this.pos);
-    this.pos += bytes.length;
-    return this;
-  }
-
-  /** What was written, as a view. */
-  written(): Uint8Array {
-    return this.buf.subarray(0, this.pos);
-  }
+/** The values of a `Vec<u8>` held in its wire form. */
+export function byteArrayValues(wire: ByteArrayWire): Uint8Array {
+  return Uint8Array.from(unpackFirst(wire) as number[]);
 }
