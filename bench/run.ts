@@ -10,6 +10,7 @@
  */
 import { defineCommand, runMain } from "citty";
 import { fanoutFloor, wakeupLateness } from "./floor.ts";
+import { HOP_BEFORE_US, hopUs } from "./hop.ts";
 import { connectPool, runPhase, type PhaseResult, type PhaseSpec, type Pool, type PoolOptions } from "./load.ts";
 import { defaultBinary, launchRelay, targetRelay, type BenchRelay } from "./relay-process.ts";
 
@@ -202,10 +203,22 @@ function printTable(rows: Row[]): void {
   }
 }
 
+/** The codec's share of a relay hop, in this process (bench/hop.ts), beside the hand-written codec's. */
+function scenarioHop(): Row {
+  const figures: Record<string, string> = {};
+  let pass = true;
+  for (const payload of [256, 524288]) {
+    const us = hopUs(payload);
+    figures[`${payload} B: µs (before)`] = `${f2(us)} (${f2(HOP_BEFORE_US[payload]!)})`;
+    pass &&= us <= HOP_BEFORE_US[payload]! * 1.2; // 20%: what other processes on 2 shared cores add
+  }
+  return { scenario: "7 codec hop: decode StateUpdate + encode StateBroadcast", figures, target: "not slower than before", pass };
+}
+
 const main = defineCommand({
   meta: { name: "bench", description: "Load the relay and report throughput, latency, loss and memory" },
   args: {
-    scenario: { type: "string", description: "all, default, ramp, crowd, big, overload, memory", default: "all" },
+    scenario: { type: "string", description: "all, default, ramp, crowd, big, overload, memory, hop", default: "all" },
     binary: { type: "string", description: "Relay binary (default: dist/sova-relay)" },
     source: { type: "boolean", description: "Run the relay from source instead of the binary" },
     target: { type: "string", description: "HOST:PORT of a running relay" },
@@ -250,6 +263,7 @@ const main = defineCommand({
       if (want("big")) rows.push(await scenarioBig(choice, durationS));
       if (want("overload")) rows.push(await scenarioOverload(choice, Math.min(durationS, 5)));
       if (want("memory")) rows.push(...(await scenarioMemory(choice)));
+      if (want("hop")) rows.push(scenarioHop());
     }
     if (args.json) console.log(JSON.stringify({ machine: { cores: navigator.hardwareConcurrency, wakeupLateMs: lateness }, rows: rows.map(({ result: _r, ...row }) => row) }, null, 2));
     else printTable(rows);

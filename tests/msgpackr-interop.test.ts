@@ -5,7 +5,7 @@
  * too. The relay's own msgpackr is set up (src/protocol/msgpack.ts) never to write them.
  */
 import { describe, expect, test } from "bun:test";
-import { Packr } from "msgpackr";
+import { Packr } from "msgpackr/pack";
 import { decodeMessage, encodeMessage, uuidFromString } from "../src/protocol/messages.ts";
 
 const packr = new Packr({ useRecords: false, variableMapSize: false });

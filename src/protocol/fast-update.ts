@@ -7,7 +7,7 @@
  * input, ready to splice into broadcasts. Anything else returns null and goes to
  * the general path, which judges it.
  */
-import { packBody } from "./msgpack.ts";
+import { packBody, uintAt } from "./msgpack.ts";
 
 /** A reader of the variant `name`, whose fields (uuid, u64 or byteArray) are `layout`. */
 export function fastReader<T>(name: string, layout: Readonly<Record<string, string>>): (body: Uint8Array) => T | null {
@@ -49,13 +49,6 @@ function startsWith(b: Uint8Array, p: number, bytes: Uint8Array): boolean {
   if (p + bytes.length > b.length) return false;
   for (let i = 0; i < bytes.length; i++) if (b[p + i] !== bytes[i]) return false;
   return true;
-}
-
-/** A big-endian unsigned integer of 1 to 4 bytes. */
-function uintAt(b: Uint8Array, p: number, size: number): number {
-  let n = 0;
-  for (let i = 0; i < size; i++) n = n * 256 + b[p + i]!;
-  return n;
 }
 
 /** Where a `Vec<u8>` at `p` in rmp-serde's form (smallest header, `cc XX` only for 128-255) ends; -1 if not in it. */

@@ -7,7 +7,8 @@
 import { fastReader } from "./fast-update.ts";
 import { Splice, arrayHeader, packBody, packFrame, packView, u64, unpackFirst } from "./msgpack.ts";
 import { INSTANCE_INFO, SCHEMA, SYSTEM_TIME } from "./schema.ts";
-import type { ByteArrayWire, InstanceInfo, Kind, KindTypes, Layout, Message, StateUpdate, SystemTime, Uuid } from "./schema.ts";
+import type { ByteArrayWire, InstanceInfo, Kind, KindTypes, Layout, Message } from "./schema.ts";
+import type { StateUpdate, SystemTime, Uuid } from "./schema.ts";
 import { decodeGeneral } from "./validate.ts";
 
 export type * from "./schema.ts";
@@ -86,7 +87,8 @@ export interface KnownInstance {
 export function instanceEntries(known: readonly KnownInstance[]): Uint8Array {
   const list: unknown[] = [];
   for (const { infoHead, lastActivity: ms } of known) {
-    list.push(new Splice(infoHead), toWire(SYSTEM_TIME, { secs_since_epoch: Math.floor(ms / 1000), nanos_since_epoch: (ms % 1000) * 1_000_000 }));
+    const time = { secs_since_epoch: Math.floor(ms / 1000), nanos_since_epoch: (ms % 1000) * 1_000_000 };
+    list.push(new Splice(infoHead), toWire(SYSTEM_TIME, time));
   }
   return new Uint8Array(packView(list).subarray(arrayHeader(list.length).length));
 }
@@ -97,7 +99,7 @@ export function instanceEntries(known: readonly KnownInstance[]): Uint8Array {
  * `entriesLength` bytes complete it (the length prefix counts them). Sending the
  * entries as their own buffer lets every newcomer's queue share one copy of them.
  */
-export function registrationResponseHead(message: string, assignedId: Uuid, count: number, entriesLength: number): Uint8Array {
+export function registrationResponseHead(message: string, assignedId: Uuid, count: number, entriesLength: number) {
   const fields = { success: true, message, assigned_id: assignedId, current_instances: new Splice(arrayHeader(count)) };
   const head = packFrame({ RegistrationResponse: toWire(SCHEMA.RegistrationResponse, fields) });
   new DataView(head.buffer).setUint32(0, head.length - 4 + entriesLength);
@@ -105,7 +107,7 @@ export function registrationResponseHead(message: string, assignedId: Uuid, coun
 }
 
 /** A whole RegistrationResponse frame around already-encoded entries; same bytes as encodeFrame. */
-export function encodeRegistrationFrameWithEntries(message: string, assignedId: Uuid, count: number, entries: Uint8Array): Uint8Array {
+export function encodeRegistrationFrameWithEntries(message: string, assignedId: Uuid, count: number, entries: Uint8Array) {
   const head = registrationResponseHead(message, assignedId, count, entries.length);
   const frame = new Uint8Array(head.length + entries.length);
   frame.set(head);
@@ -114,7 +116,7 @@ export function encodeRegistrationFrameWithEntries(message: string, assignedId: 
 }
 
 export interface DecodeOptions {
-  /** Accept variants outside upstream's enum (InstanceConnected): the client does, the relay (as a Sova instance) not. */
+  /** Accept variants outside upstream's enum (InstanceConnected): the client does; the relay, like Sova, not. */
   extensions?: boolean;
 }
 

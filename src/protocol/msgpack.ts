@@ -7,7 +7,7 @@
  * carry, so the binary and the sources would read strings with different code.
  */
 // @ts-expect-error C1 (the value of marker 0xc1) is exported at run time, missing from this entry's .d.ts
-import { C1, Packr, RESERVE_START_SPACE, Unpackr, addExtension } from "msgpackr/pack";
+import { C1, Packr, RESERVE_START_SPACE, RESET_BUFFER_MODE, Unpackr, addExtension } from "msgpackr/pack";
 import { RelayError } from "../errors.ts";
 import type { ByteArrayWire } from "./schema.ts";
 
@@ -18,19 +18,15 @@ export function decodeError(why: string): RelayError {
 /** The value of marker 0xc1, which rmp-serde refuses wherever it appears. */
 export const RESERVED: unknown = C1;
 
-/**
- * A u64 at or above 2^32. msgpackr writes such a number as float64 and a BigInt as
- * int64 (`d3`); rmp-serde writes the smallest unsigned form, `cf` up there.
- */
+/** A u64 >= 2^32: msgpackr writes float64 (number) or int64 `d3` (BigInt), rmp-serde the smallest unsigned form. */
 class U64 {
   constructor(readonly value: bigint) {}
 }
 
 /**
- * Bytes that are already valid MessagePack, written as they are: a validated
- * `update_data` (msgpackr would need it as a number[], 4 MiB for 512 KiB of edits,
- * and writes a Uint8Array as `bin`, which rmp-serde refuses there), or a part
- * encoded once and reused.
+ * Bytes already valid MessagePack, written as they are: a validated `update_data`
+ * (msgpackr wants a number[], 4 MiB for 512 KiB, and writes a Uint8Array as `bin`,
+ * which rmp-serde refuses there), or a part encoded once and reused.
  */
 export class Splice {
   constructor(readonly bytes: Uint8Array) {}
@@ -62,28 +58,22 @@ const packr = new Packr({ useRecords: false, variableMapSize: true, encodeUndefi
 /** Maps keep `0`, `"0"` and bin keys apart; u64/i64 come back as BigInt, so a number >= 2^32 was a float. */
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: false, int64AsType: "bigint" });
 
-/** A u64 as msgpackr should write it. */
-export function u64(v: bigint | number): number | U64 {
-  return v <= 0xffffffff ? Number(v) : new U64(BigInt(v));
-}
+export const u64 = (v: bigint | number): number | U64 => (v <= 0xffffffff ? Number(v) : new U64(BigInt(v)));
 
-/** pack() returns a view of a buffer msgpackr shares and grows: a kept view would pin it. */
-function copy(view: Uint8Array): Uint8Array {
-  return new Uint8Array(view);
-}
+/**
+ * The encoding of `value` as a view of msgpackr's buffer, valid until the next pack. Every
+ * pack starts at the same place (RESET_BUFFER_MODE): without it msgpackr fills its buffer
+ * and then takes a new one as large, so kept views pinned them all (123 MiB for 18 KB of
+ * small frames after one of 789 KB) and small frames made 8 KB of garbage every ~24.
+ */
+export const packView = (value: unknown, options = 0): Uint8Array => packr.pack(value, RESET_BUFFER_MODE | options);
 
-/** The encoding of `value`, valid only until the next pack. */
-export function packView(value: unknown): Uint8Array {
-  return packr.pack(value);
-}
+/** A copy that owns its memory. */
+export const packBody = (value: unknown): Uint8Array => new Uint8Array(packView(value));
 
-export function packBody(value: unknown): Uint8Array {
-  return copy(packr.pack(value));
-}
-
-/** `[u32 length][body]`, in its own memory. */
+/** `[u32 length][body]`, in memory of its own. */
 export function packFrame(value: unknown): Uint8Array {
-  const frame = copy(packr.pack(value, RESERVE_START_SPACE | 4));
+  const frame = new Uint8Array(packView(value, RESERVE_START_SPACE | 4));
   const n = frame.length - 4;
   [frame[0], frame[1], frame[2], frame[3]] = [n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
   return frame;
@@ -133,11 +123,6 @@ const EOF_BYTES = "IO error while reading data: unexpected end of file";
 export function truncation(b: Uint8Array): string | null {
   let p = 0;
   let pending = 1;
-  const int = (size: number) => {
-    let n = 0;
-    for (let i = 0; i < size; i++) n = n * 256 + b[p + i]!;
-    return n;
-  };
   while (pending-- > 0) {
     if (p >= b.length) return EOF_MARKER;
     const m = b[p++]!;
@@ -154,7 +139,7 @@ export function truncation(b: Uint8Array): string | null {
       else {
         const size = m === 0xdc || m === 0xde ? 2 : m === 0xdd || m === 0xdf ? 4 : 1 << ((m - 0xc4) % 3);
         if (p + size > b.length) return EOF_FIELD;
-        const n = int(size);
+        const n = uintAt(b, p, size);
         p += size;
         if (m >= 0xdc) pending += m >= 0xde ? 2 * n : n;
         else [fixed, bytes] = m >= 0xc7 && m <= 0xc9 ? [1, n] : [0, n];
@@ -176,4 +161,11 @@ export function toByteArrayWire(values: Uint8Array): ByteArrayWire {
 /** The values of a `Vec<u8>` held in its wire form. */
 export function byteArrayValues(wire: ByteArrayWire): Uint8Array {
   return Uint8Array.from(unpackFirst(wire) as number[]);
+}
+
+/** A big-endian unsigned integer of 1 to 4 bytes. */
+export function uintAt(b: Uint8Array, p: number, size: number): number {
+  let n = 0;
+  for (let i = 0; i < size; i++) n = n * 256 + b[p + i]!;
+  return n;
 }

@@ -33,11 +33,22 @@ export type Layout = Readonly<Record<string, Kind>>;
 type Fields<L extends Layout> = { -readonly [K in keyof L]: KindTypes[L[K]] };
 
 export const SYSTEM_TIME = { secs_since_epoch: "u64", nanos_since_epoch: "u32" } as const;
-export const INSTANCE_INFO = { id: "uuid", name: "string", version: "string", connected_at: "time", last_activity: "time" } as const;
+export const INSTANCE_INFO = {
+  id: "uuid",
+  name: "string",
+  version: "string",
+  connected_at: "time",
+  last_activity: "time",
+} as const;
 
 /** Upstream's enum `RelayMessage`, variants in declaration order (serde also reads an index), then ours. */
 export const SCHEMA = {
-  RegisterInstance: { instance_name: "string", version: "string", session_token: "optString", capabilities: "capabilities" },
+  RegisterInstance: {
+    instance_name: "string",
+    version: "string",
+    session_token: "optString",
+    capabilities: "capabilities",
+  },
   RegistrationResponse: { success: "bool", message: "string", assigned_id: "optUuid", current_instances: "instances" },
   StateUpdate: { source_instance_id: "uuid", timestamp: "u64", update_data: "byteArray" },
   StateBroadcast: { source_instance_name: "string", timestamp: "u64", update_data: "byteArray" },

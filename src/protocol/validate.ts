@@ -7,7 +7,8 @@
  * What it cannot tell apart is listed in tests/vectors.test.ts.
  */
 import { EXT, RESERVED, decodeError, toByteArrayWire, unpackFirst } from "./msgpack.ts";
-import { INSTANCE_INFO, SCHEMA, SYSTEM_TIME, UPSTREAM_VARIANTS, type Kind, type Layout, type Message, type MessageType } from "./schema.ts";
+import { INSTANCE_INFO, SCHEMA, SYSTEM_TIME, UPSTREAM_VARIANTS as UPSTREAM } from "./schema.ts";
+import type { Kind, Layout, Message, MessageType } from "./schema.ts";
 
 /** Reads `body` with msgpackr and checks it as rmp-serde would. */
 export function decodeGeneral(body: Uint8Array, options: { extensions?: boolean } = {}): Message {
@@ -28,7 +29,7 @@ const MAX_DEPTH = 1024;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 const isFloat = (n: number) => !Number.isInteger(n) || Object.is(n, -0) || n >= 2 ** 32 || n < -(2 ** 31);
 const isInt = (v: unknown): v is number | bigint => typeof v === "bigint" || (typeof v === "number" && !isFloat(v));
-/** How Rust prints what JS prints otherwise. */
+/** How Rust prints the floats JS prints otherwise (String(-0) is "0"). */
 const FLOAT_TEXT: Record<string, string> = { Infinity: "inf", "-Infinity": "-inf", "0": "-0" };
 
 /** What serde's `Unexpected` calls a value, as in "invalid type: {this}, expected ...". */
@@ -52,13 +53,13 @@ function nested(depth: number): number {
 
 function variantOf(v: unknown, extensions: boolean): MessageType {
   if (isInt(v) && v >= 0) {
-    if (v < UPSTREAM_VARIANTS.length) return UPSTREAM_VARIANTS[Number(v)]!;
-    throw decodeError(`invalid value: integer \`${v}\`, expected variant index 0 <= i < ${UPSTREAM_VARIANTS.length}`);
+    if (v < UPSTREAM.length) return UPSTREAM[Number(v)]!;
+    throw decodeError(`invalid value: integer \`${v}\`, expected variant index 0 <= i < ${UPSTREAM.length}`);
   }
   if (typeof v !== "string" && !(v instanceof Uint8Array)) throw invalidType(v, "variant identifier");
   const name = typeof v === "string" ? v : new TextDecoder().decode(v);
-  if (Object.hasOwn(SCHEMA, name) && (extensions || UPSTREAM_VARIANTS.includes(name as MessageType))) return name as MessageType;
-  throw decodeError(`unknown variant \`${name}\`, expected one of ${UPSTREAM_VARIANTS.map((t) => `\`${t}\``).join(", ")}`);
+  if (Object.hasOwn(SCHEMA, name) && (extensions || UPSTREAM.includes(name as MessageType))) return name as MessageType;
+  throw decodeError(`unknown variant \`${name}\`, expected one of ${UPSTREAM.map((t) => `\`${t}\``).join(", ")}`);
 }
 
 /** The field a key names, or undefined for one to skip; keys may be names, bin names or indexes. */
@@ -84,13 +85,15 @@ function readStruct(layout: Layout, v: unknown, what: string, depth: number): Re
   } else if (Array.isArray(v)) {
     depth = nested(depth);
     for (let i = 0; i < Math.min(v.length, names.length); i++) out[names[i]!] = read(layout[names[i]!]!, v[i], depth);
-    if (v.length < names.length) throw decodeError(`invalid length ${v.length}, expected ${what} with ${names.length} elements`);
+    const n = names.length;
+    if (v.length < n) throw decodeError(`invalid length ${v.length}, expected ${what} with ${n} elements`);
     if (v.length > names.length) throw decodeError(`array had incorrect length, expected ${names.length}`);
   } else throw invalidType(v, what);
   for (const name in layout) {
     const kind = layout[name];
     if (Object.hasOwn(out, name)) continue;
-    if (kind === "optString" || kind === "optUuid" || kind === "capabilities") out[name] = kind === "capabilities" ? [] : null;
+    if (kind === "optString" || kind === "optUuid") out[name] = null;
+    else if (kind === "capabilities") out[name] = [];
     else throw decodeError(`missing field \`${name}\``);
   }
   return out;
@@ -126,8 +129,8 @@ function read(kind: Kind, v: unknown, depth: number): unknown {
     case "uuid":
     case "optUuid":
       if (!(v instanceof Uint8Array)) throw invalidType(v, "bytes");
-      if (v.length !== 16) throw decodeError(`UUID parsing failed: invalid length: expected 16 bytes, found ${v.length}`);
-      return v.slice();
+      if (v.length === 16) return v.slice();
+      throw decodeError(`UUID parsing failed: invalid length: expected 16 bytes, found ${v.length}`);
     case "u64":
       return BigInt(uint(v, 2n ** 64n - 1n, "u64"));
     case "u32":
