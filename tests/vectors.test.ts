@@ -15,7 +15,6 @@ import {
   encodeBroadcastFrame,
   encodeFrame,
   encodeMessage,
-  encodeRegistrationFrameWithEntries,
   instanceEntries,
   instanceInfoHead,
   systemTimeFromMillis,
@@ -24,7 +23,7 @@ import {
   uuidToString,
   type Message,
 } from "../src/protocol/messages.ts";
-import { hex, loadVectors, messageFromVector, unhex, vector, type Vector } from "./support/vectors.ts";
+import { encodeRegistrationFrameWithEntries, hex, loadVectors, messageFromVector, unhex, vector, type Vector } from "./support/vectors.ts";
 
 const vectors = loadVectors();
 

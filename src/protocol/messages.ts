@@ -106,31 +106,19 @@ export function registrationResponseHead(message: string, assignedId: Uuid, coun
   return head;
 }
 
-/** A whole RegistrationResponse frame around already-encoded entries; same bytes as encodeFrame. */
-export function encodeRegistrationFrameWithEntries(message: string, assignedId: Uuid, count: number, entries: Uint8Array) {
-  const head = registrationResponseHead(message, assignedId, count, entries.length);
-  const frame = new Uint8Array(head.length + entries.length);
-  frame.set(head);
-  frame.set(entries, head.length);
-  return frame;
-}
-
-export interface DecodeOptions {
-  /** Accept variants outside upstream's enum (InstanceConnected): the client does; the relay, like Sova, not. */
-  extensions?: boolean;
-}
-
 /** The relay's hot path: a StateUpdate as every Sova instance writes it, with update_data a view of the body. */
 export const decodeStateUpdate = fastReader<StateUpdate>("StateUpdate", SCHEMA.StateUpdate);
 
-/** Decodes one frame body; throws RelayError("E_DECODE") in rmp-serde's words. */
-export function decodeMessage(body: Uint8Array, options: DecodeOptions = {}): Message {
+/**
+ * Decodes one frame body; throws RelayError("E_DECODE") in rmp-serde's words. `extensions`: accept
+ * variants outside upstream's enum (InstanceConnected), as the client does; the relay, like Sova, not.
+ */
+export function decodeMessage(body: Uint8Array, options: { extensions?: boolean } = {}): Message {
   return decodeStateUpdate(body) ?? decodeGeneral(body, options);
 }
 
 export function uuidToString(id: Uuid): string {
-  const hex = Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString("hex");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  return Buffer.from(id).toString("hex").replace(/^(.{8})(.{4})(.{4})(.{4})/, "$1-$2-$3-$4-");
 }
 
 export function uuidFromString(s: string): Uuid {

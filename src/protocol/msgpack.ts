@@ -153,15 +153,9 @@ export function truncation(b: Uint8Array): string | null {
   return null;
 }
 
-/** A `Vec<u8>` as rmp-serde writes it: msgpackr picks the same integer forms. */
-export function toByteArrayWire(values: Uint8Array): ByteArrayWire {
-  return packBody(Array.from(values)) as ByteArrayWire;
-}
-
-/** The values of a `Vec<u8>` held in its wire form. */
-export function byteArrayValues(wire: ByteArrayWire): Uint8Array {
-  return Uint8Array.from(unpackFirst(wire) as number[]);
-}
+/** A `Vec<u8>` as rmp-serde writes it (msgpackr picks the same integer forms), and back. */
+export const toByteArrayWire = (values: Uint8Array) => packBody(Array.from(values)) as ByteArrayWire;
+export const byteArrayValues = (wire: ByteArrayWire) => Uint8Array.from(unpackFirst(wire) as number[]);
 
 /** A big-endian unsigned integer of 1 to 4 bytes. */
 export function uintAt(b: Uint8Array, p: number, size: number): number {

@@ -84,14 +84,15 @@ function readStruct(layout: Layout, v: unknown, what: string, depth: number): Re
     }
   } else if (Array.isArray(v)) {
     depth = nested(depth);
-    for (let i = 0; i < Math.min(v.length, names.length); i++) out[names[i]!] = read(layout[names[i]!]!, v[i], depth);
     const n = names.length;
+    for (let i = 0; i < Math.min(v.length, n); i++) out[names[i]!] = read(layout[names[i]!]!, v[i], depth);
     if (v.length < n) throw decodeError(`invalid length ${v.length}, expected ${what} with ${n} elements`);
-    if (v.length > names.length) throw decodeError(`array had incorrect length, expected ${names.length}`);
+    if (v.length > n) throw decodeError(`array had incorrect length, expected ${n}`);
   } else throw invalidType(v, what);
   for (const name in layout) {
     const kind = layout[name];
     if (Object.hasOwn(out, name)) continue;
+    // serde: a missing Option is None; the extension field defaults to empty
     if (kind === "optString" || kind === "optUuid") out[name] = null;
     else if (kind === "capabilities") out[name] = [];
     else throw decodeError(`missing field \`${name}\``);
