@@ -137,8 +137,8 @@ describe("the StateUpdate fast path against the general path (msgpackr)", () => 
     timestamp: fc.oneof(u64, fc.bigInt({ min: 0n, max: 70000n })),
     update_data: fc.uint8Array({ maxLength: 300 }).map(toByteArrayWire),
   });
-  /** Fields in any order, as another serializer might write them. */
-  const reordered = fc.tuple(update, fc.constantFrom([0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0])).map(([m, order]) => {
+  /** Fields in any order, and map headers as rmp-serde (fixmap) or msgpackr's defaults (map16) write them. */
+  const reordered = fc.tuple(update, fc.constantFrom([0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]), fc.boolean()).map(([m, order, map16]) => {
     const body = Buffer.from(encodeMessage(m));
     const head = 1 + 12 + 1; // fixmap, "StateUpdate", fixmap 3
     const keys = [1 + 18, 1 + 9, 1 + 11]; // key lengths of source_instance_id, timestamp, update_data
@@ -149,7 +149,8 @@ describe("the StateUpdate fast path against the general path (msgpackr)", () => 
       parts.push(body.subarray(at, next));
       at = next;
     }
-    return Uint8Array.from(Buffer.concat([body.subarray(0, head), ...order.map((i) => parts[i]!)]));
+    const start = map16 ? [Buffer.of(0xde, 0, 1), body.subarray(1, head - 1), Buffer.of(0xde, 0, 3)] : [body.subarray(0, head)];
+    return Uint8Array.from(Buffer.concat([...start, ...order.map((i) => parts[i]!)]));
   });
   const mutation = fc.record({ at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }), kind: fc.constantFrom("set", "insert", "delete", "truncate") });
 

@@ -6,9 +6,9 @@
  * number that is fractional, -0, or outside 32 bits can only have been a float.
  * What it cannot tell apart is listed in tests/vectors.test.ts.
  */
-import { EXT, RESERVED, decodeError, toByteArrayWire, unpackFirst } from "./msgpack.ts";
+import { EXT, RESERVED, decodeError, packBody, unpackFirst } from "./msgpack.ts";
 import { INSTANCE_INFO, SCHEMA, SYSTEM_TIME, UPSTREAM_VARIANTS as UPSTREAM } from "./schema.ts";
-import type { Kind, Layout, Message, MessageType } from "./schema.ts";
+import type { ByteArrayWire, Kind, Layout, Message, MessageType } from "./schema.ts";
 
 /** Reads `body` with msgpackr and checks it as rmp-serde would. */
 export function decodeGeneral(body: Uint8Array, options: { extensions?: boolean } = {}): Message {
@@ -130,7 +130,7 @@ function read(kind: Kind, v: unknown, depth: number): unknown {
     case "uuid":
     case "optUuid":
       if (!(v instanceof Uint8Array)) throw invalidType(v, "bytes");
-      if (v.length === 16) return v.slice();
+      if (v.length === 16) return new Uint8Array(v); // a copy: msgpackr gives views, and Buffer's slice() is one
       throw decodeError(`UUID parsing failed: invalid length: expected 16 bytes, found ${v.length}`);
     case "u64":
       return BigInt(uint(v, 2n ** 64n - 1n, "u64"));
@@ -144,7 +144,7 @@ function read(kind: Kind, v: unknown, depth: number): unknown {
   }
   if (!Array.isArray(v)) throw invalidType(v, "a sequence");
   const inner = nested(depth);
-  if (kind === "byteArray") return toByteArrayWire(Uint8Array.from(v, (e) => Number(uint(e, 255, "u8"))));
+  if (kind === "byteArray") return packBody(v.map((e) => Number(uint(e, 255, "u8")))) as ByteArrayWire;
   if (kind === "capabilities") return v.map((e) => read("string", e, inner));
   return v.map((e) => readStruct(INSTANCE_INFO, e, "struct InstanceInfo", inner));
 }
