@@ -47,7 +47,7 @@ export function fastReader<T>(name: string, layout: Readonly<Record<string, stri
 }
 
 /** Where a map header of `count` entries at `p` ends (fixmap, map16, map32); -1 if there is none. */
-function mapHeaderEnd(b: Uint8Array, p: number, count: number): number {
+export function mapHeaderEnd(b: Uint8Array, p: number, count: number): number {
   const m = b[p];
   const size = m === 0x80 + count && count < 16 ? 0 : m === 0xde ? 2 : m === 0xdf ? 4 : -1;
   if (size < 0 || p + 1 + size > b.length || (size > 0 && uintAt(b, p + 1, size) !== count)) return -1;

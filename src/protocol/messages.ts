@@ -4,7 +4,7 @@
  * checks (validate.ts), and the pieces the relay caches (a sender's name, an
  * instance's InstanceInfo) so that a hop or a crowd's registrations stay cheap.
  */
-import { fastReader } from "./fast-update.ts";
+import { fastReader, mapHeaderEnd } from "./fast-update.ts";
 import { Splice, arrayHeader, packBody, packFrame, packView, u64, unpackFirst } from "./msgpack.ts";
 import { INSTANCE_INFO, SCHEMA, SYSTEM_TIME } from "./schema.ts";
 import type { ByteArrayWire, InstanceInfo, Kind, KindTypes, Layout, Message } from "./schema.ts";
@@ -41,21 +41,12 @@ function toWire(layout: Layout, value: Record<string, unknown>): Record<string, 
 }
 
 const messageWire = (msg: Message) => ({ [msg.type]: toWire(SCHEMA[msg.type], msg) });
-
 /** The body alone, as rmp-serde's `to_vec_named` would write it. */
-export function encodeMessage(msg: Message): Uint8Array {
-  return packBody(messageWire(msg));
-}
-
+export const encodeMessage = (msg: Message): Uint8Array => packBody(messageWire(msg));
 /** `[u32 length][body]`, ready for the socket, in memory of its own. */
-export function encodeFrame(msg: Message): Uint8Array {
-  return packFrame(messageWire(msg));
-}
-
+export const encodeFrame = (msg: Message): Uint8Array => packFrame(messageWire(msg));
 /** A sender's name as encoded once at registration, for all its broadcasts. */
-export function broadcastPrefix(sourceName: string): Uint8Array {
-  return packBody(sourceName.toWellFormed());
-}
+export const broadcastPrefix = (sourceName: string): Uint8Array => packBody(sourceName.toWellFormed());
 
 /** A whole StateBroadcast frame: msgpackr writes it around the sender's name and the data, spliced. */
 export function encodeBroadcastFrame(prefix: Uint8Array, timestamp: bigint, data: ByteArrayWire): Uint8Array {
@@ -117,9 +108,8 @@ export function decodeMessage(body: Uint8Array, options: { extensions?: boolean 
   return decodeStateUpdate(body) ?? decodeGeneral(body, options);
 }
 
-export function uuidToString(id: Uuid): string {
-  return Buffer.from(id).toString("hex").replace(/^(.{8})(.{4})(.{4})(.{4})/, "$1-$2-$3-$4-");
-}
+export const uuidToString = (id: Uuid): string =>
+  Buffer.from(id).toString("hex").replace(/^(.{8})(.{4})(.{4})(.{4})/, "$1-$2-$3-$4-");
 
 export function uuidFromString(s: string): Uuid {
   const hex = s.replace(/-/g, "");
@@ -127,14 +117,14 @@ export function uuidFromString(s: string): Uuid {
   return new Uint8Array(Buffer.from(hex, "hex"));
 }
 
-export function systemTimeFromMillis(ms: number): SystemTime {
-  return { secs_since_epoch: BigInt(Math.floor(ms / 1000)), nanos_since_epoch: (ms % 1000) * 1_000_000 };
-}
+export const systemTimeFromMillis = (ms: number): SystemTime => ({
+  secs_since_epoch: BigInt(Math.floor(ms / 1000)),
+  nanos_since_epoch: (ms % 1000) * 1_000_000,
+});
 
 /** The variant a body claims to be, read without decoding the rest; null if it names none. */
 export function peekVariant(body: Uint8Array): string | null {
-  // Only the key is read: behind a one-entry map header (fixmap, map16, map32).
-  const at = body[0] === 0x81 ? 1 : body[0] === 0xde && body[1] === 0 && body[2] === 1 ? 3 : -1;
+  const at = mapHeaderEnd(body, 0, 1); // msgpackr reads only the key behind it
   try {
     const key = at > 0 ? unpackFirst(body.subarray(at)) : null;
     return typeof key === "string" ? key : null;
