@@ -28,7 +28,7 @@ function registerQuietly(c: RelayClient, name: string, token: string | null): Pr
     done = true;
     const variant = peekVariant(body);
     const at = Buffer.from(body.buffer, body.byteOffset, body.byteLength).indexOf(ID_KEY);
-    if (variant === "RegistrationResponse" && at >= 0) resolve(body.slice(at + ID_KEY.length, at + ID_KEY.length + 16));
+    if (variant === "RegistrationResponse" && at >= 0) resolve(new Uint8Array(body.subarray(at + ID_KEY.length, at + ID_KEY.length + 16)));
     else reject(new Error(`registration of ${name} failed: ${variant === "Error" ? (decodeMessage(body) as { message: string }).message : variant}`));
   });
   c.send({ type: "RegisterInstance", instance_name: name, version: "0.1.0", session_token: token, capabilities: [] });
