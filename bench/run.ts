@@ -10,7 +10,7 @@
  */
 import { defineCommand, runMain } from "citty";
 import { fanoutFloor, wakeupLateness } from "./floor.ts";
-import { HOP_BEFORE_US, hopUs } from "./hop.ts";
+import { DEFAULT_LOAD_CPU_BEFORE, HOP_BEFORE_US, hopUs } from "./hop.ts";
 import { connectPool, runPhase, type PhaseResult, type PhaseSpec, type Pool, type PoolOptions } from "./load.ts";
 import { defaultBinary, launchRelay, targetRelay, type BenchRelay } from "./relay-process.ts";
 
@@ -84,7 +84,9 @@ function phaseRow(scenario: string, r: PhaseResult, target: string, pass: boolea
 async function scenarioDefault(choice: RelayChoice, durationS: number): Promise<Row> {
   const spec: PhaseSpec = { senders: 20, rate: 1000 / 60, durationS, payload: 256 };
   const r = await withPool(choice, [], 20, (pool) => measured(pool, spec));
-  return phaseRow("1 default load", r, "no loss, p99 < 2 ms", r.lost === 0 && r.latencyMs.p99 < 2);
+  const row = phaseRow("1 default load", r, "no loss, p99 < 2 ms", r.lost === 0 && r.latencyMs.p99 < 2);
+  row.figures["relay CPU % before msgpackr"] = DEFAULT_LOAD_CPU_BEFORE;
+  return row;
 }
 
 const RAMP_RATES = [100, 200, 400, 600, 800, 1000, 1200, 1400, 1600, 1800, 2000, 2400, 2800, 3200, 4000];
