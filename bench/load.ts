@@ -7,10 +7,36 @@
 import { join } from "node:path";
 import { connect, type RelayClient } from "../src/client.ts";
 import { frameOf } from "../src/protocol/framing.ts";
-import { encodeFrame, encodeMessage, toByteArrayWire } from "../src/protocol/messages.ts";
+import { decodeMessage, encodeFrame, encodeMessage, peekVariant, toByteArrayWire, type Uuid } from "../src/protocol/messages.ts";
 import type { FromReceivers, ReceiversSpec, ToReceivers } from "./receivers.ts";
 import { createRecorder, createUpdateTemplate, nowUs } from "./recorder.ts";
 import { cpuSecondsOf, type BenchRelay } from "./relay-process.ts";
+
+/** The ids the relay assigned to instances registered by registerQuietly. */
+export const benchIds = new WeakMap<RelayClient, Uuid>();
+
+/**
+ * Registers without decoding the RegistrationResponse, which lists every instance
+ * registered before (a crowd's thousands would cost the generator O(n^2) decoding):
+ * the assigned id is read from the bytes, behind its key.
+ */
+function registerQuietly(c: RelayClient, name: string, token: string | null): Promise<Uuid> {
+  const { promise, resolve, reject } = Promise.withResolvers<Uuid>();
+  let done = false;
+  c.onFrame((body) => {
+    if (done) return;
+    done = true;
+    const variant = peekVariant(body);
+    const at = Buffer.from(body.buffer, body.byteOffset, body.byteLength).indexOf(ID_KEY);
+    if (variant === "RegistrationResponse" && at >= 0) resolve(new Uint8Array(body.subarray(at + ID_KEY.length, at + ID_KEY.length + 16)));
+    else reject(new Error(`registration of ${name} failed: ${variant === "Error" ? (decodeMessage(body) as { message: string }).message : variant}`));
+  });
+  c.send({ type: "RegisterInstance", instance_name: name, version: "0.1.0", session_token: token, capabilities: [] });
+  return promise;
+}
+
+/** The key `assigned_id` (fixstr 11) and the bin-16 header of its value. */
+const ID_KEY = Buffer.concat([Buffer.of(0xab), Buffer.from("assigned_id"), Buffer.of(0xc4, 0x10)]);
 
 /** A child process holding some of the receiving instances (bench/receivers.ts). */
 interface ReceiverProcess {
@@ -61,9 +87,10 @@ export async function connectInstances(
         const index = start + j;
         const c = target.connect
           ? await target.connect()
-          : await connect({ host: target.host, port: target.port, keepInbox: false, rawBroadcasts: true, skipInstanceList: true, connectTimeoutMs: 20_000 });
+          : await connect({ host: target.host, port: target.port, keepInbox: false, rawBroadcasts: true, connectTimeoutMs: 20_000 });
+        const registered = registerQuietly(c, `bench-${index}`, tokens ? tokens[index % tokens.length]! : null);
         c.onFrame((body) => onFrame(index - from, body));
-        await c.register({ name: `bench-${index}`, token: tokens ? tokens[index % tokens.length]! : null });
+        benchIds.set(c, await registered);
         return c;
       }),
     );
@@ -201,7 +228,7 @@ export async function runPhase(pool: Pool, spec: PhaseSpec): Promise<PhaseResult
   }, 100);
 
   const templates = pool.clients.slice(0, senders).map((c, s) =>
-    createUpdateTemplate((update_data, timestamp) => encodeFrame({ type: "StateUpdate", source_instance_id: c.id!, timestamp, update_data: toByteArrayWire(update_data) }), s, spec.payload),
+    createUpdateTemplate((update_data, timestamp) => encodeFrame({ type: "StateUpdate", source_instance_id: benchIds.get(c)!, timestamp, update_data: toByteArrayWire(update_data) }), s, spec.payload),
   );
   const sent = new Array<number>(senders).fill(0);
   const relayCpu0 = pool.relay.cpuSeconds();

@@ -10,6 +10,7 @@
  */
 import { defineCommand, runMain } from "citty";
 import { fanoutFloor, wakeupLateness } from "./floor.ts";
+import { DEFAULT_LOAD_CPU_BEFORE, HOP_BEFORE_US, hopUs } from "./hop.ts";
 import { connectPool, runPhase, type PhaseResult, type PhaseSpec, type Pool, type PoolOptions } from "./load.ts";
 import { runHostile } from "./hostile.ts";
 import { firstUpdate, idleCost, quietEditWait } from "./nudges.ts";
@@ -85,7 +86,9 @@ function phaseRow(scenario: string, r: PhaseResult, target: string, pass: boolea
 async function scenarioDefault(choice: RelayChoice, durationS: number): Promise<Row> {
   const spec: PhaseSpec = { senders: 20, rate: 1000 / 60, durationS, payload: 256 };
   const r = await withPool(choice, [], 20, (pool) => measured(pool, spec));
-  return phaseRow("1 default load", r, "no loss, p99 < 2 ms", r.lost === 0 && r.latencyMs.p99 < 2);
+  const row = phaseRow("1 default load", r, "no loss, p99 < 2 ms", r.lost === 0 && r.latencyMs.p99 < 2);
+  row.figures["relay CPU % before msgpackr"] = DEFAULT_LOAD_CPU_BEFORE;
+  return row;
 }
 
 const RAMP_RATES = [100, 200, 400, 600, 800, 1000, 1200, 1400, 1600, 1800, 2000, 2400, 2800, 3200, 4000];
@@ -311,10 +314,22 @@ function printTable(rows: Row[]): void {
   }
 }
 
+/** The codec's share of a relay hop, in this process (bench/hop.ts), beside the hand-written codec's. */
+function scenarioHop(): Row {
+  const figures: Record<string, string> = {};
+  let pass = true;
+  for (const payload of [256, 524288]) {
+    const us = hopUs(payload);
+    figures[`${payload} B: µs (before)`] = `${f2(us)} (${f2(HOP_BEFORE_US[payload]!)})`;
+    pass &&= us <= HOP_BEFORE_US[payload]! * 1.2; // 20%: what other processes on 2 shared cores add
+  }
+  return { scenario: "7 codec hop: decode StateUpdate + encode StateBroadcast", figures, target: "not slower than before", pass };
+}
+
 const main = defineCommand({
   meta: { name: "bench", description: "Load the relay and report throughput, latency, loss and memory" },
   args: {
-    scenario: { type: "string", description: "all, default, ramp, crowd, big, overload, memory, hostile, nudges, transport", default: "all" },
+    scenario: { type: "string", description: "all, default, ramp, crowd, big, overload, memory, hostile, nudges, transport, hop", default: "all" },
     transport: { type: "string", description: "transport scenario: tcp, ws (straight to /relay), tunnel-tls, tunnel-ws, or all (TCP first, the others beside it)", default: "all" },
     binary: { type: "string", description: "Relay binary (default: dist/sova-relay)" },
     source: { type: "boolean", description: "Run the relay from source instead of the binary" },
@@ -367,6 +382,7 @@ const main = defineCommand({
         const picked = args.transport === "all" ? all : all.filter((t) => t === args.transport || t === "tcp");
         rows.push(...(await scenarioTransport(choice, Math.min(durationS, 5), picked, log)));
       }
+      if (want("hop")) rows.push(scenarioHop());
     }
     if (args.json) console.log(JSON.stringify({ machine: { cores: navigator.hardwareConcurrency, wakeupLateMs: lateness }, rows: rows.map(({ result: _r, ...row }) => row) }, null, 2));
     else printTable(rows);

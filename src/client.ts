@@ -27,7 +27,10 @@ export interface ClientOptions {
   port: number;
   /** Connect with TLS: `ca` trusts a private certificate; `insecure` skips the check (tests only). */
   tls?: boolean | { insecure?: boolean; serverName?: string; ca?: string };
-  /** Keep received messages for `next()`; the benchmark turns this off. */
+  /**
+   * Keep received messages for `next()`; the benchmark turns this off. Without it a
+   * frame is decoded only while something waits for a message or listens (onMessage).
+   */
   keepInbox?: boolean;
   /** How long `connect` waits. */
   connectTimeoutMs?: number;
@@ -38,8 +41,6 @@ export interface ClientOptions {
    * CPU here instead of loading the relay.
    */
   rawBroadcasts?: boolean;
-  /** Leave RegistrationResponse.current_instances empty instead of decoding it (benchmark crowds). */
-  skipInstanceList?: boolean;
 }
 
 // `{"StateBroadcast": ...`: fixmap 1, fixstr 14, then the name.
@@ -106,7 +107,6 @@ export function updateValues(msg: MessageOf<"StateBroadcast"> | MessageOf<"State
 export async function connect(options: ClientOptions): Promise<RelayClient> {
   const keepInbox = options.keepInbox ?? true;
   const rawBroadcasts = options.rawBroadcasts ?? false;
-  const skip = options.skipInstanceList ? new Set(["current_instances"]) : undefined;
   const inbox: Message[] = [];
   const waiters: Waiter[] = [];
   const decodeErrors: string[] = [];
@@ -121,9 +121,11 @@ export async function connect(options: ClientOptions): Promise<RelayClient> {
     frame(body) {
       for (const h of frameHandlers) h(body);
       if (rawBroadcasts && isBroadcast(body)) return;
+      // Nobody would read it: a crowd's RegistrationResponses list thousands of others each.
+      if (!keepInbox && waiters.length === 0 && messageHandlers.length === 0) return;
       let msg: Message;
       try {
-        msg = decodeMessage(body, { extensions, skip });
+        msg = decodeMessage(body, { extensions });
       } catch (error) {
         decodeErrors.push((error as Error).message);
         return;

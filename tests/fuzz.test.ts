@@ -10,7 +10,7 @@ import fc from "fast-check";
 import { connect } from "../src/client.ts";
 import { isRelayError } from "../src/errors.ts";
 import { createFrameReader, frameOf } from "../src/protocol/framing.ts";
-import { decodeMessage, encodeMessage, toByteArrayWire, uuidFromString, type Message } from "../src/protocol/messages.ts";
+import { decodeGeneral, decodeMessage, decodeStateUpdate, encodeMessage, toByteArrayWire, uuidFromString, type Message } from "../src/protocol/messages.ts";
 import { startInProcess, type RelayHandle } from "./support/relay.ts";
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 300);
@@ -103,8 +103,11 @@ describe("codec under fuzz", () => {
     expect(decodeOrRefuse(Uint8Array.of(0x81, 0xa4, ...Buffer.from("Ping"), 0xdf, 0xff, 0xff, 0xff, 0xff))).toBe("refused");
     const hugeArray = Uint8Array.of(0x81, 0xab, ...Buffer.from("StateUpdate"), 0x83, 0xab, ...Buffer.from("update_data"), 0xdd, 0xff, 0xff, 0xff, 0xff, 1, 2);
     expect(decodeOrRefuse(hugeArray)).toBe("refused");
+    // rmp-serde refuses this; msgpackr reads it as U+FFFD (tests/vectors.test.ts lists why), never as a crash.
     const badUtf8 = Uint8Array.of(0x81, 0xa5, ...Buffer.from("Error"), 0x81, 0xa7, ...Buffer.from("message"), 0xa2, 0xc3, 0x28);
-    expect(() => decodeMessage(badUtf8)).toThrow("expected a string");
+    expect(decodeMessage(badUtf8)).toEqual({ type: "Error", message: "\ufffd(" });
+    const badUtf8Bin = Uint8Array.of(0x81, 0xa5, ...Buffer.from("Error"), 0x81, 0xa7, ...Buffer.from("message"), 0xc4, 0x02, 0xc3, 0x28);
+    expect(() => decodeMessage(badUtf8Bin)).toThrow("invalid value: byte array, expected a string");
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 0xffffffff }), fc.uint8Array({ maxLength: 20 }), (n, tail) => {
         const header = Uint8Array.of(0xdd, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
@@ -112,6 +115,73 @@ describe("codec under fuzz", () => {
         decodeOrRefuse(body);
       }),
       runs("huge headers"),
+    );
+  });
+});
+
+/** The outcome of a decoder on a body, comparable across decoders. */
+function outcome(decode: (b: Uint8Array) => Message | null, body: Uint8Array): string | null {
+  try {
+    const m = decode(body);
+    return m === null ? null : JSON.stringify(m, (_k, v) => (typeof v === "bigint" ? `${v}n` : v instanceof Uint8Array ? Buffer.from(v).toString("hex") : v));
+  } catch (error) {
+    if (!isRelayError(error, "E_DECODE")) throw error;
+    return `refused: ${(error as Error).message}`;
+  }
+}
+
+describe("the StateUpdate fast path against the general path (msgpackr)", () => {
+  const update = fc.record({
+    type: fc.constant("StateUpdate" as const),
+    source_instance_id: uuid,
+    timestamp: fc.oneof(u64, fc.bigInt({ min: 0n, max: 70000n })),
+    update_data: fc.uint8Array({ maxLength: 300 }).map(toByteArrayWire),
+  });
+  /** Fields in any order, and map headers as rmp-serde (fixmap) or msgpackr's defaults (map16) write them. */
+  const reordered = fc.tuple(update, fc.constantFrom([0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]), fc.boolean()).map(([m, order, map16]) => {
+    const body = Buffer.from(encodeMessage(m));
+    const head = 1 + 12 + 1; // fixmap, "StateUpdate", fixmap 3
+    const keys = [1 + 18, 1 + 9, 1 + 11]; // key lengths of source_instance_id, timestamp, update_data
+    const parts: Buffer[] = [];
+    let at = head;
+    for (let i = 0; i < 3; i++) {
+      const next = i < 2 ? body.indexOf(i === 0 ? "\xa9timestamp" : "\xabupdate_data", at + keys[i]!, "latin1") : body.length;
+      parts.push(body.subarray(at, next));
+      at = next;
+    }
+    const start = map16 ? [Buffer.of(0xde, 0, 1), body.subarray(1, head - 1), Buffer.of(0xde, 0, 3)] : [body.subarray(0, head)];
+    return Uint8Array.from(Buffer.concat([...start, ...order.map((i) => parts[i]!)]));
+  });
+  const mutation = fc.record({ at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }), kind: fc.constantFrom("set", "insert", "delete", "truncate") });
+
+  test("every rmp-serde-shaped StateUpdate, fields in any order, takes the fast path with the general path's result", () => {
+    fc.assert(
+      fc.property(reordered, (body) => {
+        const fast = outcome(decodeStateUpdate, body);
+        expect(fast).not.toBeNull();
+        expect(fast).toBe(outcome(decodeGeneral, body));
+      }),
+      runs("fast path: shaped bodies", Math.max(RUNS, 2000)),
+    );
+  });
+
+  test("mutated bodies: where the fast path takes one, the general path decodes the same message", () => {
+    fc.assert(
+      fc.property(reordered, fc.array(mutation, { minLength: 1, maxLength: 3 }), (shaped, mutations) => {
+        const body = Array.from(shaped);
+        for (const mu of mutations) {
+          const at = mu.at % (body.length + 1);
+          if (mu.kind === "set" && at < body.length) body[at] = mu.byte;
+          else if (mu.kind === "insert") body.splice(at, 0, mu.byte);
+          else if (mu.kind === "delete") body.splice(at, 1);
+          else if (mu.kind === "truncate") body.length = at;
+        }
+        const bytes = Uint8Array.from(body);
+        const fast = outcome(decodeStateUpdate, bytes);
+        if (fast !== null) expect<string | null>(fast).toBe(outcome(decodeGeneral, bytes));
+        else outcome(decodeGeneral, bytes); // refused or decoded, never a crash
+      }),
+      runs("fast path: mutated bodies", Math.max(RUNS * 3, 3000)),
     );
   });
 });

@@ -1,12 +1,12 @@
 /**
- * msgpackr as an independent encoder: what a JavaScript peer would send. Its
- * encodings that rmp-serde accepts (map16, int64 for BigInt) must decode here;
- * its defaults that rmp-serde refuses (a float for a u64, bin for Vec<u8>) must
- * be refused here too, which is why the relay does not encode with it.
+ * msgpackr with its defaults, as a JavaScript peer would use it. Its encodings
+ * that rmp-serde accepts (map16, int64 for BigInt) must decode here; its defaults
+ * that rmp-serde refuses (a float for a u64, bin for Vec<u8>) must be refused here
+ * too. The relay's own msgpackr is set up (src/protocol/msgpack.ts) never to write them.
  */
 import { describe, expect, test } from "bun:test";
-import { Packr } from "msgpackr";
-import { decodeMessage, encodeMessage, uuidFromString } from "../src/protocol/messages.ts";
+import { Packr } from "msgpackr/pack";
+import { decodeGeneral, decodeMessage, decodeStateUpdate, encodeMessage, uuidFromString } from "../src/protocol/messages.ts";
 
 const packr = new Packr({ useRecords: false, variableMapSize: false });
 const id = uuidFromString("123e4567-e89b-12d3-a456-426614174000");
@@ -17,6 +17,10 @@ describe("msgpackr interop", () => {
     expect(body[0]).toBe(0xde); // map16: not what rmp-serde writes, but what it reads
     const msg = decodeMessage(body);
     expect(msg).toMatchObject({ type: "StateUpdate", timestamp: 1705314615000n });
+    // The fast path takes it (update_data stays a view of the body), with the general path's result.
+    const fast = decodeStateUpdate(body)!;
+    expect(fast.update_data.buffer).toBe(body.buffer);
+    expect(Buffer.from(encodeMessage(fast)).equals(Buffer.from(encodeMessage(decodeGeneral(body))))).toBe(true);
     // Re-encoded the way rmp-serde would, the update data stays an array.
     expect(Buffer.from(encodeMessage(msg)).toString("hex")).toContain("ab7570646174655f64617461930102ccc8");
   });

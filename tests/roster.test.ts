@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { encodeFrame, encodeRegistrationFrameWithEntries, instanceInfoHead, systemTimeFromMillis, uuidFromString, type KnownInstance } from "../src/protocol/messages.ts";
+import { encodeFrame, instanceInfoHead, systemTimeFromMillis, uuidFromString, type KnownInstance } from "../src/protocol/messages.ts";
+import { encodeRegistrationFrameWithEntries } from "./support/vectors.ts";
 import { createRoster, rosterEntries, rosterJoin } from "../src/relay/roster.ts";
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 200);

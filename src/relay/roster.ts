@@ -9,19 +9,20 @@
  * copies into a new buffer and a rebuild starts one. So a newcomer's queue can hold
  * a view of them instead of a copy, and a crowd's pending responses share one list.
  */
-import { MsgpackWriter } from "../protocol/msgpack.ts";
-import { instanceEntryBound, writeInstanceEntry, type KnownInstance } from "../protocol/messages.ts";
+import { instanceEntries, type KnownInstance } from "../protocol/messages.ts";
 
 export interface Roster {
   /** The member list the bytes were built for: sessions replace it, never mutate it, on join and leave. */
   members: readonly KnownInstance[] | null;
   /** Each member's lastActivity as encoded, in member order. */
   stamps: number[];
-  entries: MsgpackWriter;
+  /** The encoded entries; the first `length` bytes are in use, the rest is room for joins. */
+  entries: Uint8Array;
+  length: number;
 }
 
 export function createRoster(): Roster {
-  return { members: null, stamps: [], entries: new MsgpackWriter(64, 0) };
+  return { members: null, stamps: [], entries: new Uint8Array(0), length: 0 };
 }
 
 function isCurrent(roster: Roster, members: readonly KnownInstance[]): boolean {
@@ -32,23 +33,16 @@ function isCurrent(roster: Roster, members: readonly KnownInstance[]): boolean {
 }
 
 function rebuild(roster: Roster, members: readonly KnownInstance[]): void {
-  let size = 64;
-  for (let i = 0; i < members.length; i++) size += instanceEntryBound(members[i]!);
-  const entries = new MsgpackWriter(size, 0);
-  const stamps: number[] = new Array(members.length);
-  for (let i = 0; i < members.length; i++) {
-    writeInstanceEntry(entries, members[i]!);
-    stamps[i] = members[i]!.lastActivity;
-  }
   roster.members = members;
-  roster.stamps = stamps;
-  roster.entries = entries;
+  roster.stamps = members.map((m) => m.lastActivity);
+  roster.entries = instanceEntries(members);
+  roster.length = roster.entries.length;
 }
 
 /** The encoded entries of `members`, back to back: a view whose bytes never change. */
 export function rosterEntries(roster: Roster, members: readonly KnownInstance[]): Uint8Array {
   if (!isCurrent(roster, members)) rebuild(roster, members);
-  return roster.entries.written();
+  return roster.entries.subarray(0, roster.length);
 }
 
 /** `members` is `previous` plus `joined` at the end: extend the bytes instead of rebuilding them. */
@@ -57,7 +51,14 @@ export function rosterJoin(roster: Roster, previous: readonly KnownInstance[], m
     roster.members = null;
     return;
   }
-  writeInstanceEntry(roster.entries, joined);
+  const entry = instanceEntries([joined]);
+  if (roster.length + entry.length > roster.entries.length) {
+    const grown = new Uint8Array(Math.max(256, 2 * roster.entries.length, roster.length + entry.length));
+    grown.set(roster.entries.subarray(0, roster.length));
+    roster.entries = grown;
+  }
+  roster.entries.set(entry, roster.length);
+  roster.length += entry.length;
   roster.stamps.push(joined.lastActivity);
   roster.members = members;
 }

@@ -1,7 +1,8 @@
 /** Reads the copied rmp-serde vectors and turns their JSON form into messages. */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { toByteArrayWire, uuidFromString, type InstanceInfo, type Message, type MessageType, type SystemTime } from "../../src/protocol/messages.ts";
+import { registrationResponseHead, toByteArrayWire, uuidFromString } from "../../src/protocol/messages.ts";
+import type { InstanceInfo, Message, MessageType, SystemTime, Uuid } from "../../src/protocol/messages.ts";
 
 export interface Vector {
   name: string;
@@ -10,6 +11,8 @@ export interface Vector {
   message: Record<string, Record<string, unknown>>;
   note?: string;
   rmp_serde_error?: string;
+  /** edge_cases: "accepted" or "rejected". */
+  rmp_serde?: string;
 }
 
 export interface Vectors {
@@ -17,6 +20,13 @@ export interface Vectors {
   instance_to_relay: Vector[];
   accepted_other_encodings: Vector[];
   rejected_by_rmp_serde: Vector[];
+  /** Unusual bodies no Sova instance sends, with what rmp-serde 1.1.1 does with each. */
+  edge_cases: Vector[];
+}
+
+/** A whole RegistrationResponse frame as the relay sends it: the head, then the roster's entries. */
+export function encodeRegistrationFrameWithEntries(message: string, assignedId: Uuid, count: number, entries: Uint8Array): Uint8Array {
+  return Buffer.concat([registrationResponseHead(message, assignedId, count, entries.length), entries]);
 }
 
 export function loadVectors(): Vectors {
