@@ -123,7 +123,13 @@ attacks.push(
       s.write(register(`pinger${names++}`));
       const ping = frameOf(encodeMessage({ type: "Ping", timestamp: 1n }));
       const flood = Buffer.concat(Array.from({ length: 2000 }, () => ping));
-      const timer = setInterval(() => (Date.now() < until ? s.write(flood) : (clearInterval(timer), s.destroy())), 20);
+      const timer = setInterval(() => {
+        if (Date.now() < until) s.write(flood);
+        else {
+          clearInterval(timer);
+          s.destroy();
+        }
+      }, 20);
       s.on("close", () => clearInterval(timer));
     }),
   ),

@@ -16,7 +16,12 @@ export async function connectWs(url: string): Promise<RelayClient> {
   const waiting: Array<{ match: (m: Message) => boolean; resolve: (m: Message) => void }> = [];
   let id: Uuid | null = null;
   let isClosed = false;
-  const closed = new Promise<void>((resolve) => ws.addEventListener("close", () => ((isClosed = true), resolve())));
+  const closed = new Promise<void>((resolve) =>
+    ws.addEventListener("close", () => {
+      isClosed = true;
+      resolve();
+    }),
+  );
   ws.addEventListener("message", (ev) => {
     const body = new Uint8Array(ev.data as ArrayBuffer);
     for (const h of frameHandlers) h(body);
@@ -34,7 +39,13 @@ export async function connectWs(url: string): Promise<RelayClient> {
   const wait = (match: (m: Message) => boolean, ms: number) =>
     new Promise<Message>((resolve, reject) => {
       const t = setTimeout(() => reject(new RelayError("E_CLIENT", `no answer within ${ms} ms`)), ms);
-      waiting.push({ match, resolve: (m) => (clearTimeout(t), resolve(m)) });
+      waiting.push({
+        match,
+        resolve: (m) => {
+          clearTimeout(t);
+          resolve(m);
+        },
+      });
     });
   const send = (m: Message) => splitter.push(encodeFrame(m));
   const unsupported = () => {

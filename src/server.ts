@@ -428,7 +428,11 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       // and keeps handing the old listener half the new connections while both
       // are open: close it just after it has emptied its queue (the next accept
       // on it, once that batch is done), or after a second if none comes.
-      old.reload({ socket: { ...handlers, open: (s: Socket<SocketState>) => void (accept(s), setImmediate(retire)) } });
+      const acceptThenRetire = (s: Socket<SocketState>) => {
+        accept(s);
+        setImmediate(retire);
+      };
+      old.reload({ socket: { ...handlers, open: acceptThenRetire } });
       setTimeout(retire, 1000).unref();
       tlsListener = next;
       tlsPem = pem;

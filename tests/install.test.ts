@@ -25,7 +25,7 @@ const NATIVE_ENV = { SOVA_RELAY_OS: "linux", SOVA_RELAY_ARCH: process.arch === "
 
 let work: string;
 let server: Server<undefined>;
-let requests: string[] = [];
+const requests: string[] = [];
 
 function standIn(version: string, asset: string): string {
   return `#!/bin/sh\necho "sova-relay ${version} (commit standin, target ${asset})"\n`;

@@ -200,8 +200,7 @@ describe("tunnel: the command line", () => {
       let pending = "";
       for await (const chunk of p.stderr) {
         pending += decoder.decode(chunk, { stream: true });
-        let nl: number;
-        while ((nl = pending.indexOf("\n")) !== -1) {
+        for (let nl = pending.indexOf("\n"); nl !== -1; nl = pending.indexOf("\n")) {
           watcher.line(pending.slice(0, nl + 1));
           pending = pending.slice(nl + 1);
         }

@@ -17,8 +17,10 @@ export function fastReader<T>(name: string, layout: Readonly<Record<string, stri
   const keys = names.map((field) => packBody(field));
   const variant = packBody(name);
   return (b) => {
-    let p = mapHeaderEnd(b, 0, 1); // {name: {<fields>}}
-    if (p < 0 || !startsWith(b, p, variant) || (p = mapHeaderEnd(b, p + variant.length, names.length)) < 0) return null;
+    const outer = mapHeaderEnd(b, 0, 1); // {name: {<fields>}}
+    if (outer < 0 || !startsWith(b, outer, variant)) return null;
+    let p = mapHeaderEnd(b, outer + variant.length, names.length);
+    if (p < 0) return null;
     const out: Record<string, unknown> = { type: name };
     for (let n = 0; n < names.length; n++) {
       let f = 0;
@@ -28,16 +30,19 @@ export function fastReader<T>(name: string, layout: Readonly<Record<string, stri
       const m = b[p]!;
       let end: number;
       if (kinds[f] === "uuid") {
-        if (m !== 0xc4 || b[p + 1] !== 16 || (end = p + 18) > b.length) return null;
+        end = p + 18;
+        if (m !== 0xc4 || b[p + 1] !== 16 || end > b.length) return null;
         out[names[f]!] = new Uint8Array(b.subarray(p + 2, end)); // a copy: a Buffer's slice() is a view
       } else if (kinds[f] === "u64") {
         // Unsigned forms, or signed ones holding a value >= 0 (what msgpackr writes for a BigInt).
         const size = m < 0x80 ? 0 : m >= 0xcc && m <= 0xd3 ? 1 << ((m - 0xcc) & 3) : -1;
-        if (size < 0 || (end = p + 1 + size) > b.length || (m >= 0xd0 && b[p + 1]! >= 0x80)) return null;
+        end = p + 1 + size;
+        if (size < 0 || end > b.length || (m >= 0xd0 && b[p + 1]! >= 0x80)) return null;
         const high = size === 8 ? BigInt(uintAt(b, p + 1, 4)) << 32n : 0n;
         out[names[f]!] = high + BigInt(size === 0 ? m : uintAt(b, end - Math.min(size, 4), Math.min(size, 4)));
       } else {
-        if ((end = byteArrayEnd(b, p)) < 0) return null;
+        end = byteArrayEnd(b, p);
+        if (end < 0) return null;
         out[names[f]!] = b.subarray(p, end);
       }
       p = end;

@@ -106,7 +106,12 @@ function skip(v: unknown, depth: number): void {
   if (!Array.isArray(v) && !(v instanceof Map) && v !== EXT) return;
   const inner = nested(depth);
   if (Array.isArray(v)) for (const e of v) skip(e, inner);
-  else if (v instanceof Map) for (const [k, e] of v as Map<unknown, unknown>) skip(k, inner), skip(e, inner);
+  else if (v instanceof Map) {
+    for (const [k, e] of v as Map<unknown, unknown>) {
+      skip(k, inner);
+      skip(e, inner);
+    }
+  }
 }
 
 function uint(v: unknown, max: number | bigint, expected: string): number | bigint {

@@ -64,7 +64,7 @@ export function createGuard(options: GuardOptions): Guard {
   }
 
   return {
-    admit(ip, now) {
+    admit(ip, _now) {
       if (options.deny.some((c) => cidrContains(c, ip))) return "denied";
       if (options.allow.length > 0 && !options.allow.some((c) => cidrContains(c, ip))) return "not_allowed";
       const group = addressGroup(ip);
