@@ -185,8 +185,8 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       for (const s of sockets) if (s.data.conn.state !== "closed" && s.data.outbox.liveBytes > (worst?.outbox.liveBytes ?? 0)) worst = s.data;
       for (const t of tracked) if (t.conn.state !== "closed" && t.outbox.liveBytes > (worst?.outbox.liveBytes ?? 0)) worst = t;
       if (worst === null) break;
+      // The cut drops what had not started to go out and queues the last word.
       relay.cut(worst.conn, "memory_pressure");
-      worst.outbox.clear();
       cut++;
     }
     const now = Date.now();
