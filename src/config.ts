@@ -52,6 +52,15 @@ export interface RelayConfig {
   /** Empty: history in memory only. */
   stateDir: string;
   stateReset: boolean;
+  /** NATS servers; empty: no cluster. */
+  cluster: string[];
+  /** Empty: hostname plus a random suffix. */
+  nodeName: string;
+  clusterCreds: string;
+  clusterCa: string;
+  clusterUser: string;
+  clusterPassword: string;
+  clusterToken: string;
 }
 
 type Parser<T> = (raw: string, flag: string) => T;
@@ -64,6 +73,8 @@ interface OptionSpec<K extends keyof RelayConfig = keyof RelayConfig> {
   /** Names the seed relay read, still honoured after ours. */
   legacyEnv?: string[];
   valueHint?: string;
+  /** Every occurrence counts: joined with commas before parsing, like the environment form. */
+  repeatable?: boolean;
 }
 
 function fail(flag: string, raw: string, expected: string): never {
@@ -114,6 +125,24 @@ function rustLogLevel(raw: string, flag: string): LogLevel {
 
 const MAX_FRAME = 0xffffffff;
 
+/** nats://, tls:// or a bare host:port; several comma-separated. */
+function natsUrls(raw: string, flag: string): string[] {
+  const urls = raw.split(",").map((u) => u.trim()).filter((u) => u !== "");
+  if (urls.length === 0) fail(flag, raw, "nats://HOST:PORT");
+  for (const u of urls) {
+    let ok = false;
+    try {
+      const url = new URL(u.includes("://") ? u : `nats://${u}`);
+      ok = ["nats:", "tls:"].includes(url.protocol) && url.hostname !== "";
+    } catch {
+      ok = false;
+    }
+    // The value may hold user:password@: never echo it.
+    if (!ok) throw new RelayError("E_CONFIG", `invalid value for --${flag.split(" ")[0]}: expected nats://HOST:PORT (or tls://), comma-separated for several`);
+  }
+  return urls;
+}
+
 export const OPTIONS: readonly OptionSpec[] = [
   { key: "host", description: "Address to listen on", default: "0.0.0.0", parse: nonEmpty, valueHint: "addr" },
   { key: "port", description: "TCP port for Sova instances (0: any free port)", default: 9090, parse: integer(0, 65535) },
@@ -140,6 +169,13 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: "historyBytes", description: "Bytes of history kept per session", default: 16_777_216, parse: integer(0, Number.MAX_SAFE_INTEGER) },
   { key: "historyAge", description: "Seconds an update stays in history (0: no limit)", default: 0, parse: seconds(0) },
   { key: "stateDir", description: "Directory for the history database (SQLite); history survives restarts", default: "", parse: nonEmpty, valueHint: "dir" },
+  { key: "cluster", description: "Join a cluster of relays over NATS (nats://HOST:PORT); repeatable or comma-separated", default: [], parse: natsUrls, valueHint: "url", repeatable: true },
+  { key: "nodeName", description: "This relay's name in the cluster (default: hostname and a random suffix)", default: "", parse: nonEmpty, valueHint: "name" },
+  { key: "clusterCreds", description: "NATS credentials file (.creds) for --cluster", default: "", parse: nonEmpty, valueHint: "file" },
+  { key: "clusterCa", description: "CA certificate (PEM) for a NATS server with TLS", default: "", parse: nonEmpty, valueHint: "file" },
+  { key: "clusterUser", description: "NATS user for --cluster (better from the environment)", default: "", parse: nonEmpty, valueHint: "user" },
+  { key: "clusterPassword", description: "NATS password for --cluster (better from the environment)", default: "", parse: nonEmpty, valueHint: "secret" },
+  { key: "clusterToken", description: "NATS token for --cluster (better from the environment)", default: "", parse: nonEmpty, valueHint: "secret" },
   { key: "logLevel", description: "error, warn, info, debug or trace", default: "info", parse: oneOf(LOG_LEVELS), legacyEnv: ["RUST_LOG"], valueHint: "level" },
   { key: "logFormat", description: "text or json", default: "text", parse: oneOf(["text", "json"] as const), valueHint: "format" },
 ];
@@ -209,7 +245,7 @@ export function resolveConfig(argv: readonly string[], env: Env): RelayConfig {
   const config = {} as Record<keyof RelayConfig, unknown>;
   for (const opt of OPTIONS) {
     const flag = flagName(opt.key);
-    const fromFlag = flags.get(flag)?.at(-1);
+    const fromFlag = opt.repeatable ? flags.get(flag)?.join(",") : flags.get(flag)?.at(-1);
     if (fromFlag !== undefined) {
       config[opt.key] = opt.parse(fromFlag, flag);
       continue;

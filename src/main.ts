@@ -38,9 +38,11 @@ const relayCommand = defineCommand({
     const config = resolveConfig(rawArgs, process.env);
     const audit = config.auditLog ? openAuditFile(config.auditLog) : null;
     const log = createLogger({ level: config.logLevel, format: config.logFormat, audit: audit?.write });
+    // Loaded only for --cluster: a relay alone never loads the NATS client.
+    const cluster = config.cluster.length > 0 ? await import("./cluster/start.ts").then((m) => m.clusterFromConfig(config, log)) : undefined;
     let server;
     try {
-      server = startServer(config, log);
+      server = startServer(config, log, cluster);
     } catch (error) {
       if (error instanceof RelayError) throw error;
       const code = (error as NodeJS.ErrnoException).code;
@@ -52,7 +54,7 @@ const relayCommand = defineCommand({
       const host = config.httpHost || config.host;
       const running = server;
       try {
-        http = startHttp({ host, port: config.httpPort }, { relay: server.relay, version: VERSION, startedAt: Date.now(), stopping: () => running.stopping, history: server.history }, log);
+        http = startHttp({ host, port: config.httpPort }, { relay: server.relay, version: VERSION, startedAt: Date.now(), stopping: () => running.stopping, history: server.history, cluster: cluster?.status }, log);
       } catch (error) {
         void server.shutdown("startup failed");
         throw new RelayError("E_STARTUP", `cannot listen for HTTP on ${host}:${config.httpPort} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);

@@ -109,7 +109,26 @@ export function renderMetrics({ status, connectionsOpen, relayLatency, memory }:
       type: "histogram",
       samples: histogramSamples(relayLatency),
     },
+    ...clusterFamilies(status),
     { name: "process_resident_memory_bytes", help: "Resident memory of the relay process.", type: "gauge", samples: [{ value: memory.rss }] },
     { name: "process_heap_bytes", help: "JavaScript heap in use.", type: "gauge", samples: [{ value: memory.heapUsed }] },
   ]);
+}
+
+/** Only for a cluster node (--cluster). */
+function clusterFamilies(status: Status): Family[] {
+  const c = status.cluster;
+  if (!c) return [];
+  return [
+    { name: "sova_relay_cluster_connected", help: "1 while this node reaches NATS, 0 while it relays among its own instances only.", type: "gauge", samples: [{ value: c.connected ? 1 : 0 }] },
+    { name: "sova_relay_cluster_nodes", help: "Other nodes heard within the down timeout.", type: "gauge", samples: [{ value: c.nodes.length }] },
+    { name: "sova_relay_cluster_remote_instances", help: "Instances connected to other nodes, in sessions this node knows.", type: "gauge", samples: [{ value: c.nodes.reduce((n, x) => n + x.members, 0) }] },
+    { name: "sova_relay_cluster_published_total", help: "StateBroadcast frames sent to the cluster.", type: "counter", samples: [{ value: c.published }] },
+    { name: "sova_relay_cluster_received_total", help: "StateBroadcast frames received from other nodes.", type: "counter", samples: [{ value: c.received }] },
+    { name: "sova_relay_cluster_gaps_total", help: "Frames from another node that never arrived, by sending node.", type: "counter", samples: byLabel("node", c.gaps) },
+    { name: "sova_relay_cluster_unsent_total", help: "Frames not sent to the cluster while NATS was unreachable.", type: "counter", samples: [{ value: c.unsent }] },
+    { name: "sova_relay_cluster_nodes_down_total", help: "Nodes declared down after the heartbeat timeout.", type: "counter", samples: [{ value: c.nodes_down }] },
+    { name: "sova_relay_cluster_name_conflicts_total", help: "Names found claimed by another node when claiming them again after an outage.", type: "counter", samples: [{ value: c.name_conflicts }] },
+    { name: "sova_relay_cluster_disconnects_total", help: "Times NATS became unreachable.", type: "counter", samples: [{ value: c.disconnects }] },
+  ];
 }

@@ -16,6 +16,13 @@ import { createGuard, type Refusal } from "./relay/guard.ts";
 import { createHistory, type History } from "./relay/history.ts";
 import { openHistoryStore } from "./store.ts";
 import { createRelay, type Connection, type Relay } from "./relay/relay.ts";
+import type { ClusterLink, RemoteMembers } from "./relay/link.ts";
+
+/** The cluster adapter as the server drives it (src/cluster/node.ts). */
+export interface ServerLink extends ClusterLink {
+  attach(remote: RemoteMembers): void;
+  close(): Promise<void>;
+}
 
 /** Half-open peers (laptop lid shut, cable pulled) are found by TCP keepalive after this. */
 export const KEEPALIVE_IDLE_MS = 30_000;
@@ -89,7 +96,7 @@ function readPem(path: string, flag: string): string {
   }
 }
 
-export function startServer(config: ServerConfig, log: Logger): RunningServer {
+export function startServer(config: ServerConfig, log: Logger, link?: ServerLink): RunningServer {
   const store = config.history > 0 && config.stateDir ? openHistoryStore(config.stateDir, { reset: config.stateReset }) : null;
   const history = createHistory({ maxEntries: config.history, maxBytes: config.historyBytes, maxAgeMs: config.historyAge * 1000 }, store ?? undefined);
   if (store) {
@@ -114,6 +121,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       handshakeTimeoutMs: config.handshakeTimeout * 1000,
       idleTimeoutMs: config.idleTimeout * 1000,
       history,
+      link,
       onRegistrationFailed(ip) {
         if (guard.registrationFailed(ip, Date.now())) {
           log.warn("cooldown_started", `Address ${ip} failed to register more than ${config.maxFailedRegistrations} times in a minute; refused for ${config.failedRegistrationCooldown} s`, {
@@ -125,6 +133,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     },
     log,
   );
+  link?.attach(relay.remote);
   const sockets = new Set<Socket<SocketState>>();
   let onQuiet: (() => void) | null = null;
   let onAllClosed: (() => void) | null = null;
@@ -304,6 +313,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       if (sockets.size === 0) done();
     });
     for (const s of sockets) s.terminate();
+    await link?.close();
     clearInterval(ticker);
     clearInterval(sweeper);
     plainListener?.stop(true);

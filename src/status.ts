@@ -5,6 +5,7 @@
  */
 import type { History } from "./relay/history.ts";
 import type { Relay } from "./relay/relay.ts";
+import type { ClusterStatus } from "./cluster/node.ts";
 
 export interface StatusContext {
   relay: Relay;
@@ -12,6 +13,8 @@ export interface StatusContext {
   startedAt: number;
   stopping: () => boolean;
   history?: History;
+  /** Present when the relay is a cluster node (--cluster). */
+  cluster?: () => ClusterStatus;
 }
 
 export interface InstanceStatus {
@@ -64,6 +67,7 @@ export interface Status {
   sessions: SessionStatus[];
   limits: Record<string, number | boolean>;
   totals: StatusTotals;
+  cluster?: ClusterStatus;
 }
 
 export function maskAddress(ip: string): string {
@@ -93,7 +97,7 @@ export function snapshot(ctx: StatusContext, now = Date.now()): Status {
         connected_at: Math.floor(i.connectedAt / 1000),
         last_activity: Math.floor(i.lastActivity / 1000),
         session: session.id,
-        address: maskAddress(i.conn.peer.address),
+        address: i.conn.state === "remote" ? i.conn.peer.address : maskAddress(i.conn.peer.address),
         messages_in: i.messagesIn,
         messages_out: i.messagesOut,
         rate_limited: i.rateLimited,
@@ -138,5 +142,6 @@ export function snapshot(ctx: StatusContext, now = Date.now()): Status {
       drops: { ...s.drops },
       disconnects: { ...s.disconnects },
     },
+    ...(ctx.cluster ? { cluster: ctx.cluster() } : {}),
   };
 }

@@ -22,6 +22,7 @@ import {
 } from "../protocol/messages.ts";
 import { createAccess } from "./access.ts";
 import type { History } from "./history.ts";
+import type { ClusterLink, RemoteMember, RemoteMembers } from "./link.ts";
 import { isValidInstanceName } from "./names.ts";
 import { createRoster, rosterEntries, rosterJoin, type Roster } from "./roster.ts";
 import { bump, createStats, observe, type DisconnectReason, type RelayStats } from "./stats.ts";
@@ -44,6 +45,8 @@ export interface RelayOptions {
   handshakeTimeoutMs: number;
   /** 0: silence never ends a connection (Sova instances never ping). */
   idleTimeoutMs: number;
+  /** Other relays sharing the sessions (--cluster); absent: this relay alone. */
+  link?: ClusterLink;
 }
 
 /** One connection as the relay sees it. */
@@ -60,7 +63,8 @@ export interface Peer {
   terminate(): void;
 }
 
-export type ConnectionState = "handshake" | "registered" | "closed";
+/** "registering": waiting for the cluster's name claim; "remote": stands for another node's members, never sent to. */
+export type ConnectionState = "handshake" | "registering" | "registered" | "closed" | "remote";
 
 export interface Connection {
   readonly id: number;
@@ -69,6 +73,8 @@ export interface Connection {
   lastSeen: number;
   state: ConnectionState;
   instance: Instance | null;
+  /** Frames read while "registering", handled in order once it ends. */
+  held?: Uint8Array[];
 }
 
 export interface Instance {
@@ -126,6 +132,8 @@ export interface Relay {
   beginShutdown(): void;
   /** Close every connection after its queue is sent; no one is told of the others leaving. */
   closeAll(): void;
+  /** Calls in from the cluster (src/relay/link.ts). */
+  readonly remote: RemoteMembers;
 }
 
 const REASON_TEXT: Record<DisconnectReason, string> = {
@@ -162,6 +170,8 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
   let instanceCount = 0;
   let nextConnId = 1;
   let shuttingDown = false;
+  const link = options.link;
+  const remoteById = new Map<string, Instance>();
 
   function cut(conn: Connection, reason: DisconnectReason, graceful: boolean): void {
     if (conn.state === "closed") return;
@@ -210,6 +220,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     session.names.delete(inst.name);
     if (inst.capabilities.has("presence")) session.presenceWatchers--;
     instanceCount--;
+    link?.left(inst);
     if (session.instances.length === 0) {
       sessions.delete(session.id);
       log.debug("session_emptied", `Session ${session.id} is empty`, { session: session.id });
@@ -240,7 +251,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     cut(conn, reason, true);
   }
 
-  function register(conn: Connection, msg: RegisterInstance, now: number): void {
+  function register(conn: Connection, msg: RegisterInstance, now: number, claimed = false): void {
     if (msg.version !== options.expectedVersion) {
       return reject(conn, `Version mismatch: expected ${options.expectedVersion}, got ${msg.version}`, "version");
     }
@@ -250,12 +261,13 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     const name = msg.instance_name;
     if (!isValidInstanceName(name)) return reject(conn, "Invalid instance name", "name");
     let session = sessions.get(key.id);
-    if (session?.names.has(name)) return reject(conn, `Instance name '${name}' already in use`, "name_taken");
+    if (session?.names.has(name) && !claimed) return reject(conn, `Instance name '${name}' already in use`, "name_taken");
     if (!session) {
       session = { id: key.id, instances: [], names: new Set(), presenceWatchers: 0, roster: createRoster(), createdAt: now };
       sessions.set(key.id, session);
       log.debug("session_created", `Session ${key.id} created`, { session: key.id });
     }
+    if (link && !claimed) return claimName(conn, msg, session);
     const idText = crypto.randomUUID();
     const id = uuidFromString(idText);
     const inst: Instance = {
@@ -313,6 +325,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
       for (const o of others) if (o.capabilities.has("presence") && o.conn.state === "registered") deliver(o.conn, notice);
     }
     if (inst.capabilities.has("presence")) session.presenceWatchers++;
+    link?.joined(inst);
   }
 
   function handshake(conn: Connection, body: Uint8Array, now: number): void {
@@ -410,6 +423,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     if (peers.length < 2 && !keep) return;
     const frame = encodeBroadcastFrame(inst.prefix, msg.timestamp, msg.update_data);
     if (keep) history.append(inst.session.id, frame, now);
+    link?.broadcast(inst, frame);
     let slow: Connection[] | null = null;
     for (let i = 0; i < peers.length; i++) {
       const other = peers[i]!;
@@ -434,6 +448,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
       return;
     }
     if (conn.state === "handshake") return handshake(conn, body, now);
+    if (conn.state === "registering") return hold(conn, body);
     const inst = conn.instance!;
     if (!withinRate(inst, now, body.length)) return;
     inst.messagesIn++;
@@ -489,7 +504,135 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     }
   }
 
+  // ---- cluster (src/relay/link.ts): only reached when options.link is set ----
+
+  /** Frames an instance sends before its response are kept for after it, within a small bound. */
+  const MAX_HELD = 64;
+
+  function hold(conn: Connection, body: Uint8Array): void {
+    const held = (conn.held ??= []);
+    if (held.length < MAX_HELD) held.push(body);
+    else stats.drops.invalid++;
+  }
+
+  /** The name is held here at once (a local duplicate is refused synchronously) and claimed across the cluster. */
+  function claimName(conn: Connection, msg: RegisterInstance, session: Session): void {
+    const name = msg.instance_name;
+    session.names.add(name);
+    conn.state = "registering";
+    void link!.claim(session.id, name).then((result) => {
+      session.names.delete(name);
+      if (conn.state !== "registering" || shuttingDown) {
+        link!.release(session.id, name);
+        if (conn.state === "registering") cut(conn, "shutdown", true);
+      } else {
+        conn.state = "handshake";
+        if (result === "taken") reject(conn, `Instance name '${name}' already in use`, "name_taken");
+        else register(conn, msg, Date.now(), true);
+        if (result === "ok" && (conn.state as ConnectionState) !== "registered") link!.release(session.id, name);
+      }
+      if (session.instances.length === 0 && sessions.get(session.id) === session) sessions.delete(session.id);
+      const held = conn.held;
+      conn.held = undefined;
+      if (held && conn.state === "registered") for (const body of held) receive(conn, body);
+    });
+  }
+
+  function remoteConn(node: string): Connection {
+    const peer: Peer = { address: `node ${node}`, port: 0, pendingBytes: 0, send: () => true, close() {}, terminate() {} };
+    return { id: 0, peer, openedAt: 0, lastSeen: 0, state: "remote", instance: null };
+  }
+
+  const remoteConns = new Map<string, Connection>();
+
+  const remote: RemoteMembers = {
+    joined(m: RemoteMember) {
+      if (remoteById.has(m.id)) return;
+      let session = sessions.get(m.session);
+      if (!session) {
+        session = { id: m.session, instances: [], names: new Set(), presenceWatchers: 0, roster: createRoster(), createdAt: m.connectedAt };
+        sessions.set(m.session, session);
+      }
+      if (session.names.has(m.name)) {
+        log.warn("cluster_name_conflict", `Instance name '${m.name}' is in use on this node and on node ${m.node} (claimed while the cluster was unreachable)`, {
+          session: m.session,
+          instance: m.name,
+          node: m.node,
+        });
+      }
+      let conn = remoteConns.get(m.node);
+      if (!conn) remoteConns.set(m.node, (conn = remoteConn(m.node)));
+      const id = uuidFromString(m.id);
+      const inst: Instance = {
+        id,
+        idText: m.id,
+        name: m.name,
+        version: m.version,
+        session,
+        conn,
+        connectedAt: m.connectedAt,
+        capabilities: new Set(),
+        prefix: new Uint8Array(0),
+        infoHead: instanceInfoHead({ id, name: m.name, version: m.version, connected_at: systemTimeFromMillis(m.connectedAt) }),
+        lastActivity: m.lastActivity,
+        windowStart: 0,
+        windowCount: 0,
+        windowBytes: 0,
+        windowDropped: 0,
+        messagesIn: 0,
+        messagesOut: 0,
+        rateLimited: 0,
+        dropped: 0,
+      };
+      remoteById.set(m.id, inst);
+      const others = session.instances;
+      session.instances = [...others, inst];
+      rosterJoin(session.roster, others, session.instances, inst);
+      session.names.add(m.name);
+      if (session.presenceWatchers > 0) {
+        const notice = encodeFrame({ type: "InstanceConnected", instance_id: id, instance_name: m.name });
+        for (const o of others) if (o.capabilities.has("presence") && o.conn.state === "registered") deliver(o.conn, notice);
+      }
+    },
+    left(sessionId, idText) {
+      const inst = remoteById.get(idText);
+      if (!inst) return;
+      remoteById.delete(idText);
+      const session = inst.session;
+      session.instances = session.instances.filter((i) => i !== inst);
+      if (!session.instances.some((i) => i.name === inst.name)) session.names.delete(inst.name);
+      if (session.instances.length === 0 && sessions.get(sessionId) === session) sessions.delete(sessionId);
+      const notice = encodeFrame({ type: "InstanceDisconnected", instance_id: inst.id, instance_name: inst.name });
+      for (const other of session.instances) if (other.conn.state === "registered") deliver(other.conn, notice);
+    },
+    activity(_sessionId, idText, at) {
+      const inst = remoteById.get(idText);
+      if (inst) inst.lastActivity = at;
+    },
+    frame(sessionId, frame) {
+      if (shuttingDown) return;
+      if (history?.enabled) history.append(sessionId, frame, Date.now());
+      const session = sessions.get(sessionId);
+      if (!session) return;
+      let slow: Connection[] | null = null;
+      for (const other of session.instances) {
+        if (other.conn.state !== "registered") continue;
+        if (other.conn.peer.send(frame)) {
+          other.messagesOut++;
+          stats.deliveries++;
+        } else (slow ??= []).push(other.conn);
+      }
+      if (slow !== null) for (const conn of slow) cutSlowConsumer(conn);
+    },
+    locals() {
+      const out: Instance[] = [];
+      for (const conn of connections) if (conn.state === "registered" && conn.instance) out.push(conn.instance);
+      return out;
+    },
+  };
+
   return {
+    remote,
     options,
     stats,
     sessions,

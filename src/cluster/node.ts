@@ -1,0 +1,439 @@
+/**
+ * A relay as one node of a cluster over NATS (--cluster). Loaded only when the
+ * option is given, so a relay without it never pays for the NATS client.
+ *
+ * Subjects (prefix `sova_relay`):
+ *   <p>.m           membership: heartbeats with the node's full member list,
+ *                   join/leave as they happen, hello (answer with a heartbeat), bye
+ *   <p>.s.<session> StateBroadcast frames, as bytes, with node/epoch/seq headers
+ *
+ * NATS core is at-most-once and ordered per publisher, so: every node sends a
+ * heartbeat each second and a node not heard for the down timeout is declared
+ * down (its members leave, its names are freed); each node start has an epoch,
+ * so a restarted node's old members are dropped at once; frames carry a
+ * sequence number per node and session, and a gap is counted and logged.
+ * While NATS is unreachable the relay goes on among its own instances.
+ */
+import { hostname } from "node:os";
+import { readFileSync } from "node:fs";
+import { connect } from "@nats-io/transport-node";
+import { credsAuthenticator, headers, type ConnectionOptions, type Msg, type NatsConnection } from "@nats-io/nats-core";
+import { Kvm } from "@nats-io/kv";
+import { RelayError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { ClaimResult, ClusterLink, RemoteMember, RemoteMembers } from "../relay/link.ts";
+import type { Instance } from "../relay/relay.ts";
+import { NAMES_BUCKET, createClaims } from "./claims.ts";
+
+export interface ClusterOptions {
+  servers: string[];
+  nodeName: string;
+  /** A NATS .creds file (JWT + nkey seed). */
+  creds?: string;
+  user?: string;
+  pass?: string;
+  token?: string;
+  /** CA for a NATS server with a private certificate; also turns TLS on. */
+  ca?: string;
+  prefix?: string;
+  heartbeatMs?: number;
+  /** A node not heard for this long is declared down. */
+  downAfterMs?: number;
+}
+
+export interface ClusterNodeStatus {
+  name: string;
+  members: number;
+  last_heard_ms: number;
+}
+
+export interface ClusterStatus {
+  node: string;
+  connected: boolean;
+  /** Name claims go through JetStream KV (false: unique per node only). */
+  names_shared: boolean;
+  nodes: ClusterNodeStatus[];
+  published: number;
+  received: number;
+  /** Frames from other nodes that never arrived, by sending node. */
+  gaps: Record<string, number>;
+  /** Frames not sent to the cluster while NATS was unreachable. */
+  unsent: number;
+  nodes_down: number;
+  name_conflicts: number;
+  disconnects: number;
+}
+
+export interface ClusterNode extends ClusterLink {
+  readonly name: string;
+  attach(remote: RemoteMembers): void;
+  status(): ClusterStatus;
+  close(): Promise<void>;
+}
+
+interface RemoteNode {
+  name: string;
+  epoch: number;
+  lastHeard: number;
+  members: Map<string, RemoteMember>;
+}
+
+/** [session, id, name, version, connectedAt, lastActivity] */
+type MemberRow = [string, string, string, string, number, number];
+
+interface Announcement {
+  t: "hb" | "join" | "leave" | "hello" | "bye";
+  n: string;
+  e: number;
+  m?: MemberRow[];
+}
+
+export const DEFAULT_HEARTBEAT_MS = 1000;
+export const DEFAULT_DOWN_AFTER_MS = 2500;
+
+export function defaultNodeName(): string {
+  return `${hostname()}-${crypto.randomUUID().slice(0, 6)}`;
+}
+
+function row(inst: Instance): MemberRow {
+  return [inst.session.id, inst.idText, inst.name, inst.version, inst.connectedAt, inst.lastActivity];
+}
+
+function readFile(path: string, flag: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    throw new RelayError("E_CONFIG", `cannot read ${flag} '${path}' (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`);
+  }
+}
+
+/** Connection options; never logged (they hold credentials). */
+function connectionOptions(o: ClusterOptions): ConnectionOptions {
+  const opts: ConnectionOptions = {
+    servers: o.servers,
+    name: `sova-relay ${o.nodeName}`,
+    noEcho: true,
+    maxReconnectAttempts: -1,
+    waitOnFirstConnect: true,
+    reconnectTimeWait: 250,
+    reconnectJitter: 100,
+    // A paused or vanished server is noticed in about two seconds, not the default four minutes.
+    pingInterval: 1000,
+    maxPingOut: 2,
+    timeout: 2000,
+  };
+  if (o.creds) opts.authenticator = credsAuthenticator(new TextEncoder().encode(readFile(o.creds, "--cluster-creds")));
+  if (o.user) {
+    opts.user = o.user;
+    opts.pass = o.pass ?? "";
+  }
+  if (o.token) opts.token = o.token;
+  if (o.ca) opts.tls = { ca: readFile(o.ca, "--cluster-ca") };
+  return opts;
+}
+
+/** Servers as the log may show them: no user:password@. */
+function safeServers(servers: string[]): string {
+  return servers.map((s) => s.replace(/\/\/[^@/]*@/, "//")).join(", ");
+}
+
+export function startCluster(options: ClusterOptions, log: Logger): ClusterNode {
+  const p = options.prefix ?? "sova_relay";
+  const node = options.nodeName;
+  const epoch = Date.now();
+  const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+  const downAfterMs = options.downAfterMs ?? DEFAULT_DOWN_AFTER_MS;
+  const connectOptions = connectionOptions(options);
+  const enc = new TextEncoder();
+  const dec = new TextDecoder();
+
+  let remote: RemoteMembers | null = null;
+  let nc: NatsConnection | null = null;
+  let connected = false;
+  let connectedSince = 0;
+  let closing = false;
+  const nodes = new Map<string, RemoteNode>();
+  /** Next sequence number per session of this node's frames. */
+  const seqOut = new Map<string, number>();
+  /** Last sequence number seen per sending node and session. */
+  const seqIn = new Map<string, { epoch: number; last: number }>();
+  const gaps: Record<string, number> = {};
+  let gapsLogged = 0;
+  let gapsUnlogged = 0;
+  const counters = { published: 0, received: 0, unsent: 0, nodesDown: 0, disconnects: 0 };
+
+  const claims = createClaims(
+    {
+      node,
+      epoch,
+      alive: (n, e) => n === node ? e === epoch : nodes.get(n)?.epoch === e,
+      mature: () => connected && Date.now() - connectedSince >= downAfterMs,
+      untilMature: () => Math.max(50, downAfterMs - (Date.now() - connectedSince)),
+    },
+    log,
+  );
+
+  function announce(a: Announcement): void {
+    if (!connected || !nc) return;
+    try {
+      nc.publish(`${p}.m`, enc.encode(JSON.stringify(a)));
+    } catch {
+      // Closed under us: the status loop says so.
+    }
+  }
+
+  function heartbeat(): void {
+    if (!remote) return;
+    announce({ t: "hb", n: node, e: epoch, m: remote.locals().map(row) });
+  }
+
+  function dropNode(r: RemoteNode, why: string, timedOut = false): void {
+    nodes.delete(r.name);
+    if (timedOut) counters.nodesDown++;
+    for (const m of r.members.values()) remote?.left(m.session, m.id);
+    claims.freeNode(r.name, r.epoch, [...r.members.values()].map((m) => [m.session, m.name] as [string, string]));
+    for (const key of seqIn.keys()) if (key.startsWith(`${r.name}\u0000`)) seqIn.delete(key);
+    log.warn("cluster_node_down", `Node ${r.name} ${why}: its ${r.members.size} instances are gone from their sessions`, {
+      node: r.name,
+      instances: r.members.size,
+      reason: why,
+    });
+  }
+
+  function addMember(r: RemoteNode, row: MemberRow): void {
+    const [session, id, name, version, connectedAt, lastActivity] = row;
+    const known = r.members.get(id);
+    if (known) {
+      if (known.lastActivity !== lastActivity) {
+        known.lastActivity = lastActivity;
+        remote?.activity(session, id, lastActivity);
+      }
+      return;
+    }
+    const m: RemoteMember = { node: r.name, session, id, name, version, connectedAt, lastActivity };
+    r.members.set(id, m);
+    remote?.joined(m);
+  }
+
+  function onMembership(a: Announcement): void {
+    if (typeof a?.n !== "string" || typeof a.e !== "number" || a.n === node) return;
+    const now = Date.now();
+    let r = nodes.get(a.n);
+    if (r && a.e < r.epoch) return; // a message from a node start we know has ended
+    if (r && a.e > r.epoch) {
+      dropNode(r, "restarted");
+      r = undefined;
+    }
+    if (a.t === "bye") {
+      if (r) dropNode(r, "left the cluster");
+      return;
+    }
+    if (!r) {
+      r = { name: a.n, epoch: a.e, lastHeard: now, members: new Map() };
+      nodes.set(a.n, r);
+      log.info("cluster_node_up", `Node ${a.n} joined the cluster`, { node: a.n });
+      // It may have missed our members (or this is our view coming back after a partition).
+      heartbeat();
+    }
+    r.lastHeard = now;
+    const rows = Array.isArray(a.m) ? a.m : [];
+    switch (a.t) {
+      case "hb": {
+        const present = new Set<string>();
+        for (const m of rows) {
+          present.add(m[1]);
+          addMember(r, m);
+        }
+        for (const [id, m] of r.members) {
+          if (!present.has(id)) {
+            r.members.delete(id);
+            remote?.left(m.session, id);
+          }
+        }
+        break;
+      }
+      case "join":
+        for (const m of rows) addMember(r, m);
+        break;
+      case "leave":
+        for (const [session, id] of rows) {
+          if (r.members.delete(id)) remote?.left(session, id);
+        }
+        break;
+      case "hello":
+        heartbeat();
+        void claims.reclaimAll();
+        break;
+    }
+  }
+
+  function onFrame(msg: Msg): void {
+    counters.received++;
+    const session = msg.subject.slice(p.length + 3);
+    const h = msg.headers;
+    const from = h?.get("n") ?? "?";
+    const e = Number(h?.get("e"));
+    const q = Number(h?.get("q"));
+    const key = `${from}\u0000${session}`;
+    const seen = seqIn.get(key);
+    if (seen && seen.epoch === e) {
+      if (q > seen.last + 1) gap(from, q - seen.last - 1);
+      if (q > seen.last) seen.last = q;
+    } else if (!seen || e > seen.epoch) seqIn.set(key, { epoch: e, last: q });
+    remote?.frame(session, msg.data);
+  }
+
+  function gap(from: string, missing: number): void {
+    gaps[from] = (gaps[from] ?? 0) + missing;
+    const now = Date.now();
+    gapsUnlogged += missing;
+    // Bounded logging under a storm of losses: one line per 10 s with the count.
+    if (now - gapsLogged >= 10_000) {
+      log.warn("cluster_gap", `${gapsUnlogged} frames from node ${from} never arrived (NATS lost them); total lost from it: ${gaps[from]}`, {
+        node: from,
+        missing: gapsUnlogged,
+      });
+      gapsLogged = now;
+      gapsUnlogged = 0;
+    }
+  }
+
+  async function resume(conn: NatsConnection): Promise<void> {
+    announce({ t: "hello", n: node, e: epoch });
+    heartbeat();
+    try {
+      // Memory storage: claims are about live connections, and a restarted NATS
+      // gets them back from every node's reclaim.
+      claims.kv = await new Kvm(conn).create(NAMES_BUCKET, { history: 1, storage: "memory" } as never);
+    } catch (error) {
+      claims.kv = null;
+      log.warn("cluster_names_local", `JetStream KV unavailable (${(error as Error).message}): instance names are unique per node only`, {
+        reason: (error as Error).message,
+      });
+      return;
+    }
+    await claims.reclaimAll();
+  }
+
+  function setConnected(conn: NatsConnection, why: string): void {
+    connected = true;
+    connectedSince = Date.now();
+    log.info("cluster_connected", `Cluster: ${why} NATS (${safeServers(options.servers)}) as node ${node}`, { node });
+    void resume(conn);
+  }
+
+  function setDisconnected(why: string): void {
+    if (!connected) return;
+    connected = false;
+    counters.disconnects++;
+    log.warn("cluster_disconnected", `Cluster: NATS unreachable (${why}); relaying among this node's instances only until it returns`, { node, reason: why });
+  }
+
+  async function run(): Promise<void> {
+    let conn: NatsConnection;
+    try {
+      conn = await connect(connectOptions);
+    } catch (error) {
+      log.error("cluster_failed", `Cluster: cannot connect to NATS (${(error as Error).message}); relaying alone`, { reason: (error as Error).message });
+      return;
+    }
+    if (closing) {
+      await conn.close();
+      return;
+    }
+    nc = conn;
+    conn.subscribe(`${p}.m`, {
+      callback: (err, msg) => {
+        if (err) return;
+        try {
+          onMembership(JSON.parse(dec.decode(msg.data)) as Announcement);
+        } catch {
+          // Not ours: ignored.
+        }
+      },
+    });
+    conn.subscribe(`${p}.s.>`, {
+      callback: (err, msg) => {
+        if (!err) onFrame(msg);
+      },
+    });
+    setConnected(conn, "connected to");
+    for await (const s of conn.status()) {
+      if (s.type === "disconnect" || s.type === "staleConnection") setDisconnected(s.type === "disconnect" ? "disconnected" : "no answer to pings");
+      else if (s.type === "reconnect" && !connected) setConnected(conn, "reconnected to");
+    }
+  }
+
+  const hbTimer = setInterval(heartbeat, heartbeatMs);
+  const downTimer = setInterval(() => {
+    const now = Date.now();
+    for (const r of [...nodes.values()]) if (now - r.lastHeard > downAfterMs) dropNode(r, `not heard for ${downAfterMs / 1000} s`, true);
+  }, 100);
+  log.info("cluster_starting", `Cluster: node ${node} connecting to ${safeServers(options.servers)}`, { node });
+  const running = run();
+
+  return {
+    name: node,
+    attach(r) {
+      remote = r;
+    },
+    claim: (session, name): Promise<ClaimResult> => claims.claim(session, name),
+    release: (session, name) => claims.release(session, name),
+    joined(inst) {
+      announce({ t: "join", n: node, e: epoch, m: [row(inst)] });
+    },
+    left(inst) {
+      claims.release(inst.session.id, inst.name);
+      announce({ t: "leave", n: node, e: epoch, m: [[inst.session.id, inst.idText, inst.name, "", 0, 0]] });
+    },
+    broadcast(inst, frame) {
+      const session = inst.session.id;
+      const q = (seqOut.get(session) ?? 0) + 1;
+      seqOut.set(session, q);
+      // Sent only while connected: frames buffered across an outage would reach
+      // the others late, out of place; the sequence number still moves, so they see the gap.
+      if (!connected || !nc) {
+        counters.unsent++;
+        return;
+      }
+      const h = headers();
+      h.set("n", node);
+      h.set("e", String(epoch));
+      h.set("q", String(q));
+      try {
+        nc.publish(`${p}.s.${session}`, frame, { headers: h });
+        counters.published++;
+      } catch {
+        counters.unsent++;
+      }
+    },
+    status() {
+      const now = Date.now();
+      return {
+        node,
+        connected,
+        names_shared: claims.kv !== null && connected,
+        nodes: [...nodes.values()].map((r) => ({ name: r.name, members: r.members.size, last_heard_ms: now - r.lastHeard })),
+        published: counters.published,
+        received: counters.received,
+        gaps: { ...gaps },
+        unsent: counters.unsent,
+        nodes_down: counters.nodesDown,
+        name_conflicts: claims.conflicts,
+        disconnects: counters.disconnects,
+      };
+    },
+    async close() {
+      closing = true;
+      clearInterval(hbTimer);
+      clearInterval(downTimer);
+      announce({ t: "bye", n: node, e: epoch });
+      const conn = nc;
+      if (conn) {
+        await Promise.race([conn.drain().catch(() => {}), Bun.sleep(1000)]);
+        if (!conn.isClosed()) await conn.close().catch(() => {});
+      }
+      await Promise.race([running, Bun.sleep(100)]);
+    },
+  };
+}
