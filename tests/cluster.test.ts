@@ -1,0 +1,393 @@
+/**
+ * One session across relay nodes (--cluster): real nats-server processes
+ * (Debian's package; `.ci/run` installs it) and relays on loopback, in this
+ * process (their state can be looked at) or as child processes (for kill -9).
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { connect, updateValues, type RelayClient } from "../src/client.ts";
+import { clusterFromConfig } from "../src/cluster/start.ts";
+import type { ClusterNode } from "../src/cluster/node.ts";
+import { resolveConfig } from "../src/config.ts";
+import { createLogger } from "../src/log.ts";
+import { startServer, type RunningServer } from "../src/server.ts";
+import { connectSleeper } from "./support/peers.ts";
+import { freePort, startProcess } from "./support/relay.ts";
+
+const ROOT = join(import.meta.dir, "..");
+const NATS = Bun.which("nats-server") ?? ["/usr/sbin/nats-server", "/usr/bin/nats-server"].find((p) => Bun.file(p).size > 0) ?? null;
+if (!NATS) console.warn("SKIP: tests/cluster.test.ts because nats-server is not installed (apt-get install nats-server; .ci/run does it)");
+const maybe = NATS ? describe : describe.skip;
+
+interface Nats {
+  port: number;
+  url: string;
+  proc: Subprocess<"ignore", "ignore", "pipe">;
+  /** Resolves once the log shows `pattern`. */
+  ready: Promise<void>;
+  stop(): Promise<void>;
+}
+
+const toStop: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const stop of toStop.splice(0).reverse()) await stop();
+});
+
+function startNats(port = freePort(), storeDir = mkdtempSync(join(tmpdir(), "sova-nats-"))): Nats {
+  const proc = Bun.spawn([NATS!, "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir], { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+  const ready = (async () => {
+    let text = "";
+    for await (const chunk of proc.stderr) {
+      text += new TextDecoder().decode(chunk);
+      if (text.includes("Server is ready")) return;
+    }
+    throw new Error(`nats-server exited before it was ready:\n${text}`);
+  })();
+  const nats: Nats = {
+    port,
+    url: `nats://127.0.0.1:${port}`,
+    proc,
+    ready,
+    async stop() {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    },
+  };
+  toStop.push(async () => {
+    await nats.stop();
+    rmSync(storeDir, { recursive: true, force: true });
+  });
+  return nats;
+}
+
+interface Node {
+  name: string;
+  port: number;
+  server: RunningServer;
+  link: ClusterNode;
+  logs: string[];
+  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  stop(): Promise<void>;
+}
+
+function watchLogs() {
+  const logs: string[] = [];
+  const waiters: Array<{ pattern: RegExp; resolve: () => void }> = [];
+  return {
+    logs,
+    push(line: string) {
+      logs.push(line);
+      for (let i = waiters.length - 1; i >= 0; i--) if (waiters[i]!.pattern.test(line)) waiters.splice(i, 1)[0]!.resolve();
+    },
+    waitForLog(pattern: RegExp, timeoutMs = 5000): Promise<string> {
+      const found = logs.find((l) => pattern.test(l));
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no log line matching ${pattern} within ${timeoutMs} ms:\n${logs.join("")}`)), timeoutMs);
+        waiters.push({
+          pattern,
+          resolve: () => {
+            clearTimeout(timer);
+            resolve(logs.find((l) => pattern.test(l))!);
+          },
+        });
+      });
+    },
+  };
+}
+
+/** A relay node in this process. */
+async function startNode(nats: Nats | string, name: string, flags: string[] = []): Promise<Node> {
+  const url = typeof nats === "string" ? nats : nats.url;
+  const config = resolveConfig(["--host", "127.0.0.1", "--port", "0", "--shutdown-timeout", "1", "--cluster", url, "--node-name", name, ...flags], {});
+  const watcher = watchLogs();
+  const log = createLogger({ level: "debug", write: (line) => watcher.push(line) });
+  const link = clusterFromConfig(config, log);
+  const server = startServer(config, log, link);
+  let stopped = false;
+  const node: Node = {
+    name,
+    port: server.port!,
+    server,
+    link,
+    logs: watcher.logs,
+    waitForLog: watcher.waitForLog,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await server.shutdown("test finished");
+    },
+  };
+  toStop.push(() => node.stop());
+  return node;
+}
+
+/** Nodes connected and each having heard every other. */
+async function cluster(nats: Nats, names: string[]): Promise<Node[]> {
+  await nats.ready;
+  const nodes = await Promise.all(names.map((n) => startNode(nats, n)));
+  await Promise.all(nodes.map((n) => n.waitForLog(/Cluster: connected to NATS/)));
+  for (const n of nodes) for (const other of names) if (other !== n.name) await n.waitForLog(new RegExp(`Node ${other} joined the cluster`));
+  return nodes;
+}
+
+const clients: RelayClient[] = [];
+afterEach(() => {
+  for (const c of clients.splice(0)) c.close();
+});
+
+async function join_(port: number, name: string, capabilities: string[] = []): Promise<RelayClient> {
+  const c = await connect({ port });
+  clients.push(c);
+  await c.register({ name, capabilities });
+  return c;
+}
+
+const tagged = (sender: number, seq: number) => Uint8Array.of(sender, (seq >> 8) & 0xff, seq & 0xff);
+
+/** Resolves once `cond` holds. */
+async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!cond()) {
+    if (performance.now() > deadline) throw new Error("condition not met in time");
+    await Bun.sleep(5);
+  }
+}
+
+maybe("cluster over NATS", () => {
+  test("instances on three nodes see each other, get every other sender's updates in order and never their own", async () => {
+    const nats = startNats();
+    const [a, b, c] = await cluster(nats, ["a", "b", "c"]);
+    const ia = await join_(a!.port, "alice");
+    const ib = await join_(b!.port, "bob", ["presence"]);
+    await until(() => c!.server.relay.sessions.get("open")?.instances.length === 2);
+    const ic = await join_(c!.port, "carol");
+    // current_instances lists the members on the other nodes.
+    const reg = await (async () => {
+      const r = await connect({ port: c!.port });
+      clients.push(r);
+      return r.register({ name: "dave" });
+    })();
+    expect(reg.current_instances.map((i) => i.name).sort()).toEqual(["alice", "bob", "carol"]);
+    await ib.next("InstanceConnected", { where: (m) => m.instance_name === "carol" });
+    await until(() => a!.server.relay.sessions.get("open")?.instances.length === 4 && b!.server.relay.sessions.get("open")?.instances.length === 4);
+
+    const N = 500;
+    const got = new Map<string, Map<number, number[]>>();
+    for (const [who, client] of [["alice", ia], ["bob", ib], ["carol", ic]] as const) {
+      const per = new Map<number, number[]>();
+      got.set(who, per);
+      client.onMessage((m) => {
+        if (m.type !== "StateBroadcast") return;
+        const v = updateValues(m);
+        const list = per.get(v[0]!) ?? [];
+        list.push((v[1]! << 8) | v[2]!);
+        per.set(v[0]!, list);
+      });
+    }
+    for (let i = 0; i < N; i++) {
+      ia.sendUpdate(tagged(1, i));
+      ib.sendUpdate(tagged(2, i));
+      ic.sendUpdate(tagged(3, i));
+    }
+    const expected = Array.from({ length: N }, (_, i) => i);
+    const done = () => [...got.values()].every((per) => [...per.values()].reduce((n, l) => n + l.length, 0) >= 2 * N);
+    await until(done, 10_000);
+    for (const [who, per] of got) {
+      const own = who === "alice" ? 1 : who === "bob" ? 2 : 3;
+      for (const sender of [1, 2, 3]) {
+        if (sender === own) expect(per.get(sender)).toBeUndefined();
+        else expect(per.get(sender)).toEqual(expected);
+      }
+    }
+    // Nothing more arrives after a round trip through every node: no echo, no duplicate.
+    await Promise.all([ia.ping(), ib.ping(), ic.ping()]);
+    for (const per of got.values()) expect([...per.values()].reduce((n, l) => n + l.length, 0)).toBe(2 * N);
+    expect(a!.link.status().gaps).toEqual({});
+
+    // A leaving instance is announced on the other nodes.
+    ia.close();
+    const gone = await ic.next("InstanceDisconnected");
+    expect(gone.instance_name).toBe("alice");
+  }, 20_000);
+
+  test("two nodes register the same name at once: exactly one wins; the name is free again once it leaves", async () => {
+    const nats = startNats();
+    const [a, b] = await cluster(nats, ["a", "b"]);
+    for (let round = 0; round < 5; round++) {
+      const name = `race${round}`;
+      const [ca, cb] = await Promise.all([connect({ port: a!.port }), connect({ port: b!.port })]);
+      clients.push(ca, cb);
+      const results = await Promise.allSettled([ca.register({ name }), cb.register({ name })]);
+      const winners = results.filter((r) => r.status === "fulfilled");
+      expect(winners.length).toBe(1);
+      const loser = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
+      expect(String(loser.reason)).toContain(`Instance name '${name}' already in use`);
+      const winner = results[0]!.status === "fulfilled" ? ca : cb;
+      winner.close();
+      // Freed across the cluster: the other node accepts it now.
+      const other = results[0]!.status === "fulfilled" ? b! : a!;
+      await until(() => !other.server.relay.sessions.get("open")?.names.has(name));
+      await join_(other.port, name);
+    }
+  }, 20_000);
+
+  test("a node killed with SIGKILL: its instances leave the other nodes' sessions within 3 s and its names are free", async () => {
+    const nats = startNats();
+    const [a] = await cluster(nats, ["a"]);
+    const proc = await startProcess([process.execPath, join(ROOT, "src/main.ts")])(["--cluster", nats.url, "--node-name", "doomed"]);
+    toStop.push(async () => {
+      proc.process!.kill("SIGKILL");
+      await proc.process!.exited;
+    });
+    await a!.waitForLog(/Node doomed joined the cluster/);
+    const watcher = await join_(a!.port, "watcher");
+    await join_(proc.port, "victim");
+    await until(() => a!.server.relay.sessions.get("open")?.names.has("victim") === true);
+    const killedAt = performance.now();
+    proc.process!.kill("SIGKILL");
+    const gone = await watcher.next("InstanceDisconnected", { timeoutMs: 4000 });
+    const took = performance.now() - killedAt;
+    expect(gone.instance_name).toBe("victim");
+    expect(took).toBeLessThan(3000);
+    await a!.waitForLog(/Node doomed not heard/);
+    // The dead node's claim is freed (or taken over): the name registers on a live node.
+    const again = await join_(a!.port, "victim");
+    expect(again.id).not.toBeNull();
+    expect(a!.link.status().nodes_down).toBe(1);
+  }, 20_000);
+
+  test("NATS restarts: each node keeps relaying its own instances, says so, and the session is whole again when NATS returns", async () => {
+    const port = freePort();
+    const nats = startNats(port);
+    const [a, b] = await cluster(nats, ["a", "b"]);
+    const a1 = await join_(a!.port, "a1");
+    const a2 = await join_(a!.port, "a2");
+    const b1 = await join_(b!.port, "b1");
+    await until(() => a!.server.relay.sessions.get("open")?.instances.length === 3 && b!.server.relay.sessions.get("open")?.instances.length === 3);
+    await nats.stop();
+    await a!.waitForLog(/NATS unreachable/);
+    expect(a!.link.status().connected).toBe(false);
+    // The other node's member leaves after the down timeout.
+    const left = await a1.next("InstanceDisconnected", { timeoutMs: 4000 });
+    expect(left.instance_name).toBe("b1");
+    // Local relaying goes on.
+    a1.sendUpdate(Uint8Array.of(7));
+    expect(updateValues(await a2.next("StateBroadcast"))).toEqual(Uint8Array.of(7));
+    // NATS back on the same port.
+    const again = startNats(port);
+    await again.ready;
+    await a!.waitForLog(/Cluster: reconnected to NATS/, 5000);
+    await b!.waitForLog(/Cluster: reconnected to NATS/, 5000);
+    await until(() => a!.server.relay.sessions.get("open")?.instances.length === 3 && b!.server.relay.sessions.get("open")?.instances.length === 3, 5000);
+    a1.sendUpdate(Uint8Array.of(8));
+    expect(updateValues(await b1.next("StateBroadcast", { where: (m) => updateValues(m)[0] === 8 }))).toEqual(Uint8Array.of(8));
+    // Names are claimed again: b1 cannot be registered on a.
+    const dup = await connect({ port: a!.port });
+    clients.push(dup);
+    await expect(dup.register({ name: "b1" })).rejects.toThrow(/already in use/);
+    const metrics = renderMetricsOf(a!);
+    expect(metrics).toContain("sova_relay_cluster_connected 1");
+    expect(metrics).toMatch(/sova_relay_cluster_disconnects_total 1/);
+  }, 25_000);
+
+  test("a paused (SIGSTOP) NATS server: nodes notice, keep relaying locally, and resume after SIGCONT", async () => {
+    const nats = startNats();
+    const [a, b] = await cluster(nats, ["a", "b"]);
+    const a1 = await join_(a!.port, "a1");
+    const a2 = await join_(a!.port, "a2");
+    const b1 = await join_(b!.port, "b1");
+    await until(() => b!.server.relay.sessions.get("open")?.instances.length === 3);
+    nats.proc.kill("SIGSTOP");
+    try {
+      await a!.waitForLog(/NATS unreachable/, 6000);
+      a1.sendUpdate(Uint8Array.of(1));
+      expect(updateValues(await a2.next("StateBroadcast"))).toEqual(Uint8Array.of(1));
+    } finally {
+      nats.proc.kill("SIGCONT");
+    }
+    await a!.waitForLog(/Cluster: reconnected to NATS/, 8000);
+    await until(() => b!.server.relay.sessions.get("open")?.instances.length === 3 && a!.server.relay.sessions.get("open")?.instances.length === 3, 5000);
+    a1.sendUpdate(Uint8Array.of(2));
+    expect(updateValues(await b1.next("StateBroadcast", { where: (m) => updateValues(m)[0] === 2 }))).toEqual(Uint8Array.of(2));
+  }, 25_000);
+
+  test("a slow consumer on one node is cut there; the sender and readers on other nodes get every update", async () => {
+    const nats = startNats();
+    const [a, b, c] = await cluster(nats, ["a", "b", "c"]);
+    const sender = await join_(a!.port, "sender");
+    const reader = await join_(c!.port, "reader");
+    // Registers and never reads: its frames pile up on node b.
+    const sleeper = await connectSleeper(b!.port);
+    toStop.push(() => sleeper.terminate());
+    await until(() => a!.server.relay.sessions.get("open")?.instances.length === 3 && c!.server.relay.sessions.get("open")?.instances.length === 3);
+    const N = 400;
+    let received = 0;
+    let last = -1;
+    let outOfOrder = 0;
+    reader.onMessage((m) => {
+      if (m.type !== "StateBroadcast") return;
+      const v = updateValues(m);
+      const seq = (v[0]! << 8) | v[1]!;
+      if (seq !== last + 1) outOfOrder++;
+      last = seq;
+      received++;
+    });
+    const big = new Uint8Array(100_000);
+    for (let i = 0; i < N; i++) {
+      big[0] = i >> 8;
+      big[1] = i & 0xff;
+      sender.sendUpdate(big);
+      if (i % 50 === 49) await sender.ping();
+    }
+    await until(() => received === N, 10_000);
+    expect(outOfOrder).toBe(0);
+    await b!.waitForLog(/cut as a slow consumer/, 5000);
+    await reader.next("InstanceDisconnected", { where: (m) => m.instance_name === "sleeper" });
+  }, 25_000);
+
+  test("history: a late joiner on another node gets the session's updates once each, then live ones, with no gap under load", async () => {
+    const nats = startNats();
+    await nats.ready;
+    const a = await startNode(nats, "a", ["--history", "100000", "--rate-limit", "0"]);
+    const b = await startNode(nats, "b", ["--history", "100000", "--rate-limit", "0"]);
+    await a.waitForLog(/Node b joined/);
+    await b.waitForLog(/Node a joined/);
+    const sender = await join_(a.port, "sender");
+    let sent = 0;
+    let sending = true;
+    const pump = (async () => {
+      while (sending) {
+        for (let i = 0; i < 20; i++) sender.sendUpdate(tagged(1, sent++));
+        await sender.ping();
+      }
+    })();
+    await until(() => sent > 1000);
+    const seen: number[] = [];
+    const late = await connect({ port: b.port });
+    clients.push(late);
+    late.onMessage((m) => {
+      if (m.type === "StateBroadcast") {
+        const v = updateValues(m);
+        seen.push((v[1]! << 8) | v[2]!);
+      }
+    });
+    await late.register({ name: "late" });
+    await until(() => seen.length > 0 && seen.at(-1)! > sent - 100 && sent > 2000, 10_000);
+    sending = false;
+    await pump;
+    await until(() => seen.at(-1) === sent - 1, 5000);
+    expect(seen).toEqual(Array.from({ length: sent }, (_, i) => i));
+  }, 25_000);
+});
+
+function renderMetricsOf(node: Node): string {
+  const { renderMetrics } = require("../src/metrics.ts") as typeof import("../src/metrics.ts");
+  const { snapshot } = require("../src/status.ts") as typeof import("../src/status.ts");
+  const relay = node.server.relay;
+  const status = snapshot({ relay, version: "t", startedAt: Date.now(), stopping: () => false, cluster: node.link.status });
+  return renderMetrics({ status, connectionsOpen: relay.connections.size, relayLatency: relay.stats.relayLatency, memory: process.memoryUsage() });
+}
