@@ -22,6 +22,8 @@ import type { ClusterLink, RemoteMembers } from "./relay/link.ts";
 export interface ServerLink extends ClusterLink {
   attach(remote: RemoteMembers): void;
   close(): Promise<void>;
+  /** History kept by the cluster instead of this process. */
+  readonly history?: History;
 }
 
 /** Half-open peers (laptop lid shut, cable pulled) are found by TCP keepalive after this. */
@@ -97,8 +99,8 @@ function readPem(path: string, flag: string): string {
 }
 
 export function startServer(config: ServerConfig, log: Logger, link?: ServerLink): RunningServer {
-  const store = config.history > 0 && config.stateDir ? openHistoryStore(config.stateDir, { reset: config.stateReset }) : null;
-  const history = createHistory({ maxEntries: config.history, maxBytes: config.historyBytes, maxAgeMs: config.historyAge * 1000 }, store ?? undefined);
+  const store = !link?.history && config.history > 0 && config.stateDir ? openHistoryStore(config.stateDir, { reset: config.stateReset }) : null;
+  const history = link?.history ?? createHistory({ maxEntries: config.history, maxBytes: config.historyBytes, maxAgeMs: config.historyAge * 1000 }, store ?? undefined);
   if (store) {
     const loaded = store.load(history);
     log.info("history_loaded", `History database ${store.path}: ${loaded} updates in ${history.sizes().size} sessions${config.stateReset ? " (reset)" : ""}`, { entries: loaded });

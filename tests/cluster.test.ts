@@ -349,13 +349,12 @@ maybe("cluster over NATS", () => {
     await reader.next("InstanceDisconnected", { where: (m) => m.instance_name === "sleeper" });
   }, 25_000);
 
-  test("history: a late joiner on another node gets the session's updates once each, then live ones, with no gap under load", async () => {
+  test("history is kept by the cluster: a late joiner on a node started afterwards gets every update once, then live ones, with no gap under load", async () => {
     const nats = startNats();
     await nats.ready;
-    const a = await startNode(nats, "a", ["--history", "100000", "--rate-limit", "0"]);
-    const b = await startNode(nats, "b", ["--history", "100000", "--rate-limit", "0"]);
-    await a.waitForLog(/Node b joined/);
-    await b.waitForLog(/Node a joined/);
+    const flags = ["--history", "100000", "--rate-limit", "0"];
+    const a = await startNode(nats, "a", flags);
+    await a.waitForLog(/Cluster history in JetStream/);
     const sender = await join_(a.port, "sender");
     let sent = 0;
     let sending = true;
@@ -366,6 +365,10 @@ maybe("cluster over NATS", () => {
       }
     })();
     await until(() => sent > 1000);
+    // Node b did not exist while the first thousand updates went out.
+    const b = await startNode(nats, "b", flags);
+    await b.waitForLog(/Cluster history in JetStream/);
+    await b.waitForLog(/Node a joined/);
     const seen: number[] = [];
     const late = await connect({ port: b.port });
     clients.push(late);
@@ -375,12 +378,15 @@ maybe("cluster over NATS", () => {
         seen.push((v[1]! << 8) | v[2]!);
       }
     });
+    const startedAt = sent;
     await late.register({ name: "late" });
-    await until(() => seen.length > 0 && seen.at(-1)! > sent - 100 && sent > 2000, 10_000);
+    await until(() => sent > startedAt + 500, 10_000);
     sending = false;
     await pump;
     await until(() => seen.at(-1) === sent - 1, 5000);
+    expect(seen.length).toBe(sent);
     expect(seen).toEqual(Array.from({ length: sent }, (_, i) => i));
+    expect(b.logs.join("")).toMatch(/sent \d+ updates of session history/);
   }, 25_000);
 });
 

@@ -23,7 +23,9 @@ import { RelayError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { ClaimResult, ClusterLink, RemoteMember, RemoteMembers } from "../relay/link.ts";
 import type { Instance } from "../relay/relay.ts";
+import type { HistoryLimits } from "../relay/history.ts";
 import { NAMES_BUCKET, createClaims } from "./claims.ts";
+import { createClusterHistory, type ClusterHistory } from "./history.ts";
 
 export interface ClusterOptions {
   servers: string[];
@@ -39,6 +41,8 @@ export interface ClusterOptions {
   heartbeatMs?: number;
   /** A node not heard for this long is declared down. */
   downAfterMs?: number;
+  /** History kept in a JetStream stream for the whole cluster (--history). */
+  history?: { limits: HistoryLimits; sessions: number };
 }
 
 export interface ClusterNodeStatus {
@@ -66,6 +70,8 @@ export interface ClusterStatus {
 
 export interface ClusterNode extends ClusterLink {
   readonly name: string;
+  /** Present with --history: the relay's history, kept by NATS. */
+  readonly history?: ClusterHistory;
   attach(remote: RemoteMembers): void;
   status(): ClusterStatus;
   close(): Promise<void>;
@@ -152,6 +158,8 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
   let connected = false;
   let connectedSince = 0;
   let closing = false;
+  /** Set while a (re)connection sets up KV and history: claims wait for it instead of going local. */
+  let resuming: Promise<void> | null = null;
   const nodes = new Map<string, RemoteNode>();
   /** Next sequence number per session of this node's frames. */
   const seqOut = new Map<string, number>();
@@ -172,6 +180,19 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
     },
     log,
   );
+
+  const history =
+    options.history && options.history.limits.maxEntries > 0
+      ? createClusterHistory(
+          {
+            prefix: p,
+            limits: options.history.limits,
+            sessions: options.history.sessions,
+            seen: (n, session) => (n === node ? { epoch, last: seqOut.get(session) ?? 0 } : seqIn.get(`${n}\u0000${session}`)),
+          },
+          log,
+        )
+      : undefined;
 
   function announce(a: Announcement): void {
     if (!connected || !nc) return;
@@ -280,6 +301,7 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
       if (q > seen.last + 1) gap(from, q - seen.last - 1);
       if (q > seen.last) seen.last = q;
     } else if (!seen || e > seen.epoch) seqIn.set(key, { epoch: e, last: q });
+    history?.record(session, from, e, q, msg.data);
     remote?.frame(session, msg.data);
   }
 
@@ -301,6 +323,7 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
   async function resume(conn: NatsConnection): Promise<void> {
     announce({ t: "hello", n: node, e: epoch });
     heartbeat();
+    await history?.connected(conn);
     try {
       // Memory storage: claims are about live connections, and a restarted NATS
       // gets them back from every node's reclaim.
@@ -312,20 +335,24 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
       });
       return;
     }
-    await claims.reclaimAll();
+    log.info("cluster_names_shared", `Cluster: instance names are claimed across the cluster (JetStream KV ${NAMES_BUCKET})`, { node });
+    void claims.reclaimAll();
   }
 
   function setConnected(conn: NatsConnection, why: string): void {
     connected = true;
     connectedSince = Date.now();
     log.info("cluster_connected", `Cluster: ${why} NATS (${safeServers(options.servers)}) as node ${node}`, { node });
-    void resume(conn);
+    const r = (resuming = resume(conn).finally(() => {
+      if (resuming === r) resuming = null;
+    }));
   }
 
   function setDisconnected(why: string): void {
     if (!connected) return;
     connected = false;
     counters.disconnects++;
+    history?.disconnected();
     log.warn("cluster_disconnected", `Cluster: NATS unreachable (${why}); relaying among this node's instances only until it returns`, { node, reason: why });
   }
 
@@ -377,7 +404,13 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
     attach(r) {
       remote = r;
     },
-    claim: (session, name): Promise<ClaimResult> => claims.claim(session, name),
+    history,
+    async claim(session, name): Promise<ClaimResult> {
+      if (resuming) await Promise.race([resuming, Bun.sleep(3000)]);
+      const [result] = await Promise.all([claims.claim(session, name), history?.prepare(session)]);
+      if (result === "taken") history?.cancel(session);
+      return result;
+    },
     release: (session, name) => claims.release(session, name),
     joined(inst) {
       announce({ t: "join", n: node, e: epoch, m: [row(inst)] });
@@ -390,6 +423,7 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
       const session = inst.session.id;
       const q = (seqOut.get(session) ?? 0) + 1;
       seqOut.set(session, q);
+      history?.record(session, node, epoch, q, frame);
       // Sent only while connected: frames buffered across an outage would reach
       // the others late, out of place; the sequence number still moves, so they see the gap.
       if (!connected || !nc) {
