@@ -12,6 +12,7 @@ import { defineCommand, runMain } from "citty";
 import { fanoutFloor, wakeupLateness } from "./floor.ts";
 import { connectPool, runPhase, type PhaseResult, type PhaseSpec, type Pool, type PoolOptions } from "./load.ts";
 import { defaultBinary, launchRelay, targetRelay, type BenchRelay } from "./relay-process.ts";
+import { natsServerPath, runClusterScenario } from "./cluster.ts";
 
 interface Row {
   scenario: string;
@@ -195,6 +196,30 @@ async function scenarioMemory(choice: RelayChoice): Promise<Row[]> {
   ];
 }
 
+async function scenarioCluster(choice: RelayChoice, durationS: number, log: (s: string) => void): Promise<Row[]> {
+  const nats = natsServerPath();
+  if (!nats || choice.target) {
+    log(`  7 cluster: skipped (${choice.target ? "needs relays the bench starts" : "nats-server is not installed: apt-get install nats-server"})`);
+    return [];
+  }
+  const spec: PhaseSpec = { senders: 6, rate: 100, durationS, payload: 256 };
+  const c = await runClusterScenario(choice.binary, nats, spec, 30, async (pool) => void (await runPhase(pool, { ...spec, durationS: Math.min(2, durationS) })));
+  const single = phaseRow("7 cluster: one relay (before)", c.single, "no loss", c.single.lost === 0);
+  const spread = phaseRow("7 cluster: same load over 3 nodes + 1 nats-server", c.spread, "no loss, p99 < 10 ms", c.spread.lost === 0 && c.spread.latencyMs.p99 < 10);
+  spread.figures["RSS MB per node (after)"] = c.nodeRssMb.map(f1).join(" / ");
+  spread.figures["nats-server RSS MB"] = f1(c.natsRssMb);
+  return [
+    single,
+    spread,
+    {
+      scenario: "7 cluster: memory of an idle relay",
+      figures: { "alone MB": f1(c.idleAloneMb), "cluster node MB": f1(c.idleNodeMb), "nats-server MB (after the load)": f1(c.natsRssMb) },
+      target: "node < 64 MB",
+      pass: c.idleNodeMb !== null && c.idleNodeMb < 64,
+    },
+  ];
+}
+
 function printTable(rows: Row[]): void {
   for (const row of rows) {
     console.log(`\n${row.pass ? "PASS" : "FAIL"}  ${row.scenario}  (target: ${row.target})`);
@@ -205,7 +230,7 @@ function printTable(rows: Row[]): void {
 const main = defineCommand({
   meta: { name: "bench", description: "Load the relay and report throughput, latency, loss and memory" },
   args: {
-    scenario: { type: "string", description: "all, default, ramp, crowd, big, overload, memory", default: "all" },
+    scenario: { type: "string", description: "all, default, ramp, crowd, big, overload, memory, cluster", default: "all" },
     binary: { type: "string", description: "Relay binary (default: dist/sova-relay)" },
     source: { type: "boolean", description: "Run the relay from source instead of the binary" },
     target: { type: "string", description: "HOST:PORT of a running relay" },
@@ -250,6 +275,7 @@ const main = defineCommand({
       if (want("big")) rows.push(await scenarioBig(choice, durationS));
       if (want("overload")) rows.push(await scenarioOverload(choice, Math.min(durationS, 5)));
       if (want("memory")) rows.push(...(await scenarioMemory(choice)));
+      if (want("cluster")) rows.push(...(await scenarioCluster(choice, durationS, log)));
     }
     if (args.json) console.log(JSON.stringify({ machine: { cores: navigator.hardwareConcurrency, wakeupLateMs: lateness }, rows: rows.map(({ result: _r, ...row }) => row) }, null, 2));
     else printTable(rows);

@@ -309,7 +309,7 @@ maybe("cluster over NATS", () => {
     } finally {
       nats.proc.kill("SIGCONT");
     }
-    await a!.waitForLog(/Cluster: reconnected to NATS/, 8000);
+    await a!.waitForLog(/Cluster: reconnected to NATS/, 10_000);
     await until(() => b!.server.relay.sessions.get("open")?.instances.length === 3 && a!.server.relay.sessions.get("open")?.instances.length === 3, 5000);
     a1.sendUpdate(Uint8Array.of(2));
     expect(updateValues(await b1.next("StateBroadcast", { where: (m) => updateValues(m)[0] === 2 }))).toEqual(Uint8Array.of(2));

@@ -94,8 +94,8 @@ interface Announcement {
   m?: MemberRow[];
 }
 
-export const DEFAULT_HEARTBEAT_MS = 1000;
-export const DEFAULT_DOWN_AFTER_MS = 2500;
+export const DEFAULT_HEARTBEAT_MS = 500;
+export const DEFAULT_DOWN_AFTER_MS = 2000;
 
 export function defaultNodeName(): string {
   return `${hostname()}-${crypto.randomUUID().slice(0, 6)}`;
