@@ -8,7 +8,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { connect as natsConnect } from "@nats-io/transport-node";
+import { headers } from "@nats-io/nats-core";
 import { connect, updateValues, type RelayClient } from "../src/client.ts";
+import { encodeFrame, toByteArrayWire } from "../src/protocol/messages.ts";
 import { clusterFromConfig } from "../src/cluster/start.ts";
 import type { ClusterNode } from "../src/cluster/node.ts";
 import { resolveConfig } from "../src/config.ts";
@@ -36,8 +39,8 @@ afterEach(async () => {
   for (const stop of toStop.splice(0).reverse()) await stop();
 });
 
-function startNats(port = freePort(), storeDir = mkdtempSync(join(tmpdir(), "sova-nats-"))): Nats {
-  const proc = Bun.spawn([NATS!, "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir], { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+function startNats(port = freePort(), storeDir = mkdtempSync(join(tmpdir(), "sova-nats-")), extra: string[] = []): Nats {
+  const proc = Bun.spawn([NATS!, "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir, ...extra], { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
   const ready = (async () => {
     let text = "";
     for await (const chunk of proc.stderr) {
@@ -100,9 +103,9 @@ function watchLogs() {
 }
 
 /** A relay node in this process. */
-async function startNode(nats: Nats | string, name: string, flags: string[] = []): Promise<Node> {
+async function startNode(nats: Nats | string, name: string, flags: string[] = [], env: Record<string, string> = {}): Promise<Node> {
   const url = typeof nats === "string" ? nats : nats.url;
-  const config = resolveConfig(["--host", "127.0.0.1", "--port", "0", "--shutdown-timeout", "1", "--cluster", url, "--node-name", name, ...flags], {});
+  const config = resolveConfig(["--host", "127.0.0.1", "--port", "0", "--shutdown-timeout", "1", "--cluster", url, "--node-name", name, ...flags], env);
   const watcher = watchLogs();
   const log = createLogger({ level: "debug", write: (line) => watcher.push(line) });
   const link = clusterFromConfig(config, log);
@@ -348,6 +351,41 @@ maybe("cluster over NATS", () => {
     await b!.waitForLog(/cut as a slow consumer/, 5000);
     await reader.next("InstanceDisconnected", { where: (m) => m.instance_name === "sleeper" });
   }, 25_000);
+
+  test("a frame lost between nodes is counted per sender and logged, never silent; the frames around it are delivered", async () => {
+    const nats = startNats();
+    const [a] = await cluster(nats, ["a"]);
+    const local = await join_(a!.port, "local");
+    // Another "node" publishing by hand: sequence 1, 2, then 5 (3 and 4 lost).
+    const nc = await natsConnect({ servers: nats.url });
+    toStop.push(() => nc.close());
+    const frame = (v: number) => encodeFrame({ type: "StateBroadcast", source_instance_name: "far", timestamp: 1n, update_data: toByteArrayWire(Uint8Array.of(v)) });
+    for (const q of [1, 2, 5]) {
+      const h = headers();
+      h.set("n", "ghost");
+      h.set("e", "1");
+      h.set("q", String(q));
+      nc.publish("sova_relay.s.open", frame(q), { headers: h });
+    }
+    await nc.flush();
+    const values: number[] = [];
+    for (let i = 0; i < 3; i++) values.push(updateValues(await local.next("StateBroadcast"))[0]!);
+    expect(values).toEqual([1, 2, 5]);
+    expect(a!.link.status().gaps).toEqual({ ghost: 2 });
+    await a!.waitForLog(/2 frames from node ghost never arrived/);
+    expect(renderMetricsOf(a!)).toContain('sova_relay_cluster_gaps_total{node="ghost"} 2');
+  });
+
+  test("NATS with a user and password (from the environment, or in the URL): nodes connect, and the password is in no log line", async () => {
+    const nats = startNats(undefined, undefined, ["--user", "relay", "--pass", "s3cret-pass"]);
+    await nats.ready;
+    const a = await startNode(nats, "a", [], { SOVA_RELAY_CLUSTER_USER: "relay", SOVA_RELAY_CLUSTER_PASSWORD: "s3cret-pass" });
+    await a.waitForLog(/Cluster: connected to NATS/);
+    await a.waitForLog(/names are claimed across the cluster/);
+    const b = await startNode(`nats://relay:s3cret-pass@127.0.0.1:${nats.port}`, "b");
+    await b.waitForLog(/Node a joined/);
+    for (const line of [...a.logs, ...b.logs]) expect(line).not.toContain("s3cret-pass");
+  });
 
   test("history is kept by the cluster: a late joiner on a node started afterwards gets every update once, then live ones, with no gap under load", async () => {
     const nats = startNats();

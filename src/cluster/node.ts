@@ -115,8 +115,19 @@ function readFile(path: string, flag: string): string {
 
 /** Connection options; never logged (they hold credentials). */
 function connectionOptions(o: ClusterOptions): ConnectionOptions {
+  // nats://user:password@host (or nats://token@host), as other NATS tools take them: the client wants them apart.
+  const userinfo: Array<{ user: string; pass: string }> = [];
+  const servers = o.servers.map((s) => {
+    try {
+      const url = new URL(s.includes("://") ? s : `nats://${s}`);
+      if (url.username) userinfo.push({ user: decodeURIComponent(url.username), pass: decodeURIComponent(url.password) });
+      return `${url.protocol}//${url.host}`;
+    } catch {
+      return s;
+    }
+  });
   const opts: ConnectionOptions = {
-    servers: o.servers,
+    servers,
     name: `sova-relay ${o.nodeName}`,
     noEcho: true,
     maxReconnectAttempts: -1,
@@ -134,6 +145,13 @@ function connectionOptions(o: ClusterOptions): ConnectionOptions {
     opts.pass = o.pass ?? "";
   }
   if (o.token) opts.token = o.token;
+  const fromUrl = userinfo[0];
+  if (fromUrl && !o.user && !o.token && !o.creds) {
+    if (fromUrl.pass) {
+      opts.user = fromUrl.user;
+      opts.pass = fromUrl.pass;
+    } else opts.token = fromUrl.user;
+  }
   if (o.ca) opts.tls = { ca: readFile(o.ca, "--cluster-ca") };
   return opts;
 }
