@@ -220,6 +220,8 @@ maybe("cluster over NATS", () => {
   test("two nodes register the same name at once: exactly one wins; the name is free again once it leaves", async () => {
     const nats = startNats();
     const [a, b] = await cluster(nats, ["a", "b"]);
+    await a!.waitForLog(/names are claimed across the cluster/);
+    await b!.waitForLog(/names are claimed across the cluster/);
     for (let round = 0; round < 5; round++) {
       const name = `race${round}`;
       const [ca, cb] = await Promise.all([connect({ port: a!.port }), connect({ port: b!.port })]);

@@ -84,7 +84,12 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
       mine.set(key, await timeout(kv.create(key, value), CLAIM_TIMEOUT_MS));
       return "ok";
     } catch (error) {
-      if (!/wrong last sequence|key exists|10071/i.test((error as Error).message)) return null;
+      if (!/wrong last sequence|key exists|10071/i.test((error as Error).message)) {
+        log.warn("cluster_claim_failed", `Name claim through JetStream KV failed (${(error as Error).message}); the name is unique on this node until it is claimed again`, {
+          reason: (error as Error).message,
+        });
+        return null;
+      }
     }
     for (;;) {
       const entry = await timeout(kv.get(key), CLAIM_TIMEOUT_MS).catch(() => undefined);

@@ -342,14 +342,24 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
     announce({ t: "hello", n: node, e: epoch });
     heartbeat();
     await history?.connected(conn);
-    try {
-      // Memory storage: claims are about live connections, and a restarted NATS
-      // gets them back from every node's reclaim.
-      claims.kv = await new Kvm(conn).create(NAMES_BUCKET, { history: 1, storage: "memory" } as never);
-    } catch (error) {
-      claims.kv = null;
-      log.warn("cluster_names_local", `JetStream KV unavailable (${(error as Error).message}): instance names are unique per node only`, {
-        reason: (error as Error).message,
+    claims.kv = null;
+    let failure: Error | null = null;
+    // Nodes starting together race to create the bucket: one may fail while another creates it; open it then.
+    for (let attempt = 0; attempt < 5 && claims.kv === null && connected; attempt++) {
+      const kvm = new Kvm(conn);
+      try {
+        // Memory storage: claims are about live connections, and a restarted NATS
+        // gets them back from every node's reclaim.
+        claims.kv = await kvm.create(NAMES_BUCKET, { history: 1, storage: "memory" } as never);
+      } catch (error) {
+        failure = error as Error;
+        claims.kv = await kvm.open(NAMES_BUCKET).catch(() => null);
+        if (claims.kv === null) await Bun.sleep(200);
+      }
+    }
+    if (claims.kv === null) {
+      log.warn("cluster_names_local", `JetStream KV unavailable (${failure?.message ?? "not connected"}): instance names are unique per node only`, {
+        reason: failure?.message ?? "not connected",
       });
       return;
     }
