@@ -47,6 +47,57 @@ export async function startNatsServer(binary: string): Promise<NatsProcess> {
   };
 }
 
+/**
+ * The geography setup on one machine: one nats-server per region, joined by
+ * gateways into a supercluster (JetStream there needs a `cluster {}` block and
+ * JetStream on every server).
+ */
+export async function startSupercluster(binary: string, regions: string[]): Promise<{ urls: string[]; rssMb(): number | null; stop(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), "sova-bench-gw-"));
+  const ports = regions.map(() => ({ client: freePort(), cluster: freePort(), gateway: freePort() }));
+  const procs = regions.map((name, i) => {
+    const p = ports[i]!;
+    const gateways = regions.map((other, j) => `{ name: "${other}", url: "nats://127.0.0.1:${ports[j]!.gateway}" }`).join(", ");
+    const conf = join(dir, `${name}.conf`);
+    Bun.write(
+      conf,
+      `server_name: "${name}"\nlisten: "127.0.0.1:${p.client}"\njetstream { store_dir: "${join(dir, name)}" }\n` +
+        // One server per region: nats-server 2.9 starts JetStream in a supercluster only with
+        // routes configured, so the region's cluster routes to itself (dropped as a duplicate).
+        `cluster { name: "${name}", listen: "127.0.0.1:${p.cluster}", routes: ["nats://127.0.0.1:${p.cluster}"] }\n` +
+        `gateway { name: "${name}", listen: "127.0.0.1:${p.gateway}", gateways: [ ${gateways} ] }\n`,
+    );
+    return { conf, proc: null as ReturnType<typeof Bun.spawn> | null };
+  });
+  await Bun.sleep(50);
+  const started = procs.map(({ conf }) => Bun.spawn([binary, "-c", conf], { stdin: "ignore", stdout: "ignore", stderr: "pipe" }));
+  // Ready once JetStream has a metadata leader across the supercluster (a few seconds after the gateways are up).
+  let leader = false;
+  const logs = started.map(() => "");
+  started.forEach((proc, i) => {
+    void (async () => {
+      for await (const chunk of proc.stderr as ReadableStream<Uint8Array>) {
+        logs[i] += new TextDecoder().decode(chunk);
+        if (/metadata leader/.test(logs[i]!)) leader = true;
+      }
+    })();
+  });
+  const deadline = Date.now() + 20_000;
+  while (!leader) {
+    if (Date.now() > deadline) throw new Error(`the supercluster elected no JetStream leader in 20 s:\n${logs.join("\n")}`);
+    await Bun.sleep(100);
+  }
+  return {
+    urls: ports.map((p) => `nats://127.0.0.1:${p.client}`),
+    rssMb: () => started.reduce((sum, p) => sum + (rssOf(p.pid) ?? 0), 0),
+    async stop() {
+      for (const p of started) p.kill("SIGTERM");
+      await Promise.all(started.map((p) => p.exited));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 /** The three nodes seen as one relay by the load generator: memory and CPU summed. */
 function combined(nodes: BenchRelay[]): BenchRelay {
   const sum = (f: (r: BenchRelay) => number | null) => {
@@ -111,6 +162,9 @@ async function spreadPool(nodes: BenchRelay[], instances: number): Promise<Pool>
 export interface ClusterFigures {
   single: PhaseResult;
   spread: PhaseResult;
+  /** The same over three nats-servers joined by gateways, one node on each. */
+  gateways: PhaseResult | null;
+  gatewaysNatsRssMb: number | null;
   nodeRssMb: Array<number | null>;
   natsRssMb: number | null;
   idleAloneMb: number | null;
@@ -151,11 +205,37 @@ export async function runClusterScenario(binary: string | null, nats: string, sp
       } finally {
         pool.close();
       }
-      return { single, spread, nodeRssMb: nodes.map((n) => n.rssMb()), natsRssMb: server.rssMb(), idleAloneMb, idleNodeMb };
+      const nodeRssMb = nodes.map((n) => n.rssMb());
+      const natsRssMb = server.rssMb();
+      await Promise.all(nodes.map((n) => n.stop()));
+      const geo = await runOverGateways(binary, nats, flags, spec, instances, warm);
+      return { single, spread, nodeRssMb, natsRssMb, idleAloneMb, idleNodeMb, gateways: geo.result, gatewaysNatsRssMb: geo.natsRssMb };
     } finally {
       await Promise.all(nodes.map((n) => n.stop()));
     }
   } finally {
     await server.stop();
+  }
+}
+
+async function runOverGateways(binary: string | null, nats: string, flags: string[], spec: PhaseSpec, instances: number, warm: (pool: Pool) => Promise<void>) {
+  const regions = ["nyc", "lon", "tyo"];
+  const sc = await startSupercluster(nats, regions);
+  try {
+    const nodes = await Promise.all(regions.map((name, i) => launchRelay({ binary, flags: [...flags, "--cluster", sc.urls[i]!, "--node-name", name] })));
+    try {
+      await Bun.sleep(1500);
+      const pool = await spreadPool(nodes, instances);
+      try {
+        await warm(pool);
+        return { result: await runPhase(pool, spec), natsRssMb: sc.rssMb() };
+      } finally {
+        pool.close();
+      }
+    } finally {
+      await Promise.all(nodes.map((n) => n.stop()));
+    }
+  } finally {
+    await sc.stop();
   }
 }

@@ -208,9 +208,14 @@ async function scenarioCluster(choice: RelayChoice, durationS: number, log: (s: 
   const spread = phaseRow("7 cluster: same load over 3 nodes + 1 nats-server", c.spread, "no loss, p99 < 10 ms", c.spread.lost === 0 && c.spread.latencyMs.p99 < 10);
   spread.figures["RSS MB per node (after)"] = c.nodeRssMb.map(f1).join(" / ");
   spread.figures["nats-server RSS MB"] = f1(c.natsRssMb);
+  const rows = [single, spread];
+  if (c.gateways) {
+    const geo = phaseRow("7 cluster: same load over 3 nodes, each on its own nats-server, joined by gateways", c.gateways, "no loss, p99 < 10 ms", c.gateways.lost === 0 && c.gateways.latencyMs.p99 < 10);
+    geo.figures["3 nats-servers RSS MB"] = f1(c.gatewaysNatsRssMb);
+    rows.push(geo);
+  }
   return [
-    single,
-    spread,
+    ...rows,
     {
       scenario: "7 cluster: memory of an idle relay",
       figures: { "alone MB": f1(c.idleAloneMb), "cluster node MB": f1(c.idleNodeMb), "nats-server MB (after the load)": f1(c.natsRssMb) },
