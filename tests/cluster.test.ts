@@ -19,6 +19,7 @@ import { createLogger } from "../src/log.ts";
 import { startServer, type RunningServer } from "../src/server.ts";
 import { connectSleeper } from "./support/peers.ts";
 import { freePort, startProcess } from "./support/relay.ts";
+import { startSupercluster } from "../bench/cluster.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const NATS = Bun.which("nats-server") ?? ["/usr/sbin/nats-server", "/usr/bin/nats-server"].find((p) => Bun.file(p).size > 0) ?? null;
@@ -388,6 +389,29 @@ maybe("cluster over NATS", () => {
     await b.waitForLog(/Node a joined/);
     for (const line of [...a.logs, ...b.logs]) expect(line).not.toContain("s3cret-pass");
   });
+
+  test("geography: two regions, each a nats-server joined by a gateway with its own relay: one session, one winner per name", async () => {
+    const sc = await startSupercluster(NATS!, ["east", "west"]);
+    toStop.push(() => sc.stop());
+    const east = await startNode(sc.urls[0]!, "east");
+    const west = await startNode(sc.urls[1]!, "west");
+    await east.waitForLog(/Node west joined/);
+    await west.waitForLog(/Node east joined/);
+    await east.waitForLog(/names are claimed across the cluster/);
+    await west.waitForLog(/names are claimed across the cluster/);
+    const [ce, cw] = await Promise.all([connect({ port: east.port }), connect({ port: west.port })]);
+    clients.push(ce, cw);
+    const results = await Promise.allSettled([ce.register({ name: "same" }), cw.register({ name: "same" })]);
+    expect(results.filter((r) => r.status === "fulfilled").length).toBe(1);
+    const e1 = await join_(east.port, "e1");
+    const w1 = await join_(west.port, "w1");
+    await until(() => west.server.relay.sessions.get("open")?.names.has("e1") === true);
+    for (let i = 0; i < 100; i++) e1.sendUpdate(Uint8Array.of(i));
+    const got: number[] = [];
+    w1.onMessage((m) => m.type === "StateBroadcast" && got.push(updateValues(m)[0]!));
+    await until(() => got.length === 100);
+    expect(got).toEqual(Array.from({ length: 100 }, (_, i) => i));
+  }, 30_000);
 
   test("history is kept by the cluster: a late joiner on a node started afterwards gets every update once, then live ones, with no gap under load", async () => {
     const nats = startNats();
