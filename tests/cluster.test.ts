@@ -379,6 +379,27 @@ maybe("cluster over NATS", () => {
     expect(renderMetricsOf(a!)).toContain('sova_relay_cluster_gaps_total{node="ghost"} 2');
   });
 
+  test("an edit too big for NATS's max_payload stays on its node, and that is said on both sides", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sova-nats-conf-"));
+    toStop.push(() => rmSync(dir, { recursive: true, force: true }));
+    const conf = join(dir, "small.conf");
+    await Bun.write(conf, "max_payload: 65536\n");
+    const nats = startNats(undefined, undefined, ["-c", conf]);
+    const [a, b] = await cluster(nats, ["a", "b"]);
+    await a!.waitForLog(/NATS max_payload is 65536 bytes, below --max-message-size/);
+    const sender = await join_(a!.port, "sender");
+    const near = await join_(a!.port, "near");
+    const far = await join_(b!.port, "far");
+    await until(() => b!.server.relay.sessions.get("open")?.instances.length === 3);
+    sender.sendUpdate(new Uint8Array(100_000));
+    sender.sendUpdate(Uint8Array.of(2));
+    expect((await near.next("StateBroadcast")).update_data.length).toBeGreaterThan(100_000);
+    expect(updateValues(await far.next("StateBroadcast"))).toEqual(Uint8Array.of(2));
+    await a!.waitForLog(/1 frames not sent to the other nodes/);
+    expect(a!.link.status().unsent).toBe(1);
+    expect(b!.link.status().gaps).toEqual({ a: 1 });
+  });
+
   test("NATS with a user and password (from the environment, or in the URL): nodes connect, and the password is in no log line", async () => {
     const nats = startNats(undefined, undefined, ["--user", "relay", "--pass", "s3cret-pass"]);
     await nats.ready;

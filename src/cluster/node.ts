@@ -41,6 +41,8 @@ export interface ClusterOptions {
   heartbeatMs?: number;
   /** A node not heard for this long is declared down. */
   downAfterMs?: number;
+  /** --max-message-size: frames up to about this size must fit NATS's max_payload. */
+  maxMessageSize?: number;
   /** History kept in a JetStream stream for the whole cluster (--history). */
   history?: { limits: HistoryLimits; sessions: number };
 }
@@ -82,6 +84,8 @@ interface RemoteNode {
   epoch: number;
   lastHeard: number;
   members: Map<string, RemoteMember>;
+  /** Its last frame sequence number per session, as its latest heartbeat said. */
+  sent: Record<string, number>;
 }
 
 /** [session, id, name, version, connectedAt, lastActivity] */
@@ -92,6 +96,8 @@ interface Announcement {
   n: string;
   e: number;
   m?: MemberRow[];
+  /** Heartbeats: the sender's last frame sequence number per session, so a lost last frame is seen too. */
+  q?: Record<string, number>;
 }
 
 export const DEFAULT_HEARTBEAT_MS = 500;
@@ -187,6 +193,20 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
   let gapsLogged = 0;
   let gapsUnlogged = 0;
   const counters = { published: 0, received: 0, unsent: 0, nodesDown: 0, disconnects: 0 };
+  let unsentLogged = 0;
+  let unsentUnlogged = 0;
+
+  /** A frame NATS refused (too big for max_payload, connection closing): counted, logged once per 10 s. */
+  function unsent(why: string): void {
+    counters.unsent++;
+    unsentUnlogged++;
+    const now = Date.now();
+    if (now - unsentLogged >= 10_000) {
+      log.warn("cluster_unsent", `${unsentUnlogged} frames not sent to the other nodes (${why})`, { node, missing: unsentUnlogged, reason: why });
+      unsentLogged = now;
+      unsentUnlogged = 0;
+    }
+  }
 
   const claims = createClaims(
     {
@@ -223,7 +243,7 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
 
   function heartbeat(): void {
     if (!remote) return;
-    announce({ t: "hb", n: node, e: epoch, m: remote.locals().map(row) });
+    announce({ t: "hb", n: node, e: epoch, m: remote.locals().map(row), q: Object.fromEntries(seqOut) });
   }
 
   function dropNode(r: RemoteNode, why: string, timedOut = false): void {
@@ -267,8 +287,9 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
       if (r) dropNode(r, "left the cluster");
       return;
     }
+    const isNew = !r;
     if (!r) {
-      r = { name: a.n, epoch: a.e, lastHeard: now, members: new Map() };
+      r = { name: a.n, epoch: a.e, lastHeard: now, members: new Map(), sent: {} };
       nodes.set(a.n, r);
       log.info("cluster_node_up", `Node ${a.n} joined the cluster`, { node: a.n });
       // It may have missed our members (or this is our view coming back after a partition).
@@ -278,6 +299,11 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
     const rows = Array.isArray(a.m) ? a.m : [];
     switch (a.t) {
       case "hb": {
+        if (a.q && typeof a.q === "object") {
+          // Frames go before the heartbeat that counts them: a count past what arrived is a loss.
+          if (!isNew) for (const [session, last] of Object.entries(a.q)) checkSeq(a.n, a.e, session, last, false);
+          r.sent = a.q;
+        }
         const present = new Set<string>();
         for (const m of rows) {
           present.add(m[1]);
@@ -313,14 +339,28 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
     const from = h?.get("n") ?? "?";
     const e = Number(h?.get("e"));
     const q = Number(h?.get("q"));
+    checkSeq(from, e, session, q, true);
+    history?.record(session, from, e, q, msg.data);
+    remote?.frame(session, msg.data);
+  }
+
+  /** `q` is a frame's sequence number (`frame`) or a heartbeat's count of frames sent. */
+  function checkSeq(from: string, e: number, session: string, q: number, frame: boolean): void {
+    if (!Number.isFinite(q) || !Number.isFinite(e)) return;
     const key = `${from}\u0000${session}`;
     const seen = seqIn.get(key);
     if (seen && seen.epoch === e) {
-      if (q > seen.last + 1) gap(from, q - seen.last - 1);
+      const expected = frame ? seen.last + 1 : seen.last;
+      if (q > expected) gap(from, q - expected);
       if (q > seen.last) seen.last = q;
-    } else if (!seen || e > seen.epoch) seqIn.set(key, { epoch: e, last: q });
-    history?.record(session, from, e, q, msg.data);
-    remote?.frame(session, msg.data);
+      return;
+    }
+    if (seen && e < seen.epoch) return;
+    // First word from this sender and session: what its last heartbeat counted is the start.
+    const r = nodes.get(from);
+    const base = r && r.epoch === e ? (r.sent[session] ?? 0) : null;
+    if (base !== null && q > base + (frame ? 1 : 0)) gap(from, q - base - (frame ? 1 : 0));
+    seqIn.set(key, { epoch: e, last: q });
   }
 
   function gap(from: string, missing: number): void {
@@ -371,6 +411,14 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
     connected = true;
     connectedSince = Date.now();
     log.info("cluster_connected", `Cluster: ${why} NATS (${safeServers(options.servers)}) as node ${node}`, { node });
+    const maxPayload = conn.info?.max_payload ?? 0;
+    // A StateBroadcast frame is the update plus ~100 bytes of names and headers.
+    if (options.maxMessageSize && maxPayload > 0 && maxPayload < options.maxMessageSize + 512) {
+      log.warn("cluster_max_payload", `NATS max_payload is ${maxPayload} bytes, below --max-message-size (${options.maxMessageSize}): larger edits stay on their node; set max_payload in the NATS configuration`, {
+        node,
+        max_payload: maxPayload,
+      });
+    }
     const r = (resuming = resume(conn).finally(() => {
       if (resuming === r) resuming = null;
     }));
@@ -465,8 +513,8 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
       try {
         nc.publish(`${p}.s.${session}`, frame, { headers: h });
         counters.published++;
-      } catch {
-        counters.unsent++;
+      } catch (error) {
+        unsent((error as Error).message);
       }
     },
     status() {

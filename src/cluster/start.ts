@@ -13,6 +13,7 @@ export function clusterFromConfig(config: RelayConfig, log: Logger): ClusterNode
       user: config.clusterUser || undefined,
       pass: config.clusterPassword || undefined,
       token: config.clusterToken || undefined,
+      maxMessageSize: config.maxMessageSize,
       history: {
         limits: { maxEntries: config.history, maxBytes: config.historyBytes, maxAgeMs: config.historyAge * 1000 },
         sessions: Math.max(1, config.tokens.length),
