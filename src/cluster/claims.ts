@@ -78,11 +78,10 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
   const value = new TextEncoder().encode(JSON.stringify({ n: ctx.node, e: ctx.epoch } satisfies Owner));
   let conflicts = 0;
 
-  /** One attempt: "ok", "taken", or null when the cluster could not answer. */
-  async function tryClaim(kv: KV, key: string): Promise<ClaimResult | null> {
+  /** A KV revision when the claim is ours, "taken", or null when the cluster could not answer. */
+  async function tryClaim(kv: KV, key: string): Promise<number | "taken" | null> {
     try {
-      mine.set(key, await timeout(kv.create(key, value), CLAIM_TIMEOUT_MS));
-      return "ok";
+      return await timeout(kv.create(key, value), CLAIM_TIMEOUT_MS);
     } catch (error) {
       if (!/wrong last sequence|key exists|10071/i.test((error as Error).message)) {
         log.warn("cluster_claim_failed", `Name claim through JetStream KV failed (${(error as Error).message}); the name is unique on this node until it is claimed again`, {
@@ -99,10 +98,7 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
         return tryClaim(kv, key);
       }
       const o = owner(entry.value);
-      if (o && o.n === ctx.node && o.e === ctx.epoch) {
-        mine.set(key, entry.revision);
-        return "ok";
-      }
+      if (o && o.n === ctx.node && o.e === ctx.epoch) return entry.revision;
       if (o && ctx.alive(o.n, o.e)) return "taken";
       // Owner not heard: wait until this node has listened for a full down timeout before calling it dead.
       if (!ctx.mature()) {
@@ -110,9 +106,9 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
         continue;
       }
       try {
-        mine.set(key, await timeout(kv.update(key, value, entry.revision), CLAIM_TIMEOUT_MS));
+        const revision = await timeout(kv.update(key, value, entry.revision), CLAIM_TIMEOUT_MS);
         log.info("cluster_claim_taken_over", `Name claim left by node ${o?.n ?? "?"} (not alive) taken over`, { node: o?.n });
-        return "ok";
+        return revision;
       } catch {
         // Someone else updated it first: look again.
       }
@@ -126,7 +122,11 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
       const kv = claims.kv;
       if (kv) {
         const result = await tryClaim(kv, key);
-        if (result !== null) return result;
+        if (result === "taken") return result;
+        if (result !== null) {
+          mine.set(key, result);
+          return "ok";
+        }
       }
       // Unreachable: unique on this node for now; claimed for real on reconnect.
       mine.set(key, 0);
@@ -144,7 +144,11 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
       if (!kv) return;
       for (const key of [...mine.keys()]) {
         const result = await tryClaim(kv, key);
-        if (result === "taken") {
+        if (typeof result === "number") {
+          // Its instance may have left while we asked: then give the name back at once.
+          if (mine.has(key)) mine.set(key, result);
+          else void kv.delete(key, { previousSeq: result }).catch(() => {});
+        } else if (result === "taken") {
           conflicts++;
           log.warn("cluster_name_conflict", `A name held on this node was claimed by another node while the cluster was unreachable; both instances stay connected`, {
             session: key.split(".")[0],

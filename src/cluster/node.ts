@@ -274,8 +274,18 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
     remote?.joined(m);
   }
 
+  let nameClashLogged = false;
+
   function onMembership(a: Announcement): void {
-    if (typeof a?.n !== "string" || typeof a.e !== "number" || a.n === node) return;
+    if (typeof a?.n !== "string" || typeof a.e !== "number") return;
+    if (a.n === node) {
+      // Our own messages never come back (noEcho): this is another relay with our --node-name.
+      if (a.e !== epoch && !nameClashLogged) {
+        nameClashLogged = true;
+        log.error("cluster_node_name_clash", `Another relay in the cluster uses the node name ${node}: give each relay its own --node-name`, { node });
+      }
+      return;
+    }
     const now = Date.now();
     let r = nodes.get(a.n);
     if (r && a.e < r.epoch) return; // a message from a node start we know has ended
