@@ -400,6 +400,27 @@ maybe("cluster over NATS", () => {
     expect(b!.link.status().gaps).toEqual({ a: 1 });
   });
 
+  test("NATS over TLS with --cluster-ca; a node started before NATS relays alone, says so, and joins once NATS is up", async () => {
+    const tls = join(ROOT, "tests/fixtures/tls");
+    const port = freePort();
+    const early = await startNode(`tls://127.0.0.1:${port}`, "early", ["--cluster-ca", join(tls, "test-a.crt")]);
+    await early.waitForLog(/cannot connect to NATS .*relaying among this node's instances only/);
+    const a1 = await join_(early.port, "a1");
+    const a2 = await join_(early.port, "a2");
+    a1.sendUpdate(Uint8Array.of(1));
+    expect(updateValues(await a2.next("StateBroadcast"))).toEqual(Uint8Array.of(1));
+    const nats = startNats(port, undefined, ["--tls", "--tlscert", join(tls, "test-a.crt"), "--tlskey", join(tls, "test-a.key")]);
+    await nats.ready;
+    await early.waitForLog(/Cluster: connected to NATS/, 5000);
+    const late = await startNode(`tls://127.0.0.1:${port}`, "late", ["--cluster-ca", join(tls, "test-a.crt")]);
+    await late.waitForLog(/Node early joined/);
+    await until(() => late.server.relay.sessions.get("open")?.names.has("a1") === true);
+    // Without the CA the self-signed certificate is refused, and the log says why.
+    const untrusting = await startNode(`tls://127.0.0.1:${port}`, "untrusting");
+    const line = await untrusting.waitForLog(/cannot connect to NATS/);
+    expect(line).toMatch(/certificate|self.signed|verify/i);
+  });
+
   test("NATS with a user and password (from the environment, or in the URL): nodes connect, and the password is in no log line", async () => {
     const nats = startNats(undefined, undefined, ["--user", "relay", "--pass", "s3cret-pass"]);
     await nats.ready;

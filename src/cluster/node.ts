@@ -137,7 +137,6 @@ function connectionOptions(o: ClusterOptions): ConnectionOptions {
     name: `sova-relay ${o.nodeName}`,
     noEcho: true,
     maxReconnectAttempts: -1,
-    waitOnFirstConnect: true,
     reconnectTimeWait: 250,
     reconnectJitter: 100,
     // A paused or vanished server is noticed in about two seconds, not the default four minutes.
@@ -159,6 +158,7 @@ function connectionOptions(o: ClusterOptions): ConnectionOptions {
     } else opts.token = fromUrl.user;
   }
   if (o.ca) opts.tls = { ca: readFile(o.ca, "--cluster-ca") };
+  else if (servers.some((s) => s.startsWith("tls://"))) opts.tls = {};
   return opts;
 }
 
@@ -442,14 +442,34 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
     log.warn("cluster_disconnected", `Cluster: NATS unreachable (${why}); relaying among this node's instances only until it returns`, { node, reason: why });
   }
 
-  async function run(): Promise<void> {
-    let conn: NatsConnection;
-    try {
-      conn = await connect(connectOptions);
-    } catch (error) {
-      log.error("cluster_failed", `Cluster: cannot connect to NATS (${(error as Error).message}); relaying alone`, { reason: (error as Error).message });
-      return;
+  /** Until the first connection: the client's own reconnecting starts only after one. */
+  async function firstConnect(): Promise<NatsConnection | null> {
+    let failures = 0;
+    let loggedAt = 0;
+    while (!closing) {
+      try {
+        return await connect(connectOptions);
+      } catch (error) {
+        failures++;
+        const now = Date.now();
+        // Bad credentials or TLS must show, but a NATS that is just not up yet should not flood the log.
+        if (failures === 1 || now - loggedAt >= 30_000) {
+          log.warn("cluster_unreachable", `Cluster: cannot connect to NATS (${(error as Error).message}); relaying among this node's instances only, retrying (${failures} attempts so far)`, {
+            node,
+            reason: (error as Error).message,
+            attempts: failures,
+          });
+          loggedAt = now;
+        }
+        await Bun.sleep(Math.min(1000, 250 * failures));
+      }
     }
+    return null;
+  }
+
+  async function run(): Promise<void> {
+    const conn = await firstConnect();
+    if (!conn) return;
     if (closing) {
       await conn.close();
       return;
