@@ -11,13 +11,14 @@ import type { Subprocess } from "bun";
 import { connect as natsConnect } from "@nats-io/transport-node";
 import { headers } from "@nats-io/nats-core";
 import { connect, updateValues, type RelayClient } from "../src/client.ts";
-import { encodeFrame, toByteArrayWire } from "../src/protocol/messages.ts";
+import { decodeMessage, encodeFrame, encodeMessage, toByteArrayWire } from "../src/protocol/messages.ts";
+import { createFrameReader, frameOf } from "../src/protocol/framing.ts";
 import { clusterFromConfig } from "../src/cluster/start.ts";
 import type { ClusterNode } from "../src/cluster/node.ts";
 import { resolveConfig } from "../src/config.ts";
 import { createLogger } from "../src/log.ts";
 import { startServer, type RunningServer } from "../src/server.ts";
-import { connectSleeper } from "./support/peers.ts";
+import { connectSleeper, registerFrame } from "./support/peers.ts";
 import { freePort, startProcess } from "./support/relay.ts";
 import { startSupercluster } from "../bench/cluster.ts";
 
@@ -218,6 +219,23 @@ maybe("cluster over NATS", () => {
     expect(gone.instance_name).toBe("alice");
   }, 20_000);
 
+  test("a Ping sent in the same write as RegisterInstance is answered after the (claimed) registration, intact", async () => {
+    const nats = startNats();
+    const [a] = await cluster(nats, ["a"]);
+    await a!.waitForLog(/names are claimed across the cluster/);
+    const bodies: Uint8Array[] = [];
+    const reader = createFrameReader(1 << 20, { frame: (b) => bodies.push(b.slice()), oversized: () => {} });
+    const socket = await Bun.connect({ hostname: "127.0.0.1", port: a!.port, socket: { data: (_s, chunk) => reader.push(chunk) } });
+    toStop.push(() => void socket.end());
+    const ping = frameOf(encodeMessage({ type: "Ping", timestamp: 123456789n }));
+    const both = new Uint8Array([...registerFrame("eager"), ...ping]);
+    socket.write(both);
+    await until(() => bodies.length >= 2);
+    const [first, second] = bodies.map((b) => decodeMessage(b));
+    expect(first!.type).toBe("RegistrationResponse");
+    expect(second).toEqual({ type: "Pong", timestamp: 123456789n });
+  });
+
   test("two nodes register the same name at once: exactly one wins; the name is free again once it leaves", async () => {
     const nats = startNats();
     const [a, b] = await cluster(nats, ["a", "b"]);
@@ -316,7 +334,9 @@ maybe("cluster over NATS", () => {
       nats.proc.kill("SIGCONT");
     }
     await a!.waitForLog(/Cluster: reconnected to NATS/, 10_000);
-    await until(() => b!.server.relay.sessions.get("open")?.instances.length === 3 && a!.server.relay.sessions.get("open")?.instances.length === 3, 5000);
+    await until(() => b!.server.relay.sessions.get("open")?.instances.length === 3 && a!.server.relay.sessions.get("open")?.instances.length === 3, 5000).catch((error) => {
+      throw new Error(`${(error as Error).message}\na:\n${a!.logs.join("")}\nb:\n${b!.logs.join("")}`);
+    });
     a1.sendUpdate(Uint8Array.of(2));
     expect(updateValues(await b1.next("StateBroadcast", { where: (m) => updateValues(m)[0] === 2 }))).toEqual(Uint8Array.of(2));
   }, 25_000);

@@ -508,11 +508,26 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
 
   /** Frames an instance sends before its response are kept for after it, within a small bound. */
   const MAX_HELD = 64;
+  const overHeld = new WeakSet<Connection>();
 
   function hold(conn: Connection, body: Uint8Array): void {
     const held = (conn.held ??= []);
-    if (held.length < MAX_HELD) held.push(body);
-    else stats.drops.invalid++;
+    let bytes = body.length;
+    for (const b of held) bytes += b.length;
+    if (held.length < MAX_HELD && bytes <= options.maxMessageSize) {
+      // A copy: the body may be a view of the socket's chunk, reused once this returns.
+      held.push(body.slice());
+      return;
+    }
+    stats.drops.invalid++;
+    // Once per connection: a peer that keeps sending cannot flood the log.
+    if (!overHeld.has(conn)) {
+      overHeld.add(conn);
+      log.warn("invalid_message", `Connection from ${conn.peer.address} sent more than ${MAX_HELD} frames or ${options.maxMessageSize} bytes before its registration was answered; dropped`, {
+        ip: conn.peer.address,
+        reason: "before_registered",
+      });
+    }
   }
 
   /** The name is held here at once (a local duplicate is refused synchronously) and claimed across the cluster. */
