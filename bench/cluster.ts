@@ -159,79 +159,88 @@ async function spreadPool(nodes: BenchRelay[], instances: number): Promise<Pool>
   return pool;
 }
 
+export interface ClusterLoad {
+  label: string;
+  instances: number;
+  spec: PhaseSpec;
+}
+
+/** One row per load: the same load on one relay, over 3 nodes on one nats-server, and over gateways. */
 export interface ClusterFigures {
-  single: PhaseResult;
-  spread: PhaseResult;
-  /** The same over three nats-servers joined by gateways, one node on each. */
-  gateways: PhaseResult | null;
+  single: PhaseResult[];
+  spread: PhaseResult[];
+  /** Three nats-servers joined by gateways, one node on each. */
+  gateways: PhaseResult[];
   gatewaysNatsRssMb: number | null;
+  /** After the loads. */
   nodeRssMb: Array<number | null>;
   natsRssMb: number | null;
   idleAloneMb: number | null;
   idleNodeMb: number | null;
 }
 
-export async function runClusterScenario(binary: string | null, nats: string, spec: PhaseSpec, instances: number, warm: (pool: Pool) => Promise<void>): Promise<ClusterFigures> {
-  const flags = ["--rate-limit", "0", "--max-instances", "100000"];
-  const server = await startNatsServer(nats);
-  try {
-    // One relay, no cluster: the before-figure.
-    const alone = await launchRelay({ binary, flags });
-    let single: PhaseResult;
-    let idleAloneMb: number | null;
+type Warm = (pool: Pool, spec: PhaseSpec) => Promise<void>;
+
+async function runLoads(nodes: BenchRelay[], loads: ClusterLoad[], warm: Warm): Promise<PhaseResult[]> {
+  const out: PhaseResult[] = [];
+  for (const load of loads) {
+    const pool = await spreadPool(nodes, load.instances);
     try {
-      await Bun.sleep(1000);
-      idleAloneMb = alone.rssMb();
-      const pool = await spreadPool([alone], instances);
-      try {
-        await warm(pool);
-        single = await runPhase(pool, spec);
-      } finally {
-        pool.close();
-      }
+      await warm(pool, load.spec);
+      out.push(await runPhase(pool, load.spec));
     } finally {
-      await alone.stop();
+      pool.close();
     }
+  }
+  return out;
+}
+
+export async function runClusterScenario(binary: string | null, nats: string, loads: ClusterLoad[], warm: Warm): Promise<ClusterFigures> {
+  const flags = ["--rate-limit", "0", "--max-instances", "100000"];
+  // One relay, no cluster: the before-figures.
+  const alone = await launchRelay({ binary, flags });
+  let single: PhaseResult[];
+  let idleAloneMb: number | null;
+  try {
+    await Bun.sleep(1000);
+    idleAloneMb = alone.rssMb();
+    single = await runLoads([alone], loads, warm);
+  } finally {
+    await alone.stop();
+  }
+  const server = await startNatsServer(nats);
+  let spread: PhaseResult[];
+  let idleNodeMb: number | null;
+  let nodeRssMb: Array<number | null>;
+  let natsRssMb: number | null;
+  try {
     const nodes = await Promise.all(["n1", "n2", "n3"].map((name) => launchRelay({ binary, flags: [...flags, "--cluster", server.url, "--node-name", name] })));
     try {
       // Heartbeats every 0.5 s: after 1.5 s every node has heard the others.
       await Bun.sleep(1500);
-      const idleNodeMb = nodes[0]!.rssMb();
-      const pool = await spreadPool(nodes, instances);
-      let spread: PhaseResult;
-      try {
-        await warm(pool);
-        spread = await runPhase(pool, spec);
-      } finally {
-        pool.close();
-      }
-      const nodeRssMb = nodes.map((n) => n.rssMb());
-      const natsRssMb = server.rssMb();
-      await Promise.all(nodes.map((n) => n.stop()));
-      const geo = await runOverGateways(binary, nats, flags, spec, instances, warm);
-      return { single, spread, nodeRssMb, natsRssMb, idleAloneMb, idleNodeMb, gateways: geo.result, gatewaysNatsRssMb: geo.natsRssMb };
+      idleNodeMb = nodes[0]!.rssMb();
+      spread = await runLoads(nodes, loads, warm);
+      nodeRssMb = nodes.map((n) => n.rssMb());
+      natsRssMb = server.rssMb();
     } finally {
       await Promise.all(nodes.map((n) => n.stop()));
     }
   } finally {
     await server.stop();
   }
+  const geo = await runOverGateways(binary, nats, flags, loads, warm);
+  return { single, spread, nodeRssMb, natsRssMb, idleAloneMb, idleNodeMb, gateways: geo.results, gatewaysNatsRssMb: geo.natsRssMb };
 }
 
-async function runOverGateways(binary: string | null, nats: string, flags: string[], spec: PhaseSpec, instances: number, warm: (pool: Pool) => Promise<void>) {
+async function runOverGateways(binary: string | null, nats: string, flags: string[], loads: ClusterLoad[], warm: Warm) {
   const regions = ["nyc", "lon", "tyo"];
   const sc = await startSupercluster(nats, regions);
   try {
     const nodes = await Promise.all(regions.map((name, i) => launchRelay({ binary, flags: [...flags, "--cluster", sc.urls[i]!, "--node-name", name] })));
     try {
       await Bun.sleep(1500);
-      const pool = await spreadPool(nodes, instances);
-      try {
-        await warm(pool);
-        return { result: await runPhase(pool, spec), natsRssMb: sc.rssMb() };
-      } finally {
-        pool.close();
-      }
+      const results = await runLoads(nodes, loads, warm);
+      return { results, natsRssMb: sc.rssMb() };
     } finally {
       await Promise.all(nodes.map((n) => n.stop()));
     }

@@ -125,6 +125,13 @@ function rustLogLevel(raw: string, flag: string): LogLevel {
 
 const MAX_FRAME = 0xffffffff;
 
+/** Shown in logs and /status, carried in every frame sent to the cluster: short, printable. */
+function nodeName(raw: string, flag: string): string {
+  const t = raw.trim();
+  if (t === "" || t.length > 64 || /[\u0000-\u001f\u007f-\u009f]/.test(t)) fail(flag, raw, "1 to 64 printable characters");
+  return t;
+}
+
 /** nats://, tls:// or a bare host:port; several comma-separated. */
 function natsUrls(raw: string, flag: string): string[] {
   const urls = raw.split(",").map((u) => u.trim()).filter((u) => u !== "");
@@ -170,7 +177,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: "historyAge", description: "Seconds an update stays in history (0: no limit)", default: 0, parse: seconds(0) },
   { key: "stateDir", description: "Directory for the history database (SQLite); history survives restarts", default: "", parse: nonEmpty, valueHint: "dir" },
   { key: "cluster", description: "Join a cluster of relays over NATS (nats://HOST:PORT); repeatable or comma-separated", default: [], parse: natsUrls, valueHint: "url", repeatable: true },
-  { key: "nodeName", description: "This relay's name in the cluster (default: hostname and a random suffix)", default: "", parse: nonEmpty, valueHint: "name" },
+  { key: "nodeName", description: "This relay's name in the cluster (default: hostname and a random suffix)", default: "", parse: nodeName, valueHint: "name" },
   { key: "clusterCreds", description: "NATS credentials file (.creds) for --cluster", default: "", parse: nonEmpty, valueHint: "file" },
   { key: "clusterCa", description: "CA certificate (PEM) for a NATS server with TLS", default: "", parse: nonEmpty, valueHint: "file" },
   { key: "clusterUser", description: "NATS user for --cluster (better from the environment)", default: "", parse: nonEmpty, valueHint: "user" },

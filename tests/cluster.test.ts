@@ -9,11 +9,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { connect as natsConnect } from "@nats-io/transport-node";
-import { headers } from "@nats-io/nats-core";
 import { connect, updateValues, type RelayClient } from "../src/client.ts";
 import { decodeMessage, encodeFrame, encodeMessage, toByteArrayWire } from "../src/protocol/messages.ts";
 import { createFrameReader, frameOf } from "../src/protocol/framing.ts";
 import { clusterFromConfig } from "../src/cluster/start.ts";
+import { createSealer } from "../src/cluster/envelope.ts";
 import type { ClusterNode } from "../src/cluster/node.ts";
 import { resolveConfig } from "../src/config.ts";
 import { createLogger } from "../src/log.ts";
@@ -383,16 +383,15 @@ maybe("cluster over NATS", () => {
     const nc = await natsConnect({ servers: nats.url });
     toStop.push(() => nc.close());
     const frame = (v: number) => encodeFrame({ type: "StateBroadcast", source_instance_name: "far", timestamp: 1n, update_data: toByteArrayWire(Uint8Array.of(v)) });
-    for (const q of [1, 2, 5]) {
-      const h = headers();
-      h.set("n", "ghost");
-      h.set("e", "1");
-      h.set("q", String(q));
-      nc.publish("sova_relay.s.open", frame(q), { headers: h });
-    }
+    const ghost = createSealer("ghost", 1);
+    for (const q of [1, 2, 5]) nc.publish("sova_relay.s.open", ghost.seal(q, frame(q)));
+    // Not a relay's envelope: ignored and counted, never delivered.
+    nc.publish("sova_relay.s.open", Uint8Array.of(0x7f, 1, 2));
     await nc.flush();
     const values: number[] = [];
-    for (let i = 0; i < 3; i++) values.push(updateValues(await local.next("StateBroadcast"))[0]!);
+    local.onMessage((m) => m.type === "StateBroadcast" && values.push(updateValues(m)[0]!));
+    await until(() => a!.link.status().foreign === 1);
+    await local.ping();
     expect(values).toEqual([1, 2, 5]);
     expect(a!.link.status().gaps).toEqual({ ghost: 2 });
     await a!.waitForLog(/2 frames from node ghost never arrived/);

@@ -1,7 +1,7 @@
 /**
  * Session history kept once for the whole cluster: a file-backed JetStream
  * stream listens on the frame subjects themselves, so every frame any node
- * publishes is stored once by NATS, with its node/epoch/seq headers, and no
+ * publishes is stored once by NATS, in its envelope (node/epoch/seq), and no
  * node keeps a copy. Limits: --history per session (max_msgs_per_subject),
  * --history-age (max_age), --history-bytes per session (applied at replay; the
  * stream holds at most that times the number of sessions).
@@ -17,6 +17,7 @@ import { nanos, type NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
 import type { Logger } from "../log.ts";
 import type { History, HistoryLimits } from "../relay/history.ts";
+import { openEnvelope } from "./envelope.ts";
 
 export interface SeenFrom {
   epoch: number;
@@ -75,8 +76,8 @@ export function createClusterHistory(
     const out: Stamped[] = [];
     const messages = await consumer.consume({ max_messages: Math.min(count, 1000) });
     for await (const m of messages) {
-      const h = m.headers;
-      out.push({ n: h?.get("n") ?? "", e: Number(h?.get("e")), q: Number(h?.get("q")), frame: m.data });
+      const env = openEnvelope(m.data);
+      if (env) out.push({ n: env.node, e: env.epoch, q: env.seq, frame: env.frame });
       if (m.info.pending === 0) break;
     }
     await messages.close();

@@ -5,7 +5,8 @@
  * Subjects (prefix `sova_relay`):
  *   <p>.m           membership: heartbeats with the node's full member list,
  *                   join/leave as they happen, hello (answer with a heartbeat), bye
- *   <p>.s.<session> StateBroadcast frames, as bytes, with node/epoch/seq headers
+ *   <p>.s.<session> StateBroadcast frames, as bytes, in a small envelope
+ *                   (node, epoch, seq: src/cluster/envelope.ts)
  *
  * NATS core is at-most-once and ordered per publisher, so: every node sends a
  * heartbeat each second and a node not heard for the down timeout is declared
@@ -17,7 +18,7 @@
 import { hostname } from "node:os";
 import { readFileSync } from "node:fs";
 import { connect } from "@nats-io/transport-node";
-import { credsAuthenticator, headers, type ConnectionOptions, type Msg, type NatsConnection } from "@nats-io/nats-core";
+import { credsAuthenticator, type ConnectionOptions, type Msg, type NatsConnection } from "@nats-io/nats-core";
 import { Kvm } from "@nats-io/kv";
 import { RelayError } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -25,6 +26,7 @@ import type { ClaimResult, ClusterLink, RemoteMember, RemoteMembers } from "../r
 import type { Instance } from "../relay/relay.ts";
 import type { HistoryLimits } from "../relay/history.ts";
 import { NAMES_BUCKET, createClaims } from "./claims.ts";
+import { createSealer, openEnvelope } from "./envelope.ts";
 import { createClusterHistory, type ClusterHistory } from "./history.ts";
 
 export interface ClusterOptions {
@@ -65,6 +67,8 @@ export interface ClusterStatus {
   gaps: Record<string, number>;
   /** Frames not sent to the cluster while NATS was unreachable. */
   unsent: number;
+  /** Messages on the frame subjects that were not a relay's envelope: ignored. */
+  foreign: number;
   nodes_down: number;
   name_conflicts: number;
   disconnects: number;
@@ -193,6 +197,9 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
   let gapsLogged = 0;
   let gapsUnlogged = 0;
   const counters = { published: 0, received: 0, unsent: 0, nodesDown: 0, disconnects: 0 };
+  const sealer = createSealer(node, epoch);
+  /** Messages on our subjects that are not ours (another program publishing there): ignored. */
+  let foreign = 0;
   let unsentLogged = 0;
   let unsentUnlogged = 0;
 
@@ -345,13 +352,14 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
   function onFrame(msg: Msg): void {
     counters.received++;
     const session = msg.subject.slice(p.length + 3);
-    const h = msg.headers;
-    const from = h?.get("n") ?? "?";
-    const e = Number(h?.get("e"));
-    const q = Number(h?.get("q"));
-    checkSeq(from, e, session, q, true);
-    history?.record(session, from, e, q, msg.data);
-    remote?.frame(session, msg.data);
+    const env = openEnvelope(msg.data);
+    if (!env) {
+      foreign++;
+      return;
+    }
+    checkSeq(env.node, env.epoch, session, env.seq, true);
+    history?.record(session, env.node, env.epoch, env.seq, env.frame);
+    remote?.frame(session, env.frame);
   }
 
   /** `q` is a frame's sequence number (`frame`) or a heartbeat's count of frames sent. */
@@ -536,12 +544,8 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
         counters.unsent++;
         return;
       }
-      const h = headers();
-      h.set("n", node);
-      h.set("e", String(epoch));
-      h.set("q", String(q));
       try {
-        nc.publish(`${p}.s.${session}`, frame, { headers: h });
+        nc.publish(`${p}.s.${session}`, sealer.seal(q, frame));
         counters.published++;
       } catch (error) {
         unsent((error as Error).message);
@@ -558,6 +562,7 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
         received: counters.received,
         gaps: { ...gaps },
         unsent: counters.unsent,
+        foreign,
         nodes_down: counters.nodesDown,
         name_conflicts: claims.conflicts,
         disconnects: counters.disconnects,
