@@ -71,6 +71,9 @@ export function createClusterHistory(
     const info = await jsm.streams.info(stream, { subjects_filter: subject });
     const count = info.state.subjects?.[subject] ?? 0;
     if (count === 0) return [];
+    // Read up to where the stream was now; later frames are recorded live meanwhile
+    // (the recording started before this), so a busy session cannot keep the read going.
+    const lastSeq = info.state.last_seq;
     // One filter subject: nats-server 2.9 refuses filter_subjects arrays.
     const consumer = await js.consumers.get(stream, { filter_subjects: subject });
     const out: Stamped[] = [];
@@ -78,7 +81,7 @@ export function createClusterHistory(
     for await (const m of messages) {
       const env = openEnvelope(m.data);
       if (env) out.push({ n: env.node, e: env.epoch, q: env.seq, frame: env.frame });
-      if (m.info.pending === 0) break;
+      if (m.info.pending === 0 || m.seq >= lastSeq) break;
     }
     await messages.close();
     return out;
