@@ -341,6 +341,33 @@ maybe("cluster over NATS", () => {
     expect(updateValues(await b1.next("StateBroadcast", { where: (m) => updateValues(m)[0] === 2 }))).toEqual(Uint8Array.of(2));
   }, 25_000);
 
+  test("rate limits stay with the node that holds the connection: frames from other nodes are not counted again", async () => {
+    const nats = startNats();
+    await nats.ready;
+    const strict = await startNode(nats, "strict", ["--rate-limit", "5"]);
+    const loose = await startNode(nats, "loose");
+    await strict.waitForLog(/Node loose joined/);
+    await loose.waitForLog(/Node strict joined/);
+    const here = await join_(strict.port, "here");
+    const there = await join_(loose.port, "there");
+    await until(() => strict.server.relay.sessions.get("open")?.instances.length === 2 && loose.server.relay.sessions.get("open")?.instances.length === 2);
+    const atHere: number[] = [];
+    const atThere: number[] = [];
+    here.onMessage((m) => m.type === "StateBroadcast" && atHere.push(updateValues(m)[0]!));
+    there.onMessage((m) => m.type === "StateBroadcast" && atThere.push(updateValues(m)[0]!));
+    for (let i = 0; i < 20; i++) there.sendUpdate(Uint8Array.of(i));
+    for (let i = 0; i < 20; i++) here.sendUpdate(Uint8Array.of(100 + i));
+    // The strict node limits its own instance (5 a minute) and no one else's.
+    expect((await here.next("Error")).message).toContain("Rate limit exceeded");
+    await until(() => atHere.length === 20 && strict.server.relay.stats.drops.rate_limit === 15);
+    // Frames from one node arrive in order: once a later one is in, no dropped one is on its way.
+    const witness = await join_(strict.port, "witness");
+    witness.sendUpdate(Uint8Array.of(200));
+    await until(() => atThere.includes(200));
+    expect(atThere).toEqual([100, 101, 102, 103, 104, 200]);
+    expect(atHere.filter((v) => v !== 200)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+  });
+
   test("a slow consumer on one node is cut there; the sender and readers on other nodes get every update", async () => {
     const nats = startNats();
     const [a, b, c] = await cluster(nats, ["a", "b", "c"]);
