@@ -41,8 +41,8 @@ afterEach(async () => {
   for (const stop of toStop.splice(0).reverse()) await stop();
 });
 
-function startNats(port = freePort(), storeDir = mkdtempSync(join(tmpdir(), "sova-nats-")), extra: string[] = []): Nats {
-  const proc = Bun.spawn([NATS!, "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir, ...extra], { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+function startNats(port = freePort(), storeDir = mkdtempSync(join(tmpdir(), "sova-nats-")), extra: string[] = [], jetstream = true): Nats {
+  const proc = Bun.spawn([NATS!, "-a", "127.0.0.1", "-p", String(port), ...(jetstream ? ["-js", "-sd", storeDir] : []), ...extra], { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
   const ready = (async () => {
     let text = "";
     for await (const chunk of proc.stderr) {
@@ -465,6 +465,17 @@ maybe("cluster over NATS", () => {
     const untrusting = await startNode(`tls://127.0.0.1:${port}`, "untrusting");
     const line = await untrusting.waitForLog(/cannot connect to NATS/);
     expect(line).toMatch(/certificate|self.signed|verify/i);
+  });
+
+  test("NATS without JetStream: the nodes share sessions, and say that names are unique per node only", async () => {
+    const nats = startNats(undefined, undefined, [], false);
+    const [a, b] = await cluster(nats, ["a", "b"]);
+    await a!.waitForLog(/JetStream KV unavailable .*unique per node only/);
+    expect(a!.link.status().names_shared).toBe(false);
+    const x = await join_(a!.port, "x");
+    const y = await join_(b!.port, "y");
+    x.sendUpdate(Uint8Array.of(9));
+    expect(updateValues(await y.next("StateBroadcast"))).toEqual(Uint8Array.of(9));
   });
 
   test("NATS with a user and password (from the environment, or in the URL): nodes connect, and the password is in no log line", async () => {

@@ -42,6 +42,8 @@ interface Pending {
 export interface ClusterHistory extends History {
   /** Called on every (re)connect: makes sure the stream exists with these limits. */
   connected(nc: NatsConnection): Promise<void>;
+  /** The stream is in use (false: JetStream unavailable, or not connected). */
+  readonly ready: boolean;
   disconnected(): void;
   /** Before a registration: record live frames of `session` and read the stream. */
   prepare(session: string): Promise<void>;
@@ -156,6 +158,9 @@ export function createClusterHistory(
     },
     disconnected() {
       js = null;
+    },
+    get ready() {
+      return js !== null;
     },
     async prepare(session) {
       let p = pending.get(session);

@@ -106,6 +106,12 @@ interface Announcement {
 
 export const DEFAULT_HEARTBEAT_MS = 500;
 export const DEFAULT_DOWN_AFTER_MS = 2000;
+const NAMES_RETRY_MS = 10_000;
+
+/** JetStream calls wait up to 5 s by default; a node should not hold registrations that long. */
+function answered<T>(p: Promise<T>, ms = 2000): Promise<T> {
+  return Promise.race([p, Bun.sleep(ms).then(() => Promise.reject(new Error(`no answer within ${ms} ms`)))]);
+}
 
 export function defaultNodeName(): string {
   return `${hostname()}-${crypto.randomUUID().slice(0, 6)}`;
@@ -401,6 +407,27 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
     heartbeat();
     await history?.connected(conn);
     claims.kv = null;
+    const namesOk = await openNames(conn);
+    if (!namesOk || (history && !history.ready)) {
+      // JetStream may come later (a supercluster still electing its leader): keep asking, quietly.
+      let asking = false;
+      const retry = setInterval(() => {
+        if (!connected || closing) return clearInterval(retry);
+        if (asking) return;
+        asking = true;
+        void (async () => {
+          if (history && !history.ready) await history.connected(conn);
+          const ok = claims.kv !== null || (await openNames(conn, true));
+          if (ok && (!history || history.ready)) clearInterval(retry);
+        })().finally(() => (asking = false));
+      }, NAMES_RETRY_MS);
+    }
+  }
+
+  let namesWarned = false;
+
+  /** True once names are claimed through the cluster's KV bucket. */
+  async function openNames(conn: NatsConnection, quiet = false): Promise<boolean> {
     let failure: Error | null = null;
     // Nodes starting together race to create the bucket: one may fail while another creates it; open it then.
     for (let attempt = 0; attempt < 5 && claims.kv === null && connected; attempt++) {
@@ -408,22 +435,33 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
       try {
         // Memory storage: claims are about live connections, and a restarted NATS
         // gets them back from every node's reclaim.
-        claims.kv = await kvm.create(NAMES_BUCKET, { history: 1, storage: "memory" } as never);
+        const kv = await answered(kvm.create(NAMES_BUCKET, { history: 1, storage: "memory" } as never));
+        // Creating can succeed without JetStream answering; asking the bucket's status cannot.
+        await answered(kv.status());
+        claims.kv = kv;
       } catch (error) {
         failure = error as Error;
-        claims.kv = await kvm.open(NAMES_BUCKET).catch(() => null);
+        if (/no responders|not enabled|503/i.test(failure.message)) break;
+        const kv = await answered(kvm.open(NAMES_BUCKET)).catch(() => null);
+        claims.kv = kv && (await answered(kv.status()).then(() => kv).catch(() => null));
         if (claims.kv === null) await Bun.sleep(200);
       }
     }
     if (claims.kv === null) {
-      log.warn("cluster_names_local", `JetStream KV unavailable (${failure?.message ?? "not connected"}): instance names are unique per node only`, {
-        reason: failure?.message ?? "not connected",
-      });
-      return;
+      if (!quiet || !namesWarned) {
+        namesWarned = true;
+        log.warn("cluster_names_local", `JetStream KV unavailable (${failure?.message ?? "not connected"}): instance names are unique per node only; asking again every ${NAMES_RETRY_MS / 1000} s`, {
+          reason: failure?.message ?? "not connected",
+        });
+      }
+      return false;
     }
+    namesWarned = false;
     log.info("cluster_names_shared", `Cluster: instance names are claimed across the cluster (JetStream KV ${NAMES_BUCKET})`, { node });
     void claims.reclaimAll();
+    return true;
   }
+
 
   function setConnected(conn: NatsConnection, why: string): void {
     connected = true;
