@@ -177,6 +177,16 @@ describe("cluster seam in the relay core", () => {
     expect(relay.instanceCount).toBe(2);
   });
 
+  test("an update from an instance alone here still goes to the cluster: someone may have joined elsewhere a moment ago", async () => {
+    const link = fakeLink();
+    const relay = makeRelay(link);
+    const conn = relay.open(peer());
+    relay.receive(conn, register("alone"));
+    await link.claims[0]!.answer("ok");
+    relay.receive(conn, update(conn, 1));
+    expect(link.published.length).toBe(1);
+  });
+
   test("without a link, registration stays synchronous", () => {
     const relay = makeRelay();
     const conn = relay.open(peer());

@@ -420,7 +420,8 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     stats.broadcasts++;
     const peers = inst.session.instances;
     const keep = history?.enabled === true;
-    if (peers.length < 2 && !keep) return;
+    // With a cluster, members on other nodes may have joined before we heard of them: always publish.
+    if (peers.length < 2 && !keep && !link) return;
     const frame = encodeBroadcastFrame(inst.prefix, msg.timestamp, msg.update_data);
     if (keep) history.append(inst.session.id, frame, now);
     link?.broadcast(inst, frame);
