@@ -128,7 +128,7 @@ const MAX_FRAME = 0xffffffff;
 /** Shown in logs and /status, carried in every frame sent to the cluster: short, printable. */
 function nodeName(raw: string, flag: string): string {
   const t = raw.trim();
-  if (t === "" || t.length > 64 || /[\u0000-\u001f\u007f-\u009f]/.test(t)) fail(flag, raw, "1 to 64 printable characters");
+  if (t === "" || t.length > 64 || Buffer.byteLength(t) > 200 || /[\u0000-\u001f\u007f-\u009f]/.test(t)) fail(flag, raw, "1 to 64 printable characters");
   return t;
 }
 
