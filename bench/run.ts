@@ -15,6 +15,7 @@ import { connectPool, runPhase, type PhaseResult, type PhaseSpec, type Pool, typ
 import { runHostile } from "./hostile.ts";
 import { firstUpdate, idleCost, quietEditWait } from "./nudges.ts";
 import { defaultBinary, launchRelay, launchVia, targetRelay, type BenchRelay, type Transport } from "./relay-process.ts";
+import { natsServerPath, runClusterScenario } from "./cluster.ts";
 
 interface Row {
   scenario: string;
@@ -305,6 +306,43 @@ async function scenarioNudges(choice: RelayChoice, durationS: number): Promise<R
     pass: firstOn.p99 < 20,
   });
   return rows;
+
+}
+
+async function scenarioCluster(choice: RelayChoice, durationS: number, log: (s: string) => void): Promise<Row[]> {
+  const nats = natsServerPath();
+  if (!nats || choice.target) {
+    log(`  7 cluster: skipped (${choice.target ? "needs relays the bench starts" : "nats-server is not installed: apt-get install nats-server"})`);
+    return [];
+  }
+  const loads = [
+    { label: "30 instances, 6 sending 100/s", instances: 30, spec: { senders: 6, rate: 100, durationS, payload: 256 } },
+    { label: "21 instances, all sending 400/s", instances: 21, spec: { senders: 21, rate: 400, durationS: Math.min(durationS, 5), payload: 256 } },
+  ];
+  const c = await runClusterScenario(choice.binary, nats, loads, async (pool, spec) => void (await runPhase(pool, { ...spec, durationS: Math.min(2, spec.durationS) })));
+  const rows: Row[] = [];
+  loads.forEach((load, i) => {
+    rows.push(phaseRow(`7 cluster, ${load.label}: one relay (before)`, c.single[i]!, "no loss", c.single[i]!.lost === 0));
+    const spread = phaseRow(`7 cluster, ${load.label}: over 3 nodes on one nats-server`, c.spread[i]!, "no loss, p99 < 10 ms", c.spread[i]!.lost === 0 && c.spread[i]!.latencyMs.p99 < 10);
+    rows.push(spread);
+    const geo = phaseRow(`7 cluster, ${load.label}: over 3 nodes, each on its own nats-server, joined by gateways`, c.gateways[i]!, "no loss", c.gateways[i]!.lost === 0);
+    rows.push(geo);
+  });
+  return [
+    ...rows,
+    {
+      scenario: "7 cluster: memory",
+      figures: {
+        "idle relay alone MB": f1(c.idleAloneMb),
+        "idle cluster node MB": f1(c.idleNodeMb),
+        "nodes after the loads MB": c.nodeRssMb.map(f1).join(" / "),
+        "nats-server after the loads MB": f1(c.natsRssMb),
+        "3 nats-servers joined by gateways MB": f1(c.gatewaysNatsRssMb),
+      },
+      target: "idle node < 64 MB",
+      pass: c.idleNodeMb !== null && c.idleNodeMb < 64,
+    },
+  ];
 }
 
 function printTable(rows: Row[]): void {
@@ -329,7 +367,7 @@ function scenarioHop(): Row {
 const main = defineCommand({
   meta: { name: "bench", description: "Load the relay and report throughput, latency, loss and memory" },
   args: {
-    scenario: { type: "string", description: "all, default, ramp, crowd, big, overload, memory, hostile, nudges, transport, hop", default: "all" },
+    scenario: { type: "string", description: "all, default, ramp, crowd, big, overload, memory, hostile, nudges, transport, hop, cluster", default: "all" },
     transport: { type: "string", description: "transport scenario: tcp, ws (straight to /relay), tunnel-tls, tunnel-ws, or all (TCP first, the others beside it)", default: "all" },
     binary: { type: "string", description: "Relay binary (default: dist/sova-relay)" },
     source: { type: "boolean", description: "Run the relay from source instead of the binary" },
@@ -383,6 +421,7 @@ const main = defineCommand({
         rows.push(...(await scenarioTransport(choice, Math.min(durationS, 5), picked, log)));
       }
       if (want("hop")) rows.push(scenarioHop());
+      if (want("cluster")) rows.push(...(await scenarioCluster(choice, durationS, log)));
     }
     if (args.json) console.log(JSON.stringify({ machine: { cores: navigator.hardwareConcurrency, wakeupLateMs: lateness }, rows: rows.map(({ result: _r, ...row }) => row) }, null, 2));
     else printTable(rows);

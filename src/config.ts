@@ -73,6 +73,15 @@ export interface RelayConfig {
   replayTimeoutMs: number;
   /** Proxies allowed to name the client in X-Forwarded-For / Forwarded on the WebSocket endpoint. */
   trustProxy: Cidr[];
+  /** NATS servers; empty: no cluster. */
+  cluster: string[];
+  /** Empty: hostname plus a random suffix. */
+  nodeName: string;
+  clusterCreds: string;
+  clusterCa: string;
+  clusterUser: string;
+  clusterPassword: string;
+  clusterToken: string;
 }
 
 type Parser<T> = (raw: string, flag: string) => T;
@@ -178,6 +187,28 @@ const MAX_FRAME = 0xffffffff;
 /** Connections per address beyond --max-instances by default: instances reconnecting while their old connection is still being noticed as gone. */
 const RECONNECT_ROOM = 8;
 
+/** Shown in logs and /status, carried in every frame sent to the cluster: short, printable. */
+function nodeName(raw: string, flag: string): string {
+  const t = raw.trim();
+  if (t === "" || t.length > 64 || Buffer.byteLength(t) > 200 || /\p{Cc}/u.test(t)) fail(flag, raw, "1 to 64 printable characters");
+  return t;
+}
+
+/** nats://, tls:// or a bare host:port (a list row: each one checked on its own). */
+function natsUrl(raw: string, flag: string): string {
+  const u = raw.trim();
+  let ok = false;
+  try {
+    const url = new URL(u.includes("://") ? u : `nats://${u}`);
+    ok = ["nats:", "tls:"].includes(url.protocol) && url.hostname !== "";
+  } catch {
+    ok = false;
+  }
+  // The value may hold user:password@: never echo it.
+  if (!ok) throw new RelayError("E_CONFIG", `invalid value for --${flag.split(" ")[0]}: expected nats://HOST:PORT (or tls://), comma-separated for several`);
+  return u;
+}
+
 export const OPTIONS: OptionTable<RelayConfig> = [
   { key: "host", description: "Address to listen on", default: "0.0.0.0", parse: nonEmpty, valueHint: "addr" },
   { key: "port", description: "TCP port for Sova instances (0 or any: any free port; 0 beside --tls-port: none)", default: 9090, parse: listenPort("off") },
@@ -223,6 +254,13 @@ export const OPTIONS: OptionTable<RelayConfig> = [
     parse: cidr,
     valueHint: "cidr",
   },
+  { key: "cluster", description: "Join a cluster of relays over NATS (nats://HOST:PORT); repeatable or comma-separated", default: [], parse: natsUrl, valueHint: "url" },
+  { key: "nodeName", description: "This relay's name in the cluster (default: hostname and a random suffix)", default: "", parse: nodeName, valueHint: "name" },
+  { key: "clusterCreds", description: "NATS credentials file (.creds) for --cluster", default: "", parse: nonEmpty, valueHint: "file" },
+  { key: "clusterCa", description: "CA certificate (PEM) for a NATS server with TLS", default: "", parse: nonEmpty, valueHint: "file" },
+  { key: "clusterUser", description: "NATS user for --cluster (better from the environment)", default: "", parse: nonEmpty, valueHint: "user" },
+  { key: "clusterPassword", description: "NATS password for --cluster (better from the environment)", default: "", parse: nonEmpty, valueHint: "secret" },
+  { key: "clusterToken", description: "NATS token for --cluster (better from the environment)", default: "", parse: nonEmpty, valueHint: "secret" },
   { key: "logLevel", description: "error, warn, info, debug or trace", default: "info", parse: oneOf(LOG_LEVELS), legacyEnv: ["RUST_LOG"], valueHint: "level" },
   { key: "logFormat", description: "text or json", default: "text", parse: oneOf(["text", "json"] as const), valueHint: "format" },
   { key: "tokens", flag: "token", description: "Session token; repeat for several sessions, one per token", default: [], parse: token, valueHint: "token" },

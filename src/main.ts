@@ -24,9 +24,11 @@ const serveCommand = defineCommand({
     const config = configFromArgs(args, rawArgs);
     const audit = config.auditLog ? openAuditFile(config.auditLog) : null;
     const log = createLogger({ level: config.logLevel, format: config.logFormat, audit: audit?.write });
+    // Loaded only for --cluster: a relay alone never loads the NATS client.
+    const cluster = config.cluster.length > 0 ? await import("./cluster/start.ts").then((m) => m.clusterFromConfig(config, log)) : undefined;
     let server: ReturnType<typeof startServer>;
     try {
-      server = startServer(config, log);
+      server = startServer(config, log, cluster);
     } catch (error) {
       if (error instanceof RelayError) throw error;
       const code = (error as NodeJS.ErrnoException).code;
@@ -40,7 +42,11 @@ const serveCommand = defineCommand({
       const host = config.httpHost || config.host;
       const running = server;
       try {
-        http = startHttp({ host, port: config.httpPort, maxEventSubscribers: config.maxEventSubscribers, websocket }, { relay: server.relay, version: VERSION, startedAt: Date.now(), stopping: () => running.stopping, history: server.history }, log);
+        http = startHttp(
+          { host, port: config.httpPort, maxEventSubscribers: config.maxEventSubscribers, websocket },
+          { relay: server.relay, version: VERSION, startedAt: Date.now(), stopping: () => running.stopping, history: server.history, cluster: cluster?.status },
+          log,
+        );
       } catch (error) {
         void server.shutdown("startup failed");
         const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;

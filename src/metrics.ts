@@ -208,6 +208,30 @@ export async function createMetrics(ctx: StatusContext, sources: MetricsSources 
       },
     });
   }
+  if (status.cluster) {
+    const c = () => status.cluster!;
+    gauge("sova_relay_cluster_connected", "1 while this node reaches NATS, 0 while it relays among its own instances only.", () => (c().connected ? 1 : 0));
+    gauge("sova_relay_cluster_nodes", "Other nodes heard within the down timeout.", () => c().nodes.length);
+    gauge("sova_relay_cluster_remote_instances", "Instances connected to other nodes, in sessions this node knows.", () => c().nodes.reduce((n, x) => n + x.members, 0));
+    const total = (name: string, help: string, read: () => number) =>
+      new Counter({ name, help, registers, collect() { this.reset(); this.inc(read()); } });
+    total("sova_relay_cluster_published_total", "StateBroadcast frames sent to the cluster.", () => c().published);
+    total("sova_relay_cluster_received_total", "StateBroadcast frames received from other nodes.", () => c().received);
+    total("sova_relay_cluster_unsent_total", "Frames not sent to the cluster while NATS was unreachable.", () => c().unsent);
+    total("sova_relay_cluster_nodes_down_total", "Nodes declared down after the heartbeat timeout.", () => c().nodes_down);
+    total("sova_relay_cluster_name_conflicts_total", "Names found claimed by another node when claiming them again after an outage.", () => c().name_conflicts);
+    total("sova_relay_cluster_disconnects_total", "Times NATS became unreachable.", () => c().disconnects);
+    new Counter({
+      name: "sova_relay_cluster_gaps_total",
+      help: "Frames from another node that never arrived, by sending node.",
+      labelNames: ["node"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [node, n] of Object.entries(c().gaps)) this.inc({ node }, n);
+      },
+    });
+  }
   registry.registerMetric(
     histogramMetric(
       "sova_relay_relay_latency_seconds",

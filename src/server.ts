@@ -19,6 +19,15 @@ import { createHistory, type History } from "./relay/history.ts";
 import { loadSessionSecret } from "./session-key.ts";
 import { openHistoryStore } from "./store.ts";
 import { createRelay, type Connection, type Relay } from "./relay/relay.ts";
+import type { ClusterLink, RemoteMembers } from "./relay/link.ts";
+
+/** The cluster adapter as the server drives it (src/cluster/node.ts). */
+export interface ServerLink extends ClusterLink {
+  attach(remote: RemoteMembers): void;
+  close(): Promise<void>;
+  /** History kept by the cluster instead of this process. */
+  readonly history?: History;
+}
 
 /** Half-open peers (laptop lid shut, cable pulled) are found by TCP keepalive after this. */
 export const KEEPALIVE_IDLE_MS = 30_000;
@@ -107,9 +116,9 @@ function readPem(path: string, flag: string): string {
   }
 }
 
-export function startServer(config: ServerConfig, log: Logger): RunningServer {
-  const store = config.history > 0 && config.stateDir ? openHistoryStore(config.stateDir, { reset: config.stateReset }) : null;
-  const history = createHistory({ maxEntries: config.history, maxBytes: config.historyBytes, maxAgeMs: config.historyAgeMs }, store ?? undefined);
+export function startServer(config: ServerConfig, log: Logger, link?: ServerLink): RunningServer {
+  const store = !link?.history && config.history > 0 && config.stateDir ? openHistoryStore(config.stateDir, { reset: config.stateReset }) : null;
+  const history = link?.history ?? createHistory({ maxEntries: config.history, maxBytes: config.historyBytes, maxAgeMs: config.historyAgeMs }, store ?? undefined);
   if (store) {
     const loaded = store.load(history);
     log.info("history_loaded", `History database ${store.path}: ${loaded} updates in ${history.sizes().size} sessions${config.stateReset ? " (reset)" : ""}`, { entries: loaded });
@@ -139,6 +148,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       nudgeIntervalMs: config.nudgeInterval,
       replayTimeoutMs: config.replayTimeoutMs,
       history,
+      link,
       onRegistrationFailed(ip) {
         if (guard.registrationFailed(ip, Date.now())) {
           log.warn("cooldown_started", `Address ${ip} used up its ${config.maxFailedRegistrations} failed registrations; every registration from ${addressGroup(ip)} refused for ${config.failedRegistrationCooldownMs / 1000} s`, {
@@ -151,6 +161,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
     },
     log,
   );
+  link?.attach(relay.remote);
   const sockets = new Set<Socket<SocketState>>();
   /** Connections of other transports (WebSocket), as { conn, outbox }. */
   const tracked = new Set<{ conn: Connection; outbox: Outbox }>();
@@ -391,6 +402,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       if (sockets.size === 0) done();
     });
     for (const s of sockets) s.terminate();
+    await link?.close();
     clearInterval(ticker);
     clearInterval(sweeper);
     if (nudger) clearInterval(nudger);
@@ -429,8 +441,8 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       // are open: close it just after it has emptied its queue (the next accept
       // on it, once that batch is done), or after a second if none comes.
       const acceptThenRetire = (s: Socket<SocketState>) => {
-        accept(s);
         setImmediate(retire);
+        accept(s);
       };
       old.reload({ socket: { ...handlers, open: acceptThenRetire } });
       setTimeout(retire, 1000).unref();

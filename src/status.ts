@@ -7,8 +7,9 @@
 import { maskedAddress } from "./net/cidr.ts";
 import type { History } from "./relay/history.ts";
 import type { Relay } from "./relay/relay.ts";
-import { buildInfo } from "./version.ts";
 import { type CounterTotals, counterTotals } from "./relay/stats.ts";
+import { buildInfo } from "./version.ts";
+import type { ClusterStatus } from "./cluster/node.ts";
 
 export interface StatusContext {
   relay: Relay;
@@ -16,6 +17,8 @@ export interface StatusContext {
   startedAt: number;
   stopping: () => boolean;
   history?: History;
+  /** Present when the relay is a cluster node (--cluster). */
+  cluster?: () => ClusterStatus;
 }
 
 export interface InstanceStatus {
@@ -61,6 +64,7 @@ export interface Status {
   sessions: SessionStatus[];
   limits: Record<string, number | boolean>;
   totals: StatusTotals;
+  cluster?: ClusterStatus;
 }
 
 export function snapshot(ctx: StatusContext, now = Date.now()): Status {
@@ -86,7 +90,7 @@ export function snapshot(ctx: StatusContext, now = Date.now()): Status {
         connected_at: Math.floor(i.connectedAt / 1000),
         last_activity: Math.floor(i.lastActivity / 1000),
         session: session.id,
-        address: maskedAddress(i.conn.peer.address),
+        address: i.conn.state === "remote" ? i.conn.peer.address : maskedAddress(i.conn.peer.address),
         messages_in: i.messagesIn,
         messages_out: i.messagesOut,
         rate_limited: i.rateLimited,
@@ -121,5 +125,6 @@ export function snapshot(ctx: StatusContext, now = Date.now()): Status {
       history_age_seconds: (ctx.history?.limits.maxAgeMs ?? 0) / 1000,
     },
     totals: counterTotals(relay.stats),
+    ...(ctx.cluster ? { cluster: ctx.cluster() } : {}),
   };
 }

@@ -34,6 +34,8 @@ function v6ToBigInt(ip: string): bigint {
 
 /** An address as a number in the IPv6 space; IPv4 maps to ::ffff:0:0/96. */
 export function addressValue(ip: string): bigint | null {
+  // Bun leaves remoteAddress undefined on a socket that closed before it was read.
+  if (typeof ip !== "string") return null;
   const zoneless = ip.replace(/%.*$/, "");
   const kind = isIP(zoneless);
   if (kind === 4) return 0xffff00000000n | v4ToBigInt(zoneless);

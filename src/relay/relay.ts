@@ -23,6 +23,7 @@ import {
 import { addressGroup } from "../net/cidr.ts";
 import { createAccess } from "./access.ts";
 import type { History } from "./history.ts";
+import type { ClusterLink, RemoteMember, RemoteMembers } from "./link.ts";
 import { checkInstanceName } from "./names.ts";
 import { createRepeats, reportRepeats, type Repeats } from "./repeats.ts";
 import { createRoster, rosterEntries, rosterJoin, type Roster } from "./roster.ts";
@@ -77,6 +78,8 @@ export interface RelayOptions {
   /** A newcomer that has not taken its RegistrationResponse and history within this is cut. */
   replayTimeoutMs?: number;
   clock?: Clock;
+  /** Other relays sharing the sessions (--cluster); absent: this relay alone. */
+  link?: ClusterLink;
 }
 
 /** One connection as the relay sees it. */
@@ -99,7 +102,8 @@ export interface Peer {
   setFrameLimit(bytes: number): void;
 }
 
-export type ConnectionState = "handshake" | "registered" | "closed";
+/** "registering": waiting for the cluster's name claim; "remote": stands for another node's members, never sent to. */
+export type ConnectionState = "handshake" | "registering" | "registered" | "closed" | "remote";
 
 export interface Connection {
   readonly id: number;
@@ -114,6 +118,8 @@ export interface Connection {
   replayDeadline: number;
   state: ConnectionState;
   instance: Instance | null;
+  /** Frames read while "registering", handled in order once it ends. */
+  held?: Uint8Array[];
 }
 
 export interface Instance {
@@ -182,6 +188,8 @@ export interface Relay {
   beginShutdown(): void;
   /** Close every connection after its queue is sent; no one is told of the others leaving. */
   closeAll(): void;
+  /** Calls in from the cluster (src/relay/link.ts). */
+  readonly remote: RemoteMembers;
 }
 
 const REASON_TEXT: Record<DisconnectReason, string> = {
@@ -253,6 +261,8 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
   let instanceCount = 0;
   let nextConnId = 1;
   let shuttingDown = false;
+  const link = options.link;
+  const remoteById = new Map<string, Instance>();
 
   /** Per-address lines a flood would repeat: the first in a minute now, the rest as a count. */
   function logRepeated(level: "info" | "warn" | "debug", event: LogEvent, conn: Connection, message: string, fields: LogFields): void {
@@ -311,7 +321,8 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
   function finish(conn: Connection, reason: DisconnectReason): void {
     const inst = conn.instance;
     const wasRegistered = conn.state === "registered";
-    if (conn.state === "handshake") leaveHandshake(conn);
+    // A connection waiting for the cluster's name claim still holds its handshake slot.
+    if (conn.state === "handshake" || conn.state === "registering") leaveHandshake(conn);
     conn.state = "closed";
     connections.delete(conn);
     stats.disconnects[reason]++;
@@ -327,6 +338,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     session.names.delete(inst.nameKey);
     if (inst.capabilities.has("presence")) session.presenceWatchers--;
     instanceCount--;
+    link?.left(inst);
     if (session.instances.length === 0) {
       sessions.delete(session.id);
       log.debug("session_emptied", `Session ${session.id} is empty`, { session: session.id });
@@ -370,7 +382,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     return true;
   }
 
-  function register(conn: Connection, msg: RegisterInstance, now: number): void {
+  function register(conn: Connection, msg: RegisterInstance, now: number, claimed = false): void {
     // Before anything in the message is looked at: the answer must not tell a right token from a wrong one.
     const wait = options.registrationWait?.(conn.peer.address) ?? 0;
     if (wait > 0) return reject(conn, WIRE_ERRORS.coolingDown(wait), "cooldown");
@@ -384,13 +396,14 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     const checked = checkInstanceName(name);
     if (!checked.ok) return reject(conn, WIRE_ERRORS.invalidName(), "name");
     let session = sessions.get(key.id);
-    if (session?.names.has(checked.key)) return reject(conn, WIRE_ERRORS.nameTaken(name), "name_taken");
-    if (!registrationAllowed(conn, now)) return reject(conn, WIRE_ERRORS.tooManyRegistrations(), "registration_rate");
+    if (session?.names.has(checked.key) && !claimed) return reject(conn, WIRE_ERRORS.nameTaken(name), "name_taken");
+    if (!claimed && !registrationAllowed(conn, now)) return reject(conn, WIRE_ERRORS.tooManyRegistrations(), "registration_rate");
     if (!session) {
       session = { id: key.id, instances: [], names: new Set(), presenceWatchers: 0, roster: createRoster(), createdAt: now };
       sessions.set(key.id, session);
       log.debug("session_created", `Session ${key.id} created`, { session: key.id });
     }
+    if (link && !claimed) return claimName(conn, msg, session, checked.key);
     const idText = crypto.randomUUID();
     const id = uuidFromString(idText);
     const inst: Instance = {
@@ -454,6 +467,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
       for (const other of others) if (other.capabilities.has("presence") && other.conn.state === "registered") deliver(other.conn, notice);
     }
     if (inst.capabilities.has("presence")) session.presenceWatchers++;
+    link?.joined(inst);
   }
 
   function handshake(conn: Connection, body: Uint8Array, now: number): void {
@@ -542,9 +556,11 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     stats.broadcasts++;
     const peers = inst.session.instances;
     const keep = history?.enabled === true;
-    if (peers.length < 2 && !keep) return;
+    // With a cluster, members on other nodes may have joined before we heard of them: always publish.
+    if (peers.length < 2 && !keep && !link) return;
     const frame = encodeBroadcastFrame(inst.prefix, msg.timestamp, msg.update_data);
     if (keep) history.append(inst.session.id, frame, now);
+    link?.broadcast(inst, frame);
     let slow: Connection[] | null = null;
     for (let i = 0; i < peers.length; i++) {
       const other = peers[i]!;
@@ -570,6 +586,7 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
       return;
     }
     if (conn.state === "handshake") return handshake(conn, body, now);
+    if (conn.state === "registering") return hold(conn, body);
     const inst = conn.instance!;
     if (!withinRate(inst, now, body.length)) return;
     inst.messagesIn++;
@@ -660,7 +677,171 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     }
   }
 
+  // ---- cluster (src/relay/link.ts): only reached when options.link is set ----
+
+  /** Frames an instance sends before its response are kept for after it, within a small bound. */
+  const MAX_HELD = 64;
+  const overHeld = new WeakSet<Connection>();
+
+  function hold(conn: Connection, body: Uint8Array): void {
+    const held = (conn.held ??= []);
+    let bytes = body.length;
+    for (const b of held) bytes += b.length;
+    if (held.length < MAX_HELD && bytes <= options.maxMessageSize) {
+      // A copy: the body may be a view of the socket's chunk, reused once this returns.
+      held.push(body.slice());
+      return;
+    }
+    stats.drops.invalid++;
+    // Once per connection: a peer that keeps sending cannot flood the log.
+    if (!overHeld.has(conn)) {
+      overHeld.add(conn);
+      log.warn("invalid_message", `Connection from ${conn.peer.address} sent more than ${MAX_HELD} frames or ${options.maxMessageSize} bytes before its registration was answered; dropped`, {
+        ip: conn.peer.address,
+        reason: "before_registered",
+      });
+    }
+  }
+
+  /** The name is held here at once (a local duplicate is refused synchronously) and claimed across the cluster. */
+  function claimName(conn: Connection, msg: RegisterInstance, session: Session, nameKey: string): void {
+    const name = nameKey;
+    session.names.add(name);
+    conn.state = "registering";
+    void link!.claim(session.id, name).then((result) => {
+      session.names.delete(name);
+      if (conn.state !== "registering" || shuttingDown) {
+        link!.release(session.id, name);
+        if (conn.state === "registering") cut(conn, "shutdown", true);
+      } else {
+        conn.state = "handshake";
+        if (result === "taken") reject(conn, WIRE_ERRORS.nameTaken(msg.instance_name), "name_taken");
+        else register(conn, msg, Date.now(), true);
+        if (result === "ok" && (conn.state as ConnectionState) !== "registered") link!.release(session.id, name);
+      }
+      if (session.instances.length === 0 && sessions.get(session.id) === session) sessions.delete(session.id);
+      const held = conn.held;
+      conn.held = undefined;
+      if (held && conn.state === "registered") for (const body of held) receive(conn, body);
+    });
+  }
+
+  function remoteConn(node: string): Connection {
+    const peer: Peer = {
+      address: `node ${node}`,
+      port: 0,
+      pendingBytes: 0,
+      frontBytes: 0,
+      send: () => true,
+      close() {},
+      closeWith() {},
+      terminate() {},
+      setFrameLimit() {},
+    };
+    return { id: 0, peer, openedAt: 0, group: `node ${node}`, lastSeen: 0, lastSent: 0, replayDeadline: 0, state: "remote", instance: null };
+  }
+
+  /** What a remote member's name is compared by here: as the local check would have keyed it. */
+  function remoteNameKey(name: string): string {
+    const checked = checkInstanceName(name);
+    return checked.ok ? checked.key : name;
+  }
+
+  const remoteConns = new Map<string, Connection>();
+
+  const remote: RemoteMembers = {
+    joined(m: RemoteMember) {
+      if (remoteById.has(m.id)) return;
+      let session = sessions.get(m.session);
+      if (!session) {
+        session = { id: m.session, instances: [], names: new Set(), presenceWatchers: 0, roster: createRoster(), createdAt: m.connectedAt };
+        sessions.set(m.session, session);
+      }
+      const nameKey = remoteNameKey(m.name);
+      if (session.names.has(nameKey)) {
+        log.warn("cluster_name_conflict", `Instance name '${m.name}' is in use on this node and on node ${m.node} (claimed while the cluster was unreachable)`, {
+          session: m.session,
+          instance: m.name,
+          node: m.node,
+        });
+      }
+      let conn = remoteConns.get(m.node);
+      if (!conn) remoteConns.set(m.node, (conn = remoteConn(m.node)));
+      const id = uuidFromString(m.id);
+      const inst: Instance = {
+        id,
+        idText: m.id,
+        name: m.name,
+        nameKey,
+        version: m.version,
+        session,
+        conn,
+        connectedAt: m.connectedAt,
+        capabilities: new Set(),
+        prefix: new Uint8Array(0),
+        infoHead: instanceInfoHead({ id, name: m.name, version: m.version, connected_at: systemTimeFromMillis(m.connectedAt) }),
+        lastActivity: m.lastActivity,
+        // Rate limits stay on the node that owns the connection.
+        messageWindow: null,
+        byteWindow: null,
+        rateDropped: 0,
+        rateErrorAt: 0,
+        messagesIn: 0,
+        messagesOut: 0,
+        rateLimited: 0,
+        dropped: 0,
+      };
+      remoteById.set(m.id, inst);
+      const others = session.instances;
+      session.instances = [...others, inst];
+      rosterJoin(session.roster, others, session.instances, inst);
+      session.names.add(nameKey);
+      if (session.presenceWatchers > 0) {
+        const notice = encodeFrame({ type: "InstanceConnected", instance_id: id, instance_name: m.name });
+        for (const o of others) if (o.capabilities.has("presence") && o.conn.state === "registered") deliver(o.conn, notice);
+      }
+    },
+    left(sessionId, idText) {
+      const inst = remoteById.get(idText);
+      if (!inst) return;
+      remoteById.delete(idText);
+      const session = inst.session;
+      session.instances = session.instances.filter((i) => i !== inst);
+      if (!session.instances.some((i) => i.nameKey === inst.nameKey)) session.names.delete(inst.nameKey);
+      if (session.instances.length === 0 && sessions.get(sessionId) === session) sessions.delete(sessionId);
+      const notice = encodeFrame({ type: "InstanceDisconnected", instance_id: inst.id, instance_name: inst.name });
+      for (const other of session.instances) if (other.conn.state === "registered") deliver(other.conn, notice);
+    },
+    activity(_sessionId, idText, at) {
+      const inst = remoteById.get(idText);
+      if (inst) inst.lastActivity = at;
+    },
+    frame(sessionId, frame) {
+      if (shuttingDown) return;
+      if (history?.enabled) history.append(sessionId, frame, Date.now());
+      const session = sessions.get(sessionId);
+      if (!session) return;
+      const now = clock.now();
+      let slow: Connection[] | null = null;
+      for (const other of session.instances) {
+        if (other.conn.state !== "registered") continue;
+        if (other.conn.peer.send(frame)) {
+          other.conn.lastSent = now;
+          other.messagesOut++;
+          stats.deliveries++;
+        } else (slow ??= []).push(other.conn);
+      }
+      if (slow !== null) for (const conn of slow) cutSlowConsumer(conn);
+    },
+    locals() {
+      const out: Instance[] = [];
+      for (const conn of connections) if (conn.state === "registered" && conn.instance) out.push(conn.instance);
+      return out;
+    },
+  };
+
   return {
+    remote,
     options,
     stats,
     sessions,
