@@ -4,22 +4,29 @@
  * loopback addresses (127.0.0.x), as a botnet would, so per-address caps alone
  * do not stop it. Prints one JSON line of what it did when the time is up.
  *
- *   bun bench/attackers.ts --port P --token T --duration S
+ *   bun bench/attackers.ts --port P --token T --duration S [--one-address]
+ *
+ * `--one-address`: everything from 127.0.0.1 (through a container's port mapping every
+ * connection comes from one address anyway, and other loopback sources may not pass it).
  */
 import net from "node:net";
 import { frameOf } from "../src/protocol/framing.ts";
 import { encodeMessage, toByteArrayWire } from "../src/protocol/messages.ts";
 
 const args = new Map<string, string>();
-for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i]!.replace(/^--/, ""), process.argv[i + 1]!);
+for (let i = 2; i < process.argv.length; i += 2) {
+  if (process.argv[i] === "--one-address") i--;
+  else args.set(process.argv[i]!.replace(/^--/, ""), process.argv[i + 1]!);
+}
 const port = Number(args.get("port"));
 const token = args.get("token") ?? null;
 const version = args.get("version") ?? "0.1.0";
 const until = Date.now() + Number(args.get("duration") ?? 10) * 1000;
 const counts: Record<string, number> = {};
 const bump = (k: string) => (counts[k] = (counts[k] ?? 0) + 1);
+const oneAddress = process.argv.includes("--one-address");
 let nextAddress = 2;
-const address = () => `127.0.0.${2 + (nextAddress++ % 250)}`;
+const address = () => (oneAddress ? "127.0.0.1" : `127.0.0.${2 + (nextAddress++ % 250)}`);
 let names = 0;
 
 const register = (name: string, extra: Record<string, unknown> = {}) =>
@@ -29,6 +36,8 @@ const register = (name: string, extra: Record<string, unknown> = {}) =>
 function open(from: string, onConnect: (s: net.Socket) => void, read = false): Promise<void> {
   return new Promise((resolve) => {
     const s = net.connect({ host: "127.0.0.1", port, localAddress: from });
+    // Whatever the relay does, no attack waits on one connection for ever.
+    s.setTimeout(15_000, () => s.destroy());
     s.on("connect", () => {
       if (!read) s.pause();
       onConnect(s);
@@ -55,7 +64,7 @@ for (let i = 0; i < 10; i++) {
 }
 // 5. Unregistered connections holding a partial frame: 1 MiB announced, or just under the handshake cap.
 for (let i = 0; i < 100; i++) {
-  const from = `127.0.0.${2 + (i % 25)}`;
+  const from = oneAddress ? "127.0.0.1" : `127.0.0.${2 + (i % 25)}`;
   const head = new Uint8Array(4);
   const big = i % 2 === 0;
   new DataView(head.buffer).setUint32(0, big ? 1 << 20 : 4096);

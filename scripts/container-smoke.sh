@@ -88,7 +88,7 @@ echo "smoke: with 20 instances: relay RSS $rss; cgroup $(podman stats --no-strea
 # A hostile pass (bench/attackers.ts: floods before registering, partial frames, churn,
 # capabilities, connect floods, non-reading pingers) while the 20 stay connected: the
 # relay must survive it inside its 256 MB and the 20 must still play afterwards.
-bun bench/attackers.ts --port "$port" --duration 8 > "$work/attack.log"
+bun bench/attackers.ts --port "$port" --duration 8 --one-address > "$work/attack.log"
 state=$(podman inspect "$name" --format '{{.State.Running}} {{.State.OOMKilled}}')
 [ "$state" = "true false" ] || { podman logs "$name" 2>&1 | tail -20; echo "smoke: relay did not survive the hostile pass (running, OOM-killed: $state)"; exit 1; }
 echo "smoke: survived a hostile pass ($(tail -1 "$work/attack.log")); cgroup $(podman stats --no-stream --format '{{.MemUsage}}' "$name")"

@@ -37,6 +37,10 @@ export const KEEPALIVE_IDLE_MS = 30_000;
  */
 export const CLOSE_LINGER_MS = 5_000;
 const TICK_MS = 250;
+/** Under pressure, a connection holding unsent data that has taken nothing for this long is cut first. */
+const STALLED_MS = 1_000;
+/** Under pressure longer than this, the largest holders are cut even if they read. */
+const PRESSURE_GRACE_MS = 3_000;
 const SWEEP_MS = 10_000;
 
 interface SocketState {
@@ -175,38 +179,76 @@ export function startServer(config: ServerConfig, log: Logger, link?: ServerLink
     onQuiet();
   }
 
-  // Pressure is relieved by cutting the connections that hold the most, never by
-  // pausing everyone: a pause let ten non-reading strangers stop every concert on the relay.
+  // The relay-wide bound. Pressure is relieved first by cutting the connections that
+  // cause it: those holding unsent data that have taken nothing for a while (a pause of
+  // everyone let ten non-reading strangers stop every concert on the relay). What is left
+  // is instances that read, only not as fast as others send: their senders are slowed
+  // down (reading from them pauses, TCP backpressure) until the unsent data halves. If it
+  // has not halved within the grace period, the connections holding the most are cut.
   let pressureEpisodes = 0;
   let pressureLoggedAt = 0;
+  let pressureSince = 0;
   let relieving = false;
+  const pausedForPressure = new Set<Socket<SocketState>>();
   const budget = createBudget(config.maxTotalPendingBytes, (over) => {
-    if (!over || relieving) return;
+    if (!over) {
+      pressureSince = 0;
+      for (const s of pausedForPressure) if (!closing.has(s)) s.resume();
+      pausedForPressure.clear();
+      return;
+    }
+    pressureSince = Date.now();
+    pressureEpisodes++;
+    if (relieving) return;
     relieving = true;
     // After the frame being handled: everyone hears the current update before hearing who left.
-    queueMicrotask(relieve);
+    queueMicrotask(() => {
+      relieving = false;
+      relieve(Date.now());
+    });
   });
 
-  function relieve(): void {
-    relieving = false;
-    pressureEpisodes++;
+  type Held = { conn: Connection; outbox: Outbox };
+
+  function largest(accept: (h: Held) => boolean): Held | null {
+    let worst: Held | null = null;
+    const consider = (h: Held) => {
+      if (h.conn.state !== "closed" && h.outbox.liveBytes > (worst?.outbox.liveBytes ?? 0) && accept(h)) worst = h;
+    };
+    for (const s of sockets) consider(s.data);
+    for (const t of tracked) consider(t);
+    return worst;
+  }
+
+  function cutWhileOver(accept: (h: Held) => boolean): number {
     let cut = 0;
     while (budget.used > budget.limit / 2) {
-      let worst: { conn: Connection; outbox: Outbox } | null = null;
-      for (const s of sockets) if (s.data.conn.state !== "closed" && s.data.outbox.liveBytes > (worst?.outbox.liveBytes ?? 0)) worst = s.data;
-      for (const t of tracked) if (t.conn.state !== "closed" && t.outbox.liveBytes > (worst?.outbox.liveBytes ?? 0)) worst = t;
+      const worst = largest(accept);
       if (worst === null) break;
       // The cut drops what had not started to go out and queues the last word.
       relay.cut(worst.conn, "memory_pressure");
       cut++;
     }
-    const now = Date.now();
-    if (now - pressureLoggedAt >= 10_000) {
-      log.warn("backpressure", `Unsent data for all connections passed ${config.maxTotalPendingBytes} bytes: cut ${cut} connections holding the most (${pressureEpisodes} times so far)`, {
-        reason: "total_pending",
-        episodes: pressureEpisodes,
-        cut,
-      });
+    return cut;
+  }
+
+  function relieve(now: number): void {
+    if (!budget.over) return;
+    const stalled = cutWhileOver((h) => now - h.outbox.lastProgress >= STALLED_MS);
+    const overdue = now - pressureSince >= PRESSURE_GRACE_MS ? cutWhileOver(() => true) : 0;
+    if (budget.over) {
+      for (const s of sockets) {
+        if (s.data.conn.state !== "registered" || pausedForPressure.has(s)) continue;
+        s.pause();
+        pausedForPressure.add(s);
+      }
+    }
+    if ((stalled > 0 || overdue > 0 || pausedForPressure.size > 0) && now - pressureLoggedAt >= 10_000) {
+      log.warn(
+        "backpressure",
+        `Unsent data for all connections passed ${config.maxTotalPendingBytes} bytes: cut ${stalled} that stopped reading and ${overdue} holding the most; reading from senders paused until it halves (${pressureEpisodes} times so far)`,
+        { reason: "total_pending", episodes: pressureEpisodes, cut: stalled + overdue },
+      );
       pressureLoggedAt = now;
     }
   }
@@ -321,6 +363,7 @@ export function startServer(config: ServerConfig, log: Logger, link?: ServerLink
       if (!state?.conn) return; // refused before it was accepted
       if (sockets.delete(socket)) guard.release(socket.remoteAddress);
       closing.delete(socket);
+      pausedForPressure.delete(socket);
       state.outbox.clear();
       relay.closed(state.conn, error ? "error" : "closed");
       checkQuiet();
@@ -361,6 +404,7 @@ export function startServer(config: ServerConfig, log: Logger, link?: ServerLink
   function tick(): void {
     const now = Date.now();
     relay.tick(now);
+    relieve(now);
     for (const s of closing) {
       if (s.data.closeBy > now) continue;
       closing.delete(s);

@@ -87,6 +87,8 @@ export interface Outbox {
   readonly frontBytes: number;
   /** Memory held for live frames: what the bound and the relay-wide budget count. */
   readonly liveBytes: number;
+  /** When the socket last took bytes (ms, Date.now()); a peer that stopped reading stops moving it. */
+  readonly lastProgress: number;
 }
 
 const DEFAULT_BATCH = 64 * 1024;
@@ -214,6 +216,7 @@ export function createOutbox(sink: ByteSink, options: OutboxOptions): Outbox {
   let gone = false;
   const budget = options.budget ?? createBudget(Number.MAX_SAFE_INTEGER);
   const backlog = options.maxPendingBytes / 2;
+  let lastProgress = Date.now();
 
   function liveHeld(): number {
     return live.held + (partialLive ? partialCost : 0);
@@ -240,6 +243,7 @@ export function createOutbox(sink: ByteSink, options: OutboxOptions): Outbox {
       clear();
       return false;
     }
+    if (written > 0) lastProgress = Date.now();
     if (written < chunk.length) {
       // The merge area is shared by every outbox: what the socket left must be copied out.
       partial = copyRest ? chunk.slice(written) : chunk.subarray(written);
@@ -353,6 +357,9 @@ export function createOutbox(sink: ByteSink, options: OutboxOptions): Outbox {
     },
     get liveBytes() {
       return liveHeld();
+    },
+    get lastProgress() {
+      return lastProgress;
     },
     get frontBytes() {
       return front.bytes + (partial !== null && !partialLive ? partial.length : 0);
