@@ -96,7 +96,8 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
 
   const ticker = setInterval(tick, TICK_MS);
   // A few sweeps per interval keep an edit's wait within about 1.25 intervals.
-  const nudger = config.nudgeInterval > 0 ? setInterval(() => relay.nudge(), Math.max(5, config.nudgeInterval / 4)) : null;
+  const nudger =
+    config.nudgeInterval > 0 ? setInterval(() => relay.nudge(), Math.max(5, config.nudgeInterval / 4)) : null;
   const sweeper = setInterval(() => guard.sweep(Date.now()), SWEEP_MS);
   let stopping = false;
 

@@ -96,7 +96,10 @@ export function finish(s: RelayState, conn: Connection, reason: DisconnectReason
     s.sessions.delete(session.id);
     s.log.debug("session_emptied", `Session ${session.id} is empty`, { session: session.id });
   }
-  s.log.info("disconnected", `Instance '${inst.name}' disconnected: ${REASON_TEXT[reason]}`, { ...who(conn, true), reason });
+  s.log.info("disconnected", `Instance '${inst.name}' disconnected: ${REASON_TEXT[reason]}`, {
+    ...who(conn, true),
+    reason,
+  });
   if (s.shuttingDown && reason === "shutdown") return;
   const notice = encodeFrame({ type: "InstanceDisconnected", instance_id: inst.id, instance_name: inst.name });
   for (const other of session.instances) if (other.conn.state === "registered") deliver(s, other.conn, notice);

@@ -33,7 +33,9 @@ export function open(s: RelayState, peer: Peer): Connection {
   s.stats.connectionsOpened++;
   peer.setFrameLimit(s.o.handshakeMaxBytes);
   if (!admitHandshake(s, conn)) return conn;
-  logRepeated(s, "debug", "connection_accepted", conn, `New connection from ${peer.address}:${peer.port}`, { ip: peer.address });
+  logRepeated(s, "debug", "connection_accepted", conn, `New connection from ${peer.address}:${peer.port}`, {
+    ip: peer.address,
+  });
   return conn;
 }
 
@@ -85,11 +87,18 @@ export function oversized(s: RelayState, conn: Connection, length: number): void
   // The skipped bytes crossed the network all the same: they count toward the limits.
   if (!withinRate(s, inst, now, length)) return;
   const max = s.options.maxMessageSize;
-  logRepeated(s, "warn", "oversized_frame", conn, `Instance '${inst.name}' sent a ${length}-byte frame (max ${max}); skipped`, {
-    ...who(conn),
-    length,
-    reason: "oversized",
-  });
+  logRepeated(
+    s,
+    "warn",
+    "oversized_frame",
+    conn,
+    `Instance '${inst.name}' sent a ${length}-byte frame (max ${max}); skipped`,
+    {
+      ...who(conn),
+      length,
+      reason: "oversized",
+    },
+  );
   deliver(s, conn, errorFrame(WIRE_ERRORS.tooLarge(length, max)));
 }
 
@@ -100,7 +109,8 @@ export function closed(s: RelayState, conn: Connection, reason: DisconnectReason
 
 /** Ends a connection for the transport's reasons: the slow ones lose what they had queued. */
 export function cutFor(s: RelayState, conn: Connection, reason: DisconnectReason): void {
-  if (reason === "slow_consumer" || reason === "memory_pressure" || reason === "replay_timeout") cutSlowConsumer(s, conn, reason);
+  if (reason === "slow_consumer" || reason === "memory_pressure" || reason === "replay_timeout")
+    cutSlowConsumer(s, conn, reason);
   else cut(s, conn, reason, true);
 }
 
@@ -108,10 +118,17 @@ export function tick(s: RelayState, now: number): void {
   const { o } = s;
   for (const conn of s.connections) {
     if (conn.state === "handshake" && now - conn.openedAt >= o.handshakeTimeoutMs) {
-      logRepeated(s, "debug", "handshake_timeout", conn, `Connection from ${conn.peer.address} sent no RegisterInstance within ${o.handshakeTimeoutMs / 1000} s; closing`, {
-        ip: conn.peer.address,
-        reason: "handshake_timeout",
-      });
+      logRepeated(
+        s,
+        "debug",
+        "handshake_timeout",
+        conn,
+        `Connection from ${conn.peer.address} sent no RegisterInstance within ${o.handshakeTimeoutMs / 1000} s; closing`,
+        {
+          ip: conn.peer.address,
+          reason: "handshake_timeout",
+        },
+      );
       cut(s, conn, "handshake_timeout", true);
     } else if (conn.replayDeadline > 0) {
       if (conn.peer.frontBytes === 0) conn.replayDeadline = 0;

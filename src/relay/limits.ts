@@ -55,7 +55,8 @@ export function registrationAllowed(s: RelayState, conn: Connection, now: number
 
 /** Forgets the registration windows that have emptied. */
 export function pruneRegistrationWindows(s: RelayState, now: number): void {
-  for (const [group, window] of s.registrationWindows) if (window.fits(now, 0) && window.used === 0) s.registrationWindows.delete(group);
+  for (const [group, window] of s.registrationWindows)
+    if (window.fits(now, 0) && window.used === 0) s.registrationWindows.delete(group);
 }
 
 /**
@@ -65,10 +66,17 @@ export function pruneRegistrationWindows(s: RelayState, now: number): void {
 export function admitHandshake(s: RelayState, conn: Connection): boolean {
   const peer = conn.peer;
   if ((s.handshakesByGroup.get(conn.group) ?? 0) > s.o.maxHandshakesPerAddress) {
-    logRepeated(s, "warn", "connection_refused", conn, `Connection from ${peer.address} refused: too many of its connections still handshaking`, {
-      ip: peer.address,
-      reason: "handshake_limit",
-    });
+    logRepeated(
+      s,
+      "warn",
+      "connection_refused",
+      conn,
+      `Connection from ${peer.address} refused: too many of its connections still handshaking`,
+      {
+        ip: peer.address,
+        reason: "handshake_limit",
+      },
+    );
     s.stats.connectionsRefused++;
     cut(s, conn, "handshake_limit", false);
     return false;
@@ -79,10 +87,17 @@ export function admitHandshake(s: RelayState, conn: Connection): boolean {
   if (s.handshaking > s.o.maxHandshakes) {
     for (const old of s.connections) {
       if (old.state !== "handshake") continue;
-      logRepeated(s, "warn", "connection_refused", old, `Connection from ${old.peer.address} closed: the relay's handshake slots are full and it waited the longest`, {
-        ip: old.peer.address,
-        reason: "handshake_limit",
-      });
+      logRepeated(
+        s,
+        "warn",
+        "connection_refused",
+        old,
+        `Connection from ${old.peer.address} closed: the relay's handshake slots are full and it waited the longest`,
+        {
+          ip: old.peer.address,
+          reason: "handshake_limit",
+        },
+      );
       cut(s, old, "handshake_limit", false);
       break;
     }

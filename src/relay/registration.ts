@@ -42,16 +42,32 @@ function _boundedCapabilities(offered: readonly string[]): Set<string> {
 }
 
 /** One Error, then close: before registration a connection gets nothing more. */
-export function reject(s: RelayState, conn: Connection, message: string, why: RejectReason, reason: DisconnectReason = "rejected"): void {
+export function reject(
+  s: RelayState,
+  conn: Connection,
+  message: string,
+  why: RejectReason,
+  reason: DisconnectReason = "rejected",
+): void {
   bump(s.stats.registrationsRejected, why);
   if (PEER_FAULT[why]) s.options.onRegistrationFailed?.(conn.peer.address, why);
   // A health probe (an empty frame) is routine; a flood of refusals from one address is one line a minute.
-  if (why === "empty") logRepeated(s, "debug", "probe", conn, `Empty frame from ${conn.peer.address} before registration (health check)`, { ip: conn.peer.address });
-  else {
-    logRepeated(s, "warn", "registration_rejected", conn, `Registration from ${conn.peer.address} rejected: ${message}`, {
+  if (why === "empty")
+    logRepeated(s, "debug", "probe", conn, `Empty frame from ${conn.peer.address} before registration (health check)`, {
       ip: conn.peer.address,
-      reason: why,
     });
+  else {
+    logRepeated(
+      s,
+      "warn",
+      "registration_rejected",
+      conn,
+      `Registration from ${conn.peer.address} rejected: ${message}`,
+      {
+        ip: conn.peer.address,
+        reason: why,
+      },
+    );
   }
   conn.peer.send(errorFrame(message));
   cut(s, conn, reason, true);
@@ -69,16 +85,25 @@ export function handshake(s: RelayState, conn: Connection, body: Uint8Array, now
     msg = decodeMessage(body);
   } catch (error) {
     s.stats.drops.invalid++;
-    if (peekVariant(body) === "RegisterInstance") return reject(s, conn, WIRE_ERRORS.invalidMessage(reasonOf(error)), "invalid");
+    if (peekVariant(body) === "RegisterInstance")
+      return reject(s, conn, WIRE_ERRORS.invalidMessage(reasonOf(error)), "invalid");
     return reject(s, conn, WIRE_ERRORS.expectedRegister(), "not_register", "protocol");
   }
   bump(s.stats.messagesReceived, msg.type);
-  if (msg.type !== "RegisterInstance") return reject(s, conn, WIRE_ERRORS.expectedRegister(), "not_register", "protocol");
+  if (msg.type !== "RegisterInstance")
+    return reject(s, conn, WIRE_ERRORS.expectedRegister(), "not_register", "protocol");
   _register(s, conn, msg, now);
 }
 
 /** The newcomer's record: its ID, its precomputed frame pieces, its rate windows. */
-function _instanceRecord(s: RelayState, conn: Connection, msg: RegisterInstance, session: Session, nameKey: string, now: number): Instance {
+function _instanceRecord(
+  s: RelayState,
+  conn: Connection,
+  msg: RegisterInstance,
+  session: Session,
+  nameKey: string,
+  now: number,
+): Instance {
   const idText = crypto.randomUUID();
   const id = uuidFromString(idText);
   return {
@@ -92,7 +117,12 @@ function _instanceRecord(s: RelayState, conn: Connection, msg: RegisterInstance,
     connectedAt: now,
     capabilities: _boundedCapabilities(msg.capabilities),
     prefix: broadcastPrefix(msg.instance_name),
-    infoHead: instanceInfoHead({ id, name: msg.instance_name, version: msg.version, connected_at: systemTimeFromMillis(now) }),
+    infoHead: instanceInfoHead({
+      id,
+      name: msg.instance_name,
+      version: msg.version,
+      connected_at: systemTimeFromMillis(now),
+    }),
     lastActivity: now,
     messageWindow: s.options.rateLimit > 0 ? createWindow(s.options.rateLimit, RATE_WINDOW_MS) : null,
     byteWindow: s.options.rateLimitBytes ? createWindow(s.options.rateLimitBytes, RATE_WINDOW_MS) : null,
@@ -114,15 +144,24 @@ function _register(s: RelayState, conn: Connection, msg: RegisterInstance, now: 
   }
   const key = s.access.admit(msg.session_token);
   if (key === null) return reject(s, conn, WIRE_ERRORS.invalidToken(), "token");
-  if (s.instanceCount >= s.options.maxInstances) return reject(s, conn, WIRE_ERRORS.maxInstances(s.options.maxInstances), "capacity");
+  if (s.instanceCount >= s.options.maxInstances)
+    return reject(s, conn, WIRE_ERRORS.maxInstances(s.options.maxInstances), "capacity");
   const name = msg.instance_name;
   const checked = checkInstanceName(name);
   if (!checked.ok) return reject(s, conn, WIRE_ERRORS.invalidName(), "name");
   let session = s.sessions.get(key.id);
   if (session?.names.has(checked.key)) return reject(s, conn, WIRE_ERRORS.nameTaken(name), "name_taken");
-  if (!registrationAllowed(s, conn, now)) return reject(s, conn, WIRE_ERRORS.tooManyRegistrations(), "registration_rate");
+  if (!registrationAllowed(s, conn, now))
+    return reject(s, conn, WIRE_ERRORS.tooManyRegistrations(), "registration_rate");
   if (!session) {
-    session = { id: key.id, instances: [], names: new Set(), presenceWatchers: 0, roster: createRoster(), createdAt: now };
+    session = {
+      id: key.id,
+      instances: [],
+      names: new Set(),
+      presenceWatchers: 0,
+      roster: createRoster(),
+      createdAt: now,
+    };
     s.sessions.set(key.id, session);
     s.log.debug("session_created", `Session ${key.id} created`, { session: key.id });
   }
@@ -152,18 +191,23 @@ function _register(s: RelayState, conn: Connection, msg: RegisterInstance, now: 
   conn.lastSent = now;
   conn.replayDeadline = now + s.o.replayTimeoutMs;
   inst.messagesOut += replay.length;
-  s.log.info("registered", `Instance '${name}' registered with ID ${inst.idText}${replay.length > 0 ? `; sent ${replay.length} updates of session history` : ""}`, {
-    ip: conn.peer.address,
-    instance: name,
-    id: inst.idText,
-    version: msg.version,
-    session: session.id,
-    history: replay.length,
-  });
+  s.log.info(
+    "registered",
+    `Instance '${name}' registered with ID ${inst.idText}${replay.length > 0 ? `; sent ${replay.length} updates of session history` : ""}`,
+    {
+      ip: conn.peer.address,
+      instance: name,
+      id: inst.idText,
+      version: msg.version,
+      session: session.id,
+      history: replay.length,
+    },
+  );
   // Counted, so a crowd joining a session where nobody asked for presence costs no scan.
   if (session.presenceWatchers > 0) {
     const notice = encodeFrame({ type: "InstanceConnected", instance_id: inst.id, instance_name: name });
-    for (const other of others) if (other.capabilities.has("presence") && other.conn.state === "registered") deliver(s, other.conn, notice);
+    for (const other of others)
+      if (other.capabilities.has("presence") && other.conn.state === "registered") deliver(s, other.conn, notice);
   }
   if (inst.capabilities.has("presence")) session.presenceWatchers++;
 }

@@ -9,17 +9,7 @@
  * connection.ts (sending and ending), lifecycle.ts (what the transport drives).
  */
 import type { Logger } from "../log.ts";
-import {
-  answerLoneHeader,
-  closeAll,
-  closed,
-  cutFor,
-  nudge,
-  oversized,
-  open,
-  receive,
-  tick,
-} from "./lifecycle.ts";
+import { answerLoneHeader, closeAll, closed, cutFor, nudge, oversized, open, receive, tick } from "./lifecycle.ts";
 import { createState } from "./state.ts";
 import type { Relay, RelayOptions } from "./types.ts";
 

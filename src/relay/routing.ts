@@ -21,10 +21,17 @@ export function relayUpdate(s: RelayState, inst: Instance, msg: StateUpdate, now
   if (!_sameId(msg.source_instance_id, inst.id)) {
     stats.drops.invalid++;
     inst.dropped++;
-    logRepeated(s, "warn", "id_mismatch", inst.conn, `Instance '${inst.name}' sent a StateUpdate with another instance's ID`, {
-      ...who(inst.conn),
-      reason: "id_mismatch",
-    });
+    logRepeated(
+      s,
+      "warn",
+      "id_mismatch",
+      inst.conn,
+      `Instance '${inst.name}' sent a StateUpdate with another instance's ID`,
+      {
+        ...who(inst.conn),
+        reason: "id_mismatch",
+      },
+    );
     deliver(s, inst.conn, errorFrame(WIRE_ERRORS.idMismatch()));
     return;
   }
@@ -56,6 +63,9 @@ export function invalid(s: RelayState, inst: Instance, why: string): void {
   s.stats.drops.invalid++;
   inst.dropped++;
   bump(s.stats.messagesReceived, "invalid");
-  logRepeated(s, "warn", "invalid_message", inst.conn, `Invalid message from instance '${inst.name}': ${why}`, { ...who(inst.conn), reason: why });
+  logRepeated(s, "warn", "invalid_message", inst.conn, `Invalid message from instance '${inst.name}': ${why}`, {
+    ...who(inst.conn),
+    reason: why,
+  });
   deliver(s, inst.conn, errorFrame(WIRE_ERRORS.invalidMessage(why)));
 }

@@ -104,5 +104,6 @@ export function logRepeated(
   message: string,
   fields: LogFields,
 ): void {
-  if (s.repeats.first(event, conn.group, s.clock.now(), { ip: conn.peer.address, level })) s.log[level](event, message, fields);
+  if (s.repeats.first(event, conn.group, s.clock.now(), { ip: conn.peer.address, level }))
+    s.log[level](event, message, fields);
 }

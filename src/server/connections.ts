@@ -75,7 +75,8 @@ export function createConnectionTable(relay: Relay, log: Logger, maxTotalPending
     let cut = 0;
     while (budget.used > budget.limit / 2) {
       let worst: Live | null = null;
-      for (const l of live) if (l.conn.state !== "closed" && l.outbox.liveBytes > (worst?.outbox.liveBytes ?? 0)) worst = l;
+      for (const l of live)
+        if (l.conn.state !== "closed" && l.outbox.liveBytes > (worst?.outbox.liveBytes ?? 0)) worst = l;
       if (worst === null) break;
       // The cut drops what had not started to go out and queues the last word.
       relay.cut(worst.conn, "memory_pressure");
@@ -121,10 +122,14 @@ export function createConnectionTable(relay: Relay, log: Logger, maxTotalPending
       for (const c of closing) {
         if (c.closeBy > now) continue;
         closing.delete(c);
-        log.debug("close_forced", `Connection from ${c.remoteAddress} did not take its last bytes within ${CLOSE_LINGER_MS / 1000} s; closed`, {
-          ip: c.remoteAddress,
-          pending_bytes: c.outbox.pendingBytes,
-        });
+        log.debug(
+          "close_forced",
+          `Connection from ${c.remoteAddress} did not take its last bytes within ${CLOSE_LINGER_MS / 1000} s; closed`,
+          {
+            ip: c.remoteAddress,
+            pending_bytes: c.outbox.pendingBytes,
+          },
+        );
         c.forceClose();
       }
     },

@@ -36,7 +36,8 @@ export function openListeners<T>(
   log: Logger,
   onTlsFailed: () => void,
 ): Listeners {
-  const plain = config.port !== null ? Bun.listen<T>({ hostname: config.host, port: config.port, socket: handlers }) : null;
+  const plain =
+    config.port !== null ? Bun.listen<T>({ hostname: config.host, port: config.port, socket: handlers }) : null;
   let tls: TCPSocketListener<T> | null = null;
   /** Listeners a reload replaced, each closed once drained (reloadTls). */
   const retiring = new Set<() => void>();
@@ -73,7 +74,11 @@ export function openListeners<T>(
       const retire = () => {
         if (!retiring.delete(retire)) return;
         old.stop(false);
-        log.info("tls_reloaded", `TLS certificate reloaded from ${config.tlsCert}; connected instances keep their sessions`, {});
+        log.info(
+          "tls_reloaded",
+          `TLS certificate reloaded from ${config.tlsCert}; connected instances keep their sessions`,
+          {},
+        );
       };
       retiring.add(retire);
       // The kernel resets what waits in a listener's accept queue when it closes,

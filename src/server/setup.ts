@@ -19,11 +19,19 @@ export interface RelayParts {
 }
 
 export function buildRelay(config: ServerConfig, log: Logger): RelayParts {
-  const store = config.history > 0 && config.stateDir ? openHistoryStore(config.stateDir, { reset: config.stateReset }) : null;
-  const history = createHistory({ maxEntries: config.history, maxBytes: config.historyBytes, maxAgeMs: config.historyAgeMs }, store ?? undefined);
+  const store =
+    config.history > 0 && config.stateDir ? openHistoryStore(config.stateDir, { reset: config.stateReset }) : null;
+  const history = createHistory(
+    { maxEntries: config.history, maxBytes: config.historyBytes, maxAgeMs: config.historyAgeMs },
+    store ?? undefined,
+  );
   if (store) {
     const loaded = store.load(history);
-    log.info("history_loaded", `History database ${store.path}: ${loaded} updates in ${history.sizes().size} sessions${config.stateReset ? " (reset)" : ""}`, { entries: loaded });
+    log.info(
+      "history_loaded",
+      `History database ${store.path}: ${loaded} updates in ${history.sizes().size} sessions${config.stateReset ? " (reset)" : ""}`,
+      { entries: loaded },
+    );
   }
   const guard = createGuard({
     allow: config.allow,
@@ -52,10 +60,14 @@ export function buildRelay(config: ServerConfig, log: Logger): RelayParts {
       history,
       onRegistrationFailed(ip) {
         if (guard.registrationFailed(ip, Date.now())) {
-          log.warn("cooldown_started", `Address ${ip} used up its ${config.maxFailedRegistrations} failed registrations; every registration from ${addressGroup(ip)} refused for ${config.failedRegistrationCooldownMs / 1000} s`, {
-            ip,
-            reason: "failed_registrations",
-          });
+          log.warn(
+            "cooldown_started",
+            `Address ${ip} used up its ${config.maxFailedRegistrations} failed registrations; every registration from ${addressGroup(ip)} refused for ${config.failedRegistrationCooldownMs / 1000} s`,
+            {
+              ip,
+              reason: "failed_registrations",
+            },
+          );
         }
       },
       registrationWait: (ip) => guard.registrationWait(ip, Date.now()),

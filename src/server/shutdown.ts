@@ -23,10 +23,14 @@ export interface ShutdownDeps {
 
 export async function shutDown(why: string, timeoutMs: number, deps: ShutdownDeps): Promise<void> {
   const { relay, log, listeners, table, tcp } = deps;
-  log.info("shutdown", `${why}: shutting down, ${relay.instanceCount} instances connected; flushing queued frames (up to ${timeoutMs / 1000} s)`, {
-    reason: why,
-    instances: relay.instanceCount,
-  });
+  log.info(
+    "shutdown",
+    `${why}: shutting down, ${relay.instanceCount} instances connected; flushing queued frames (up to ${timeoutMs / 1000} s)`,
+    {
+      reason: why,
+      instances: relay.instanceCount,
+    },
+  );
   listeners.stopAccepting();
   relay.beginShutdown();
   const flushed = await within(timeoutMs, (done) => table.whenQuiet(done));
@@ -41,9 +45,13 @@ export async function shutDown(why: string, timeoutMs: number, deps: ShutdownDep
   reportRepeats(log, deps.repeats.drain());
   listeners.close();
   deps.closeStore();
-  log.info("shutdown_complete", `Shutdown complete${flushed ? "" : " (flush deadline passed; some queued frames were not sent)"}${closed ? "" : " (some peers did not close in time)"}`, {
-    flushed,
-  });
+  log.info(
+    "shutdown_complete",
+    `Shutdown complete${flushed ? "" : " (flush deadline passed; some queued frames were not sent)"}${closed ? "" : " (some peers did not close in time)"}`,
+    {
+      flushed,
+    },
+  );
 }
 
 /** Resolves true when `start` calls done, false when `ms` pass first. */

@@ -154,7 +154,11 @@ export function createTcpEdge(options: TcpOptions, deps: TcpDeps): TcpEdge {
     const ip = socket.remoteAddress;
     relay.stats.connectionsRefused++;
     if (guard.shouldLog(ip, Date.now())) {
-      log.warn("connection_refused", `Connection from ${ip} refused: ${REFUSAL_TEXT[refusal]} (logged once a minute per address)`, { ip, reason: refusal });
+      log.warn(
+        "connection_refused",
+        `Connection from ${ip} refused: ${REFUSAL_TEXT[refusal]} (logged once a minute per address)`,
+        { ip, reason: refusal },
+      );
     }
     socket.terminate();
   }
@@ -180,10 +184,14 @@ export function createTcpEdge(options: TcpOptions, deps: TcpDeps): TcpEdge {
       // A port scanner makes one of these per connect: one line a minute per address, with a count.
       const ip = socket.remoteAddress;
       if (!success && repeats.first("tls_handshake_failed", addressGroup(ip), Date.now(), { ip, level: "warn" })) {
-        log.warn("tls_handshake_failed", `TLS handshake with ${ip} failed${authorizationError ? `: ${authorizationError.message}` : ""}`, {
-          ip,
-          reason: authorizationError?.message ?? "handshake failed",
-        });
+        log.warn(
+          "tls_handshake_failed",
+          `TLS handshake with ${ip} failed${authorizationError ? `: ${authorizationError.message}` : ""}`,
+          {
+            ip,
+            reason: authorizationError?.message ?? "handshake failed",
+          },
+        );
       }
     },
     data(socket, chunk) {
@@ -197,7 +205,10 @@ export function createTcpEdge(options: TcpOptions, deps: TcpDeps): TcpEdge {
       socket.data?.outbox.flush();
     },
     error(socket, error) {
-      log.debug("socket_error", `Socket error from ${socket.remoteAddress}: ${error.message}`, { ip: socket.remoteAddress, reason: error.message });
+      log.debug("socket_error", `Socket error from ${socket.remoteAddress}: ${error.message}`, {
+        ip: socket.remoteAddress,
+        reason: error.message,
+      });
       if (socket.data) relay.closed(socket.data.conn, "error");
     },
     timeout(socket) {

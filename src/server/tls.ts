@@ -30,10 +30,21 @@ export function readTlsPem(files: TlsFiles): Pem {
   return { cert: _readPem(files.tlsCert, "--tls-cert"), key: _readPem(files.tlsKey, "--tls-key") };
 }
 
-export function listenTls<T>(files: TlsFiles, port: number, pem: Pem, handlers: SocketHandler<T>): TCPSocketListener<T> {
+export function listenTls<T>(
+  files: TlsFiles,
+  port: number,
+  pem: Pem,
+  handlers: SocketHandler<T>,
+): TCPSocketListener<T> {
   try {
     // SO_REUSEPORT lets a reload open the new listener before the old one closes.
-    const options = { hostname: files.host, port, tls: { cert: pem.cert, key: pem.key }, socket: handlers, reusePort: true };
+    const options = {
+      hostname: files.host,
+      port,
+      tls: { cert: pem.cert, key: pem.key },
+      socket: handlers,
+      reusePort: true,
+    };
     return Bun.listen<T>(options);
   } catch (error) {
     const e = error as NodeJS.ErrnoException;
