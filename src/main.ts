@@ -54,12 +54,6 @@ const serveCommand = defineCommand({
       }
       log.info("http_listening", `Status page on http://${host}:${http.port}/ (also /status, /healthz, /metrics; instances over WebSocket on /relay)`, { host, port: http.port });
     }
-    const where = [server.port !== null ? `${server.host}:${server.port}` : null, server.tlsPort !== null ? `${server.host}:${server.tlsPort} (TLS)` : null].filter(Boolean).join(" and ");
-    log.info(
-      "listening",
-      `Listening on ${where} (max ${config.maxInstances} instances, rate limit ${config.rateLimit || "off"}/min, expected version ${config.expectedVersion}, ${config.tokens.length === 0 ? "one open session" : `${config.tokens.length} token-protected sessions`})`,
-      { host: server.host, port: server.port, tls_port: server.tlsPort, sessions: config.tokens.length },
-    );
     let signals = 0;
     const onSignal = (signal: string) => {
       signals++;
@@ -84,6 +78,14 @@ const serveCommand = defineCommand({
     });
     process.on("SIGTERM", () => onSignal("SIGTERM"));
     process.on("SIGINT", () => onSignal("SIGINT"));
+    // Only now: whoever waits for this line may signal at once, and a SIGHUP before its
+    // handler took the default action and killed the relay.
+    const where = [server.port !== null ? `${server.host}:${server.port}` : null, server.tlsPort !== null ? `${server.host}:${server.tlsPort} (TLS)` : null].filter(Boolean).join(" and ");
+    log.info(
+      "listening",
+      `Listening on ${where} (max ${config.maxInstances} instances, rate limit ${config.rateLimit || "off"}/min, expected version ${config.expectedVersion}, ${config.tokens.length === 0 ? "one open session" : `${config.tokens.length} token-protected sessions`})`,
+      { host: server.host, port: server.port, tls_port: server.tlsPort, sessions: config.tokens.length },
+    );
   },
 });
 

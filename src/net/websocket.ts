@@ -2,7 +2,7 @@
  * The WebSocket edge: `GET /relay` on the HTTP listener upgrades to a WebSocket
  * whose binary messages each carry one frame body (the same MessagePack as on
  * TCP, without the 4-byte length). Each upgraded socket becomes a relay `Peer`
- * as a TCP socket does in server.ts, so it meets TCP instances in the same
+ * as a TCP socket does in server/tcp.ts, so it meets TCP instances in the same
  * sessions, under the same guard, limits, queues and shared pending budget.
  *
  * Outbound, the relay hands a peer a byte stream (a RegistrationResponse can come

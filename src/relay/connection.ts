@@ -1,0 +1,108 @@
+/**
+ * One connection's sends and its end: delivering a frame (a peer past its bound
+ * is cut on the spot), cutting with the last word, and the bookkeeping when a
+ * connection goes (its session, the others' notices, the counters).
+ */
+import { encodeFrame } from "../protocol/messages.ts";
+import { logRepeated, type RelayState, who } from "./state.ts";
+import type { DisconnectReason } from "./stats.ts";
+import type { Connection } from "./types.ts";
+
+export const REASON_TEXT: Record<DisconnectReason, string> = {
+  closed: "connection closed",
+  error: "connection error",
+  handshake_timeout: "no RegisterInstance within the handshake timeout",
+  handshake_limit: "too many connections still handshaking",
+  idle_timeout: "idle timeout",
+  slow_consumer: "slow consumer",
+  replay_timeout: "did not take its registration response and history in time",
+  memory_pressure: "the relay's unsent data passed its bound and this peer held the most",
+  rejected: "registration rejected",
+  protocol: "protocol error",
+  shutdown: "relay shutting down",
+};
+
+export type SlowReason = "slow_consumer" | "memory_pressure" | "replay_timeout";
+
+function _countUp(counts: Map<string, number>, key: string, by: number): void {
+  const n = (counts.get(key) ?? 0) + by;
+  if (n <= 0) counts.delete(key);
+  else counts.set(key, n);
+}
+
+export function enterHandshake(s: RelayState, conn: Connection): void {
+  s.handshaking++;
+  _countUp(s.handshakesByGroup, conn.group, 1);
+}
+
+export function leaveHandshake(s: RelayState, conn: Connection): void {
+  s.handshaking--;
+  _countUp(s.handshakesByGroup, conn.group, -1);
+}
+
+export function cut(s: RelayState, conn: Connection, reason: DisconnectReason, graceful: boolean): void {
+  if (conn.state === "closed") return;
+  const wasRegistered = conn.state === "registered";
+  finish(s, conn, reason);
+  // Today's Sova client marks itself disconnected only on this exact Error; without
+  // it, it keeps saying it is connected and piles edits into a dead channel.
+  if (wasRegistered) {
+    s.stats.lastWords++;
+    conn.peer.closeWith(s.connectionLost);
+  } else if (graceful) conn.peer.close();
+  else conn.peer.terminate();
+}
+
+/** Deliver one frame; a peer whose queue passes the bound is cut on the spot. */
+export function deliver(s: RelayState, conn: Connection, frame: Uint8Array): boolean {
+  conn.lastSent = s.clock.now();
+  if (conn.peer.send(frame)) return true;
+  cutSlowConsumer(s, conn);
+  return false;
+}
+
+export function cutSlowConsumer(s: RelayState, conn: Connection, reason: SlowReason = "slow_consumer"): void {
+  if (conn.state === "closed") return;
+  const inst = conn.instance;
+  s.stats.drops.slow_consumer++;
+  if (inst) inst.dropped++;
+  const pending = conn.peer.pendingBytes;
+  s.log.warn(
+    "slow_consumer",
+    `${inst ? `Instance '${inst.name}'` : `Connection from ${conn.peer.address}`} cut as a slow consumer: ${pending} bytes unsent (${REASON_TEXT[reason]})`,
+    { ...who(conn), pending_bytes: pending, reason },
+  );
+  cut(s, conn, reason, false);
+}
+
+export function finish(s: RelayState, conn: Connection, reason: DisconnectReason): void {
+  const inst = conn.instance;
+  const wasRegistered = conn.state === "registered";
+  // A connection waiting for the cluster's name claim still holds its handshake slot.
+  if (conn.state === "handshake" || conn.state === "registering") leaveHandshake(s, conn);
+  conn.state = "closed";
+  s.connections.delete(conn);
+  s.stats.disconnects[reason]++;
+  if (!wasRegistered || !inst) {
+    const message = `Connection from ${conn.peer.address}:${conn.peer.port} closed before registering (${REASON_TEXT[reason]})`;
+    logRepeated(s, "debug", "connection_closed", conn, message, { ip: conn.peer.address, reason });
+    return;
+  }
+  const session = inst.session;
+  session.instances = session.instances.filter((i) => i !== inst);
+  session.names.delete(inst.nameKey);
+  if (inst.capabilities.has("presence")) session.presenceWatchers--;
+  s.instanceCount--;
+  s.options.link?.left(inst);
+  if (session.instances.length === 0) {
+    s.sessions.delete(session.id);
+    s.log.debug("session_emptied", `Session ${session.id} is empty`, { session: session.id });
+  }
+  s.log.info("disconnected", `Instance '${inst.name}' disconnected: ${REASON_TEXT[reason]}`, {
+    ...who(conn, true),
+    reason,
+  });
+  if (s.shuttingDown && reason === "shutdown") return;
+  const notice = encodeFrame({ type: "InstanceDisconnected", instance_id: inst.id, instance_name: inst.name });
+  for (const other of session.instances) if (other.conn.state === "registered") deliver(s, other.conn, notice);
+}

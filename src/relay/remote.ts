@@ -1,0 +1,188 @@
+/**
+ * The relay's side of a cluster (src/relay/link.ts): only reached when
+ * `options.link` is set. A name is claimed across the cluster before the
+ * RegistrationResponse goes out (frames that arrive meanwhile are held, in
+ * order, within a bound); other nodes' members are kept as instances whose
+ * connection is never sent to, so rosters, names and presence work as for local
+ * ones; frames from other nodes reach the local members of their session.
+ */
+import { encodeFrame, instanceInfoHead, type RegisterInstance, systemTimeFromMillis, uuidFromString } from "../protocol/messages.ts";
+import { cut, cutSlowConsumer, deliver } from "./connection.ts";
+import { receive } from "./lifecycle.ts";
+import type { RemoteMember, RemoteMembers } from "./link.ts";
+import { checkInstanceName } from "./names.ts";
+import { register, reject } from "./registration.ts";
+import { createRoster, rosterJoin } from "./roster.ts";
+import type { RelayState } from "./state.ts";
+import type { Connection, ConnectionState, Instance, Peer, Session } from "./types.ts";
+import { WIRE_ERRORS } from "./wire-errors.ts";
+
+/** Frames an instance sends before its response are kept for after it, within a small bound. */
+const MAX_HELD = 64;
+const _overHeld = new WeakSet<Connection>();
+
+export function hold(s: RelayState, conn: Connection, body: Uint8Array): void {
+  conn.held ??= [];
+  const held = conn.held;
+  let bytes = body.length;
+  for (const b of held) bytes += b.length;
+  if (held.length < MAX_HELD && bytes <= s.options.maxMessageSize) {
+    // A copy: the body may be a view of the socket's chunk, reused once this returns.
+    held.push(body.slice());
+    return;
+  }
+  s.stats.drops.invalid++;
+  // Once per connection: a peer that keeps sending cannot flood the log.
+  if (!_overHeld.has(conn)) {
+    _overHeld.add(conn);
+    s.log.warn(
+      "invalid_message",
+      `Connection from ${conn.peer.address} sent more than ${MAX_HELD} frames or ${s.options.maxMessageSize} bytes before its registration was answered; dropped`,
+      { ip: conn.peer.address, reason: "before_registered" },
+    );
+  }
+}
+
+/** The name is held here at once (a local duplicate is refused synchronously) and claimed across the cluster. */
+export function claimName(s: RelayState, conn: Connection, msg: RegisterInstance, session: Session, nameKey: string): void {
+  const link = s.options.link!;
+  session.names.add(nameKey);
+  conn.state = "registering";
+  void link.claim(session.id, nameKey).then((result) => {
+    session.names.delete(nameKey);
+    if (conn.state !== "registering" || s.shuttingDown) {
+      link.release(session.id, nameKey);
+      if (conn.state === "registering") cut(s, conn, "shutdown", true);
+    } else {
+      conn.state = "handshake";
+      if (result === "taken") reject(s, conn, WIRE_ERRORS.nameTaken(msg.instance_name), "name_taken");
+      else register(s, conn, msg, s.clock.now(), true);
+      if (result === "ok" && (conn.state as ConnectionState) !== "registered") link.release(session.id, nameKey);
+    }
+    if (session.instances.length === 0 && s.sessions.get(session.id) === session) s.sessions.delete(session.id);
+    const held = conn.held;
+    conn.held = undefined;
+    if (held && conn.state === "registered") for (const body of held) receive(s, conn, body);
+  });
+}
+
+function _remoteConn(node: string): Connection {
+  const peer: Peer = {
+    address: `node ${node}`,
+    port: 0,
+    pendingBytes: 0,
+    frontBytes: 0,
+    send: () => true,
+    close() {},
+    closeWith() {},
+    terminate() {},
+    setFrameLimit() {},
+  };
+  return { id: 0, peer, openedAt: 0, group: `node ${node}`, lastSeen: 0, lastSent: 0, replayDeadline: 0, state: "remote", instance: null };
+}
+
+/** What a remote member's name is compared by here: as the local check would have keyed it. */
+function _nameKey(name: string): string {
+  const checked = checkInstanceName(name);
+  return checked.ok ? checked.key : name;
+}
+
+export function createRemoteMembers(s: RelayState): RemoteMembers {
+  const remoteConns = new Map<string, Connection>();
+  return {
+    joined(m: RemoteMember) {
+      if (s.remoteById.has(m.id)) return;
+      let session = s.sessions.get(m.session);
+      if (!session) {
+        session = { id: m.session, instances: [], names: new Set(), presenceWatchers: 0, roster: createRoster(), createdAt: m.connectedAt };
+        s.sessions.set(m.session, session);
+      }
+      const nameKey = _nameKey(m.name);
+      if (session.names.has(nameKey)) {
+        s.log.warn("cluster_name_conflict", `Instance name '${m.name}' is in use on this node and on node ${m.node} (claimed while the cluster was unreachable)`, {
+          session: m.session,
+          instance: m.name,
+          node: m.node,
+        });
+      }
+      let conn = remoteConns.get(m.node);
+      if (!conn) {
+        conn = _remoteConn(m.node);
+        remoteConns.set(m.node, conn);
+      }
+      const id = uuidFromString(m.id);
+      const inst: Instance = {
+        id,
+        idText: m.id,
+        name: m.name,
+        nameKey,
+        version: m.version,
+        session,
+        conn,
+        connectedAt: m.connectedAt,
+        capabilities: new Set(),
+        prefix: new Uint8Array(0),
+        infoHead: instanceInfoHead({ id, name: m.name, version: m.version, connected_at: systemTimeFromMillis(m.connectedAt) }),
+        lastActivity: m.lastActivity,
+        // Rate limits stay on the node that owns the connection.
+        messageWindow: null,
+        byteWindow: null,
+        rateDropped: 0,
+        rateErrorAt: 0,
+        messagesIn: 0,
+        messagesOut: 0,
+        rateLimited: 0,
+        dropped: 0,
+      };
+      s.remoteById.set(m.id, inst);
+      const others = session.instances;
+      session.instances = [...others, inst];
+      rosterJoin(session.roster, others, session.instances, inst);
+      session.names.add(nameKey);
+      if (session.presenceWatchers > 0) {
+        const notice = encodeFrame({ type: "InstanceConnected", instance_id: id, instance_name: m.name });
+        for (const o of others) if (o.capabilities.has("presence") && o.conn.state === "registered") deliver(s, o.conn, notice);
+      }
+    },
+    left(sessionId, idText) {
+      const inst = s.remoteById.get(idText);
+      if (!inst) return;
+      s.remoteById.delete(idText);
+      const session = inst.session;
+      session.instances = session.instances.filter((i) => i !== inst);
+      if (!session.instances.some((i) => i.nameKey === inst.nameKey)) session.names.delete(inst.nameKey);
+      if (session.instances.length === 0 && s.sessions.get(sessionId) === session) s.sessions.delete(sessionId);
+      const notice = encodeFrame({ type: "InstanceDisconnected", instance_id: inst.id, instance_name: inst.name });
+      for (const other of session.instances) if (other.conn.state === "registered") deliver(s, other.conn, notice);
+    },
+    activity(_sessionId, idText, at) {
+      const inst = s.remoteById.get(idText);
+      if (inst) inst.lastActivity = at;
+    },
+    frame(sessionId, frame) {
+      if (s.shuttingDown) return;
+      const now = s.clock.now();
+      if (s.history?.enabled) s.history.append(sessionId, frame, now);
+      const session = s.sessions.get(sessionId);
+      if (!session) return;
+      let slow: Connection[] | null = null;
+      for (const other of session.instances) {
+        if (other.conn.state !== "registered") continue;
+        if (other.conn.peer.send(frame)) {
+          other.conn.lastSent = now;
+          other.messagesOut++;
+          s.stats.deliveries++;
+        } else {
+          slow ??= [];
+          slow.push(other.conn);
+        }
+      }
+      if (slow !== null) for (const conn of slow) cutSlowConsumer(s, conn);
+    },
+    locals() {
+      const out: Instance[] = [];
+      for (const conn of s.connections) if (conn.state === "registered" && conn.instance) out.push(conn.instance);
+      return out;
+    },
+  };
+}
