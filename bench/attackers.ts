@@ -30,7 +30,16 @@ const address = () => (oneAddress ? "127.0.0.1" : `127.0.0.${2 + (nextAddress++ 
 let names = 0;
 
 const register = (name: string, extra: Record<string, unknown> = {}) =>
-  frameOf(encodeMessage({ type: "RegisterInstance", instance_name: name, version, session_token: token, capabilities: [], ...extra }));
+  frameOf(
+    encodeMessage({
+      type: "RegisterInstance",
+      instance_name: name,
+      version,
+      session_token: token,
+      capabilities: [],
+      ...extra,
+    }),
+  );
 
 /** One connection from `from`; resolves when it closes. */
 function open(from: string, onConnect: (s: net.Socket) => void, read = false): Promise<void> {
@@ -68,13 +77,21 @@ for (let i = 0; i < 100; i++) {
   const head = new Uint8Array(4);
   const big = i % 2 === 0;
   new DataView(head.buffer).setUint32(0, big ? 1 << 20 : 4096);
-  attacks.push(loop(big ? "partial_frame_1mib" : "partial_frame_4kib", () => open(from, (s) => s.write(Buffer.concat([head, new Uint8Array(4000)])))));
+  attacks.push(
+    loop(big ? "partial_frame_1mib" : "partial_frame_4kib", () =>
+      open(from, (s) => s.write(Buffer.concat([head, new Uint8Array(4000)]))),
+    ),
+  );
 }
 // 4. Registrations carrying as many capabilities as fit.
 attacks.push(
   loop("capabilities", () =>
     open(address(), (s) => {
-      s.write(register(`caps${names++}`, { capabilities: Array.from({ length: 120 }, (_, i) => `capability-${i}-${"x".repeat(16)}`) }));
+      s.write(
+        register(`caps${names++}`, {
+          capabilities: Array.from({ length: 120 }, (_, i) => `capability-${i}-${"x".repeat(16)}`),
+        }),
+      );
       setTimeout(() => s.destroy(), 50);
     }),
   ),
@@ -108,7 +125,17 @@ async function fillHistory(): Promise<void> {
         const at = body.indexOf(Buffer.from([0xc4, 0x10]));
         const id = body.subarray(at + 2, at + 18);
         const payload = toByteArrayWire(new Uint8Array(16_000).fill(5));
-        for (let i = 0; i < 1000; i++) s.write(frameOf(encodeMessage({ type: "StateUpdate", source_instance_id: new Uint8Array(id), timestamp: BigInt(i), update_data: payload })));
+        for (let i = 0; i < 1000; i++)
+          s.write(
+            frameOf(
+              encodeMessage({
+                type: "StateUpdate",
+                source_instance_id: new Uint8Array(id),
+                timestamp: BigInt(i),
+                update_data: payload,
+              }),
+            ),
+          );
         s.end();
       });
     },
@@ -144,8 +171,11 @@ attacks.push(
   ),
 );
 
-setTimeout(() => {
-  console.log(JSON.stringify(counts));
-  process.exit(0);
-}, until - Date.now() + 500);
+setTimeout(
+  () => {
+    console.log(JSON.stringify(counts));
+    process.exit(0);
+  },
+  until - Date.now() + 500,
+);
 await Promise.all(attacks);

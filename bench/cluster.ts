@@ -11,7 +11,11 @@ import { connectInstances, runPhase, type PhaseResult, type PhaseSpec, type Pool
 import { launchRelay, rssOf, type BenchRelay } from "./relay-process.ts";
 
 export function natsServerPath(): string | null {
-  return Bun.which("nats-server") ?? ["/usr/sbin/nats-server", "/usr/bin/nats-server"].find((p) => Bun.file(p).size > 0) ?? null;
+  return (
+    Bun.which("nats-server") ??
+    ["/usr/sbin/nats-server", "/usr/bin/nats-server"].find((p) => Bun.file(p).size > 0) ??
+    null
+  );
 }
 
 function freePort(): number {
@@ -30,7 +34,11 @@ export interface NatsProcess {
 export async function startNatsServer(binary: string): Promise<NatsProcess> {
   const port = freePort();
   const dir = mkdtempSync(join(tmpdir(), "sova-bench-nats-"));
-  const proc = Bun.spawn([binary, "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+  const proc = Bun.spawn([binary, "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], {
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: "pipe",
+  });
   let text = "";
   for await (const chunk of proc.stderr) {
     text += new TextDecoder().decode(chunk);
@@ -52,12 +60,17 @@ export async function startNatsServer(binary: string): Promise<NatsProcess> {
  * gateways into a supercluster (JetStream there needs a `cluster {}` block and
  * JetStream on every server).
  */
-export async function startSupercluster(binary: string, regions: string[]): Promise<{ urls: string[]; rssMb(): number | null; stop(): Promise<void> }> {
+export async function startSupercluster(
+  binary: string,
+  regions: string[],
+): Promise<{ urls: string[]; rssMb(): number | null; stop(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), "sova-bench-gw-"));
   const ports = regions.map(() => ({ client: freePort(), cluster: freePort(), gateway: freePort() }));
   const procs = regions.map((name, i) => {
     const p = ports[i]!;
-    const gateways = regions.map((other, j) => `{ name: "${other}", url: "nats://127.0.0.1:${ports[j]!.gateway}" }`).join(", ");
+    const gateways = regions
+      .map((other, j) => `{ name: "${other}", url: "nats://127.0.0.1:${ports[j]!.gateway}" }`)
+      .join(", ");
     const conf = join(dir, `${name}.conf`);
     Bun.write(
       conf,
@@ -70,7 +83,9 @@ export async function startSupercluster(binary: string, regions: string[]): Prom
     return { conf, proc: null as ReturnType<typeof Bun.spawn> | null };
   });
   await Bun.sleep(50);
-  const started = procs.map(({ conf }) => Bun.spawn([binary, "-c", conf], { stdin: "ignore", stdout: "ignore", stderr: "pipe" }));
+  const started = procs.map(({ conf }) =>
+    Bun.spawn([binary, "-c", conf], { stdin: "ignore", stdout: "ignore", stderr: "pipe" }),
+  );
   // Ready once JetStream has a metadata leader across the supercluster (a few seconds after the gateways are up).
   let leader = false;
   const logs = started.map(() => "");
@@ -84,7 +99,8 @@ export async function startSupercluster(binary: string, regions: string[]): Prom
   });
   const deadline = Date.now() + 20_000;
   while (!leader) {
-    if (Date.now() > deadline) throw new Error(`the supercluster elected no JetStream leader in 20 s:\n${logs.join("\n")}`);
+    if (Date.now() > deadline)
+      throw new Error(`the supercluster elected no JetStream leader in 20 s:\n${logs.join("\n")}`);
     await Bun.sleep(100);
   }
   return {
@@ -147,7 +163,9 @@ async function spreadPool(nodes: BenchRelay[], instances: number): Promise<Pool>
       // Names bench-<k * 100000 + j>: unique across the cluster, as they must be.
       const positions = Array.from({ length: count }, (_, j) => j * nodes.length + k);
       const from = k * 100_000;
-      const group = await connectInstances(node, from, from + count, null, (j, body) => pool.onBroadcast?.(positions[j]!, body));
+      const group = await connectInstances(node, from, from + count, null, (j, body) =>
+        pool.onBroadcast?.(positions[j]!, body),
+      );
       for (const [j, c] of group.entries()) pool.clients[positions[j]!] = c;
     }),
   ).catch(async (error) => {
@@ -195,7 +213,12 @@ async function runLoads(nodes: BenchRelay[], loads: ClusterLoad[], warm: Warm): 
   return out;
 }
 
-export async function runClusterScenario(binary: string | null, nats: string, loads: ClusterLoad[], warm: Warm): Promise<ClusterFigures> {
+export async function runClusterScenario(
+  binary: string | null,
+  nats: string,
+  loads: ClusterLoad[],
+  warm: Warm,
+): Promise<ClusterFigures> {
   const flags = ["--rate-limit", "0", "--max-instances", "100000"];
   // One relay, no cluster: the before-figures.
   const alone = await launchRelay({ binary, flags });
@@ -214,7 +237,11 @@ export async function runClusterScenario(binary: string | null, nats: string, lo
   let nodeRssMb: Array<number | null>;
   let natsRssMb: number | null;
   try {
-    const nodes = await Promise.all(["n1", "n2", "n3"].map((name) => launchRelay({ binary, flags: [...flags, "--cluster", server.url, "--node-name", name] })));
+    const nodes = await Promise.all(
+      ["n1", "n2", "n3"].map((name) =>
+        launchRelay({ binary, flags: [...flags, "--cluster", server.url, "--node-name", name] }),
+      ),
+    );
     try {
       // Heartbeats every 0.5 s: after 1.5 s every node has heard the others.
       await Bun.sleep(1500);
@@ -229,14 +256,27 @@ export async function runClusterScenario(binary: string | null, nats: string, lo
     await server.stop();
   }
   const geo = await runOverGateways(binary, nats, flags, loads, warm);
-  return { single, spread, nodeRssMb, natsRssMb, idleAloneMb, idleNodeMb, gateways: geo.results, gatewaysNatsRssMb: geo.natsRssMb };
+  return {
+    single,
+    spread,
+    nodeRssMb,
+    natsRssMb,
+    idleAloneMb,
+    idleNodeMb,
+    gateways: geo.results,
+    gatewaysNatsRssMb: geo.natsRssMb,
+  };
 }
 
 async function runOverGateways(binary: string | null, nats: string, flags: string[], loads: ClusterLoad[], warm: Warm) {
   const regions = ["nyc", "lon", "tyo"];
   const sc = await startSupercluster(nats, regions);
   try {
-    const nodes = await Promise.all(regions.map((name, i) => launchRelay({ binary, flags: [...flags, "--cluster", sc.urls[i]!, "--node-name", name] })));
+    const nodes = await Promise.all(
+      regions.map((name, i) =>
+        launchRelay({ binary, flags: [...flags, "--cluster", sc.urls[i]!, "--node-name", name] }),
+      ),
+    );
     try {
       await Bun.sleep(1500);
       const results = await runLoads(nodes, loads, warm);

@@ -31,7 +31,10 @@ export async function fanoutFloor(recipients = 999, rounds = 40): Promise<FloorR
       data() {},
     },
   });
-  const sink = Bun.spawn([process.execPath, join(import.meta.dir, "sink.ts"), "127.0.0.1", String(server.port), String(recipients)], { stdout: "ignore", stderr: "inherit" });
+  const sink = Bun.spawn(
+    [process.execPath, join(import.meta.dir, "sink.ts"), "127.0.0.1", String(server.port), String(recipients)],
+    { stdout: "ignore", stderr: "inherit" },
+  );
   try {
     await connected;
     const frame = new Uint8Array(300).fill(7);
@@ -43,7 +46,11 @@ export async function fanoutFloor(recipients = 999, rounds = 40): Promise<FloorR
       await Bun.sleep(20);
     }
     times.sort((a, b) => a - b);
-    return { recipients, medianMs: times[Math.floor(times.length / 2)]!, p90Ms: times[Math.floor(times.length * 0.9)]! };
+    return {
+      recipients,
+      medianMs: times[Math.floor(times.length / 2)]!,
+      p90Ms: times[Math.floor(times.length * 0.9)]!,
+    };
   } finally {
     sink.kill();
     server.stop(true);
@@ -75,7 +82,11 @@ export async function wakeupLateness(samples = 2000): Promise<Lateness> {
 
 if (import.meta.main) {
   const r = await fanoutFloor(Number(process.argv[2] ?? 999));
-  console.log(`one 300-byte write to each of ${r.recipients} loopback connections: median ${r.medianMs.toFixed(2)} ms, p90 ${r.p90Ms.toFixed(2)} ms`);
+  console.log(
+    `one 300-byte write to each of ${r.recipients} loopback connections: median ${r.medianMs.toFixed(2)} ms, p90 ${r.p90Ms.toFixed(2)} ms`,
+  );
   const w = await wakeupLateness();
-  console.log(`a 1 ms sleep wakes late by: p50 ${w.p50Ms.toFixed(2)} ms, p99 ${w.p99Ms.toFixed(2)} ms, p99.9 ${w.p999Ms.toFixed(2)} ms`);
+  console.log(
+    `a 1 ms sleep wakes late by: p50 ${w.p50Ms.toFixed(2)} ms, p99 ${w.p99Ms.toFixed(2)} ms, p99.9 ${w.p999Ms.toFixed(2)} ms`,
+  );
 }

@@ -4,7 +4,14 @@
  * over many rounds, for a small edit (256 B) and a big one (512 KiB), printed
  * beside the figures of the hand-written codec this replaced.
  */
-import { broadcastPrefix, decodeMessage, encodeBroadcastFrame, encodeMessage, toByteArrayWire, uuidFromString } from "../src/protocol/messages.ts";
+import {
+  broadcastPrefix,
+  decodeMessage,
+  encodeBroadcastFrame,
+  encodeMessage,
+  toByteArrayWire,
+  uuidFromString,
+} from "../src/protocol/messages.ts";
 
 /** The hand-written codec before issue 14, same script and machine (lowest of three runs; 2 shared cores). */
 export const HOP_BEFORE_US: Record<number, number> = { 256: 1.28, 524288: 1164 };
@@ -45,7 +52,9 @@ export function printHop(): void {
   console.log("\nrelay hop in the codec (decode StateUpdate + encode StateBroadcast), µs (lowest of 3 medians):");
   for (const payload of [256, 524288]) {
     const label = payload > 4096 ? `${payload / 1024} KiB` : `${payload} B`;
-    console.log(`  ${label.padStart(7)}: ${hopUs(payload).toFixed(2).padStart(8)}   (hand-written codec before: ${HOP_BEFORE_US[payload]!.toFixed(2)})`);
+    console.log(
+      `  ${label.padStart(7)}: ${hopUs(payload).toFixed(2).padStart(8)}   (hand-written codec before: ${HOP_BEFORE_US[payload]!.toFixed(2)})`,
+    );
   }
 }
 

@@ -23,7 +23,13 @@ export interface HostileResult {
   refused: Record<string, number>;
 }
 
-async function statusOf(relay: BenchRelay & { httpPort(): number | null }): Promise<{ totals: { disconnects: Record<string, number>; registrations_rejected: Record<string, number>; connections_refused: number } } | null> {
+async function statusOf(relay: BenchRelay & { httpPort(): number | null }): Promise<{
+  totals: {
+    disconnects: Record<string, number>;
+    registrations_rejected: Record<string, number>;
+    connections_refused: number;
+  };
+} | null> {
   const port = relay.httpPort();
   if (port === null) return null;
   try {
@@ -44,15 +50,38 @@ function freePort(): number {
 export async function runHostile(binary: string | null, durationS: number): Promise<HostileResult> {
   const relay = await launchRelay({
     binary,
-    flags: ["--token", PAIR_TOKEN, "--token", ATTACK_TOKEN, "--history", "1000", "--log-level", "info", "--http-port", String(freePort())],
+    flags: [
+      "--token",
+      PAIR_TOKEN,
+      "--token",
+      ATTACK_TOKEN,
+      "--history",
+      "1000",
+      "--log-level",
+      "info",
+      "--http-port",
+      String(freePort()),
+    ],
     keepDefaults: true,
   });
   try {
     const pool = await connectPool(relay, 2, { tokens: [PAIR_TOKEN] });
-    const attackers = Bun.spawn([process.execPath, join(import.meta.dir, "attackers.ts"), "--port", String(relay.port), "--token", ATTACK_TOKEN, "--duration", String(durationS + 2)], {
-      stdout: "pipe",
-      stderr: "inherit",
-    });
+    const attackers = Bun.spawn(
+      [
+        process.execPath,
+        join(import.meta.dir, "attackers.ts"),
+        "--port",
+        String(relay.port),
+        "--token",
+        ATTACK_TOKEN,
+        "--duration",
+        String(durationS + 2),
+      ],
+      {
+        stdout: "pipe",
+        stderr: "inherit",
+      },
+    );
     const attackReport = new Response(attackers.stdout).text();
     // Players joining while it goes on: each must get in.
     const probeTimes: number[] = [];
@@ -83,7 +112,11 @@ export async function runHostile(binary: string | null, durationS: number): Prom
     return {
       pair,
       peakRssMb: pair.rssMb.peak,
-      probes: { ok: probeTimes.length, failed: probeFailed, p99Ms: probeTimes[Math.floor(probeTimes.length * 0.99)] ?? NaN },
+      probes: {
+        ok: probeTimes.length,
+        failed: probeFailed,
+        p99Ms: probeTimes[Math.floor(probeTimes.length * 0.99)] ?? NaN,
+      },
       attacks,
       cut: status?.totals.disconnects ?? {},
       refused: { ...(status?.totals.registrations_rejected ?? {}), at_accept: status?.totals.connections_refused ?? 0 },

@@ -7,7 +7,14 @@
 import { join } from "node:path";
 import { connect, type RelayClient } from "../src/client.ts";
 import { frameOf } from "../src/protocol/framing.ts";
-import { decodeMessage, encodeFrame, encodeMessage, peekVariant, toByteArrayWire, type Uuid } from "../src/protocol/messages.ts";
+import {
+  decodeMessage,
+  encodeFrame,
+  encodeMessage,
+  peekVariant,
+  toByteArrayWire,
+  type Uuid,
+} from "../src/protocol/messages.ts";
 import type { FromReceivers, ReceiversSpec, ToReceivers } from "./receivers.ts";
 import { createRecorder, createUpdateTemplate, nowUs } from "./recorder.ts";
 import { cpuSecondsOf, type BenchRelay } from "./relay-process.ts";
@@ -28,8 +35,14 @@ function registerQuietly(c: RelayClient, name: string, token: string | null): Pr
     done = true;
     const variant = peekVariant(body);
     const at = Buffer.from(body.buffer, body.byteOffset, body.byteLength).indexOf(ID_KEY);
-    if (variant === "RegistrationResponse" && at >= 0) resolve(new Uint8Array(body.subarray(at + ID_KEY.length, at + ID_KEY.length + 16)));
-    else reject(new Error(`registration of ${name} failed: ${variant === "Error" ? (decodeMessage(body) as { message: string }).message : variant}`));
+    if (variant === "RegistrationResponse" && at >= 0)
+      resolve(new Uint8Array(body.subarray(at + ID_KEY.length, at + ID_KEY.length + 16)));
+    else
+      reject(
+        new Error(
+          `registration of ${name} failed: ${variant === "Error" ? (decodeMessage(body) as { message: string }).message : variant}`,
+        ),
+      );
   });
   c.send({ type: "RegisterInstance", instance_name: name, version: "0.1.0", session_token: token, capabilities: [] });
   return promise;
@@ -87,7 +100,13 @@ export async function connectInstances(
         const index = start + j;
         const c = target.connect
           ? await target.connect()
-          : await connect({ host: target.host, port: target.port, keepInbox: false, rawBroadcasts: true, connectTimeoutMs: 20_000 });
+          : await connect({
+              host: target.host,
+              port: target.port,
+              keepInbox: false,
+              rawBroadcasts: true,
+              connectTimeoutMs: 20_000,
+            });
         const registered = registerQuietly(c, `bench-${index}`, tokens ? tokens[index % tokens.length]! : null);
         c.onFrame((body) => onFrame(index - from, body));
         benchIds.set(c, await registered);
@@ -118,7 +137,10 @@ async function spawnReceivers(spec: ReceiversSpec): Promise<ReceiverProcess> {
     send: (m) => child.send(m),
     next(type) {
       const i = inbox.findIndex((m) => m.type === type || m.type === "failed");
-      const got = i !== -1 ? Promise.resolve(inbox.splice(i, 1)[0]!) : new Promise<FromReceivers>((resolve) => waiters.push({ type, resolve }));
+      const got =
+        i !== -1
+          ? Promise.resolve(inbox.splice(i, 1)[0]!)
+          : new Promise<FromReceivers>((resolve) => waiters.push({ type, resolve }));
       return got.then((m) => {
         if (m.type === "failed") throw new Error(`receiver process: ${m.message}`);
         return m as never;
@@ -157,12 +179,27 @@ export async function connectPool(relay: BenchRelay, instances: number, options:
   pool.clients = await connectInstances(relay, 0, local, tokens, (index, body) => pool.onBroadcast?.(index, body));
   const share = Math.ceil((instances - local) / Math.max(1, processes));
   const specs: ReceiversSpec[] = [];
-  for (let from = local; from < instances; from += share) specs.push({ host: relay.host, port: relay.port, from, to: Math.min(instances, from + share), tokens });
+  for (let from = local; from < instances; from += share)
+    specs.push({ host: relay.host, port: relay.port, from, to: Math.min(instances, from + share), tokens });
   pool.remotes = await Promise.all(specs.map(spawnReceivers));
   pool.connectMs = performance.now() - t0;
   for (let i = 0; i < (options.sleepers ?? 0); i++) {
-    const s = await Bun.connect({ hostname: relay.host, port: relay.port, socket: { data() {}, close() {}, error() {} } });
-    s.write(frameOf(encodeMessage({ type: "RegisterInstance", instance_name: `sleeper-${i}`, version: "0.1.0", session_token: null, capabilities: [] })));
+    const s = await Bun.connect({
+      hostname: relay.host,
+      port: relay.port,
+      socket: { data() {}, close() {}, error() {} },
+    });
+    s.write(
+      frameOf(
+        encodeMessage({
+          type: "RegisterInstance",
+          instance_name: `sleeper-${i}`,
+          version: "0.1.0",
+          session_token: null,
+          capabilities: [],
+        }),
+      ),
+    );
     s.pause();
     pool.sleepers.push(s);
   }
@@ -216,7 +253,8 @@ export async function runPhase(pool: Pool, spec: PhaseSpec): Promise<PhaseResult
   const alive = new Uint8Array(pool.clients.length).fill(1);
   pool.clients.forEach((c, i) => void c.closed.then(() => (alive[i] = 0)));
   pool.onBroadcast = local.record;
-  for (const r of pool.remotes) r.send({ type: "start", senders, expectedDeliveries: (expectedRate * (spec.durationS + 2) * r.count) / n });
+  for (const r of pool.remotes)
+    r.send({ type: "start", senders, expectedDeliveries: (expectedRate * (spec.durationS + 2) * r.count) / n });
   // Receiver processes' CPU is the generator's too.
   const remoteCpu = () => pool.remotes.reduce((sum, r) => sum + (cpuSecondsOf(r.pid) ?? 0), 0);
 
@@ -228,7 +266,17 @@ export async function runPhase(pool: Pool, spec: PhaseSpec): Promise<PhaseResult
   }, 100);
 
   const templates = pool.clients.slice(0, senders).map((c, s) =>
-    createUpdateTemplate((update_data, timestamp) => encodeFrame({ type: "StateUpdate", source_instance_id: benchIds.get(c)!, timestamp, update_data: toByteArrayWire(update_data) }), s, spec.payload),
+    createUpdateTemplate(
+      (update_data, timestamp) =>
+        encodeFrame({
+          type: "StateUpdate",
+          source_instance_id: benchIds.get(c)!,
+          timestamp,
+          update_data: toByteArrayWire(update_data),
+        }),
+      s,
+      spec.payload,
+    ),
   );
   const sent = new Array<number>(senders).fill(0);
   const relayCpu0 = pool.relay.cpuSeconds();
@@ -295,9 +343,18 @@ export async function runPhase(pool: Pool, spec: PhaseSpec): Promise<PhaseResult
     lost: expected - delivered,
     outOfOrder: results.reduce((sum, r) => sum + r.outOfOrder, local.outOfOrder),
     deliveriesPerSec: delivered / sendSeconds,
-    latencyMs: { p50: percentile(lat, 0.5), p90: percentile(lat, 0.9), p99: percentile(lat, 0.99), p999: percentile(lat, 0.999), max: lat.length ? lat[lat.length - 1]! : 0 },
+    latencyMs: {
+      p50: percentile(lat, 0.5),
+      p90: percentile(lat, 0.9),
+      p99: percentile(lat, 0.99),
+      p999: percentile(lat, 0.999),
+      max: lat.length ? lat[lat.length - 1]! : 0,
+    },
     rssMb: { before: rssBefore, peak: rssPeak, after: pool.relay.rssMb() },
-    receiversCut: results.reduce((sum, r) => sum + r.cut, alive.reduce((a, v) => a + (v ? 0 : 1), 0)),
+    receiversCut: results.reduce(
+      (sum, r) => sum + r.cut,
+      alive.reduce((a, v) => a + (v ? 0 : 1), 0),
+    ),
     cpuPercent: {
       relay: relayCpu0 === null || relayCpu1 === null ? null : (100 * (relayCpu1 - relayCpu0)) / wallS,
       generator: (100 * generatorSeconds) / wallS,

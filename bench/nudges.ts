@@ -20,7 +20,12 @@ export interface IdleCost {
   framesPerSec: number;
 }
 
-export async function idleCost(binary: string | null, instances: number, nudgeMs: number, seconds: number): Promise<IdleCost> {
+export async function idleCost(
+  binary: string | null,
+  instances: number,
+  nudgeMs: number,
+  seconds: number,
+): Promise<IdleCost> {
   const relay = await launchRelay({ binary, flags: ["--max-instances", "5000", "--nudge-interval", String(nudgeMs)] });
   try {
     const pool = await connectPool(relay, instances);
@@ -54,7 +59,11 @@ function percentile(sorted: number[], p: number): number {
 }
 
 /** Edits at random moments in a quiet duo of doubles: ms from the edit to the other's receipt. */
-export async function quietEditWait(binary: string | null, nudgeMs: number, edits: number): Promise<{ p50: number; p99: number; max: number }> {
+export async function quietEditWait(
+  binary: string | null,
+  nudgeMs: number,
+  edits: number,
+): Promise<{ p50: number; p99: number; max: number }> {
   const relay = await launchRelay({ binary, flags: ["--nudge-interval", String(nudgeMs)] });
   try {
     const a = await connectSovaDouble(relay.port, "a");
@@ -82,7 +91,11 @@ export async function quietEditWait(binary: string | null, nudgeMs: number, edit
  * today's client writes them, but without its lock, so it runs with nudges off too):
  * ms until the other side has it.
  */
-export async function firstUpdate(binary: string | null, nudgeMs: number, trials: number): Promise<{ p50: number; p99: number }> {
+export async function firstUpdate(
+  binary: string | null,
+  nudgeMs: number,
+  trials: number,
+): Promise<{ p50: number; p99: number }> {
   const relay = await launchRelay({ binary, flags: ["--nudge-interval", String(nudgeMs)] });
   try {
     const receiver = await connect({ port: relay.port });
@@ -98,7 +111,11 @@ export async function firstUpdate(binary: string | null, nudgeMs: number, trials
         },
         oversized() {},
       });
-      const socket = await Bun.connect({ hostname: "127.0.0.1", port: relay.port, socket: { data: (_s, chunk) => reader.push(chunk), close() {}, error() {} } });
+      const socket = await Bun.connect({
+        hostname: "127.0.0.1",
+        port: relay.port,
+        socket: { data: (_s, chunk) => reader.push(chunk), close() {}, error() {} },
+      });
       socket.setNoDelay(false);
       const twoWrites = (msg: Message) => {
         const body = encodeMessage(msg);
@@ -107,13 +124,24 @@ export async function firstUpdate(binary: string | null, nudgeMs: number, trials
         socket.write(head);
         socket.write(body);
       };
-      twoWrites({ type: "RegisterInstance", instance_name: `first${i}`, version: "0.1.0", session_token: null, capabilities: [] });
+      twoWrites({
+        type: "RegisterInstance",
+        instance_name: `first${i}`,
+        version: "0.1.0",
+        session_token: null,
+        capabilities: [],
+      });
       await got.promise;
       const response = responses[0]!;
       if (response.type !== "RegistrationResponse" || !response.assigned_id) throw new Error("registration failed");
       const t = BigInt(1_000_000 + i);
       const t0 = performance.now();
-      twoWrites({ type: "StateUpdate", source_instance_id: response.assigned_id, timestamp: t, update_data: toByteArrayWire(Uint8Array.of(1, 2, 3)) });
+      twoWrites({
+        type: "StateUpdate",
+        source_instance_id: response.assigned_id,
+        timestamp: t,
+        update_data: toByteArrayWire(Uint8Array.of(1, 2, 3)),
+      });
       await receiver.next("StateBroadcast", { where: (m) => m.timestamp === t });
       times.push(performance.now() - t0);
       socket.end();

@@ -17,7 +17,11 @@ export interface ReceiversSpec {
   tokens: string[] | null;
 }
 
-export type ToReceivers = { type: "start"; senders: number; expectedDeliveries: number } | { type: "poll" } | { type: "stop" } | { type: "close" };
+export type ToReceivers =
+  | { type: "start"; senders: number; expectedDeliveries: number }
+  | { type: "poll" }
+  | { type: "stop" }
+  | { type: "close" };
 
 export type FromReceivers =
   | { type: "ready" }
@@ -29,15 +33,28 @@ const reply = (m: FromReceivers) => process.send!(m);
 
 async function main(spec: ReceiversSpec): Promise<void> {
   let recorder: Recorder | null = null;
-  const clients = await connectInstances(spec, spec.from, spec.to, spec.tokens, (local, body) => recorder?.record(local, body));
+  const clients = await connectInstances(spec, spec.from, spec.to, spec.tokens, (local, body) =>
+    recorder?.record(local, body),
+  );
   await Promise.all(clients.map((c) => c.ping(1n, 30_000)));
   process.on("message", (m: ToReceivers) => {
     if (m.type === "start") recorder = createRecorder(clients.length, m.senders, m.expectedDeliveries);
-    else if (m.type === "poll") reply({ type: "progress", delivered: recorder?.delivered ?? 0, lastDeliveryMs: recorder?.lastDeliveryMs ?? Date.now() });
+    else if (m.type === "poll")
+      reply({
+        type: "progress",
+        delivered: recorder?.delivered ?? 0,
+        lastDeliveryMs: recorder?.lastDeliveryMs ?? Date.now(),
+      });
     else if (m.type === "stop") {
       const r = recorder;
       recorder = null;
-      reply({ type: "result", delivered: r?.delivered ?? 0, outOfOrder: r?.outOfOrder ?? 0, samples: r ? r.samples().slice() : new Float64Array(0), cut: clients.filter((c) => c.isClosed).length });
+      reply({
+        type: "result",
+        delivered: r?.delivered ?? 0,
+        outOfOrder: r?.outOfOrder ?? 0,
+        samples: r ? r.samples().slice() : new Float64Array(0),
+        cut: clients.filter((c) => c.isClosed).length,
+      });
     } else if (m.type === "close") {
       for (const c of clients) c.close();
       process.exit(0);

@@ -47,7 +47,11 @@ export interface UpdateTemplate {
   frame(seq: number, sentUs: number): Uint8Array;
 }
 
-export function createUpdateTemplate(encode: (payload: Uint8Array, timestamp: bigint) => Uint8Array, sender: number, payloadBytes: number): UpdateTemplate {
+export function createUpdateTemplate(
+  encode: (payload: Uint8Array, timestamp: bigint) => Uint8Array,
+  sender: number,
+  payloadBytes: number,
+): UpdateTemplate {
   const payload = new Uint8Array(Math.max(6, payloadBytes));
   for (let i = 6; i < payload.length; i++) payload[i] = (i * 7 + sender) & 0xff;
   payload[4] = (sender >> 7) & 0x7f;

@@ -52,16 +52,44 @@ export function defaultBinary(): string | null {
  * Every load comes from 127.0.0.1, so the per-address limits (which would refuse a
  * crowd from one address) are lifted unless `keepDefaults` asks for the relay as shipped.
  */
-const ONE_ADDRESS_FLAGS = ["--max-connections-per-ip", "1000000", "--max-handshakes", "1000000", "--max-handshakes-per-ip", "1000000", "--max-registrations-per-ip", "1000000"];
+const ONE_ADDRESS_FLAGS = [
+  "--max-connections-per-ip",
+  "1000000",
+  "--max-handshakes",
+  "1000000",
+  "--max-handshakes-per-ip",
+  "1000000",
+  "--max-registrations-per-ip",
+  "1000000",
+];
 
-export async function launchRelay(options: { binary: string | null; flags: string[]; keepDefaults?: boolean }): Promise<BenchRelay & { httpPort(): number | null }> {
+export async function launchRelay(options: {
+  binary: string | null;
+  flags: string[];
+  keepDefaults?: boolean;
+}): Promise<BenchRelay & { httpPort(): number | null }> {
   const command = options.binary ? [options.binary] : [process.execPath, join(ROOT, "src/main.ts")];
   const relaxed = options.keepDefaults ? [] : ONE_ADDRESS_FLAGS;
-  const proc = Bun.spawn([...command, "--host", "127.0.0.1", "--port", "0", "--http-port", "0", "--log-level", "warn", ...relaxed, ...options.flags], {
-    stdin: "ignore",
-    stdout: "ignore",
-    stderr: "pipe",
-  });
+  const proc = Bun.spawn(
+    [
+      ...command,
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--http-port",
+      "0",
+      "--log-level",
+      "warn",
+      ...relaxed,
+      ...options.flags,
+    ],
+    {
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "pipe",
+    },
+  );
   // The relay runs at warn so logging 5000 registrations does not skew the figures;
   // its port (chosen by the OS) is read from the kernel's socket table instead of a log line.
   const port = await listeningPort(proc.pid);
@@ -172,25 +200,57 @@ function freePort(): number {
  * TLS or WebSockets, and a `sova-relay tunnel` process (the player's side) sits
  * between the load generator and it, as on a player's machine.
  */
-export async function launchVia(transport: Transport, options: { binary: string | null; flags: string[] }): Promise<BenchRelay & { tunnelCpuSeconds(): number | null }> {
+export async function launchVia(
+  transport: Transport,
+  options: { binary: string | null; flags: string[] },
+): Promise<BenchRelay & { tunnelCpuSeconds(): number | null }> {
   if (transport === "tcp") return Object.assign(await launchRelay(options), { tunnelCpuSeconds: () => null });
   const upstream = freePort();
   if (transport === "ws") {
-    const relay = await launchRelay({ binary: options.binary, flags: [...options.flags, "--http-port", String(upstream)] });
-    return { ...relay, label: `${relay.label} over WebSocket`, connect: () => connectWs(`ws://127.0.0.1:${upstream}/relay`), tunnelCpuSeconds: () => null };
+    const relay = await launchRelay({
+      binary: options.binary,
+      flags: [...options.flags, "--http-port", String(upstream)],
+    });
+    return {
+      ...relay,
+      label: `${relay.label} over WebSocket`,
+      connect: () => connectWs(`ws://127.0.0.1:${upstream}/relay`),
+      tunnelCpuSeconds: () => null,
+    };
   }
   const extra =
     transport === "tunnel-tls"
-      ? ["--tls-port", String(upstream), "--tls-cert", join(TLS_DIR, "test-a.crt"), "--tls-key", join(TLS_DIR, "test-a.key")]
+      ? [
+          "--tls-port",
+          String(upstream),
+          "--tls-cert",
+          join(TLS_DIR, "test-a.crt"),
+          "--tls-key",
+          join(TLS_DIR, "test-a.key"),
+        ]
       : ["--http-port", String(upstream)];
   const relay = await launchRelay({ binary: options.binary, flags: [...options.flags, ...extra] });
   const to = transport === "tunnel-tls" ? `tls://localhost:${upstream}` : `ws://127.0.0.1:${upstream}/relay`;
   const command = options.binary ? [options.binary] : [process.execPath, join(ROOT, "src/main.ts")];
-  const tunnel = Bun.spawn([...command, "tunnel", "--listen", "127.0.0.1:0", "--to", to, "--ca", join(TLS_DIR, "test-a.crt"), "--log-level", "warn"], {
-    stdin: "ignore",
-    stdout: "ignore",
-    stderr: "pipe",
-  });
+  const tunnel = Bun.spawn(
+    [
+      ...command,
+      "tunnel",
+      "--listen",
+      "127.0.0.1:0",
+      "--to",
+      to,
+      "--ca",
+      join(TLS_DIR, "test-a.crt"),
+      "--log-level",
+      "warn",
+    ],
+    {
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "pipe",
+    },
+  );
   const port = await listeningPort(tunnel.pid);
   void drain(tunnel.stderr, relay.warnings);
   return {

@@ -14,7 +14,14 @@ import { DEFAULT_LOAD_CPU_BEFORE, HOP_BEFORE_US, hopUs } from "./hop.ts";
 import { connectPool, runPhase, type PhaseResult, type PhaseSpec, type Pool, type PoolOptions } from "./load.ts";
 import { runHostile } from "./hostile.ts";
 import { firstUpdate, idleCost, quietEditWait } from "./nudges.ts";
-import { defaultBinary, launchRelay, launchVia, targetRelay, type BenchRelay, type Transport } from "./relay-process.ts";
+import {
+  defaultBinary,
+  launchRelay,
+  launchVia,
+  targetRelay,
+  type BenchRelay,
+  type Transport,
+} from "./relay-process.ts";
 import { natsServerPath, runClusterScenario } from "./cluster.ts";
 
 interface Row {
@@ -32,7 +39,9 @@ interface RelayChoice {
 }
 
 async function withRelay<T>(choice: RelayChoice, flags: string[], fn: (relay: BenchRelay) => Promise<T>): Promise<T> {
-  const relay = choice.target ? targetRelay(choice.target, choice.pid) : await launchRelay({ binary: choice.binary, flags });
+  const relay = choice.target
+    ? targetRelay(choice.target, choice.pid)
+    : await launchRelay({ binary: choice.binary, flags });
   try {
     return await fn(relay);
   } finally {
@@ -40,7 +49,13 @@ async function withRelay<T>(choice: RelayChoice, flags: string[], fn: (relay: Be
   }
 }
 
-async function withPool<T>(choice: RelayChoice, flags: string[], instances: number, fn: (pool: Pool) => Promise<T>, options: PoolOptions = {}): Promise<T> {
+async function withPool<T>(
+  choice: RelayChoice,
+  flags: string[],
+  instances: number,
+  fn: (pool: Pool) => Promise<T>,
+  options: PoolOptions = {},
+): Promise<T> {
   return withRelay(choice, flags, async (relay) => {
     const pool = await connectPool(relay, instances, options);
     try {
@@ -101,7 +116,9 @@ export async function ramp(pool: Pool, stepS: number, log: (s: string) => void):
   const passed: PhaseResult[] = [];
   for (const rate of RAMP_RATES) {
     const r = await runPhase(pool, { senders: pool.clients.length, rate, durationS: stepS, payload: 256 });
-    log(`  ramp ${rate}/s per sender: ${Math.round(r.deliveriesPerSec)} deliveries/s, lost ${r.lost}, p99 ${f2(r.latencyMs.p99)} ms ${rampOk(r) ? "ok" : "FAIL"}`);
+    log(
+      `  ramp ${rate}/s per sender: ${Math.round(r.deliveriesPerSec)} deliveries/s, lost ${r.lost}, p99 ${f2(r.latencyMs.p99)} ms ${rampOk(r) ? "ok" : "FAIL"}`,
+    );
     if (!rampOk(r)) break;
     passed.push(r);
   }
@@ -109,10 +126,17 @@ export async function ramp(pool: Pool, stepS: number, log: (s: string) => void):
 }
 
 /** The highest passing rate that also passes when held for longer. */
-async function sustained(pool: Pool, passed: PhaseResult[], durationS: number, log: (s: string) => void): Promise<PhaseResult | null> {
+async function sustained(
+  pool: Pool,
+  passed: PhaseResult[],
+  durationS: number,
+  log: (s: string) => void,
+): Promise<PhaseResult | null> {
   for (const step of [...passed].reverse()) {
     const r = await runPhase(pool, { ...step.spec, durationS });
-    log(`  sustained ${step.spec.rate}/s per sender for ${durationS} s: ${Math.round(r.deliveriesPerSec)} deliveries/s, lost ${r.lost}, p99 ${f2(r.latencyMs.p99)} ms ${rampOk(r) ? "ok" : "FAIL"}`);
+    log(
+      `  sustained ${step.spec.rate}/s per sender for ${durationS} s: ${Math.round(r.deliveriesPerSec)} deliveries/s, lost ${r.lost}, p99 ${f2(r.latencyMs.p99)} ms ${rampOk(r) ? "ok" : "FAIL"}`,
+    );
     if (rampOk(r)) return r;
   }
   return null;
@@ -121,8 +145,14 @@ async function sustained(pool: Pool, passed: PhaseResult[], durationS: number, l
 async function scenarioRamp(choice: RelayChoice, stepS: number, log: (s: string) => void): Promise<Row> {
   return withPool(choice, ["--rate-limit", "0"], 20, async (pool) => {
     const r = await sustained(pool, await ramp(pool, stepS, log), Math.max(stepS * 2, 6), log);
-    if (!r) return { scenario: "2 ramp", figures: {}, target: ">= 250000 deliveries/s, no loss, p99 < 10 ms", pass: false };
-    return phaseRow("2 ramp (best rate, sustained)", r, ">= 250000 deliveries/s, no loss, p99 < 10 ms", r.deliveriesPerSec >= 250_000 && rampOk(r));
+    if (!r)
+      return { scenario: "2 ramp", figures: {}, target: ">= 250000 deliveries/s, no loss, p99 < 10 ms", pass: false };
+    return phaseRow(
+      "2 ramp (best rate, sustained)",
+      r,
+      ">= 250000 deliveries/s, no loss, p99 < 10 ms",
+      r.deliveriesPerSec >= 250_000 && rampOk(r),
+    );
   });
 }
 
@@ -130,16 +160,31 @@ async function scenarioCrowd(choice: RelayChoice, durationS: number, receiverPro
   const flags = ["--max-instances", "5000"];
   // The 995 that only receive live in receiver processes: one process reading 50,000
   // deliveries a second queues them, and that queueing would be counted as the relay's.
-  const crowd = await withPool(choice, flags, 1000, (pool) => measured(pool, { senders: 5, rate: 10, durationS, payload: 256 }), { receiverProcesses, local: 5 });
-  const connect = await withPool(choice, flags, 5000, async (pool) => ({ ms: pool.connectMs, rss: pool.relay.rssMb() }));
+  const crowd = await withPool(
+    choice,
+    flags,
+    1000,
+    (pool) => measured(pool, { senders: 5, rate: 10, durationS, payload: 256 }),
+    { receiverProcesses, local: 5 },
+  );
+  const connect = await withPool(choice, flags, 5000, async (pool) => ({
+    ms: pool.connectMs,
+    rss: pool.relay.rssMb(),
+  }));
   // One session of 5000 is O(n^2) on the wire: each RegistrationResponse lists every
   // instance already there (2.5 GB in all). Sessions of 100 show the relay's own cost.
-  const split = await withRelay(choice, [...flags, ...Array.from({ length: 50 }, (_, i) => ["--token", `bench-session-token-${i}`]).flat()], async (relay) => {
-    const pool = await connectPool(relay, 5000, { tokens: Array.from({ length: 50 }, (_, i) => `bench-session-token-${i}`) });
-    const out = { ms: pool.connectMs, rss: relay.rssMb() };
-    pool.close();
-    return out;
-  });
+  const split = await withRelay(
+    choice,
+    [...flags, ...Array.from({ length: 50 }, (_, i) => ["--token", `bench-session-token-${i}`]).flat()],
+    async (relay) => {
+      const pool = await connectPool(relay, 5000, {
+        tokens: Array.from({ length: 50 }, (_, i) => `bench-session-token-${i}`),
+      });
+      const out = { ms: pool.connectMs, rss: relay.rssMb() };
+      pool.close();
+      return out;
+    },
+  );
   // What this machine allows at best: a bare program's 999 writes, no relay at all.
   const floor = await fanoutFloor(999);
   const crowdRow = phaseRow("3 crowd", crowd, "no loss, p99 < 10 ms", crowd.lost === 0 && crowd.latencyMs.p99 < 10);
@@ -163,7 +208,9 @@ async function scenarioCrowd(choice: RelayChoice, durationS: number, receiverPro
 
 async function scenarioBig(choice: RelayChoice, durationS: number): Promise<Row> {
   // Four updates a second: at least 30 s, or p99 would be the slowest one or two updates.
-  const r = await withPool(choice, [], 20, (pool) => measured(pool, { senders: 2, rate: 2, durationS: Math.max(durationS, 30), payload: 512 * 1024 }));
+  const r = await withPool(choice, [], 20, (pool) =>
+    measured(pool, { senders: 2, rate: 2, durationS: Math.max(durationS, 30), payload: 512 * 1024 }),
+  );
   return phaseRow("4 big edits", r, "no loss, p99 < 50 ms", r.lost === 0 && r.latencyMs.p99 < 50);
 }
 
@@ -174,9 +221,16 @@ async function scenarioOverload(choice: RelayChoice, durationS: number): Promise
     18,
     async (pool) => {
       const r = await runPhase(pool, { senders: 18, rate: Infinity, durationS, payload: 256 });
-      const sleepersCut = pool.relay.warnings.filter((l) => /Instance 'sleeper-\d+' cut as a slow consumer/.test(l)).length;
+      const sleepersCut = pool.relay.warnings.filter((l) =>
+        /Instance 'sleeper-\d+' cut as a slow consumer/.test(l),
+      ).length;
       const keptUp = r.instances - r.receiversCut;
-      const row = phaseRow("5 overload (18 flat out + 2 never read)", r, "RSS < 160 MB, readers that never read cut, the rest keep receiving", false);
+      const row = phaseRow(
+        "5 overload (18 flat out + 2 never read)",
+        r,
+        "RSS < 160 MB, readers that never read cut, the rest keep receiving",
+        false,
+      );
       row.figures["sleepers cut"] = `${sleepersCut}/2`;
       row.figures["kept up"] = `${keptUp}/${r.instances}`;
       row.pass = (r.rssMb.peak ?? 0) < 160 && sleepersCut === 2 && keptUp === r.instances && r.delivered > 0;
@@ -196,8 +250,18 @@ async function scenarioMemory(choice: RelayChoice): Promise<Row[]> {
     return pool.relay.rssMb();
   });
   return [
-    { scenario: "6 memory: idle", figures: { "RSS MB": f1(idle) }, target: "< 48 MB", pass: idle !== null && idle < 48 },
-    { scenario: "6 memory: 1000 idle instances", figures: { "RSS MB": f1(crowd) }, target: "< 80 MB", pass: crowd !== null && crowd < 80 },
+    {
+      scenario: "6 memory: idle",
+      figures: { "RSS MB": f1(idle) },
+      target: "< 48 MB",
+      pass: idle !== null && idle < 48,
+    },
+    {
+      scenario: "6 memory: 1000 idle instances",
+      figures: { "RSS MB": f1(crowd) },
+      target: "< 80 MB",
+      pass: crowd !== null && crowd < 80,
+    },
   ];
 }
 
@@ -207,7 +271,12 @@ async function scenarioMemory(choice: RelayChoice): Promise<Row[]> {
  * one `sova-relay tunnel` process (carrying all 20 instances) to the TLS port and to
  * the WebSocket endpoint. The tunnel shares the machine's cores with relay and generator.
  */
-async function scenarioTransport(choice: RelayChoice, durationS: number, transports: Transport[], log: (s: string) => void): Promise<Row[]> {
+async function scenarioTransport(
+  choice: RelayChoice,
+  durationS: number,
+  transports: Transport[],
+  log: (s: string) => void,
+): Promise<Row[]> {
   const rows: Row[] = [];
   const base: Record<string, { p50: number; p99: number; dps: number }> = {};
   for (const transport of transports) {
@@ -218,29 +287,49 @@ async function scenarioTransport(choice: RelayChoice, durationS: number, transpo
         const t0 = relay.tunnelCpuSeconds();
         const w0 = performance.now();
         const normal = await measured(pool, { senders: 20, rate: 1000 / 60, durationS, payload: 256 });
-        const tunnelCpu = t0 === null ? null : (100 * ((relay.tunnelCpuSeconds() ?? 0) - t0)) / ((performance.now() - w0) / 1000);
+        const tunnelCpu =
+          t0 === null ? null : (100 * ((relay.tunnelCpuSeconds() ?? 0) - t0)) / ((performance.now() - w0) / 1000);
         // Saturation as the ramp scenario finds it: the highest rate with no loss and p99 < 10 ms.
         // (Flat out, a tunnel that cannot keep up gets its instances cut as slow consumers.)
         const t1 = relay.tunnelCpuSeconds();
         const w1 = performance.now();
         const passed = await ramp(pool, 1, (line) => log(`  ${transport}:${line}`));
-        const flatTunnelCpu = t1 === null ? null : (100 * ((relay.tunnelCpuSeconds() ?? 0) - t1)) / ((performance.now() - w1) / 1000);
+        const flatTunnelCpu =
+          t1 === null ? null : (100 * ((relay.tunnelCpuSeconds() ?? 0) - t1)) / ((performance.now() - w1) / 1000);
         const flat = passed.at(-1) ?? null;
         base[transport] = { p50: normal.latencyMs.p50, p99: normal.latencyMs.p99, dps: flat?.deliveriesPerSec ?? 0 };
         const tcp = base.tcp;
-        const added = tcp && transport !== "tcp" ? ` (+${f2(normal.latencyMs.p50 - tcp.p50)} / +${f2(normal.latencyMs.p99 - tcp.p99)} ms over TCP)` : "";
-        log(`  ${transport}: default load p50 ${f2(normal.latencyMs.p50)} ms, p99 ${f2(normal.latencyMs.p99)} ms${added}; saturation ${Math.round(flat?.deliveriesPerSec ?? 0)} deliveries/s`);
+        const added =
+          tcp && transport !== "tcp"
+            ? ` (+${f2(normal.latencyMs.p50 - tcp.p50)} / +${f2(normal.latencyMs.p99 - tcp.p99)} ms over TCP)`
+            : "";
+        log(
+          `  ${transport}: default load p50 ${f2(normal.latencyMs.p50)} ms, p99 ${f2(normal.latencyMs.p99)} ms${added}; saturation ${Math.round(flat?.deliveriesPerSec ?? 0)} deliveries/s`,
+        );
         const row = phaseRow(`transport: ${transport}, default load`, normal, "no loss", normal.lost === 0);
         if (tunnelCpu !== null) row.figures["tunnel CPU %"] = tunnelCpu.toFixed(0);
-        if (added) row.figures["added p50/p99 ms"] = `+${f2(normal.latencyMs.p50 - tcp!.p50)} / +${f2(normal.latencyMs.p99 - tcp!.p99)}`;
+        if (added)
+          row.figures["added p50/p99 ms"] =
+            `+${f2(normal.latencyMs.p50 - tcp!.p50)} / +${f2(normal.latencyMs.p99 - tcp!.p99)}`;
         rows.push(row);
         if (flat === null) {
-          rows.push({ scenario: `transport: ${transport}, saturation`, figures: {}, target: "no loss, p99 < 10 ms at 100/s per sender", pass: false });
+          rows.push({
+            scenario: `transport: ${transport}, saturation`,
+            figures: {},
+            target: "no loss, p99 < 10 ms at 100/s per sender",
+            pass: false,
+          });
           continue;
         }
-        const sat = phaseRow(`transport: ${transport}, saturation (highest ramp step with no loss, p99 < 10 ms)`, flat, "-", true);
+        const sat = phaseRow(
+          `transport: ${transport}, saturation (highest ramp step with no loss, p99 < 10 ms)`,
+          flat,
+          "-",
+          true,
+        );
         if (flatTunnelCpu !== null) sat.figures["tunnel CPU % (ramp)"] = flatTunnelCpu.toFixed(0);
-        if (tcp && transport !== "tcp") sat.figures["vs TCP"] = `${((100 * flat.deliveriesPerSec) / tcp.dps).toFixed(0)}%`;
+        if (tcp && transport !== "tcp")
+          sat.figures["vs TCP"] = `${((100 * flat.deliveriesPerSec) / tcp.dps).toFixed(0)}%`;
         rows.push(sat);
       } finally {
         pool.close();
@@ -255,13 +344,27 @@ async function scenarioTransport(choice: RelayChoice, durationS: number, transpo
 async function scenarioHostile(choice: RelayChoice, durationS: number): Promise<Row> {
   const h = await runHostile(choice.binary, durationS);
   const r = h.pair;
-  const row = phaseRow("7 hostile (a paced pair while every attack runs)", r, "pair: no loss, p99 < 50 ms; players still get in; RSS < 160 MB", false);
+  const row = phaseRow(
+    "7 hostile (a paced pair while every attack runs)",
+    r,
+    "pair: no loss, p99 < 50 ms; players still get in; RSS < 160 MB",
+    false,
+  );
   row.figures["relay peak RSS MB"] = f1(h.peakRssMb);
   row.figures["players joining (ok/failed, p99 ms)"] = `${h.probes.ok}/${h.probes.failed}, ${f2(h.probes.p99Ms)}`;
-  row.figures["attack rounds"] = Object.entries(h.attacks).map(([k, v]) => `${k} ${v}`).join(", ");
-  row.figures["cut (why)"] = Object.entries(h.cut).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(", ");
-  row.figures["refused (why)"] = Object.entries(h.refused).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(", ");
-  row.pass = r.lost === 0 && r.latencyMs.p99 < 50 && h.probes.failed === 0 && h.probes.ok > 0 && (h.peakRssMb ?? Infinity) < 160;
+  row.figures["attack rounds"] = Object.entries(h.attacks)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(", ");
+  row.figures["cut (why)"] = Object.entries(h.cut)
+    .filter(([, v]) => v > 0)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(", ");
+  row.figures["refused (why)"] = Object.entries(h.refused)
+    .filter(([, v]) => v > 0)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(", ");
+  row.pass =
+    r.lost === 0 && r.latencyMs.p99 < 50 && h.probes.failed === 0 && h.probes.ok > 0 && (h.peakRssMb ?? Infinity) < 160;
   return row;
 }
 
@@ -286,7 +389,11 @@ async function scenarioNudges(choice: RelayChoice, durationS: number): Promise<R
   const loadOn = await withPool(choice, ["--nudge-interval", "40"], 20, (pool) => measured(pool, spec));
   rows.push({
     scenario: "8 nudges under the default load",
-    figures: { "p50 ms (off/on)": `${f2(loadOff.latencyMs.p50)}/${f2(loadOn.latencyMs.p50)}`, "p99 ms (off/on)": `${f2(loadOff.latencyMs.p99)}/${f2(loadOn.latencyMs.p99)}`, "lost (off/on)": `${loadOff.lost}/${loadOn.lost}` },
+    figures: {
+      "p50 ms (off/on)": `${f2(loadOff.latencyMs.p50)}/${f2(loadOn.latencyMs.p50)}`,
+      "p99 ms (off/on)": `${f2(loadOff.latencyMs.p99)}/${f2(loadOn.latencyMs.p99)}`,
+      "lost (off/on)": `${loadOff.lost}/${loadOn.lost}`,
+    },
     target: "nudges cost nothing while traffic flows",
     pass: loadOn.lost === 0,
   });
@@ -301,31 +408,56 @@ async function scenarioNudges(choice: RelayChoice, durationS: number): Promise<R
   const firstOn = await firstUpdate(choice.binary, 40, 20);
   rows.push({
     scenario: "8 first update of a connection (prefix and body in two writes, Nagle on)",
-    figures: { "p50 ms (lone-header Pong off/on)": `${f2(firstOff.p50)}/${f2(firstOn.p50)}`, "p99 ms (off/on)": `${f2(firstOff.p99)}/${f2(firstOn.p99)}` },
+    figures: {
+      "p50 ms (lone-header Pong off/on)": `${f2(firstOff.p50)}/${f2(firstOn.p50)}`,
+      "p99 ms (off/on)": `${f2(firstOff.p99)}/${f2(firstOn.p99)}`,
+    },
     target: "no 40 ms delayed-ACK wait",
     pass: firstOn.p99 < 20,
   });
   return rows;
-
 }
 
 async function scenarioCluster(choice: RelayChoice, durationS: number, log: (s: string) => void): Promise<Row[]> {
   const nats = natsServerPath();
   if (!nats || choice.target) {
-    log(`  7 cluster: skipped (${choice.target ? "needs relays the bench starts" : "nats-server is not installed: apt-get install nats-server"})`);
+    log(
+      `  7 cluster: skipped (${choice.target ? "needs relays the bench starts" : "nats-server is not installed: apt-get install nats-server"})`,
+    );
     return [];
   }
   const loads = [
     { label: "30 instances, 6 sending 100/s", instances: 30, spec: { senders: 6, rate: 100, durationS, payload: 256 } },
-    { label: "21 instances, all sending 400/s", instances: 21, spec: { senders: 21, rate: 400, durationS: Math.min(durationS, 5), payload: 256 } },
+    {
+      label: "21 instances, all sending 400/s",
+      instances: 21,
+      spec: { senders: 21, rate: 400, durationS: Math.min(durationS, 5), payload: 256 },
+    },
   ];
-  const c = await runClusterScenario(choice.binary, nats, loads, async (pool, spec) => void (await runPhase(pool, { ...spec, durationS: Math.min(2, spec.durationS) })));
+  const c = await runClusterScenario(
+    choice.binary,
+    nats,
+    loads,
+    async (pool, spec) => void (await runPhase(pool, { ...spec, durationS: Math.min(2, spec.durationS) })),
+  );
   const rows: Row[] = [];
   loads.forEach((load, i) => {
-    rows.push(phaseRow(`7 cluster, ${load.label}: one relay (before)`, c.single[i]!, "no loss", c.single[i]!.lost === 0));
-    const spread = phaseRow(`7 cluster, ${load.label}: over 3 nodes on one nats-server`, c.spread[i]!, "no loss, p99 < 10 ms", c.spread[i]!.lost === 0 && c.spread[i]!.latencyMs.p99 < 10);
+    rows.push(
+      phaseRow(`7 cluster, ${load.label}: one relay (before)`, c.single[i]!, "no loss", c.single[i]!.lost === 0),
+    );
+    const spread = phaseRow(
+      `7 cluster, ${load.label}: over 3 nodes on one nats-server`,
+      c.spread[i]!,
+      "no loss, p99 < 10 ms",
+      c.spread[i]!.lost === 0 && c.spread[i]!.latencyMs.p99 < 10,
+    );
     rows.push(spread);
-    const geo = phaseRow(`7 cluster, ${load.label}: over 3 nodes, each on its own nats-server, joined by gateways`, c.gateways[i]!, "no loss", c.gateways[i]!.lost === 0);
+    const geo = phaseRow(
+      `7 cluster, ${load.label}: over 3 nodes, each on its own nats-server, joined by gateways`,
+      c.gateways[i]!,
+      "no loss",
+      c.gateways[i]!.lost === 0,
+    );
     rows.push(geo);
   });
   return [
@@ -361,14 +493,28 @@ function scenarioHop(): Row {
     figures[`${payload} B: µs (before)`] = `${f2(us)} (${f2(HOP_BEFORE_US[payload]!)})`;
     pass &&= us <= HOP_BEFORE_US[payload]! * 1.2; // 20%: what other processes on 2 shared cores add
   }
-  return { scenario: "7 codec hop: decode StateUpdate + encode StateBroadcast", figures, target: "not slower than before", pass };
+  return {
+    scenario: "7 codec hop: decode StateUpdate + encode StateBroadcast",
+    figures,
+    target: "not slower than before",
+    pass,
+  };
 }
 
 const main = defineCommand({
   meta: { name: "bench", description: "Load the relay and report throughput, latency, loss and memory" },
   args: {
-    scenario: { type: "string", description: "all, default, ramp, crowd, big, overload, memory, hostile, nudges, transport, hop, cluster", default: "all" },
-    transport: { type: "string", description: "transport scenario: tcp, ws (straight to /relay), tunnel-tls, tunnel-ws, or all (TCP first, the others beside it)", default: "all" },
+    scenario: {
+      type: "string",
+      description: "all, default, ramp, crowd, big, overload, memory, hostile, nudges, transport, hop, cluster",
+      default: "all",
+    },
+    transport: {
+      type: "string",
+      description:
+        "transport scenario: tcp, ws (straight to /relay), tunnel-tls, tunnel-ws, or all (TCP first, the others beside it)",
+      default: "all",
+    },
     binary: { type: "string", description: "Relay binary (default: dist/sova-relay)" },
     source: { type: "boolean", description: "Run the relay from source instead of the binary" },
     target: { type: "string", description: "HOST:PORT of a running relay" },
@@ -378,8 +524,16 @@ const main = defineCommand({
     rate: { type: "string", description: "Custom run: updates per second per sender (max: flat out)", default: "10" },
     duration: { type: "string", description: "Seconds per phase", default: "10" },
     payload: { type: "string", description: "Custom run: bytes per update", default: "256" },
-    ramp: { type: "boolean", description: "Custom run: ramp the rate up to the highest zero-loss rate with p99 < 10 ms" },
-    "receiver-processes": { type: "string", description: "Processes the crowd's (and a custom run's) receiving instances are spread over; 0: all in the generator (best on 2 cores)", default: "0" },
+    ramp: {
+      type: "boolean",
+      description: "Custom run: ramp the rate up to the highest zero-loss rate with p99 < 10 ms",
+    },
+    "receiver-processes": {
+      type: "string",
+      description:
+        "Processes the crowd's (and a custom run's) receiving instances are spread over; 0: all in the generator (best on 2 cores)",
+      default: "0",
+    },
     json: { type: "boolean", description: "JSON output" },
   },
   async run({ args }) {
@@ -391,20 +545,35 @@ const main = defineCommand({
     const durationS = Number(args.duration);
     const receiverProcesses = Number(args["receiver-processes"]);
     const log = (s: string) => (args.json ? process.stderr.write(`${s}\n`) : console.log(s));
-    log(`relay: ${choice.target ? `running at ${choice.target}` : (choice.binary ?? "source (bun src/main.ts)")}; machine: ${navigator.hardwareConcurrency} cores`);
+    log(
+      `relay: ${choice.target ? `running at ${choice.target}` : (choice.binary ?? "source (bun src/main.ts)")}; machine: ${navigator.hardwareConcurrency} cores`,
+    );
     const lateness = await wakeupLateness();
-    log(`machine: a 1 ms sleep wakes late by p50 ${f2(lateness.p50Ms)} ms, p99 ${f2(lateness.p99Ms)} ms, p99.9 ${f2(lateness.p999Ms)} ms (scheduling noise every delivery carries)`);
+    log(
+      `machine: a 1 ms sleep wakes late by p50 ${f2(lateness.p50Ms)} ms, p99 ${f2(lateness.p99Ms)} ms, p99.9 ${f2(lateness.p999Ms)} ms (scheduling noise every delivery carries)`,
+    );
     const rows: Row[] = [];
     if (args.instances) {
       const flags = ["--rate-limit", "0", "--max-instances", "100000"];
-      const spec: PhaseSpec = { senders: Number(args.senders), rate: args.rate === "max" ? Infinity : Number(args.rate), durationS, payload: Number(args.payload) };
+      const spec: PhaseSpec = {
+        senders: Number(args.senders),
+        rate: args.rate === "max" ? Infinity : Number(args.rate),
+        durationS,
+        payload: Number(args.payload),
+      };
       const poolOptions = { receiverProcesses, local: Number(args.senders) };
-      await withPool(choice, flags, Number(args.instances), async (pool) => {
-        if (args.ramp) {
-          const best = await sustained(pool, await ramp(pool, Math.min(durationS, 3), log), durationS, log);
-          if (best) rows.push(phaseRow("ramp: best sustained", best, "no loss, p99 < 10 ms", true));
-        } else rows.push(phaseRow("custom", await measured(pool, spec), "-", true));
-      }, poolOptions);
+      await withPool(
+        choice,
+        flags,
+        Number(args.instances),
+        async (pool) => {
+          if (args.ramp) {
+            const best = await sustained(pool, await ramp(pool, Math.min(durationS, 3), log), durationS, log);
+            if (best) rows.push(phaseRow("ramp: best sustained", best, "no loss, p99 < 10 ms", true));
+          } else rows.push(phaseRow("custom", await measured(pool, spec), "-", true));
+        },
+        poolOptions,
+      );
     } else {
       const want = (name: string) => args.scenario === "all" || args.scenario === name;
       if (want("default")) rows.push(await scenarioDefault(choice, durationS));
@@ -423,7 +592,17 @@ const main = defineCommand({
       if (want("hop")) rows.push(scenarioHop());
       if (want("cluster")) rows.push(...(await scenarioCluster(choice, durationS, log)));
     }
-    if (args.json) console.log(JSON.stringify({ machine: { cores: navigator.hardwareConcurrency, wakeupLateMs: lateness }, rows: rows.map(({ result: _r, ...row }) => row) }, null, 2));
+    if (args.json)
+      console.log(
+        JSON.stringify(
+          {
+            machine: { cores: navigator.hardwareConcurrency, wakeupLateMs: lateness },
+            rows: rows.map(({ result: _r, ...row }) => row),
+          },
+          null,
+          2,
+        ),
+      );
     else printTable(rows);
   },
 });

@@ -22,7 +22,22 @@ const scrapes = Number(values.scrapes);
 const command = values.binary ? [values.binary] : [process.execPath, join(values.source!, "src/main.ts")];
 const tokens = Array.from({ length: 8 }, (_, i) => `scrape-bench-${i}`);
 const proc = Bun.spawn(
-  [...command, "--host", "127.0.0.1", "--port", "0", "--http-port", values["http-port"]!, "--log-format", "json", "--max-connections-per-ip", "100", "--max-instances", "100", ...tokens.flatMap((t) => ["--token", t])],
+  [
+    ...command,
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--http-port",
+    values["http-port"]!,
+    "--log-format",
+    "json",
+    "--max-connections-per-ip",
+    "100",
+    "--max-instances",
+    "100",
+    ...tokens.flatMap((t) => ["--token", t]),
+  ],
   { stdin: "ignore", stdout: "ignore", stderr: "pipe" },
 );
 
@@ -68,7 +83,9 @@ const ms = performance.now() - start;
 const cpu = cpuSecondsOf(proc.pid)! - cpuBefore;
 const rssAfter = rssOf(proc.pid)!;
 console.log(`${values.binary ?? values.source}: ${scrapes} scrapes of ${bytes} bytes`);
-console.log(`  ${(ms / scrapes).toFixed(3)} ms per scrape (wall), relay CPU ${((cpu * 1000) / scrapes).toFixed(3)} ms per scrape`);
+console.log(
+  `  ${(ms / scrapes).toFixed(3)} ms per scrape (wall), relay CPU ${((cpu * 1000) / scrapes).toFixed(3)} ms per scrape`,
+);
 console.log(`  relay RSS ${rssBefore.toFixed(1)} MB before, ${rssAfter.toFixed(1)} MB after`);
 for (const c of clients) c.close();
 proc.kill("SIGTERM");

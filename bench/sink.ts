@@ -6,7 +6,9 @@ export {};
 
 const [host, port, count] = [process.argv[2]!, Number(process.argv[3]), Number(process.argv[4])];
 const sockets = await Promise.all(
-  Array.from({ length: count }, () => Bun.connect({ hostname: host, port, socket: { data() {}, close() {}, error() {} } })),
+  Array.from({ length: count }, () =>
+    Bun.connect({ hostname: host, port, socket: { data() {}, close() {}, error() {} } }),
+  ),
 );
 for (const s of sockets) s.timeout(0);
 console.log("ready");

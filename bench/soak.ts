@@ -43,7 +43,8 @@ function svgChart(samples: Sample[], title: string): string {
   const x = (t: number) => pad.l + (t / maxT) * (W - pad.l - pad.r);
   const yL = (v: number) => H - pad.b - (v / maxRss) * (H - pad.t - pad.b);
   const yR = (v: number) => H - pad.b - (v / maxP99) * (H - pad.t - pad.b);
-  const line = (f: (s: Sample) => number, y: (v: number) => number) => samples.map((s, i) => `${i ? "L" : "M"}${x(s.t).toFixed(1)},${y(f(s)).toFixed(1)}`).join(" ");
+  const line = (f: (s: Sample) => number, y: (v: number) => number) =>
+    samples.map((s, i) => `${i ? "L" : "M"}${x(s.t).toFixed(1)},${y(f(s)).toFixed(1)}`).join(" ");
   const ticks = [0, 0.25, 0.5, 0.75, 1];
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="#fff"/>
@@ -63,17 +64,28 @@ const main = defineCommand({
     minutes: { type: "string", default: "10", description: "How long" },
     instances: { type: "string", default: "100", description: "Instances in one session" },
     rate: { type: "string", default: String(1000 / 60), description: "Updates per second per instance" },
-    "reconnect-every": { type: "string", default: "30", description: "Seconds between reconnect rounds (10% of instances each)" },
+    "reconnect-every": {
+      type: "string",
+      default: "30",
+      description: "Seconds between reconnect rounds (10% of instances each)",
+    },
     sample: { type: "string", default: "5", description: "Seconds per sample" },
     binary: { type: "string", description: "Relay binary (default: dist/sova-relay)" },
     out: { type: "string", default: "bench/results", description: "Where the CSV and SVG go" },
-    "max-slope": { type: "string", default: "1", description: "Fail if RSS grows faster than this (MB per minute) over the second half" },
+    "max-slope": {
+      type: "string",
+      default: "1",
+      description: "Fail if RSS grows faster than this (MB per minute) over the second half",
+    },
   },
   async run({ args }) {
     const minutes = Number(args.minutes);
     const n = Number(args.instances);
     const rate = Number(args.rate);
-    const relay = await launchRelay({ binary: args.binary ?? defaultBinary(), flags: ["--max-instances", String(n * 2)] });
+    const relay = await launchRelay({
+      binary: args.binary ?? defaultBinary(),
+      flags: ["--max-instances", String(n * 2)],
+    });
     let latencies: number[] = [];
     let deliveries = 0;
     let reconnects = 0;
@@ -91,7 +103,8 @@ const main = defineCommand({
       await c.register({ name: `soak-${i}-${generation++}` });
       clients[i] = c;
     }
-    for (let i = 0; i < n; i += 25) await Promise.all(Array.from({ length: Math.min(25, n - i) }, (_, j) => joinRelay(i + j)));
+    for (let i = 0; i < n; i += 25)
+      await Promise.all(Array.from({ length: Math.min(25, n - i) }, (_, j) => joinRelay(i + j)));
 
     const start = performance.now();
     const sent = new Array<number>(n).fill(0);
@@ -133,8 +146,12 @@ const main = defineCommand({
         };
         latencies = [];
         samples.push(s);
-        rows.push(`${t.toFixed(1)},${s.rss.toFixed(1)},${s.p50.toFixed(3)},${s.p99.toFixed(3)},${deliveries},${reconnects}`);
-        console.log(`${(t / 60).toFixed(1)} min  RSS ${s.rss.toFixed(1)} MB  p50 ${s.p50.toFixed(2)} ms  p99 ${s.p99.toFixed(2)} ms  deliveries ${deliveries}  reconnects ${reconnects}`);
+        rows.push(
+          `${t.toFixed(1)},${s.rss.toFixed(1)},${s.p50.toFixed(3)},${s.p99.toFixed(3)},${deliveries},${reconnects}`,
+        );
+        console.log(
+          `${(t / 60).toFixed(1)} min  RSS ${s.rss.toFixed(1)} MB  p50 ${s.p50.toFixed(2)} ms  p99 ${s.p99.toFixed(2)} ms  deliveries ${deliveries}  reconnects ${reconnects}`,
+        );
         if (t >= minutes * 60) {
           clearInterval(sampler);
           resolve();
@@ -164,9 +181,17 @@ const main = defineCommand({
     }
     const half = floors.length >= 4 ? floors.slice(Math.floor(floors.length / 2)) : floors;
     const mbPerMinute = slope(half);
-    writeFileSync(svg, svgChart(samples, `sova-relay soak: ${n} instances, ${minutes} min, ${reconnects} reconnects; RSS trend ${mbPerMinute.toFixed(2)} MB/min`));
+    writeFileSync(
+      svg,
+      svgChart(
+        samples,
+        `sova-relay soak: ${n} instances, ${minutes} min, ${reconnects} reconnects; RSS trend ${mbPerMinute.toFixed(2)} MB/min`,
+      ),
+    );
     console.log(`\nwrote ${csv} and ${svg}`);
-    console.log(`RSS floor trend (lowest RSS of each minute, second half of the run): ${mbPerMinute.toFixed(3)} MB per minute (limit ${args["max-slope"]}); slow consumers cut: ${cut}; backpressure warnings: ${pressure}`);
+    console.log(
+      `RSS floor trend (lowest RSS of each minute, second half of the run): ${mbPerMinute.toFixed(3)} MB per minute (limit ${args["max-slope"]}); slow consumers cut: ${cut}; backpressure warnings: ${pressure}`,
+    );
     if (mbPerMinute > Number(args["max-slope"])) {
       console.log("FAIL: memory trends upward");
       process.exit(1);

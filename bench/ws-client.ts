@@ -65,7 +65,13 @@ export async function connectWs(url: string): Promise<RelayClient> {
     },
     closed,
     async register(reg) {
-      send({ type: "RegisterInstance", instance_name: reg.name, version: reg.version ?? "0.1.0", session_token: reg.token ?? null, capabilities: reg.capabilities ?? [] });
+      send({
+        type: "RegisterInstance",
+        instance_name: reg.name,
+        version: reg.version ?? "0.1.0",
+        session_token: reg.token ?? null,
+        capabilities: reg.capabilities ?? [],
+      });
       const m = await wait((x) => x.type === "RegistrationResponse" || x.type === "Error", 20_000);
       if (m.type !== "RegistrationResponse") throw new RelayError("E_CLIENT", m.type === "Error" ? m.message : m.type);
       id = m.assigned_id;

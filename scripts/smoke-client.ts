@@ -18,7 +18,11 @@ const payload = new TextEncoder().encode("SetScript d1 [c4 e4 g4]");
 clients[0]!.sendUpdate(payload, 1705314615000n);
 for (const c of clients.slice(1)) {
   const m = await c.next("StateBroadcast", { timeoutMs: 5000 });
-  if (m.source_instance_name !== "smoke-0" || m.timestamp !== 1705314615000n || Buffer.compare(updateValues(m), payload) !== 0) {
+  if (
+    m.source_instance_name !== "smoke-0" ||
+    m.timestamp !== 1705314615000n ||
+    Buffer.compare(updateValues(m), payload) !== 0
+  ) {
     console.error("smoke: wrong broadcast", m);
     process.exit(1);
   }
@@ -30,7 +34,9 @@ if (process.argv.includes("--hold")) {
     const t = BigInt(Date.now());
     clients[1]!.sendUpdate(payload, t);
     const others = clients.filter((_, i) => i !== 1);
-    await Promise.all(others.map((c) => c.next("StateBroadcast", { where: (m) => m.timestamp === t, timeoutMs: 5000 })));
+    await Promise.all(
+      others.map((c) => c.next("StateBroadcast", { where: (m) => m.timestamp === t, timeoutMs: 5000 })),
+    );
     console.log(`smoke: still playing: an update reached the ${others.length} others`);
   });
   console.log("smoke: holding connections until stdin closes");

@@ -16,7 +16,11 @@ function open(path: string): number {
   try {
     return openSync(path, "a", 0o640);
   } catch (error) {
-    throw new RelayError("E_CONFIG", `cannot open --audit-log '${path}' (${(error as NodeJS.ErrnoException).code ?? "unwritable"})`, { cause: error });
+    throw new RelayError(
+      "E_CONFIG",
+      `cannot open --audit-log '${path}' (${(error as NodeJS.ErrnoException).code ?? "unwritable"})`,
+      { cause: error },
+    );
   }
 }
 

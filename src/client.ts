@@ -154,7 +154,9 @@ export async function connect(options: ClientOptions): Promise<RelayClient> {
   }
 
   const tlsSettings = typeof options.tls === "object" ? options.tls : {};
-  const tlsOption = options.tls ? { rejectUnauthorized: !tlsSettings.insecure, serverName: tlsSettings.serverName, ca: tlsSettings.ca } : undefined;
+  const tlsOption = options.tls
+    ? { rejectUnauthorized: !tlsSettings.insecure, serverName: tlsSettings.serverName, ca: tlsSettings.ca }
+    : undefined;
 
   let socket: Socket<undefined>;
   const connecting = Bun.connect({
@@ -189,12 +191,25 @@ export async function connect(options: ClientOptions): Promise<RelayClient> {
     socket = await Promise.race([
       connecting,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new RelayError("E_CLIENT", `no connection to ${options.host ?? "127.0.0.1"}:${options.port} within ${timeoutMs} ms`)), timeoutMs);
+        timer = setTimeout(
+          () =>
+            reject(
+              new RelayError(
+                "E_CLIENT",
+                `no connection to ${options.host ?? "127.0.0.1"}:${options.port} within ${timeoutMs} ms`,
+              ),
+            ),
+          timeoutMs,
+        );
       }),
     ]);
   } catch (error) {
     if (error instanceof RelayError) throw error;
-    throw new RelayError("E_CLIENT", `cannot connect to ${options.host ?? "127.0.0.1"}:${options.port}: ${(error as Error).message}`, { cause: error });
+    throw new RelayError(
+      "E_CLIENT",
+      `cannot connect to ${options.host ?? "127.0.0.1"}:${options.port}: ${(error as Error).message}`,
+      { cause: error },
+    );
   } finally {
     clearTimeout(timer);
   }
@@ -203,7 +218,11 @@ export async function connect(options: ClientOptions): Promise<RelayClient> {
   socket.setNoDelay(true);
   outbox.flush();
 
-  function wait(types: readonly MessageType[], where: ((m: Message) => boolean) | undefined, ms: number): Promise<Message> {
+  function wait(
+    types: readonly MessageType[],
+    where: ((m: Message) => boolean) | undefined,
+    ms: number,
+  ): Promise<Message> {
     const i = inbox.findIndex((m) => types.includes(m.type) && (!where || where(m)));
     if (i !== -1) return Promise.resolve(inbox.splice(i, 1)[0]!);
     const what = types.join(" or ");
@@ -224,7 +243,11 @@ export async function connect(options: ClientOptions): Promise<RelayClient> {
   }
 
   function next<T extends MessageType>(type: T, options: WaitOptions<T> = {}): Promise<MessageOf<T>> {
-    return wait([type], options.where as ((m: Message) => boolean) | undefined, options.timeoutMs ?? DEFAULT_TIMEOUT_MS) as Promise<MessageOf<T>>;
+    return wait(
+      [type],
+      options.where as ((m: Message) => boolean) | undefined,
+      options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    ) as Promise<MessageOf<T>>;
   }
 
   function send(message: Message): void {
@@ -255,7 +278,9 @@ export async function connect(options: ClientOptions): Promise<RelayClient> {
         session_token: reg.token ?? null,
         capabilities: reg.capabilities ?? [],
       });
-      const answer = (await wait(["RegistrationResponse", "Error"], undefined, DEFAULT_TIMEOUT_MS)) as RegistrationResponse | MessageOf<"Error">;
+      const answer = (await wait(["RegistrationResponse", "Error"], undefined, DEFAULT_TIMEOUT_MS)) as
+        | RegistrationResponse
+        | MessageOf<"Error">;
       if (answer.type === "Error") throw new RelayError("E_CLIENT", answer.message);
       id = answer.assigned_id;
       return answer;

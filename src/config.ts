@@ -190,7 +190,8 @@ const RECONNECT_ROOM = 8;
 /** Shown in logs and /status, carried in every frame sent to the cluster: short, printable. */
 function nodeName(raw: string, flag: string): string {
   const t = raw.trim();
-  if (t === "" || t.length > 64 || Buffer.byteLength(t) > 200 || /\p{Cc}/u.test(t)) fail(flag, raw, "1 to 64 printable characters");
+  if (t === "" || t.length > 64 || Buffer.byteLength(t) > 200 || /\p{Cc}/u.test(t))
+    fail(flag, raw, "1 to 64 printable characters");
   return t;
 }
 
@@ -205,69 +206,321 @@ function natsUrl(raw: string, flag: string): string {
     ok = false;
   }
   // The value may hold user:password@: never echo it.
-  if (!ok) throw new RelayError("E_CONFIG", `invalid value for --${flag.split(" ")[0]}: expected nats://HOST:PORT (or tls://), comma-separated for several`);
+  if (!ok)
+    throw new RelayError(
+      "E_CONFIG",
+      `invalid value for --${flag.split(" ")[0]}: expected nats://HOST:PORT (or tls://), comma-separated for several`,
+    );
   return u;
 }
 
 export const OPTIONS: OptionTable<RelayConfig> = [
   { key: "host", description: "Address to listen on", default: "0.0.0.0", parse: nonEmpty, valueHint: "addr" },
-  { key: "port", description: "TCP port for Sova instances (0 or any: any free port; 0 beside --tls-port: none)", default: 9090, parse: listenPort("off") },
-  { key: "httpHost", description: "Address for the status page and metrics; they need no login, so loopback unless you choose (0.0.0.0: everywhere)", default: "127.0.0.1", parse: (raw) => raw.trim(), valueHint: "addr" },
-  { key: "httpPort", description: "Port for the status page, /status, /healthz and /metrics (0: off; any: any free port)", default: 8080, parse: listenPort("off") },
-  { key: "maxEventSubscribers", description: "Status pages following /events at once; past it, 503", default: 32, parse: integer(1, 100_000) },
-  { key: "maxInstances", description: "Registered instances allowed in the whole relay", default: 20, parse: integer(1, 1_000_000), legacyEnv: ["SOVA_MAX_INSTANCES"] },
-  { key: "rateLimit", description: "Messages per instance per 60 s window (0: no limit)", default: 1000, parse: integer(0, 1_000_000_000), legacyEnv: ["SOVA_RATE_LIMIT"] },
-  { key: "maxMessageSize", description: "Largest frame body accepted, in bytes", default: 1_048_576, parse: integer(64, MAX_FRAME) },
-  { key: "maxPendingBytes", description: "Unsent bytes held for one instance before it is cut as a slow consumer", default: 8_388_608, parse: integer(1024, Number.MAX_SAFE_INTEGER) },
-  { key: "maxTotalPendingBytes", description: "Unsent bytes held for all instances together; past it, reading pauses and the instances furthest behind are cut", default: 33_554_432, parse: integer(1024, Number.MAX_SAFE_INTEGER) },
-  { key: "handshakeTimeoutMs", description: "Seconds a new connection has to send RegisterInstance", default: 10, parse: seconds(0.05) },
-  { key: "idleTimeoutMs", description: "Seconds of silence before a connection is closed (0: never)", default: 0, parse: seconds(0) },
-  { key: "shutdownTimeoutMs", description: "Seconds to flush queued frames on SIGTERM/SIGINT", default: 5, parse: seconds(0) },
-  { key: "expectedVersion", description: "Sova version instances must report", default: VERSION, parse: nonEmpty, valueHint: "version" },
-  { key: "rateLimitBytes", description: "Bytes per instance per 60 s window (0: no limit)", default: 67_108_864, parse: integer(0, Number.MAX_SAFE_INTEGER) },
-  { key: "tlsPort", description: "TLS port beside the plain one, same sessions (unset: no TLS; 0 or any: any free port)", default: null, parse: listenPort("any") },
-  { key: "tlsCert", description: "TLS certificate chain, PEM (reloaded on SIGHUP)", default: "", parse: nonEmpty, valueHint: "file" },
-  { key: "tlsKey", description: "TLS private key, PEM (reloaded on SIGHUP)", default: "", parse: nonEmpty, valueHint: "file" },
-  { key: "maxConnectionsPerIp", description: `Open connections allowed from one address, IPv6 counted per /64 (0: --max-instances + ${RECONNECT_ROOM}, so a whole ensemble behind one NAT can join and reconnect)`, default: 0, parse: integer(0, 1_000_000) },
-  { key: "maxFailedRegistrations", description: "Failed registrations (bad token, junk) one address may make in a burst, earned back at this many a minute", default: 10, parse: integer(1, 1_000_000) },
-  { key: "failedRegistrationCooldownMs", description: "Seconds every registration from an address is refused once its failed registrations are used up", default: 10, parse: seconds(0) },
-  { key: "auditLog", description: "Also append security events (JSON lines) to this file; reopened on SIGHUP", default: "", parse: nonEmpty, valueHint: "file" },
-  { key: "history", description: "Updates kept per session and replayed to newcomers (0: off)", default: 0, parse: integer(0, 10_000_000) },
-  { key: "historyBytes", description: "Bytes of history kept per session", default: 16_777_216, parse: integer(0, Number.MAX_SAFE_INTEGER) },
-  { key: "historyAgeMs", description: "Seconds an update stays in history (0: no limit)", default: 0, parse: seconds(0) },
-  { key: "stateDir", description: "Directory for the history database (SQLite); history survives restarts", default: "", parse: nonEmpty, valueHint: "dir" },
+  {
+    key: "port",
+    description: "TCP port for Sova instances (0 or any: any free port; 0 beside --tls-port: none)",
+    default: 9090,
+    parse: listenPort("off"),
+  },
+  {
+    key: "httpHost",
+    description:
+      "Address for the status page and metrics; they need no login, so loopback unless you choose (0.0.0.0: everywhere)",
+    default: "127.0.0.1",
+    parse: (raw) => raw.trim(),
+    valueHint: "addr",
+  },
+  {
+    key: "httpPort",
+    description: "Port for the status page, /status, /healthz and /metrics (0: off; any: any free port)",
+    default: 8080,
+    parse: listenPort("off"),
+  },
+  {
+    key: "maxEventSubscribers",
+    description: "Status pages following /events at once; past it, 503",
+    default: 32,
+    parse: integer(1, 100_000),
+  },
+  {
+    key: "maxInstances",
+    description: "Registered instances allowed in the whole relay",
+    default: 20,
+    parse: integer(1, 1_000_000),
+    legacyEnv: ["SOVA_MAX_INSTANCES"],
+  },
+  {
+    key: "rateLimit",
+    description: "Messages per instance per 60 s window (0: no limit)",
+    default: 1000,
+    parse: integer(0, 1_000_000_000),
+    legacyEnv: ["SOVA_RATE_LIMIT"],
+  },
+  {
+    key: "maxMessageSize",
+    description: "Largest frame body accepted, in bytes",
+    default: 1_048_576,
+    parse: integer(64, MAX_FRAME),
+  },
+  {
+    key: "maxPendingBytes",
+    description: "Unsent bytes held for one instance before it is cut as a slow consumer",
+    default: 8_388_608,
+    parse: integer(1024, Number.MAX_SAFE_INTEGER),
+  },
+  {
+    key: "maxTotalPendingBytes",
+    description:
+      "Unsent bytes held for all instances together; past it, reading pauses and the instances furthest behind are cut",
+    default: 33_554_432,
+    parse: integer(1024, Number.MAX_SAFE_INTEGER),
+  },
+  {
+    key: "handshakeTimeoutMs",
+    description: "Seconds a new connection has to send RegisterInstance",
+    default: 10,
+    parse: seconds(0.05),
+  },
+  {
+    key: "idleTimeoutMs",
+    description: "Seconds of silence before a connection is closed (0: never)",
+    default: 0,
+    parse: seconds(0),
+  },
+  {
+    key: "shutdownTimeoutMs",
+    description: "Seconds to flush queued frames on SIGTERM/SIGINT",
+    default: 5,
+    parse: seconds(0),
+  },
+  {
+    key: "expectedVersion",
+    description: "Sova version instances must report",
+    default: VERSION,
+    parse: nonEmpty,
+    valueHint: "version",
+  },
+  {
+    key: "rateLimitBytes",
+    description: "Bytes per instance per 60 s window (0: no limit)",
+    default: 67_108_864,
+    parse: integer(0, Number.MAX_SAFE_INTEGER),
+  },
+  {
+    key: "tlsPort",
+    description: "TLS port beside the plain one, same sessions (unset: no TLS; 0 or any: any free port)",
+    default: null,
+    parse: listenPort("any"),
+  },
+  {
+    key: "tlsCert",
+    description: "TLS certificate chain, PEM (reloaded on SIGHUP)",
+    default: "",
+    parse: nonEmpty,
+    valueHint: "file",
+  },
+  {
+    key: "tlsKey",
+    description: "TLS private key, PEM (reloaded on SIGHUP)",
+    default: "",
+    parse: nonEmpty,
+    valueHint: "file",
+  },
+  {
+    key: "maxConnectionsPerIp",
+    description: `Open connections allowed from one address, IPv6 counted per /64 (0: --max-instances + ${RECONNECT_ROOM}, so a whole ensemble behind one NAT can join and reconnect)`,
+    default: 0,
+    parse: integer(0, 1_000_000),
+  },
+  {
+    key: "maxFailedRegistrations",
+    description:
+      "Failed registrations (bad token, junk) one address may make in a burst, earned back at this many a minute",
+    default: 10,
+    parse: integer(1, 1_000_000),
+  },
+  {
+    key: "failedRegistrationCooldownMs",
+    description: "Seconds every registration from an address is refused once its failed registrations are used up",
+    default: 10,
+    parse: seconds(0),
+  },
+  {
+    key: "auditLog",
+    description: "Also append security events (JSON lines) to this file; reopened on SIGHUP",
+    default: "",
+    parse: nonEmpty,
+    valueHint: "file",
+  },
+  {
+    key: "history",
+    description: "Updates kept per session and replayed to newcomers (0: off)",
+    default: 0,
+    parse: integer(0, 10_000_000),
+  },
+  {
+    key: "historyBytes",
+    description: "Bytes of history kept per session",
+    default: 16_777_216,
+    parse: integer(0, Number.MAX_SAFE_INTEGER),
+  },
+  {
+    key: "historyAgeMs",
+    description: "Seconds an update stays in history (0: no limit)",
+    default: 0,
+    parse: seconds(0),
+  },
+  {
+    key: "stateDir",
+    description: "Directory for the history database (SQLite); history survives restarts",
+    default: "",
+    parse: nonEmpty,
+    valueHint: "dir",
+  },
   {
     key: "nudgeInterval",
-    description: "Milliseconds after which a registered instance sent nothing gets a Pong, so today's Sova client's waiting edits leave (0: off)",
+    description:
+      "Milliseconds after which a registered instance sent nothing gets a Pong, so today's Sova client's waiting edits leave (0: off)",
     default: 40,
     parse: integer(0, 3_600_000),
   },
-  { key: "handshakeMaxBytes", description: "Largest frame accepted before registration, in bytes", default: 4096, parse: integer(64, MAX_FRAME) },
-  { key: "maxHandshakes", description: "Connections that have not registered yet, in the whole relay", default: 128, parse: integer(1, 1_000_000) },
-  { key: "maxHandshakesPerIp", description: "Connections that have not registered yet, per address (IPv6: per /64)", default: 8, parse: integer(1, 1_000_000) },
-  { key: "maxRegistrationsPerIp", description: "Registrations per address (IPv6: per /64) in any 60 s", default: 60, parse: integer(1, 1_000_000) },
-  { key: "replayTimeoutMs", description: "Seconds a newcomer has to take its registration response and session history before it is cut", default: 30, parse: seconds(1) },
+  {
+    key: "handshakeMaxBytes",
+    description: "Largest frame accepted before registration, in bytes",
+    default: 4096,
+    parse: integer(64, MAX_FRAME),
+  },
+  {
+    key: "maxHandshakes",
+    description: "Connections that have not registered yet, in the whole relay",
+    default: 128,
+    parse: integer(1, 1_000_000),
+  },
+  {
+    key: "maxHandshakesPerIp",
+    description: "Connections that have not registered yet, per address (IPv6: per /64)",
+    default: 8,
+    parse: integer(1, 1_000_000),
+  },
+  {
+    key: "maxRegistrationsPerIp",
+    description: "Registrations per address (IPv6: per /64) in any 60 s",
+    default: 60,
+    parse: integer(1, 1_000_000),
+  },
+  {
+    key: "replayTimeoutMs",
+    description: "Seconds a newcomer has to take its registration response and session history before it is cut",
+    default: 30,
+    parse: seconds(1),
+  },
   {
     key: "trustProxy",
-    description: "Reverse proxies (CIDR) whose X-Forwarded-For / Forwarded name the client on /relay (default: none; the direct peer is the client)",
+    description:
+      "Reverse proxies (CIDR) whose X-Forwarded-For / Forwarded name the client on /relay (default: none; the direct peer is the client)",
     default: [],
     parse: cidr,
     valueHint: "cidr",
   },
-  { key: "cluster", description: "Join a cluster of relays over NATS (nats://HOST:PORT); repeatable or comma-separated", default: [], parse: natsUrl, valueHint: "url" },
-  { key: "nodeName", description: "This relay's name in the cluster (default: hostname and a random suffix)", default: "", parse: nodeName, valueHint: "name" },
-  { key: "clusterCreds", description: "NATS credentials file (.creds) for --cluster", default: "", parse: nonEmpty, valueHint: "file" },
-  { key: "clusterCa", description: "CA certificate (PEM) for a NATS server with TLS", default: "", parse: nonEmpty, valueHint: "file" },
-  { key: "clusterUser", description: "NATS user for --cluster (better from the environment)", default: "", parse: nonEmpty, valueHint: "user" },
-  { key: "clusterPassword", description: "NATS password for --cluster (better from the environment)", default: "", parse: nonEmpty, valueHint: "secret" },
-  { key: "clusterToken", description: "NATS token for --cluster (better from the environment)", default: "", parse: nonEmpty, valueHint: "secret" },
-  { key: "logLevel", description: "error, warn, info, debug or trace", default: "info", parse: oneOf(LOG_LEVELS), legacyEnv: ["RUST_LOG"], valueHint: "level" },
-  { key: "logFormat", description: "text or json", default: "text", parse: oneOf(["text", "json"] as const), valueHint: "format" },
-  { key: "tokens", flag: "token", description: "Session token; repeat for several sessions, one per token", default: [], parse: token, valueHint: "token" },
-  { key: "tokenFile", description: "File with one session token a line", default: "", parse: nonEmpty, valueHint: "file" },
-  { key: "allow", description: "Only these address ranges may connect (CIDR, IPv4 or IPv6); repeatable", default: [], parse: cidr, valueHint: "cidr" },
-  { key: "deny", description: "These address ranges are closed at once (CIDR); repeatable, beats --allow", default: [], parse: cidr, valueHint: "cidr" },
-  { key: "stateReset", description: "Discard the history database in --state-dir at start-up", default: false, parse: yesNo },
+  {
+    key: "cluster",
+    description: "Join a cluster of relays over NATS (nats://HOST:PORT); repeatable or comma-separated",
+    default: [],
+    parse: natsUrl,
+    valueHint: "url",
+  },
+  {
+    key: "nodeName",
+    description: "This relay's name in the cluster (default: hostname and a random suffix)",
+    default: "",
+    parse: nodeName,
+    valueHint: "name",
+  },
+  {
+    key: "clusterCreds",
+    description: "NATS credentials file (.creds) for --cluster",
+    default: "",
+    parse: nonEmpty,
+    valueHint: "file",
+  },
+  {
+    key: "clusterCa",
+    description: "CA certificate (PEM) for a NATS server with TLS",
+    default: "",
+    parse: nonEmpty,
+    valueHint: "file",
+  },
+  {
+    key: "clusterUser",
+    description: "NATS user for --cluster (better from the environment)",
+    default: "",
+    parse: nonEmpty,
+    valueHint: "user",
+  },
+  {
+    key: "clusterPassword",
+    description: "NATS password for --cluster (better from the environment)",
+    default: "",
+    parse: nonEmpty,
+    valueHint: "secret",
+  },
+  {
+    key: "clusterToken",
+    description: "NATS token for --cluster (better from the environment)",
+    default: "",
+    parse: nonEmpty,
+    valueHint: "secret",
+  },
+  {
+    key: "logLevel",
+    description: "error, warn, info, debug or trace",
+    default: "info",
+    parse: oneOf(LOG_LEVELS),
+    legacyEnv: ["RUST_LOG"],
+    valueHint: "level",
+  },
+  {
+    key: "logFormat",
+    description: "text or json",
+    default: "text",
+    parse: oneOf(["text", "json"] as const),
+    valueHint: "format",
+  },
+  {
+    key: "tokens",
+    flag: "token",
+    description: "Session token; repeat for several sessions, one per token",
+    default: [],
+    parse: token,
+    valueHint: "token",
+  },
+  {
+    key: "tokenFile",
+    description: "File with one session token a line",
+    default: "",
+    parse: nonEmpty,
+    valueHint: "file",
+  },
+  {
+    key: "allow",
+    description: "Only these address ranges may connect (CIDR, IPv4 or IPv6); repeatable",
+    default: [],
+    parse: cidr,
+    valueHint: "cidr",
+  },
+  {
+    key: "deny",
+    description: "These address ranges are closed at once (CIDR); repeatable, beats --allow",
+    default: [],
+    parse: cidr,
+    valueHint: "cidr",
+  },
+  {
+    key: "stateReset",
+    description: "Discard the history database in --state-dir at start-up",
+    default: false,
+    parse: yesNo,
+  },
 ];
 
 /** One row of the relay's table, for a sub-command that reads the same option. */
@@ -299,9 +552,10 @@ export function argsDef<C>(table: OptionTable<C>): ArgsDef {
     const shown = unset ? "" : `default ${o.default}; `;
     const env = Array.isArray(o.default) ? `${envName(o.key)}, comma-separated` : envName(o.key);
     const description = `${o.description} [${shown}env ${env}]`;
-    def[flagOf(o)] = typeof o.default === "boolean"
-      ? { type: "boolean", description }
-      : { type: "string", description, valueHint: o.valueHint };
+    def[flagOf(o)] =
+      typeof o.default === "boolean"
+        ? { type: "boolean", description }
+        : { type: "string", description, valueHint: o.valueHint };
   }
   return def;
 }
@@ -340,7 +594,8 @@ function checkKnown(args: ParsedArgs, rows: readonly AnyRow[]): void {
   const unknown = Object.keys(args).find((k) => !known.has(k));
   if (unknown !== undefined) throw new RelayError("E_CONFIG", `unknown option '--${unknown}' (see --help)`);
   const extra = args._[0];
-  if (extra !== undefined) throw new RelayError("E_CONFIG", `unexpected argument '${extra}' (options start with --; see --help)`);
+  if (extra !== undefined)
+    throw new RelayError("E_CONFIG", `unexpected argument '${extra}' (options start with --; see --help)`);
 }
 
 const needsValue = (flag: string) => new RelayError("E_CONFIG", `option --${flag} needs a value`);

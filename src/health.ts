@@ -39,9 +39,22 @@ interface HealthOptions {
 
 /** The relay's own --port row (so SOVA_RELAY_PORT in a container is the port checked), and two of the check's. */
 const HEALTH_OPTIONS: OptionTable<HealthOptions> = [
-  { key: "healthHost", flag: "host", description: "Relay address", default: "127.0.0.1", parse: nonEmpty, valueHint: "addr" },
+  {
+    key: "healthHost",
+    flag: "host",
+    description: "Relay address",
+    default: "127.0.0.1",
+    parse: nonEmpty,
+    valueHint: "addr",
+  },
   option("port"),
-  { key: "healthTimeoutMs", flag: "timeout", description: "Seconds to wait for an answer", default: 3, parse: seconds(0.001) },
+  {
+    key: "healthTimeoutMs",
+    flag: "timeout",
+    description: "Seconds to wait for an answer",
+    default: 3,
+    parse: seconds(0.001),
+  },
 ];
 
 export const healthCommand = defineCommand({
@@ -49,7 +62,8 @@ export const healthCommand = defineCommand({
   args: argsDef(HEALTH_OPTIONS),
   async run({ args, rawArgs }) {
     const options = resolveOptions(HEALTH_OPTIONS, args, rawArgs);
-    if (!options.port) throw new RelayError("E_CONFIG", "invalid value for --port: '0' (expected the relay's port, 1-65535)");
+    if (!options.port)
+      throw new RelayError("E_CONFIG", "invalid value for --port: '0' (expected the relay's port, 1-65535)");
     const target = { host: options.healthHost, port: options.port, timeoutMs: options.healthTimeoutMs };
     try {
       await checkHealth(target);

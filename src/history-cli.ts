@@ -17,14 +17,24 @@ interface ClearOptions {
 function sessionHash(raw: string, flag: string): string {
   const session = raw.trim();
   if (!/^([0-9a-f]{12}|open)$/.test(session)) {
-    throw new RelayError("E_CONFIG", `invalid value for --${flag}: '${raw}' (expected a 12-hex-digit session hash, or 'open')`);
+    throw new RelayError(
+      "E_CONFIG",
+      `invalid value for --${flag}: '${raw}' (expected a 12-hex-digit session hash, or 'open')`,
+    );
   }
   return session;
 }
 
 const CLEAR_OPTIONS: OptionTable<ClearOptions> = [
   option("stateDir"),
-  { key: "historySession", flag: "session", description: "Only this session (its 12-hex-digit hash, as /status shows it)", default: "", parse: sessionHash, valueHint: "hash" },
+  {
+    key: "historySession",
+    flag: "session",
+    description: "Only this session (its 12-hex-digit hash, as /status shows it)",
+    default: "",
+    parse: sessionHash,
+    valueHint: "hash",
+  },
 ];
 
 const clear = defineCommand({

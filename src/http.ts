@@ -62,7 +62,11 @@ const SECURITY_HEADERS = {
 
 const PAGE_CSP = `default-src 'none'; style-src 'unsafe-inline'; script-src '${SCRIPT_HASH}'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`;
 
-const EVENT_HEADERS = { ...SECURITY_HEADERS, "Content-Type": "text/event-stream; charset=utf-8", Connection: "keep-alive" };
+const EVENT_HEADERS = {
+  ...SECURITY_HEADERS,
+  "Content-Type": "text/event-stream; charset=utf-8",
+  Connection: "keep-alive",
+};
 
 const encoder = new TextEncoder();
 
@@ -159,7 +163,10 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
           subscribers.add(self);
           perGroup.set(group, (perGroup.get(group) ?? 0) + 1);
           events.subscribers = subscribers.size;
-          send(self, encoder.encode(`retry: 2000\nevent: status\ndata: ${JSON.stringify(renderLive(snapshot(ctx)))}\n\n`));
+          send(
+            self,
+            encoder.encode(`retry: 2000\nevent: status\ndata: ${JSON.stringify(renderLive(snapshot(ctx)))}\n\n`),
+          );
           ticker ??= setInterval(push, o.eventIntervalMs);
         },
         cancel() {
@@ -173,24 +180,36 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
 
   // Loads prom-client now, so the first scrape does not wait for it.
   const websocket = options.websocket;
-  const metrics = createMetrics(ctx, { events: () => events, transports: websocket ? () => transportTotals(ctx.relay, websocket.stats) : undefined });
+  const metrics = createMetrics(ctx, {
+    events: () => events,
+    transports: websocket ? () => transportTotals(ctx.relay, websocket.stats) : undefined,
+  });
 
   function route(path: string, ip: string): Response | Promise<Response> | null {
     switch (path) {
       case "/":
         return new Response(renderPage(snapshot(ctx)), {
-          headers: { ...SECURITY_HEADERS, "Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": PAGE_CSP },
+          headers: {
+            ...SECURITY_HEADERS,
+            "Content-Type": "text/html; charset=utf-8",
+            "Content-Security-Policy": PAGE_CSP,
+          },
         });
       case "/status":
         return Response.json(snapshot(ctx), { headers: SECURITY_HEADERS });
       case "/healthz":
         return ctx.stopping()
-          ? new Response("shutting down\n", { status: 503, headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain" } })
+          ? new Response("shutting down\n", {
+              status: 503,
+              headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain" },
+            })
           : new Response("ok\n", { headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain" } });
       case "/metrics":
         return metrics
           .then((m) => m.render())
-          .then((body) => new Response(body, { headers: { ...SECURITY_HEADERS, "Content-Type": METRICS_CONTENT_TYPE } }));
+          .then(
+            (body) => new Response(body, { headers: { ...SECURITY_HEADERS, "Content-Type": METRICS_CONTENT_TYPE } }),
+          );
       case "/events":
         return subscribe(ip);
       default:
@@ -206,11 +225,19 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
     websocket: ws?.handler ?? { message() {} },
     fetch(req, server) {
       const path = new URL(req.url).pathname;
-      if (ws && (path === RELAY_PATH || req.headers.get("upgrade")?.toLowerCase() === "websocket")) return ws.upgrade(req, server);
+      if (ws && (path === RELAY_PATH || req.headers.get("upgrade")?.toLowerCase() === "websocket"))
+        return ws.upgrade(req, server);
       const known = ["/", "/status", "/healthz", "/metrics", "/events"].includes(path);
-      if (!known) return new Response("not found\n", { status: 404, headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain" } });
+      if (!known)
+        return new Response("not found\n", {
+          status: 404,
+          headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain" },
+        });
       if (req.method !== "GET" && req.method !== "HEAD") {
-        return new Response("method not allowed\n", { status: 405, headers: { ...SECURITY_HEADERS, Allow: "GET, HEAD", "Content-Type": "text/plain" } });
+        return new Response("method not allowed\n", {
+          status: 405,
+          headers: { ...SECURITY_HEADERS, Allow: "GET, HEAD", "Content-Type": "text/plain" },
+        });
       }
       // A HEAD on /events must not take a subscriber slot it would never read from.
       if (req.method === "HEAD" && path === "/events") return new Response(null, { headers: EVENT_HEADERS });

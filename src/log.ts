@@ -136,7 +136,13 @@ export function isAuditEvent(event: LogEvent): event is AuditEvent {
 }
 
 const CONSOLA_LEVEL: Record<LogLevel, number> = { error: 0, warn: 1, info: 3, debug: 4, trace: 5 };
-const LEVEL_OF_TYPE: Record<string, LogLevel> = { error: "error", warn: "warn", info: "info", debug: "debug", trace: "trace" };
+const LEVEL_OF_TYPE: Record<string, LogLevel> = {
+  error: "error",
+  warn: "warn",
+  info: "info",
+  debug: "debug",
+  trace: "trace",
+};
 
 function isoSeconds(date: Date): string {
   return date.toISOString().replace(/\.\d{3}Z$/, "Z");
@@ -149,7 +155,9 @@ const MAX_LINE = 2000;
 
 function printable(message: string): string {
   const clean = message.replace(CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-  return clean.length > MAX_LINE ? `${clean.slice(0, MAX_LINE)}... (${clean.length - MAX_LINE} more characters)` : clean;
+  return clean.length > MAX_LINE
+    ? `${clean.slice(0, MAX_LINE)}... (${clean.length - MAX_LINE} more characters)`
+    : clean;
 }
 
 function reporter(format: LogFormat, write: (line: string) => void): ConsolaReporter {

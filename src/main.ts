@@ -25,7 +25,10 @@ const serveCommand = defineCommand({
     const audit = config.auditLog ? openAuditFile(config.auditLog) : null;
     const log = createLogger({ level: config.logLevel, format: config.logFormat, audit: audit?.write });
     // Loaded only for --cluster: a relay alone never loads the NATS client.
-    const cluster = config.cluster.length > 0 ? await import("./cluster/start.ts").then((m) => m.clusterFromConfig(config, log)) : undefined;
+    const cluster =
+      config.cluster.length > 0
+        ? await import("./cluster/start.ts").then((m) => m.clusterFromConfig(config, log))
+        : undefined;
     let server: ReturnType<typeof startServer>;
     try {
       server = startServer(config, log, cluster);
@@ -33,7 +36,9 @@ const serveCommand = defineCommand({
       if (error instanceof RelayError) throw error;
       const code = (error as NodeJS.ErrnoException).code;
       const where = `${config.host}:${config.port}${config.tlsPort !== null ? ` / TLS ${config.tlsPort}` : ""}`;
-      throw new RelayError("E_STARTUP", `cannot listen on ${where} (${code ?? (error as Error).message})`, { cause: error });
+      throw new RelayError("E_STARTUP", `cannot listen on ${where} (${code ?? (error as Error).message})`, {
+        cause: error,
+      });
     }
     log.info("starting", `sova-relay ${VERSION} started`, { version: VERSION });
     let http: RunningHttp | null = null;
@@ -44,15 +49,28 @@ const serveCommand = defineCommand({
       try {
         http = startHttp(
           { host, port: config.httpPort, maxEventSubscribers: config.maxEventSubscribers, websocket },
-          { relay: server.relay, version: VERSION, startedAt: Date.now(), stopping: () => running.stopping, history: server.history, cluster: cluster?.status },
+          {
+            relay: server.relay,
+            version: VERSION,
+            startedAt: Date.now(),
+            stopping: () => running.stopping,
+            history: server.history,
+            cluster: cluster?.status,
+          },
           log,
         );
       } catch (error) {
         void server.shutdown("startup failed");
         const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-        throw new RelayError("E_STARTUP", `cannot listen for HTTP on ${host}:${config.httpPort} (${why})`, { cause: error });
+        throw new RelayError("E_STARTUP", `cannot listen for HTTP on ${host}:${config.httpPort} (${why})`, {
+          cause: error,
+        });
       }
-      log.info("http_listening", `Status page on http://${host}:${http.port}/ (also /status, /healthz, /metrics; instances over WebSocket on /relay)`, { host, port: http.port });
+      log.info(
+        "http_listening",
+        `Status page on http://${host}:${http.port}/ (also /status, /healthz, /metrics; instances over WebSocket on /relay)`,
+        { host, port: http.port },
+      );
     }
     let signals = 0;
     const onSignal = (signal: string) => {
@@ -73,14 +91,21 @@ const serveCommand = defineCommand({
         audit?.reopen();
         server.reloadTls();
       } catch (error) {
-        log.error("reload_failed", `SIGHUP: reload failed, keeping what was loaded: ${(error as Error).message}`, { reason: (error as Error).message });
+        log.error("reload_failed", `SIGHUP: reload failed, keeping what was loaded: ${(error as Error).message}`, {
+          reason: (error as Error).message,
+        });
       }
     });
     process.on("SIGTERM", () => onSignal("SIGTERM"));
     process.on("SIGINT", () => onSignal("SIGINT"));
     // Only now: whoever waits for this line may signal at once, and a SIGHUP before its
     // handler took the default action and killed the relay.
-    const where = [server.port !== null ? `${server.host}:${server.port}` : null, server.tlsPort !== null ? `${server.host}:${server.tlsPort} (TLS)` : null].filter(Boolean).join(" and ");
+    const where = [
+      server.port !== null ? `${server.host}:${server.port}` : null,
+      server.tlsPort !== null ? `${server.host}:${server.tlsPort} (TLS)` : null,
+    ]
+      .filter(Boolean)
+      .join(" and ");
     log.info(
       "listening",
       `Listening on ${where} (max ${config.maxInstances} instances, rate limit ${config.rateLimit || "off"}/min, expected version ${config.expectedVersion}, ${config.tokens.length === 0 ? "one open session" : `${config.tokens.length} token-protected sessions`})`,
@@ -89,7 +114,12 @@ const serveCommand = defineCommand({
   },
 });
 
-const subCommands: Record<string, CommandDef> = { serve: serveCommand, health: healthCommand, history: historyCommand, tunnel: tunnelCommand };
+const subCommands: Record<string, CommandDef> = {
+  serve: serveCommand,
+  health: healthCommand,
+  history: historyCommand,
+  tunnel: tunnelCommand,
+};
 
 /**
  * `sova-relay [options]` runs the relay; `sova-relay <command> ...` one of the

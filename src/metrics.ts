@@ -115,7 +115,14 @@ export async function createMetrics(ctx: StatusContext, sources: MetricsSources 
   let status: Status = snapshot(ctx);
 
   const gauge = (name: string, help: string, read: (s: Status) => number) =>
-    new Gauge({ name, help, registers, collect() { this.set(read(status)); } });
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(read(status));
+      },
+    });
   const perSession = (name: string, help: string, read: (s: Status["sessions"][number]) => number) =>
     new Gauge({
       name,
@@ -138,11 +145,17 @@ export async function createMetrics(ctx: StatusContext, sources: MetricsSources 
       this.set({ version: status.version }, 1);
     },
   });
-  gauge("sova_relay_up", "1 while the relay accepts connections, 0 once shutdown has begun.", (s) => (s.status === "ok" ? 1 : 0));
+  gauge("sova_relay_up", "1 while the relay accepts connections, 0 once shutdown has begun.", (s) =>
+    s.status === "ok" ? 1 : 0,
+  );
   gauge("sova_relay_uptime_seconds", "Seconds since the relay started.", (s) => s.uptime);
   gauge("sova_relay_connections_open", "Open TCP connections, registered or not.", (s) => s.connections);
   perSession("sova_relay_instances", "Registered instances per session (by its short hash).", (s) => s.instances);
-  perSession("sova_relay_history_entries", "Updates kept in a session's history (by its short hash).", (s) => s.history_entries);
+  perSession(
+    "sova_relay_history_entries",
+    "Updates kept in a session's history (by its short hash).",
+    (s) => s.history_entries,
+  );
   perSession("sova_relay_history_bytes", "Bytes kept in a session's history.", (s) => s.history_bytes);
 
   for (const key of COUNTER_KEYS) {
@@ -162,7 +175,14 @@ export async function createMetrics(ctx: StatusContext, sources: MetricsSources 
     });
   }
   if (events) {
-    new Gauge({ name: "sova_relay_events_subscribers", help: "Open /events streams.", registers, collect() { this.set(events().subscribers); } });
+    new Gauge({
+      name: "sova_relay_events_subscribers",
+      help: "Open /events streams.",
+      registers,
+      collect() {
+        this.set(events().subscribers);
+      },
+    });
     new Counter({
       name: "sova_relay_events_closed_total",
       help: "/events subscribers turned away or ended by the relay, by reason.",
@@ -178,7 +198,12 @@ export async function createMetrics(ctx: StatusContext, sources: MetricsSources 
     });
   }
   if (transports) {
-    const byTransport = (kind: typeof Gauge | typeof Counter, name: string, help: string, read: (t: TransportTotals) => ByTransport) =>
+    const byTransport = (
+      kind: typeof Gauge | typeof Counter,
+      name: string,
+      help: string,
+      read: (t: TransportTotals) => ByTransport,
+    ) =>
       new kind({
         name,
         help,
@@ -193,10 +218,30 @@ export async function createMetrics(ctx: StatusContext, sources: MetricsSources 
           }
         },
       });
-    byTransport(Gauge, "sova_relay_transport_connections_open", "Open connections, registered or not, by transport.", (t) => t.open);
-    byTransport(Counter, "sova_relay_transport_connections_total", "Connections accepted, by transport.", (t) => t.opened);
-    byTransport(Counter, "sova_relay_transport_received_bytes_total", "Frame bytes read from instances, by transport.", (t) => t.bytesIn);
-    byTransport(Counter, "sova_relay_transport_sent_bytes_total", "Frame bytes written to instances, by transport.", (t) => t.bytesOut);
+    byTransport(
+      Gauge,
+      "sova_relay_transport_connections_open",
+      "Open connections, registered or not, by transport.",
+      (t) => t.open,
+    );
+    byTransport(
+      Counter,
+      "sova_relay_transport_connections_total",
+      "Connections accepted, by transport.",
+      (t) => t.opened,
+    );
+    byTransport(
+      Counter,
+      "sova_relay_transport_received_bytes_total",
+      "Frame bytes read from instances, by transport.",
+      (t) => t.bytesIn,
+    );
+    byTransport(
+      Counter,
+      "sova_relay_transport_sent_bytes_total",
+      "Frame bytes written to instances, by transport.",
+      (t) => t.bytesOut,
+    );
     new Counter({
       name: "sova_relay_websocket_refusals_total",
       help: "WebSocket upgrades refused and WebSocket connections closed for what they sent, by reason.",
@@ -210,16 +255,44 @@ export async function createMetrics(ctx: StatusContext, sources: MetricsSources 
   }
   if (status.cluster) {
     const c = () => status.cluster!;
-    gauge("sova_relay_cluster_connected", "1 while this node reaches NATS, 0 while it relays among its own instances only.", () => (c().connected ? 1 : 0));
+    gauge(
+      "sova_relay_cluster_connected",
+      "1 while this node reaches NATS, 0 while it relays among its own instances only.",
+      () => (c().connected ? 1 : 0),
+    );
     gauge("sova_relay_cluster_nodes", "Other nodes heard within the down timeout.", () => c().nodes.length);
-    gauge("sova_relay_cluster_remote_instances", "Instances connected to other nodes, in sessions this node knows.", () => c().nodes.reduce((n, x) => n + x.members, 0));
+    gauge(
+      "sova_relay_cluster_remote_instances",
+      "Instances connected to other nodes, in sessions this node knows.",
+      () => c().nodes.reduce((n, x) => n + x.members, 0),
+    );
     const total = (name: string, help: string, read: () => number) =>
-      new Counter({ name, help, registers, collect() { this.reset(); this.inc(read()); } });
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
     total("sova_relay_cluster_published_total", "StateBroadcast frames sent to the cluster.", () => c().published);
     total("sova_relay_cluster_received_total", "StateBroadcast frames received from other nodes.", () => c().received);
-    total("sova_relay_cluster_unsent_total", "Frames not sent to the cluster while NATS was unreachable.", () => c().unsent);
-    total("sova_relay_cluster_nodes_down_total", "Nodes declared down after the heartbeat timeout.", () => c().nodes_down);
-    total("sova_relay_cluster_name_conflicts_total", "Names found claimed by another node when claiming them again after an outage.", () => c().name_conflicts);
+    total(
+      "sova_relay_cluster_unsent_total",
+      "Frames not sent to the cluster while NATS was unreachable.",
+      () => c().unsent,
+    );
+    total(
+      "sova_relay_cluster_nodes_down_total",
+      "Nodes declared down after the heartbeat timeout.",
+      () => c().nodes_down,
+    );
+    total(
+      "sova_relay_cluster_name_conflicts_total",
+      "Names found claimed by another node when claiming them again after an outage.",
+      () => c().name_conflicts,
+    );
     total("sova_relay_cluster_disconnects_total", "Times NATS became unreachable.", () => c().disconnects);
     new Counter({
       name: "sova_relay_cluster_gaps_total",

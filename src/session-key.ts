@@ -17,14 +17,20 @@ export function loadSessionSecret(stateDir: string): Uint8Array {
   try {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   } catch (error) {
-    throw new RelayError("E_CONFIG", `cannot create --state-dir '${stateDir}' (${(error as NodeJS.ErrnoException).code ?? "unwritable"})`);
+    throw new RelayError(
+      "E_CONFIG",
+      `cannot create --state-dir '${stateDir}' (${(error as NodeJS.ErrnoException).code ?? "unwritable"})`,
+    );
   }
   try {
     // "wx": two relays starting on one directory cannot both write a key.
     writeFileSync(path, `${randomBytes(SESSION_SECRET_BYTES).toString("hex")}\n`, { flag: "wx", mode: 0o600 });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
-      throw new RelayError("E_CONFIG", `cannot write '${path}' (${(error as NodeJS.ErrnoException).code ?? "unwritable"})`);
+      throw new RelayError(
+        "E_CONFIG",
+        `cannot write '${path}' (${(error as NodeJS.ErrnoException).code ?? "unwritable"})`,
+      );
     }
   }
   let text: string;
@@ -33,8 +39,15 @@ export function loadSessionSecret(stateDir: string): Uint8Array {
     // A key others can read lets them reverse session ids to tokens offline.
     if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
   } catch (error) {
-    throw new RelayError("E_CONFIG", `cannot read '${path}' (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`);
+    throw new RelayError(
+      "E_CONFIG",
+      `cannot read '${path}' (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`,
+    );
   }
-  if (!/^[0-9a-f]{64}$/.test(text)) throw new RelayError("E_CONFIG", `'${path}' is not a session key (64 hex digits); move it away to make a new one (session ids change)`);
+  if (!/^[0-9a-f]{64}$/.test(text))
+    throw new RelayError(
+      "E_CONFIG",
+      `'${path}' is not a session key (64 hex digits); move it away to make a new one (session ids change)`,
+    );
   return Buffer.from(text, "hex");
 }

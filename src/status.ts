@@ -99,7 +99,8 @@ export function snapshot(ctx: StatusContext, now = Date.now()): Status {
     }
   }
   // Sessions nobody is in right now, kept for their history.
-  for (const [id, h] of sizes) sessions.push({ id, instances: 0, created_at: null, history_entries: h.entries, history_bytes: h.bytes });
+  for (const [id, h] of sizes)
+    sessions.push({ id, instances: 0, created_at: null, history_entries: h.entries, history_bytes: h.bytes });
   const o = relay.options;
   return {
     status: ctx.stopping() ? "shutting_down" : "ok",

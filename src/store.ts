@@ -27,7 +27,11 @@ export interface HistoryStore extends HistorySink {
 
 function corrupt(path: string, error: unknown): RelayError {
   const why = (error as Error).message;
-  return new RelayError("E_CONFIG", `cannot use the history database '${path}' (${why}); fix or move it, or start with --state-reset to discard it`, { cause: error });
+  return new RelayError(
+    "E_CONFIG",
+    `cannot use the history database '${path}' (${why}); fix or move it, or start with --state-reset to discard it`,
+    { cause: error },
+  );
 }
 
 export function openDatabase(dir: string, reset = false): { db: Database; path: string } {
@@ -35,7 +39,11 @@ export function openDatabase(dir: string, reset = false): { db: Database; path: 
   try {
     mkdirSync(dir, { recursive: true });
   } catch (error) {
-    throw new RelayError("E_CONFIG", `cannot create --state-dir '${dir}' (${(error as NodeJS.ErrnoException).code ?? "unwritable"})`, { cause: error });
+    throw new RelayError(
+      "E_CONFIG",
+      `cannot create --state-dir '${dir}' (${(error as NodeJS.ErrnoException).code ?? "unwritable"})`,
+      { cause: error },
+    );
   }
   if (reset) for (const suffix of ["", "-wal", "-shm"]) rmSync(`${path}${suffix}`, { force: true });
   let db: Database;
@@ -45,7 +53,9 @@ export function openDatabase(dir: string, reset = false): { db: Database; path: 
     db.run("PRAGMA synchronous = NORMAL");
     const check = db.query("PRAGMA quick_check").get() as { quick_check: string } | null;
     if (check?.quick_check !== "ok") throw new Error(check?.quick_check ?? "integrity check failed");
-    db.run("CREATE TABLE IF NOT EXISTS history (session TEXT NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL, frame BLOB NOT NULL, PRIMARY KEY (session, seq)) WITHOUT ROWID");
+    db.run(
+      "CREATE TABLE IF NOT EXISTS history (session TEXT NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL, frame BLOB NOT NULL, PRIMARY KEY (session, seq)) WITHOUT ROWID",
+    );
   } catch (error) {
     if (error instanceof RelayError) throw error;
     throw corrupt(path, error);
@@ -92,7 +102,9 @@ export function openHistoryStore(dir: string, options: { reset?: boolean } = {})
     load(history) {
       let n = 0;
       try {
-        for (const row of db.query("SELECT session, seq, at, frame FROM history ORDER BY session, seq").iterate() as IterableIterator<{ session: string; seq: number; at: number; frame: Uint8Array }>) {
+        for (const row of db
+          .query("SELECT session, seq, at, frame FROM history ORDER BY session, seq")
+          .iterate() as IterableIterator<{ session: string; seq: number; at: number; frame: Uint8Array }>) {
           history.restore(row.session, { seq: row.seq, at: row.at, frame: new Uint8Array(row.frame) });
           n++;
         }
@@ -113,7 +125,10 @@ export function openHistoryStore(dir: string, options: { reset?: boolean } = {})
 export function clearStoredHistory(dir: string, session?: string): number {
   const { db } = openDatabase(dir);
   try {
-    const result = session === undefined ? db.run("DELETE FROM history") : db.run("DELETE FROM history WHERE session = ?", [session]);
+    const result =
+      session === undefined
+        ? db.run("DELETE FROM history")
+        : db.run("DELETE FROM history WHERE session = ?", [session]);
     return result.changes;
   } finally {
     db.close();

@@ -12,7 +12,8 @@ import { configError, parseTarget, startTunnel, type RunningTunnel } from "./tun
 export function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(text.trim());
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) configError(`invalid value for --listen: '${text}' (expected HOST:PORT, e.g. 127.0.0.1:9090)`);
+  if (!m || port > 65535)
+    configError(`invalid value for --listen: '${text}' (expected HOST:PORT, e.g. 127.0.0.1:9090)`);
   return { host: m[1] ?? m[2]!, port };
 }
 
@@ -36,16 +37,40 @@ interface TunnelCliOptions {
 
 /** The tunnel's own rows, and the relay's for what they share (so a player's env and flags read the same). */
 const TUNNEL_OPTIONS: OptionTable<TunnelCliOptions> = [
-  { key: "listen", description: "Where Sova connects, HOST:PORT", default: "127.0.0.1:9090", parse: nonEmpty, valueHint: "host:port" },
-  { key: "to", description: "The relay: wss://host/relay, tls://host:9443 (also ws://, tcp:// for tests)", default: "", parse: nonEmpty, valueHint: "url" },
-  { key: "ca", description: "PEM file of the CA to trust instead of the system's and Bun's roots (a private CA)", default: "", parse: nonEmpty, valueHint: "file" },
+  {
+    key: "listen",
+    description: "Where Sova connects, HOST:PORT",
+    default: "127.0.0.1:9090",
+    parse: nonEmpty,
+    valueHint: "host:port",
+  },
+  {
+    key: "to",
+    description: "The relay: wss://host/relay, tls://host:9443 (also ws://, tcp:// for tests)",
+    default: "",
+    parse: nonEmpty,
+    valueHint: "url",
+  },
+  {
+    key: "ca",
+    description: "PEM file of the CA to trust instead of the system's and Bun's roots (a private CA)",
+    default: "",
+    parse: nonEmpty,
+    valueHint: "file",
+  },
   {
     key: "maxMessageSize",
     description: "Largest frame body sent over a WebSocket, in bytes (match the relay's)",
     default: 1_048_576,
     parse: integer(64, 0xffffffff),
   },
-  { key: "connectTimeoutMs", flag: "connect-timeout", description: "Seconds to wait for the relay", default: 10, parse: seconds(0.001) },
+  {
+    key: "connectTimeoutMs",
+    flag: "connect-timeout",
+    description: "Seconds to wait for the relay",
+    default: 10,
+    parse: seconds(0.001),
+  },
   option("logLevel"),
   option("logFormat"),
 ];
@@ -65,18 +90,38 @@ export const tunnelCommand = defineCommand({
     const log = createLogger({ level: o.logLevel, format: o.logFormat });
     let tunnel: RunningTunnel;
     try {
-      tunnel = startTunnel({ listenHost: host, listenPort: port, target, ca, maxMessageSize: o.maxMessageSize, connectTimeoutMs: o.connectTimeoutMs }, log);
+      tunnel = startTunnel(
+        {
+          listenHost: host,
+          listenPort: port,
+          target,
+          ca,
+          maxMessageSize: o.maxMessageSize,
+          connectTimeoutMs: o.connectTimeoutMs,
+        },
+        log,
+      );
     } catch (error) {
-      throw new RelayError("E_STARTUP", `cannot listen on ${host}:${port} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, { cause: error });
+      throw new RelayError(
+        "E_STARTUP",
+        `cannot listen on ${host}:${port} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+        { cause: error },
+      );
     }
     const plain = target.scheme === "tcp" || target.scheme === "ws" ? " (unencrypted: for loopback and tests)" : "";
-    log.info("tunnel_listening", `Tunnel listening on ${host}:${tunnel.port}, carrying to ${target.shown}${plain}; point Sova at ${host}:${tunnel.port}`, {
-      host,
-      port: tunnel.port,
-      target: target.shown,
-    });
+    log.info(
+      "tunnel_listening",
+      `Tunnel listening on ${host}:${tunnel.port}, carrying to ${target.shown}${plain}; point Sova at ${host}:${tunnel.port}`,
+      {
+        host,
+        port: tunnel.port,
+        target: target.shown,
+      },
+    );
     const stop = (signal: string) => {
-      log.info("tunnel_stopping", `${signal}: closing ${tunnel.connections} connections`, { connections: tunnel.connections });
+      log.info("tunnel_stopping", `${signal}: closing ${tunnel.connections} connections`, {
+        connections: tunnel.connections,
+      });
       tunnel.stop();
       process.exit(0);
     };

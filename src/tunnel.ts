@@ -71,10 +71,13 @@ export function parseTarget(raw: string): TunnelTarget {
   try {
     url = new URL(raw);
   } catch {
-    configError(`invalid value for --to: '${text}' (expected wss://host/relay, ws://host:port/relay, tls://host:port or tcp://host:port)`);
+    configError(
+      `invalid value for --to: '${text}' (expected wss://host/relay, ws://host:port/relay, tls://host:port or tcp://host:port)`,
+    );
   }
   const scheme = url.protocol.replace(/:$/, "") as TunnelScheme;
-  if (!(scheme in DEFAULT_PORTS)) configError(`invalid value for --to: '${text}' (the scheme must be wss, ws, tls or tcp)`);
+  if (!(scheme in DEFAULT_PORTS))
+    configError(`invalid value for --to: '${text}' (the scheme must be wss, ws, tls or tcp)`);
   if (url.hostname === "") configError(`invalid value for --to: '${text}' (no host)`);
   const port = url.port === "" ? DEFAULT_PORTS[scheme] : Number(url.port);
   const host = url.hostname.replace(/^\[|\]$/g, "");
@@ -85,26 +88,49 @@ export function parseTarget(raw: string): TunnelTarget {
   url.username = "";
   url.password = "";
   if (url.search !== "") url.search = "?***";
-  return { scheme, host, port, url: href, shown: ws ? url.href : `${scheme}://${url.host}${url.port === "" ? `:${port}` : ""}` };
+  return {
+    scheme,
+    host,
+    port,
+    url: href,
+    shown: ws ? url.href : `${scheme}://${url.host}${url.port === "" ? `:${port}` : ""}`,
+  };
 }
 
 const CERT_CODES = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ALTNAME|HOSTNAME|CHAIN/;
 
 /** One line saying why the far side could not be reached, and what to do when the user can do something. */
-export function describeFailure(target: TunnelTarget, code: string | undefined, message: string, hasCa: boolean): { reason: string; text: string } {
+export function describeFailure(
+  target: TunnelTarget,
+  code: string | undefined,
+  message: string,
+  hasCa: boolean,
+): { reason: string; text: string } {
   const where = `${target.host}:${target.port}`;
   const c = code ?? "";
   if (CERT_CODES.test(c) || /certificate/i.test(message)) {
     const detail = message.replace(/^.*TLS handshake failed: /, "");
-    return { reason: "certificate", text: `${where}'s certificate is not trusted (${c || "TLS"}: ${detail})${hasCa ? "; check --ca" : "; for a private CA pass --ca FILE"}` };
+    return {
+      reason: "certificate",
+      text: `${where}'s certificate is not trusted (${c || "TLS"}: ${detail})${hasCa ? "; check --ca" : "; for a private CA pass --ca FILE"}`,
+    };
   }
-  if (c === "ENOTFOUND" || c === "EAI_AGAIN" || c === "EAI_NONAME" || c.startsWith("DNS")) return { reason: "dns", text: `cannot resolve ${target.host} (${c})` };
+  if (c === "ENOTFOUND" || c === "EAI_AGAIN" || c === "EAI_NONAME" || c.startsWith("DNS"))
+    return { reason: "dns", text: `cannot resolve ${target.host} (${c})` };
   if (c === "ECONNREFUSED") return { reason: "refused", text: `connection refused by ${where}` };
   if (c === "ETIMEDOUT" || c === "timeout") return { reason: "timeout", text: `no answer from ${where} (${message})` };
-  if (c === "EHOSTUNREACH" || c === "ENETUNREACH") return { reason: "unreachable", text: `${where} is unreachable (${c})` };
+  if (c === "EHOSTUNREACH" || c === "ENETUNREACH")
+    return { reason: "unreachable", text: `${where} is unreachable (${c})` };
   const status = /Expected 101 status code: (\d+)/.exec(message);
-  if (status) return { reason: "http", text: `${target.shown} refused the WebSocket upgrade with HTTP ${status[1]} (wrong path, a proxy without WebSocket support, or an address the relay refuses)` };
-  return { reason: "other", text: `cannot reach ${where}: ${c ? `${c}: ` : ""}${message.replace(/^WebSocket connection to '[^']*' failed: /, "")}` };
+  if (status)
+    return {
+      reason: "http",
+      text: `${target.shown} refused the WebSocket upgrade with HTTP ${status[1]} (wrong path, a proxy without WebSocket support, or an address the relay refuses)`,
+    };
+  return {
+    reason: "other",
+    text: `cannot reach ${where}: ${c ? `${c}: ` : ""}${message.replace(/^WebSocket connection to '[^']*' failed: /, "")}`,
+  };
 }
 
 interface Link {
@@ -151,7 +177,11 @@ export function startTunnel(options: TunnelOptions, log: Logger): RunningTunnel 
     if (link.closed) return;
     link.bytesDown += bytes.length;
     if (!link.toLocal.enqueue(bytes)) {
-      log.warn("tunnel_local_slow", `Connection ${link.id}: the local side stopped reading (${link.toLocal.pendingBytes} bytes waiting); closing it`, { connection: link.id });
+      log.warn(
+        "tunnel_local_slow",
+        `Connection ${link.id}: the local side stopped reading (${link.toLocal.pendingBytes} bytes waiting); closing it`,
+        { connection: link.id },
+      );
       link.local.terminate();
       return;
     }
@@ -179,14 +209,23 @@ export function startTunnel(options: TunnelOptions, log: Logger): RunningTunnel 
       return;
     }
     if (lastFailure.repeats > 0) {
-      log.warn("tunnel_upstream_failed_repeated", `The last failure happened ${lastFailure.repeats} more times`, { count: lastFailure.repeats });
+      log.warn("tunnel_upstream_failed_repeated", `The last failure happened ${lastFailure.repeats} more times`, {
+        count: lastFailure.repeats,
+      });
     }
     lastFailure = { text, at: now, repeats: 0 };
-    log.error("tunnel_upstream_failed", `Connection ${link.id}: ${text}; closing the local connection`, { connection: link.id, reason, target: target.shown });
+    log.error("tunnel_upstream_failed", `Connection ${link.id}: ${text}; closing the local connection`, {
+      connection: link.id,
+      reason,
+      target: target.shown,
+    });
   }
 
   function openWebSocket(link: Link): Upstream {
-    const ws = new WebSocket(target.url, { tls: ca ? { ca } : undefined, perMessageDeflate: false } as Bun.WebSocketOptions);
+    const ws = new WebSocket(target.url, {
+      tls: ca ? { ca } : undefined,
+      perMessageDeflate: false,
+    } as Bun.WebSocketOptions);
     ws.binaryType = "arraybuffer";
     let opened = false;
     let errored = false;
@@ -214,18 +253,28 @@ export function startTunnel(options: TunnelOptions, log: Logger): RunningTunnel 
         }
       },
       oversized(length) {
-        log.warn("tunnel_oversized", `Connection ${link.id}: a ${length}-byte frame is over --max-message-size (${maxMessageSize}); skipped and answered as the relay would`, {
-          connection: link.id,
-          length,
-        });
-        writeLocal(link, encodeFrame({ type: "Error", message: `Message too large: ${length} bytes (max: ${maxMessageSize})` }));
+        log.warn(
+          "tunnel_oversized",
+          `Connection ${link.id}: a ${length}-byte frame is over --max-message-size (${maxMessageSize}); skipped and answered as the relay would`,
+          {
+            connection: link.id,
+            length,
+          },
+        );
+        writeLocal(
+          link,
+          encodeFrame({ type: "Error", message: `Message too large: ${length} bytes (max: ${maxMessageSize})` }),
+        );
       },
     });
     ws.addEventListener("open", () => {
       opened = true;
       clearTimeout(timer);
       keepalive = setInterval(() => ws.ping(), options.pingIntervalMs ?? 30_000);
-      log.info("tunnel_open", `Connection ${link.id}: carried to ${target.shown}`, { connection: link.id, target: target.shown });
+      log.info("tunnel_open", `Connection ${link.id}: carried to ${target.shown}`, {
+        connection: link.id,
+        target: target.shown,
+      });
       if (link.closed) ws.close(1000);
       else link.local.resume();
     });
@@ -249,11 +298,15 @@ export function startTunnel(options: TunnelOptions, log: Logger): RunningTunnel 
       if (pollTimer) clearInterval(pollTimer);
       if (keepalive) clearInterval(keepalive);
       if (opened && !link.closed) {
-        log.info("tunnel_upstream_closed", `Connection ${link.id}: the relay closed the WebSocket (${ev.code}${ev.reason ? ` ${ev.reason}` : ""}); closing the local connection`, {
-          connection: link.id,
-          code: ev.code,
-          reason: ev.reason,
-        });
+        log.info(
+          "tunnel_upstream_closed",
+          `Connection ${link.id}: the relay closed the WebSocket (${ev.code}${ev.reason ? ` ${ev.reason}` : ""}); closing the local connection`,
+          {
+            connection: link.id,
+            code: ev.code,
+            reason: ev.reason,
+          },
+        );
       } else if (!opened && !errored && !link.closed) failed(link, undefined, `closed before opening (${ev.code})`);
       upstreamGone(link);
     });
@@ -312,7 +365,10 @@ export function startTunnel(options: TunnelOptions, log: Logger): RunningTunnel 
     function becameReady(s: Socket<undefined>): void {
       ready = true;
       clearTimeout(timer);
-      log.info("tunnel_open", `Connection ${link.id}: carried to ${target.shown}`, { connection: link.id, target: target.shown });
+      log.info("tunnel_open", `Connection ${link.id}: carried to ${target.shown}`, {
+        connection: link.id,
+        target: target.shown,
+      });
       if (link.closed) s.end();
       else link.local.resume();
     }
@@ -341,7 +397,12 @@ export function startTunnel(options: TunnelOptions, log: Logger): RunningTunnel 
           clearTimeout(timer);
           if (handshakeError) failed(link, handshakeError.code, handshakeError.message);
           else if (!ready && !link.closed) failed(link, undefined, "closed during connect");
-          else if (!link.closed) log.info("tunnel_upstream_closed", `Connection ${link.id}: the relay closed the connection; closing the local connection`, { connection: link.id });
+          else if (!link.closed)
+            log.info(
+              "tunnel_upstream_closed",
+              `Connection ${link.id}: the relay closed the connection; closing the local connection`,
+              { connection: link.id },
+            );
           upstreamGone(link);
         },
         error() {},
@@ -363,14 +424,27 @@ export function startTunnel(options: TunnelOptions, log: Logger): RunningTunnel 
         local.setNoDelay(true);
         // Nothing is read until the far side is there to take it.
         local.pause();
-        const link: Link = { id: nextId++, local, toLocal: null!, upstream: null, upstreamEnded: false, closed: false, bytesUp: 0, bytesDown: 0 };
+        const link: Link = {
+          id: nextId++,
+          local,
+          toLocal: null!,
+          upstream: null,
+          upstreamEnded: false,
+          closed: false,
+          bytesUp: 0,
+          bytesDown: 0,
+        };
         link.toLocal = createOutbox(
           { write: (bytes) => local.write(bytes), end: () => local.end() },
           { maxPendingBytes: LOCAL_MAX_PENDING, onEmpty: () => link.upstream?.resume() },
         );
         local.data = link;
         links.add(link);
-        log.info("tunnel_accepted", `Connection ${link.id} from ${local.remoteAddress}:${local.remotePort}; opening ${target.shown}`, { connection: link.id, ip: local.remoteAddress });
+        log.info(
+          "tunnel_accepted",
+          `Connection ${link.id} from ${local.remoteAddress}:${local.remotePort}; opening ${target.shown}`,
+          { connection: link.id, ip: local.remoteAddress },
+        );
         link.upstream = target.scheme === "ws" || target.scheme === "wss" ? openWebSocket(link) : openStream(link);
       },
       data(local, chunk) {
@@ -388,7 +462,11 @@ export function startTunnel(options: TunnelOptions, log: Logger): RunningTunnel 
         links.delete(link);
         link.toLocal.clear();
         link.upstream?.close();
-        log.info("tunnel_closed", `Connection ${link.id} closed (${link.bytesUp} bytes up, ${link.bytesDown} down)`, { connection: link.id, bytes_up: link.bytesUp, bytes_down: link.bytesDown });
+        log.info("tunnel_closed", `Connection ${link.id} closed (${link.bytesUp} bytes up, ${link.bytesDown} down)`, {
+          connection: link.id,
+          bytes_up: link.bytesUp,
+          bytes_down: link.bytesDown,
+        });
       },
       error() {},
     },

@@ -24,7 +24,11 @@ let _info: BuildInfo | undefined;
 
 function _sourceCommit(): string {
   try {
-    const git = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], { cwd: import.meta.dir, stdout: "pipe", stderr: "ignore" });
+    const git = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], {
+      cwd: import.meta.dir,
+      stdout: "pipe",
+      stderr: "ignore",
+    });
     const commit = git.stdout.toString().trim();
     return git.exitCode === 0 && /^[0-9a-f]{4,40}$/.test(commit) ? commit : "unknown";
   } catch {

@@ -8,7 +8,8 @@ import { createUpdateTemplate, parseBroadcast } from "../bench/recorder.ts";
 import { encodeFrame, toByteArrayWire, uuidFromString } from "../src/protocol/messages.ts";
 
 const id = uuidFromString("123e4567-e89b-42d3-a456-426614174000");
-const encode = (update_data: Uint8Array, timestamp: bigint) => encodeFrame({ type: "StateUpdate", source_instance_id: id, timestamp, update_data: toByteArrayWire(update_data) });
+const encode = (update_data: Uint8Array, timestamp: bigint) =>
+  encodeFrame({ type: "StateUpdate", source_instance_id: id, timestamp, update_data: toByteArrayWire(update_data) });
 
 describe("benchmark update frames", () => {
   for (const size of [6, 256, 512 * 1024]) {
@@ -23,9 +24,21 @@ describe("benchmark update frames", () => {
         const frame = template.frame(seq, sentUs);
         const payload = new Uint8Array(size);
         for (let i = 6; i < size; i++) payload[i] = (i * 7 + sender) & 0xff;
-        payload.set([(seq >>> 21) & 0x7f, (seq >>> 14) & 0x7f, (seq >>> 7) & 0x7f, seq & 0x7f, sender >> 7, sender & 0x7f]);
+        payload.set([
+          (seq >>> 21) & 0x7f,
+          (seq >>> 14) & 0x7f,
+          (seq >>> 7) & 0x7f,
+          seq & 0x7f,
+          sender >> 7,
+          sender & 0x7f,
+        ]);
         expect(Buffer.from(frame).equals(Buffer.from(encode(payload, BigInt(sentUs))))).toBe(true);
-        const broadcast = encodeFrame({ type: "StateBroadcast", source_instance_name: "bench-300", timestamp: BigInt(sentUs), update_data: toByteArrayWire(payload) });
+        const broadcast = encodeFrame({
+          type: "StateBroadcast",
+          source_instance_name: "bench-300",
+          timestamp: BigInt(sentUs),
+          update_data: toByteArrayWire(payload),
+        });
         expect(parseBroadcast(broadcast.subarray(4))).toEqual({ sender, seq, sentUs });
       }
     });

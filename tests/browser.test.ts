@@ -25,7 +25,11 @@ if (!existsSync(CHROMIUM)) {
     let pool: ClientPool;
     beforeAll(async () => {
       relay = await startInProcess();
-      http = startHttp({ host: "127.0.0.1", port: 0, eventIntervalMs: 200 }, { relay: relay.server!.relay, version: "0.1.0", startedAt: Date.now(), stopping: () => false }, silentLogger);
+      http = startHttp(
+        { host: "127.0.0.1", port: 0, eventIntervalMs: 200 },
+        { relay: relay.server!.relay, version: "0.1.0", startedAt: Date.now(), stopping: () => false },
+        silentLogger,
+      );
       pool = new ClientPool(() => relay.port);
     });
     afterAll(async () => {
@@ -38,7 +42,16 @@ if (!existsSync(CHROMIUM)) {
       const { chromium } = await import("playwright-core");
       const browser = await chromium.launch({
         executablePath: CHROMIUM,
-        args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-quic", "--no-first-run", "--disable-sync"],
+        args: [
+          "--headless",
+          "--no-sandbox",
+          "--disable-gpu",
+          "--disable-background-networking",
+          "--disable-component-update",
+          "--disable-quic",
+          "--no-first-run",
+          "--disable-sync",
+        ],
       });
       try {
         const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
@@ -69,7 +82,9 @@ if (!existsSync(CHROMIUM)) {
         await page.setViewportSize({ width: 390, height: 800 });
         await page.screenshot({ path: join(OUTPUT, "status-page-phone.png"), fullPage: true });
         const overflow = await page.evaluate(() => {
-          const root = (globalThis as unknown as { document: { documentElement: { scrollWidth: number; clientWidth: number } } }).document.documentElement;
+          const root = (
+            globalThis as unknown as { document: { documentElement: { scrollWidth: number; clientWidth: number } } }
+          ).document.documentElement;
           return root.scrollWidth - root.clientWidth;
         });
         expect(overflow).toBeLessThanOrEqual(0); // readable on a phone: no sideways scrolling

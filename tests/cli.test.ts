@@ -37,14 +37,26 @@ describe("configuration", () => {
   });
 
   test("every option comes from SOVA_RELAY_<NAME>; flags beat the environment", () => {
-    const env = { SOVA_RELAY_PORT: "7000", SOVA_RELAY_MAX_INSTANCES: "5", SOVA_RELAY_LOG_FORMAT: "json", SOVA_RELAY_IDLE_TIMEOUT: "30" };
-    expect(resolveConfig([], env)).toMatchObject({ port: 7000, maxInstances: 5, logFormat: "json", idleTimeoutMs: 30_000 });
+    const env = {
+      SOVA_RELAY_PORT: "7000",
+      SOVA_RELAY_MAX_INSTANCES: "5",
+      SOVA_RELAY_LOG_FORMAT: "json",
+      SOVA_RELAY_IDLE_TIMEOUT: "30",
+    };
+    expect(resolveConfig([], env)).toMatchObject({
+      port: 7000,
+      maxInstances: 5,
+      logFormat: "json",
+      idleTimeoutMs: 30_000,
+    });
     expect(resolveConfig(["--port", "7001", "--max-instances=6"], env)).toMatchObject({ port: 7001, maxInstances: 6 });
     expect(OPTIONS.length).toBeGreaterThan(10);
   });
 
   test("the seed's SOVA_MAX_INSTANCES, SOVA_RATE_LIMIT and RUST_LOG are honoured, below ours", () => {
-    expect(resolveConfig([], { SOVA_MAX_INSTANCES: "3", SOVA_RATE_LIMIT: "10", RUST_LOG: "sova_relay=debug,tokio=warn" })).toMatchObject({
+    expect(
+      resolveConfig([], { SOVA_MAX_INSTANCES: "3", SOVA_RATE_LIMIT: "10", RUST_LOG: "sova_relay=debug,tokio=warn" }),
+    ).toMatchObject({
       maxInstances: 3,
       rateLimit: 10,
       logLevel: "debug",
@@ -54,18 +66,34 @@ describe("configuration", () => {
   });
 
   test("tokens: --token repeats, SOVA_RELAY_TOKENS is comma-separated, --token-file one a line", () => {
-    const [a, b, x, y, z] = ["a", "b", "x", "y", "z"].map((t) => `${t}-ensemble-token-Kp2W`) as [string, string, string, string, string];
+    const [a, b, x, y, z] = ["a", "b", "x", "y", "z"].map((t) => `${t}-ensemble-token-Kp2W`) as [
+      string,
+      string,
+      string,
+      string,
+      string,
+    ];
     expect(resolveConfig(["--token", a, "--token", b], {}).tokens).toEqual([a, b]);
     expect(resolveConfig([], { SOVA_RELAY_TOKENS: `${x}, ${y},,${z}` }).tokens).toEqual([x, y, z]);
     const dir = mkdtempSync(join(tmpdir(), "sova-relay-"));
     const file = join(dir, "tokens");
     writeFileSync(file, "# ensembles\nfirst-ensemble-Wq7Lz\n\nsecond-ensemble-Wq7Lz\n");
-    expect(resolveConfig(["--token-file", file, "--token", "third-ensemble-Wq7Lz"], {}).tokens).toEqual(["third-ensemble-Wq7Lz", "first-ensemble-Wq7Lz", "second-ensemble-Wq7Lz"]);
-    expect(resolveConfig([], { SOVA_RELAY_TOKEN_FILE: file }).tokens).toEqual(["first-ensemble-Wq7Lz", "second-ensemble-Wq7Lz"]);
+    expect(resolveConfig(["--token-file", file, "--token", "third-ensemble-Wq7Lz"], {}).tokens).toEqual([
+      "third-ensemble-Wq7Lz",
+      "first-ensemble-Wq7Lz",
+      "second-ensemble-Wq7Lz",
+    ]);
+    expect(resolveConfig([], { SOVA_RELAY_TOKEN_FILE: file }).tokens).toEqual([
+      "first-ensemble-Wq7Lz",
+      "second-ensemble-Wq7Lz",
+    ]);
   });
 
   test("--allow/--deny repeat (citty alone keeps only the last); their environment forms are comma-separated", () => {
-    const c = resolveConfig(["--allow", "10.0.0.0/8", "--port", "1", "--allow=192.168.0.0/16", "--deny", "10.1.0.0/16"], {});
+    const c = resolveConfig(
+      ["--allow", "10.0.0.0/8", "--port", "1", "--allow=192.168.0.0/16", "--deny", "10.1.0.0/16"],
+      {},
+    );
     expect(c.allow.length).toBe(2);
     expect(c.deny.length).toBe(1);
     expect(resolveConfig([], { SOVA_RELAY_ALLOW: "10.0.0.0/8, ::1/128" }).allow.length).toBe(2);
@@ -73,7 +101,12 @@ describe("configuration", () => {
 
   test("seconds on the command line, milliseconds in the configuration; --state-reset is a switch", () => {
     const c = resolveConfig(["--handshake-timeout", "0.5", "--state-reset"], { SOVA_RELAY_HISTORY_AGE: "60" });
-    expect(c).toMatchObject({ handshakeTimeoutMs: 500, historyAgeMs: 60_000, shutdownTimeoutMs: 5000, stateReset: true });
+    expect(c).toMatchObject({
+      handshakeTimeoutMs: 500,
+      historyAgeMs: 60_000,
+      shutdownTimeoutMs: 5000,
+      stateReset: true,
+    });
     expect(resolveConfig([], { SOVA_RELAY_STATE_RESET: "1" }).stateReset).toBe(true);
     expect(resolveConfig([], {}).stateReset).toBe(false);
   });
@@ -93,8 +126,18 @@ describe("bad values: one clear line naming the option, exit 2, no stack trace",
     ["an argument that is no option", ["9090"], {}, /unexpected argument '9090'/],
     ["an unknown command's options", ["history", "shred"], {}, /Unknown command/],
     ["bad health timeout", ["health", "--timeout", "soon"], {}, /--timeout: 'soon'/],
-    ["bad state-reset in the environment", [], { SOVA_RELAY_STATE_RESET: "maybe" }, /--state-reset \(from SOVA_RELAY_STATE_RESET\)/],
-    ["unreadable token file", ["--token-file", "/nonexistent/tokens"], {}, /cannot read --token-file '\/nonexistent\/tokens'/],
+    [
+      "bad state-reset in the environment",
+      [],
+      { SOVA_RELAY_STATE_RESET: "maybe" },
+      /--state-reset \(from SOVA_RELAY_STATE_RESET\)/,
+    ],
+    [
+      "unreadable token file",
+      ["--token-file", "/nonexistent/tokens"],
+      {},
+      /cannot read --token-file '\/nonexistent\/tokens'/,
+    ],
   ];
   for (const [name, args, env, pattern] of cases) {
     test(name, () => {
@@ -126,7 +169,21 @@ describe("the CLI", () => {
   test("--version prints the version; --help lists every option with its environment name", () => {
     expect(run(["--version"]).stdout.trim()).toStartWith(`sova-relay ${VERSION} (commit `);
     const help = run(["--help"]).stdout;
-    for (const flag of ["--host", "--port", "--max-instances", "--rate-limit", "--max-message-size", "--max-pending-bytes", "--handshake-timeout", "--idle-timeout", "--expected-version", "--token", "--token-file", "--log-level", "--log-format"]) {
+    for (const flag of [
+      "--host",
+      "--port",
+      "--max-instances",
+      "--rate-limit",
+      "--max-message-size",
+      "--max-pending-bytes",
+      "--handshake-timeout",
+      "--idle-timeout",
+      "--expected-version",
+      "--token",
+      "--token-file",
+      "--log-level",
+      "--log-format",
+    ]) {
       expect(help).toContain(flag);
     }
     expect(help).toContain("SOVA_RELAY_PORT");
@@ -173,7 +230,10 @@ describe("running relay process", () => {
   });
 
   test("health: exit 0 against a relay, without registering; exit 1 with a reason against nothing", async () => {
-    const ok = Bun.spawnSync([...SOURCE, "health", "--host", "127.0.0.1", "--port", String(relay.port)], { stdout: "pipe", stderr: "pipe" });
+    const ok = Bun.spawnSync([...SOURCE, "health", "--host", "127.0.0.1", "--port", String(relay.port)], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     expect(ok.exitCode).toBe(0);
     await relay.waitForEvent("probe");
     expect(relay.events.filter((e) => e.event === "probe").every((e) => e.level === "debug")).toBe(true);
@@ -182,7 +242,10 @@ describe("running relay process", () => {
     const closed = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     const deadPort = closed.port;
     closed.stop(true);
-    const bad = Bun.spawnSync([...SOURCE, "health", "--host", "127.0.0.1", "--port", String(deadPort), "--timeout", "1"], { stdout: "pipe", stderr: "pipe" });
+    const bad = Bun.spawnSync(
+      [...SOURCE, "health", "--host", "127.0.0.1", "--port", String(deadPort), "--timeout", "1"],
+      { stdout: "pipe", stderr: "pipe" },
+    );
     expect(bad.exitCode).toBe(1);
     expect(bad.stderr.toString().trim().split("\n").length).toBe(1);
     expect(bad.stderr.toString()).toContain("unhealthy");
@@ -220,7 +283,14 @@ describe("shutdown on SIGTERM", () => {
 
 describe("HTTP during shutdown", () => {
   test("/healthz answers 503 once SIGTERM has begun the shutdown", async () => {
-    const relay = await startProcess(SOURCE)(["--http-port", "any", "--shutdown-timeout", "3", "--max-pending-bytes", "100000000"]);
+    const relay = await startProcess(SOURCE)([
+      "--http-port",
+      "any",
+      "--shutdown-timeout",
+      "3",
+      "--max-pending-bytes",
+      "100000000",
+    ]);
     const url = `http://127.0.0.1:${relay.httpPort}/healthz`;
     expect((await fetch(url)).status).toBe(200);
     // A peer that never reads keeps the flush going, so the shutdown lasts long enough to look at.

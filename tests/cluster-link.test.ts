@@ -8,7 +8,14 @@ import { describe, expect, test } from "bun:test";
 import { resolveConfig } from "../src/config.ts";
 import { silentLogger } from "../src/log.ts";
 import { createFrameReader } from "../src/protocol/framing.ts";
-import { decodeMessage, encodeFrame, encodeMessage, toByteArrayWire, uuidToString, type Message } from "../src/protocol/messages.ts";
+import {
+  decodeMessage,
+  encodeFrame,
+  encodeMessage,
+  toByteArrayWire,
+  uuidToString,
+  type Message,
+} from "../src/protocol/messages.ts";
 import type { ClaimResult, ClusterLink } from "../src/relay/link.ts";
 import { createRelay, type Connection, type Instance, type Peer } from "../src/relay/relay.ts";
 
@@ -43,7 +50,10 @@ function peer(): TestPeer {
     },
     messages() {
       const out: Message[] = [];
-      const reader = createFrameReader(0xffffffff, { frame: (b) => out.push(decodeMessage(b.slice(), { extensions: true })), oversized: () => {} });
+      const reader = createFrameReader(0xffffffff, {
+        frame: (b) => out.push(decodeMessage(b.slice(), { extensions: true })),
+        oversized: () => {},
+      });
       for (const f of p.frames) reader.push(f);
       return out;
     },
@@ -88,14 +98,31 @@ function fakeLink(): FakeLink {
 }
 
 function makeRelay(link?: ClusterLink) {
-  return createRelay({ expectedVersion: "0.1.0", maxInstances: 20, rateLimit: 0, maxMessageSize: 1 << 20, tokens: [], handshakeTimeoutMs: 10_000, idleTimeoutMs: 0, link }, silentLogger);
+  return createRelay(
+    {
+      expectedVersion: "0.1.0",
+      maxInstances: 20,
+      rateLimit: 0,
+      maxMessageSize: 1 << 20,
+      tokens: [],
+      handshakeTimeoutMs: 10_000,
+      idleTimeoutMs: 0,
+      link,
+    },
+    silentLogger,
+  );
 }
 
 const register = (name: string, capabilities: string[] = []) =>
   encodeMessage({ type: "RegisterInstance", instance_name: name, version: "0.1.0", session_token: null, capabilities });
 
 function update(conn: Connection, value: number): Uint8Array {
-  return encodeMessage({ type: "StateUpdate", source_instance_id: conn.instance!.id, timestamp: 1n, update_data: toByteArrayWire(Uint8Array.of(value)) });
+  return encodeMessage({
+    type: "StateUpdate",
+    source_instance_id: conn.instance!.id,
+    timestamp: 1n,
+    update_data: toByteArrayWire(Uint8Array.of(value)),
+  });
 }
 
 describe("cluster seam in the relay core", () => {
@@ -156,7 +183,15 @@ describe("cluster seam in the relay core", () => {
     relay.receive(watcher, register("watcher", ["presence"]));
     await link.claims[0]!.answer("ok");
     const id = crypto.randomUUID();
-    relay.remote.joined({ node: "far", session: "open", id, name: "faraway", version: "0.1.0", connectedAt: 1_700_000_000_000, lastActivity: 1_700_000_000_000 });
+    relay.remote.joined({
+      node: "far",
+      session: "open",
+      id,
+      name: "faraway",
+      version: "0.1.0",
+      connectedAt: 1_700_000_000_000,
+      lastActivity: 1_700_000_000_000,
+    });
     expect(watcherPeer.messages().at(-1)).toMatchObject({ type: "InstanceConnected", instance_name: "faraway" });
 
     const newcomerPeer = peer();
@@ -169,7 +204,12 @@ describe("cluster seam in the relay core", () => {
     // A local update goes to the local members and, once, to the cluster.
     relay.receive(watcher, update(watcher, 9));
     expect(link.published.length).toBe(1);
-    const frame = encodeFrame({ type: "StateBroadcast", source_instance_name: "faraway", timestamp: 5n, update_data: toByteArrayWire(Uint8Array.of(1, 2)) });
+    const frame = encodeFrame({
+      type: "StateBroadcast",
+      source_instance_name: "faraway",
+      timestamp: 5n,
+      update_data: toByteArrayWire(Uint8Array.of(1, 2)),
+    });
     const before = newcomerPeer.frames.length;
     relay.remote.frame("open", frame);
     // The very bytes that crossed the cluster, unchanged.
@@ -203,8 +243,14 @@ describe("cluster seam in the relay core", () => {
 
 describe("cluster options", () => {
   test("--cluster repeats and SOVA_RELAY_CLUSTER takes a comma-separated list; bad URLs are refused without echoing them", () => {
-    expect(resolveConfig(["--cluster", "nats://a:4222", "--cluster", "nats://b:4222"], {}).cluster).toEqual(["nats://a:4222", "nats://b:4222"]);
-    expect(resolveConfig([], { SOVA_RELAY_CLUSTER: "nats://a:4222, tls://b:4443" }).cluster).toEqual(["nats://a:4222", "tls://b:4443"]);
+    expect(resolveConfig(["--cluster", "nats://a:4222", "--cluster", "nats://b:4222"], {}).cluster).toEqual([
+      "nats://a:4222",
+      "nats://b:4222",
+    ]);
+    expect(resolveConfig([], { SOVA_RELAY_CLUSTER: "nats://a:4222, tls://b:4443" }).cluster).toEqual([
+      "nats://a:4222",
+      "tls://b:4443",
+    ]);
     expect(resolveConfig([], {}).cluster).toEqual([]);
     expect(() => resolveConfig(["--cluster", "http://user:hunter2@x"], {})).toThrow(/expected nats:\/\/HOST:PORT/);
     try {

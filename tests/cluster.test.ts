@@ -24,8 +24,14 @@ import { startProcess } from "./support/relay.ts";
 import { startSupercluster } from "../bench/cluster.ts";
 
 const ROOT = join(import.meta.dir, "..");
-const NATS = Bun.which("nats-server") ?? ["/usr/sbin/nats-server", "/usr/bin/nats-server"].find((p) => Bun.file(p).size > 0) ?? null;
-if (!NATS) console.warn("SKIP: tests/cluster.test.ts because nats-server is not installed (apt-get install nats-server; .ci/run does it)");
+const NATS =
+  Bun.which("nats-server") ??
+  ["/usr/sbin/nats-server", "/usr/bin/nats-server"].find((p) => Bun.file(p).size > 0) ??
+  null;
+if (!NATS)
+  console.warn(
+    "SKIP: tests/cluster.test.ts because nats-server is not installed (apt-get install nats-server; .ci/run does it)",
+  );
 const maybe = NATS ? describe : describe.skip;
 
 interface Nats {
@@ -42,8 +48,16 @@ afterEach(async () => {
   for (const stop of toStop.splice(0).reverse()) await stop();
 });
 
-function startNats(port = unusedPort(), storeDir = mkdtempSync(join(tmpdir(), "sova-nats-")), extra: string[] = [], jetstream = true): Nats {
-  const proc = Bun.spawn([NATS!, "-a", "127.0.0.1", "-p", String(port), ...(jetstream ? ["-js", "-sd", storeDir] : []), ...extra], { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+function startNats(
+  port = unusedPort(),
+  storeDir = mkdtempSync(join(tmpdir(), "sova-nats-")),
+  extra: string[] = [],
+  jetstream = true,
+): Nats {
+  const proc = Bun.spawn(
+    [NATS!, "-a", "127.0.0.1", "-p", String(port), ...(jetstream ? ["-js", "-sd", storeDir] : []), ...extra],
+    { stdin: "ignore", stdout: "ignore", stderr: "pipe" },
+  );
   const ready = (async () => {
     let text = "";
     for await (const chunk of proc.stderr) {
@@ -86,13 +100,17 @@ function watchLogs() {
     logs,
     push(line: string) {
       logs.push(line);
-      for (let i = waiters.length - 1; i >= 0; i--) if (waiters[i]!.pattern.test(line)) waiters.splice(i, 1)[0]!.resolve();
+      for (let i = waiters.length - 1; i >= 0; i--)
+        if (waiters[i]!.pattern.test(line)) waiters.splice(i, 1)[0]!.resolve();
     },
     waitForLog(pattern: RegExp, timeoutMs = 5000): Promise<string> {
       const found = logs.find((l) => pattern.test(l));
       if (found) return Promise.resolve(found);
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no log line matching ${pattern} within ${timeoutMs} ms:\n${logs.join("")}`)), timeoutMs);
+        const timer = setTimeout(
+          () => reject(new Error(`no log line matching ${pattern} within ${timeoutMs} ms:\n${logs.join("")}`)),
+          timeoutMs,
+        );
         waiters.push({
           pattern,
           resolve: () => {
@@ -106,9 +124,17 @@ function watchLogs() {
 }
 
 /** A relay node in this process. */
-async function startNode(nats: Nats | string, name: string, flags: string[] = [], env: Record<string, string> = {}): Promise<Node> {
+async function startNode(
+  nats: Nats | string,
+  name: string,
+  flags: string[] = [],
+  env: Record<string, string> = {},
+): Promise<Node> {
   const url = typeof nats === "string" ? nats : nats.url;
-  const config = resolveConfig(["--host", "127.0.0.1", "--port", "0", "--shutdown-timeout", "1", "--cluster", url, "--node-name", name, ...flags], env);
+  const config = resolveConfig(
+    ["--host", "127.0.0.1", "--port", "0", "--shutdown-timeout", "1", "--cluster", url, "--node-name", name, ...flags],
+    env,
+  );
   const watcher = watchLogs();
   const log = createLogger({ level: "debug", write: (line) => watcher.push(line) });
   const link = clusterFromConfig(config, log);
@@ -136,7 +162,8 @@ async function cluster(nats: Nats, names: string[]): Promise<Node[]> {
   await nats.ready;
   const nodes = await Promise.all(names.map((n) => startNode(nats, n)));
   await Promise.all(nodes.map((n) => n.waitForLog(/Cluster: connected to NATS/)));
-  for (const n of nodes) for (const other of names) if (other !== n.name) await n.waitForLog(new RegExp(`Node ${other} joined the cluster`));
+  for (const n of nodes)
+    for (const other of names) if (other !== n.name) await n.waitForLog(new RegExp(`Node ${other} joined the cluster`));
   return nodes;
 }
 
@@ -179,11 +206,19 @@ maybe("cluster over NATS", () => {
     })();
     expect(reg.current_instances.map((i) => i.name).sort()).toEqual(["alice", "bob", "carol"]);
     await ib.next("InstanceConnected", { where: (m) => m.instance_name === "carol" });
-    await until(() => a!.server.relay.sessions.get("open")?.instances.length === 4 && b!.server.relay.sessions.get("open")?.instances.length === 4);
+    await until(
+      () =>
+        a!.server.relay.sessions.get("open")?.instances.length === 4 &&
+        b!.server.relay.sessions.get("open")?.instances.length === 4,
+    );
 
     const N = 500;
     const got = new Map<string, Map<number, number[]>>();
-    for (const [who, client] of [["alice", ia], ["bob", ib], ["carol", ic]] as const) {
+    for (const [who, client] of [
+      ["alice", ia],
+      ["bob", ib],
+      ["carol", ic],
+    ] as const) {
       const per = new Map<number, number[]>();
       got.set(who, per);
       client.onMessage((m) => {
@@ -226,7 +261,11 @@ maybe("cluster over NATS", () => {
     await a!.waitForLog(/names are claimed across the cluster/);
     const bodies: Uint8Array[] = [];
     const reader = createFrameReader(1 << 20, { frame: (b) => bodies.push(b.slice()), oversized: () => {} });
-    const socket = await Bun.connect({ hostname: "127.0.0.1", port: a!.port, socket: { data: (_s, chunk) => reader.push(chunk) } });
+    const socket = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: a!.port,
+      socket: { data: (_s, chunk) => reader.push(chunk) },
+    });
     toStop.push(() => void socket.end());
     const ping = frameOf(encodeMessage({ type: "Ping", timestamp: 123456789n }));
     const both = new Uint8Array([...registerFrame("eager"), ...ping]);
@@ -263,7 +302,12 @@ maybe("cluster over NATS", () => {
   test("a node killed with SIGKILL: its instances leave the other nodes' sessions within 3 s and its names are free", async () => {
     const nats = startNats();
     const [a] = await cluster(nats, ["a"]);
-    const proc = await startProcess([process.execPath, join(ROOT, "src/main.ts")])(["--cluster", nats.url, "--node-name", "doomed"]);
+    const proc = await startProcess([process.execPath, join(ROOT, "src/main.ts")])([
+      "--cluster",
+      nats.url,
+      "--node-name",
+      "doomed",
+    ]);
     toStop.push(async () => {
       proc.process!.kill("SIGKILL");
       await proc.process!.exited;
@@ -292,7 +336,11 @@ maybe("cluster over NATS", () => {
     const a1 = await join_(a!.port, "a1");
     const a2 = await join_(a!.port, "a2");
     const b1 = await join_(b!.port, "b1");
-    await until(() => a!.server.relay.sessions.get("open")?.instances.length === 3 && b!.server.relay.sessions.get("open")?.instances.length === 3);
+    await until(
+      () =>
+        a!.server.relay.sessions.get("open")?.instances.length === 3 &&
+        b!.server.relay.sessions.get("open")?.instances.length === 3,
+    );
     await nats.stop();
     await a!.waitForLog(/NATS unreachable/);
     expect(a!.link.status().connected).toBe(false);
@@ -307,9 +355,16 @@ maybe("cluster over NATS", () => {
     await again.ready;
     await a!.waitForLog(/Cluster: reconnected to NATS/, 5000);
     await b!.waitForLog(/Cluster: reconnected to NATS/, 5000);
-    await until(() => a!.server.relay.sessions.get("open")?.instances.length === 3 && b!.server.relay.sessions.get("open")?.instances.length === 3, 5000);
+    await until(
+      () =>
+        a!.server.relay.sessions.get("open")?.instances.length === 3 &&
+        b!.server.relay.sessions.get("open")?.instances.length === 3,
+      5000,
+    );
     a1.sendUpdate(Uint8Array.of(8));
-    expect(updateValues(await b1.next("StateBroadcast", { where: (m) => updateValues(m)[0] === 8 }))).toEqual(Uint8Array.of(8));
+    expect(updateValues(await b1.next("StateBroadcast", { where: (m) => updateValues(m)[0] === 8 }))).toEqual(
+      Uint8Array.of(8),
+    );
     // Names are claimed again: b1 cannot be registered on a.
     const dup = await connect({ port: a!.port });
     clients.push(dup);
@@ -335,11 +390,18 @@ maybe("cluster over NATS", () => {
       nats.proc.kill("SIGCONT");
     }
     await a!.waitForLog(/Cluster: reconnected to NATS/, 10_000);
-    await until(() => b!.server.relay.sessions.get("open")?.instances.length === 3 && a!.server.relay.sessions.get("open")?.instances.length === 3, 5000).catch((error) => {
+    await until(
+      () =>
+        b!.server.relay.sessions.get("open")?.instances.length === 3 &&
+        a!.server.relay.sessions.get("open")?.instances.length === 3,
+      5000,
+    ).catch((error) => {
       throw new Error(`${(error as Error).message}\na:\n${a!.logs.join("")}\nb:\n${b!.logs.join("")}`);
     });
     a1.sendUpdate(Uint8Array.of(2));
-    expect(updateValues(await b1.next("StateBroadcast", { where: (m) => updateValues(m)[0] === 2 }))).toEqual(Uint8Array.of(2));
+    expect(updateValues(await b1.next("StateBroadcast", { where: (m) => updateValues(m)[0] === 2 }))).toEqual(
+      Uint8Array.of(2),
+    );
   }, 25_000);
 
   test("rate limits stay with the node that holds the connection: frames from other nodes are not counted again", async () => {
@@ -351,7 +413,11 @@ maybe("cluster over NATS", () => {
     await loose.waitForLog(/Node strict joined/);
     const here = await join_(strict.port, "here");
     const there = await join_(loose.port, "there");
-    await until(() => strict.server.relay.sessions.get("open")?.instances.length === 2 && loose.server.relay.sessions.get("open")?.instances.length === 2);
+    await until(
+      () =>
+        strict.server.relay.sessions.get("open")?.instances.length === 2 &&
+        loose.server.relay.sessions.get("open")?.instances.length === 2,
+    );
     const atHere: number[] = [];
     const atThere: number[] = [];
     here.onMessage((m) => m.type === "StateBroadcast" && atHere.push(updateValues(m)[0]!));
@@ -377,7 +443,11 @@ maybe("cluster over NATS", () => {
     // Registers and never reads: its frames pile up on node b.
     const sleeper = await connectSleeper(b!.port);
     toStop.push(() => sleeper.terminate());
-    await until(() => a!.server.relay.sessions.get("open")?.instances.length === 3 && c!.server.relay.sessions.get("open")?.instances.length === 3);
+    await until(
+      () =>
+        a!.server.relay.sessions.get("open")?.instances.length === 3 &&
+        c!.server.relay.sessions.get("open")?.instances.length === 3,
+    );
     const N = 250;
     let received = 0;
     let last = -1;
@@ -399,7 +469,9 @@ maybe("cluster over NATS", () => {
       if (i % 10 === 9) await until(() => received >= i - 20, 10_000);
     }
     await until(() => received === N, 10_000).catch((error) => {
-      throw new Error(`${(error as Error).message}: ${received}/${N}\na: ${a!.logs.join("")}\nb: ${b!.logs.join("")}\nc: ${c!.logs.join("")}`);
+      throw new Error(
+        `${(error as Error).message}: ${received}/${N}\na: ${a!.logs.join("")}\nb: ${b!.logs.join("")}\nc: ${c!.logs.join("")}`,
+      );
     });
     expect(outOfOrder).toBe(0);
     await b!.waitForLog(/cut as a slow consumer/, 5000);
@@ -413,7 +485,13 @@ maybe("cluster over NATS", () => {
     // Another "node" publishing by hand: sequence 1, 2, then 5 (3 and 4 lost).
     const nc = await natsConnect({ servers: nats.url });
     toStop.push(() => nc.close());
-    const frame = (v: number) => encodeFrame({ type: "StateBroadcast", source_instance_name: "far", timestamp: 1n, update_data: toByteArrayWire(Uint8Array.of(v)) });
+    const frame = (v: number) =>
+      encodeFrame({
+        type: "StateBroadcast",
+        source_instance_name: "far",
+        timestamp: 1n,
+        update_data: toByteArrayWire(Uint8Array.of(v)),
+      });
     const ghost = createSealer("ghost", 1);
     for (const q of [1, 2, 5]) nc.publish("sova_relay.s.open", ghost.seal(q, frame(q)));
     // Not a relay's envelope: ignored and counted, never delivered.
@@ -459,7 +537,13 @@ maybe("cluster over NATS", () => {
     const a2 = await join_(early.port, "a2");
     a1.sendUpdate(Uint8Array.of(1));
     expect(updateValues(await a2.next("StateBroadcast"))).toEqual(Uint8Array.of(1));
-    const nats = startNats(port, undefined, ["--tls", "--tlscert", join(tls, "test-a.crt"), "--tlskey", join(tls, "test-a.key")]);
+    const nats = startNats(port, undefined, [
+      "--tls",
+      "--tlscert",
+      join(tls, "test-a.crt"),
+      "--tlskey",
+      join(tls, "test-a.key"),
+    ]);
     await nats.ready;
     await early.waitForLog(/Cluster: connected to NATS/, 5000);
     const late = await startNode(`tls://127.0.0.1:${port}`, "late", ["--cluster-ca", join(tls, "test-a.crt")]);
@@ -485,7 +569,10 @@ maybe("cluster over NATS", () => {
   test("NATS with a user and password (from the environment, or in the URL): nodes connect, and the password is in no log line", async () => {
     const nats = startNats(undefined, undefined, ["--user", "relay", "--pass", "s3cret-pass"]);
     await nats.ready;
-    const a = await startNode(nats, "a", [], { SOVA_RELAY_CLUSTER_USER: "relay", SOVA_RELAY_CLUSTER_PASSWORD: "s3cret-pass" });
+    const a = await startNode(nats, "a", [], {
+      SOVA_RELAY_CLUSTER_USER: "relay",
+      SOVA_RELAY_CLUSTER_PASSWORD: "s3cret-pass",
+    });
     await a.waitForLog(/Cluster: connected to NATS/);
     await a.waitForLog(/names are claimed across the cluster/);
     const b = await startNode(`nats://relay:s3cret-pass@127.0.0.1:${nats.port}`, "b");
@@ -559,6 +646,12 @@ maybe("cluster over NATS", () => {
 
 async function renderMetricsOf(node: Node): Promise<string> {
   const { createMetrics } = await import("../src/metrics.ts");
-  const metrics = await createMetrics({ relay: node.server.relay, version: "t", startedAt: Date.now(), stopping: () => false, cluster: node.link.status });
+  const metrics = await createMetrics({
+    relay: node.server.relay,
+    version: "t",
+    startedAt: Date.now(),
+    stopping: () => false,
+    cluster: node.link.status,
+  });
   return metrics.render();
 }

@@ -14,7 +14,8 @@ const ROOT = join(import.meta.dir, "..");
 const SOURCE = [process.execPath, join(ROOT, "src/main.ts")];
 
 const seqOf = (data: Uint8Array) => (data[1]! << 16) | (data[2]! << 8) | data[3]!;
-const tagged = (sender: number, seq: number) => Uint8Array.of(sender, (seq >> 16) & 0xff, (seq >> 8) & 0xff, seq & 0xff);
+const tagged = (sender: number, seq: number) =>
+  Uint8Array.of(sender, (seq >> 16) & 0xff, (seq >> 8) & 0xff, seq & 0xff);
 
 /** Resolves once `cond` holds, checking after each turn of the event loop. */
 async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
@@ -28,39 +29,50 @@ async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
 // Looked up first: Bun.spawnSync throws (while the file loads) when the binary is missing.
 const IPTABLES = Bun.which("iptables");
 function iptables(args: string[]): boolean {
-  return IPTABLES !== null && Bun.spawnSync([IPTABLES, "-w", ...args], { stdout: "ignore", stderr: "ignore" }).exitCode === 0;
+  return (
+    IPTABLES !== null && Bun.spawnSync([IPTABLES, "-w", ...args], { stdout: "ignore", stderr: "ignore" }).exitCode === 0
+  );
 }
 const canDropPackets = process.getuid?.() === 0 && iptables(["-L", "INPUT", "-n"]);
 
 describe("peers that vanish", () => {
-  (canDropPackets ? test : test.skip)("a peer whose packets stop (no FIN, no RST) is removed within the idle bound; the others are told", async () => {
-    const relay = await startInProcess(["--idle-timeout", "2"]);
-    const watcher = await connect({ port: relay.port });
-    await watcher.register({ name: "watcher" });
-    const keepAlive = setInterval(() => watcher.send({ type: "Pong", timestamp: 0n }), 300);
-    const ghost = await connect({ port: relay.port });
-    await ghost.register({ name: "ghost" });
-    // The ghost's local port: the newest connection the relay saw.
-    const ghostPort = [...relay.server!.relay.connections].find((c) => c.instance?.name === "ghost")!.peer.port;
-    const rules = [
-      ["INPUT", "-i", "lo", "-p", "tcp", "--sport", String(ghostPort), "-j", "DROP"],
-      ["INPUT", "-i", "lo", "-p", "tcp", "--dport", String(ghostPort), "-j", "DROP"],
-    ];
-    try {
-      for (const r of rules) expect(iptables(["-I", ...r])).toBe(true);
-      const gone = await watcher.next("InstanceDisconnected", { timeoutMs: 8000 });
-      expect(gone.instance_name).toBe("ghost");
-      await relay.waitForEvent("disconnected", { instance: "ghost", reason: "idle_timeout" });
-    } finally {
-      for (const r of rules) iptables(["-D", ...r]);
-      clearInterval(keepAlive);
-      ghost.close();
-      watcher.close();
-      await relay.stop();
-    }
-  }, 20000);
+  (canDropPackets ? test : test.skip)(
+    "a peer whose packets stop (no FIN, no RST) is removed within the idle bound; the others are told",
+    async () => {
+      const relay = await startInProcess(["--idle-timeout", "2"]);
+      const watcher = await connect({ port: relay.port });
+      await watcher.register({ name: "watcher" });
+      const keepAlive = setInterval(() => watcher.send({ type: "Pong", timestamp: 0n }), 300);
+      const ghost = await connect({ port: relay.port });
+      await ghost.register({ name: "ghost" });
+      // The ghost's local port: the newest connection the relay saw.
+      const ghostPort = [...relay.server!.relay.connections].find((c) => c.instance?.name === "ghost")!.peer.port;
+      const rules = [
+        ["INPUT", "-i", "lo", "-p", "tcp", "--sport", String(ghostPort), "-j", "DROP"],
+        ["INPUT", "-i", "lo", "-p", "tcp", "--dport", String(ghostPort), "-j", "DROP"],
+      ];
+      try {
+        for (const r of rules) expect(iptables(["-I", ...r])).toBe(true);
+        const gone = await watcher.next("InstanceDisconnected", { timeoutMs: 8000 });
+        expect(gone.instance_name).toBe("ghost");
+        await relay.waitForEvent("disconnected", { instance: "ghost", reason: "idle_timeout" });
+      } finally {
+        for (const r of rules) iptables(["-D", ...r]);
+        clearInterval(keepAlive);
+        ghost.close();
+        watcher.close();
+        await relay.stop();
+      }
+    },
+    20000,
+  );
   if (!canDropPackets) {
-    const why = IPTABLES === null ? "no iptables binary (apt-get install iptables)" : process.getuid?.() !== 0 ? "not running as root" : `${IPTABLES} -L failed`;
+    const why =
+      IPTABLES === null
+        ? "no iptables binary (apt-get install iptables)"
+        : process.getuid?.() !== 0
+          ? "not running as root"
+          : `${IPTABLES} -L failed`;
     console.warn(`SKIP: vanished-peer test because it drops loopback packets with iptables as root: ${why}`);
   }
 
@@ -95,8 +107,26 @@ describe("peers that vanish", () => {
 
 describe("many cycles", () => {
   test("10,000 connect/disconnect cycles (registered and not) leave nothing behind", async () => {
-    const relay = await startProcess(SOURCE)(["--max-connections-per-ip", "1000", "--max-handshakes-per-ip", "1000", "--max-registrations-per-ip", "100000", "--max-instances", "1000", "--http-port", "any", "--log-level", "info"]);
-    const status = async () => (await (await fetch(`http://127.0.0.1:${relay.httpPort}/status`)).json()) as { connected_instances: number; connections: number; sessions: unknown[] };
+    const relay = await startProcess(SOURCE)([
+      "--max-connections-per-ip",
+      "1000",
+      "--max-handshakes-per-ip",
+      "1000",
+      "--max-registrations-per-ip",
+      "100000",
+      "--max-instances",
+      "1000",
+      "--http-port",
+      "any",
+      "--log-level",
+      "info",
+    ]);
+    const status = async () =>
+      (await (await fetch(`http://127.0.0.1:${relay.httpPort}/status`)).json()) as {
+        connected_instances: number;
+        connections: number;
+        sessions: unknown[];
+      };
     const pid = relay.process!.pid;
     const cycle = async (i: number) => {
       const c = await connect({ port: relay.port, keepInbox: false });
@@ -137,7 +167,10 @@ describe("floods and order", () => {
     await b.register({ name: "b" });
     for (let i = 0; i < 50_000; i++) flooder.sendUpdate(Uint8Array.of(1), BigInt(i));
     for (let i = 0; i < 200; i++) a.sendUpdate(tagged(0, i), BigInt(i));
-    for (let i = 0; i < 200; i++) expect((await b.next("StateBroadcast", { where: (m) => m.source_instance_name === "a", timeoutMs: 10000 })).timestamp).toBe(BigInt(i));
+    for (let i = 0; i < 200; i++)
+      expect(
+        (await b.next("StateBroadcast", { where: (m) => m.source_instance_name === "a", timeoutMs: 10000 })).timestamp,
+      ).toBe(BigInt(i));
     expect(await b.ping(1n)).toBe(1n);
     expect((await flooder.next("Error")).message).toBe("Rate limit exceeded for instance flooder");
     flooder.send({ type: "Ping", timestamp: 5n }); // dropped too: over the limit
@@ -207,7 +240,16 @@ describe("floods and order", () => {
 
 describe("shutdown under load", () => {
   test("SIGTERM while 50 instances exchange updates: what was queued arrives with no gap, then close, exit 0", async () => {
-    const relay = await startProcess(SOURCE)(["--max-instances", "100", "--max-connections-per-ip", "1000", "--rate-limit", "0", "--log-level", "info"]);
+    const relay = await startProcess(SOURCE)([
+      "--max-instances",
+      "100",
+      "--max-connections-per-ip",
+      "1000",
+      "--rate-limit",
+      "0",
+      "--log-level",
+      "info",
+    ]);
     const clients: RelayClient[] = [];
     const received: Array<Map<number, number[]>> = [];
     for (let i = 0; i < 50; i++) {

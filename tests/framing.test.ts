@@ -21,7 +21,9 @@ describe("frame reader", () => {
       const { reader, frames } = collect(1024);
       reader.push(stream.subarray(0, cut));
       reader.push(stream.subarray(cut));
-      expect(frames.map((f) => Buffer.from(f).toString("hex"))).toEqual(bodies.map((b) => Buffer.from(b).toString("hex")));
+      expect(frames.map((f) => Buffer.from(f).toString("hex"))).toEqual(
+        bodies.map((b) => Buffer.from(b).toString("hex")),
+      );
     }
   });
 

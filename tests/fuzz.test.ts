@@ -10,7 +10,15 @@ import fc from "fast-check";
 import { connect } from "../src/client.ts";
 import { isRelayError } from "../src/errors.ts";
 import { createFrameReader, frameOf } from "../src/protocol/framing.ts";
-import { decodeGeneral, decodeMessage, decodeStateUpdate, encodeMessage, toByteArrayWire, uuidFromString, type Message } from "../src/protocol/messages.ts";
+import {
+  decodeGeneral,
+  decodeMessage,
+  decodeStateUpdate,
+  encodeMessage,
+  toByteArrayWire,
+  uuidFromString,
+  type Message,
+} from "../src/protocol/messages.ts";
 import { startInProcess, type RelayHandle } from "./support/relay.ts";
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 300);
@@ -27,9 +35,25 @@ const name = fc.string({ minLength: 0, maxLength: 80, unit: "grapheme" });
 const bytes = fc.uint8Array({ maxLength: 2000 });
 
 const message: fc.Arbitrary<Message> = fc.oneof(
-  fc.record({ type: fc.constant("RegisterInstance" as const), instance_name: name, version: fc.string(), session_token: fc.option(fc.string(), { nil: null }), capabilities: fc.array(fc.string(), { maxLength: 3 }) }),
-  fc.record({ type: fc.constant("StateUpdate" as const), source_instance_id: uuid, timestamp: u64, update_data: bytes.map(toByteArrayWire) }),
-  fc.record({ type: fc.constant("StateBroadcast" as const), source_instance_name: name, timestamp: u64, update_data: bytes.map(toByteArrayWire) }),
+  fc.record({
+    type: fc.constant("RegisterInstance" as const),
+    instance_name: name,
+    version: fc.string(),
+    session_token: fc.option(fc.string(), { nil: null }),
+    capabilities: fc.array(fc.string(), { maxLength: 3 }),
+  }),
+  fc.record({
+    type: fc.constant("StateUpdate" as const),
+    source_instance_id: uuid,
+    timestamp: u64,
+    update_data: bytes.map(toByteArrayWire),
+  }),
+  fc.record({
+    type: fc.constant("StateBroadcast" as const),
+    source_instance_name: name,
+    timestamp: u64,
+    update_data: bytes.map(toByteArrayWire),
+  }),
   fc.record({ type: fc.constant("InstanceDisconnected" as const), instance_id: uuid, instance_name: name }),
   fc.record({ type: fc.constant("Ping" as const), timestamp: u64 }),
   fc.record({ type: fc.constant("Pong" as const), timestamp: u64 }),
@@ -61,14 +85,19 @@ function cut(stream: Uint8Array, points: number[]): Uint8Array[] {
 
 describe("codec under fuzz", () => {
   test("random bytes: a message or a decode error, never a crash", () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (b) => void decodeOrRefuse(b)), runs("random bytes"));
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (b) => void decodeOrRefuse(b)),
+      runs("random bytes"),
+    );
   });
 
   test("valid messages round-trip exactly", () => {
     fc.assert(
       fc.property(message, (m) => {
         const body = encodeMessage(m);
-        expect(Buffer.from(encodeMessage(decodeMessage(body, { extensions: true }))).equals(Buffer.from(body))).toBe(true);
+        expect(Buffer.from(encodeMessage(decodeMessage(body, { extensions: true }))).equals(Buffer.from(body))).toBe(
+          true,
+        );
       }),
       runs("round trip"),
     );
@@ -99,19 +128,67 @@ describe("codec under fuzz", () => {
 
   test("hostile shapes: deep nesting, huge headers with little data, strings that are not UTF-8", () => {
     const deep = new Uint8Array(100_000).fill(0x91); // an array in an array in ... 100,000 deep
-    expect(decodeOrRefuse(Uint8Array.of(0x81, 0xa4, ...Buffer.from("Ping"), 0x82, 0xa1, 0x78, ...deep))).toBe("refused");
-    expect(decodeOrRefuse(Uint8Array.of(0x81, 0xa4, ...Buffer.from("Ping"), 0xdf, 0xff, 0xff, 0xff, 0xff))).toBe("refused");
-    const hugeArray = Uint8Array.of(0x81, 0xab, ...Buffer.from("StateUpdate"), 0x83, 0xab, ...Buffer.from("update_data"), 0xdd, 0xff, 0xff, 0xff, 0xff, 1, 2);
+    expect(decodeOrRefuse(Uint8Array.of(0x81, 0xa4, ...Buffer.from("Ping"), 0x82, 0xa1, 0x78, ...deep))).toBe(
+      "refused",
+    );
+    expect(decodeOrRefuse(Uint8Array.of(0x81, 0xa4, ...Buffer.from("Ping"), 0xdf, 0xff, 0xff, 0xff, 0xff))).toBe(
+      "refused",
+    );
+    const hugeArray = Uint8Array.of(
+      0x81,
+      0xab,
+      ...Buffer.from("StateUpdate"),
+      0x83,
+      0xab,
+      ...Buffer.from("update_data"),
+      0xdd,
+      0xff,
+      0xff,
+      0xff,
+      0xff,
+      1,
+      2,
+    );
     expect(decodeOrRefuse(hugeArray)).toBe("refused");
     // rmp-serde refuses this; msgpackr reads it as U+FFFD (tests/vectors.test.ts lists why), never as a crash.
-    const badUtf8 = Uint8Array.of(0x81, 0xa5, ...Buffer.from("Error"), 0x81, 0xa7, ...Buffer.from("message"), 0xa2, 0xc3, 0x28);
+    const badUtf8 = Uint8Array.of(
+      0x81,
+      0xa5,
+      ...Buffer.from("Error"),
+      0x81,
+      0xa7,
+      ...Buffer.from("message"),
+      0xa2,
+      0xc3,
+      0x28,
+    );
     expect(decodeMessage(badUtf8)).toEqual({ type: "Error", message: "\ufffd(" });
-    const badUtf8Bin = Uint8Array.of(0x81, 0xa5, ...Buffer.from("Error"), 0x81, 0xa7, ...Buffer.from("message"), 0xc4, 0x02, 0xc3, 0x28);
+    const badUtf8Bin = Uint8Array.of(
+      0x81,
+      0xa5,
+      ...Buffer.from("Error"),
+      0x81,
+      0xa7,
+      ...Buffer.from("message"),
+      0xc4,
+      0x02,
+      0xc3,
+      0x28,
+    );
     expect(() => decodeMessage(badUtf8Bin)).toThrow("invalid value: byte array, expected a string");
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 0xffffffff }), fc.uint8Array({ maxLength: 20 }), (n, tail) => {
         const header = Uint8Array.of(0xdd, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
-        const body = Uint8Array.of(0x81, 0xab, ...Buffer.from("StateUpdate"), 0x81, 0xab, ...Buffer.from("update_data"), ...header, ...tail);
+        const body = Uint8Array.of(
+          0x81,
+          0xab,
+          ...Buffer.from("StateUpdate"),
+          0x81,
+          0xab,
+          ...Buffer.from("update_data"),
+          ...header,
+          ...tail,
+        );
         decodeOrRefuse(body);
       }),
       runs("huge headers"),
@@ -123,7 +200,11 @@ describe("codec under fuzz", () => {
 function outcome(decode: (b: Uint8Array) => Message | null, body: Uint8Array): string | null {
   try {
     const m = decode(body);
-    return m === null ? null : JSON.stringify(m, (_k, v) => (typeof v === "bigint" ? `${v}n` : v instanceof Uint8Array ? Buffer.from(v).toString("hex") : v));
+    return m === null
+      ? null
+      : JSON.stringify(m, (_k, v) =>
+          typeof v === "bigint" ? `${v}n` : v instanceof Uint8Array ? Buffer.from(v).toString("hex") : v,
+        );
   } catch (error) {
     if (!isRelayError(error, "E_DECODE")) throw error;
     return `refused: ${(error as Error).message}`;
@@ -138,21 +219,30 @@ describe("the StateUpdate fast path against the general path (msgpackr)", () => 
     update_data: fc.uint8Array({ maxLength: 300 }).map(toByteArrayWire),
   });
   /** Fields in any order, and map headers as rmp-serde (fixmap) or msgpackr's defaults (map16) write them. */
-  const reordered = fc.tuple(update, fc.constantFrom([0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]), fc.boolean()).map(([m, order, map16]) => {
-    const body = Buffer.from(encodeMessage(m));
-    const head = 1 + 12 + 1; // fixmap, "StateUpdate", fixmap 3
-    const keys = [1 + 18, 1 + 9, 1 + 11]; // key lengths of source_instance_id, timestamp, update_data
-    const parts: Buffer[] = [];
-    let at = head;
-    for (let i = 0; i < 3; i++) {
-      const next = i < 2 ? body.indexOf(i === 0 ? "\xa9timestamp" : "\xabupdate_data", at + keys[i]!, "latin1") : body.length;
-      parts.push(body.subarray(at, next));
-      at = next;
-    }
-    const start = map16 ? [Buffer.of(0xde, 0, 1), body.subarray(1, head - 1), Buffer.of(0xde, 0, 3)] : [body.subarray(0, head)];
-    return Uint8Array.from(Buffer.concat([...start, ...order.map((i) => parts[i]!)]));
+  const reordered = fc
+    .tuple(update, fc.constantFrom([0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]), fc.boolean())
+    .map(([m, order, map16]) => {
+      const body = Buffer.from(encodeMessage(m));
+      const head = 1 + 12 + 1; // fixmap, "StateUpdate", fixmap 3
+      const keys = [1 + 18, 1 + 9, 1 + 11]; // key lengths of source_instance_id, timestamp, update_data
+      const parts: Buffer[] = [];
+      let at = head;
+      for (let i = 0; i < 3; i++) {
+        const next =
+          i < 2 ? body.indexOf(i === 0 ? "\xa9timestamp" : "\xabupdate_data", at + keys[i]!, "latin1") : body.length;
+        parts.push(body.subarray(at, next));
+        at = next;
+      }
+      const start = map16
+        ? [Buffer.of(0xde, 0, 1), body.subarray(1, head - 1), Buffer.of(0xde, 0, 3)]
+        : [body.subarray(0, head)];
+      return Uint8Array.from(Buffer.concat([...start, ...order.map((i) => parts[i]!)]));
+    });
+  const mutation = fc.record({
+    at: fc.nat(),
+    byte: fc.integer({ min: 0, max: 255 }),
+    kind: fc.constantFrom("set", "insert", "delete", "truncate"),
   });
-  const mutation = fc.record({ at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }), kind: fc.constantFrom("set", "insert", "delete", "truncate") });
 
   test("every rmp-serde-shaped StateUpdate, fields in any order, takes the fast path with the general path's result", () => {
     fc.assert(
@@ -211,14 +301,21 @@ describe("frame reader under fuzz", () => {
 
   test("valid messages cut at random points come out whole and in order", () => {
     fc.assert(
-      fc.property(fc.array(message, { minLength: 1, maxLength: 8 }), fc.array(fc.nat(), { maxLength: 20 }), (msgs, points) => {
-        const bodies = msgs.map(encodeMessage);
-        const stream = Buffer.concat(bodies.map(frameOf));
-        const out: string[] = [];
-        const reader = createFrameReader(1 << 20, { frame: (b) => out.push(Buffer.from(b).toString("hex")), oversized: () => {} });
-        for (const piece of cut(stream, points)) reader.push(piece);
-        expect(out).toEqual(bodies.map((b) => Buffer.from(b).toString("hex")));
-      }),
+      fc.property(
+        fc.array(message, { minLength: 1, maxLength: 8 }),
+        fc.array(fc.nat(), { maxLength: 20 }),
+        (msgs, points) => {
+          const bodies = msgs.map(encodeMessage);
+          const stream = Buffer.concat(bodies.map(frameOf));
+          const out: string[] = [];
+          const reader = createFrameReader(1 << 20, {
+            frame: (b) => out.push(Buffer.from(b).toString("hex")),
+            oversized: () => {},
+          });
+          for (const piece of cut(stream, points)) reader.push(piece);
+          expect(out).toEqual(bodies.map((b) => Buffer.from(b).toString("hex")));
+        },
+      ),
       runs("cut messages"),
     );
   });
@@ -255,7 +352,10 @@ describe("a relay under a fuzzing client", () => {
       if (i % 7 === 0) fresh.sendRaw(g);
       if (i % 50 === 0) a.sendUpdate(Uint8Array.of(i & 0xff), BigInt(i));
     }
-    for (let i = 0; i < garbage.length; i += 50) expect((await b.next("StateBroadcast", { where: (m) => m.source_instance_name === "steady-a" })).timestamp).toBe(BigInt(i));
+    for (let i = 0; i < garbage.length; i += 50)
+      expect((await b.next("StateBroadcast", { where: (m) => m.source_instance_name === "steady-a" })).timestamp).toBe(
+        BigInt(i),
+      );
     expect(await a.ping(7n)).toBe(7n);
     expect(await b.ping(8n)).toBe(8n);
     expect(b.decodeErrors).toEqual([]);

@@ -3,7 +3,13 @@ import { describe, expect, test } from "bun:test";
 import { addressGroup, maskedAddress, parseCidr } from "../src/net/cidr.ts";
 import { createGuard, type GuardOptions } from "../src/relay/guard.ts";
 
-const DEFAULTS: GuardOptions = { allow: [], deny: [], maxConnectionsPerIp: 28, maxFailedRegistrations: 10, cooldownMs: 10_000 };
+const DEFAULTS: GuardOptions = {
+  allow: [],
+  deny: [],
+  maxConnectionsPerIp: 28,
+  maxFailedRegistrations: 10,
+  cooldownMs: 10_000,
+};
 const guard = (o: Partial<GuardOptions> = {}) => createGuard({ ...DEFAULTS, ...o });
 
 describe("address groups", () => {

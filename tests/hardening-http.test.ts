@@ -32,23 +32,40 @@ async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Pro
 }
 
 /** An HTTP side on the relay, with its log lines kept. */
-function withHttp(relay: RelayHandle, options: Partial<HttpOptions> = {}): { http: RunningHttp; logs: string[]; get(path: string): Promise<Response> } {
+function withHttp(
+  relay: RelayHandle,
+  options: Partial<HttpOptions> = {},
+): { http: RunningHttp; logs: string[]; get(path: string): Promise<Response> } {
   const logs: string[] = [];
   const log = createLogger({ level: "debug", write: (line) => logs.push(line) });
-  const http = startHttp({ host: "127.0.0.1", port: 0, ...options }, { relay: relay.server!.relay, version: "0.1.0", startedAt: Date.now(), stopping: () => false, history: relay.server!.history }, log);
+  const http = startHttp(
+    { host: "127.0.0.1", port: 0, ...options },
+    {
+      relay: relay.server!.relay,
+      version: "0.1.0",
+      startedAt: Date.now(),
+      stopping: () => false,
+      history: relay.server!.history,
+    },
+    log,
+  );
   keep({ close: () => http.stop() } as unknown as RelayClient);
   return { http, logs, get: (path) => fetch(`http://127.0.0.1:${http.port}${path}`) };
 }
 
 async function pages(get: (path: string) => Promise<Response>): Promise<string> {
-  return (await Promise.all(["/", "/status", "/metrics", "/events"].map(async (p) => {
-    const res = await get(p);
-    if (p !== "/events") return res.text();
-    const reader = res.body!.getReader();
-    const first = new TextDecoder().decode((await reader.read()).value);
-    await reader.cancel();
-    return first;
-  }))).join("\n");
+  return (
+    await Promise.all(
+      ["/", "/status", "/metrics", "/events"].map(async (p) => {
+        const res = await get(p);
+        if (p !== "/events") return res.text();
+        const reader = res.body!.getReader();
+        const first = new TextDecoder().decode((await reader.read()).value);
+        await reader.cancel();
+        return first;
+      }),
+    )
+  ).join("\n");
 }
 
 describe("6: nothing public gives a token or an address away", () => {
@@ -98,7 +115,10 @@ describe("6: nothing public gives a token or an address away", () => {
     await keep(await connect({ host: "127.0.0.1", port: relay.port })).register({ name: "v4" });
     await keep(await connect({ host: "::1", port: relay.port })).register({ name: "v6" });
     const status = (await (await get("/status")).json()) as { instances: Array<{ name: string; address: string }> };
-    expect(Object.fromEntries(status.instances.map((i) => [i.name, i.address]))).toEqual({ v4: "127.0.x.x", v6: "0:0:x:x:x:x:x:x" });
+    expect(Object.fromEntries(status.instances.map((i) => [i.name, i.address]))).toEqual({
+      v4: "127.0.x.x",
+      v6: "0:0:x:x:x:x:x:x",
+    });
     const text = await pages(get);
     expect(text).not.toContain("127.0.0.1");
     expect(text).not.toMatch(/::1\b/);
@@ -118,11 +138,18 @@ describe("6: nothing public gives a token or an address away", () => {
       [["--token", "aaaaaaaaaaaaaaaaaaaaaaaa"], {}, "aaaaaaaaaaaaaaaaaaaaaaaa"],
     ];
     for (const [args, env, token] of cases) {
-      const r = Bun.spawnSync([...SOURCE, "--host", "127.0.0.1", "--port", "0", "--http-port", "0", ...args], { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe", timeout: 10_000 });
+      const r = Bun.spawnSync([...SOURCE, "--host", "127.0.0.1", "--port", "0", "--http-port", "0", ...args], {
+        env: { ...process.env, ...env },
+        stdout: "pipe",
+        stderr: "pipe",
+        timeout: 10_000,
+      });
       const lines = r.stderr.toString().trim().split("\n");
       expect(r.exitCode).toBe(2);
       expect(lines).toHaveLength(1);
-      expect(lines[0]).toMatch(/^sova-relay: a session token is too easy to guess \(\d+ characters; at least 16, with at least 8 different ones\)/);
+      expect(lines[0]).toMatch(
+        /^sova-relay: a session token is too easy to guess \(\d+ characters; at least 16, with at least 8 different ones\)/,
+      );
       expect(lines[0]).not.toContain(token);
     }
   });
@@ -168,9 +195,18 @@ describe("8: /events is bounded", () => {
   test("a subscriber that stops reading is cut, counted and logged; a reading page keeps getting events", async () => {
     const relay = keep(await startInProcess());
     // Ten rows make each event a few KiB, so kernel buffers fill in about a second.
-    for (let i = 0; i < 10; i++) await keep(await connect({ port: relay.port })).register({ name: `player-with-a-long-name-${i}` });
-    const { http, logs, get } = withHttp(relay, { eventIntervalMs: 1, maxEventBacklogBytes: 32 * 1024, maxEventStreamBytes: 1 << 30 });
-    const stalled = await Bun.connect({ hostname: "127.0.0.1", port: http.port, socket: { data() {}, close() {}, error() {} } });
+    for (let i = 0; i < 10; i++)
+      await keep(await connect({ port: relay.port })).register({ name: `player-with-a-long-name-${i}` });
+    const { http, logs, get } = withHttp(relay, {
+      eventIntervalMs: 1,
+      maxEventBacklogBytes: 32 * 1024,
+      maxEventStreamBytes: 1 << 30,
+    });
+    const stalled = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: http.port,
+      socket: { data() {}, close() {}, error() {} },
+    });
     stalled.write("GET /events HTTP/1.1\r\nHost: relay\r\n\r\n");
     stalled.pause();
     await until(() => http.events.subscribers === 1, "the stalled page subscribed");
@@ -179,7 +215,8 @@ describe("8: /events is bounded", () => {
     expect(http.events.subscribers).toBe(0);
     const reading = await get("/events");
     const reader = reading.body!.getReader();
-    for (let i = 0; i < 3; i++) expect(new TextDecoder().decode((await reader.read()).value)).toContain("player-with-a-long-name-9");
+    for (let i = 0; i < 3; i++)
+      expect(new TextDecoder().decode((await reader.read()).value)).toContain("player-with-a-long-name-9");
     await reader.cancel();
     expect(await (await get("/metrics")).text()).toContain('sova_relay_events_closed_total{reason="not_reading"} 1');
     stalled.terminate();
@@ -200,7 +237,8 @@ describe("8: /events is bounded", () => {
 describe("10: NAT-friendly limits", () => {
   test("with the defaults, --max-instances (20) players behind one address all join", async () => {
     const relay = keep(await startInProcess());
-    for (let i = 0; i < 20; i++) expect((await keep(await connect({ port: relay.port })).register({ name: `nat-${i}` })).success).toBe(true);
+    for (let i = 0; i < 20; i++)
+      expect((await keep(await connect({ port: relay.port })).register({ name: `nat-${i}` })).success).toBe(true);
     expect(relay.server!.relay.instanceCount).toBe(20);
   });
 
@@ -208,13 +246,19 @@ describe("10: NAT-friendly limits", () => {
     const relay = keep(await startInProcess(["--token", TOKEN]));
     const typo = keep(await connect({ port: relay.port }));
     await expect(typo.register({ name: "typo", token: `${TOKEN}x` })).rejects.toThrow("Invalid session token");
-    expect((await keep(await connect({ port: relay.port })).register({ name: "right", token: TOKEN })).success).toBe(true);
+    expect((await keep(await connect({ port: relay.port })).register({ name: "right", token: TOKEN })).success).toBe(
+      true,
+    );
     for (let i = 0; i < 9; i++) {
       const guess = keep(await connect({ port: relay.port }));
-      await expect(guess.register({ name: `guess-${i}`, token: `wrong-guess-number-${i}` })).rejects.toThrow("Invalid session token");
+      await expect(guess.register({ name: `guess-${i}`, token: `wrong-guess-number-${i}` })).rejects.toThrow(
+        "Invalid session token",
+      );
     }
     const late = keep(await connect({ port: relay.port }));
-    await expect(late.register({ name: "late", token: TOKEN })).rejects.toThrow(/^Too many failed registrations from this address; try again in (9|10) s$/);
+    await expect(late.register({ name: "late", token: TOKEN })).rejects.toThrow(
+      /^Too many failed registrations from this address; try again in (9|10) s$/,
+    );
     // The player already in stays in.
     expect(relay.server!.relay.instanceCount).toBe(1);
   });
@@ -230,7 +274,9 @@ describe("11: TLS reload", () => {
       copyFileSync(join(TLS, `test-${name}.key`), key);
     };
     use("a");
-    const relay = keep(await startProcess(SOURCE)(["--tls-port", "any", "--tls-cert", cert, "--tls-key", key, "--log-level", "info"]));
+    const relay = keep(
+      await startProcess(SOURCE)(["--tls-port", "any", "--tls-cert", cert, "--tls-key", key, "--log-level", "info"]),
+    );
     await relay.waitForLog(/Listening on/);
     const tlsPort = relay.tlsPort!;
     const failures: Record<string, number> = {};
@@ -276,7 +322,12 @@ describe("11: TLS reload", () => {
       for (let tries = 0; !served && tries < 200; tries++) {
         const ca = readFileSync(join(TLS, `test-${name}.crt`), "utf8");
         const c = await connect({ port: tlsPort, tls: { ca, serverName: "localhost" } }).catch(() => null);
-        served = c !== null && (await c.register({ name: `check-${i}` }).then((r) => r.success, () => false));
+        served =
+          c !== null &&
+          (await c.register({ name: `check-${i}` }).then(
+            (r) => r.success,
+            () => false,
+          ));
         c?.close();
       }
       expect(served).toBe(true);
@@ -306,7 +357,12 @@ describe("11: TLS reload", () => {
     const relay = keep(await startInProcess(["--tls-port", "0", "--tls-cert", cert, "--tls-key", key]));
     writeFileSync(cert, "not a certificate");
     expect(() => relay.server!.reloadTls()).toThrow(/invalid TLS certificate or key/);
-    const c = keep(await connect({ port: relay.tlsPort!, tls: { ca: readFileSync(join(TLS, "test-a.crt"), "utf8"), serverName: "localhost" } }));
+    const c = keep(
+      await connect({
+        port: relay.tlsPort!,
+        tls: { ca: readFileSync(join(TLS, "test-a.crt"), "utf8"), serverName: "localhost" },
+      }),
+    );
     expect((await c.register({ name: "still-a" })).success).toBe(true);
   });
 });

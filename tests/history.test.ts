@@ -22,7 +22,8 @@ const tag = (sender: number, seq: number) => Uint8Array.of(sender, seq >> 8, seq
 const key = (m: Extract<Message, { type: "StateBroadcast" }>) => `${m.source_instance_name}:${m.timestamp}`;
 
 describe("history ring", () => {
-  const frame = (n: number, size = 10) => encodeBroadcastFrame(broadcastPrefix("a"), BigInt(n), toByteArrayWire(new Uint8Array(size)));
+  const frame = (n: number, size = 10) =>
+    encodeBroadcastFrame(broadcastPrefix("a"), BigInt(n), toByteArrayWire(new Uint8Array(size)));
 
   test("bounded by count, keeping the newest, oldest first", () => {
     const h = createHistory({ maxEntries: 3, maxBytes: 1e9, maxAgeMs: 0 });
@@ -79,7 +80,10 @@ describe("late joiners", () => {
       await c.register({ name: `busy${s}` });
       busy.push(c);
     }
-    await observer.next("StateBroadcast", { where: (m) => m.source_instance_name === "first" && m.timestamp === 499n, timeoutMs: 10000 });
+    await observer.next("StateBroadcast", {
+      where: (m) => m.source_instance_name === "first" && m.timestamp === 499n,
+      timeoutMs: 10000,
+    });
     let sending = true;
     let sent = 0;
     const pump = (async () => {
@@ -101,8 +105,14 @@ describe("late joiners", () => {
     await pump;
     // The last update each busy sender sent has reached both.
     for (const [s] of busy.entries()) {
-      await observer.next("StateBroadcast", { where: (m) => m.source_instance_name === `busy${s + 1}` && m.timestamp === BigInt(10_000 + sent - 1), timeoutMs: 10000 });
-      await late.next("StateBroadcast", { where: (m) => m.source_instance_name === `busy${s + 1}` && m.timestamp === BigInt(10_000 + sent - 1), timeoutMs: 10000 });
+      await observer.next("StateBroadcast", {
+        where: (m) => m.source_instance_name === `busy${s + 1}` && m.timestamp === BigInt(10_000 + sent - 1),
+        timeoutMs: 10000,
+      });
+      await late.next("StateBroadcast", {
+        where: (m) => m.source_instance_name === `busy${s + 1}` && m.timestamp === BigInt(10_000 + sent - 1),
+        timeoutMs: 10000,
+      });
     }
     expect(joinedAt).toBeGreaterThanOrEqual(500);
     // History: exactly the 100 relayed before the join; then every later update once, in order.
@@ -143,11 +153,16 @@ describe("late joiners", () => {
   test("a corrupt database: one clear line, exit 2; --state-reset starts afresh", async () => {
     const dir = mkdtempSync(join(tmpdir(), "sova-state-"));
     writeFileSync(join(dir, "history.sqlite"), "this is not a database, it is a concert programme".repeat(100));
-    const r = Bun.spawnSync([...SOURCE, "--port", "0", "--http-port", "0", "--history", "10", "--state-dir", dir], { stdout: "pipe", stderr: "pipe" });
+    const r = Bun.spawnSync([...SOURCE, "--port", "0", "--http-port", "0", "--history", "10", "--state-dir", dir], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     expect(r.exitCode).toBe(2);
     const lines = r.stderr.toString().trim().split("\n");
     expect(lines.length).toBe(1);
-    expect(lines[0]).toMatch(/cannot use the history database '.*history\.sqlite' \(.*\); fix or move it, or start with --state-reset/);
+    expect(lines[0]).toMatch(
+      /cannot use the history database '.*history\.sqlite' \(.*\); fix or move it, or start with --state-reset/,
+    );
     const reset = keep(await startProcess(SOURCE)(["--history", "10", "--state-dir", dir, "--state-reset"]));
     await reset.waitForEvent("history_loaded", { entries: 0 });
   });
@@ -155,7 +170,16 @@ describe("late joiners", () => {
   test("history clear: all, or one session by its hash", async () => {
     const ONE = "one-history-token-Q7";
     const dir = mkdtempSync(join(tmpdir(), "sova-state-"));
-    const relay = await startProcess(SOURCE)(["--history", "50", "--state-dir", dir, "--token", ONE, "--token", "two-history-token-R4"]);
+    const relay = await startProcess(SOURCE)([
+      "--history",
+      "50",
+      "--state-dir",
+      dir,
+      "--token",
+      ONE,
+      "--token",
+      "two-history-token-R4",
+    ]);
     for (const token of [ONE, "two-history-token-R4"]) {
       const a = await connect({ port: relay.port });
       await a.register({ name: "a", token });
@@ -167,12 +191,18 @@ describe("late joiners", () => {
     const { sessionHash } = await import("../src/relay/access.ts");
     const { loadSessionSecret } = await import("../src/session-key.ts");
     const id = sessionHash(ONE, loadSessionSecret(dir));
-    const one = Bun.spawnSync([...SOURCE, "history", "clear", "--state-dir", dir, "--session", id], { stdout: "pipe", stderr: "pipe" });
+    const one = Bun.spawnSync([...SOURCE, "history", "clear", "--state-dir", dir, "--session", id], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     expect(one.exitCode).toBe(0);
     expect(one.stdout.toString()).toContain(`removed 5 stored updates of session ${id}`);
     const all = Bun.spawnSync([...SOURCE, "history", "clear", "--state-dir", dir], { stdout: "pipe", stderr: "pipe" });
     expect(all.stdout.toString()).toContain("removed 5 stored updates");
-    const bad = Bun.spawnSync([...SOURCE, "history", "clear", "--state-dir", dir, "--session", "one"], { stdout: "pipe", stderr: "pipe" });
+    const bad = Bun.spawnSync([...SOURCE, "history", "clear", "--state-dir", dir, "--session", "one"], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr.toString()).not.toContain("one\n"); // a token-looking value is not echoed back as a session
   });

@@ -30,7 +30,10 @@ describe("before registration", () => {
     caps.write(registerFrame("caps", { capabilities: Array.from({ length: 2000 }, () => "x".repeat(500)) }));
     await caps.closed;
     expect(caps.frames.length).toBe(1);
-    expect(caps.frames[0]).toMatchObject({ type: "Error", message: expect.stringMatching(/^Message too large: \d+ bytes \(max: 4096\)$/) });
+    expect(caps.frames[0]).toMatchObject({
+      type: "Error",
+      message: expect.stringMatching(/^Message too large: \d+ bytes \(max: 4096\)$/),
+    });
   });
 
   test("past the per-address cap on handshaking connections the next one is closed at once; registering frees a slot", async () => {
@@ -96,7 +99,10 @@ describe("registered instances", () => {
     }
     const refused = await connectRaw(relay.port);
     refused.write(registerFrame("churn-again"));
-    expect(await refused.next()).toEqual({ type: "Error", message: "Too many registrations from this address; try again in a minute" });
+    expect(await refused.next()).toEqual({
+      type: "Error",
+      message: "Too many registrations from this address; try again in a minute",
+    });
     await refused.closed;
   });
 
@@ -114,9 +120,15 @@ describe("registered instances", () => {
       // Live updates keep flowing to the receiver while the three sit on 4.8 MB of history.
       for (let i = 1000; i < 1020; i++) {
         sender.sendUpdate(Uint8Array.of(1), BigInt(i));
-        expect((await receiver.next("StateBroadcast", { where: (m) => m.timestamp === BigInt(i) })).timestamp).toBe(BigInt(i));
+        expect((await receiver.next("StateBroadcast", { where: (m) => m.timestamp === BigInt(i) })).timestamp).toBe(
+          BigInt(i),
+        );
       }
-      for (let i = 1; i <= 3; i++) await receiver.next("InstanceDisconnected", { where: (m) => m.instance_name === `late${i}`, timeoutMs: 10_000 });
+      for (let i = 1; i <= 3; i++)
+        await receiver.next("InstanceDisconnected", {
+          where: (m) => m.instance_name === `late${i}`,
+          timeoutMs: 10_000,
+        });
       expect(relay.server!.relay.stats.disconnects.replay_timeout).toBe(3);
       for (const s of sleepers) s.terminate();
     } finally {
@@ -125,7 +137,9 @@ describe("registered instances", () => {
   });
 
   test("under relay-wide memory pressure the connections holding the most are cut; the others keep playing", async () => {
-    const relay = keep(await startInProcess(["--max-total-pending-bytes", "4194304", "--max-pending-bytes", "16777216"]));
+    const relay = keep(
+      await startInProcess(["--max-total-pending-bytes", "4194304", "--max-pending-bytes", "16777216"]),
+    );
     const pool = new ClientPool(() => relay.port);
     try {
       const sender = await pool.register("sender");
@@ -136,7 +150,9 @@ describe("registered instances", () => {
       let i = 0;
       while (relay.server!.relay.stats.disconnects.memory_pressure < 2 && i < 400) {
         sender.sendUpdate(edit, BigInt(i));
-        expect((await receiver.next("StateBroadcast", { where: (m) => m.timestamp === BigInt(i) })).timestamp).toBe(BigInt(i));
+        expect((await receiver.next("StateBroadcast", { where: (m) => m.timestamp === BigInt(i) })).timestamp).toBe(
+          BigInt(i),
+        );
         i++;
       }
       expect(relay.server!.relay.stats.disconnects.memory_pressure).toBe(2);
@@ -144,7 +160,9 @@ describe("registered instances", () => {
       await receiver.next("InstanceDisconnected", { where: (m) => m.instance_name === "sleepy1" });
       await receiver.next("InstanceDisconnected", { where: (m) => m.instance_name === "sleepy2" });
       sender.sendUpdate(Uint8Array.of(1), 99_999n);
-      expect((await receiver.next("StateBroadcast", { where: (m) => m.timestamp === 99_999n })).timestamp).toBe(99_999n);
+      expect((await receiver.next("StateBroadcast", { where: (m) => m.timestamp === 99_999n })).timestamp).toBe(
+        99_999n,
+      );
       for (const s of sleepers) s.terminate();
     } finally {
       pool.closeAll();
@@ -161,7 +179,10 @@ describe("logs under floods", () => {
       c.write(encodeMessage({ type: "Ping", timestamp: 1n }).length > 0 ? new Uint8Array(4) : new Uint8Array(0));
       await c.closed;
     }
-    const accepted = () => relay.logs.filter((l) => l.includes('"event":"connection_accepted"')).map((l) => JSON.parse(l) as { count?: number });
+    const accepted = () =>
+      relay.logs
+        .filter((l) => l.includes('"event":"connection_accepted"'))
+        .map((l) => JSON.parse(l) as { count?: number });
     expect(accepted().length).toBe(1);
     relay.server!.relay.tick(Date.now() + 61_000);
     const lines = accepted();

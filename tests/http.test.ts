@@ -15,7 +15,11 @@ let stopping = false;
 
 beforeAll(async () => {
   relay = await startInProcess(["--token", TOKEN]);
-  http = startHttp({ host: "127.0.0.1", port: 0, eventIntervalMs: 100 }, { relay: relay.server!.relay, version: "0.1.0", startedAt: Date.now() - 5000, stopping: () => stopping }, silentLogger);
+  http = startHttp(
+    { host: "127.0.0.1", port: 0, eventIntervalMs: 100 },
+    { relay: relay.server!.relay, version: "0.1.0", startedAt: Date.now() - 5000, stopping: () => stopping },
+    silentLogger,
+  );
   pool = new ClientPool(() => relay.port);
 });
 afterAll(async () => {
@@ -28,8 +32,10 @@ const get = (path: string, init?: RequestInit) => fetch(`${http.url.replace(/\/$
 
 /** One line of the Prometheus text format: comment, or name{labels} value. */
 // prom-client writes NaN as "Nan"; Prometheus parses either (Go's ParseFloat ignores case).
-const SAMPLE = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\[\\"n])*",?)*\})? (-?[0-9.e+-]+|NaN|Nan|\+Inf|-Inf)$/;
-const COMMENT = /^# (HELP [a-zA-Z_:][a-zA-Z0-9_:]* .*|TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge|histogram|summary|untyped))$/;
+const SAMPLE =
+  /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\[\\"n])*",?)*\})? (-?[0-9.e+-]+|NaN|Nan|\+Inf|-Inf)$/;
+const COMMENT =
+  /^# (HELP [a-zA-Z_:][a-zA-Z0-9_:]* .*|TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge|histogram|summary|untyped))$/;
 
 function metric(text: string, name: string, labels = ""): number {
   const line = text.split("\n").find((l) => l.startsWith(`${name}${labels} `));
@@ -55,7 +61,9 @@ describe("HTTP", () => {
     expect(typeof inst.connected_at).toBe("number");
     expect(Math.abs(inst.connected_at - Date.now() / 1000)).toBeLessThan(10);
     expect(inst.address).toBe("127.0.x.x");
-    expect(s.sessions).toEqual([{ id: inst.session, instances: 1, created_at: expect.any(Number), history_entries: 0, history_bytes: 0 }]);
+    expect(s.sessions).toEqual([
+      { id: inst.session, instances: 1, created_at: expect.any(Number), history_entries: 0, history_bytes: 0 },
+    ]);
     expect(s.limits.max_instances).toBe(20);
     expect(s.totals.registrations_accepted).toBeGreaterThanOrEqual(1);
     a.close();
@@ -112,17 +120,29 @@ describe("HTTP", () => {
         }
       } else expect(line).toMatch(SAMPLE);
     }
-    expect(metric(text, "sova_relay_deliveries_total")).toBe(metric(before, "sova_relay_deliveries_total") + 5 * others);
+    expect(metric(text, "sova_relay_deliveries_total")).toBe(
+      metric(before, "sova_relay_deliveries_total") + 5 * others,
+    );
     expect(metric(text, "sova_relay_messages_received_total", '{type="StateUpdate"}')).toBeGreaterThanOrEqual(5);
     expect(metric(text, "sova_relay_relay_latency_seconds_count")).toBeGreaterThanOrEqual(5);
-    expect(metric(text, "sova_relay_relay_latency_seconds_bucket", '{le="+Inf"}')).toBe(metric(text, "sova_relay_relay_latency_seconds_count"));
-    expect(metric(text, "sova_relay_received_bytes_total")).toBeGreaterThan(metric(before, "sova_relay_received_bytes_total"));
+    expect(metric(text, "sova_relay_relay_latency_seconds_bucket", '{le="+Inf"}')).toBe(
+      metric(text, "sova_relay_relay_latency_seconds_count"),
+    );
+    expect(metric(text, "sova_relay_received_bytes_total")).toBeGreaterThan(
+      metric(before, "sova_relay_received_bytes_total"),
+    );
     expect(metric(text, "process_resident_memory_bytes")).toBeGreaterThan(1e6);
     expect(metric(text, "process_cpu_seconds_total")).toBeGreaterThan(0);
     expect(metric(text, "process_open_fds")).toBeGreaterThan(0);
     expect(metric(text, "nodejs_heap_size_used_bytes")).toBeGreaterThan(0);
     expect(text).toMatch(/^sova_relay_instances\{session="[0-9a-f]{12}"\} 2$/m);
-    for (const fam of ["sova_relay_connections_open", "sova_relay_registrations_rejected_total", "sova_relay_drops_total", "sova_relay_disconnects_total", "sova_relay_sent_bytes_total"]) {
+    for (const fam of [
+      "sova_relay_connections_open",
+      "sova_relay_registrations_rejected_total",
+      "sova_relay_drops_total",
+      "sova_relay_disconnects_total",
+      "sova_relay_sent_bytes_total",
+    ]) {
       expect(families.has(fam)).toBe(true);
     }
   });
@@ -156,7 +176,8 @@ describe("HTTP", () => {
 
   test("no token appears in any response", async () => {
     await pool.register("tokencheck", { token: TOKEN });
-    for (const path of ["/", "/status", "/metrics", "/healthz"]) expect(await (await get(path)).text()).not.toContain(TOKEN);
+    for (const path of ["/", "/status", "/metrics", "/healthz"])
+      expect(await (await get(path)).text()).not.toContain(TOKEN);
     expect(relay.logs.join("")).not.toContain(TOKEN);
   });
 

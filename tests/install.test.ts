@@ -8,7 +8,16 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Server } from "bun";
@@ -21,7 +30,12 @@ const BINARY = process.env.SOVA_RELAY_BINARY ?? join(ROOT, "dist", "sova-relay")
 const REAL = existsSync(BINARY) && process.platform === "linux" && (process.arch === "x64" || process.arch === "arm64");
 const NATIVE = `sova-relay-linux-${process.arch === "arm64" ? "arm64" : "x64"}`;
 /** What makes install.sh pick NATIVE on this machine, whatever its libc or CPU. */
-const NATIVE_ENV = { SOVA_RELAY_OS: "linux", SOVA_RELAY_ARCH: process.arch === "arm64" ? "arm64" : "x64", SOVA_RELAY_LIBC: "gnu", SOVA_RELAY_AVX2: "1" };
+const NATIVE_ENV = {
+  SOVA_RELAY_OS: "linux",
+  SOVA_RELAY_ARCH: process.arch === "arm64" ? "arm64" : "x64",
+  SOVA_RELAY_LIBC: "gnu",
+  SOVA_RELAY_AVX2: "1",
+};
 
 let work: string;
 let server: Server<undefined>;
@@ -54,7 +68,11 @@ async function install(args: string[], env: Record<string, string> = {}) {
     stdout: "pipe",
     stderr: "pipe",
   });
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
   return { code, stdout, stderr, prefix, installed: join(prefix, "sova-relay") };
 }
 
@@ -76,7 +94,10 @@ beforeAll(() => {
       return m && existsSync(file) ? new Response(Bun.file(file)) : new Response("not found", { status: 404 });
     },
   });
-  if (!REAL) console.warn(`NOTE: install.sh's good install uses a stand-in script, not the compiled binary, because ${BINARY} is not built (npm run build)`);
+  if (!REAL)
+    console.warn(
+      `NOTE: install.sh's good install uses a stand-in script, not the compiled binary, because ${BINARY} is not built (npm run build)`,
+    );
 });
 
 afterAll(() => {
@@ -108,16 +129,27 @@ describe("install.sh", () => {
 
   test("the OS, CPU and libc pick the asset: no AVX2 gets baseline, musl gets musl", async () => {
     const cases: Array<[Record<string, string>, string]> = [
-      [{ SOVA_RELAY_OS: "Linux", SOVA_RELAY_ARCH: "x86_64", SOVA_RELAY_LIBC: "gnu", SOVA_RELAY_AVX2: "1" }, "sova-relay-linux-x64"],
-      [{ SOVA_RELAY_OS: "Linux", SOVA_RELAY_ARCH: "x86_64", SOVA_RELAY_LIBC: "gnu", SOVA_RELAY_AVX2: "0" }, "sova-relay-linux-x64-baseline"],
-      [{ SOVA_RELAY_OS: "Linux", SOVA_RELAY_ARCH: "amd64", SOVA_RELAY_LIBC: "musl", SOVA_RELAY_AVX2: "1" }, "sova-relay-linux-x64-musl"],
+      [
+        { SOVA_RELAY_OS: "Linux", SOVA_RELAY_ARCH: "x86_64", SOVA_RELAY_LIBC: "gnu", SOVA_RELAY_AVX2: "1" },
+        "sova-relay-linux-x64",
+      ],
+      [
+        { SOVA_RELAY_OS: "Linux", SOVA_RELAY_ARCH: "x86_64", SOVA_RELAY_LIBC: "gnu", SOVA_RELAY_AVX2: "0" },
+        "sova-relay-linux-x64-baseline",
+      ],
+      [
+        { SOVA_RELAY_OS: "Linux", SOVA_RELAY_ARCH: "amd64", SOVA_RELAY_LIBC: "musl", SOVA_RELAY_AVX2: "1" },
+        "sova-relay-linux-x64-musl",
+      ],
       [{ SOVA_RELAY_OS: "Linux", SOVA_RELAY_ARCH: "aarch64", SOVA_RELAY_LIBC: "gnu" }, "sova-relay-linux-arm64"],
       [{ SOVA_RELAY_OS: "Darwin", SOVA_RELAY_ARCH: "arm64" }, "sova-relay-darwin-arm64"],
       [{ SOVA_RELAY_OS: "Darwin", SOVA_RELAY_ARCH: "x86_64" }, "sova-relay-darwin-x64"],
     ];
     for (const [env, asset] of cases) {
       const r = await install(["--version", "0.0.9"], env);
-      expect(`${r.code} ${r.stdout.split("\n")[0]}`).toBe(`0 installed sova-relay 0.0.9 (commit standin, target ${asset}) to ${r.installed}`);
+      expect(`${r.code} ${r.stdout.split("\n")[0]}`).toBe(
+        `0 installed sova-relay 0.0.9 (commit standin, target ${asset}) to ${r.installed}`,
+      );
     }
   });
 
@@ -127,7 +159,11 @@ describe("install.sh", () => {
     const r = await install(["--version", "6.6.6", "--prefix", prefix], NATIVE_ENV);
     expect(r.code).not.toBe(0);
     expect(r.stderr.trimEnd().split("\n")).toHaveLength(1);
-    expect(r.stderr).toMatch(new RegExp(`^sova-relay install: checksum mismatch for ${NATIVE} \\(expected [0-9a-f]{64}, got [0-9a-f]{64}\\); nothing installed\\n$`));
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^sova-relay install: checksum mismatch for ${NATIVE} \\(expected [0-9a-f]{64}, got [0-9a-f]{64}\\); nothing installed\\n$`,
+      ),
+    );
     expect(readFileSync(join(prefix, "sova-relay"), "utf8")).toBe("the old binary");
     expect(r.stdout).not.toContain("installed");
   });
@@ -140,7 +176,9 @@ describe("install.sh", () => {
     ] as const) {
       const r = await install([], env);
       expect(r.code).toBe(1);
-      expect(r.stderr).toBe(`sova-relay install: no sova-relay build for ${platform} (there are builds for linux x64 and arm64, darwin x64 and arm64)\n`);
+      expect(r.stderr).toBe(
+        `sova-relay install: no sova-relay build for ${platform} (there are builds for linux x64 and arm64, darwin x64 and arm64)\n`,
+      );
       expect(existsSync(r.installed)).toBe(false);
     }
     expect(requests.length).toBe(before);
@@ -149,9 +187,13 @@ describe("install.sh", () => {
   test("a missing release and an unknown option each get one line and a non-zero exit", async () => {
     const missing = await install(["--version", "9.9.9"], NATIVE_ENV);
     expect(missing.code).toBe(1);
-    expect(missing.stderr).toBe(`sova-relay install: cannot download ${server.url.href}download/v9.9.9/SHA256SUMS (is there a release 'v9.9.9'?)\n`);
+    expect(missing.stderr).toBe(
+      `sova-relay install: cannot download ${server.url.href}download/v9.9.9/SHA256SUMS (is there a release 'v9.9.9'?)\n`,
+    );
     const bad = await install(["--frobnicate"], NATIVE_ENV);
     expect(bad.code).toBe(2);
-    expect(bad.stderr.trimEnd().split("\n")).toEqual(["sova-relay install: unknown option '--frobnicate' (options: --version V, --prefix DIR, --base-url URL)"]);
+    expect(bad.stderr.trimEnd().split("\n")).toEqual([
+      "sova-relay install: unknown option '--frobnicate' (options: --version V, --prefix DIR, --base-url URL)",
+    ]);
   });
 });

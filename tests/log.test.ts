@@ -10,7 +10,9 @@ describe("logger", () => {
   test("text lines look like env_logger's: time, level, target, message", () => {
     const { lines, log } = capture();
     log.info("registered", "Instance 'alice-studio' registered with ID 123e4567-e89b-42d3-a456-426614174000");
-    expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ INFO {2}sova_relay: Instance 'alice-studio' registered with ID 123e4567-/);
+    expect(lines[0]).toMatch(
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ INFO {2}sova_relay: Instance 'alice-studio' registered with ID 123e4567-/,
+    );
   });
 
   test("repeated lines are all written: consola's throttling is off", () => {
@@ -34,13 +36,22 @@ describe("logger", () => {
     const { lines, log } = capture({ format: "json" });
     log.warn("registration_rejected", "rejected", { ip: "10.0.0.1", reason: "version" });
     const obj = JSON.parse(lines[0]!);
-    expect(obj).toMatchObject({ level: "warn", event: "registration_rejected", msg: "rejected", ip: "10.0.0.1", reason: "version" });
+    expect(obj).toMatchObject({
+      level: "warn",
+      event: "registration_rejected",
+      msg: "rejected",
+      ip: "10.0.0.1",
+      reason: "version",
+    });
     expect(lines[0]!.endsWith("\n")).toBe(true);
   });
 
   test("a newline in a peer-supplied string cannot forge a second log line", () => {
     const { lines, log } = capture();
-    log.warn("registration_rejected", "Version mismatch: expected 0.1.0, got 1\n2024-01-01T00:00:00Z INFO  sova_relay: forged");
+    log.warn(
+      "registration_rejected",
+      "Version mismatch: expected 0.1.0, got 1\n2024-01-01T00:00:00Z INFO  sova_relay: forged",
+    );
     expect(lines.length).toBe(1);
     expect(lines[0]!.split("\n").length).toBe(2); // the line and its own terminator
   });

@@ -6,14 +6,22 @@
  */
 import { describe, expect, test } from "bun:test";
 import { Packr } from "msgpackr/pack";
-import { decodeGeneral, decodeMessage, decodeStateUpdate, encodeMessage, uuidFromString } from "../src/protocol/messages.ts";
+import {
+  decodeGeneral,
+  decodeMessage,
+  decodeStateUpdate,
+  encodeMessage,
+  uuidFromString,
+} from "../src/protocol/messages.ts";
 
 const packr = new Packr({ useRecords: false, variableMapSize: false });
 const id = uuidFromString("123e4567-e89b-12d3-a456-426614174000");
 
 describe("msgpackr interop", () => {
   test("a StateUpdate msgpackr writes with map16 headers and a BigInt timestamp decodes", () => {
-    const body = packr.pack({ StateUpdate: { source_instance_id: Buffer.from(id), timestamp: 1705314615000n, update_data: [1, 2, 200] } });
+    const body = packr.pack({
+      StateUpdate: { source_instance_id: Buffer.from(id), timestamp: 1705314615000n, update_data: [1, 2, 200] },
+    });
     expect(body[0]).toBe(0xde); // map16: not what rmp-serde writes, but what it reads
     const msg = decodeMessage(body);
     expect(msg).toMatchObject({ type: "StateUpdate", timestamp: 1705314615000n });
@@ -31,12 +39,16 @@ describe("msgpackr interop", () => {
   });
 
   test("msgpackr's bin for a Uint8Array update_data is refused", () => {
-    const body = packr.pack({ StateUpdate: { source_instance_id: Buffer.from(id), timestamp: 1, update_data: new Uint8Array([1, 2]) } });
+    const body = packr.pack({
+      StateUpdate: { source_instance_id: Buffer.from(id), timestamp: 1, update_data: new Uint8Array([1, 2]) },
+    });
     expect(() => decodeMessage(body)).toThrow("invalid type: byte array, expected a sequence");
   });
 
   test("msgpackr reads what the relay writes (it is plain MessagePack)", () => {
-    const decoded = new Packr({ useRecords: false, int64AsType: "bigint" }).unpack(encodeMessage({ type: "Pong", timestamp: 2n ** 64n - 1n }));
+    const decoded = new Packr({ useRecords: false, int64AsType: "bigint" }).unpack(
+      encodeMessage({ type: "Pong", timestamp: 2n ** 64n - 1n }),
+    );
     expect(decoded).toEqual({ Pong: { timestamp: 2n ** 64n - 1n } });
   });
 });

@@ -66,14 +66,22 @@ async function startNginx(upstreamPort: number): Promise<Nginx | string> {
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = unusedPort();
     writeFileSync(join(dir, "nginx.conf"), config(dir, port, upstreamPort));
-    const proc = Bun.spawn([NGINX!, "-p", dir, "-c", join(dir, "nginx.conf")], { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+    const proc = Bun.spawn([NGINX!, "-p", dir, "-c", join(dir, "nginx.conf")], {
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "pipe",
+    });
     const watcher = logWatcher();
     void (async () => {
       const decoder = new TextDecoder();
-      for await (const chunk of proc.stderr) for (const line of decoder.decode(chunk).split("\n")) if (line) watcher.line(`${line}\n`);
+      for await (const chunk of proc.stderr)
+        for (const line of decoder.decode(chunk).split("\n")) if (line) watcher.line(`${line}\n`);
     })();
     // nginx binds its sockets before it reports its limits: that line means it is serving.
-    const ready = await Promise.race([watcher.waitForLog(/getrlimit|start worker/, 10_000).then(() => true), proc.exited.then(() => false)]).catch(() => false);
+    const ready = await Promise.race([
+      watcher.waitForLog(/getrlimit|start worker/, 10_000).then(() => true),
+      proc.exited.then(() => false),
+    ]).catch(() => false);
     if (ready) {
       return {
         port,
@@ -101,7 +109,14 @@ let nginx: Nginx | null = null;
 let skipReason: string | null = NGINX ? null : "nginx is not installed (apt-get install nginx; .ci/run does)";
 
 if (skipReason === null) {
-  relay = await startInProcess(["--http-port", "any", "--trust-proxy", `${PROXY_ADDRESS}/32`, "--deny", "203.0.113.0/24"]);
+  relay = await startInProcess([
+    "--http-port",
+    "any",
+    "--trust-proxy",
+    `${PROXY_ADDRESS}/32`,
+    "--deny",
+    "203.0.113.0/24",
+  ]);
   const started = await startNginx(relay.httpPort!);
   if (typeof started === "string") skipReason = started;
   else nginx = started;
@@ -150,9 +165,19 @@ if (skipReason !== null) {
 
     test("a client's own X-Forwarded-For does not get past nginx: the address nginx saw counts", async () => {
       // 203.0.113.0/24 is denied; nginx appends the real peer, which is what the relay uses.
-      const ws = await openWs(`wss://127.0.0.1:${nginx!.port}/relay`, { "X-Forwarded-For": "203.0.113.9" }, { ca: TEST_CA });
+      const ws = await openWs(
+        `wss://127.0.0.1:${nginx!.port}/relay`,
+        { "X-Forwarded-For": "203.0.113.9" },
+        { ca: TEST_CA },
+      );
       expect(ws.error).toBeNull();
-      ws.send({ type: "RegisterInstance", instance_name: "spoofer", version: "0.1.0", session_token: null, capabilities: [] });
+      ws.send({
+        type: "RegisterInstance",
+        instance_name: "spoofer",
+        version: "0.1.0",
+        session_token: null,
+        capabilities: [],
+      });
       expect((await ws.next()).type).toBe("RegistrationResponse");
       ws.ws.close(1000);
       await ws.closed;

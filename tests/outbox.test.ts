@@ -96,7 +96,10 @@ describe("outbox", () => {
   });
 
   test("small frames cost what they count: merged into chunks the outbox owns, capacity counted", () => {
-    const o = createOutbox(sink(() => 0), { maxPendingBytes: 1 << 30 });
+    const o = createOutbox(
+      sink(() => 0),
+      { maxPendingBytes: 1 << 30 },
+    );
     const reply = new Uint8Array(49).fill(7);
     for (let i = 0; i < 10_000; i++) o.enqueue(reply);
     expect(o.pendingBytes).toBe(490_000);
@@ -107,7 +110,10 @@ describe("outbox", () => {
   });
 
   test("one frame larger than the bound still goes to a peer that has nothing queued", () => {
-    const o = createOutbox(sink(() => 0), { maxPendingBytes: 10 });
+    const o = createOutbox(
+      sink(() => 0),
+      { maxPendingBytes: 10 },
+    );
     expect(o.enqueue(new Uint8Array(100))).toBe(true);
   });
 
@@ -129,13 +135,19 @@ describe("outbox", () => {
     const events: boolean[] = [];
     const budget = createBudget(100 * K, (over) => events.push(over));
     let room = 0;
-    const slow = createOutbox(sink(() => room), { maxPendingBytes: 80 * K, budget });
+    const slow = createOutbox(
+      sink(() => room),
+      { maxPendingBytes: 80 * K, budget },
+    );
     const quick = createOutbox(sink(), { maxPendingBytes: 80 * K, budget });
     expect(slow.enqueue(new Uint8Array(60 * K))).toBe(true);
     await nextTurn();
     expect(slow.enqueue(new Uint8Array(20 * K))).toBe(true);
     expect(budget.over).toBe(false);
-    const other = createOutbox(sink(() => 0), { maxPendingBytes: 80 * K, budget });
+    const other = createOutbox(
+      sink(() => 0),
+      { maxPendingBytes: 80 * K, budget },
+    );
     other.enqueue(new Uint8Array(30 * K));
     expect(events).toEqual([true]);
     // `slow` holds 80 K > half its bound: refused. `quick` holds nothing: accepted.

@@ -115,7 +115,9 @@ export function protocolSuite(label: string, start: StartRelay): void {
       const a = await pool.connect();
       const ra = await a.register({ name: "ann" });
       expect(ra).toMatchObject({ success: true, message: "Registered as ann", current_instances: [] });
-      expect(uuidToString(ra.assigned_id!)).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(uuidToString(ra.assigned_id!)).toMatch(
+        /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+      );
       const b = await pool.connect();
       const before = Date.now();
       const rb = await b.register({ name: "ben" });
@@ -165,7 +167,10 @@ export function protocolSuite(label: string, start: StartRelay): void {
     test("5. u64 timestamps pass through exactly, up to 2^64-1; 70000-byte updates intact", async () => {
       const a = await pool.register("big-a");
       const b = await pool.register("big-b");
-      const payload = unhex(JSON.parse(JSON.stringify(vector(vectors.instance_to_relay, "state_update_70000_bytes").message)).StateUpdate.update_data_hex);
+      const payload = unhex(
+        JSON.parse(JSON.stringify(vector(vectors.instance_to_relay, "state_update_70000_bytes").message)).StateUpdate
+          .update_data_hex,
+      );
       a.sendUpdate(payload, 2n ** 64n - 1n);
       a.sendUpdate(Uint8Array.of(1), 2n ** 32n);
       const m1 = await b.next("StateBroadcast");
@@ -186,14 +191,26 @@ export function protocolSuite(label: string, start: StartRelay): void {
       const m = await b.next("StateBroadcast");
       expect(m.timestamp).toBe(1705314615000n);
       expect(raw[0]).toBe(
-        hex(encodeMessage({ type: "StateBroadcast", source_instance_name: "enc-a", timestamp: 1705314615000n, update_data: toByteArrayWire(unhex("0102c8")) })),
+        hex(
+          encodeMessage({
+            type: "StateBroadcast",
+            source_instance_name: "enc-a",
+            timestamp: 1705314615000n,
+            update_data: toByteArrayWire(unhex("0102c8")),
+          }),
+        ),
       );
     });
 
     test("5. a wrong source_instance_id gets 'Instance ID mismatch', is dropped, and the connection stays", async () => {
       const a = await pool.register("liar");
       const b = await pool.register("victim");
-      a.send({ type: "StateUpdate", source_instance_id: uuidFromString("123e4567-e89b-12d3-a456-426614174000"), timestamp: 1n, update_data: toByteArrayWire(Uint8Array.of(1)) });
+      a.send({
+        type: "StateUpdate",
+        source_instance_id: uuidFromString("123e4567-e89b-12d3-a456-426614174000"),
+        timestamp: 1n,
+        update_data: toByteArrayWire(Uint8Array.of(1)),
+      });
       expect((await a.next("Error")).message).toBe("Instance ID mismatch");
       a.sendUpdate(Uint8Array.of(2), 2n);
       const m = await b.next("StateBroadcast");
@@ -228,7 +245,14 @@ export function protocolSuite(label: string, start: StartRelay): void {
     test("7. an instance that disconnects mid-frame is removed and announced; the relay keeps serving", async () => {
       const a = await pool.register("watcher");
       const half = await pool.register("halfway");
-      const frame = frameOf(encodeMessage({ type: "StateUpdate", source_instance_id: half.id!, timestamp: 1n, update_data: toByteArrayWire(new Uint8Array(5000)) }));
+      const frame = frameOf(
+        encodeMessage({
+          type: "StateUpdate",
+          source_instance_id: half.id!,
+          timestamp: 1n,
+          update_data: toByteArrayWire(new Uint8Array(5000)),
+        }),
+      );
       half.sendRaw(frame.subarray(0, 2500));
       half.close();
       expect((await a.next("InstanceDisconnected")).instance_name).toBe("halfway");
@@ -242,7 +266,13 @@ export function protocolSuite(label: string, start: StartRelay): void {
         const err = await a.next("Error");
         expect(err.message.startsWith("Invalid message: ")).toBe(true);
       }
-      a.send({ type: "RegisterInstance", instance_name: "again", version: VERSION, session_token: null, capabilities: [] });
+      a.send({
+        type: "RegisterInstance",
+        instance_name: "again",
+        version: VERSION,
+        session_token: null,
+        capabilities: [],
+      });
       expect((await a.next("Error")).message).toBe("Invalid message: unexpected RegisterInstance from an instance");
       expect(await a.ping(3n)).toBe(3n);
     });
@@ -258,7 +288,14 @@ export function protocolSuite(label: string, start: StartRelay): void {
       const a = await pool.register("splitter");
       const b = await pool.register("joined");
       const frames = Array.from({ length: 20 }, (_, i) =>
-        frameOf(encodeMessage({ type: "StateUpdate", source_instance_id: a.id!, timestamp: BigInt(i), update_data: toByteArrayWire(Uint8Array.of(i)) })),
+        frameOf(
+          encodeMessage({
+            type: "StateUpdate",
+            source_instance_id: a.id!,
+            timestamp: BigInt(i),
+            update_data: toByteArrayWire(Uint8Array.of(i)),
+          }),
+        ),
       );
       const stream = Buffer.concat(frames);
       a.sendRaw(stream.subarray(0, 40)); // half a frame or so
@@ -280,12 +317,21 @@ export function protocolSuite(label: string, start: StartRelay): void {
   });
 
   describe(`${label}: registration checks, in PROTOCOL.md's order`, () => {
-    const { pool } = withRelay(start, ["--token", "ensemble-one-Tk4Zq", "--token", "ensemble-two-Tk4Zq", "--max-instances", "2"]);
+    const { pool } = withRelay(start, [
+      "--token",
+      "ensemble-one-Tk4Zq",
+      "--token",
+      "ensemble-two-Tk4Zq",
+      "--max-instances",
+      "2",
+    ]);
 
     test("version first, then token, then capacity, then name", async () => {
       const c1 = await pool.connect();
       // Wrong version and wrong token: the version is what is reported.
-      await expect(c1.register({ name: "a", version: "0.0.9", token: "nope" })).rejects.toThrow("Version mismatch: expected 0.1.0, got 0.0.9");
+      await expect(c1.register({ name: "a", version: "0.0.9", token: "nope" })).rejects.toThrow(
+        "Version mismatch: expected 0.1.0, got 0.0.9",
+      );
       const c2 = await pool.connect();
       await expect(c2.register({ name: "", token: "nope" })).rejects.toThrow("Invalid session token");
       const c3 = await pool.connect();
@@ -294,7 +340,9 @@ export function protocolSuite(label: string, start: StartRelay): void {
       await pool.register("two", { token: "ensemble-two-Tk4Zq" });
       const c4 = await pool.connect();
       // Full, and an invalid name: capacity is reported.
-      await expect(c4.register({ name: "", token: "ensemble-one-Tk4Zq" })).rejects.toThrow("Maximum instances (2) reached");
+      await expect(c4.register({ name: "", token: "ensemble-one-Tk4Zq" })).rejects.toThrow(
+        "Maximum instances (2) reached",
+      );
       await c4.closed;
     });
 
@@ -329,7 +377,18 @@ export function protocolSuite(label: string, start: StartRelay): void {
   });
 
   describe(`${label}: limits`, () => {
-    const { pool, relay } = withRelay(start, ["--rate-limit", "5", "--max-message-size", "4096", "--max-pending-bytes", "262144", "--idle-timeout", "1", "--nudge-interval", "20"]);
+    const { pool, relay } = withRelay(start, [
+      "--rate-limit",
+      "5",
+      "--max-message-size",
+      "4096",
+      "--max-pending-bytes",
+      "262144",
+      "--idle-timeout",
+      "1",
+      "--nudge-interval",
+      "20",
+    ]);
 
     test("rate limit: messages past the limit are dropped, with one Error per window", async () => {
       const a = await pool.register("fast");
@@ -338,7 +397,8 @@ export function protocolSuite(label: string, start: StartRelay): void {
       expect(err.message).toBe("Rate limit exceeded for instance fast");
       const raw: string[] = [];
       // Five pongs came back (0..4), no more, and no second Error.
-      for (let i = 0; i < 5; i++) expect((await a.next("Pong", { where: (m) => !isNudge(m) })).timestamp).toBe(BigInt(i));
+      for (let i = 0; i < 5; i++)
+        expect((await a.next("Pong", { where: (m) => !isNudge(m) })).timestamp).toBe(BigInt(i));
       a.onFrame((b) => raw.push(hex(b)));
       a.send({ type: "Ping", timestamp: 99n });
       await relay().waitForEvent("rate_limited");

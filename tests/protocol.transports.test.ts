@@ -16,4 +16,7 @@ protocolSuite("tls via tunnel (source)", viaTunnel(startInProcess, "tls"));
 
 const binary = process.env.SOVA_RELAY_BINARY ?? join(import.meta.dir, "..", "dist", "sova-relay");
 if (existsSync(binary)) protocolSuite("websocket via tunnel (binary)", viaTunnel(startProcess([binary]), "ws"));
-else console.warn(`SKIP: the contract suite over WebSocket against the compiled binary because ${binary} is not built (npm run build)`);
+else
+  console.warn(
+    `SKIP: the contract suite over WebSocket against the compiled binary because ${binary} is not built (npm run build)`,
+  );

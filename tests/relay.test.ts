@@ -76,7 +76,14 @@ interface Joined {
 
 /** One StateUpdate from `from`, with its own id. */
 function sendUpdate(from: Joined): void {
-  from.receive(encodeMessage({ type: "StateUpdate", source_instance_id: from.conn.instance!.id, timestamp: 1n, update_data: toByteArrayWire(Uint8Array.of(1, 2)) }));
+  from.receive(
+    encodeMessage({
+      type: "StateUpdate",
+      source_instance_id: from.conn.instance!.id,
+      timestamp: 1n,
+      update_data: toByteArrayWire(Uint8Array.of(1, 2)),
+    }),
+  );
 }
 
 /** A clock the test moves by hand: the relay's rules read time only through it. */
@@ -97,7 +104,16 @@ function setup(options: Partial<RelayOptions> = {}) {
     const p = peer();
     const conn = relay.open(p);
     const receive = (body: Uint8Array) => relay.receive(conn, body);
-    receive(encodeMessage({ type: "RegisterInstance", instance_name: name, version: "0.1.0", session_token: null, capabilities: [], ...extra }));
+    receive(
+      encodeMessage({
+        type: "RegisterInstance",
+        instance_name: name,
+        version: "0.1.0",
+        session_token: null,
+        capabilities: [],
+        ...extra,
+      }),
+    );
     return { conn, peer: p, receive };
   }
   return { relay, join };
@@ -140,9 +156,12 @@ describe("relay state", () => {
     const listed = (j: Joined) => {
       const r = j.peer.messages()[0]!;
       if (r.type !== "RegistrationResponse") throw new Error(`expected RegistrationResponse, got ${r.type}`);
-      return r.current_instances.map((i) => `${i.name}@${i.last_activity.secs_since_epoch}.${i.last_activity.nanos_since_epoch}`);
+      return r.current_instances.map(
+        (i) => `${i.name}@${i.last_activity.secs_since_epoch}.${i.last_activity.nanos_since_epoch}`,
+      );
     };
-    const at = (j: Joined) => `${j.conn.instance!.name}@${Math.floor(j.conn.instance!.lastActivity / 1000)}.${(j.conn.instance!.lastActivity % 1000) * 1_000_000}`;
+    const at = (j: Joined) =>
+      `${j.conn.instance!.name}@${Math.floor(j.conn.instance!.lastActivity / 1000)}.${(j.conn.instance!.lastActivity % 1000) * 1_000_000}`;
     expect(listed(b)).toEqual([at(a)]);
     expect(listed(d)).toEqual([at(a), at(b), at(c)]);
     // c's and d's lists are views of the same bytes, not copies.
@@ -164,7 +183,8 @@ describe("relay state", () => {
     relay.closed(other.conn, "closed");
     const plain = join("plain");
     join("late");
-    const joined = (j: Joined) => j.peer.messages().flatMap((m) => (m.type === "InstanceConnected" ? [m.instance_name] : []));
+    const joined = (j: Joined) =>
+      j.peer.messages().flatMap((m) => (m.type === "InstanceConnected" ? [m.instance_name] : []));
     expect(joined(watcher)).toEqual(["w2", "plain", "late"]);
     expect(joined(plain)).toEqual([]);
     relay.closed(watcher.conn, "closed");
@@ -274,7 +294,6 @@ describe("relay state", () => {
     expect(b.peer.messages()).toEqual([{ type: "Error", message: "Connection lost" }]);
     expect(relay.instanceCount).toBe(0);
   });
-
 
   test("nudges: only registered instances sent nothing for the interval get a Pong with the relay's time", () => {
     const clock = manualClock();

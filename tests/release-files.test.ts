@@ -16,7 +16,10 @@ const work = mkdtempSync(join(tmpdir(), "sova-release-files-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 function check(script: string, file?: string) {
-  const proc = Bun.spawnSync(["bash", join(ROOT, "scripts", script), ...(file ? [file] : [])], { stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawnSync(["bash", join(ROOT, "scripts", script), ...(file ? [file] : [])], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   return { code: proc.exitCode, out: proc.stdout.toString() + proc.stderr.toString() };
 }
 
@@ -35,7 +38,12 @@ interface Job {
   needs?: string | string[];
   steps?: Array<{ uses?: string; run?: string; with?: Record<string, unknown> }>;
 }
-const workflow = (name: string) => Bun.YAML.parse(readFileSync(join(WORKFLOWS, name), "utf8")) as { on: Record<string, unknown>; permissions: Record<string, string>; jobs: Record<string, Job> };
+const workflow = (name: string) =>
+  Bun.YAML.parse(readFileSync(join(WORKFLOWS, name), "utf8")) as {
+    on: Record<string, unknown>;
+    permissions: Record<string, string>;
+    jobs: Record<string, Job>;
+  };
 
 describe("workflows", () => {
   test("ci.yml and release.yml pass the workflow schema check", () => {
@@ -64,7 +72,11 @@ describe("workflows", () => {
     const rel = workflow("release.yml");
     expect(rel.on).toEqual({ push: { tags: ["v*"] } });
     expect(rel.permissions).toEqual({ contents: "read" });
-    const writes = Object.entries(rel.jobs).flatMap(([job, j]) => Object.entries(j.permissions ?? {}).filter(([, v]) => v === "write").map(([scope]) => `${job}:${scope}`));
+    const writes = Object.entries(rel.jobs).flatMap(([job, j]) =>
+      Object.entries(j.permissions ?? {})
+        .filter(([, v]) => v === "write")
+        .map(([scope]) => `${job}:${scope}`),
+    );
     expect(writes.sort()).toEqual(["image:packages", "release:contents"]);
     // Nothing is published before the tests pass.
     expect(rel.jobs.test!.uses).toBe("./.github/workflows/ci.yml");
@@ -72,7 +84,9 @@ describe("workflows", () => {
   });
 
   test("every action is pinned to a full version; the image is multi-arch from Dockerfile.prebuilt with version and latest tags", () => {
-    const uses = [...Object.values(workflow("ci.yml").jobs), ...Object.values(workflow("release.yml").jobs)].flatMap((j) => (j.steps ?? []).map((s) => s.uses).filter((u): u is string => !!u));
+    const uses = [...Object.values(workflow("ci.yml").jobs), ...Object.values(workflow("release.yml").jobs)].flatMap(
+      (j) => (j.steps ?? []).map((s) => s.uses).filter((u): u is string => !!u),
+    );
     expect(uses.length).toBeGreaterThan(5);
     for (const u of uses) expect(u).toMatch(/^[\w.-]+\/[\w.-]+@v\d+\.\d+\.\d+$/);
     const steps = workflow("release.yml").jobs.image!.steps!;
@@ -83,7 +97,8 @@ describe("workflows", () => {
     // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion, as the workflow writes it
     expect(tags).toContain('tags="$image:${GITHUB_REF_NAME#v}"');
     expect(tags).toContain("$image:latest");
-    const publish = workflow("release.yml").jobs.release!.steps!.find((s) => s.run?.includes("gh release create"))!.run!;
+    const publish = workflow("release.yml").jobs.release!.steps!.find((s) => s.run?.includes("gh release create"))!
+      .run!;
     expect(publish).toContain("dist/sova-relay-* dist/SHA256SUMS install.sh packaging/sova-relay.service");
   });
 
@@ -98,7 +113,10 @@ describe("workflows", () => {
 });
 
 const hasSystemd = Bun.which("systemd-analyze") !== null;
-if (!hasSystemd) console.warn("SKIP: systemd unit checks because systemd-analyze is not installed (.ci/run installs Debian's systemd)");
+if (!hasSystemd)
+  console.warn(
+    "SKIP: systemd unit checks because systemd-analyze is not installed (.ci/run installs Debian's systemd)",
+  );
 
 test("the README shows the unit as it ships", () => {
   const unit = readFileSync(UNIT, "utf8");

@@ -1,6 +1,12 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { encodeFrame, instanceInfoHead, systemTimeFromMillis, uuidFromString, type KnownInstance } from "../src/protocol/messages.ts";
+import {
+  encodeFrame,
+  instanceInfoHead,
+  systemTimeFromMillis,
+  uuidFromString,
+  type KnownInstance,
+} from "../src/protocol/messages.ts";
 import { encodeRegistrationFrameWithEntries } from "./support/vectors.ts";
 import { createRoster, rosterEntries, rosterJoin } from "../src/relay/roster.ts";
 
@@ -15,7 +21,11 @@ interface Member extends KnownInstance {
 function member(index: number, name: string, ms: number): Member {
   const id = uuidFromString(`00000000-0000-4000-8000-${String(index).padStart(12, "0")}`);
   const info = { id, name, version: "0.1.0", connectedMs: ms };
-  return { info, infoHead: instanceInfoHead({ id, name, version: info.version, connected_at: systemTimeFromMillis(ms) }), lastActivity: ms };
+  return {
+    info,
+    infoHead: instanceInfoHead({ id, name, version: info.version, connected_at: systemTimeFromMillis(ms) }),
+    lastActivity: ms,
+  };
 }
 
 /** What rmp-serde would get from the generic encoder for the same list. */
@@ -27,11 +37,23 @@ function generic(members: readonly Member[]): string {
     connected_at: systemTimeFromMillis(m.info.connectedMs),
     last_activity: systemTimeFromMillis(m.lastActivity),
   }));
-  return hex(encodeFrame({ type: "RegistrationResponse", success: true, message: "Registered as x", assigned_id: uuidFromString("00000000-0000-4000-8000-000000000000"), current_instances }));
+  return hex(
+    encodeFrame({
+      type: "RegistrationResponse",
+      success: true,
+      message: "Registered as x",
+      assigned_id: uuidFromString("00000000-0000-4000-8000-000000000000"),
+      current_instances,
+    }),
+  );
 }
 
 const op = fc.oneof(
-  fc.record({ kind: fc.constant("join" as const), name: fc.string({ unit: "binary", minLength: 1, maxLength: 40 }), ms: fc.integer({ min: 0, max: 2 ** 42 }) }),
+  fc.record({
+    kind: fc.constant("join" as const),
+    name: fc.string({ unit: "binary", minLength: 1, maxLength: 40 }),
+    ms: fc.integer({ min: 0, max: 2 ** 42 }),
+  }),
   fc.record({ kind: fc.constant("leave" as const), at: fc.nat() }),
   fc.record({ kind: fc.constant("active" as const), at: fc.nat(), ms: fc.integer({ min: 0, max: 2 ** 42 }) }),
 );
@@ -48,7 +70,9 @@ describe("session roster (the cached InstanceInfo list)", () => {
             // As the relay does: the newcomer gets the list of those already there, then joins it.
             const entries = rosterEntries(roster, members);
             const id = uuidFromString("00000000-0000-4000-8000-000000000000");
-            expect(hex(encodeRegistrationFrameWithEntries("Registered as x", id, members.length, entries))).toBe(generic(members));
+            expect(hex(encodeRegistrationFrameWithEntries("Registered as x", id, members.length, entries))).toBe(
+              generic(members),
+            );
             const joined = member(next++, o.name, o.ms);
             const previous = members;
             members = [...previous, joined];
@@ -60,7 +84,11 @@ describe("session roster (the cached InstanceInfo list)", () => {
           }
         }
         const id = uuidFromString("00000000-0000-4000-8000-000000000000");
-        expect(hex(encodeRegistrationFrameWithEntries("Registered as x", id, members.length, rosterEntries(roster, members)))).toBe(generic(members));
+        expect(
+          hex(
+            encodeRegistrationFrameWithEntries("Registered as x", id, members.length, rosterEntries(roster, members)),
+          ),
+        ).toBe(generic(members));
       }),
       { numRuns: RUNS },
     );

@@ -75,7 +75,9 @@ describe("TLS", () => {
   });
 
   test("--port 0 with TLS leaves only the TLS listener", async () => {
-    const relay = keep(await startInProcess(["--port", "0", "--tls-port", "0", "--tls-cert", CERT_A, "--tls-key", KEY_A]));
+    const relay = keep(
+      await startInProcess(["--port", "0", "--tls-port", "0", "--tls-cert", CERT_A, "--tls-key", KEY_A]),
+    );
     expect(relay.server!.port).toBeNull();
     const c = keep(await connect({ port: relay.tlsPort!, tls: { ca: CA_A, serverName: "localhost" } }));
     expect((await c.register({ name: "only-tls" })).success).toBe(true);
@@ -83,13 +85,22 @@ describe("TLS", () => {
 
   test("missing or bad certificate files: one line, exit 2", () => {
     const cases: Array<[string[], RegExp]> = [
-      [["--tls-port", "0", "--tls-cert", "/nonexistent.crt", "--tls-key", KEY_A], /cannot read --tls-cert '\/nonexistent\.crt' \(ENOENT\)/],
+      [
+        ["--tls-port", "0", "--tls-cert", "/nonexistent.crt", "--tls-key", KEY_A],
+        /cannot read --tls-cert '\/nonexistent\.crt' \(ENOENT\)/,
+      ],
       [["--tls-port", "0", "--tls-cert", CERT_A, "--tls-key", KEY_B], /invalid TLS certificate or key/],
-      [["--tls-port", "0", "--tls-cert", join(ROOT, "package.json"), "--tls-key", KEY_A], /invalid TLS certificate or key/],
+      [
+        ["--tls-port", "0", "--tls-cert", join(ROOT, "package.json"), "--tls-key", KEY_A],
+        /invalid TLS certificate or key/,
+      ],
       [["--tls-port", "0"], /--tls-port needs --tls-cert and --tls-key/],
     ];
     for (const [args, pattern] of cases) {
-      const r = Bun.spawnSync([...SOURCE, "--port", "0", "--http-port", "0", ...args], { stdout: "pipe", stderr: "pipe" });
+      const r = Bun.spawnSync([...SOURCE, "--port", "0", "--http-port", "0", ...args], {
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       expect(r.exitCode).toBe(2);
       const lines = r.stderr.toString().trim().split("\n");
       expect(lines.length).toBe(1);
@@ -158,17 +169,30 @@ describe("access control", () => {
 
   test("too many failed registrations: every registration from the address is refused for the cool-down, right token or not", async () => {
     const TOKEN = "right-token-for-the-cooldown";
-    const relay = keep(await startInProcess(["--token", TOKEN, "--max-failed-registrations", "3", "--failed-registration-cooldown", "60"]));
+    const relay = keep(
+      await startInProcess([
+        "--token",
+        TOKEN,
+        "--max-failed-registrations",
+        "3",
+        "--failed-registration-cooldown",
+        "60",
+      ]),
+    );
     for (let i = 0; i < 3; i++) {
       const guess = keep(await connect({ port: relay.port }));
-      await expect(guess.register({ name: `g${i}`, token: `guess-number-${i}-wrong` })).rejects.toThrow("Invalid session token");
+      await expect(guess.register({ name: `g${i}`, token: `guess-number-${i}-wrong` })).rejects.toThrow(
+        "Invalid session token",
+      );
       await guess.closed;
     }
     await relay.waitForEvent("cooldown_started");
     // The same answer for the right token and a wrong one: a guess cannot tell.
     for (const token of [TOKEN, "guess-number-3-wrong"]) {
       const c = keep(await connect({ port: relay.port }));
-      await expect(c.register({ name: "late", token })).rejects.toThrow(/^Too many failed registrations from this address; try again in (59|60) s$/);
+      await expect(c.register({ name: "late", token })).rejects.toThrow(
+        /^Too many failed registrations from this address; try again in (59|60) s$/,
+      );
     }
   });
 });
@@ -197,8 +221,24 @@ describe("audit log and secrets", () => {
     const auditPath = join(dir, "audit.log");
     const relay = keep(
       await startProcess(SOURCE)([
-        "--log-format", "json", "--log-level", "info", "--audit-log", auditPath, "--token", TOKEN, "--http-port", "any",
-        "--tls-port", "0", "--tls-cert", CERT_A, "--tls-key", KEY_A, "--rate-limit", "2",
+        "--log-format",
+        "json",
+        "--log-level",
+        "info",
+        "--audit-log",
+        auditPath,
+        "--token",
+        TOKEN,
+        "--http-port",
+        "any",
+        "--tls-port",
+        "0",
+        "--tls-cert",
+        CERT_A,
+        "--tls-key",
+        KEY_A,
+        "--rate-limit",
+        "2",
       ]),
     );
     const good = keep(await connect({ port: relay.port }));
@@ -209,12 +249,20 @@ describe("audit log and secrets", () => {
     await good.next("Error");
     // A TLS handshake that fails: plain bytes to the TLS port.
     const tlsPort = relay.tlsPort!;
-    const garbage = await Bun.connect({ hostname: "127.0.0.1", port: tlsPort, socket: { data() {}, close() {}, error() {} } });
+    const garbage = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: tlsPort,
+      socket: { data() {}, close() {}, error() {} },
+    });
     garbage.write(frameOf(encodeMessage({ type: "Ping", timestamp: 1n })));
     await relay.waitForEvent("tls_handshake_failed");
     garbage.terminate();
 
-    const pages = await Promise.all(["/", "/status", "/metrics", "/healthz"].map(async (p) => (await fetch(`http://127.0.0.1:${relay.httpPort}${p}`)).text()));
+    const pages = await Promise.all(
+      ["/", "/status", "/metrics", "/healthz"].map(async (p) =>
+        (await fetch(`http://127.0.0.1:${relay.httpPort}${p}`)).text(),
+      ),
+    );
     renameSync(auditPath, `${auditPath}.1`); // logrotate moves it away...
     relay.process!.kill("SIGHUP"); // ...and tells the relay
     await relay.waitForEvent("tls_reloaded");
@@ -224,11 +272,23 @@ describe("audit log and secrets", () => {
 
     const rotated = readFileSync(`${auditPath}.1`, "utf8");
     const fresh = readFileSync(auditPath, "utf8");
-    const events = (text: string) => text.trim().split("\n").map((l) => JSON.parse(l).event as string);
-    for (const e of ["connection_accepted", "registered", "registration_rejected", "rate_limited", "session_created", "tls_handshake_failed"]) {
+    const events = (text: string) =>
+      text
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l).event as string);
+    for (const e of [
+      "connection_accepted",
+      "registered",
+      "registration_rejected",
+      "rate_limited",
+      "session_created",
+      "tls_handshake_failed",
+    ]) {
       expect(events(rotated)).toContain(e);
     }
-    for (const e of ["tls_reloaded", "disconnected", "session_emptied", "shutdown", "shutdown_complete"]) expect(events(fresh)).toContain(e);
+    for (const e of ["tls_reloaded", "disconnected", "session_emptied", "shutdown", "shutdown_complete"])
+      expect(events(fresh)).toContain(e);
     for (const line of [...rotated.trim().split("\n"), ...fresh.trim().split("\n")]) {
       const obj = JSON.parse(line);
       expect(typeof obj.time).toBe("string");

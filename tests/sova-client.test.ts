@@ -8,8 +8,9 @@ import { startInProcess, startProcess } from "./support/relay.ts";
 import { connectSovaDouble } from "./support/sova-double.ts";
 
 const keep = cleanupAfterEach();
-const isUpdate = (from: string, t: bigint) => (m: { type: string; source_instance_name?: string; timestamp?: bigint }) =>
-  m.type === "StateBroadcast" && m.source_instance_name === from && m.timestamp === t;
+const isUpdate =
+  (from: string, t: bigint) => (m: { type: string; source_instance_name?: string; timestamp?: bigint }) =>
+    m.type === "StateBroadcast" && m.source_instance_name === from && m.timestamp === t;
 
 describe("today's Sova client", () => {
   test("two quiet instances both edit: the nudges let both edits out", async () => {

@@ -55,7 +55,10 @@ describe("tunnel: carrying instances", () => {
   for (const scheme of ["ws", "tls"] as const) {
     test(`${scheme}: when the relay goes away, the local connection is closed so the instance sees it`, async () => {
       const relay = await startInProcess(scheme === "ws" ? ["--http-port", "any"] : TLS_FLAGS);
-      const tunnel = scheme === "ws" ? tunnelTo(`ws://127.0.0.1:${relay.httpPort}/relay`) : tunnelTo(`tls://localhost:${relay.tlsPort}`, { ca: TEST_CA });
+      const tunnel =
+        scheme === "ws"
+          ? tunnelTo(`ws://127.0.0.1:${relay.httpPort}/relay`)
+          : tunnelTo(`tls://localhost:${relay.tlsPort}`, { ca: TEST_CA });
       try {
         const c = await connect({ port: tunnel.port });
         await c.register({ name: `leaving-${scheme}` });
@@ -116,7 +119,9 @@ describe("tunnel: one clear line when the far side cannot be reached", () => {
       await tunnel.waitForLog(/certificate is not trusted/);
       const errors = errorLines(tunnel);
       expect(errors).toHaveLength(1);
-      expect(errors[0]).toMatch(/localhost:\d+'s certificate is not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT: .*\); for a private CA pass --ca FILE; closing the local connection/);
+      expect(errors[0]).toMatch(
+        /localhost:\d+'s certificate is not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT: .*\); for a private CA pass --ca FILE; closing the local connection/,
+      );
     } finally {
       tunnel.stop();
     }
@@ -126,11 +131,16 @@ describe("tunnel: one clear line when the far side cannot be reached", () => {
     const server = Bun.serve({
       hostname: "127.0.0.1",
       port: 0,
-      tls: { cert: readFileSync(join(TLS_DIR, "test-a.crt"), "utf8"), key: readFileSync(join(TLS_DIR, "test-a.key"), "utf8") },
+      tls: {
+        cert: readFileSync(join(TLS_DIR, "test-a.crt"), "utf8"),
+        key: readFileSync(join(TLS_DIR, "test-a.key"), "utf8"),
+      },
       fetch: (req, s) => (s.upgrade(req, { data: undefined }) ? undefined : new Response("no", { status: 400 })),
       websocket: { message() {} },
     });
-    const tunnel = tunnelTo(`wss://localhost:${server.port}/relay`, { ca: readFileSync(join(TLS_DIR, "test-b.crt"), "utf8") });
+    const tunnel = tunnelTo(`wss://localhost:${server.port}/relay`, {
+      ca: readFileSync(join(TLS_DIR, "test-b.crt"), "utf8"),
+    });
     try {
       await refusedLocally(tunnel);
       await tunnel.waitForLog(/certificate is not trusted/);
@@ -146,7 +156,10 @@ describe("tunnel: one clear line when the far side cannot be reached", () => {
   test("a name that does not resolve, a refused port and a refused upgrade: one line each", async () => {
     const relay = await relayWith(["--http-port", "any"]);
     const cases: Array<[string, RegExp]> = [
-      ["ws://no-such-host.invalid/relay", /cannot resolve no-such-host\.invalid \((ENOTFOUND|EAI_AGAIN|EAI_NONAME|DNS\w*)\)/],
+      [
+        "ws://no-such-host.invalid/relay",
+        /cannot resolve no-such-host\.invalid \((ENOTFOUND|EAI_AGAIN|EAI_NONAME|DNS\w*)\)/,
+      ],
       [`tcp://127.0.0.1:${unusedPort()}`, /connection refused by 127\.0\.0\.1:\d+/],
       [`ws://127.0.0.1:${relay.httpPort}/not-relay`, /refused the WebSocket upgrade with HTTP 404/],
     ];
@@ -166,15 +179,31 @@ describe("tunnel: one clear line when the far side cannot be reached", () => {
 
   test("describeFailure names what the user can fix", () => {
     const t = parseTarget("wss://relay.example.org/relay");
-    expect(t).toEqual({ scheme: "wss", host: "relay.example.org", port: 443, url: "wss://relay.example.org/relay", shown: "wss://relay.example.org/relay" });
+    expect(t).toEqual({
+      scheme: "wss",
+      host: "relay.example.org",
+      port: 443,
+      url: "wss://relay.example.org/relay",
+      shown: "wss://relay.example.org/relay",
+    });
     // Credentials in the URL are used, never logged.
-    expect(parseTarget("wss://player:s3cret@relay.example.org/relay")).toMatchObject({ url: "wss://player:s3cret@relay.example.org/relay", shown: "wss://relay.example.org/relay" });
+    expect(parseTarget("wss://player:s3cret@relay.example.org/relay")).toMatchObject({
+      url: "wss://player:s3cret@relay.example.org/relay",
+      shown: "wss://relay.example.org/relay",
+    });
     expect(parseTarget("wss://relay.example.org/relay?key=s3cret").shown).toBe("wss://relay.example.org/relay?***");
     expect(parseTarget("tls://relay.example.org")).toMatchObject({ port: 9443, url: "tls://relay.example.org:9443" });
     expect(parseTarget("wss://relay.example.org").url).toBe("wss://relay.example.org/relay");
-    expect(describeFailure(t, "ERR_TLS_CERT_ALTNAME_INVALID", "Hostname/IP does not match certificate's altnames", false).reason).toBe("certificate");
-    expect(describeFailure(t, "ECONNREFUSED", "Failed to connect", false).text).toBe("connection refused by relay.example.org:443");
-    expect(describeFailure(t, undefined, "WebSocket connection to 'x' failed: Expected 101 status code: 502", false).text).toContain("HTTP 502");
+    expect(
+      describeFailure(t, "ERR_TLS_CERT_ALTNAME_INVALID", "Hostname/IP does not match certificate's altnames", false)
+        .reason,
+    ).toBe("certificate");
+    expect(describeFailure(t, "ECONNREFUSED", "Failed to connect", false).text).toBe(
+      "connection refused by relay.example.org:443",
+    );
+    expect(
+      describeFailure(t, undefined, "WebSocket connection to 'x' failed: Expected 101 status code: 502", false).text,
+    ).toContain("HTTP 502");
   });
 });
 
@@ -182,7 +211,11 @@ describe("tunnel: the command line", () => {
   const main = join(import.meta.dir, "..", "src", "main.ts");
 
   test("a bad --to or --listen is one line and exit 2", async () => {
-    for (const args of [["--to", "ftp://relay.example.org"], ["--to", "wss://relay.example.org/relay", "--listen", "nowhere"], []]) {
+    for (const args of [
+      ["--to", "ftp://relay.example.org"],
+      ["--to", "wss://relay.example.org/relay", "--listen", "nowhere"],
+      [],
+    ]) {
       const p = Bun.spawn([process.execPath, main, "tunnel", ...args], { stdout: "pipe", stderr: "pipe" });
       const [code, err] = await Promise.all([p.exited, new Response(p.stderr).text()]);
       expect(code).toBe(2);
@@ -194,7 +227,10 @@ describe("tunnel: the command line", () => {
   test("as a process: a certificate error is one line on stderr, also when Sova retries, and the tunnel keeps serving", async () => {
     const relay = await relayWith(TLS_FLAGS);
     const watcher = logWatcher();
-    const p = Bun.spawn([process.execPath, main, "tunnel", "--listen", "127.0.0.1:0", "--to", `tls://localhost:${relay.tlsPort}`], { stdout: "pipe", stderr: "pipe" });
+    const p = Bun.spawn(
+      [process.execPath, main, "tunnel", "--listen", "127.0.0.1:0", "--to", `tls://localhost:${relay.tlsPort}`],
+      { stdout: "pipe", stderr: "pipe" },
+    );
     void (async () => {
       const decoder = new TextDecoder();
       let pending = "";

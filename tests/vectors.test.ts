@@ -23,7 +23,15 @@ import {
   uuidToString,
   type Message,
 } from "../src/protocol/messages.ts";
-import { encodeRegistrationFrameWithEntries, hex, loadVectors, messageFromVector, unhex, vector, type Vector } from "./support/vectors.ts";
+import {
+  encodeRegistrationFrameWithEntries,
+  hex,
+  loadVectors,
+  messageFromVector,
+  unhex,
+  vector,
+  type Vector,
+} from "./support/vectors.ts";
 
 const vectors = loadVectors();
 
@@ -35,7 +43,8 @@ function verdict(decode: (body: Uint8Array) => Message, body: Uint8Array): strin
     return `error ${(error as Error).message}`;
   }
 }
-const expected = (v: Vector) => (v.rmp_serde_error !== undefined ? `error ${v.rmp_serde_error}` : `ok ${v.canonical_hex ?? v.hex}`);
+const expected = (v: Vector) =>
+  v.rmp_serde_error !== undefined ? `error ${v.rmp_serde_error}` : `ok ${v.canonical_hex ?? v.hex}`;
 
 /**
  * Where msgpackr hands the validator the same value for bodies rmp-serde tells apart.
@@ -125,7 +134,9 @@ describe("edge_cases: rmp-serde 1.1.1's verdict and words", () => {
 
   test("the cases msgpackr cannot tell apart are exactly the listed ones, and still answered", () => {
     for (const name of Object.keys(MSGPACKR_CANNOT_TELL)) expect(vector(vectors.edge_cases, name).name).toBe(name);
-    const differ = vectors.edge_cases.filter((v) => verdict(decodeGeneral, unhex(v.hex)) !== expected(v)).map((v) => v.name);
+    const differ = vectors.edge_cases
+      .filter((v) => verdict(decodeGeneral, unhex(v.hex)) !== expected(v))
+      .map((v) => v.name);
     expect(differ.sort()).toEqual(Object.keys(MSGPACKR_CANNOT_TELL).sort());
   });
 });
@@ -141,12 +152,18 @@ describe("the StateUpdate fast path agrees with the general path", () => {
       taken++;
       expect(normalise(fast)).toEqual(normalise(decodeGeneral(body)));
     }
-    for (const v of vectors.instance_to_relay.filter((v) => "StateUpdate" in v.message)) expect(decodeStateUpdate(unhex(v.hex))).not.toBeNull();
+    for (const v of vectors.instance_to_relay.filter((v) => "StateUpdate" in v.message))
+      expect(decodeStateUpdate(unhex(v.hex))).not.toBeNull();
     expect(taken).toBeGreaterThanOrEqual(4);
   });
 
   test("update_data comes back as a view of the input (no copy) and is forwarded as such", () => {
-    const body = encodeMessage({ type: "StateUpdate", source_instance_id: new Uint8Array(16), timestamp: 1n, update_data: toByteArrayWire(Uint8Array.of(1, 2, 200)) });
+    const body = encodeMessage({
+      type: "StateUpdate",
+      source_instance_id: new Uint8Array(16),
+      timestamp: 1n,
+      update_data: toByteArrayWire(Uint8Array.of(1, 2, 200)),
+    });
     const msg = decodeMessage(body) as Extract<Message, { type: "StateUpdate" }>;
     expect(msg.update_data.buffer).toBe(body.buffer);
     expect([...byteArrayValues(msg.update_data)]).toEqual([1, 2, 200]);
@@ -154,7 +171,9 @@ describe("the StateUpdate fast path agrees with the general path", () => {
 
   test("non-canonical byte arrays take the general path and come out as rmp-serde writes them", () => {
     // array16 header for 3 elements, 5 as uint8, 200 as uint16, 7 as int8
-    const body = unhex(`81ab537461746555706461746583b2736f757263655f696e7374616e63655f6964c410${"00".repeat(16)}a974696d657374616d7001ab7570646174655f64617461dc0003cc05cd00c8d007`);
+    const body = unhex(
+      `81ab537461746555706461746583b2736f757263655f696e7374616e63655f6964c410${"00".repeat(16)}a974696d657374616d7001ab7570646174655f64617461dc0003cc05cd00c8d007`,
+    );
     expect(decodeStateUpdate(body)).toBeNull();
     const msg = decodeMessage(body) as Extract<Message, { type: "StateUpdate" }>;
     expect(hex(msg.update_data)).toBe("9305ccc807");
@@ -167,18 +186,28 @@ describe("frames the relay keeps", () => {
     expect(big.length).toBeGreaterThan(1_600_000);
     const kept = Array.from({ length: 50 }, (_, i) => encodeFrame({ type: "Pong", timestamp: BigInt(i) }));
     const prefix = broadcastPrefix("small");
-    kept.push(...Array.from({ length: 50 }, (_, i) => encodeBroadcastFrame(prefix, BigInt(i), toByteArrayWire(Uint8Array.of(i)))));
+    kept.push(
+      ...Array.from({ length: 50 }, (_, i) =>
+        encodeBroadcastFrame(prefix, BigInt(i), toByteArrayWire(Uint8Array.of(i))),
+      ),
+    );
     for (const [i, frame] of kept.entries()) {
       expect(frame.buffer.byteLength).toBe(frame.length);
       const msg = decodeMessage(frame.subarray(4));
-      expect(msg).toMatchObject(i < 50 ? { type: "Pong", timestamp: BigInt(i) } : { type: "StateBroadcast", timestamp: BigInt(i - 50) });
+      expect(msg).toMatchObject(
+        i < 50 ? { type: "Pong", timestamp: BigInt(i) } : { type: "StateBroadcast", timestamp: BigInt(i - 50) },
+      );
     }
     expect(kept.reduce((sum, f) => sum + f.buffer.byteLength, 0)).toBeLessThan(5000);
   });
 
   test("lone surrogates go out as U+FFFD, valid UTF-8 that rmp-serde reads", () => {
     for (const name of ["a\ud800b", "\udc00", `${"x".repeat(70)}\ud83d`]) {
-      const body = encodeMessage({ type: "InstanceDisconnected", instance_id: new Uint8Array(16), instance_name: name });
+      const body = encodeMessage({
+        type: "InstanceDisconnected",
+        instance_id: new Uint8Array(16),
+        instance_name: name,
+      });
       const decoded = decodeMessage(body) as Extract<Message, { type: "InstanceDisconnected" }>;
       expect(decoded.instance_name).toBe(name.toWellFormed());
       expect(hex(body)).toContain("efbfbd");
@@ -190,8 +219,19 @@ describe("frames the relay keeps", () => {
 
 describe("u64 and UUIDs", () => {
   test("u64 survives exactly at every encoding boundary up to 2^64-1, in the smallest unsigned form", () => {
-    const forms: Array<[bigint, string]> = [[0n, "00"], [127n, "7f"], [128n, "cc80"], [255n, "ccff"], [256n, "cd0100"], [65535n, "cdffff"], [65536n, "ce00010000"],
-      [2n ** 32n - 1n, "ceffffffff"], [2n ** 32n, "cf0000000100000000"], [2n ** 53n + 1n, "cf0020000000000001"], [2n ** 64n - 1n, "cfffffffffffffffff"]];
+    const forms: Array<[bigint, string]> = [
+      [0n, "00"],
+      [127n, "7f"],
+      [128n, "cc80"],
+      [255n, "ccff"],
+      [256n, "cd0100"],
+      [65535n, "cdffff"],
+      [65536n, "ce00010000"],
+      [2n ** 32n - 1n, "ceffffffff"],
+      [2n ** 32n, "cf0000000100000000"],
+      [2n ** 53n + 1n, "cf0020000000000001"],
+      [2n ** 64n - 1n, "cfffffffffffffffff"],
+    ];
     for (const [t, form] of forms) {
       const body = encodeMessage({ type: "Ping", timestamp: t });
       expect(hex(body)).toBe(`81a450696e6781a974696d657374616d70${form}`);
@@ -209,7 +249,9 @@ describe("u64 and UUIDs", () => {
 
 /** Byte views compare by content. */
 function normalise(msg: Message): unknown {
-  return JSON.parse(JSON.stringify(msg, (_k, v) => (typeof v === "bigint" ? `${v}n` : v instanceof Uint8Array ? hex(v) : v)));
+  return JSON.parse(
+    JSON.stringify(msg, (_k, v) => (typeof v === "bigint" ? `${v}n` : v instanceof Uint8Array ? hex(v) : v)),
+  );
 }
 
 function withoutExtensions(msg: Message): Message {
@@ -220,16 +262,43 @@ describe("RegistrationResponse built from cached InstanceInfo heads", () => {
   test("is byte-identical to the generic encoding (and so to rmp-serde's)", () => {
     const make = (i: number) => {
       const ms = 1705314615000 + i * 1237;
-      const info = { id: uuidFromString(`123e4567-e89b-42d3-a456-4266141740${String(i).padStart(2, "0")}`), name: `inst-${i}-${"é".repeat(i)}`, version: "0.1.0", connected_at: systemTimeFromMillis(ms - 5000) };
-      return { info: { ...info, last_activity: systemTimeFromMillis(ms) }, known: { infoHead: instanceInfoHead(info), lastActivity: ms } };
+      const info = {
+        id: uuidFromString(`123e4567-e89b-42d3-a456-4266141740${String(i).padStart(2, "0")}`),
+        name: `inst-${i}-${"é".repeat(i)}`,
+        version: "0.1.0",
+        connected_at: systemTimeFromMillis(ms - 5000),
+      };
+      return {
+        info: { ...info, last_activity: systemTimeFromMillis(ms) },
+        known: { infoHead: instanceInfoHead(info), lastActivity: ms },
+      };
     };
     for (const count of [0, 1, 2, 15, 16, 40]) {
       const all = Array.from({ length: count }, (_, i) => make(i));
       const id = uuidFromString("00000000-0000-4000-8000-000000000001");
-      const fast = encodeRegistrationFrameWithEntries("Registered as carol", id, count, instanceEntries(all.map((a) => a.known)));
-      const generic = encodeFrame({ type: "RegistrationResponse", success: true, message: "Registered as carol", assigned_id: id, current_instances: all.map((a) => a.info) });
+      const fast = encodeRegistrationFrameWithEntries(
+        "Registered as carol",
+        id,
+        count,
+        instanceEntries(all.map((a) => a.known)),
+      );
+      const generic = encodeFrame({
+        type: "RegistrationResponse",
+        success: true,
+        message: "Registered as carol",
+        assigned_id: id,
+        current_instances: all.map((a) => a.info),
+      });
       expect(hex(fast)).toBe(hex(generic));
-      expect(normalise(decodeMessage(fast.subarray(4)))).toEqual(normalise({ type: "RegistrationResponse", success: true, message: "Registered as carol", assigned_id: id, current_instances: all.map((a) => a.info) }));
+      expect(normalise(decodeMessage(fast.subarray(4)))).toEqual(
+        normalise({
+          type: "RegistrationResponse",
+          success: true,
+          message: "Registered as carol",
+          assigned_id: id,
+          current_instances: all.map((a) => a.info),
+        }),
+      );
     }
   });
 });

@@ -24,7 +24,9 @@ function gitHead(): string {
 
 /** Runs `command --version`, then the relay itself, and reads /status and / from it. */
 async function check(command: string[]) {
-  const out = Bun.spawnSync([...command, "--version"]).stdout.toString().trim();
+  const out = Bun.spawnSync([...command, "--version"])
+    .stdout.toString()
+    .trim();
   const m = LINE.exec(out);
   expect(m, `--version printed "${out}"`).not.toBeNull();
   const [, version, commit, target] = m!;
@@ -34,7 +36,11 @@ async function check(command: string[]) {
     const line = await relay.waitForLog(/Status page on (http:\/\/\S+\/)/);
     const base = /Status page on (http:\/\/\S+\/)/.exec(line)![1]!;
     const status = (await (await fetch(`${base}status`)).json()) as { version: string; commit: string; target: string };
-    expect({ version: status.version, commit: status.commit, target: status.target }).toEqual({ version: version!, commit: commit!, target: target! });
+    expect({ version: status.version, commit: status.commit, target: status.target }).toEqual({
+      version: version!,
+      commit: commit!,
+      target: target!,
+    });
     const page = await (await fetch(base)).text();
     expect(page).toContain(`version ${version} · commit ${commit} · ${target}`);
   } finally {

@@ -57,7 +57,12 @@ describe("websocket: an instance like any other", () => {
       if (got.type !== "StateBroadcast") throw new Error("unreachable");
       expect(got.source_instance_name).toBe("tcp-one");
       expect([...updateValues(got)]).toEqual([1, 2, 3]);
-      ws.send({ type: "StateUpdate", source_instance_id: reg.assigned_id!, timestamp: 7n, update_data: toByteArrayWire(Uint8Array.of(9)) });
+      ws.send({
+        type: "StateUpdate",
+        source_instance_id: reg.assigned_id!,
+        timestamp: 7n,
+        update_data: toByteArrayWire(Uint8Array.of(9)),
+      });
       const back = await tcp.next("StateBroadcast");
       expect(back.source_instance_name).toBe("ws-one");
       expect(back.timestamp).toBe(7n);
@@ -213,11 +218,15 @@ describe("websocket: --trust-proxy", () => {
   test("the right-most untrusted entry counts: what the client wrote further left proves nothing", () => {
     const trust = [parseCidr("10.0.0.0/8")];
     const h = (v: Record<string, string>) => new Headers(v);
-    expect(clientAddress("10.0.0.2", h({ "x-forwarded-for": "1.1.1.1, 198.51.100.9, 10.0.0.3" }), trust)).toBe("198.51.100.9");
+    expect(clientAddress("10.0.0.2", h({ "x-forwarded-for": "1.1.1.1, 198.51.100.9, 10.0.0.3" }), trust)).toBe(
+      "198.51.100.9",
+    );
     expect(clientAddress("192.0.2.1", h({ "x-forwarded-for": "198.51.100.9" }), trust)).toBe("192.0.2.1");
     expect(clientAddress("10.0.0.2", h({}), trust)).toBe("10.0.0.2");
     expect(clientAddress("10.0.0.2", h({ "x-forwarded-for": "garbage" }), trust)).toBe("10.0.0.2");
-    expect(clientAddress("10.0.0.2", h({ forwarded: "for=198.51.100.1:99, for=10.0.0.9" }), trust)).toBe("198.51.100.1");
+    expect(clientAddress("10.0.0.2", h({ forwarded: "for=198.51.100.1:99, for=10.0.0.9" }), trust)).toBe(
+      "198.51.100.1",
+    );
     expect(clientAddress("10.0.0.2", h({ "x-forwarded-for": "10.0.0.7" }), trust)).toBe("10.0.0.7");
   });
 });

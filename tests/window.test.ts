@@ -7,24 +7,28 @@ import { createWindow } from "../src/relay/window.ts";
 describe("sliding window", () => {
   test("no 60 s span ever holds more than the limit, whatever the arrival times", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 20 }), fc.array(fc.integer({ min: 0, max: 3000 }), { minLength: 1, maxLength: 300 }), (limit, gaps) => {
-        const w = createWindow(limit, 60_000);
-        const accepted: number[] = [];
-        let t = 1_700_000_000_000;
-        for (const gap of gaps) {
-          t += gap;
-          if (w.fits(t, 1)) {
-            w.add(1);
-            accepted.push(t);
+      fc.property(
+        fc.integer({ min: 1, max: 20 }),
+        fc.array(fc.integer({ min: 0, max: 3000 }), { minLength: 1, maxLength: 300 }),
+        (limit, gaps) => {
+          const w = createWindow(limit, 60_000);
+          const accepted: number[] = [];
+          let t = 1_700_000_000_000;
+          for (const gap of gaps) {
+            t += gap;
+            if (w.fits(t, 1)) {
+              w.add(1);
+              accepted.push(t);
+            }
           }
-        }
-        for (let i = 0; i < accepted.length; i++) {
-          let inSpan = 0;
-          for (let j = i; j < accepted.length && accepted[j]! - accepted[i]! < 60_000; j++) inSpan++;
-          if (inSpan > limit) return false;
-        }
-        return true;
-      }),
+          for (let i = 0; i < accepted.length; i++) {
+            let inSpan = 0;
+            for (let j = i; j < accepted.length && accepted[j]! - accepted[i]! < 60_000; j++) inSpan++;
+            if (inSpan > limit) return false;
+          }
+          return true;
+        },
+      ),
       { numRuns: 300 },
     );
   });

@@ -84,9 +84,13 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
       return await timeout(kv.create(key, value), CLAIM_TIMEOUT_MS);
     } catch (error) {
       if (!/wrong last sequence|key exists|10071/i.test((error as Error).message)) {
-        log.warn("cluster_claim_failed", `Name claim through JetStream KV failed (${(error as Error).message}); the name is unique on this node until it is claimed again`, {
-          reason: (error as Error).message,
-        });
+        log.warn(
+          "cluster_claim_failed",
+          `Name claim through JetStream KV failed (${(error as Error).message}); the name is unique on this node until it is claimed again`,
+          {
+            reason: (error as Error).message,
+          },
+        );
         return null;
       }
     }
@@ -107,7 +111,9 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
       }
       try {
         const revision = await timeout(kv.update(key, value, entry.revision), CLAIM_TIMEOUT_MS);
-        log.info("cluster_claim_taken_over", `Name claim left by node ${o?.n ?? "?"} (not alive) taken over`, { node: o?.n });
+        log.info("cluster_claim_taken_over", `Name claim left by node ${o?.n ?? "?"} (not alive) taken over`, {
+          node: o?.n,
+        });
         return revision;
       } catch {
         // Someone else updated it first: look again.
@@ -150,9 +156,13 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
           else void kv.delete(key, { previousSeq: result }).catch(() => {});
         } else if (result === "taken") {
           conflicts++;
-          log.warn("cluster_name_conflict", `A name held on this node was claimed by another node while the cluster was unreachable; both instances stay connected`, {
-            session: key.split(".")[0],
-          });
+          log.warn(
+            "cluster_name_conflict",
+            `A name held on this node was claimed by another node while the cluster was unreachable; both instances stay connected`,
+            {
+              session: key.split(".")[0],
+            },
+          );
         }
       }
     },

@@ -58,7 +58,12 @@ const READ_TIMEOUT_MS = 3000;
 const PREPARED_TTL_MS = 15_000;
 
 export function createClusterHistory(
-  options: { prefix: string; limits: HistoryLimits; sessions: number; seen: (n: string, session: string) => SeenFrom | undefined },
+  options: {
+    prefix: string;
+    limits: HistoryLimits;
+    sessions: number;
+    seen: (n: string, session: string) => SeenFrom | undefined;
+  },
   log: Logger,
 ): ClusterHistory {
   const { limits, prefix } = options;
@@ -90,7 +95,10 @@ export function createClusterHistory(
   }
 
   function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-    return Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms))]);
+    return Promise.race([
+      p,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)),
+    ]);
   }
 
   const history: ClusterHistory = {
@@ -149,11 +157,19 @@ export function createClusterHistory(
           await jsm.streams.add({ name: stream, ...config } as never);
         }
         js = jetstream(nc);
-        log.info("cluster_history", `Cluster history in JetStream stream ${stream} (${limits.maxEntries} updates per session)`, { stream });
+        log.info(
+          "cluster_history",
+          `Cluster history in JetStream stream ${stream} (${limits.maxEntries} updates per session)`,
+          { stream },
+        );
       } catch (error) {
-        log.warn("cluster_history_unavailable", `JetStream stream for history unavailable (${(error as Error).message}): newcomers get only what this node saw`, {
-          reason: (error as Error).message,
-        });
+        log.warn(
+          "cluster_history_unavailable",
+          `JetStream stream for history unavailable (${(error as Error).message}): newcomers get only what this node saw`,
+          {
+            reason: (error as Error).message,
+          },
+        );
       }
     },
     disconnected() {
@@ -173,10 +189,14 @@ export function createClusterHistory(
       try {
         mine.stored = await withTimeout(read(session), READ_TIMEOUT_MS);
       } catch (error) {
-        log.warn("cluster_history_read_failed", `Reading session history from JetStream failed (${(error as Error).message}); the newcomer gets what this node saw meanwhile`, {
-          session,
-          reason: (error as Error).message,
-        });
+        log.warn(
+          "cluster_history_read_failed",
+          `Reading session history from JetStream failed (${(error as Error).message}); the newcomer gets what this node saw meanwhile`,
+          {
+            session,
+            reason: (error as Error).message,
+          },
+        );
       }
     },
     cancel(session) {

@@ -125,7 +125,10 @@ function readFile(path: string, flag: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (error) {
-    throw new RelayError("E_CONFIG", `cannot read ${flag} '${path}' (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`);
+    throw new RelayError(
+      "E_CONFIG",
+      `cannot read ${flag} '${path}' (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`,
+    );
   }
 }
 
@@ -136,7 +139,8 @@ function connectionOptions(o: ClusterOptions): ConnectionOptions {
   const servers = o.servers.map((s) => {
     try {
       const url = new URL(s.includes("://") ? s : `nats://${s}`);
-      if (url.username) userinfo.push({ user: decodeURIComponent(url.username), pass: decodeURIComponent(url.password) });
+      if (url.username)
+        userinfo.push({ user: decodeURIComponent(url.username), pass: decodeURIComponent(url.password) });
       return `${url.protocol}//${url.host}`;
     } catch {
       return s;
@@ -215,7 +219,11 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
     unsentUnlogged++;
     const now = Date.now();
     if (now - unsentLogged >= 10_000) {
-      log.warn("cluster_unsent", `${unsentUnlogged} frames not sent to the other nodes (${why})`, { node, missing: unsentUnlogged, reason: why });
+      log.warn("cluster_unsent", `${unsentUnlogged} frames not sent to the other nodes (${why})`, {
+        node,
+        missing: unsentUnlogged,
+        reason: why,
+      });
       unsentLogged = now;
       unsentUnlogged = 0;
     }
@@ -225,7 +233,7 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
     {
       node,
       epoch,
-      alive: (n, e) => n === node ? e === epoch : nodes.get(n)?.epoch === e,
+      alive: (n, e) => (n === node ? e === epoch : nodes.get(n)?.epoch === e),
       mature: () => connected && Date.now() - connectedSince >= downAfterMs,
       untilMature: () => Math.max(50, downAfterMs - (Date.now() - connectedSince)),
     },
@@ -239,7 +247,8 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
             prefix: p,
             limits: options.history.limits,
             sessions: options.history.sessions,
-            seen: (n, session) => (n === node ? { epoch, last: seqOut.get(session) ?? 0 } : seqIn.get(`${n}\u0000${session}`)),
+            seen: (n, session) =>
+              n === node ? { epoch, last: seqOut.get(session) ?? 0 } : seqIn.get(`${n}\u0000${session}`),
           },
           log,
         )
@@ -263,13 +272,21 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
     nodes.delete(r.name);
     if (timedOut) counters.nodesDown++;
     for (const m of r.members.values()) remote?.left(m.session, m.id);
-    claims.freeNode(r.name, r.epoch, [...r.members.values()].map((m) => [m.session, m.name] as [string, string]));
+    claims.freeNode(
+      r.name,
+      r.epoch,
+      [...r.members.values()].map((m) => [m.session, m.name] as [string, string]),
+    );
     for (const key of seqIn.keys()) if (key.startsWith(`${r.name}\u0000`)) seqIn.delete(key);
-    log.warn("cluster_node_down", `Node ${r.name} ${why}: its ${r.members.size} instances are gone from their sessions`, {
-      node: r.name,
-      instances: r.members.size,
-      reason: why,
-    });
+    log.warn(
+      "cluster_node_down",
+      `Node ${r.name} ${why}: its ${r.members.size} instances are gone from their sessions`,
+      {
+        node: r.name,
+        instances: r.members.size,
+        reason: why,
+      },
+    );
   }
 
   function addMember(r: RemoteNode, row: MemberRow): void {
@@ -295,7 +312,11 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
       // Our own messages never come back (noEcho): this is another relay with our --node-name.
       if (a.e !== epoch && !nameClashLogged) {
         nameClashLogged = true;
-        log.error("cluster_node_name_clash", `Another relay in the cluster uses the node name ${node}: give each relay its own --node-name`, { node });
+        log.error(
+          "cluster_node_name_clash",
+          `Another relay in the cluster uses the node name ${node}: give each relay its own --node-name`,
+          { node },
+        );
       }
       return;
     }
@@ -393,10 +414,14 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
     gapsUnlogged += missing;
     // Bounded logging under a storm of losses: one line per 10 s with the count.
     if (now - gapsLogged >= 10_000) {
-      log.warn("cluster_gap", `${gapsUnlogged} frames from node ${from} never arrived (NATS lost them); total lost from it: ${gaps[from]}`, {
-        node: from,
-        missing: gapsUnlogged,
-      });
+      log.warn(
+        "cluster_gap",
+        `${gapsUnlogged} frames from node ${from} never arrived (NATS lost them); total lost from it: ${gaps[from]}`,
+        {
+          node: from,
+          missing: gapsUnlogged,
+        },
+      );
       gapsLogged = now;
       gapsUnlogged = 0;
     }
@@ -443,25 +468,36 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
         failure = error as Error;
         if (/no responders|not enabled|503/i.test(failure.message)) break;
         const kv = await answered(kvm.open(NAMES_BUCKET)).catch(() => null);
-        claims.kv = kv && (await answered(kv.status()).then(() => kv).catch(() => null));
+        claims.kv =
+          kv &&
+          (await answered(kv.status())
+            .then(() => kv)
+            .catch(() => null));
         if (claims.kv === null) await Bun.sleep(200);
       }
     }
     if (claims.kv === null) {
       if (!quiet || !namesWarned) {
         namesWarned = true;
-        log.warn("cluster_names_local", `JetStream KV unavailable (${failure?.message ?? "not connected"}): instance names are unique per node only; asking again every ${NAMES_RETRY_MS / 1000} s`, {
-          reason: failure?.message ?? "not connected",
-        });
+        log.warn(
+          "cluster_names_local",
+          `JetStream KV unavailable (${failure?.message ?? "not connected"}): instance names are unique per node only; asking again every ${NAMES_RETRY_MS / 1000} s`,
+          {
+            reason: failure?.message ?? "not connected",
+          },
+        );
       }
       return false;
     }
     namesWarned = false;
-    log.info("cluster_names_shared", `Cluster: instance names are claimed across the cluster (JetStream KV ${NAMES_BUCKET})`, { node });
+    log.info(
+      "cluster_names_shared",
+      `Cluster: instance names are claimed across the cluster (JetStream KV ${NAMES_BUCKET})`,
+      { node },
+    );
     void claims.reclaimAll();
     return true;
   }
-
 
   function setConnected(conn: NatsConnection, why: string): void {
     connected = true;
@@ -470,10 +506,14 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
     const maxPayload = conn.info?.max_payload ?? 0;
     // A StateBroadcast frame is the update plus ~100 bytes of names and headers.
     if (options.maxMessageSize && maxPayload > 0 && maxPayload < options.maxMessageSize + 512) {
-      log.warn("cluster_max_payload", `NATS max_payload is ${maxPayload} bytes, below --max-message-size (${options.maxMessageSize}): larger edits stay on their node; set max_payload in the NATS configuration`, {
-        node,
-        max_payload: maxPayload,
-      });
+      log.warn(
+        "cluster_max_payload",
+        `NATS max_payload is ${maxPayload} bytes, below --max-message-size (${options.maxMessageSize}): larger edits stay on their node; set max_payload in the NATS configuration`,
+        {
+          node,
+          max_payload: maxPayload,
+        },
+      );
     }
     const r = resume(conn).finally(() => {
       if (resuming === r) resuming = null;
@@ -486,7 +526,11 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
     connected = false;
     counters.disconnects++;
     history?.disconnected();
-    log.warn("cluster_disconnected", `Cluster: NATS unreachable (${why}); relaying among this node's instances only until it returns`, { node, reason: why });
+    log.warn(
+      "cluster_disconnected",
+      `Cluster: NATS unreachable (${why}); relaying among this node's instances only until it returns`,
+      { node, reason: why },
+    );
   }
 
   /** Until the first connection: the client's own reconnecting starts only after one. */
@@ -501,11 +545,15 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
         const now = Date.now();
         // Bad credentials or TLS must show, but a NATS that is just not up yet should not flood the log.
         if (failures === 1 || now - loggedAt >= 30_000) {
-          log.warn("cluster_unreachable", `Cluster: cannot connect to NATS (${(error as Error).message}); relaying among this node's instances only, retrying (${failures} attempts so far)`, {
-            node,
-            reason: (error as Error).message,
-            attempts: failures,
-          });
+          log.warn(
+            "cluster_unreachable",
+            `Cluster: cannot connect to NATS (${(error as Error).message}); relaying among this node's instances only, retrying (${failures} attempts so far)`,
+            {
+              node,
+              reason: (error as Error).message,
+              attempts: failures,
+            },
+          );
           loggedAt = now;
         }
         await Bun.sleep(Math.min(1000, 250 * failures));
@@ -539,7 +587,8 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
     });
     setConnected(conn, "connected to");
     for await (const s of conn.status()) {
-      if (s.type === "disconnect" || s.type === "staleConnection") setDisconnected(s.type === "disconnect" ? "disconnected" : "no answer to pings");
+      if (s.type === "disconnect" || s.type === "staleConnection")
+        setDisconnected(s.type === "disconnect" ? "disconnected" : "no answer to pings");
       else if (s.type === "reconnect" && !connected) setConnected(conn, "reconnected to");
     }
   }
@@ -547,7 +596,8 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
   const hbTimer = setInterval(heartbeat, heartbeatMs);
   const downTimer = setInterval(() => {
     const now = Date.now();
-    for (const r of [...nodes.values()]) if (now - r.lastHeard > downAfterMs) dropNode(r, `not heard for ${downAfterMs / 1000} s`, true);
+    for (const r of [...nodes.values()])
+      if (now - r.lastHeard > downAfterMs) dropNode(r, `not heard for ${downAfterMs / 1000} s`, true);
   }, 100);
   log.info("cluster_starting", `Cluster: node ${node} connecting to ${safeServers(options.servers)}`, { node });
   const running = run();
@@ -596,7 +646,11 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
         node,
         connected,
         names_shared: claims.kv !== null && connected,
-        nodes: [...nodes.values()].map((r) => ({ name: r.name, members: r.members.size, last_heard_ms: now - r.lastHeard })),
+        nodes: [...nodes.values()].map((r) => ({
+          name: r.name,
+          members: r.members.size,
+          last_heard_ms: now - r.lastHeard,
+        })),
         published: counters.published,
         received: counters.received,
         gaps: { ...gaps },

@@ -46,10 +46,16 @@ export function addressValue(ip: string): bigint | null {
 export function parseCidr(text: string): Cidr {
   const [addr, prefixText] = text.trim().split("/") as [string, string | undefined];
   const kind = isIP(addr);
-  if (kind === 0) throw new RelayError("E_CONFIG", `invalid address range '${text}' (expected e.g. 203.0.113.0/24 or 2001:db8::/32)`);
+  if (kind === 0)
+    throw new RelayError("E_CONFIG", `invalid address range '${text}' (expected e.g. 203.0.113.0/24 or 2001:db8::/32)`);
   const max = kind === 4 ? 32 : 128;
   const prefix = prefixText === undefined ? max : Number(prefixText);
-  if (!Number.isInteger(prefix) || prefix < 0 || prefix > max || (prefixText !== undefined && !/^\d+$/.test(prefixText))) {
+  if (
+    !Number.isInteger(prefix) ||
+    prefix < 0 ||
+    prefix > max ||
+    (prefixText !== undefined && !/^\d+$/.test(prefixText))
+  ) {
     throw new RelayError("E_CONFIG", `invalid prefix length in '${text}' (expected 0-${max})`);
   }
   // IPv4 ranges live inside ::ffff:0:0/96, like the addresses they match.

@@ -90,7 +90,11 @@ const REFUSAL_TEXT: Record<Refusal, string> = {
   per_ip_limit: "too many connections from this address",
 };
 
-const HEADERS = { "Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff" };
+const HEADERS = {
+  "Content-Type": "text/plain; charset=utf-8",
+  "Cache-Control": "no-store",
+  "X-Content-Type-Options": "nosniff",
+};
 
 function refusal(status: number, text: string, extra: Record<string, string> = {}): Response {
   return new Response(`${text}\n`, { status, headers: { ...HEADERS, ...extra } });
@@ -138,7 +142,11 @@ export function clientAddress(direct: string, headers: Headers, trustProxy: read
   return direct;
 }
 
-export function createWebSocketEndpoint(options: WebSocketOptions, deps: WebSocketDeps, log: Logger): WebSocketEndpoint {
+export function createWebSocketEndpoint(
+  options: WebSocketOptions,
+  deps: WebSocketDeps,
+  log: Logger,
+): WebSocketEndpoint {
   const { relay, guard, budget } = deps;
   const peers = new Set<Ws>();
   const stats: WebSocketStats = { opened: 0, open: 0, refused: {}, bytesIn: 0, bytesOut: 0 };
@@ -152,12 +160,22 @@ export function createWebSocketEndpoint(options: WebSocketOptions, deps: WebSock
     stats.refused[why] = (stats.refused[why] ?? 0) + 1;
     const now = Date.now();
     if (now - refusalWindow >= 60_000) {
-      if (refusalsUnlogged > 0) log.warn("websocket_refused", `${refusalsUnlogged} more WebSocket refusals in the last minute were not logged`, { count: refusalsUnlogged });
+      if (refusalsUnlogged > 0)
+        log.warn(
+          "websocket_refused",
+          `${refusalsUnlogged} more WebSocket refusals in the last minute were not logged`,
+          { count: refusalsUnlogged },
+        );
       refusalWindow = now;
       refusalLines = 0;
       refusalsUnlogged = 0;
     }
-    if (refusalLines++ < 20) log.warn("websocket_refused", `WebSocket from ${ip} refused: ${text}`, { ip, reason: why, transport: "websocket" });
+    if (refusalLines++ < 20)
+      log.warn("websocket_refused", `WebSocket from ${ip} refused: ${text}`, {
+        ip,
+        reason: why,
+        transport: "websocket",
+      });
     else refusalsUnlogged++;
   }
 
@@ -167,11 +185,19 @@ export function createWebSocketEndpoint(options: WebSocketOptions, deps: WebSock
     const directIp = direct?.address ?? "unknown";
     const wantsWs = req.headers.get("upgrade")?.toLowerCase() === "websocket";
     if (path !== RELAY_PATH) {
-      countRefusal("wrong_path", directIp, `upgrade on ${path.slice(0, 64)}; the relay's WebSocket endpoint is ${RELAY_PATH}`);
+      countRefusal(
+        "wrong_path",
+        directIp,
+        `upgrade on ${path.slice(0, 64)}; the relay's WebSocket endpoint is ${RELAY_PATH}`,
+      );
       return refusal(404, `not found: the relay's WebSocket endpoint is ${RELAY_PATH}`);
     }
     if (!wantsWs || req.method !== "GET") {
-      return refusal(426, `${RELAY_PATH} takes WebSocket connections only (GET with Upgrade: websocket), one relay frame per binary message`, { Upgrade: "websocket" });
+      return refusal(
+        426,
+        `${RELAY_PATH} takes WebSocket connections only (GET with Upgrade: websocket), one relay frame per binary message`,
+        { Upgrade: "websocket" },
+      );
     }
     if (relay.shuttingDown) {
       countRefusal("shutting_down", directIp, "relay shutting down");
@@ -183,12 +209,17 @@ export function createWebSocketEndpoint(options: WebSocketOptions, deps: WebSock
       relay.stats.connectionsRefused++;
       stats.refused[refused] = (stats.refused[refused] ?? 0) + 1;
       if (guard.shouldLog(ip, Date.now())) {
-        log.warn("connection_refused", `Connection from ${ip} refused: ${REFUSAL_TEXT[refused]} (logged once a minute per address)`, { ip, reason: refused, transport: "websocket" });
+        log.warn(
+          "connection_refused",
+          `Connection from ${ip} refused: ${REFUSAL_TEXT[refused]} (logged once a minute per address)`,
+          { ip, reason: refused, transport: "websocket" },
+        );
       }
       return refusal(refused === "per_ip_limit" ? 429 : 403, `refused: ${REFUSAL_TEXT[refused]}`);
     }
     const port = ip === directIp ? (direct?.port ?? 0) : 0;
-    if (server.upgrade(req, { data: { ip, port, blocked: false, done: false, frameLimit: options.maxMessageSize } })) return undefined;
+    if (server.upgrade(req, { data: { ip, port, blocked: false, done: false, frameLimit: options.maxMessageSize } }))
+      return undefined;
     guard.release(ip);
     countRefusal("not_websocket", ip, "not a valid WebSocket upgrade");
     return refusal(400, "not a valid WebSocket upgrade request");
@@ -218,7 +249,10 @@ export function createWebSocketEndpoint(options: WebSocketOptions, deps: WebSock
           stats.bytesOut += bytes.length;
           relay.stats.bytesOut += bytes.length;
           if (data.done) {
-            log.warn("websocket_dropped", `WebSocket to ${data.ip} dropped a frame past its send buffer; closing`, { ip: data.ip, reason: "dropped" });
+            log.warn("websocket_dropped", `WebSocket to ${data.ip} dropped a frame past its send buffer; closing`, {
+              ip: data.ip,
+              reason: "dropped",
+            });
             ws.terminate();
             return -1;
           }
@@ -307,7 +341,11 @@ export function createWebSocketEndpoint(options: WebSocketOptions, deps: WebSock
     if (reason === "Received too big message") {
       relay.stats.drops.oversized++;
       if (conn.instance) conn.instance.dropped++;
-      countRefusal("oversized", data.ip, `message over --max-message-size (${options.maxMessageSize} bytes); closed with ${CLOSE.tooBig}`);
+      countRefusal(
+        "oversized",
+        data.ip,
+        `message over --max-message-size (${options.maxMessageSize} bytes); closed with ${CLOSE.tooBig}`,
+      );
       why = "protocol";
     }
     relay.closed(conn, why);

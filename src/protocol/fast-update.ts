@@ -13,7 +13,8 @@ import { packBody, uintAt } from "./msgpack.ts";
 export function fastReader<T>(name: string, layout: Readonly<Record<string, string>>): (body: Uint8Array) => T | null {
   const names = Object.keys(layout);
   const kinds = Object.values(layout);
-  if (!kinds.every((k) => k === "uuid" || k === "u64" || k === "byteArray")) throw new TypeError(`no fast path for ${name}`);
+  if (!kinds.every((k) => k === "uuid" || k === "u64" || k === "byteArray"))
+    throw new TypeError(`no fast path for ${name}`);
   const keys = names.map((field) => packBody(field));
   const variant = packBody(name);
   return (b) => {

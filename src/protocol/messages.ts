@@ -109,7 +109,9 @@ export function decodeMessage(body: Uint8Array, options: { extensions?: boolean 
 }
 
 export const uuidToString = (id: Uuid): string =>
-  Buffer.from(id).toString("hex").replace(/^(.{8})(.{4})(.{4})(.{4})/, "$1-$2-$3-$4-");
+  Buffer.from(id)
+    .toString("hex")
+    .replace(/^(.{8})(.{4})(.{4})(.{4})/, "$1-$2-$3-$4-");
 
 export function uuidFromString(s: string): Uuid {
   const hex = s.replace(/-/g, "");

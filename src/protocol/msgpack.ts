@@ -38,8 +38,11 @@ export const EXT = Object.freeze({ ext: true });
 type Alloc = (size: number) => { target: Uint8Array; targetView: DataView; position: number };
 // `pack(value, allocateForWrite)` writing through the allocator and returning nothing writes no
 // ext header; this signature is missing from msgpackr's .d.ts. The type numbers are never written.
-const rawWriter = (Class: abstract new (...args: never[]) => unknown, type: number, pack: (value: never, alloc: Alloc) => void) =>
-  addExtension({ Class, type, pack } as unknown as Parameters<typeof addExtension>[0]);
+const rawWriter = (
+  Class: abstract new (...args: never[]) => unknown,
+  type: number,
+  pack: (value: never, alloc: Alloc) => void,
+) => addExtension({ Class, type, pack } as unknown as Parameters<typeof addExtension>[0]);
 rawWriter(U64, 0x7e, (v: U64, alloc) => {
   const { target, targetView, position } = alloc(9);
   target[position] = 0xcf;

@@ -30,7 +30,10 @@ export function sessionHash(token: string, secret: Uint8Array): string {
 }
 
 /** `secret`: from --state-dir (stable across restarts), else fresh for this run. */
-export function createAccess(tokens: readonly string[], secret: Uint8Array = randomBytes(SESSION_SECRET_BYTES)): Access {
+export function createAccess(
+  tokens: readonly string[],
+  secret: Uint8Array = randomBytes(SESSION_SECRET_BYTES),
+): Access {
   const known = [...new Set(tokens)].map((t) => ({ digest: digest(t), key: { id: sessionHash(t, secret) } }));
   const open: SessionKey = { id: OPEN_SESSION };
   return {

@@ -6,7 +6,13 @@
  * connection is never sent to, so rosters, names and presence work as for local
  * ones; frames from other nodes reach the local members of their session.
  */
-import { encodeFrame, instanceInfoHead, type RegisterInstance, systemTimeFromMillis, uuidFromString } from "../protocol/messages.ts";
+import {
+  encodeFrame,
+  instanceInfoHead,
+  type RegisterInstance,
+  systemTimeFromMillis,
+  uuidFromString,
+} from "../protocol/messages.ts";
 import { cut, cutSlowConsumer, deliver } from "./connection.ts";
 import { receive } from "./lifecycle.ts";
 import type { RemoteMember, RemoteMembers } from "./link.ts";
@@ -44,7 +50,13 @@ export function hold(s: RelayState, conn: Connection, body: Uint8Array): void {
 }
 
 /** The name is held here at once (a local duplicate is refused synchronously) and claimed across the cluster. */
-export function claimName(s: RelayState, conn: Connection, msg: RegisterInstance, session: Session, nameKey: string): void {
+export function claimName(
+  s: RelayState,
+  conn: Connection,
+  msg: RegisterInstance,
+  session: Session,
+  nameKey: string,
+): void {
   const link = s.options.link!;
   session.names.add(nameKey);
   conn.state = "registering";
@@ -78,7 +90,17 @@ function _remoteConn(node: string): Connection {
     terminate() {},
     setFrameLimit() {},
   };
-  return { id: 0, peer, openedAt: 0, group: `node ${node}`, lastSeen: 0, lastSent: 0, replayDeadline: 0, state: "remote", instance: null };
+  return {
+    id: 0,
+    peer,
+    openedAt: 0,
+    group: `node ${node}`,
+    lastSeen: 0,
+    lastSent: 0,
+    replayDeadline: 0,
+    state: "remote",
+    instance: null,
+  };
 }
 
 /** What a remote member's name is compared by here: as the local check would have keyed it. */
@@ -94,16 +116,27 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
       if (s.remoteById.has(m.id)) return;
       let session = s.sessions.get(m.session);
       if (!session) {
-        session = { id: m.session, instances: [], names: new Set(), presenceWatchers: 0, roster: createRoster(), createdAt: m.connectedAt };
+        session = {
+          id: m.session,
+          instances: [],
+          names: new Set(),
+          presenceWatchers: 0,
+          roster: createRoster(),
+          createdAt: m.connectedAt,
+        };
         s.sessions.set(m.session, session);
       }
       const nameKey = _nameKey(m.name);
       if (session.names.has(nameKey)) {
-        s.log.warn("cluster_name_conflict", `Instance name '${m.name}' is in use on this node and on node ${m.node} (claimed while the cluster was unreachable)`, {
-          session: m.session,
-          instance: m.name,
-          node: m.node,
-        });
+        s.log.warn(
+          "cluster_name_conflict",
+          `Instance name '${m.name}' is in use on this node and on node ${m.node} (claimed while the cluster was unreachable)`,
+          {
+            session: m.session,
+            instance: m.name,
+            node: m.node,
+          },
+        );
       }
       let conn = remoteConns.get(m.node);
       if (!conn) {
@@ -122,7 +155,12 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
         connectedAt: m.connectedAt,
         capabilities: new Set(),
         prefix: new Uint8Array(0),
-        infoHead: instanceInfoHead({ id, name: m.name, version: m.version, connected_at: systemTimeFromMillis(m.connectedAt) }),
+        infoHead: instanceInfoHead({
+          id,
+          name: m.name,
+          version: m.version,
+          connected_at: systemTimeFromMillis(m.connectedAt),
+        }),
         lastActivity: m.lastActivity,
         // Rate limits stay on the node that owns the connection.
         messageWindow: null,
@@ -141,7 +179,8 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
       session.names.add(nameKey);
       if (session.presenceWatchers > 0) {
         const notice = encodeFrame({ type: "InstanceConnected", instance_id: id, instance_name: m.name });
-        for (const o of others) if (o.capabilities.has("presence") && o.conn.state === "registered") deliver(s, o.conn, notice);
+        for (const o of others)
+          if (o.capabilities.has("presence") && o.conn.state === "registered") deliver(s, o.conn, notice);
       }
     },
     left(sessionId, idText) {

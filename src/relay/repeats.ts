@@ -77,10 +77,14 @@ export function createRepeats<E extends string = string>(windowMs = 60_000, maxK
 export function reportRepeats(log: Logger, summaries: readonly RepeatedEvent<LogEvent>[]): void {
   for (const r of summaries) {
     const level = (r.fields.level as "info" | "warn" | "debug" | undefined) ?? "info";
-    log[level](r.event, `${r.count} more '${r.event}' events from ${r.fields.ip ?? r.key} in the last minute (aggregated)`, {
-      ip: r.fields.ip,
-      count: r.count,
-      aggregated: true,
-    });
+    log[level](
+      r.event,
+      `${r.count} more '${r.event}' events from ${r.fields.ip ?? r.key} in the last minute (aggregated)`,
+      {
+        ip: r.fields.ip,
+        count: r.count,
+        aggregated: true,
+      },
+    );
   }
 }

@@ -46,7 +46,12 @@ export function rosterEntries(roster: Roster, members: readonly KnownInstance[])
 }
 
 /** `members` is `previous` plus `joined` at the end: extend the bytes instead of rebuilding them. */
-export function rosterJoin(roster: Roster, previous: readonly KnownInstance[], members: readonly KnownInstance[], joined: KnownInstance): void {
+export function rosterJoin(
+  roster: Roster,
+  previous: readonly KnownInstance[],
+  members: readonly KnownInstance[],
+  joined: KnownInstance,
+): void {
   if (roster.members !== previous) {
     roster.members = null;
     return;

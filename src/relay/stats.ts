@@ -47,13 +47,21 @@ const DISCONNECT_REASONS = [
 ] as const satisfies readonly DisconnectReason[];
 
 export const COUNTERS = {
-  connectionsOpened: { status: "connections_opened", metric: "sova_relay_connections_total", help: "TCP connections accepted." },
+  connectionsOpened: {
+    status: "connections_opened",
+    metric: "sova_relay_connections_total",
+    help: "TCP connections accepted.",
+  },
   connectionsRefused: {
     status: "connections_refused",
     metric: "sova_relay_connections_refused_total",
     help: "Connections closed at accept (--allow/--deny, per-address cap, cool-down).",
   },
-  probes: { status: "probes", metric: "sova_relay_probes_total", help: "Empty frames before registration (health checks)." },
+  probes: {
+    status: "probes",
+    metric: "sova_relay_probes_total",
+    help: "Empty frames before registration (health checks).",
+  },
   lastWords: {
     status: "last_words",
     metric: "sova_relay_last_words_total",
@@ -82,7 +90,11 @@ export const COUNTERS = {
     label: "type",
   },
   broadcasts: { status: "broadcasts", metric: "sova_relay_broadcasts_total", help: "StateUpdates relayed." },
-  deliveries: { status: "deliveries", metric: "sova_relay_deliveries_total", help: "StateBroadcast frames queued to recipients." },
+  deliveries: {
+    status: "deliveries",
+    metric: "sova_relay_deliveries_total",
+    help: "StateBroadcast frames queued to recipients.",
+  },
   bytesIn: { status: "bytes_in", metric: "sova_relay_received_bytes_total", help: "Bytes read from instances." },
   bytesOut: { status: "bytes_out", metric: "sova_relay_sent_bytes_total", help: "Bytes written to instances." },
   drops: {
@@ -120,7 +132,9 @@ export type CounterTotals = { -readonly [K in keyof Counters as Counters[K]["sta
 export const COUNTER_KEYS = Object.keys(COUNTERS) as Array<keyof Counters>;
 
 /** Upper bounds in seconds: 10 µs to 100 ms, where a relay that is working well lives. */
-export const LATENCY_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1] as const;
+export const LATENCY_BUCKETS = [
+  0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+] as const;
 
 export interface Histogram {
   readonly bounds: readonly number[];

@@ -23,7 +23,8 @@ export const WIRE_ERRORS = {
   /** Limits: the first message dropped in a window. */
   rateLimit: (name: string) => `Rate limit exceeded for instance ${name}`,
   /** Limits (this relay's): an address that used up its failed registrations; the same answer whatever the token. */
-  coolingDown: (waitMs: number) => `Too many failed registrations from this address; try again in ${Math.ceil(waitMs / 1000)} s`,
+  coolingDown: (waitMs: number) =>
+    `Too many failed registrations from this address; try again in ${Math.ceil(waitMs / 1000)} s`,
   /** Limits (this relay's): one address registering in a loop. */
   tooManyRegistrations: () => "Too many registrations from this address; try again in a minute",
   /** What today's client needs: the last frame before the relay ends a registered connection. */

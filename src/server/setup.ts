@@ -26,7 +26,10 @@ export function buildRelay(config: ServerConfig, log: Logger, link?: ServerLink)
       : null;
   const history =
     link?.history ??
-    createHistory({ maxEntries: config.history, maxBytes: config.historyBytes, maxAgeMs: config.historyAgeMs }, store ?? undefined);
+    createHistory(
+      { maxEntries: config.history, maxBytes: config.historyBytes, maxAgeMs: config.historyAgeMs },
+      store ?? undefined,
+    );
   if (store) {
     const loaded = store.load(history);
     log.info(

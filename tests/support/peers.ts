@@ -7,7 +7,16 @@ import { encodeMessage, type Message } from "../../src/protocol/messages.ts";
 import type { RelayHandle } from "./relay.ts";
 
 export function registerFrame(name: string, extra: Record<string, unknown> = {}): Uint8Array {
-  return frameOf(encodeMessage({ type: "RegisterInstance", instance_name: name, version: "0.1.0", session_token: null, capabilities: [], ...extra }));
+  return frameOf(
+    encodeMessage({
+      type: "RegisterInstance",
+      instance_name: name,
+      version: "0.1.0",
+      session_token: null,
+      capabilities: [],
+      ...extra,
+    }),
+  );
 }
 
 /** An instance that registers and then never reads: its frames pile up at the relay. */

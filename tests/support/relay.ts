@@ -32,7 +32,11 @@ export interface RelayHandle {
   /** Resolves with the first log line matching, past or future. Prefer waitForEvent: wording changes, names do not. */
   waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
   /** Resolves with the first event of that name (whose fields match `where`, when given), past or future. */
-  waitForEvent(event: LogEvent, where?: Partial<LogRecord> | ((e: LogRecord) => boolean), timeoutMs?: number): Promise<LogRecord>;
+  waitForEvent(
+    event: LogEvent,
+    where?: Partial<LogRecord> | ((e: LogRecord) => boolean),
+    timeoutMs?: number,
+  ): Promise<LogRecord>;
   stop(): Promise<void>;
   /** Only for in-process relays. */
   readonly server?: RunningServer;
@@ -50,13 +54,25 @@ function matcher(event: LogEvent, where?: Partial<LogRecord> | ((e: LogRecord) =
 export function logWatcher() {
   const logs: string[] = [];
   const events: LogRecord[] = [];
-  const waiters: Array<{ test: (line: string, record: LogRecord | null) => boolean; resolve: (line: string, record: LogRecord | null) => void }> = [];
+  const waiters: Array<{
+    test: (line: string, record: LogRecord | null) => boolean;
+    resolve: (line: string, record: LogRecord | null) => void;
+  }> = [];
 
-  function wait<T>(describe: string, find: () => T | undefined, test: (line: string, record: LogRecord | null) => boolean, pick: (line: string, record: LogRecord | null) => T, timeoutMs: number): Promise<T> {
+  function wait<T>(
+    describe: string,
+    find: () => T | undefined,
+    test: (line: string, record: LogRecord | null) => boolean,
+    pick: (line: string, record: LogRecord | null) => T,
+    timeoutMs: number,
+  ): Promise<T> {
     const found = find();
     if (found !== undefined) return Promise.resolve(found);
     const { promise, resolve, reject } = Promise.withResolvers<T>();
-    const timer = setTimeout(() => reject(new Error(`no ${describe} within ${timeoutMs} ms; got:\n${logs.join("")}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`no ${describe} within ${timeoutMs} ms; got:\n${logs.join("")}`)),
+      timeoutMs,
+    );
     waiters.push({
       test,
       resolve: (line, record) => {
@@ -87,11 +103,27 @@ export function logWatcher() {
       }
     },
     waitForLog(pattern: RegExp, timeoutMs = 5000): Promise<string> {
-      return wait(`log line matching ${pattern}`, () => logs.find((l) => pattern.test(l)), (line) => line !== "" && pattern.test(line), (line) => line, timeoutMs);
+      return wait(
+        `log line matching ${pattern}`,
+        () => logs.find((l) => pattern.test(l)),
+        (line) => line !== "" && pattern.test(line),
+        (line) => line,
+        timeoutMs,
+      );
     },
-    waitForEvent(event: LogEvent, where?: Partial<LogRecord> | ((e: LogRecord) => boolean), timeoutMs = 5000): Promise<LogRecord> {
+    waitForEvent(
+      event: LogEvent,
+      where?: Partial<LogRecord> | ((e: LogRecord) => boolean),
+      timeoutMs = 5000,
+    ): Promise<LogRecord> {
       const match = matcher(event, where);
-      return wait(`'${event}' event${where ? " matching" : ""}`, () => events.find(match), (_, r) => r !== null && match(r), (_, r) => r!, timeoutMs);
+      return wait(
+        `'${event}' event${where ? " matching" : ""}`,
+        () => events.find(match),
+        (_, r) => r !== null && match(r),
+        (_, r) => r!,
+        timeoutMs,
+      );
     },
   };
 }
@@ -102,12 +134,25 @@ type Watcher = ReturnType<typeof logWatcher>;
 function teeLogger(watcher: Watcher, format: LogFormat): Logger {
   const lines = createLogger({ level: "debug", format, write: (line) => watcher.line(line) });
   if (format === "json") return lines;
-  const records = createLogger({ level: "debug", format: "json", write: (line) => watcher.event(JSON.parse(line) as LogRecord) });
-  const both = (level: LogLevel): Logger[LogLevel] => (event, message, fields) => {
-    lines[level](event, message, fields);
-    records[level](event, message, fields);
+  const records = createLogger({
+    level: "debug",
+    format: "json",
+    write: (line) => watcher.event(JSON.parse(line) as LogRecord),
+  });
+  const both =
+    (level: LogLevel): Logger[LogLevel] =>
+    (event, message, fields) => {
+      lines[level](event, message, fields);
+      records[level](event, message, fields);
+    };
+  return {
+    error: both("error"),
+    warn: both("warn"),
+    info: both("info"),
+    debug: both("debug"),
+    trace: both("trace"),
+    enabled: lines.enabled,
   };
-  return { error: both("error"), warn: both("warn"), info: both("info"), debug: both("debug"), trace: both("trace"), enabled: lines.enabled };
 }
 
 /** `--port any`: with TLS on, `--port 0` would mean "no plain listener". */
@@ -117,9 +162,22 @@ export const startInProcess: StartRelay = async (flags = [], env = {}) => {
   const log = teeLogger(watcher, config.logFormat);
   const server = startServer(config, log);
   // Started only when asked for, as most tests need no HTTP listener.
-  const websocket = config.httpPort !== null && flags.includes("--http-port") ? createWebSocketEndpoint(config, server, log) : undefined;
+  const websocket =
+    config.httpPort !== null && flags.includes("--http-port")
+      ? createWebSocketEndpoint(config, server, log)
+      : undefined;
   const http = websocket
-    ? startHttp({ host: "127.0.0.1", port: config.httpPort!, websocket }, { relay: server.relay, version: "test", startedAt: Date.now(), stopping: () => server.stopping, history: server.history }, log)
+    ? startHttp(
+        { host: "127.0.0.1", port: config.httpPort!, websocket },
+        {
+          relay: server.relay,
+          version: "test",
+          startedAt: Date.now(),
+          stopping: () => server.stopping,
+          history: server.history,
+        },
+        log,
+      )
     : null;
   return {
     port: server.port ?? server.tlsPort!,
@@ -147,12 +205,28 @@ export const startInProcess: StartRelay = async (flags = [], env = {}) => {
 export function startProcess(command: string[]): StartRelay {
   return async (flags = [], env = {}) => {
     const watcher = logWatcher();
-    const proc = Bun.spawn([...command, "--host", "127.0.0.1", "--port", "any", "--http-port", "0", "--log-level", "debug", "--log-format", "json", ...flags], {
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
-      env: { ...process.env, ...env },
-    });
+    const proc = Bun.spawn(
+      [
+        ...command,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "any",
+        "--http-port",
+        "0",
+        "--log-level",
+        "debug",
+        "--log-format",
+        "json",
+        ...flags,
+      ],
+      {
+        stdin: "ignore",
+        stdout: "pipe",
+        stderr: "pipe",
+        env: { ...process.env, ...env },
+      },
+    );
     void (async () => {
       const decoder = new TextDecoder();
       let pending = "";
@@ -169,7 +243,10 @@ export function startProcess(command: string[]): StartRelay {
         if (!listening) reject(new Error(`relay exited with ${code} before listening:\n${watcher.logs.join("")}`));
       });
     });
-    const line = await Promise.race([watcher.waitForLog(/Listening on [^ ]+:(\d+)|"event":"listening"/, 15000), exitedEarly]);
+    const line = await Promise.race([
+      watcher.waitForLog(/Listening on [^ ]+:(\d+)|"event":"listening"/, 15000),
+      exitedEarly,
+    ]);
     listening = true;
     const json = line.trimStart().startsWith("{");
     const record = json ? (JSON.parse(line) as LogRecord & { port: number | null; tls_port: number | null }) : null;
@@ -204,7 +281,10 @@ export class ClientPool {
     return c;
   }
 
-  async register(name: string, options: Partial<RegisterOptions> & { client?: Partial<ClientOptions> } = {}): Promise<RelayClient> {
+  async register(
+    name: string,
+    options: Partial<RegisterOptions> & { client?: Partial<ClientOptions> } = {},
+  ): Promise<RelayClient> {
     const c = await this.connect(options.client);
     await c.register({ name, ...options });
     return c;

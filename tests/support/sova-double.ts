@@ -97,7 +97,9 @@ export async function connectSovaDouble(port: number, name: string, version = "0
   const response = await recv();
   if (response.type !== "RegistrationResponse" || !response.success || !response.assigned_id) {
     socket.end();
-    throw new Error(`registration failed: ${JSON.stringify(response.type === "Error" ? response.message : response.type)}`);
+    throw new Error(
+      `registration failed: ${JSON.stringify(response.type === "Error" ? response.message : response.type)}`,
+    );
   }
   const id: Uuid = response.assigned_id;
 

@@ -14,12 +14,25 @@ import { logWatcher, type RelayHandle, type StartRelay } from "./relay.ts";
 
 export const TLS_DIR = join(import.meta.dir, "..", "fixtures", "tls");
 export const TEST_CA = readFileSync(join(TLS_DIR, "test-a.crt"), "utf8");
-export const TLS_FLAGS = ["--tls-port", "0", "--tls-cert", join(TLS_DIR, "test-a.crt"), "--tls-key", join(TLS_DIR, "test-a.key")];
+export const TLS_FLAGS = [
+  "--tls-port",
+  "0",
+  "--tls-cert",
+  join(TLS_DIR, "test-a.crt"),
+  "--tls-key",
+  join(TLS_DIR, "test-a.key"),
+];
 
-export type TunnelHandle = RunningTunnel & { logs: string[]; waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string> };
+export type TunnelHandle = RunningTunnel & {
+  logs: string[];
+  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
+};
 
 /** A tunnel in this process, logging at debug into its own watcher. */
-export function tunnelTo(to: string, options: Partial<Omit<TunnelOptions, "target" | "listenHost" | "listenPort">> = {}): TunnelHandle {
+export function tunnelTo(
+  to: string,
+  options: Partial<Omit<TunnelOptions, "target" | "listenHost" | "listenPort">> = {},
+): TunnelHandle {
   const watcher = logWatcher();
   const log = createLogger({ level: "debug", format: "text", write: (line) => watcher.line(line) });
   const tunnel = startTunnel({ listenHost: "127.0.0.1", listenPort: 0, target: parseTarget(to), ...options }, log);

@@ -25,7 +25,12 @@ export interface Vectors {
 }
 
 /** A whole RegistrationResponse frame as the relay sends it: the head, then the roster's entries. */
-export function encodeRegistrationFrameWithEntries(message: string, assignedId: Uuid, count: number, entries: Uint8Array): Uint8Array {
+export function encodeRegistrationFrameWithEntries(
+  message: string,
+  assignedId: Uuid,
+  count: number,
+  entries: Uint8Array,
+): Uint8Array {
   return Buffer.concat([registrationResponseHead(message, assignedId, count, entries.length), entries]);
 }
 
@@ -52,7 +57,13 @@ export function messageFromVector(message: Vector["message"]): Message {
   const [type, f] = Object.entries(message)[0]! as [MessageType, Record<string, any>];
   switch (type) {
     case "RegisterInstance":
-      return { type, instance_name: f.instance_name, version: f.version, session_token: f.session_token ?? null, capabilities: f.capabilities ?? [] };
+      return {
+        type,
+        instance_name: f.instance_name,
+        version: f.version,
+        session_token: f.session_token ?? null,
+        capabilities: f.capabilities ?? [],
+      };
     case "RegistrationResponse":
       return {
         type,
@@ -61,13 +72,29 @@ export function messageFromVector(message: Vector["message"]): Message {
         assigned_id: f.assigned_id ? uuidFromString(f.assigned_id) : null,
         // biome-ignore lint/suspicious/noExplicitAny: as above
         current_instances: (f.current_instances as any[]).map(
-          (i): InstanceInfo => ({ id: uuidFromString(i.id), name: i.name, version: i.version, connected_at: systemTime(i.connected_at), last_activity: systemTime(i.last_activity) }),
+          (i): InstanceInfo => ({
+            id: uuidFromString(i.id),
+            name: i.name,
+            version: i.version,
+            connected_at: systemTime(i.connected_at),
+            last_activity: systemTime(i.last_activity),
+          }),
         ),
       };
     case "StateUpdate":
-      return { type, source_instance_id: uuidFromString(f.source_instance_id), timestamp: BigInt(f.timestamp), update_data: toByteArrayWire(unhex(f.update_data_hex)) };
+      return {
+        type,
+        source_instance_id: uuidFromString(f.source_instance_id),
+        timestamp: BigInt(f.timestamp),
+        update_data: toByteArrayWire(unhex(f.update_data_hex)),
+      };
     case "StateBroadcast":
-      return { type, source_instance_name: f.source_instance_name, timestamp: BigInt(f.timestamp), update_data: toByteArrayWire(unhex(f.update_data_hex)) };
+      return {
+        type,
+        source_instance_name: f.source_instance_name,
+        timestamp: BigInt(f.timestamp),
+        update_data: toByteArrayWire(unhex(f.update_data_hex)),
+      };
     case "InstanceDisconnected":
     case "InstanceConnected":
       return { type, instance_id: uuidFromString(f.instance_id), instance_name: f.instance_name };
