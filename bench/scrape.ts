@@ -20,7 +20,7 @@ const { values } = parseArgs({
 });
 const scrapes = Number(values.scrapes);
 const command = values.binary ? [values.binary] : [process.execPath, join(values.source!, "src/main.ts")];
-const tokens = Array.from({ length: 8 }, (_, i) => `scrape-bench-${i}`);
+const tokens = Array.from({ length: 8 }, (_, i) => `scrape-bench-session-token-${i}`);
 const proc = Bun.spawn(
   [
     ...command,

@@ -2,6 +2,7 @@
  * The relay's logic without sockets: peers here are plain objects that record
  * frames, which is how the relay sees a connection anyway.
  */
+import { registerBody } from "./support/peers.ts";
 import { describe, expect, test } from "bun:test";
 import { silentLogger } from "../src/log.ts";
 import { createFrameReader } from "../src/protocol/framing.ts";
@@ -104,16 +105,7 @@ function setup(options: Partial<RelayOptions> = {}) {
     const p = peer();
     const conn = relay.open(p);
     const receive = (body: Uint8Array) => relay.receive(conn, body);
-    receive(
-      encodeMessage({
-        type: "RegisterInstance",
-        instance_name: name,
-        version: "0.1.0",
-        session_token: null,
-        capabilities: [],
-        ...extra,
-      }),
-    );
+    receive(registerBody(name, extra));
     return { conn, peer: p, receive };
   }
   return { relay, join };

@@ -6,17 +6,20 @@ import { frameOf } from "../../src/protocol/framing.ts";
 import { encodeMessage, type Message } from "../../src/protocol/messages.ts";
 import type { RelayHandle } from "./relay.ts";
 
+/** A RegisterInstance body as a Sova instance sends it, with `extra` fields over the defaults. */
+export function registerBody(name: string, extra: Record<string, unknown> = {}): Uint8Array {
+  return encodeMessage({
+    type: "RegisterInstance",
+    instance_name: name,
+    version: "0.1.0",
+    session_token: null,
+    capabilities: [],
+    ...extra,
+  });
+}
+
 export function registerFrame(name: string, extra: Record<string, unknown> = {}): Uint8Array {
-  return frameOf(
-    encodeMessage({
-      type: "RegisterInstance",
-      instance_name: name,
-      version: "0.1.0",
-      session_token: null,
-      capabilities: [],
-      ...extra,
-    }),
-  );
+  return frameOf(registerBody(name, extra));
 }
 
 /** An instance that registers and then never reads: its frames pile up at the relay. */
