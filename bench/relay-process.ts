@@ -92,7 +92,9 @@ export async function launchRelay(options: {
   );
   // The relay runs at warn so logging 5000 registrations does not skew the figures;
   // its port (chosen by the OS) is read from the kernel's socket table instead of a log line.
-  const port = await listeningPort(proc.pid);
+  const httpFlag = options.flags.lastIndexOf("--http-port");
+  const httpPort = httpFlag >= 0 ? Number(options.flags[httpFlag + 1]) : 0;
+  const port = await listeningPort(proc.pid, new Set(httpPort > 0 ? [httpPort] : []));
   const warnings: string[] = [];
   void drain(proc.stderr, warnings);
   return {
@@ -132,7 +134,8 @@ async function drain(stream: ReadableStream<Uint8Array>, into: string[]): Promis
 }
 
 /** Reads the child's listening TCP port from /proc (no log parsing, no fixed port). */
-async function listeningPort(pid: number): Promise<number> {
+/** The first listening port of `pid` that is not in `exclude` (a relay with its status page listens twice). */
+async function listeningPort(pid: number, exclude: ReadonlySet<number> = new Set()): Promise<number> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     const inodes = socketInodes(pid);
@@ -146,7 +149,9 @@ async function listeningPort(pid: number): Promise<number> {
         }
         for (const line of table.split("\n").slice(1)) {
           const cols = line.trim().split(/\s+/);
-          if (cols[3] === "0A" && inodes.has(cols[9]!)) return parseInt(cols[1]!.split(":")[1]!, 16);
+          if (cols[3] !== "0A" || !inodes.has(cols[9]!)) continue;
+          const port = parseInt(cols[1]!.split(":")[1]!, 16);
+          if (!exclude.has(port)) return port;
         }
       }
     }

@@ -16,7 +16,7 @@ import { clusterFromConfig } from "../src/cluster/start.ts";
 import { createSealer } from "../src/cluster/envelope.ts";
 import type { ClusterNode } from "../src/cluster/node.ts";
 import { resolveConfig } from "../src/config.ts";
-import { createLogger } from "../src/log.ts";
+import { createLogger, type LogEvent } from "../src/log.ts";
 import { startServer, type RunningServer } from "../src/server.ts";
 import { connectSleeper, registerFrame } from "./support/peers.ts";
 import { unusedPort } from "./support/ports.ts";
@@ -89,36 +89,44 @@ interface Node {
   server: RunningServer;
   link: ClusterNode;
   logs: string[];
-  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** The first event of this name (past or future) that `where` accepts. */
+  waitForEvent(event: LogEvent, where?: (r: LogRecord) => boolean, timeoutMs?: number): Promise<LogRecord>;
   stop(): Promise<void>;
 }
 
+type LogRecord = { event: string; msg: string; [field: string]: unknown };
+
+/** A node's log as JSON records, waited on by event name. */
 function watchLogs() {
   const logs: string[] = [];
-  const waiters: Array<{ pattern: RegExp; resolve: () => void }> = [];
+  const records: LogRecord[] = [];
+  const waiters: Array<{ test: (r: LogRecord) => boolean; resolve: (r: LogRecord) => void }> = [];
   return {
     logs,
     push(line: string) {
       logs.push(line);
+      const record = JSON.parse(line) as LogRecord;
+      records.push(record);
       for (let i = waiters.length - 1; i >= 0; i--)
-        if (waiters[i]!.pattern.test(line)) waiters.splice(i, 1)[0]!.resolve();
+        if (waiters[i]!.test(record)) waiters.splice(i, 1)[0]!.resolve(record);
     },
-    waitForLog(pattern: RegExp, timeoutMs = 5000): Promise<string> {
-      const found = logs.find((l) => pattern.test(l));
+    waitForEvent(event: LogEvent, where: (r: LogRecord) => boolean = () => true, timeoutMs = 5000): Promise<LogRecord> {
+      const test = (r: LogRecord) => r.event === event && where(r);
+      const found = records.find(test);
       if (found) return Promise.resolve(found);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`no log line matching ${pattern} within ${timeoutMs} ms:\n${logs.join("")}`)),
-          timeoutMs,
-        );
-        waiters.push({
-          pattern,
-          resolve: () => {
-            clearTimeout(timer);
-            resolve(logs.find((l) => pattern.test(l))!);
-          },
-        });
+      const { promise, resolve, reject } = Promise.withResolvers<LogRecord>();
+      const timer = setTimeout(
+        () => reject(new Error(`no '${event}' event within ${timeoutMs} ms:\n${logs.join("")}`)),
+        timeoutMs,
+      );
+      waiters.push({
+        test,
+        resolve: (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        },
       });
+      return promise;
     },
   };
 }
@@ -136,7 +144,7 @@ async function startNode(
     env,
   );
   const watcher = watchLogs();
-  const log = createLogger({ level: "debug", write: (line) => watcher.push(line) });
+  const log = createLogger({ level: "debug", format: "json", write: (line) => watcher.push(line) });
   const link = clusterFromConfig(config, log);
   const server = startServer(config, log, link);
   let stopped = false;
@@ -146,7 +154,7 @@ async function startNode(
     server,
     link,
     logs: watcher.logs,
-    waitForLog: watcher.waitForLog,
+    waitForEvent: watcher.waitForEvent,
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -161,9 +169,9 @@ async function startNode(
 async function cluster(nats: Nats, names: string[]): Promise<Node[]> {
   await nats.ready;
   const nodes = await Promise.all(names.map((n) => startNode(nats, n)));
-  await Promise.all(nodes.map((n) => n.waitForLog(/Cluster: connected to NATS/)));
+  await Promise.all(nodes.map((n) => n.waitForEvent("cluster_connected")));
   for (const n of nodes)
-    for (const other of names) if (other !== n.name) await n.waitForLog(new RegExp(`Node ${other} joined the cluster`));
+    for (const other of names) if (other !== n.name) await n.waitForEvent("cluster_node_up", (r) => r.node === other);
   return nodes;
 }
 
@@ -258,7 +266,7 @@ maybe("cluster over NATS", () => {
   test("a Ping sent in the same write as RegisterInstance is answered after the (claimed) registration, intact", async () => {
     const nats = startNats();
     const [a] = await cluster(nats, ["a"]);
-    await a!.waitForLog(/names are claimed across the cluster/);
+    await a!.waitForEvent("cluster_names_shared");
     const bodies: Uint8Array[] = [];
     const reader = createFrameReader(1 << 20, { frame: (b) => bodies.push(b.slice()), oversized: () => {} });
     const socket = await Bun.connect({
@@ -279,8 +287,8 @@ maybe("cluster over NATS", () => {
   test("two nodes register the same name at once: exactly one wins; the name is free again once it leaves", async () => {
     const nats = startNats();
     const [a, b] = await cluster(nats, ["a", "b"]);
-    await a!.waitForLog(/names are claimed across the cluster/);
-    await b!.waitForLog(/names are claimed across the cluster/);
+    await a!.waitForEvent("cluster_names_shared");
+    await b!.waitForEvent("cluster_names_shared");
     for (let round = 0; round < 5; round++) {
       const name = `race${round}`;
       const [ca, cb] = await Promise.all([connect({ port: a!.port }), connect({ port: b!.port })]);
@@ -312,7 +320,7 @@ maybe("cluster over NATS", () => {
       proc.process!.kill("SIGKILL");
       await proc.process!.exited;
     });
-    await a!.waitForLog(/Node doomed joined the cluster/);
+    await a!.waitForEvent("cluster_node_up", (r) => r.node === "doomed");
     const watcher = await join_(a!.port, "watcher");
     await join_(proc.port, "victim");
     await until(() => a!.server.relay.sessions.get("open")?.names.has("victim") === true);
@@ -322,7 +330,7 @@ maybe("cluster over NATS", () => {
     const took = performance.now() - killedAt;
     expect(gone.instance_name).toBe("victim");
     expect(took).toBeLessThan(3000);
-    await a!.waitForLog(/Node doomed not heard/);
+    await a!.waitForEvent("cluster_node_down", (r) => r.node === "doomed");
     // The dead node's claim is freed (or taken over): the name registers on a live node.
     const again = await join_(a!.port, "victim");
     expect(again.id).not.toBeNull();
@@ -342,7 +350,7 @@ maybe("cluster over NATS", () => {
         b!.server.relay.sessions.get("open")?.instances.length === 3,
     );
     await nats.stop();
-    await a!.waitForLog(/NATS unreachable/);
+    await a!.waitForEvent("cluster_disconnected");
     expect(a!.link.status().connected).toBe(false);
     // The other node's member leaves after the down timeout.
     const left = await a1.next("InstanceDisconnected", { timeoutMs: 4000 });
@@ -353,8 +361,8 @@ maybe("cluster over NATS", () => {
     // NATS back on the same port.
     const again = startNats(port);
     await again.ready;
-    await a!.waitForLog(/Cluster: reconnected to NATS/, 5000);
-    await b!.waitForLog(/Cluster: reconnected to NATS/, 5000);
+    await a!.waitForEvent("cluster_connected", (r) => r.reconnected === true, 5000);
+    await b!.waitForEvent("cluster_connected", (r) => r.reconnected === true, 5000);
     await until(
       () =>
         a!.server.relay.sessions.get("open")?.instances.length === 3 &&
@@ -383,13 +391,13 @@ maybe("cluster over NATS", () => {
     await until(() => b!.server.relay.sessions.get("open")?.instances.length === 3);
     nats.proc.kill("SIGSTOP");
     try {
-      await a!.waitForLog(/NATS unreachable/, 6000);
+      await a!.waitForEvent("cluster_disconnected", undefined, 6000);
       a1.sendUpdate(Uint8Array.of(1));
       expect(updateValues(await a2.next("StateBroadcast"))).toEqual(Uint8Array.of(1));
     } finally {
       nats.proc.kill("SIGCONT");
     }
-    await a!.waitForLog(/Cluster: reconnected to NATS/, 10_000);
+    await a!.waitForEvent("cluster_connected", (r) => r.reconnected === true, 10_000);
     await until(
       () =>
         b!.server.relay.sessions.get("open")?.instances.length === 3 &&
@@ -409,8 +417,8 @@ maybe("cluster over NATS", () => {
     await nats.ready;
     const strict = await startNode(nats, "strict", ["--rate-limit", "5"]);
     const loose = await startNode(nats, "loose");
-    await strict.waitForLog(/Node loose joined/);
-    await loose.waitForLog(/Node strict joined/);
+    await strict.waitForEvent("cluster_node_up", (r) => r.node === "loose");
+    await loose.waitForEvent("cluster_node_up", (r) => r.node === "strict");
     const here = await join_(strict.port, "here");
     const there = await join_(loose.port, "there");
     await until(
@@ -474,7 +482,7 @@ maybe("cluster over NATS", () => {
       );
     });
     expect(outOfOrder).toBe(0);
-    await b!.waitForLog(/cut as a slow consumer/, 5000);
+    await b!.waitForEvent("slow_consumer", undefined, 5000);
     await reader.next("InstanceDisconnected", { where: (m) => m.instance_name === "sleeper" });
   }, 25_000);
 
@@ -503,7 +511,7 @@ maybe("cluster over NATS", () => {
     await local.ping();
     expect(values).toEqual([1, 2, 5]);
     expect(a!.link.status().gaps).toEqual({ ghost: 2 });
-    await a!.waitForLog(/2 frames from node ghost never arrived/);
+    await a!.waitForEvent("cluster_gap", (r) => r.node === "ghost" && r.missing === 2);
     expect(await renderMetricsOf(a!)).toContain('sova_relay_cluster_gaps_total{node="ghost"} 2');
   });
 
@@ -514,7 +522,7 @@ maybe("cluster over NATS", () => {
     await Bun.write(conf, "max_payload: 65536\n");
     const nats = startNats(undefined, undefined, ["-c", conf]);
     const [a, b] = await cluster(nats, ["a", "b"]);
-    await a!.waitForLog(/NATS max_payload is 65536 bytes, below --max-message-size/);
+    await a!.waitForEvent("cluster_max_payload", (r) => r.max_payload === 65536);
     const sender = await join_(a!.port, "sender");
     const near = await join_(a!.port, "near");
     const far = await join_(b!.port, "far");
@@ -523,7 +531,7 @@ maybe("cluster over NATS", () => {
     sender.sendUpdate(Uint8Array.of(2));
     expect((await near.next("StateBroadcast")).update_data.length).toBeGreaterThan(100_000);
     expect(updateValues(await far.next("StateBroadcast"))).toEqual(Uint8Array.of(2));
-    await a!.waitForLog(/1 frames not sent to the other nodes/);
+    await a!.waitForEvent("cluster_unsent", (r) => r.missing === 1);
     expect(a!.link.status().unsent).toBe(1);
     expect(b!.link.status().gaps).toEqual({ a: 1 });
   });
@@ -532,7 +540,7 @@ maybe("cluster over NATS", () => {
     const tls = join(ROOT, "tests/fixtures/tls");
     const port = unusedPort();
     const early = await startNode(`tls://127.0.0.1:${port}`, "early", ["--cluster-ca", join(tls, "test-a.crt")]);
-    await early.waitForLog(/cannot connect to NATS .*relaying among this node's instances only/);
+    await early.waitForEvent("cluster_unreachable");
     const a1 = await join_(early.port, "a1");
     const a2 = await join_(early.port, "a2");
     a1.sendUpdate(Uint8Array.of(1));
@@ -545,20 +553,20 @@ maybe("cluster over NATS", () => {
       join(tls, "test-a.key"),
     ]);
     await nats.ready;
-    await early.waitForLog(/Cluster: connected to NATS/, 5000);
+    await early.waitForEvent("cluster_connected", undefined, 5000);
     const late = await startNode(`tls://127.0.0.1:${port}`, "late", ["--cluster-ca", join(tls, "test-a.crt")]);
-    await late.waitForLog(/Node early joined/);
+    await late.waitForEvent("cluster_node_up", (r) => r.node === "early");
     await until(() => late.server.relay.sessions.get("open")?.names.has("a1") === true);
     // Without the CA the self-signed certificate is refused, and the log says why.
     const untrusting = await startNode(`tls://127.0.0.1:${port}`, "untrusting");
-    const line = await untrusting.waitForLog(/cannot connect to NATS/);
-    expect(line).toMatch(/certificate|self.signed|verify/i);
+    const refused = await untrusting.waitForEvent("cluster_unreachable");
+    expect(String(refused.reason)).toMatch(/certificate|self.signed|verify/i);
   });
 
   test("NATS without JetStream: the nodes share sessions, and say that names are unique per node only", async () => {
     const nats = startNats(undefined, undefined, [], false);
     const [a, b] = await cluster(nats, ["a", "b"]);
-    await a!.waitForLog(/JetStream KV unavailable .*unique per node only/);
+    await a!.waitForEvent("cluster_names_local");
     expect(a!.link.status().names_shared).toBe(false);
     const x = await join_(a!.port, "x");
     const y = await join_(b!.port, "y");
@@ -573,10 +581,10 @@ maybe("cluster over NATS", () => {
       SOVA_RELAY_CLUSTER_USER: "relay",
       SOVA_RELAY_CLUSTER_PASSWORD: "s3cret-pass",
     });
-    await a.waitForLog(/Cluster: connected to NATS/);
-    await a.waitForLog(/names are claimed across the cluster/);
+    await a.waitForEvent("cluster_connected");
+    await a.waitForEvent("cluster_names_shared");
     const b = await startNode(`nats://relay:s3cret-pass@127.0.0.1:${nats.port}`, "b");
-    await b.waitForLog(/Node a joined/);
+    await b.waitForEvent("cluster_node_up", (r) => r.node === "a");
     for (const line of [...a.logs, ...b.logs]) expect(line).not.toContain("s3cret-pass");
   });
 
@@ -585,10 +593,10 @@ maybe("cluster over NATS", () => {
     toStop.push(() => sc.stop());
     const east = await startNode(sc.urls[0]!, "east");
     const west = await startNode(sc.urls[1]!, "west");
-    await east.waitForLog(/Node west joined/);
-    await west.waitForLog(/Node east joined/);
-    await east.waitForLog(/names are claimed across the cluster/);
-    await west.waitForLog(/names are claimed across the cluster/);
+    await east.waitForEvent("cluster_node_up", (r) => r.node === "west");
+    await west.waitForEvent("cluster_node_up", (r) => r.node === "east");
+    await east.waitForEvent("cluster_names_shared");
+    await west.waitForEvent("cluster_names_shared");
     const [ce, cw] = await Promise.all([connect({ port: east.port }), connect({ port: west.port })]);
     clients.push(ce, cw);
     const results = await Promise.allSettled([ce.register({ name: "same" }), cw.register({ name: "same" })]);
@@ -608,7 +616,7 @@ maybe("cluster over NATS", () => {
     await nats.ready;
     const flags = ["--history", "100000", "--rate-limit", "0"];
     const a = await startNode(nats, "a", flags);
-    await a.waitForLog(/Cluster history in JetStream/);
+    await a.waitForEvent("cluster_history");
     const sender = await join_(a.port, "sender");
     let sent = 0;
     let sending = true;
@@ -621,8 +629,8 @@ maybe("cluster over NATS", () => {
     await until(() => sent > 1000);
     // Node b did not exist while the first thousand updates went out.
     const b = await startNode(nats, "b", flags);
-    await b.waitForLog(/Cluster history in JetStream/);
-    await b.waitForLog(/Node a joined/);
+    await b.waitForEvent("cluster_history");
+    await b.waitForEvent("cluster_node_up", (r) => r.node === "a");
     const seen: number[] = [];
     const late = await connect({ port: b.port });
     clients.push(late);
@@ -640,7 +648,7 @@ maybe("cluster over NATS", () => {
     await until(() => seen.at(-1) === sent - 1, 5000);
     expect(seen.length).toBe(sent);
     expect(seen).toEqual(Array.from({ length: sent }, (_, i) => i));
-    expect(b.logs.join("")).toMatch(/sent \d+ updates of session history/);
+    expect(Number((await b.waitForEvent("registered", (r) => Number(r.history) > 0)).history)).toBeGreaterThan(0);
   }, 25_000);
 });
 

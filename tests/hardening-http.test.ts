@@ -76,7 +76,7 @@ describe("6: nothing public gives a token or an address away", () => {
       const relay = keep(await startInProcess(["--token", TOKEN]));
       const { get } = withHttp(relay);
       keep(await connect({ port: relay.port })).register({ name: `player-${i}`, token: TOKEN });
-      await relay.waitForLog(/registered/);
+      await relay.waitForEvent("registered", { instance: `player-${i}` });
       const text = await pages(get);
       expect(text).not.toContain(unkeyed);
       expect(text).not.toContain(TOKEN);
@@ -277,7 +277,7 @@ describe("11: TLS reload", () => {
     const relay = keep(
       await startProcess(SOURCE)(["--tls-port", "any", "--tls-cert", cert, "--tls-key", key, "--log-level", "info"]),
     );
-    await relay.waitForLog(/Listening on/);
+    await relay.waitForEvent("listening");
     const tlsPort = relay.tlsPort!;
     const failures: Record<string, number> = {};
     let handshakes = 0;

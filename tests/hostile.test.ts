@@ -42,7 +42,7 @@ describe("before registration", () => {
     const fourth = await connectRaw(relay.port);
     await fourth.closed;
     expect(fourth.frames).toEqual([]);
-    await relay.waitForLog(/"reason":"handshake_limit"|still handshaking/);
+    await relay.waitForEvent("connection_refused", { reason: "handshake_limit" });
     lurkers[0]!.write(registerFrame("now-registered"));
     expect((await lurkers[0]!.next()).type).toBe("RegistrationResponse");
     const fifth = await connectRaw(relay.port);
@@ -65,7 +65,7 @@ describe("before registration", () => {
         sender.sendUpdate(new Uint8Array(60_000), BigInt(i));
         await sender.ping(BigInt(i));
       }
-      await relay.waitForLog(/close_forced|did not take its last bytes/, 10_000);
+      await relay.waitForEvent("close_forced", {}, 10_000);
       const next = await connectRaw(relay.port);
       next.write(registerFrame("after"));
       expect((await next.next()).type).toBe("RegistrationResponse");
@@ -116,7 +116,7 @@ describe("registered instances", () => {
       for (let i = 0; i < 300; i++) sender.sendUpdate(edit, BigInt(i));
       expect((await receiver.next("StateBroadcast", { where: (m) => m.timestamp === 299n })).timestamp).toBe(299n);
       const sleepers = await Promise.all([1, 2, 3].map((i) => connectSleeper(relay.port, `late${i}`)));
-      await relay.waitForLog(/late3' registered/);
+      await relay.waitForEvent("registered", { instance: "late3" });
       // Live updates keep flowing to the receiver while the three sit on 4.8 MB of history.
       for (let i = 1000; i < 1020; i++) {
         sender.sendUpdate(Uint8Array.of(1), BigInt(i));

@@ -43,7 +43,7 @@ describe("today's Sova client", () => {
     slow.stall();
     const payload = new Uint8Array(200_000).fill(7);
     let t = 0n;
-    const cut = relay.waitForLog(/"?slow_consumer"?|cut as a slow consumer/, 15_000);
+    const cut = relay.waitForEvent("slow_consumer", { instance: "slow" }, 15_000);
     let done = false;
     void cut.then(() => (done = true));
     while (!done) await sender.edit(payload, t++);

@@ -33,8 +33,8 @@ async function check(command: string[]) {
   // --http-port 0 would mean no status page at all.
   const relay = await startProcess(command)(["--http-port", "any"]);
   try {
-    const line = await relay.waitForLog(/Status page on (http:\/\/\S+\/)/);
-    const base = /Status page on (http:\/\/\S+\/)/.exec(line)![1]!;
+    const http = await relay.waitForEvent("http_listening");
+    const base = `http://127.0.0.1:${http.port}/`;
     const status = (await (await fetch(`${base}status`)).json()) as { version: string; commit: string; target: string };
     expect({ version: status.version, commit: status.commit, target: status.target }).toEqual({
       version: version!,

@@ -71,7 +71,7 @@ describe("websocket: an instance like any other", () => {
       expect(text).toContain('sova_relay_transport_connections_open{transport="tcp"} 1');
       ws.ws.close(1000);
       expect((await tcp.next("InstanceDisconnected")).instance_name).toBe("ws-one");
-      await relay.waitForLog(/Instance 'ws-one' disconnected: connection closed/);
+      await relay.waitForEvent("disconnected", { instance: "ws-one", reason: "closed" });
     } finally {
       pool.closeAll();
     }
@@ -86,7 +86,7 @@ describe("websocket: an instance like any other", () => {
     expect((await bad.closed).code).toBe(1000);
     const silent = await openWs(url(relay));
     expect((await silent.closed).code).toBe(1000);
-    await relay.waitForLog(/sent no RegisterInstance within/);
+    await relay.waitForEvent("handshake_timeout");
   });
 });
 
@@ -106,8 +106,8 @@ describe("websocket: a peer that stops reading", () => {
         expect((await reader.next("StateBroadcast")).timestamp).toBe(BigInt(i));
       }
       expect((await reader.next("InstanceDisconnected", { timeoutMs: 10_000 })).instance_name).toBe("ws-sleeper");
-      const line = await relay.waitForLog(/Instance 'ws-sleeper' cut as a slow consumer: \d+ bytes unsent/);
-      expect(Number(/(\d+) bytes unsent/.exec(line)![1])).toBeLessThanOrEqual(262144);
+      const cut = await relay.waitForEvent("slow_consumer", { instance: "ws-sleeper" });
+      expect(Number(cut.pending_bytes)).toBeLessThanOrEqual(262144);
       sleeper.ws.terminate();
     } finally {
       pool.closeAll();
@@ -139,7 +139,7 @@ describe("websocket: refusals", () => {
     const closed = await ws.closed;
     expect(closed.code).toBe(1003);
     expect(closed.reason).toContain("binary messages only");
-    await relay.waitForLog(/WebSocket from 127\.0\.0\.1 refused: text message/);
+    await relay.waitForEvent("websocket_refused", { ip: "127.0.0.1", reason: "text_message" });
     expect(await metrics(relay)).toContain('sova_relay_websocket_refusals_total{reason="text_message"} 1');
   });
 
@@ -149,7 +149,7 @@ describe("websocket: refusals", () => {
     await registered(ws, "big");
     ws.ws.send(new Uint8Array(4097));
     expect((await ws.closed).code).toBe(1009);
-    await relay.waitForLog(/message over --max-message-size \(4096 bytes\); closed with 1009/);
+    await relay.waitForEvent("websocket_refused", { reason: "oversized" });
     const text = await metrics(relay);
     expect(text).toContain('sova_relay_drops_total{reason="oversized"} 1');
     expect(text).toContain('sova_relay_websocket_refusals_total{reason="oversized"} 1');
@@ -180,10 +180,10 @@ describe("websocket: refusals", () => {
       expect(first.error).toBeNull();
       const second = await openWs(url(relay));
       expect(second.error).toContain("Expected 101 status code: 429");
-      await relay.waitForLog(/Connection from 127\.0\.0\.1 refused: too many connections from this address/);
+      await relay.waitForEvent("connection_refused", { ip: "127.0.0.1", reason: "per_ip_limit" });
       first.ws.close();
       await first.closed;
-      await relay.waitForLog(/Connection from 127\.0\.0\.1:\d+ closed before registering/);
+      await relay.waitForEvent("connection_closed", { ip: "127.0.0.1" });
       const third = await openWs(url(relay));
       expect(third.error).toBeNull();
     } finally {
@@ -197,7 +197,7 @@ describe("websocket: --trust-proxy", () => {
     const relay = await relayWithWs(["--trust-proxy", "127.0.0.0/8", "--deny", "203.0.113.0/24"]);
     const denied = await openWs(url(relay), { "X-Forwarded-For": "203.0.113.7" });
     expect(denied.error).toContain("Expected 101 status code: 403");
-    await relay.waitForLog(/Connection from 203\.0\.113\.7 refused: address is in a --deny range/);
+    await relay.waitForEvent("connection_refused", { ip: "203.0.113.7", reason: "denied" });
     const allowed = await openWs(url(relay), { "X-Forwarded-For": "198.51.100.9" });
     await registered(allowed, "behind-proxy");
     expect(addressOf(relay, "behind-proxy")).toBe("198.51.100.9");

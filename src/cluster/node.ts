@@ -502,7 +502,10 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
   function setConnected(conn: NatsConnection, why: string): void {
     connected = true;
     connectedSince = Date.now();
-    log.info("cluster_connected", `Cluster: ${why} NATS (${safeServers(options.servers)}) as node ${node}`, { node });
+    log.info("cluster_connected", `Cluster: ${why} NATS (${safeServers(options.servers)}) as node ${node}`, {
+      node,
+      reconnected: why.startsWith("reconnected"),
+    });
     const maxPayload = conn.info?.max_payload ?? 0;
     // A StateBroadcast frame is the update plus ~100 bytes of names and headers.
     if (options.maxMessageSize && maxPayload > 0 && maxPayload < options.maxMessageSize + 512) {
