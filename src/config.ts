@@ -184,7 +184,10 @@ function rustLogLevel(raw: string, flag: string): LogLevel {
 }
 
 const MAX_FRAME = 0xffffffff;
-/** Connections per address beyond --max-instances by default: instances reconnecting while their old connection is still being noticed as gone. */
+/**
+ * Connections per address beyond --max-instances by default: instances reconnecting while their old connection is
+ * still being noticed as gone.
+ */
 const RECONNECT_ROOM = 8;
 
 /** Shown in logs and /status, carried in every frame sent to the cluster: short, printable. */
@@ -225,7 +228,8 @@ export const OPTIONS: OptionTable<RelayConfig> = [
   {
     key: "httpHost",
     description:
-      "Address for the status page and metrics; they need no login, so loopback unless you choose (0.0.0.0: everywhere)",
+      "Address for the status page and metrics; they need no login," +
+      " so loopback unless you choose (0.0.0.0: everywhere)",
     default: "127.0.0.1",
     parse: (raw) => raw.trim(),
     valueHint: "addr",
@@ -328,7 +332,9 @@ export const OPTIONS: OptionTable<RelayConfig> = [
   },
   {
     key: "maxConnectionsPerIp",
-    description: `Open connections allowed from one address, IPv6 counted per /64 (0: --max-instances + ${RECONNECT_ROOM}, so a whole ensemble behind one NAT can join and reconnect)`,
+    description:
+      `Open connections allowed from one address, IPv6 counted per /64` +
+      ` (0: --max-instances + ${RECONNECT_ROOM}, so a whole ensemble behind one NAT can join and reconnect)`,
     default: 0,
     parse: integer(0, 1_000_000),
   },
@@ -380,7 +386,8 @@ export const OPTIONS: OptionTable<RelayConfig> = [
   {
     key: "nudgeInterval",
     description:
-      "Milliseconds after which a registered instance sent nothing gets a Pong, so today's Sova client's waiting edits leave (0: off)",
+      "Milliseconds after which a registered instance sent nothing gets a Pong," +
+      " so today's Sova client's waiting edits leave (0: off)",
     default: 40,
     parse: integer(0, 3_600_000),
   },
@@ -417,7 +424,8 @@ export const OPTIONS: OptionTable<RelayConfig> = [
   {
     key: "trustProxy",
     description:
-      "Reverse proxies (CIDR) whose X-Forwarded-For / Forwarded name the client on /relay (default: none; the direct peer is the client)",
+      "Reverse proxies (CIDR) whose X-Forwarded-For / Forwarded name the client on /relay" +
+      " (default: none; the direct peer is the client)",
     default: [],
     parse: cidr,
     valueHint: "cidr",
@@ -666,7 +674,8 @@ function checkTokenStrength(token: string): void {
   if (chars.length < MIN_TOKEN_LENGTH || new Set(chars).size < 8) {
     throw new RelayError(
       "E_CONFIG",
-      `a session token is too easy to guess (${chars.length} characters; at least ${MIN_TOKEN_LENGTH}, with at least 8 different ones): make one with \`openssl rand -base64 24\``,
+      `a session token is too easy to guess (${chars.length} characters; at least ${MIN_TOKEN_LENGTH},` +
+        ` with at least 8 different ones): make one with \`openssl rand -base64 24\``,
     );
   }
 }

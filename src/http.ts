@@ -25,7 +25,10 @@ export interface HttpOptions {
   maxEventSubscribers?: number;
   /** Open /events streams from one address (IPv6: /64), so one visitor cannot take every slot. */
   maxEventSubscribersPerAddress?: number;
-  /** Bytes queued for one /events stream and not yet taken by the socket; past it, the subscriber is cut as not reading. */
+  /**
+   * Bytes queued for one /events stream and not yet taken by the socket; past it, the subscriber is cut as not
+   * reading.
+   */
   maxEventBacklogBytes?: number;
   /** Bytes one /events stream carries before it ends and the browser reconnects (EventSource does, after `retry`). */
   maxEventStreamBytes?: number;
@@ -60,7 +63,9 @@ const SECURITY_HEADERS = {
   "Cache-Control": "no-store",
 };
 
-const PAGE_CSP = `default-src 'none'; style-src 'unsafe-inline'; script-src '${SCRIPT_HASH}'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`;
+const PAGE_CSP =
+  `default-src 'none'; style-src 'unsafe-inline'; script-src '${SCRIPT_HASH}';` +
+  ` connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`;
 
 const EVENT_HEADERS = {
   ...SECURITY_HEADERS,
@@ -88,7 +93,8 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
     loggedAt = now;
     log.warn(
       "events_limited",
-      `/events: ${unlogged.cut} subscribers cut for not reading (over ${o.maxEventBacklogBytes} bytes unsent), ${unlogged.refused} refused past ${o.maxEventSubscribers} open (since the last such line)`,
+      `/events: ${unlogged.cut} subscribers cut for not reading (over ${o.maxEventBacklogBytes} bytes unsent),` +
+        ` ${unlogged.refused} refused past ${o.maxEventSubscribers} open (since the last such line)`,
       { reason: kind === "cut" ? "not_reading" : "subscriber_cap", cut: unlogged.cut, refused: unlogged.refused },
     );
     unlogged = { refused: 0, cut: 0 };

@@ -68,7 +68,8 @@ const serveCommand = defineCommand({
       }
       log.info(
         "http_listening",
-        `Status page on http://${host}:${http.port}/ (also /status, /healthz, /metrics; instances over WebSocket on /relay)`,
+        `Status page on http://${host}:${http.port}/` +
+          ` (also /status, /healthz, /metrics; instances over WebSocket on /relay)`,
         { host, port: http.port },
       );
     }
@@ -108,7 +109,9 @@ const serveCommand = defineCommand({
       .join(" and ");
     log.info(
       "listening",
-      `Listening on ${where} (max ${config.maxInstances} instances, rate limit ${config.rateLimit || "off"}/min, expected version ${config.expectedVersion}, ${config.tokens.length === 0 ? "one open session" : `${config.tokens.length} token-protected sessions`})`,
+      `Listening on ${where} (max ${config.maxInstances} instances,` +
+        ` rate limit ${config.rateLimit || "off"}/min, expected version ${config.expectedVersion},` +
+        ` ${config.tokens.length === 0 ? "one open session" : `${config.tokens.length} token-protected sessions`})`,
       { host: server.host, port: server.port, tls_port: server.tlsPort, sessions: config.tokens.length },
     );
   },

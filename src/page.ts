@@ -4,7 +4,9 @@
  * second, which replaces the live part of the page. Every value that comes
  * from the network goes through escapeHtml, so an instance called
  * `<img src=x onerror=alert(1)>` is shown as text. Nothing is loaded from
- * elsewhere: the page works offline and from the single binary.
+ * elsewhere: the page works offline and from the single binary. A `\` that
+ * ends a line inside a template joins it to the next: the text has no line
+ * break there.
  */
 import { COUNTERS } from "./relay/stats.ts";
 import type { InstanceStatus, Status } from "./status.ts";
@@ -41,7 +43,8 @@ function instanceRow(i: InstanceStatus, now: number): string {
     ["Rate-limited", i.rate_limited],
     ["Dropped", i.dropped],
   ];
-  return `<tr data-instance="${escapeHtml(i.id)}">${cells.map(([label, v]) => `<td data-label="${label}">${escapeHtml(v)}</td>`).join("")}</tr>`;
+  const tds = cells.map(([label, v]) => `<td data-label="${label}">${escapeHtml(v)}</td>`).join("");
+  return `<tr data-instance="${escapeHtml(i.id)}">${tds}</tr>`;
 }
 
 /** The part of the page that changes: also what `/events` sends. */
@@ -50,12 +53,17 @@ export function renderLive(status: Status, nowSeconds = Date.now() / 1000): stri
   const ok = status.status === "ok";
   const summary = `
 <section class="cards" aria-label="Summary">
-  <div class="card"><span class="label">Status</span><span class="value ${ok ? "ok" : "warn"}" id="status">${ok ? "running" : "shutting down"}</span></div>
-  <div class="card"><span class="label">Instances</span><span class="value" id="connected">${status.connected_instances} / ${escapeHtml(status.limits.max_instances!)}</span></div>
+  <div class="card"><span class="label">Status</span>\
+<span class="value ${ok ? "ok" : "warn"}" id="status">${ok ? "running" : "shutting down"}</span></div>
+  <div class="card"><span class="label">Instances</span>\
+<span class="value" id="connected">${status.connected_instances} / \
+${escapeHtml(status.limits.max_instances!)}</span></div>
   <div class="card"><span class="label">Sessions</span><span class="value">${status.sessions.length}</span></div>
   <div class="card"><span class="label">Uptime</span><span class="value">${formatDuration(status.uptime)}</span></div>
-  <div class="card"><span class="label">Relayed</span><span class="value">${t.broadcasts} updates, ${t.deliveries} deliveries</span></div>
-  <div class="card"><span class="label">Traffic</span><span class="value">in ${formatBytes(t.bytes_in)}, out ${formatBytes(t.bytes_out)}</span></div>
+  <div class="card"><span class="label">Relayed</span>\
+<span class="value">${t.broadcasts} updates, ${t.deliveries} deliveries</span></div>
+  <div class="card"><span class="label">Traffic</span>\
+<span class="value">in ${formatBytes(t.bytes_in)}, out ${formatBytes(t.bytes_out)}</span></div>
 </section>`;
   const sessions =
     status.sessions.length === 0
@@ -65,9 +73,12 @@ export function renderLive(status: Status, nowSeconds = Date.now() / 1000): stri
             const rows = status.instances.filter((i) => i.session === s.id).map((i) => instanceRow(i, nowSeconds));
             return `
 <section class="session" aria-label="Session ${escapeHtml(s.id)}">
-  <h2>Session <code>${escapeHtml(s.id)}</code> <span class="count">${s.instances} instance${s.instances === 1 ? "" : "s"}${s.history_entries > 0 ? ` · history ${s.history_entries} updates (${formatBytes(s.history_bytes)})` : ""}</span></h2>
+  <h2>Session <code>${escapeHtml(s.id)}</code> \
+<span class="count">${s.instances} instance${s.instances === 1 ? "" : "s"}\
+${s.history_entries > 0 ? ` · history ${s.history_entries} updates (${formatBytes(s.history_bytes)})` : ""}</span></h2>
   <table>
-    <thead><tr><th>Name</th><th>Version</th><th>Network</th><th>Connected for</th><th>In</th><th>Out</th><th>Rate-limited</th><th>Dropped</th></tr></thead>
+    <thead><tr><th>Name</th><th>Version</th><th>Network</th>\
+<th>Connected for</th><th>In</th><th>Out</th><th>Rate-limited</th><th>Dropped</th></tr></thead>
     <tbody>${rows.join("")}</tbody>
   </table>
 </section>`;
@@ -77,19 +88,25 @@ export function renderLive(status: Status, nowSeconds = Date.now() / 1000): stri
 }
 
 const STYLE = `
-:root { color-scheme: light dark; --bg: #f6f5f2; --fg: #1d1d1f; --muted: #6b6b70; --card: #fff; --line: #e2e0da; --ok: #1f7a3a; --warn: #b3401a; --accent: #5b3fd1; }
-@media (prefers-color-scheme: dark) { :root { --bg: #141416; --fg: #ececef; --muted: #9a9aa3; --card: #1e1e22; --line: #2d2d33; --ok: #5fd38a; --warn: #ff8a5c; --accent: #a793ff; } }
+:root { color-scheme: light dark; --bg: #f6f5f2; --fg: #1d1d1f; --muted: #6b6b70; \
+--card: #fff; --line: #e2e0da; --ok: #1f7a3a; --warn: #b3401a; --accent: #5b3fd1; }
+@media (prefers-color-scheme: dark) { :root { --bg: #141416; --fg: #ececef; --muted: #9a9aa3; \
+--card: #1e1e22; --line: #2d2d33; --ok: #5fd38a; --warn: #ff8a5c; --accent: #a793ff; } }
 * { box-sizing: border-box; }
-body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; background: var(--bg); color: var(--fg); }
+body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; \
+background: var(--bg); color: var(--fg); }
 header, main, footer { max-width: 1100px; margin: 0 auto; padding: 16px; }
 header { display: flex; flex-wrap: wrap; align-items: baseline; gap: 8px 16px; }
 h1 { font-size: 22px; margin: 0; } h1 span { color: var(--accent); }
 .meta { color: var(--muted); font-size: 13px; }
 .cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(160px, 1fr)); gap: 10px; margin-bottom: 20px; }
-.card { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 10px 12px; display: flex; flex-direction: column; }
+.card { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 10px 12px; \
+display: flex; flex-direction: column; }
 .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
-.value { font-size: 17px; font-weight: 600; overflow-wrap: anywhere; } .ok { color: var(--ok); } .warn { color: var(--warn); }
-.session { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 12px; margin-bottom: 14px; }
+.value { font-size: 17px; font-weight: 600; overflow-wrap: anywhere; } \
+.ok { color: var(--ok); } .warn { color: var(--warn); }
+.session { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 12px; \
+margin-bottom: 14px; }
 .session h2 { font-size: 16px; margin: 0 0 8px; } .count { color: var(--muted); font-weight: 400; font-size: 13px; }
 table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line); overflow-wrap: anywhere; }
@@ -130,7 +147,10 @@ function renderCounters(status: Status): string {
           : Object.entries(value)
               .map(([k, v]) => `${k} ${v}`)
               .join(", ") || "0";
-      return `<dt>${escapeHtml(spec.help.replace(/\.$/, ""))}</dt><dd data-counter="${spec.status}">${escapeHtml(shown)}</dd>`;
+      return (
+        `<dt>${escapeHtml(spec.help.replace(/\.$/, ""))}</dt>` +
+        `<dd data-counter="${spec.status}">${escapeHtml(shown)}</dd>`
+      );
     })
     .join("");
 }
@@ -150,7 +170,9 @@ export function renderPage(status: Status): string {
 <body>
 <header>
   <h1>sova<span>-relay</span></h1>
-  <span class="meta">version ${escapeHtml(status.version)} · commit ${escapeHtml(status.commit)} · ${escapeHtml(status.target)} · <span id="live-state">snapshot</span> · <a href="/status">JSON</a> · <a href="/metrics">metrics</a></span>
+  <span class="meta">version ${escapeHtml(status.version)} · commit ${escapeHtml(status.commit)} \
+· ${escapeHtml(status.target)} · <span id="live-state">snapshot</span> \
+· <a href="/status">JSON</a> · <a href="/metrics">metrics</a></span>
 </header>
 <main>
   <div id="live">${renderLive(status)}</div>
@@ -162,7 +184,8 @@ export function renderPage(status: Status): string {
     <summary>Counters (since start)</summary>
     <dl>${renderCounters(status)}</dl>
   </details>
-  <noscript><p class="meta">This page shows a snapshot; <a href="/">reload</a> for a fresh one, or enable JavaScript for live updates.</p></noscript>
+  <noscript><p class="meta">This page shows a snapshot; <a href="/">reload</a> for a fresh one, \
+or enable JavaScript for live updates.</p></noscript>
 </main>
 <script>${SCRIPT}</script>
 </body>

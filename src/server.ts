@@ -40,7 +40,10 @@ export interface RunningServer {
   readonly tlsPort: number | null;
   /** Stop accepting, flush queues (up to the shutdown timeout), close everyone. */
   shutdown(why: string): Promise<void>;
-  /** Re-read the certificate and key; existing connections keep theirs. Throws (and keeps the old) when the new ones are bad. */
+  /**
+   * Re-read the certificate and key; existing connections keep theirs. Throws (and keeps the old) when the new ones
+   * are bad.
+   */
   reloadTls(): void;
   readonly stopping: boolean;
   readonly history: History;

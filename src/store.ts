@@ -54,7 +54,9 @@ export function openDatabase(dir: string, reset = false): { db: Database; path: 
     const check = db.query("PRAGMA quick_check").get() as { quick_check: string } | null;
     if (check?.quick_check !== "ok") throw new Error(check?.quick_check ?? "integrity check failed");
     db.run(
-      "CREATE TABLE IF NOT EXISTS history (session TEXT NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL, frame BLOB NOT NULL, PRIMARY KEY (session, seq)) WITHOUT ROWID",
+      "CREATE TABLE IF NOT EXISTS history (session TEXT NOT NULL, seq INTEGER NOT NULL," +
+        " at INTEGER NOT NULL, frame BLOB NOT NULL," +
+        " PRIMARY KEY (session, seq)) WITHOUT ROWID",
     );
   } catch (error) {
     if (error instanceof RelayError) throw error;

@@ -111,7 +111,8 @@ export const tunnelCommand = defineCommand({
     const plain = target.scheme === "tcp" || target.scheme === "ws" ? " (unencrypted: for loopback and tests)" : "";
     log.info(
       "tunnel_listening",
-      `Tunnel listening on ${host}:${tunnel.port}, carrying to ${target.shown}${plain}; point Sova at ${host}:${tunnel.port}`,
+      `Tunnel listening on ${host}:${tunnel.port}, carrying to ${target.shown}${plain};` +
+        ` point Sova at ${host}:${tunnel.port}`,
       {
         host,
         port: tunnel.port,

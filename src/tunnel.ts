@@ -72,7 +72,8 @@ export function parseTarget(raw: string): TunnelTarget {
     url = new URL(raw);
   } catch {
     configError(
-      `invalid value for --to: '${text}' (expected wss://host/relay, ws://host:port/relay, tls://host:port or tcp://host:port)`,
+      `invalid value for --to: '${text}'` +
+        ` (expected wss://host/relay, ws://host:port/relay, tls://host:port or tcp://host:port)`,
     );
   }
   const scheme = url.protocol.replace(/:$/, "") as TunnelScheme;
@@ -112,7 +113,9 @@ export function describeFailure(
     const detail = message.replace(/^.*TLS handshake failed: /, "");
     return {
       reason: "certificate",
-      text: `${where}'s certificate is not trusted (${c || "TLS"}: ${detail})${hasCa ? "; check --ca" : "; for a private CA pass --ca FILE"}`,
+      text:
+        `${where}'s certificate is not trusted (${c || "TLS"}: ${detail})` +
+        `${hasCa ? "; check --ca" : "; for a private CA pass --ca FILE"}`,
     };
   }
   if (c === "ENOTFOUND" || c === "EAI_AGAIN" || c === "EAI_NONAME" || c.startsWith("DNS"))
@@ -125,11 +128,16 @@ export function describeFailure(
   if (status)
     return {
       reason: "http",
-      text: `${target.shown} refused the WebSocket upgrade with HTTP ${status[1]} (wrong path, a proxy without WebSocket support, or an address the relay refuses)`,
+      text:
+        `${target.shown} refused the WebSocket upgrade with HTTP ${status[1]}` +
+        ` (wrong path, a proxy without WebSocket support,` +
+        ` or an address the relay refuses)`,
     };
   return {
     reason: "other",
-    text: `cannot reach ${where}: ${c ? `${c}: ` : ""}${message.replace(/^WebSocket connection to '[^']*' failed: /, "")}`,
+    text:
+      `cannot reach ${where}: ${c ? `${c}: ` : ""}` +
+      `${message.replace(/^WebSocket connection to '[^']*' failed: /, "")}`,
   };
 }
 
@@ -172,14 +180,18 @@ export function startTunnel(options: TunnelOptions, log: Logger): RunningTunnel 
   const links = new Set<Link>();
   let nextId = 1;
 
-  /** Queues bytes for the local socket (`bytes` must stay unchanged until sent); past the high-water mark the far side is not read. */
+  /**
+   * Queues bytes for the local socket (`bytes` must stay unchanged until sent); past the high-water mark the far side
+   * is not read.
+   */
   function writeLocal(link: Link, bytes: Uint8Array): void {
     if (link.closed) return;
     link.bytesDown += bytes.length;
     if (!link.toLocal.enqueue(bytes)) {
       log.warn(
         "tunnel_local_slow",
-        `Connection ${link.id}: the local side stopped reading (${link.toLocal.pendingBytes} bytes waiting); closing it`,
+        `Connection ${link.id}: the local side stopped reading (${link.toLocal.pendingBytes} bytes waiting);` +
+          ` closing it`,
         { connection: link.id },
       );
       link.local.terminate();
@@ -255,7 +267,8 @@ export function startTunnel(options: TunnelOptions, log: Logger): RunningTunnel 
       oversized(length) {
         log.warn(
           "tunnel_oversized",
-          `Connection ${link.id}: a ${length}-byte frame is over --max-message-size (${maxMessageSize}); skipped and answered as the relay would`,
+          `Connection ${link.id}: a ${length}-byte frame is over --max-message-size (${maxMessageSize});` +
+            ` skipped and answered as the relay would`,
           {
             connection: link.id,
             length,
@@ -300,7 +313,8 @@ export function startTunnel(options: TunnelOptions, log: Logger): RunningTunnel 
       if (opened && !link.closed) {
         log.info(
           "tunnel_upstream_closed",
-          `Connection ${link.id}: the relay closed the WebSocket (${ev.code}${ev.reason ? ` ${ev.reason}` : ""}); closing the local connection`,
+          `Connection ${link.id}: the relay closed the WebSocket (${ev.code}${ev.reason ? ` ${ev.reason}` : ""});` +
+            ` closing the local connection`,
           {
             connection: link.id,
             code: ev.code,

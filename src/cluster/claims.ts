@@ -86,7 +86,8 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
       if (!/wrong last sequence|key exists|10071/i.test((error as Error).message)) {
         log.warn(
           "cluster_claim_failed",
-          `Name claim through JetStream KV failed (${(error as Error).message}); the name is unique on this node until it is claimed again`,
+          `Name claim through JetStream KV failed (${(error as Error).message});` +
+            ` the name is unique on this node until it is claimed again`,
           {
             reason: (error as Error).message,
           },
@@ -158,7 +159,8 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
           conflicts++;
           log.warn(
             "cluster_name_conflict",
-            `A name held on this node was claimed by another node while the cluster was unreachable; both instances stay connected`,
+            `A name held on this node was claimed by another node` +
+              ` while the cluster was unreachable; both instances stay connected`,
             {
               session: key.split(".")[0],
             },

@@ -165,7 +165,8 @@ export function createClusterHistory(
       } catch (error) {
         log.warn(
           "cluster_history_unavailable",
-          `JetStream stream for history unavailable (${(error as Error).message}): newcomers get only what this node saw`,
+          `JetStream stream for history unavailable (${(error as Error).message}):` +
+            ` newcomers get only what this node saw`,
           {
             reason: (error as Error).message,
           },
@@ -191,7 +192,8 @@ export function createClusterHistory(
       } catch (error) {
         log.warn(
           "cluster_history_read_failed",
-          `Reading session history from JetStream failed (${(error as Error).message}); the newcomer gets what this node saw meanwhile`,
+          `Reading session history from JetStream failed (${(error as Error).message});` +
+            ` the newcomer gets what this node saw meanwhile`,
           {
             session,
             reason: (error as Error).message,

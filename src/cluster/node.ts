@@ -481,7 +481,9 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
         namesWarned = true;
         log.warn(
           "cluster_names_local",
-          `JetStream KV unavailable (${failure?.message ?? "not connected"}): instance names are unique per node only; asking again every ${NAMES_RETRY_MS / 1000} s`,
+          `JetStream KV unavailable (${failure?.message ?? "not connected"}):` +
+            ` instance names are unique per node only;` +
+            ` asking again every ${NAMES_RETRY_MS / 1000} s`,
           {
             reason: failure?.message ?? "not connected",
           },
@@ -511,7 +513,8 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
     if (options.maxMessageSize && maxPayload > 0 && maxPayload < options.maxMessageSize + 512) {
       log.warn(
         "cluster_max_payload",
-        `NATS max_payload is ${maxPayload} bytes, below --max-message-size (${options.maxMessageSize}): larger edits stay on their node; set max_payload in the NATS configuration`,
+        `NATS max_payload is ${maxPayload} bytes, below --max-message-size (${options.maxMessageSize}):` +
+          ` larger edits stay on their node; set max_payload in the NATS configuration`,
         {
           node,
           max_payload: maxPayload,
@@ -550,7 +553,8 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
         if (failures === 1 || now - loggedAt >= 30_000) {
           log.warn(
             "cluster_unreachable",
-            `Cluster: cannot connect to NATS (${(error as Error).message}); relaying among this node's instances only, retrying (${failures} attempts so far)`,
+            `Cluster: cannot connect to NATS (${(error as Error).message});` +
+              ` relaying among this node's instances only, retrying (${failures} attempts so far)`,
             {
               node,
               reason: (error as Error).message,

@@ -195,7 +195,8 @@ export function createWebSocketEndpoint(
     if (!wantsWs || req.method !== "GET") {
       return refusal(
         426,
-        `${RELAY_PATH} takes WebSocket connections only (GET with Upgrade: websocket), one relay frame per binary message`,
+        `${RELAY_PATH} takes WebSocket connections only (GET with Upgrade: websocket),` +
+          ` one relay frame per binary message`,
         { Upgrade: "websocket" },
       );
     }
@@ -234,7 +235,8 @@ export function createWebSocketEndpoint(
       frame(body) {
         const status = ws.send(body);
         if (status === -1) data.blocked = true;
-        else if (status === 0) data.done = true; // past backpressureLimit: cannot happen while writes stop at the first -1
+        // past backpressureLimit: cannot happen while writes stop at the first -1
+        else if (status === 0) data.done = true;
       },
       oversized() {},
     });

@@ -69,7 +69,8 @@ export function cutSlowConsumer(s: RelayState, conn: Connection, reason: SlowRea
   const pending = conn.peer.pendingBytes;
   s.log.warn(
     "slow_consumer",
-    `${inst ? `Instance '${inst.name}'` : `Connection from ${conn.peer.address}`} cut as a slow consumer: ${pending} bytes unsent (${REASON_TEXT[reason]})`,
+    `${inst ? `Instance '${inst.name}'` : `Connection from ${conn.peer.address}`} cut as a slow consumer:` +
+      ` ${pending} bytes unsent (${REASON_TEXT[reason]})`,
     { ...who(conn), pending_bytes: pending, reason },
   );
   cut(s, conn, reason, false);
@@ -84,7 +85,8 @@ export function finish(s: RelayState, conn: Connection, reason: DisconnectReason
   s.connections.delete(conn);
   s.stats.disconnects[reason]++;
   if (!wasRegistered || !inst) {
-    const message = `Connection from ${conn.peer.address}:${conn.peer.port} closed before registering (${REASON_TEXT[reason]})`;
+    const message =
+      `Connection from ${conn.peer.address}:${conn.peer.port}` + ` closed before registering (${REASON_TEXT[reason]})`;
     logRepeated(s, "debug", "connection_closed", conn, message, { ip: conn.peer.address, reason });
     return;
   }

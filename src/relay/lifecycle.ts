@@ -125,7 +125,8 @@ export function tick(s: RelayState, now: number): void {
         "debug",
         "handshake_timeout",
         conn,
-        `Connection from ${conn.peer.address} sent no RegisterInstance within ${o.handshakeTimeoutMs / 1000} s; closing`,
+        `Connection from ${conn.peer.address} sent no RegisterInstance` +
+          ` within ${o.handshakeTimeoutMs / 1000} s; closing`,
         {
           ip: conn.peer.address,
           reason: "handshake_timeout",

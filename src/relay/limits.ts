@@ -31,7 +31,8 @@ export function withinRate(s: RelayState, inst: Instance, now: number, bytes: nu
     const earlier = inst.rateDropped - 1;
     s.log.warn(
       "rate_limited",
-      `Instance '${inst.name}' exceeded the rate limit (${which} per minute); dropping until it is back under${earlier > 0 ? ` (${earlier} dropped since the last notice)` : ""}`,
+      `Instance '${inst.name}' exceeded the rate limit (${which} per minute);` +
+        ` dropping until it is back under${earlier > 0 ? ` (${earlier} dropped since the last notice)` : ""}`,
       { ...who(inst.conn), reason: "rate_limit", dropped: earlier },
     );
     inst.rateErrorAt = now;

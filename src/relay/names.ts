@@ -13,8 +13,12 @@ export const MAX_NAME_CHARS = 64;
 // An emoji keyboard puts U+FE0F after a heart, so text and emoji presentation selectors
 // are fine right after an emoji; anywhere else they only make a look-alike. ZWJ (a Cf)
 // joins emoji sequences the same way.
-const INVISIBLE =
-  /[\p{Cc}\p{Zl}\p{Zp}\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0]|(?<!\p{Extended_Pictographic}\ufe0f?)\u200d|(?!\u200d)\p{Cf}|\u034f|[\u180b-\u180f]|[\ufe00-\ufe0d]|(?<!\p{Extended_Pictographic})[\ufe0e\ufe0f]|[\u{e0100}-\u{e01ef}]/u;
+const INVISIBLE = new RegExp(
+  String.raw`[\p{Cc}\p{Zl}\p{Zp}\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0]` +
+    String.raw`|(?<!\p{Extended_Pictographic}\ufe0f?)\u200d|(?!\u200d)\p{Cf}|\u034f|[\u180b-\u180f]|[\ufe00-\ufe0d]` +
+    String.raw`|(?<!\p{Extended_Pictographic})[\ufe0e\ufe0f]|[\u{e0100}-\u{e01ef}]`,
+  "u",
+);
 const LATIN = /\p{Script=Latin}/u;
 const LOOKALIKE_SCRIPTS = /[\p{Script=Cyrillic}\p{Script=Greek}]/u;
 

@@ -196,7 +196,8 @@ export function register(s: RelayState, conn: Connection, msg: RegisterInstance,
   inst.messagesOut += replay.length;
   s.log.info(
     "registered",
-    `Instance '${name}' registered with ID ${inst.idText}${replay.length > 0 ? `; sent ${replay.length} updates of session history` : ""}`,
+    `Instance '${name}' registered with ID ${inst.idText}` +
+      `${replay.length > 0 ? `; sent ${replay.length} updates of session history` : ""}`,
     {
       ip: conn.peer.address,
       instance: name,

@@ -43,7 +43,8 @@ export function hold(s: RelayState, conn: Connection, body: Uint8Array): void {
     _overHeld.add(conn);
     s.log.warn(
       "invalid_message",
-      `Connection from ${conn.peer.address} sent more than ${MAX_HELD} frames or ${s.options.maxMessageSize} bytes before its registration was answered; dropped`,
+      `Connection from ${conn.peer.address} sent more than ${MAX_HELD} frames or ${s.options.maxMessageSize} bytes` +
+        ` before its registration was answered; dropped`,
       { ip: conn.peer.address, reason: "before_registered" },
     );
   }
@@ -130,7 +131,8 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
       if (session.names.has(nameKey)) {
         s.log.warn(
           "cluster_name_conflict",
-          `Instance name '${m.name}' is in use on this node and on node ${m.node} (claimed while the cluster was unreachable)`,
+          `Instance name '${m.name}' is in use on this node and on node ${m.node}` +
+            ` (claimed while the cluster was unreachable)`,
           {
             session: m.session,
             instance: m.name,

@@ -41,12 +41,21 @@ export interface RelayOptions {
   idleTimeoutMs: number;
   /** Largest frame before registration (a RegisterInstance is a few hundred bytes). */
   handshakeMaxBytes?: number;
-  /** Connections still handshaking, relay-wide and per address (IPv6: per /64); past either, new ones are closed at once. */
+  /**
+   * Connections still handshaking, relay-wide and per address (IPv6: per /64); past either, new ones are closed at
+   * once.
+   */
   maxHandshakes?: number;
   maxHandshakesPerAddress?: number;
-  /** Successful registrations per address (IPv6: per /64) in any 60 s: join/leave churn makes every member hear a notice per cycle. */
+  /**
+   * Successful registrations per address (IPv6: per /64) in any 60 s: join/leave churn makes every member hear a
+   * notice per cycle.
+   */
   maxRegistrationsPerAddress?: number;
-  /** A registered instance sent nothing for this long gets a Pong (0: off). See "Sova client compatibility" in the README. */
+  /**
+   * A registered instance sent nothing for this long gets a Pong (0: off). See "Sova client compatibility" in the
+   * README.
+   */
   nudgeIntervalMs?: number;
   /** A newcomer that has not taken its RegistrationResponse and history within this is cut. */
   replayTimeoutMs?: number;
@@ -61,7 +70,10 @@ export interface Peer {
   readonly pendingBytes: number;
   /** Bytes of the registration response and history replay not yet taken by the peer. */
   readonly frontBytes: number;
-  /** Queue a frame; false when the peer's unsent bytes would pass the bound. `front`: registration response and history, always queued first. */
+  /**
+   * Queue a frame; false when the peer's unsent bytes would pass the bound. `front`: registration response and
+   * history, always queued first.
+   */
   send(frame: Uint8Array, front?: boolean): boolean;
   /** Send what is queued, then close; the transport bounds how long a peer that does not read can hold it open. */
   close(): void;

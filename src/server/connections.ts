@@ -125,7 +125,10 @@ export function createConnectionTable(relay: Relay, log: Logger, maxTotalPending
       }
     }
     if ((stalled > 0 || overdue > 0 || paused.size > 0) && now - pressureLoggedAt >= 10_000) {
-      const message = `Unsent data for all connections passed ${maxTotalPendingBytes} bytes: cut ${stalled} that stopped reading and ${overdue} holding the most; reading from senders paused until it halves (${pressureEpisodes} times so far)`;
+      const message =
+        `Unsent data for all connections passed ${maxTotalPendingBytes} bytes:` +
+        ` cut ${stalled} that stopped reading and ${overdue} holding the most;` +
+        ` reading from senders paused until it halves (${pressureEpisodes} times so far)`;
       log.warn("backpressure", message, {
         reason: "total_pending",
         episodes: pressureEpisodes,

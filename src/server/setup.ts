@@ -34,7 +34,8 @@ export function buildRelay(config: ServerConfig, log: Logger, link?: ServerLink)
     const loaded = store.load(history);
     log.info(
       "history_loaded",
-      `History database ${store.path}: ${loaded} updates in ${history.sizes().size} sessions${config.stateReset ? " (reset)" : ""}`,
+      `History database ${store.path}: ${loaded} updates in ${history.sizes().size} sessions` +
+        `${config.stateReset ? " (reset)" : ""}`,
       { entries: loaded },
     );
   }
@@ -68,7 +69,9 @@ export function buildRelay(config: ServerConfig, log: Logger, link?: ServerLink)
         if (guard.registrationFailed(ip, Date.now())) {
           log.warn(
             "cooldown_started",
-            `Address ${ip} used up its ${config.maxFailedRegistrations} failed registrations; every registration from ${addressGroup(ip)} refused for ${config.failedRegistrationCooldownMs / 1000} s`,
+            `Address ${ip} used up its ${config.maxFailedRegistrations} failed registrations;` +
+              ` every registration from ${addressGroup(ip)}` +
+              ` refused for ${config.failedRegistrationCooldownMs / 1000} s`,
             {
               ip,
               reason: "failed_registrations",

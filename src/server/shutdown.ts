@@ -27,7 +27,8 @@ export async function shutDown(why: string, timeoutMs: number, deps: ShutdownDep
   const { relay, log, listeners, table, tcp } = deps;
   log.info(
     "shutdown",
-    `${why}: shutting down, ${relay.instanceCount} instances connected; flushing queued frames (up to ${timeoutMs / 1000} s)`,
+    `${why}: shutting down, ${relay.instanceCount} instances connected;` +
+      ` flushing queued frames (up to ${timeoutMs / 1000} s)`,
     {
       reason: why,
       instances: relay.instanceCount,
@@ -50,7 +51,8 @@ export async function shutDown(why: string, timeoutMs: number, deps: ShutdownDep
   deps.closeStore();
   log.info(
     "shutdown_complete",
-    `Shutdown complete${flushed ? "" : " (flush deadline passed; some queued frames were not sent)"}${closed ? "" : " (some peers did not close in time)"}`,
+    `Shutdown complete${flushed ? "" : " (flush deadline passed; some queued frames were not sent)"}` +
+      `${closed ? "" : " (some peers did not close in time)"}`,
     {
       flushed,
     },
