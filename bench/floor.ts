@@ -83,10 +83,12 @@ export async function wakeupLateness(samples = 2000): Promise<Lateness> {
 if (import.meta.main) {
   const r = await fanoutFloor(Number(process.argv[2] ?? 999));
   console.log(
-    `one 300-byte write to each of ${r.recipients} loopback connections: median ${r.medianMs.toFixed(2)} ms, p90 ${r.p90Ms.toFixed(2)} ms`,
+    `one 300-byte write to each of ${r.recipients} loopback connections:` +
+      ` median ${r.medianMs.toFixed(2)} ms, p90 ${r.p90Ms.toFixed(2)} ms`,
   );
   const w = await wakeupLateness();
   console.log(
-    `a 1 ms sleep wakes late by: p50 ${w.p50Ms.toFixed(2)} ms, p99 ${w.p99Ms.toFixed(2)} ms, p99.9 ${w.p999Ms.toFixed(2)} ms`,
+    `a 1 ms sleep wakes late by: p50 ${w.p50Ms.toFixed(2)} ms,` +
+      ` p99 ${w.p99Ms.toFixed(2)} ms, p99.9 ${w.p999Ms.toFixed(2)} ms`,
   );
 }

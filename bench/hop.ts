@@ -53,7 +53,8 @@ export function printHop(): void {
   for (const payload of [256, 524288]) {
     const label = payload > 4096 ? `${payload / 1024} KiB` : `${payload} B`;
     console.log(
-      `  ${label.padStart(7)}: ${hopUs(payload).toFixed(2).padStart(8)}   (hand-written codec before: ${HOP_BEFORE_US[payload]!.toFixed(2)})`,
+      `  ${label.padStart(7)}: ${hopUs(payload).toFixed(2).padStart(8)}` +
+        `   (hand-written codec before: ${HOP_BEFORE_US[payload]!.toFixed(2)})`,
     );
   }
 }

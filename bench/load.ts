@@ -40,7 +40,8 @@ function registerQuietly(c: RelayClient, name: string, token: string | null): Pr
     else
       reject(
         new Error(
-          `registration of ${name} failed: ${variant === "Error" ? (decodeMessage(body) as { message: string }).message : variant}`,
+          `registration of ${name} failed:` +
+            ` ${variant === "Error" ? (decodeMessage(body) as { message: string }).message : variant}`,
         ),
       );
   });

@@ -78,7 +78,9 @@ const f2 = (n: number) => n.toFixed(2);
 function figures(r: PhaseResult): Record<string, string | number> {
   return {
     instances: r.instances,
-    load: `${r.spec.senders}x${r.spec.rate === Infinity ? "max" : r.spec.rate}/s ${r.spec.payload}B ${r.spec.durationS}s`,
+    load:
+      `${r.spec.senders}x${r.spec.rate === Infinity ? "max" : r.spec.rate}/s` +
+      ` ${r.spec.payload}B ${r.spec.durationS}s`,
     sent: r.sent,
     expected: r.expected,
     delivered: r.delivered,
@@ -91,7 +93,9 @@ function figures(r: PhaseResult): Record<string, string | number> {
     "p99.9 ms": f2(r.latencyMs.p999),
     "max ms": f2(r.latencyMs.max),
     "RSS MB (before/peak/after)": `${f1(r.rssMb.before)}/${f1(r.rssMb.peak)}/${f1(r.rssMb.after)}`,
-    "CPU % (relay/generator)": `${r.cpuPercent.relay === null ? "n/a" : r.cpuPercent.relay.toFixed(0)}/${r.cpuPercent.generator.toFixed(0)}`,
+    "CPU % (relay/generator)":
+      `${r.cpuPercent.relay === null ? "n/a" : r.cpuPercent.relay.toFixed(0)}` +
+      `/${r.cpuPercent.generator.toFixed(0)}`,
   };
 }
 
@@ -117,7 +121,8 @@ export async function ramp(pool: Pool, stepS: number, log: (s: string) => void):
   for (const rate of RAMP_RATES) {
     const r = await runPhase(pool, { senders: pool.clients.length, rate, durationS: stepS, payload: 256 });
     log(
-      `  ramp ${rate}/s per sender: ${Math.round(r.deliveriesPerSec)} deliveries/s, lost ${r.lost}, p99 ${f2(r.latencyMs.p99)} ms ${rampOk(r) ? "ok" : "FAIL"}`,
+      `  ramp ${rate}/s per sender: ${Math.round(r.deliveriesPerSec)} deliveries/s,` +
+        ` lost ${r.lost}, p99 ${f2(r.latencyMs.p99)} ms ${rampOk(r) ? "ok" : "FAIL"}`,
     );
     if (!rampOk(r)) break;
     passed.push(r);
@@ -135,7 +140,9 @@ async function sustained(
   for (const step of [...passed].reverse()) {
     const r = await runPhase(pool, { ...step.spec, durationS });
     log(
-      `  sustained ${step.spec.rate}/s per sender for ${durationS} s: ${Math.round(r.deliveriesPerSec)} deliveries/s, lost ${r.lost}, p99 ${f2(r.latencyMs.p99)} ms ${rampOk(r) ? "ok" : "FAIL"}`,
+      `  sustained ${step.spec.rate}/s per sender for ${durationS} s:` +
+        ` ${Math.round(r.deliveriesPerSec)} deliveries/s, lost ${r.lost},` +
+        ` p99 ${f2(r.latencyMs.p99)} ms ${rampOk(r) ? "ok" : "FAIL"}`,
     );
     if (rampOk(r)) return r;
   }
@@ -304,7 +311,9 @@ async function scenarioTransport(
             ? ` (+${f2(normal.latencyMs.p50 - tcp.p50)} / +${f2(normal.latencyMs.p99 - tcp.p99)} ms over TCP)`
             : "";
         log(
-          `  ${transport}: default load p50 ${f2(normal.latencyMs.p50)} ms, p99 ${f2(normal.latencyMs.p99)} ms${added}; saturation ${Math.round(flat?.deliveriesPerSec ?? 0)} deliveries/s`,
+          `  ${transport}: default load p50 ${f2(normal.latencyMs.p50)} ms,` +
+            ` p99 ${f2(normal.latencyMs.p99)} ms${added};` +
+            ` saturation ${Math.round(flat?.deliveriesPerSec ?? 0)} deliveries/s`,
         );
         const row = phaseRow(`transport: ${transport}, default load`, normal, "no loss", normal.lost === 0);
         if (tunnelCpu !== null) row.figures["tunnel CPU %"] = tunnelCpu.toFixed(0);
@@ -421,9 +430,10 @@ async function scenarioNudges(choice: RelayChoice, durationS: number): Promise<R
 async function scenarioCluster(choice: RelayChoice, durationS: number, log: (s: string) => void): Promise<Row[]> {
   const nats = natsServerPath();
   if (!nats || choice.target) {
-    log(
-      `  7 cluster: skipped (${choice.target ? "needs relays the bench starts" : "nats-server is not installed: apt-get install nats-server"})`,
-    );
+    const why = choice.target
+      ? "needs relays the bench starts"
+      : "nats-server is not installed: apt-get install nats-server";
+    log(`  7 cluster: skipped (${why})`);
     return [];
   }
   const loads = [
@@ -512,7 +522,8 @@ const main = defineCommand({
     transport: {
       type: "string",
       description:
-        "transport scenario: tcp, ws (straight to /relay), tunnel-tls, tunnel-ws, or all (TCP first, the others beside it)",
+        "transport scenario: tcp, ws (straight to /relay)," +
+        " tunnel-tls, tunnel-ws, or all (TCP first, the others beside it)",
       default: "all",
     },
     binary: { type: "string", description: "Relay binary (default: dist/sova-relay)" },
@@ -531,7 +542,8 @@ const main = defineCommand({
     "receiver-processes": {
       type: "string",
       description:
-        "Processes the crowd's (and a custom run's) receiving instances are spread over; 0: all in the generator (best on 2 cores)",
+        "Processes the crowd's (and a custom run's) receiving instances are spread over;" +
+        " 0: all in the generator (best on 2 cores)",
       default: "0",
     },
     json: { type: "boolean", description: "JSON output" },
@@ -546,11 +558,13 @@ const main = defineCommand({
     const receiverProcesses = Number(args["receiver-processes"]);
     const log = (s: string) => (args.json ? process.stderr.write(`${s}\n`) : console.log(s));
     log(
-      `relay: ${choice.target ? `running at ${choice.target}` : (choice.binary ?? "source (bun src/main.ts)")}; machine: ${navigator.hardwareConcurrency} cores`,
+      `relay: ${choice.target ? `running at ${choice.target}` : (choice.binary ?? "source (bun src/main.ts)")};` +
+        ` machine: ${navigator.hardwareConcurrency} cores`,
     );
     const lateness = await wakeupLateness();
     log(
-      `machine: a 1 ms sleep wakes late by p50 ${f2(lateness.p50Ms)} ms, p99 ${f2(lateness.p99Ms)} ms, p99.9 ${f2(lateness.p999Ms)} ms (scheduling noise every delivery carries)`,
+      `machine: a 1 ms sleep wakes late by p50 ${f2(lateness.p50Ms)} ms, p99 ${f2(lateness.p99Ms)} ms,` +
+        ` p99.9 ${f2(lateness.p999Ms)} ms (scheduling noise every delivery carries)`,
     );
     const rows: Row[] = [];
     if (args.instances) {

@@ -41,7 +41,10 @@ const proc = Bun.spawn(
   { stdin: "ignore", stdout: "ignore", stderr: "pipe" },
 );
 
-/** The relay's TCP and HTTP ports, from the events it logs once listening; stderr is read to the end, or the relay's writes would fail. */
+/**
+ * The relay's TCP and HTTP ports, from the events it logs once listening; stderr is read to the end, or the relay's
+ * writes would fail.
+ */
 function ports(): Promise<{ tcp: number; http: number }> {
   const { promise, resolve, reject } = Promise.withResolvers<{ tcp: number; http: number }>();
   void (async () => {

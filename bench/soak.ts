@@ -46,10 +46,17 @@ function svgChart(samples: Sample[], title: string): string {
   const line = (f: (s: Sample) => number, y: (v: number) => number) =>
     samples.map((s, i) => `${i ? "L" : "M"}${x(s.t).toFixed(1)},${y(f(s)).toFixed(1)}`).join(" ");
   const ticks = [0, 0.25, 0.5, 0.75, 1];
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">
+  const tick = (f: number) =>
+    `<line x1="${pad.l}" x2="${W - pad.r}" y1="${yL(f * maxRss)}" y2="${yL(f * maxRss)}" stroke="#eee"/>` +
+    `<text x="${pad.l - 6}" y="${yL(f * maxRss) + 4}" text-anchor="end" fill="#5b3fd1">` +
+    `${(f * maxRss).toFixed(0)}</text>` +
+    `<text x="${W - pad.r + 6}" y="${yR(f * maxP99) + 4}" fill="#b3401a">${(f * maxP99).toFixed(1)}</text>` +
+    `<text x="${x(f * maxT)}" y="${H - pad.b + 18}" text-anchor="middle">${((f * maxT) / 60).toFixed(1)} min</text>`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" \
+font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="#fff"/>
 <text x="${W / 2}" y="22" text-anchor="middle" font-size="15">${title}</text>
-${ticks.map((f) => `<line x1="${pad.l}" x2="${W - pad.r}" y1="${yL(f * maxRss)}" y2="${yL(f * maxRss)}" stroke="#eee"/><text x="${pad.l - 6}" y="${yL(f * maxRss) + 4}" text-anchor="end" fill="#5b3fd1">${(f * maxRss).toFixed(0)}</text><text x="${W - pad.r + 6}" y="${yR(f * maxP99) + 4}" fill="#b3401a">${(f * maxP99).toFixed(1)}</text><text x="${x(f * maxT)}" y="${H - pad.b + 18}" text-anchor="middle">${((f * maxT) / 60).toFixed(1)} min</text>`).join("\n")}
+${ticks.map((f) => tick(f)).join("\n")}
 <path d="${line((s) => s.rss, yL)}" fill="none" stroke="#5b3fd1" stroke-width="2"/>
 <path d="${line((s) => s.p99, yR)}" fill="none" stroke="#b3401a" stroke-width="2"/>
 <text x="${pad.l}" y="${pad.t - 6}" fill="#5b3fd1">relay RSS (MB)</text>
@@ -150,7 +157,8 @@ const main = defineCommand({
           `${t.toFixed(1)},${s.rss.toFixed(1)},${s.p50.toFixed(3)},${s.p99.toFixed(3)},${deliveries},${reconnects}`,
         );
         console.log(
-          `${(t / 60).toFixed(1)} min  RSS ${s.rss.toFixed(1)} MB  p50 ${s.p50.toFixed(2)} ms  p99 ${s.p99.toFixed(2)} ms  deliveries ${deliveries}  reconnects ${reconnects}`,
+          `${(t / 60).toFixed(1)} min  RSS ${s.rss.toFixed(1)} MB  p50 ${s.p50.toFixed(2)} ms` +
+            `  p99 ${s.p99.toFixed(2)} ms  deliveries ${deliveries}  reconnects ${reconnects}`,
         );
         if (t >= minutes * 60) {
           clearInterval(sampler);
@@ -185,12 +193,15 @@ const main = defineCommand({
       svg,
       svgChart(
         samples,
-        `sova-relay soak: ${n} instances, ${minutes} min, ${reconnects} reconnects; RSS trend ${mbPerMinute.toFixed(2)} MB/min`,
+        `sova-relay soak: ${n} instances, ${minutes} min, ${reconnects} reconnects;` +
+          ` RSS trend ${mbPerMinute.toFixed(2)} MB/min`,
       ),
     );
     console.log(`\nwrote ${csv} and ${svg}`);
     console.log(
-      `RSS floor trend (lowest RSS of each minute, second half of the run): ${mbPerMinute.toFixed(3)} MB per minute (limit ${args["max-slope"]}); slow consumers cut: ${cut}; backpressure warnings: ${pressure}`,
+      `RSS floor trend (lowest RSS of each minute, second half of the run):` +
+        ` ${mbPerMinute.toFixed(3)} MB per minute (limit ${args["max-slope"]});` +
+        ` slow consumers cut: ${cut}; backpressure warnings: ${pressure}`,
     );
     if (mbPerMinute > Number(args["max-slope"])) {
       console.log("FAIL: memory trends upward");
