@@ -77,7 +77,8 @@ if (!existsSync(CHROMIUM)) {
         alice.close();
         await page.getByText("alice-studio").waitFor({ state: "detached" });
         evil.close();
-        expect(await page.evaluate(() => (globalThis as unknown as { marker?: number }).marker)).toBe(42); // never reloaded
+        // never reloaded
+        expect(await page.evaluate(() => (globalThis as unknown as { marker?: number }).marker)).toBe(42);
 
         await page.setViewportSize({ width: 390, height: 800 });
         await page.screenshot({ path: join(OUTPUT, "status-page-phone.png"), fullPage: true });

@@ -175,7 +175,8 @@ describe("cluster seam in the relay core", () => {
     expect(relay.sessions.size).toBe(0);
   });
 
-  test("remote members: listed to newcomers, announced, never sent to; their frames reach local members unchanged; leaving is announced", async () => {
+  test(`remote members: listed to newcomers, announced, never sent to; their frames reach local members unchanged; \
+leaving is announced`, async () => {
     const link = fakeLink();
     const relay = makeRelay(link);
     const watcherPeer = peer();
@@ -223,7 +224,8 @@ describe("cluster seam in the relay core", () => {
     expect(relay.instanceCount).toBe(2);
   });
 
-  test("an update from an instance alone here still goes to the cluster: someone may have joined elsewhere a moment ago", async () => {
+  test(`an update from an instance alone here still goes to the cluster: \
+someone may have joined elsewhere a moment ago`, async () => {
     const link = fakeLink();
     const relay = makeRelay(link);
     const conn = relay.open(peer());
@@ -242,7 +244,8 @@ describe("cluster seam in the relay core", () => {
 });
 
 describe("cluster options", () => {
-  test("--cluster repeats and SOVA_RELAY_CLUSTER takes a comma-separated list; bad URLs are refused without echoing them", () => {
+  test(`--cluster repeats and SOVA_RELAY_CLUSTER takes a comma-separated list; \
+bad URLs are refused without echoing them`, () => {
     expect(resolveConfig(["--cluster", "nats://a:4222", "--cluster", "nats://b:4222"], {}).cluster).toEqual([
       "nats://a:4222",
       "nats://b:4222",

@@ -199,7 +199,8 @@ async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
 }
 
 maybe("cluster over NATS", () => {
-  test("instances on three nodes see each other, get every other sender's updates in order and never their own", async () => {
+  test(`instances on three nodes see each other, \
+get every other sender's updates in order and never their own`, async () => {
     const nats = startNats();
     const [a, b, c] = await cluster(nats, ["a", "b", "c"]);
     const ia = await join_(a!.port, "alice");
@@ -263,7 +264,8 @@ maybe("cluster over NATS", () => {
     expect(gone.instance_name).toBe("alice");
   }, 20_000);
 
-  test("a Ping sent in the same write as RegisterInstance is answered after the (claimed) registration, intact", async () => {
+  test(`a Ping sent in the same write as RegisterInstance is answered after the (claimed) \
+registration, intact`, async () => {
     const nats = startNats();
     const [a] = await cluster(nats, ["a"]);
     await a!.waitForEvent("cluster_names_shared");
@@ -284,7 +286,8 @@ maybe("cluster over NATS", () => {
     expect(second).toEqual({ type: "Pong", timestamp: 123456789n });
   });
 
-  test("two nodes register the same name at once: exactly one wins; the name is free again once it leaves", async () => {
+  test(`two nodes register the same name at once: exactly one wins; \
+the name is free again once it leaves`, async () => {
     const nats = startNats();
     const [a, b] = await cluster(nats, ["a", "b"]);
     await a!.waitForEvent("cluster_names_shared");
@@ -307,7 +310,8 @@ maybe("cluster over NATS", () => {
     }
   }, 20_000);
 
-  test("a node killed with SIGKILL: its instances leave the other nodes' sessions within 3 s and its names are free", async () => {
+  test(`a node killed with SIGKILL: \
+its instances leave the other nodes' sessions within 3 s and its names are free`, async () => {
     const nats = startNats();
     const [a] = await cluster(nats, ["a"]);
     const proc = await startProcess([process.execPath, join(ROOT, "src/main.ts")])([
@@ -337,7 +341,8 @@ maybe("cluster over NATS", () => {
     expect(a!.link.status().nodes_down).toBe(1);
   }, 20_000);
 
-  test("NATS restarts: each node keeps relaying its own instances, says so, and the session is whole again when NATS returns", async () => {
+  test(`NATS restarts: \
+each node keeps relaying its own instances, says so, and the session is whole again when NATS returns`, async () => {
     const port = unusedPort();
     const nats = startNats(port);
     const [a, b] = await cluster(nats, ["a", "b"]);
@@ -412,7 +417,8 @@ maybe("cluster over NATS", () => {
     );
   }, 25_000);
 
-  test("rate limits stay with the node that holds the connection: frames from other nodes are not counted again", async () => {
+  test(`rate limits stay with the node that holds the connection: \
+frames from other nodes are not counted again`, async () => {
     const nats = startNats();
     await nats.ready;
     const strict = await startNode(nats, "strict", ["--rate-limit", "5"]);
@@ -473,12 +479,14 @@ maybe("cluster over NATS", () => {
       big[0] = i >> 8;
       big[1] = i & 0xff;
       sender.sendUpdate(big);
-      // The reader lives in this process too: keep it within reach (2 MB behind), as a real player's machine would be.
+      // The reader lives in this process too: keep it within reach (2 MB behind), as a real player's machine would
+      // be.
       if (i % 10 === 9) await until(() => received >= i - 20, 10_000);
     }
     await until(() => received === N, 10_000).catch((error) => {
       throw new Error(
-        `${(error as Error).message}: ${received}/${N}\na: ${a!.logs.join("")}\nb: ${b!.logs.join("")}\nc: ${c!.logs.join("")}`,
+        `${(error as Error).message}: ${received}/${N}` +
+          `\na: ${a!.logs.join("")}\nb: ${b!.logs.join("")}\nc: ${c!.logs.join("")}`,
       );
     });
     expect(outOfOrder).toBe(0);
@@ -486,7 +494,8 @@ maybe("cluster over NATS", () => {
     await reader.next("InstanceDisconnected", { where: (m) => m.instance_name === "sleeper" });
   }, 25_000);
 
-  test("a frame lost between nodes is counted per sender and logged, never silent; the frames around it are delivered", async () => {
+  test(`a frame lost between nodes is counted per sender and logged, never silent; \
+the frames around it are delivered`, async () => {
     const nats = startNats();
     const [a] = await cluster(nats, ["a"]);
     const local = await join_(a!.port, "local");
@@ -536,7 +545,8 @@ maybe("cluster over NATS", () => {
     expect(b!.link.status().gaps).toEqual({ a: 1 });
   });
 
-  test("NATS over TLS with --cluster-ca; a node started before NATS relays alone, says so, and joins once NATS is up", async () => {
+  test(`NATS over TLS with --cluster-ca; \
+a node started before NATS relays alone, says so, and joins once NATS is up`, async () => {
     const tls = join(ROOT, "tests/fixtures/tls");
     const port = unusedPort();
     const early = await startNode(`tls://127.0.0.1:${port}`, "early", ["--cluster-ca", join(tls, "test-a.crt")]);
@@ -574,7 +584,8 @@ maybe("cluster over NATS", () => {
     expect(updateValues(await y.next("StateBroadcast"))).toEqual(Uint8Array.of(9));
   });
 
-  test("NATS with a user and password (from the environment, or in the URL): nodes connect, and the password is in no log line", async () => {
+  test(`NATS with a user and password (from the environment, or in the URL): \
+nodes connect, and the password is in no log line`, async () => {
     const nats = startNats(undefined, undefined, ["--user", "relay", "--pass", "s3cret-pass"]);
     await nats.ready;
     const a = await startNode(nats, "a", [], {
@@ -588,7 +599,8 @@ maybe("cluster over NATS", () => {
     for (const line of [...a.logs, ...b.logs]) expect(line).not.toContain("s3cret-pass");
   });
 
-  test("geography: two regions, each a nats-server joined by a gateway with its own relay: one session, one winner per name", async () => {
+  test(`geography: two regions, each a nats-server joined by a gateway with its own relay: \
+one session, one winner per name`, async () => {
     const sc = await startSupercluster(NATS!, ["east", "west"]);
     toStop.push(() => sc.stop());
     const east = await startNode(sc.urls[0]!, "east");
@@ -611,7 +623,9 @@ maybe("cluster over NATS", () => {
     expect(got).toEqual(Array.from({ length: 100 }, (_, i) => i));
   }, 30_000);
 
-  test("history is kept by the cluster: a late joiner on a node started afterwards gets every update once, then live ones, with no gap under load", async () => {
+  test(`history is kept by the cluster: \
+a late joiner on a node started afterwards gets every update once, \
+then live ones, with no gap under load`, async () => {
     const nats = startNats();
     await nats.ready;
     const flags = ["--history", "100000", "--rate-limit", "0"];

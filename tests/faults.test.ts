@@ -182,7 +182,8 @@ describe("floods and order", () => {
     await relay.stop();
   }, 30000);
 
-  test("3 senders, 10 receivers, 10,000 updates each: every update of every other sender exactly once, in order", async () => {
+  test(`3 senders, 10 receivers, 10,000 updates each: \
+every update of every other sender exactly once, in order`, async () => {
     const relay = await startInProcess(["--rate-limit", "0"]);
     const senders: RelayClient[] = [];
     const receivers: RelayClient[] = [];
@@ -239,7 +240,8 @@ describe("floods and order", () => {
 });
 
 describe("shutdown under load", () => {
-  test("SIGTERM while 50 instances exchange updates: what was queued arrives with no gap, then close, exit 0", async () => {
+  test(`SIGTERM while 50 instances exchange updates: \
+what was queued arrives with no gap, then close, exit 0`, async () => {
     const relay = await startProcess(SOURCE)([
       "--max-instances",
       "100",

@@ -244,7 +244,8 @@ describe("the StateUpdate fast path against the general path (msgpackr)", () => 
     kind: fc.constantFrom("set", "insert", "delete", "truncate"),
   });
 
-  test("every rmp-serde-shaped StateUpdate, fields in any order, takes the fast path with the general path's result", () => {
+  test(`every rmp-serde-shaped StateUpdate, fields in any order, \
+takes the fast path with the general path's result`, () => {
     fc.assert(
       fc.property(reordered, (body) => {
         const fast = outcome(decodeStateUpdate, body);

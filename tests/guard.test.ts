@@ -61,7 +61,8 @@ describe("failed registrations", () => {
     expect(g.registrationWait("198.51.100.9", 1)).toBe(0);
   });
 
-  test("a burst of 10 failures closes registrations for the cool-down (seconds, not minutes), then they open again", () => {
+  test(`a burst of 10 failures closes registrations for the cool-down (seconds, not minutes), \
+then they open again`, () => {
     const g = guard();
     for (let i = 0; i < 9; i++) expect(g.registrationFailed("198.51.100.9", i)).toBe(false);
     expect(g.registrationFailed("198.51.100.9", 9)).toBe(true);
@@ -103,7 +104,8 @@ describe("failed registrations", () => {
     expect(g.registrationFailed("198.51.100.9", 60_000)).toBe(true);
   });
 
-  test("sweep forgets full buckets, ended cool-downs and old log marks: a scan from many addresses leaves nothing", () => {
+  test(`sweep forgets full buckets, ended cool-downs and old log marks: \
+a scan from many addresses leaves nothing`, () => {
     const g = guard();
     for (let i = 0; i < 1000; i++) {
       const ip = `2001:db8:${i.toString(16)}::1`;

@@ -69,7 +69,8 @@ async function pages(get: (path: string) => Promise<Response>): Promise<string> 
 }
 
 describe("6: nothing public gives a token or an address away", () => {
-  test("session ids are keyed: no page shows the unkeyed hash of the token, and another relay names the token differently", async () => {
+  test(`session ids are keyed: \
+no page shows the unkeyed hash of the token, and another relay names the token differently`, async () => {
     const unkeyed = createHash("sha256").update(`sova-relay session:${TOKEN}`).digest("hex").slice(0, 12);
     const ids: string[] = [];
     for (let i = 0; i < 2; i++) {
@@ -87,7 +88,8 @@ describe("6: nothing public gives a token or an address away", () => {
     expect(ids[0]).not.toBe(ids[1]);
   });
 
-  test("with --state-dir the key is made once (mode 0600) and reused: session ids and their history survive a restart", async () => {
+  test(`with --state-dir the key is made once (mode 0600) and reused: \
+session ids and their history survive a restart`, async () => {
     const dir = mkdtempSync(join(tmpdir(), "sova-key-"));
     const flags = ["--token", TOKEN, "--history", "10", "--state-dir", dir];
     const first = await startInProcess(flags);
@@ -131,7 +133,8 @@ describe("6: nothing public gives a token or an address away", () => {
     expect(readFileSync(join(ROOT, "Dockerfile.prebuilt"), "utf8")).toMatch(/SOVA_RELAY_HTTP_HOST=0\.0\.0\.0/);
   });
 
-  test("tokens too short to resist guessing stop the relay at start-up: one line, exit 2, the token not repeated", () => {
+  test(`tokens too short to resist guessing stop the relay at start-up: \
+one line, exit 2, the token not repeated`, () => {
     const cases: Array<[string[], Record<string, string>, string]> = [
       [["--token", "my-ensemble"], {}, "my-ensemble"],
       [[], { SOVA_RELAY_TOKENS: `${TOKEN},short-one` }, "short-one"],
@@ -148,7 +151,10 @@ describe("6: nothing public gives a token or an address away", () => {
       expect(r.exitCode).toBe(2);
       expect(lines).toHaveLength(1);
       expect(lines[0]).toMatch(
-        /^sova-relay: a session token is too easy to guess \(\d+ characters; at least 16, with at least 8 different ones\)/,
+        new RegExp(
+          "^sova-relay: a session token is too easy to guess" +
+            String.raw` \(\d+ characters; at least 16, with at least 8 different ones\)`,
+        ),
       );
       expect(lines[0]).not.toContain(token);
     }
@@ -242,7 +248,8 @@ describe("10: NAT-friendly limits", () => {
     expect(relay.server!.relay.instanceCount).toBe(20);
   });
 
-  test("a typo costs nothing; a burst of bad tokens closes registrations from the address for seconds, not minutes", async () => {
+  test(`a typo costs nothing; \
+a burst of bad tokens closes registrations from the address for seconds, not minutes`, async () => {
     const relay = keep(await startInProcess(["--token", TOKEN]));
     const typo = keep(await connect({ port: relay.port }));
     await expect(typo.register({ name: "typo", token: `${TOKEN}x` })).rejects.toThrow("Invalid session token");
@@ -265,7 +272,8 @@ describe("10: NAT-friendly limits", () => {
 });
 
 describe("11: TLS reload", () => {
-  test("20 SIGHUP reloads while a client connects in a loop: no connection is refused, each reload serves the new certificate", async () => {
+  test(`20 SIGHUP reloads while a client connects in a loop: \
+no connection is refused, each reload serves the new certificate`, async () => {
     const dir = mkdtempSync(join(tmpdir(), "sova-reload-"));
     const cert = join(dir, "relay.crt");
     const key = join(dir, "relay.key");

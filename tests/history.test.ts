@@ -60,7 +60,8 @@ describe("history ring", () => {
 });
 
 describe("late joiners", () => {
-  test("join after 500 updates with --history 100: exactly the last 100, then live, no gap or duplicate while 3 others keep sending", async () => {
+  test(`join after 500 updates with --history 100: \
+exactly the last 100, then live, no gap or duplicate while 3 others keep sending`, async () => {
     const relay = keep(await startInProcess(["--history", "100", "--rate-limit", "0"]));
     const observer = keep(await connect({ port: relay.port }));
     await observer.register({ name: "observer", capabilities: ["presence"] });

@@ -19,7 +19,8 @@ describe("before registration", () => {
     expect(raw.frames).toEqual([{ type: "Error", message: "Invalid message: empty frame" }]);
   });
 
-  test("a frame over the handshake cap (a partial 1 MiB frame, or 1 MiB of capabilities) is refused with the cap, then closed", async () => {
+  test(`a frame over the handshake cap (a partial 1 MiB frame, or 1 MiB of capabilities) is refused with \
+the cap, then closed`, async () => {
     const relay = keep(await startInProcess());
     const partial = await connectRaw(relay.port);
     partial.write(header(1 << 20));
@@ -36,7 +37,8 @@ describe("before registration", () => {
     });
   });
 
-  test("past the per-address cap on handshaking connections the next one is closed at once; registering frees a slot", async () => {
+  test(`past the per-address cap on handshaking connections the next one is closed at once; \
+registering frees a slot`, async () => {
     const relay = keep(await startInProcess(["--max-handshakes-per-ip", "3"]));
     const lurkers = await Promise.all([1, 2, 3].map(() => connectRaw(relay.port)));
     const fourth = await connectRaw(relay.port);
@@ -52,7 +54,8 @@ describe("before registration", () => {
     fifth.socket.end();
   });
 
-  test("a close the relay decides is over within a bound even if the peer never reads nor closes; its address slot is freed", async () => {
+  test(`a close the relay decides is over within a bound even if the peer never reads nor closes; \
+its address slot is freed`, async () => {
     const relay = keep(await startInProcess(["--max-pending-bytes", "65536", "--max-connections-per-ip", "2"]));
     const pool = new ClientPool(() => relay.port);
     try {
@@ -106,7 +109,8 @@ describe("registered instances", () => {
     await refused.closed;
   });
 
-  test("late joiners that do not take their history are cut after the replay timeout; live relaying goes on meanwhile", async () => {
+  test(`late joiners that do not take their history are cut after the replay timeout; \
+live relaying goes on meanwhile`, async () => {
     const relay = keep(await startInProcess(["--history", "1000", "--replay-timeout", "1"]));
     const pool = new ClientPool(() => relay.port);
     try {
@@ -136,7 +140,8 @@ describe("registered instances", () => {
     }
   });
 
-  test("under relay-wide memory pressure the connections holding the most are cut; the others keep playing", async () => {
+  test(`under relay-wide memory pressure the connections holding the most are cut; \
+the others keep playing`, async () => {
     const relay = keep(
       await startInProcess(["--max-total-pending-bytes", "4194304", "--max-pending-bytes", "16777216"]),
     );

@@ -32,8 +32,10 @@ const get = (path: string, init?: RequestInit) => fetch(`${http.url.replace(/\/$
 
 /** One line of the Prometheus text format: comment, or name{labels} value. */
 // prom-client writes NaN as "Nan"; Prometheus parses either (Go's ParseFloat ignores case).
-const SAMPLE =
-  /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\[\\"n])*",?)*\})? (-?[0-9.e+-]+|NaN|Nan|\+Inf|-Inf)$/;
+const SAMPLE = new RegExp(
+  String.raw`^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\[\\"n])*",?)*\})?` +
+    String.raw` (-?[0-9.e+-]+|NaN|Nan|\+Inf|-Inf)$`,
+);
 const COMMENT =
   /^# (HELP [a-zA-Z_:][a-zA-Z0-9_:]* .*|TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge|histogram|summary|untyped))$/;
 

@@ -96,7 +96,8 @@ beforeAll(() => {
   });
   if (!REAL)
     console.warn(
-      `NOTE: install.sh's good install uses a stand-in script, not the compiled binary, because ${BINARY} is not built (npm run build)`,
+      `NOTE: install.sh's good install uses a stand-in script, not the compiled binary,` +
+        ` because ${BINARY} is not built (npm run build)`,
     );
 });
 
@@ -106,7 +107,8 @@ afterAll(() => {
 });
 
 describe("install.sh", () => {
-  test("a good install: downloads this machine's build, checks it, installs it and prints the version it installed", async () => {
+  test(`a good install: \
+downloads this machine's build, checks it, installs it and prints the version it installed`, async () => {
     const r = await install([], NATIVE_ENV);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
@@ -161,7 +163,8 @@ describe("install.sh", () => {
     expect(r.stderr.trimEnd().split("\n")).toHaveLength(1);
     expect(r.stderr).toMatch(
       new RegExp(
-        `^sova-relay install: checksum mismatch for ${NATIVE} \\(expected [0-9a-f]{64}, got [0-9a-f]{64}\\); nothing installed\\n$`,
+        `^sova-relay install: checksum mismatch for ${NATIVE}` +
+          ` \\(expected [0-9a-f]{64}, got [0-9a-f]{64}\\); nothing installed\\n$`,
       ),
     );
     expect(readFileSync(join(prefix, "sova-relay"), "utf8")).toBe("the old binary");
@@ -177,7 +180,8 @@ describe("install.sh", () => {
       const r = await install([], env);
       expect(r.code).toBe(1);
       expect(r.stderr).toBe(
-        `sova-relay install: no sova-relay build for ${platform} (there are builds for linux x64 and arm64, darwin x64 and arm64)\n`,
+        `sova-relay install: no sova-relay build for ${platform}` +
+          ` (there are builds for linux x64 and arm64, darwin x64 and arm64)\n`,
       );
       expect(existsSync(r.installed)).toBe(false);
     }
@@ -188,7 +192,8 @@ describe("install.sh", () => {
     const missing = await install(["--version", "9.9.9"], NATIVE_ENV);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toBe(
-      `sova-relay install: cannot download ${server.url.href}download/v9.9.9/SHA256SUMS (is there a release 'v9.9.9'?)\n`,
+      `sova-relay install: cannot download ${server.url.href}download/v9.9.9/SHA256SUMS` +
+        ` (is there a release 'v9.9.9'?)\n`,
     );
     const bad = await install(["--frobnicate"], NATIVE_ENV);
     expect(bad.code).toBe(2);

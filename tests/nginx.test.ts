@@ -135,7 +135,8 @@ if (skipReason !== null) {
   });
 } else {
   describe("through nginx", () => {
-    test("a player goes tunnel -> nginx (wss, test CA) -> relay and plays with an instance connected directly", async () => {
+    test(`a player goes tunnel -> nginx (wss, test CA) -> relay and plays with an \
+instance connected directly`, async () => {
       const tunnel = tunnelTo(`wss://127.0.0.1:${nginx!.port}/relay`, { ca: TEST_CA });
       const pool = new ClientPool(() => relay!.port);
       try {

@@ -130,7 +130,8 @@ describe("outbox", () => {
     expect(s.bytes()).toEqual([1, 2, 3]);
   });
 
-  test("the shared budget: pressure on past the limit, off under half; backlogged peers refused meanwhile", async () => {
+  test(`the shared budget: pressure on past the limit, off under half; \
+backlogged peers refused meanwhile`, async () => {
     const K = 5000; // over the small-frame size: counted by length, as shared broadcasts are
     const events: boolean[] = [];
     const budget = createBudget(100 * K, (over) => events.push(over));

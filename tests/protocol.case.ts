@@ -179,7 +179,8 @@ export function protocolSuite(label: string, start: StartRelay): void {
       expect((await b.next("StateBroadcast")).timestamp).toBe(2n ** 32n);
     });
 
-    test("5. other encodings from an instance (map16, int64, fields reordered) are relayed in rmp-serde's form", async () => {
+    test(`5. other encodings from an instance (map16, int64, fields reordered) are relayed \
+in rmp-serde's form`, async () => {
       const a = await pool.register("enc-a");
       const b = await pool.register("enc-b");
       const raw: string[] = [];
@@ -202,7 +203,8 @@ export function protocolSuite(label: string, start: StartRelay): void {
       );
     });
 
-    test("5. a wrong source_instance_id gets 'Instance ID mismatch', is dropped, and the connection stays", async () => {
+    test(`5. a wrong source_instance_id gets 'Instance ID mismatch', is dropped, \
+and the connection stays`, async () => {
       const a = await pool.register("liar");
       const b = await pool.register("victim");
       a.send({
@@ -259,7 +261,8 @@ export function protocolSuite(label: string, start: StartRelay): void {
       expect(await drained(a)).toEqual([]);
     });
 
-    test("8. an undecodable message after registration gets 'Invalid message: ...' and the connection stays", async () => {
+    test(`8. an undecodable message after registration gets 'Invalid message: ...' and \
+the connection stays`, async () => {
       const a = await pool.register("sloppy");
       for (const v of vectors.rejected_by_rmp_serde.filter((x) => x.hex !== "")) {
         a.sendRaw(frameOf(unhex(v.hex)));

@@ -18,5 +18,6 @@ const binary = process.env.SOVA_RELAY_BINARY ?? join(import.meta.dir, "..", "dis
 if (existsSync(binary)) protocolSuite("websocket via tunnel (binary)", viaTunnel(startProcess([binary]), "ws"));
 else
   console.warn(
-    `SKIP: the contract suite over WebSocket against the compiled binary because ${binary} is not built (npm run build)`,
+    `SKIP: the contract suite over WebSocket against the compiled binary` +
+      ` because ${binary} is not built (npm run build)`,
   );

@@ -139,7 +139,8 @@ describe("relay state", () => {
     expect(b.peer.frames[0]).toBe(c.peer.frames[0]!);
   });
 
-  test("each newcomer is listed everyone already there, with their latest activity; waiting newcomers share one copy of the list", () => {
+  test(`each newcomer is listed everyone already there, with their latest activity; \
+waiting newcomers share one copy of the list`, () => {
     const { join } = setup();
     const a = join("a");
     const b = join("b");
@@ -153,7 +154,8 @@ describe("relay state", () => {
       );
     };
     const at = (j: Joined) =>
-      `${j.conn.instance!.name}@${Math.floor(j.conn.instance!.lastActivity / 1000)}.${(j.conn.instance!.lastActivity % 1000) * 1_000_000}`;
+      `${j.conn.instance!.name}@${Math.floor(j.conn.instance!.lastActivity / 1000)}` +
+      `.${(j.conn.instance!.lastActivity % 1000) * 1_000_000}`;
     expect(listed(b)).toEqual([at(a)]);
     expect(listed(d)).toEqual([at(a), at(b), at(c)]);
     // c's and d's lists are views of the same bytes, not copies.

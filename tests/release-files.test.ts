@@ -65,7 +65,8 @@ describe("workflows", () => {
     }
   });
 
-  test("least permissions: read by default, contents: write only to publish the release, packages: write only to push the image", () => {
+  test(`least permissions: read by default, contents: write only to publish the release, packages: \
+write only to push the image`, () => {
     const ci = workflow("ci.yml");
     expect(Object.keys(ci.on).sort()).toEqual(["pull_request", "push", "workflow_call"]);
     expect(ci.permissions).toEqual({ contents: "read" });
@@ -83,7 +84,8 @@ describe("workflows", () => {
     expect(rel.jobs.build!.needs).toBe("test");
   });
 
-  test("every action is pinned to a full version; the image is multi-arch from Dockerfile.prebuilt with version and latest tags", () => {
+  test(`every action is pinned to a full version; \
+the image is multi-arch from Dockerfile.prebuilt with version and latest tags`, () => {
     const uses = [...Object.values(workflow("ci.yml").jobs), ...Object.values(workflow("release.yml").jobs)].flatMap(
       (j) => (j.steps ?? []).map((s) => s.uses).filter((u): u is string => !!u),
     );
@@ -131,7 +133,8 @@ describe.skipIf(!hasSystemd)("systemd unit", () => {
     expect(r.code).toBe(0);
   });
 
-  test("a broken unit fails: a misspelt hardening option, bad values (verify only warns about both), no ExecStart", () => {
+  test(`a broken unit fails: \
+a misspelt hardening option, bad values (verify only warns about both), no ExecStart`, () => {
     for (const [from, to] of [
       ["ProtectSystem=strict", "ProtectSytem=strict"],
       ["MemoryMax=256M", "MemoryMax=lots"],

@@ -59,7 +59,8 @@ const op = fc.oneof(
 );
 
 describe("session roster (the cached InstanceInfo list)", () => {
-  test("after any sequence of joins, leaves and activity, every newcomer's list is byte-identical to the generic encoding", () => {
+  test(`after any sequence of joins, leaves and activity, \
+every newcomer's list is byte-identical to the generic encoding`, () => {
     fc.assert(
       fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
         const roster = createRoster();

@@ -167,7 +167,8 @@ describe("access control", () => {
     expect((await c.register({ name: "c" })).success).toBe(true);
   });
 
-  test("too many failed registrations: every registration from the address is refused for the cool-down, right token or not", async () => {
+  test(`too many failed registrations: \
+every registration from the address is refused for the cool-down, right token or not`, async () => {
     const TOKEN = "right-token-for-the-cooldown";
     const relay = keep(
       await startInProcess([
@@ -215,7 +216,8 @@ describe("byte budget", () => {
 });
 
 describe("audit log and secrets", () => {
-  test("security events go to --audit-log as JSON with stable names; SIGHUP reopens it; no token anywhere", async () => {
+  test(`security events go to --audit-log as JSON with stable names; \
+SIGHUP reopens it; no token anywhere`, async () => {
     const TOKEN = "s3cr3t-ensemble-Qz7";
     const dir = mkdtempSync(join(tmpdir(), "sova-audit-"));
     const auditPath = join(dir, "audit.log");

@@ -120,7 +120,10 @@ describe("tunnel: one clear line when the far side cannot be reached", () => {
       const errors = errorLines(tunnel);
       expect(errors).toHaveLength(1);
       expect(errors[0]).toMatch(
-        /localhost:\d+'s certificate is not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT: .*\); for a private CA pass --ca FILE; closing the local connection/,
+        new RegExp(
+          String.raw`localhost:\d+'s certificate is not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT: .*\);` +
+            " for a private CA pass --ca FILE; closing the local connection",
+        ),
       );
     } finally {
       tunnel.stop();
@@ -224,7 +227,8 @@ describe("tunnel: the command line", () => {
     }
   });
 
-  test("as a process: a certificate error is one line on stderr, also when Sova retries, and the tunnel keeps serving", async () => {
+  test(`as a process: \
+a certificate error is one line on stderr, also when Sova retries, and the tunnel keeps serving`, async () => {
     const relay = await relayWith(TLS_FLAGS);
     const watcher = logWatcher();
     const p = Bun.spawn(

@@ -172,7 +172,9 @@ describe("the StateUpdate fast path agrees with the general path", () => {
   test("non-canonical byte arrays take the general path and come out as rmp-serde writes them", () => {
     // array16 header for 3 elements, 5 as uint8, 200 as uint16, 7 as int8
     const body = unhex(
-      `81ab537461746555706461746583b2736f757263655f696e7374616e63655f6964c410${"00".repeat(16)}a974696d657374616d7001ab7570646174655f64617461dc0003cc05cd00c8d007`,
+      `81ab537461746555706461746583b2736f757263655f696e7374616e63655f6964c410` +
+        "00".repeat(16) +
+        `a974696d657374616d7001ab7570646174655f64617461dc0003cc05cd00c8d007`,
     );
     expect(decodeStateUpdate(body)).toBeNull();
     const msg = decodeMessage(body) as Extract<Message, { type: "StateUpdate" }>;

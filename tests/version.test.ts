@@ -50,7 +50,8 @@ async function check(command: string[]) {
 }
 
 describe("version", () => {
-  test("from source: package.json's version, git's commit, target 'source', the same in --version, /status and the page", async () => {
+  test(`from source: \
+package.json's version, git's commit, target 'source', the same in --version, /status and the page`, async () => {
     const info = await check([process.execPath, join(ROOT, "src/main.ts")]);
     expect(info).toEqual({ version: pkg.version, commit: gitHead(), target: "source" });
   });

@@ -42,7 +42,8 @@ async function metrics(r: RelayHandle): Promise<string> {
 }
 
 describe("websocket: an instance like any other", () => {
-  test("a WebSocket instance and a TCP instance share a session, both ways, and metrics count each transport", async () => {
+  test(`a WebSocket instance and a TCP instance share a session, both ways, \
+and metrics count each transport`, async () => {
     const relay = await relayWithWs();
     const pool = new ClientPool(() => relay.port);
     try {
@@ -160,7 +161,8 @@ describe("websocket: refusals", () => {
     expect((await ok.next()).type).toBe("Error");
   });
 
-  test("an upgrade on another path is refused with 404; a plain GET on /relay with 426 saying what it takes", async () => {
+  test(`an upgrade on another path is refused with 404; \
+a plain GET on /relay with 426 saying what it takes`, async () => {
     const relay = await relayWithWs();
     const wrong = await openWs(url(relay, "/ws"));
     expect(wrong.error).toContain("Expected 101 status code: 404");
@@ -171,7 +173,8 @@ describe("websocket: refusals", () => {
     expect((await fetch(`http://127.0.0.1:${relay.httpPort}/healthz`)).status).toBe(200);
   });
 
-  test("the guard applies: past --max-connections-per-ip the upgrade gets 429, and TCP and WebSocket count together", async () => {
+  test(`the guard applies: \
+past --max-connections-per-ip the upgrade gets 429, and TCP and WebSocket count together`, async () => {
     const relay = await relayWithWs(["--max-connections-per-ip", "2"]);
     const pool = new ClientPool(() => relay.port);
     try {

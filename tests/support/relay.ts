@@ -23,7 +23,10 @@ export interface LogRecord {
 export interface RelayHandle {
   readonly port: number;
   readonly tlsPort?: number | null;
-  /** The HTTP listener (status page, /relay WebSocket): in-process when the flags gave `--http-port`, a child's with `--http-port any`. */
+  /**
+   * The HTTP listener (status page, /relay WebSocket): in-process when the flags gave `--http-port`, a child's with
+   * `--http-port any`.
+   */
   readonly httpPort?: number | null;
   /** Lines as the relay wrote them (text, or json when asked). */
   readonly logs: string[];
