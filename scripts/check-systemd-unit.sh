@@ -11,7 +11,10 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 unit="${1:-$root/packaging/sova-relay.service}"
 HARDENING=(DynamicUser=yes NoNewPrivileges=yes ProtectSystem=strict ProtectHome=yes MemoryMax=256M CPUQuota=50%)
 
-command -v systemd-analyze >/dev/null || { echo "check-systemd-unit: systemd-analyze not found (Debian: apt-get install systemd)"; exit 2; }
+command -v systemd-analyze >/dev/null || {
+  echo "check-systemd-unit: systemd-analyze not found (Debian: apt-get install systemd)"
+  exit 2
+}
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 binary="$root/dist/sova-relay"

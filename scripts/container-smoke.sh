@@ -34,7 +34,8 @@ export CONTAINERS_CONF="$work/containers.conf"
 # No registry is reachable: make debian:bookworm-slim from Debian's packages.
 if ! podman image exists localhost/debian:bookworm-slim; then
   mirror=$(grep -hoE '^URIs: *http[^ ]+' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1 | awk '{print $2}')
-  [ -n "$mirror" ] || mirror=$(grep -hoE '^deb +http[^ ]+' /etc/apt/sources.list 2>/dev/null | head -1 | awk '{print $2}')
+  [ -n "$mirror" ] ||
+    mirror=$(grep -hoE '^deb +http[^ ]+' /etc/apt/sources.list 2>/dev/null | head -1 | awk '{print $2}')
   echo "smoke: debootstrap bookworm from $mirror"
   rm -rf "$work/rootfs"
   debootstrap --variant=minbase bookworm "$work/rootfs" "$mirror" >/dev/null
@@ -58,7 +59,8 @@ cleanup() { podman rm -f "$name" >/dev/null 2>&1 || true; }
 logs_have() { podman logs "$name" 2>&1 | grep -- "$1" >/dev/null; }
 trap cleanup EXIT
 
-port=$(bun -e 'const l = Bun.listen({hostname:"127.0.0.1",port:0,socket:{data(){}}}); console.log(l.port); l.stop(true)')
+port=$(bun -e \
+  'const l = Bun.listen({hostname:"127.0.0.1",port:0,socket:{data(){}}}); console.log(l.port); l.stop(true)')
 start=$(date +%s.%N)
 # All test instances come from one address (the host, through podman's NAT), as an
 # ensemble behind one router would: the defaults must let all 20 in.
@@ -90,11 +92,20 @@ echo "smoke: with 20 instances: relay RSS $rss; cgroup $(podman stats --no-strea
 # relay must survive it inside its 256 MB and the 20 must still play afterwards.
 bun bench/attackers.ts --port "$port" --duration 8 --one-address > "$work/attack.log"
 state=$(podman inspect "$name" --format '{{.State.Running}} {{.State.OOMKilled}}')
-[ "$state" = "true false" ] || { podman logs "$name" 2>&1 | tail -20; echo "smoke: relay did not survive the hostile pass (running, OOM-killed: $state)"; exit 1; }
-echo "smoke: survived a hostile pass ($(tail -1 "$work/attack.log")); cgroup $(podman stats --no-stream --format '{{.MemUsage}}' "$name")"
+[ "$state" = "true false" ] || {
+  podman logs "$name" 2>&1 | tail -20
+  echo "smoke: relay did not survive the hostile pass (running, OOM-killed: $state)"
+  exit 1
+}
+echo "smoke: survived a hostile pass ($(tail -1 "$work/attack.log"));" \
+  "cgroup $(podman stats --no-stream --format '{{.MemUsage}}' "$name")"
 kill -USR1 "$holder"
 for _ in $(seq 1 100); do grep -q "still playing" "$work/hold.log" && break; sleep 0.1; done
-grep -q "still playing" "$work/hold.log" || { cat "$work/hold.log"; echo "smoke: the 20 instances stopped playing after the hostile pass"; exit 1; }
+grep -q "still playing" "$work/hold.log" || {
+  cat "$work/hold.log"
+  echo "smoke: the 20 instances stopped playing after the hostile pass"
+  exit 1
+}
 grep "still playing" "$work/hold.log"
 podman healthcheck run "$name" >/dev/null || { echo "smoke: unhealthy after the hostile pass"; exit 1; }
 
@@ -105,7 +116,11 @@ wait "$holder"
 rm -f "$work/hold.$$"
 code=$(podman inspect "$name" --format '{{.State.ExitCode}}')
 podman logs "$name" 2>&1 | tail -3
-logs_have "SIGTERM: shutting down, 20 instances connected" || { podman logs "$name" 2>&1 | grep -E "shutting down|registered|disconnected" | tail -30; echo "smoke: no shutdown log with 20 instances"; exit 1; }
+logs_have "SIGTERM: shutting down, 20 instances connected" || {
+  podman logs "$name" 2>&1 | grep -E "shutting down|registered|disconnected" | tail -30
+  echo "smoke: no shutdown log with 20 instances"
+  exit 1
+}
 logs_have "Shutdown complete" || { echo "smoke: no shutdown log"; exit 1; }
 [ "$code" = 0 ] || { echo "smoke: exit code $code"; exit 1; }
 echo "smoke: podman stop: clean shutdown, exit 0"
