@@ -284,7 +284,7 @@ export function createWebSocketEndpoint(
       get frontBytes() {
         return outbox.frontBytes;
       },
-      send: (frame, front) => outbox.enqueue(frame, front),
+      send: (frame, front, own) => outbox.enqueue(frame, front, own),
       close() {
         data.linger ??= setTimeout(() => ws.terminate(), CLOSE_LINGER_MS);
         outbox.endAfterFlush();

@@ -56,7 +56,7 @@ export function cut(s: RelayState, conn: Connection, reason: DisconnectReason, g
 /** Deliver one frame; a peer whose queue passes the bound is cut on the spot. */
 export function deliver(s: RelayState, conn: Connection, frame: Uint8Array): boolean {
   conn.lastSent = s.clock.now();
-  if (conn.peer.send(frame)) return true;
+  if (conn.peer.send(frame, false, true)) return true;
   cutSlowConsumer(s, conn);
   return false;
 }

@@ -70,7 +70,7 @@ export function reject(
       },
     );
   }
-  conn.peer.send(errorFrame(message));
+  conn.peer.send(errorFrame(message), false, true);
   cut(s, conn, reason, true);
 }
 

@@ -72,9 +72,10 @@ export interface Peer {
   readonly frontBytes: number;
   /**
    * Queue a frame; false when the peer's unsent bytes would pass the bound. `front`: registration response and
-   * history, always queued first.
+   * history, always queued first. `own`: a frame made for this peer alone (a reply, a notice), which the
+   * transport may copy so that a backlog of them costs what it counts; broadcasts are shared and never are.
    */
-  send(frame: Uint8Array, front?: boolean): boolean;
+  send(frame: Uint8Array, front?: boolean, own?: boolean): boolean;
   /** Send what is queued, then close; the transport bounds how long a peer that does not read can hold it open. */
   close(): void;
   /** Drop what has not started to go out, send `last`, then close (bounded in time like `close`). */

@@ -93,8 +93,8 @@ export class TcpLink implements Peer, FrameSink, Lingering {
     return this.outbox.frontBytes;
   }
 
-  send(frame: Uint8Array, front?: boolean): boolean {
-    return this.outbox.enqueue(frame, front);
+  send(frame: Uint8Array, front?: boolean, own?: boolean): boolean {
+    return this.outbox.enqueue(frame, front, own);
   }
 
   // Nothing more is read from a connection being closed: a stranger streaming
