@@ -4,7 +4,7 @@
  * connection goes (its session, the others' notices, the counters).
  */
 import { encodeFrame } from "../protocol/messages.ts";
-import { logRepeated, type RelayState, who } from "./state.ts";
+import { countDrop, logRepeated, type RelayState, who } from "./state.ts";
 import type { DisconnectReason } from "./stats.ts";
 import type { Connection } from "./types.ts";
 
@@ -64,8 +64,7 @@ export function deliver(s: RelayState, conn: Connection, frame: Uint8Array): boo
 export function cutSlowConsumer(s: RelayState, conn: Connection, reason: SlowReason = "slow_consumer"): void {
   if (conn.state === "closed") return;
   const inst = conn.instance;
-  s.stats.drops.slow_consumer++;
-  if (inst) inst.dropped++;
+  countDrop(s, "slow_consumer", inst);
   const pending = conn.peer.pendingBytes;
   s.log.warn(
     "slow_consumer",

@@ -11,7 +11,7 @@ import { admitHandshake, pruneRegistrationWindows, withinRate } from "./limits.t
 import { handshake, reject } from "./registration.ts";
 import { reportRepeats } from "./repeats.ts";
 import { invalid, relayUpdate } from "./routing.ts";
-import { errorFrame, logRepeated, type RelayState, reasonOf, who } from "./state.ts";
+import { countDrop, errorFrame, logRepeated, type RelayState, reasonOf, who } from "./state.ts";
 import { bump, type DisconnectReason } from "./stats.ts";
 import type { Connection, Peer } from "./types.ts";
 import { WIRE_ERRORS } from "./wire-errors.ts";
@@ -80,12 +80,11 @@ export function oversized(s: RelayState, conn: Connection, length: number): void
   if (conn.state === "closed") return;
   const now = s.clock.now();
   conn.lastSeen = now;
-  s.stats.drops.oversized++;
+  countDrop(s, "oversized", conn.instance);
   if (conn.state === "handshake") {
     return reject(s, conn, WIRE_ERRORS.tooLarge(length, s.o.handshakeMaxBytes), "oversized", "protocol");
   }
   const inst = conn.instance!;
-  inst.dropped++;
   // The skipped bytes crossed the network all the same: they count toward the limits.
   if (!withinRate(s, inst, now, length)) return;
   const max = s.options.maxMessageSize;

@@ -5,7 +5,7 @@
  */
 import { encodeBroadcastFrame, type StateUpdate, type Uuid } from "../protocol/messages.ts";
 import { cutSlowConsumer, deliver } from "./connection.ts";
-import { errorFrame, logRepeated, type RelayState, who } from "./state.ts";
+import { countDrop, errorFrame, logRepeated, type RelayState, who } from "./state.ts";
 import { bump, observe } from "./stats.ts";
 import type { Connection, Instance } from "./types.ts";
 import { WIRE_ERRORS } from "./wire-errors.ts";
@@ -19,8 +19,7 @@ function _sameId(a: Uuid, b: Uuid): boolean {
 export function relayUpdate(s: RelayState, inst: Instance, msg: StateUpdate, now: number, arrived: number): void {
   const stats = s.stats;
   if (!_sameId(msg.source_instance_id, inst.id)) {
-    stats.drops.invalid++;
-    inst.dropped++;
+    countDrop(s, "invalid", inst);
     logRepeated(
       s,
       "warn",
@@ -62,8 +61,7 @@ export function relayUpdate(s: RelayState, inst: Instance, msg: StateUpdate, now
 
 /** A frame a registered instance may not send: counted, logged, answered with an Error. */
 export function invalid(s: RelayState, inst: Instance, why: string): void {
-  s.stats.drops.invalid++;
-  inst.dropped++;
+  countDrop(s, "invalid", inst);
   bump(s.stats.messagesReceived, "invalid");
   logRepeated(s, "warn", "invalid_message", inst.conn, `Invalid message from instance '${inst.name}': ${why}`, {
     ...who(inst.conn),

@@ -8,7 +8,7 @@ import { encodeFrame } from "../protocol/messages.ts";
 import { type Access, createAccess } from "./access.ts";
 import type { History } from "./history.ts";
 import { createRepeats, type Repeats } from "./repeats.ts";
-import { createStats, type RelayStats } from "./stats.ts";
+import { createStats, type DropReason, type RelayStats } from "./stats.ts";
 import type { Clock, Connection, Instance, RelayOptions, Session } from "./types.ts";
 import type { SlidingWindow } from "./window.ts";
 import { WIRE_ERRORS } from "./wire-errors.ts";
@@ -109,4 +109,10 @@ export function logRepeated(
 ): void {
   if (s.repeats.first(event, conn.group, s.clock.now(), { ip: conn.peer.address, level }))
     s.log[level](event, message, fields);
+}
+
+/** A frame or a connection's queue dropped: counted for the relay and, when registered, for its instance. */
+export function countDrop(s: RelayState, reason: DropReason, inst: Instance | null): void {
+  s.stats.drops[reason]++;
+  if (inst) inst.dropped++;
 }
