@@ -105,7 +105,6 @@ export async function connectInstances(
               host: target.host,
               port: target.port,
               keepInbox: false,
-              rawBroadcasts: true,
               connectTimeoutMs: 20_000,
             });
         const registered = registerQuietly(c, `bench-${index}`, tokens ? tokens[index % tokens.length]! : null);

@@ -100,7 +100,7 @@ const main = defineCommand({
     const clients: Array<RelayClient | null> = new Array(n).fill(null);
 
     async function joinRelay(i: number): Promise<void> {
-      const c = await connect({ host: relay.host, port: relay.port, keepInbox: false, rawBroadcasts: true });
+      const c = await connect({ host: relay.host, port: relay.port, keepInbox: false });
       c.onFrame((body) => {
         const b = parseBroadcast(body);
         if (!b) return;

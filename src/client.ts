@@ -28,28 +28,13 @@ export interface ClientOptions {
   /** Connect with TLS: `ca` trusts a private certificate; `insecure` skips the check (tests only). */
   tls?: boolean | { insecure?: boolean; serverName?: string; ca?: string };
   /**
-   * Keep received messages for `next()`; the benchmark turns this off. Without it a
-   * frame is decoded only while something waits for a message or listens (onMessage).
+   * Keep received messages for `next()`. Without it a frame is decoded only while
+   * something waits for a message or listens (onMessage); `onFrame` still gets every frame.
    */
   keepInbox?: boolean;
   /** How long `connect` waits. */
   connectTimeoutMs?: number;
   maxMessageSize?: number;
-  /**
-   * Hand StateBroadcast frames to `onFrame` only, without decoding them: the
-   * benchmark reads its own fields from the bytes and would otherwise spend its
-   * CPU here instead of loading the relay.
-   */
-  rawBroadcasts?: boolean;
-}
-
-// `{"StateBroadcast": ...`: fixmap 1, fixstr 14, then the name.
-const BROADCAST_HEAD = Uint8Array.of(0x81, 0xae, ...new TextEncoder().encode("StateBroadcast"));
-
-function isBroadcast(body: Uint8Array): boolean {
-  if (body.length < BROADCAST_HEAD.length) return false;
-  for (let i = 0; i < BROADCAST_HEAD.length; i++) if (body[i] !== BROADCAST_HEAD[i]) return false;
-  return true;
 }
 
 export interface RegisterOptions {
@@ -106,7 +91,6 @@ export function updateValues(msg: MessageOf<"StateBroadcast"> | MessageOf<"State
 
 export async function connect(options: ClientOptions): Promise<RelayClient> {
   const keepInbox = options.keepInbox ?? true;
-  const rawBroadcasts = options.rawBroadcasts ?? false;
   const inbox: Message[] = [];
   const waiters: Waiter[] = [];
   const decodeErrors: string[] = [];
@@ -120,7 +104,6 @@ export async function connect(options: ClientOptions): Promise<RelayClient> {
   const reader = createFrameReader(options.maxMessageSize ?? 0xffffffff, {
     frame(body) {
       for (const h of frameHandlers) h(body);
-      if (rawBroadcasts && isBroadcast(body)) return;
       // Nobody would read it: a crowd's RegistrationResponses list thousands of others each.
       if (!keepInbox && waiters.length === 0 && messageHandlers.length === 0) return;
       let msg: Message;
