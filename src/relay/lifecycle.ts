@@ -3,12 +3,12 @@
  * by state (handshake, registered), oversized frames, the socket gone, cuts for
  * the transport's reasons, and the timed parts (deadlines, nudges).
  */
-import { hold } from "./remote.ts";
 import { addressGroup } from "../net/cidr.ts";
 import { decodeMessage, encodeFrame, type Message } from "../protocol/messages.ts";
 import { cut, cutSlowConsumer, deliver, enterHandshake, finish } from "./connection.ts";
 import { admitHandshake, pruneRegistrationWindows, withinRate } from "./limits.ts";
 import { handshake, reject } from "./registration.ts";
+import { hold } from "./remote.ts";
 import { reportRepeats } from "./repeats.ts";
 import { invalid, relayUpdate } from "./routing.ts";
 import { countDrop, errorFrame, logRepeated, type RelayState, reasonOf, who } from "./state.ts";

@@ -3,9 +3,9 @@
  * connection as (`Peer`, the one interface a transport implements), and the
  * records it keeps (connections, instances, sessions).
  */
-import type { ClusterLink, RemoteMembers } from "./link.ts";
 import type { Uuid } from "../protocol/messages.ts";
 import type { History } from "./history.ts";
+import type { ClusterLink, RemoteMembers } from "./link.ts";
 import type { Roster } from "./roster.ts";
 import type { DisconnectReason, RelayStats } from "./stats.ts";
 import type { SlidingWindow } from "./window.ts";
