@@ -23,6 +23,8 @@ import { createOutbox, type Outbox, type PendingBudget } from "./outbox.ts";
 export const RELAY_PATH = "/relay";
 /** A peer told to close that does not take its last bytes in this time is cut (as TCP's linger). */
 const CLOSE_LINGER_MS = 5_000;
+/** WebSocket pings a registered peer may send in a second (keepalives need one every few seconds). */
+const MAX_PINGS_PER_SECOND = 4;
 
 /** Close codes (RFC 6455) the endpoint uses, with the reason sent beside each. */
 export const CLOSE = {
@@ -32,7 +34,14 @@ export const CLOSE = {
   tooBig: 1009,
 } as const;
 
-export type WsRefusal = "wrong_path" | "not_websocket" | "shutting_down" | "text_message" | "oversized" | Refusal;
+export type WsRefusal =
+  | "wrong_path"
+  | "not_websocket"
+  | "shutting_down"
+  | "text_message"
+  | "oversized"
+  | "ping_flood"
+  | Refusal;
 
 export interface WebSocketOptions {
   maxMessageSize: number;
@@ -70,6 +79,9 @@ export interface WsData {
   linger?: Timer;
   /** Messages past this many bytes are oversized (smaller before registration). */
   frameLimit: number;
+  /** WebSocket pings in the current second (Bun answers each with a pong we cannot count). */
+  pings?: number;
+  pingSecond?: number;
   untrack?: () => void;
 }
 
@@ -360,9 +372,11 @@ export function createWebSocketEndpoint(
   const handler: WebSocketHandler<WsData> = {
     // Larger messages are closed by Bun with 1009 before any byte is held past the bound.
     maxPayloadLength: options.maxMessageSize,
-    // Only a safety net: writes stop at the first queued message, so Bun holds about one batch.
-    backpressureLimit: Math.max(16 * 1024 * 1024, options.maxMessageSize * 2 + 65536),
-    closeOnBackpressureLimit: false,
+    // Only a safety net: writes stop at the first queued message, so Bun holds about one batch
+    // (at most one frame of the largest size); a peer whose Bun-side queue grows past that is
+    // taking what we never sent (pongs, if it got past the ping check) and is closed.
+    backpressureLimit: options.maxMessageSize * 2 + 65536,
+    closeOnBackpressureLimit: true,
     // Bun pings a silent client before this, so only dead peers are dropped (as TCP keepalive does).
     idleTimeout: 120,
     sendPings: true,
@@ -374,6 +388,23 @@ export function createWebSocketEndpoint(
       ws.data.outbox?.flush();
     },
     close,
+    // Bun answers every ping with a pong that it queues itself, outside the outbox and its
+    // bounds: 128 strangers pinging without reading held 1.4 GB. Pings are for keeping a
+    // quiet registered connection alive (the tunnel sends one every 30 s): before
+    // registration, or more than a few a second, the connection is closed.
+    ping(ws) {
+      const data = ws.data;
+      const second = Math.floor(Date.now() / 1000);
+      if (data.pingSecond !== second) {
+        data.pingSecond = second;
+        data.pings = 0;
+      }
+      data.pings = (data.pings ?? 0) + 1;
+      if (data.conn?.state === "registered" && data.pings <= MAX_PINGS_PER_SECOND) return;
+      countRefusal("ping_flood", data.ip, "WebSocket pings before registration or past a few a second");
+      if (data.conn) relay.cut(data.conn, "protocol");
+      ws.terminate();
+    },
   };
 
   return {

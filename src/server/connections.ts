@@ -5,7 +5,7 @@
  */
 import type { Logger } from "../log.ts";
 import { createBudget, type Outbox, type PendingBudget } from "../net/outbox.ts";
-import type { Connection, Relay } from "../relay/relay.ts";
+import type { Connection, Relay, Session } from "../relay/relay.ts";
 
 /**
  * A close the relay decides is over within this, whether or not the peer reads:
@@ -14,6 +14,8 @@ import type { Connection, Relay } from "../relay/relay.ts";
 export const CLOSE_LINGER_MS = 5_000;
 /** Under pressure, a connection holding unsent data that has taken nothing for this long is cut first. */
 const STALLED_MS = 1_000;
+/** A member holding this much unsent data puts its session among those slowed down under pressure. */
+const BEHIND_BYTES = 256 * 1024;
 /** Under pressure longer than this, the largest holders are cut even if they read. */
 const PRESSURE_GRACE_MS = 3_000;
 
@@ -67,8 +69,9 @@ export function createConnectionTable(relay: Relay, log: Logger, maxTotalPending
   // The relay-wide bound. Pressure is relieved first by cutting the connections that
   // cause it: those holding unsent data that have taken nothing for a while (a pause of
   // everyone let ten non-reading strangers stop every concert on the relay). What is left
-  // is instances that read, only not as fast as others send: their senders are slowed
-  // down (reading from them pauses, TCP backpressure) until the unsent data halves. If it
+  // is instances that read, only not as fast as others send: the senders of their
+  // sessions are slowed down (reading from them pauses, TCP backpressure) until the
+  // unsent data halves. If it
   // has not halved within the grace period, the connections holding the most are cut.
   let pressureEpisodes = 0;
   let pressureLoggedAt = 0;
@@ -118,8 +121,16 @@ export function createConnectionTable(relay: Relay, log: Logger, maxTotalPending
     const stalled = cutWhileOver((l) => now - l.outbox.lastProgress >= STALLED_MS);
     const overdue = now - pressureSince >= PRESSURE_GRACE_MS ? cutWhileOver(() => true) : 0;
     if (budget.over) {
+      // Only the sessions whose members are behind are slowed down: a session of
+      // strangers filling the bound must not stall the concerts next to it.
+      const behind = new Set<Session>();
+      for (const l of live) {
+        const session = l.conn.instance?.session;
+        if (session && l.outbox.liveBytes >= BEHIND_BYTES) behind.add(session);
+      }
       for (const l of live) {
         if (l.conn.state !== "registered" || paused.has(l) || !l.pauseReading) continue;
+        if (!behind.has(l.conn.instance!.session)) continue;
         l.pauseReading();
         paused.add(l);
       }
