@@ -1,7 +1,7 @@
 /** The sliding rate window and the log-repeat counter, with time passed in by hand. */
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { createRepeats } from "../src/relay/repeats.ts";
+import { createRepeats, MANY } from "../src/relay/repeats.ts";
 import { createWindow } from "../src/relay/window.ts";
 
 describe("sliding window", () => {
@@ -57,5 +57,17 @@ describe("log repeats", () => {
     expect(due.map((d) => [d.event, d.key, d.count])).toEqual([["connection_accepted", "1.2.3.4", 99]]);
     expect(r.tracked).toBe(0);
     expect(r.first("connection_accepted", "1.2.3.4", t + 60_001)).toBe(true);
+  });
+
+  test("very many addresses share a budget of lines a second; the rest are one count, and the counts add up", () => {
+    const r = createRepeats(60_000);
+    const t = 5_000_000;
+    let logged = 0;
+    for (let i = 0; i < 1000; i++)
+      if (r.first("registration_rejected", `10.0.${i >> 8}.${i & 255}`, t + (i % 1000) / 10)) logged++;
+    expect(logged).toBe(50);
+    const many = r.due(t + 61_000).filter((d) => d.key === MANY);
+    expect(many.map((d) => d.count)).toEqual([950]);
+    expect(many[0]!.fields.ip).toBe(MANY);
   });
 });

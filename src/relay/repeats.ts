@@ -33,25 +33,57 @@ interface _Entry<E extends string> {
   fields: Record<string, string | number | undefined>;
 }
 
+/** First occurrences logged as they happen, all keys together, in one second; past it they are counted. */
+const FIRSTS_PER_SECOND = 50;
+/** The key the occurrences past the per-second budget are counted under. */
+export const MANY = "many addresses";
+
 export function createRepeats<E extends string = string>(windowMs = 60_000, maxKeys = 10_000): Repeats<E> {
   const entries = new Map<string, _Entry<E>>();
+  let second = -1;
+  let firsts = 0;
 
   function summary(e: _Entry<E>): RepeatedEvent<E> {
     return { event: e.event, key: e.key, count: e.count, fields: e.fields };
   }
 
+  /** Counts an occurrence under `key`; true when it opened a new window (and should be logged). */
+  function note(event: E, key: string, now: number, fields: Record<string, string | number | undefined>): boolean {
+    const id = `${event}\u0000${key}`;
+    const e = entries.get(id);
+    if (e !== undefined && now - e.since < windowMs) {
+      e.count++;
+      return false;
+    }
+    entries.set(id, { event, key, since: now, count: 0, fields });
+    return true;
+  }
+
   return {
     first(event, key, now, fields = {}) {
-      const id = `${event}\u0000${key}`;
-      const e = entries.get(id);
-      if (e !== undefined && now - e.since < windowMs) {
-        e.count++;
+      const s = Math.floor(now / 1000);
+      if (s !== second) {
+        second = s;
+        firsts = 0;
+      }
+      const known = entries.get(`${event}\u0000${key}`);
+      if (known !== undefined && now - known.since < windowMs) {
+        known.count++;
         return false;
       }
-      // A scan from very many addresses must not grow this without end: past the
-      // cap, occurrences are logged as they come (bounded by the connection caps).
-      if (entries.size < maxKeys) entries.set(id, { event, key, since: now, count: 0, fields });
-      return true;
+      // One address is one line a minute; very many addresses (a botnet, or every /64 of
+      // one IPv6 host) share a budget of lines a second, and past it or past the key cap
+      // their occurrences go into one count under MANY.
+      if (firsts < FIRSTS_PER_SECOND && entries.size < maxKeys) {
+        firsts++;
+        entries.set(`${event}\u0000${key}`, { event, key, since: now, count: 0, fields });
+        return true;
+      }
+      if (note(event, MANY, now, { ...fields, ip: MANY })) {
+        // The MANY line itself opens its window: count this occurrence in it, logged at the window's end.
+        entries.get(`${event}\u0000${MANY}`)!.count++;
+      }
+      return false;
     },
     due(now) {
       const out: RepeatedEvent<E>[] = [];
