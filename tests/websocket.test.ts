@@ -195,6 +195,20 @@ past --max-connections-per-ip the upgrade gets 429, and TCP and WebSocket count 
   });
 });
 
+describe("websocket: before registration", () => {
+  test(`at most 16 WebSocket handshakes at once (Bun holds a whole message until it is complete): \
+the next upgrade gets 503`, async () => {
+    const relay = await relayWithWs(["--max-connections-per-ip", "100", "--max-handshakes-per-ip", "100"]);
+    const lurkers = await Promise.all(Array.from({ length: 16 }, () => openWs(url(relay))));
+    for (const l of lurkers) expect(l.error).toBeNull();
+    const refused = await openWs(url(relay));
+    expect(refused.error).toContain("Expected 101 status code: 503");
+    await relay.waitForEvent("websocket_refused", { reason: "handshake_limit" });
+    for (const l of lurkers) l.ws.close();
+    await Promise.all(lurkers.map((l) => l.closed));
+  });
+});
+
 describe("websocket: --trust-proxy", () => {
   test("honoured: a trusted proxy's X-Forwarded-For names the client, for the guard and the logs", async () => {
     const relay = await relayWithWs(["--trust-proxy", "127.0.0.0/8", "--deny", "203.0.113.0/24"]);

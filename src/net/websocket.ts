@@ -23,6 +23,8 @@ import { createOutbox, type Outbox, type PendingBudget } from "./outbox.ts";
 export const RELAY_PATH = "/relay";
 /** A peer told to close that does not take its last bytes in this time is cut (as TCP's linger). */
 const CLOSE_LINGER_MS = 5_000;
+/** WebSocket connections not registered yet, at once (each may hold a whole --max-message-size message). */
+const MAX_WS_HANDSHAKES = 16;
 /** WebSocket pings a registered peer may send in a second (keepalives need one every few seconds). */
 const MAX_PINGS_PER_SECOND = 4;
 
@@ -41,6 +43,7 @@ export type WsRefusal =
   | "text_message"
   | "oversized"
   | "ping_flood"
+  | "handshake_limit"
   | Refusal;
 
 export interface WebSocketOptions {
@@ -215,6 +218,15 @@ export function createWebSocketEndpoint(
     if (relay.shuttingDown) {
       countRefusal("shutting_down", directIp, "relay shutting down");
       return refusal(503, "relay shutting down");
+    }
+    // Bun holds a WebSocket message until it is whole, up to --max-message-size for every
+    // connection (one limit per listener), so the handshake cap of a few KiB cannot apply
+    // here: fewer WebSocket handshakes at once bound what strangers can park that way.
+    let handshaking = 0;
+    for (const ws of peers) if (ws.data.conn?.state === "handshake") handshaking++;
+    if (handshaking >= MAX_WS_HANDSHAKES) {
+      countRefusal("handshake_limit", directIp, "too many WebSocket connections still handshaking");
+      return refusal(503, "too many connections still handshaking; try again");
     }
     const ip = clientAddress(directIp, req.headers, options.trustProxy);
     const refused = guard.admit(ip, Date.now());
