@@ -6,7 +6,7 @@
 import { encodeFrame } from "../protocol/messages.ts";
 import { countDrop, logRepeated, type RelayState, who } from "./state.ts";
 import type { DisconnectReason } from "./stats.ts";
-import type { Connection } from "./types.ts";
+import type { Connection, Instance } from "./types.ts";
 
 export const REASON_TEXT: Record<DisconnectReason, string> = {
   closed: "connection closed",
@@ -104,6 +104,16 @@ export function finish(s: RelayState, conn: Connection, reason: DisconnectReason
     reason,
   });
   if (s.shuttingDown && reason === "shutdown") return;
-  const notice = encodeFrame({ type: "InstanceDisconnected", instance_id: inst.id, instance_name: inst.name });
-  for (const other of session.instances) if (other.conn.state === "registered") deliver(s, other.conn, notice);
+  tell(
+    s,
+    session.instances,
+    encodeFrame({ type: "InstanceDisconnected", instance_id: inst.id, instance_name: inst.name }),
+  );
+}
+
+/** A notice to the registered members of `members` (only those that asked for presence when `watchers`). */
+export function tell(s: RelayState, members: readonly Instance[], notice: Uint8Array, watchers = false): void {
+  for (const m of members) {
+    if (m.conn.state === "registered" && (!watchers || m.capabilities.has("presence"))) deliver(s, m.conn, notice);
+  }
 }

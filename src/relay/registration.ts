@@ -18,7 +18,7 @@ import {
 } from "../protocol/messages.ts";
 import { checkInstanceName } from "./names.ts";
 import { createRoster, rosterEntries, rosterJoin } from "./roster.ts";
-import { cut, deliver, leaveHandshake } from "./connection.ts";
+import { cut, leaveHandshake, tell } from "./connection.ts";
 import { registrationAllowed } from "./limits.ts";
 import { claimName } from "./remote.ts";
 import { errorFrame, logRepeated, RATE_WINDOW_MS, type RelayState, reasonOf } from "./state.ts";
@@ -136,6 +136,20 @@ function _instanceRecord(
   };
 }
 
+/** A new, empty session under `id`, in the relay's map (local registrations and other nodes' members). */
+export function openSession(s: RelayState, id: string, createdAt: number): Session {
+  const session: Session = {
+    id,
+    instances: [],
+    names: new Set(),
+    presenceWatchers: 0,
+    roster: createRoster(),
+    createdAt,
+  };
+  s.sessions.set(id, session);
+  return session;
+}
+
 /** `claimed`: the cluster granted the name (remote.ts); the checks before it already passed once. */
 export function register(s: RelayState, conn: Connection, msg: RegisterInstance, now: number, claimed = false): void {
   // Before anything in the message is looked at: the answer must not tell a right token from a wrong one.
@@ -156,15 +170,7 @@ export function register(s: RelayState, conn: Connection, msg: RegisterInstance,
   if (!claimed && !registrationAllowed(s, conn, now))
     return reject(s, conn, WIRE_ERRORS.tooManyRegistrations(), "registration_rate");
   if (!session) {
-    session = {
-      id: key.id,
-      instances: [],
-      names: new Set(),
-      presenceWatchers: 0,
-      roster: createRoster(),
-      createdAt: now,
-    };
-    s.sessions.set(key.id, session);
+    session = openSession(s, key.id, now);
     s.log.debug("session_created", `Session ${key.id} created`, { session: key.id });
   }
   if (s.options.link && !claimed) return claimName(s, conn, msg, session, checked.key);
@@ -209,9 +215,7 @@ export function register(s: RelayState, conn: Connection, msg: RegisterInstance,
   );
   // Counted, so a crowd joining a session where nobody asked for presence costs no scan.
   if (session.presenceWatchers > 0) {
-    const notice = encodeFrame({ type: "InstanceConnected", instance_id: inst.id, instance_name: name });
-    for (const other of others)
-      if (other.capabilities.has("presence") && other.conn.state === "registered") deliver(s, other.conn, notice);
+    tell(s, others, encodeFrame({ type: "InstanceConnected", instance_id: inst.id, instance_name: name }), true);
   }
   if (inst.capabilities.has("presence")) session.presenceWatchers++;
   s.options.link?.joined(inst);

@@ -13,12 +13,12 @@ import {
   systemTimeFromMillis,
   uuidFromString,
 } from "../protocol/messages.ts";
-import { cut, cutSlowConsumer, deliver } from "./connection.ts";
+import { cut, cutSlowConsumer, tell } from "./connection.ts";
 import { receive } from "./lifecycle.ts";
 import type { RemoteMember, RemoteMembers } from "./link.ts";
 import { checkInstanceName } from "./names.ts";
-import { register, reject } from "./registration.ts";
-import { createRoster, rosterJoin } from "./roster.ts";
+import { openSession, register, reject } from "./registration.ts";
+import { rosterJoin } from "./roster.ts";
 import type { RelayState } from "./state.ts";
 import type { Connection, ConnectionState, Instance, Peer, Session } from "./types.ts";
 import { WIRE_ERRORS } from "./wire-errors.ts";
@@ -115,18 +115,7 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
   return {
     joined(m: RemoteMember) {
       if (s.remoteById.has(m.id)) return;
-      let session = s.sessions.get(m.session);
-      if (!session) {
-        session = {
-          id: m.session,
-          instances: [],
-          names: new Set(),
-          presenceWatchers: 0,
-          roster: createRoster(),
-          createdAt: m.connectedAt,
-        };
-        s.sessions.set(m.session, session);
-      }
+      const session = s.sessions.get(m.session) ?? openSession(s, m.session, m.connectedAt);
       const nameKey = _nameKey(m.name);
       if (session.names.has(nameKey)) {
         s.log.warn(
@@ -180,9 +169,7 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
       rosterJoin(session.roster, others, session.instances, inst);
       session.names.add(nameKey);
       if (session.presenceWatchers > 0) {
-        const notice = encodeFrame({ type: "InstanceConnected", instance_id: id, instance_name: m.name });
-        for (const o of others)
-          if (o.capabilities.has("presence") && o.conn.state === "registered") deliver(s, o.conn, notice);
+        tell(s, others, encodeFrame({ type: "InstanceConnected", instance_id: id, instance_name: m.name }), true);
       }
     },
     left(sessionId, idText) {
@@ -193,8 +180,11 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
       session.instances = session.instances.filter((i) => i !== inst);
       if (!session.instances.some((i) => i.nameKey === inst.nameKey)) session.names.delete(inst.nameKey);
       if (session.instances.length === 0 && s.sessions.get(sessionId) === session) s.sessions.delete(sessionId);
-      const notice = encodeFrame({ type: "InstanceDisconnected", instance_id: inst.id, instance_name: inst.name });
-      for (const other of session.instances) if (other.conn.state === "registered") deliver(s, other.conn, notice);
+      tell(
+        s,
+        session.instances,
+        encodeFrame({ type: "InstanceDisconnected", instance_id: inst.id, instance_name: inst.name }),
+      );
     },
     activity(_sessionId, idText, at) {
       const inst = s.remoteById.get(idText);
