@@ -5,13 +5,13 @@
  */
 import type { RelayConfig } from "./config.ts";
 import type { LogEvent, Logger } from "./log.ts";
-import type { Outbox, PendingBudget } from "./net/outbox.ts";
+import type { PendingBudget } from "./net/outbox.ts";
 import type { Guard } from "./relay/guard.ts";
 import type { History } from "./relay/history.ts";
 import type { ClusterLink, RemoteMembers } from "./relay/link.ts";
-import type { Connection, Relay } from "./relay/relay.ts";
+import type { Relay } from "./relay/relay.ts";
 import { createRepeats, reportRepeats } from "./relay/repeats.ts";
-import { createConnectionTable } from "./server/connections.ts";
+import { createConnectionTable, type Lingering } from "./server/connections.ts";
 import { openListeners } from "./server/listeners.ts";
 import { buildRelay } from "./server/setup.ts";
 import { shutDown } from "./server/shutdown.ts";
@@ -51,7 +51,11 @@ export interface RunningServer {
   readonly guard: Guard;
   readonly budget: PendingBudget;
   /** Counts another transport's connection in memory-pressure relief and the shutdown flush; returns its release. */
-  track(conn: Connection, outbox: Outbox): () => void;
+  track(live: Lingering): () => void;
+  /** Starts a close's time bound (CLOSE_LINGER_MS) for a connection of another transport. */
+  closeBounded(live: Lingering): void;
+  /** That connection closed within its bound. */
+  closedInTime(live: Lingering): void;
 }
 
 export type ServerConfig = Pick<
@@ -147,5 +151,7 @@ export function startServer(config: ServerConfig, log: Logger, link?: ServerLink
     guard,
     budget: table.budget,
     track: table.track,
+    closeBounded: table.closeBounded,
+    closedInTime: table.closedInTime,
   };
 }

@@ -17,12 +17,11 @@ import { createFrameReader, type FrameReader } from "../protocol/framing.ts";
 import type { Guard, Refusal } from "../relay/guard.ts";
 import type { Connection, Relay } from "../relay/relay.ts";
 import type { DisconnectReason } from "../relay/stats.ts";
+import type { Lingering } from "../server/connections.ts";
 import { cidrContains, type Cidr } from "./cidr.ts";
 import { createOutbox, type Outbox, type PendingBudget } from "./outbox.ts";
 
 export const RELAY_PATH = "/relay";
-/** A peer told to close that does not take its last bytes in this time is cut (as TCP's linger). */
-const CLOSE_LINGER_MS = 5_000;
 /** WebSocket connections not registered yet, at once (each may hold a whole --max-message-size message). */
 const MAX_WS_HANDSHAKES = 16;
 /** WebSocket pings a registered peer may send in a second (keepalives need one every few seconds). */
@@ -58,7 +57,11 @@ export interface WebSocketDeps {
   guard: Guard;
   budget: PendingBudget;
   /** Counts a connection in the server's memory-pressure relief and shutdown flush; returns its release. */
-  track(conn: Connection, outbox: Outbox): () => void;
+  track(live: Lingering): () => void;
+  /** Starts a close's time bound, as for TCP (the server's connection table ends it). */
+  closeBounded(live: Lingering): void;
+  /** The connection closed within its bound. */
+  closedInTime(live: Lingering): void;
 }
 
 export interface WebSocketStats {
@@ -78,8 +81,8 @@ export interface WsData {
   /** The last send was queued by Bun (backpressure): writes wait for drain. */
   blocked: boolean;
   done: boolean;
-  /** Ends a peer that does not take its last bytes (see CLOSE_LINGER_MS). */
-  linger?: Timer;
+  /** What the server's connection table sees of this peer (memory pressure, the close's time bound). */
+  lingering?: Lingering;
   /** Messages past this many bytes are oversized (smaller before registration). */
   frameLimit: number;
   /** WebSocket pings in the current second (Bun answers each with a pong we cannot count). */
@@ -294,6 +297,16 @@ export function createWebSocketEndpoint(
     );
     data.outbox = outbox;
     data.splitter = splitter;
+    const lingering: Lingering = {
+      get conn() {
+        return data.conn!;
+      },
+      outbox,
+      closeBy: 0,
+      remoteAddress: data.ip,
+      forceClose: () => ws.terminate(),
+    };
+    data.lingering = lingering;
     // Before relay.open, which may end the connection at once (and Bun may call close
     // right then): the close handler must find it to release its guard slot.
     peers.add(ws);
@@ -310,11 +323,11 @@ export function createWebSocketEndpoint(
       },
       send: (frame, front, own) => outbox.enqueue(frame, front, own),
       close() {
-        data.linger ??= setTimeout(() => ws.terminate(), CLOSE_LINGER_MS);
+        deps.closeBounded(lingering);
         outbox.endAfterFlush();
       },
       closeWith(last) {
-        data.linger ??= setTimeout(() => ws.terminate(), CLOSE_LINGER_MS);
+        deps.closeBounded(lingering);
         outbox.endWith(last);
       },
       setFrameLimit(bytes) {
@@ -326,7 +339,7 @@ export function createWebSocketEndpoint(
         ws.terminate();
       },
     });
-    if (data.conn.state !== "closed") data.untrack = deps.track(data.conn, outbox);
+    if (data.conn.state !== "closed") data.untrack = deps.track(lingering);
   }
 
   function message(ws: Ws, msg: string | Uint8Array): void {
@@ -356,8 +369,8 @@ export function createWebSocketEndpoint(
     data.done = true;
     data.outbox?.clear();
     data.splitter?.stop();
-    if (data.linger) clearTimeout(data.linger);
     data.untrack?.();
+    if (data.lingering) deps.closedInTime(data.lingering);
     const conn = data.conn;
     checkClosed();
     if (!conn) return; // ended inside relay.open, which has counted it

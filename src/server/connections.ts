@@ -27,7 +27,7 @@ export interface Live {
   resumeReading?(): void;
 }
 
-/** A connection whose transport leaves the close's time bound to the table (TCP). */
+/** A connection whose transport leaves the close's time bound to the table (TCP, WebSocket). */
 export interface Lingering extends Live {
   /** When a close the relay decided becomes a terminate; 0 while open. */
   closeBy: number;
@@ -41,8 +41,8 @@ export interface ConnectionTable {
   readonly budget: PendingBudget;
   add(live: Live): void;
   delete(live: Live): void;
-  /** For transports that keep their own state (WebSocket): adds, and returns the release. */
-  track(conn: Connection, outbox: Outbox): () => void;
+  /** For transports that keep their own state (WebSocket): adds, and returns the release (on close). */
+  track(live: Lingering): () => void;
   /** Call when an outbox may have emptied: the shutdown waits for all of them. */
   checkQuiet(): void;
   /** `done` runs once nothing is left unsent (now, if so already); null stops waiting. */
@@ -158,11 +158,11 @@ export function createConnectionTable(relay: Relay, log: Logger, maxTotalPending
       live.delete(l);
       paused.delete(l);
     },
-    track(conn, outbox) {
-      const entry = { conn, outbox };
+    track(entry) {
       live.add(entry);
       return () => {
         live.delete(entry);
+        paused.delete(entry);
         checkQuiet();
       };
     },
