@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import { connect, type RelayClient } from "../src/client.ts";
-import { frameOf } from "../src/protocol/framing.ts";
+import { frameOf } from "../src/net/frame-reader.ts";
 import {
   decodeMessage,
   encodeFrame,

@@ -6,7 +6,7 @@
  * writes with Nagle on (the 40 ms delayed-ACK wait a lone-header Pong avoids).
  */
 import { connect } from "../src/client.ts";
-import { createFrameReader } from "../src/protocol/framing.ts";
+import { createFrameReader } from "../src/net/frame-reader.ts";
 import { decodeMessage, encodeMessage, toByteArrayWire, type Message } from "../src/protocol/messages.ts";
 import { connectSovaDouble } from "../tests/support/sova-double.ts";
 import { connectPool } from "./load.ts";

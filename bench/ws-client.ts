@@ -6,7 +6,7 @@
  */
 import type { RelayClient } from "../src/client.ts";
 import { RelayError } from "../src/errors.ts";
-import { createFrameReader } from "../src/protocol/framing.ts";
+import { createFrameReader } from "../src/net/frame-reader.ts";
 import { decodeMessage, encodeFrame, type Message, type Uuid } from "../src/protocol/messages.ts";
 
 export async function connectWs(url: string): Promise<RelayClient> {

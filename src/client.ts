@@ -7,7 +7,7 @@
  */
 import type { Socket } from "bun";
 import { RelayError } from "./errors.ts";
-import { createFrameReader } from "./protocol/framing.ts";
+import { createFrameReader } from "./net/frame-reader.ts";
 import {
   byteArrayValues,
   decodeMessage,

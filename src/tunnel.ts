@@ -12,7 +12,7 @@ import type { Socket, TCPSocketListener } from "bun";
 import { RelayError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { createOutbox, type Outbox } from "./net/outbox.ts";
-import { createFrameReader, type FrameReader } from "./protocol/framing.ts";
+import { createFrameReader, type FrameReader } from "./net/frame-reader.ts";
 import { encodeFrame } from "./protocol/messages.ts";
 
 export type TunnelScheme = "ws" | "wss" | "tls" | "tcp";

@@ -3,11 +3,12 @@
  * prove the patched frames are what the client would have encoded, and that the
  * receiver reads back exactly what the sender stamped.
  */
+import { parse as parseUuid } from "uuid";
 import { describe, expect, test } from "bun:test";
 import { createUpdateTemplate, parseBroadcast } from "../bench/recorder.ts";
-import { encodeFrame, toByteArrayWire, uuidFromString } from "../src/protocol/messages.ts";
+import { encodeFrame, toByteArrayWire } from "../src/protocol/messages.ts";
 
-const id = uuidFromString("123e4567-e89b-42d3-a456-426614174000");
+const id = parseUuid("123e4567-e89b-42d3-a456-426614174000");
 const encode = (update_data: Uint8Array, timestamp: bigint) =>
   encodeFrame({ type: "StateUpdate", source_instance_id: id, timestamp, update_data: toByteArrayWire(update_data) });
 

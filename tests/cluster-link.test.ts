@@ -4,18 +4,12 @@
  * (the relay never touches sockets). What crosses to NATS is covered in
  * tests/cluster.test.ts.
  */
+import { stringify as stringifyUuid } from "uuid";
 import { describe, expect, test } from "bun:test";
 import { resolveConfig } from "../src/config.ts";
 import { silentLogger } from "../src/log.ts";
-import { createFrameReader } from "../src/protocol/framing.ts";
-import {
-  decodeMessage,
-  encodeFrame,
-  encodeMessage,
-  toByteArrayWire,
-  uuidToString,
-  type Message,
-} from "../src/protocol/messages.ts";
+import { createFrameReader } from "../src/net/frame-reader.ts";
+import { decodeMessage, encodeFrame, encodeMessage, toByteArrayWire, type Message } from "../src/protocol/messages.ts";
 import type { ClaimResult, ClusterLink } from "../src/relay/link.ts";
 import { createRelay, type Connection, type Instance, type Peer } from "../src/relay/relay.ts";
 
@@ -200,7 +194,7 @@ leaving is announced`, async () => {
     await link.claims[1]!.answer("ok");
     const response = newcomerPeer.messages()[0] as Extract<Message, { type: "RegistrationResponse" }>;
     expect(response.current_instances.map((i) => i.name)).toEqual(["watcher", "faraway"]);
-    expect(uuidToString(response.current_instances[1]!.id)).toBe(id);
+    expect(stringifyUuid(response.current_instances[1]!.id)).toBe(id);
 
     // A local update goes to the local members and, once, to the cluster.
     relay.receive(watcher, update(watcher, 9));

@@ -11,7 +11,7 @@ import type { Subprocess } from "bun";
 import { connect as natsConnect } from "@nats-io/transport-node";
 import { connect, updateValues, type RelayClient } from "../src/client.ts";
 import { decodeMessage, encodeFrame, encodeMessage, toByteArrayWire } from "../src/protocol/messages.ts";
-import { createFrameReader, frameOf } from "../src/protocol/framing.ts";
+import { createFrameReader, frameOf } from "../src/net/frame-reader.ts";
 import { clusterFromConfig } from "../src/cluster/start.ts";
 import { createSealer } from "../src/cluster/envelope.ts";
 import type { ClusterNode } from "../src/cluster/node.ts";

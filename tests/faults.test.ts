@@ -82,7 +82,7 @@ describe("peers that vanish", () => {
     await watcher.register({ name: "watcher" });
     const script = `
       import { connect } from ${JSON.stringify(join(ROOT, "src/client.ts"))};
-      import { frameOf } from ${JSON.stringify(join(ROOT, "src/protocol/framing.ts"))};
+      import { frameOf } from ${JSON.stringify(join(ROOT, "src/net/frame-reader.ts"))};
       const c = await connect({ port: ${relay.port} });
       await c.register({ name: "doomed" });
       c.sendRaw(frameOf(new Uint8Array(100000)).subarray(0, 50000));

@@ -5,18 +5,18 @@
  * client keeps serving everyone else. FUZZ_RUNS scales the number of cases
  * (`bun run fuzz` runs many more than CI does).
  */
+import { parse as parseUuid } from "uuid";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { connect } from "../src/client.ts";
 import { isRelayError } from "../src/errors.ts";
-import { createFrameReader, frameOf } from "../src/protocol/framing.ts";
+import { createFrameReader, frameOf } from "../src/net/frame-reader.ts";
 import {
   decodeGeneral,
   decodeMessage,
   decodeStateUpdate,
   encodeMessage,
   toByteArrayWire,
-  uuidFromString,
   type Message,
 } from "../src/protocol/messages.ts";
 import { startInProcess, type RelayHandle } from "./support/relay.ts";
@@ -334,7 +334,7 @@ describe("a relay under a fuzzing client", () => {
     await a.register({ name: "steady-a" });
     const b = await connect({ port: relay.port });
     await b.register({ name: "steady-b" });
-    const id = uuidFromString("123e4567-e89b-12d3-a456-426614174000");
+    const id = parseUuid("123e4567-e89b-12d3-a456-426614174000");
     const garbage = fc.sample(
       fc.oneof(
         fc.uint8Array({ maxLength: 200 }).map((x) => frameOf(x)),

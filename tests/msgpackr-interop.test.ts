@@ -4,18 +4,13 @@
  * that rmp-serde refuses (a float for a u64, bin for Vec<u8>) must be refused here
  * too. The relay's own msgpackr is set up (src/protocol/msgpack.ts) never to write them.
  */
+import { parse as parseUuid } from "uuid";
 import { describe, expect, test } from "bun:test";
 import { Packr } from "msgpackr/pack";
-import {
-  decodeGeneral,
-  decodeMessage,
-  decodeStateUpdate,
-  encodeMessage,
-  uuidFromString,
-} from "../src/protocol/messages.ts";
+import { decodeGeneral, decodeMessage, decodeStateUpdate, encodeMessage } from "../src/protocol/messages.ts";
 
 const packr = new Packr({ useRecords: false, variableMapSize: false });
-const id = uuidFromString("123e4567-e89b-12d3-a456-426614174000");
+const id = parseUuid("123e4567-e89b-12d3-a456-426614174000");
 
 describe("msgpackr interop", () => {
   test("a StateUpdate msgpackr writes with map16 headers and a BigInt timestamp decodes", () => {

@@ -3,10 +3,11 @@
  * starting the relay: in-process source, the source as a process, the compiled
  * binary. Each `*.test.ts` that imports this passes its own `start`.
  */
+import { parse as parseUuid, stringify as stringifyUuid } from "uuid";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { updateValues } from "../src/client.ts";
-import { frameOf } from "../src/protocol/framing.ts";
-import { encodeMessage, toByteArrayWire, uuidFromString, uuidToString } from "../src/protocol/messages.ts";
+import { frameOf } from "../src/net/frame-reader.ts";
+import { encodeMessage, toByteArrayWire } from "../src/protocol/messages.ts";
 import { connectSleeper, drained, drainedPastRateLimit, isNudge, registerFrame } from "./support/peers.ts";
 import { ClientPool, type RelayHandle, type StartRelay } from "./support/relay.ts";
 import { hex, loadVectors, unhex, vector } from "./support/vectors.ts";
@@ -115,7 +116,7 @@ export function protocolSuite(label: string, start: StartRelay): void {
       const a = await pool.connect();
       const ra = await a.register({ name: "ann" });
       expect(ra).toMatchObject({ success: true, message: "Registered as ann", current_instances: [] });
-      expect(uuidToString(ra.assigned_id!)).toMatch(
+      expect(stringifyUuid(ra.assigned_id!)).toMatch(
         /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
       );
       const b = await pool.connect();
@@ -209,7 +210,7 @@ and the connection stays`, async () => {
       const b = await pool.register("victim");
       a.send({
         type: "StateUpdate",
-        source_instance_id: uuidFromString("123e4567-e89b-12d3-a456-426614174000"),
+        source_instance_id: parseUuid("123e4567-e89b-12d3-a456-426614174000"),
         timestamp: 1n,
         update_data: toByteArrayWire(Uint8Array.of(1)),
       });

@@ -5,7 +5,7 @@
 import { registerBody } from "./support/peers.ts";
 import { describe, expect, test } from "bun:test";
 import { silentLogger } from "../src/log.ts";
-import { createFrameReader } from "../src/protocol/framing.ts";
+import { createFrameReader } from "../src/net/frame-reader.ts";
 import { decodeMessage, encodeMessage, toByteArrayWire, type Message } from "../src/protocol/messages.ts";
 import { createRelay, type Connection, type Peer, type RelayOptions } from "../src/relay/relay.ts";
 import { sessionHash } from "../src/relay/access.ts";

@@ -1,12 +1,7 @@
+import { parse as parseUuid } from "uuid";
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import {
-  encodeFrame,
-  instanceInfoHead,
-  systemTimeFromMillis,
-  uuidFromString,
-  type KnownInstance,
-} from "../src/protocol/messages.ts";
+import { encodeFrame, instanceInfoHead, systemTimeFromMillis, type KnownInstance } from "../src/protocol/messages.ts";
 import { encodeRegistrationFrameWithEntries } from "./support/vectors.ts";
 import { createRoster, rosterEntries, rosterJoin } from "../src/relay/roster.ts";
 
@@ -19,7 +14,7 @@ interface Member extends KnownInstance {
 }
 
 function member(index: number, name: string, ms: number): Member {
-  const id = uuidFromString(`00000000-0000-4000-8000-${String(index).padStart(12, "0")}`);
+  const id = parseUuid(`00000000-0000-4000-8000-${String(index).padStart(12, "0")}`);
   const info = { id, name, version: "0.1.0", connectedMs: ms };
   return {
     info,
@@ -42,7 +37,7 @@ function generic(members: readonly Member[]): string {
       type: "RegistrationResponse",
       success: true,
       message: "Registered as x",
-      assigned_id: uuidFromString("00000000-0000-4000-8000-000000000000"),
+      assigned_id: parseUuid("00000000-0000-4000-8000-000000000000"),
       current_instances,
     }),
   );
@@ -70,7 +65,7 @@ every newcomer's list is byte-identical to the generic encoding`, () => {
           if (o.kind === "join") {
             // As the relay does: the newcomer gets the list of those already there, then joins it.
             const entries = rosterEntries(roster, members);
-            const id = uuidFromString("00000000-0000-4000-8000-000000000000");
+            const id = parseUuid("00000000-0000-4000-8000-000000000000");
             expect(hex(encodeRegistrationFrameWithEntries("Registered as x", id, members.length, entries))).toBe(
               generic(members),
             );
@@ -84,7 +79,7 @@ every newcomer's list is byte-identical to the generic encoding`, () => {
             else target.lastActivity = o.ms;
           }
         }
-        const id = uuidFromString("00000000-0000-4000-8000-000000000000");
+        const id = parseUuid("00000000-0000-4000-8000-000000000000");
         expect(
           hex(
             encodeRegistrationFrameWithEntries("Registered as x", id, members.length, rosterEntries(roster, members)),

@@ -8,7 +8,7 @@ import { copyFileSync, mkdtempSync, readFileSync, renameSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "../src/client.ts";
-import { frameOf } from "../src/protocol/framing.ts";
+import { frameOf } from "../src/net/frame-reader.ts";
 import { encodeMessage } from "../src/protocol/messages.ts";
 import { cleanupAfterEach, drained, drainedPastRateLimit } from "./support/peers.ts";
 import { startInProcess, startProcess } from "./support/relay.ts";

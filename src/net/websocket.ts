@@ -13,7 +13,7 @@ import { isIP } from "node:net";
 import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
 import type { Logger } from "../log.ts";
 import type { TransportTotals } from "../metrics.ts";
-import { createFrameReader, type FrameReader } from "../protocol/framing.ts";
+import { createFrameReader, type FrameReader } from "./frame-reader.ts";
 import type { Guard, Refusal } from "../relay/guard.ts";
 import type { Connection, Relay } from "../relay/relay.ts";
 import type { DisconnectReason } from "../relay/stats.ts";

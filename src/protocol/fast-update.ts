@@ -8,48 +8,37 @@
  * broadcasts. Anything else returns null and goes to the general path, which judges it.
  */
 import { packBody, uintAt } from "./msgpack.ts";
+import type { ByteArrayWire, StateUpdate } from "./schema.ts";
 
-/** A reader of the variant `name`, whose fields (uuid, u64 or byteArray) are `layout`. */
-export function fastReader<T>(name: string, layout: Readonly<Record<string, string>>): (body: Uint8Array) => T | null {
-  const names = Object.keys(layout);
-  const kinds = Object.values(layout);
-  if (!kinds.every((k) => k === "uuid" || k === "u64" || k === "byteArray"))
-    throw new TypeError(`no fast path for ${name}`);
-  const keys = names.map((field) => packBody(field));
-  const variant = packBody(name);
-  return (b) => {
-    const outer = mapHeaderEnd(b, 0, 1); // {name: {<fields>}}
-    if (outer < 0 || !startsWith(b, outer, variant)) return null;
-    let p = mapHeaderEnd(b, outer + variant.length, names.length);
-    if (p < 0) return null;
-    const out: Record<string, unknown> = { type: name };
-    for (let n = 0; n < names.length; n++) {
-      let f = 0;
-      while (f < keys.length && !startsWith(b, p, keys[f]!)) f++;
-      if (f === keys.length || names[f]! in out) return null;
-      p += keys[f]!.length;
+const [VARIANT, ID, TIMESTAMP, DATA] = ["StateUpdate", "source_instance_id", "timestamp", "update_data"].map(packBody);
+
+export function decodeStateUpdate(b: Uint8Array): StateUpdate | null {
+  const outer = mapHeaderEnd(b, 0, 1); // {StateUpdate: {<3 fields>}}
+  if (outer < 0 || !startsWith(b, outer, VARIANT!)) return null;
+  let p = mapHeaderEnd(b, outer + VARIANT!.length, 3);
+  const out: Partial<StateUpdate> = { type: "StateUpdate" };
+  for (let n = 0; n < 3 && p > 0; n++) {
+    if (!out.source_instance_id && startsWith(b, p, ID!)) {
+      p += ID!.length;
+      if (b[p] !== 0xc4 || b[p + 1] !== 16 || p + 18 > b.length) return null;
+      out.source_instance_id = new Uint8Array(b.subarray(p + 2, p + 18)); // a copy: a Buffer's slice() is a view
+      p += 18;
+    } else if (out.timestamp === undefined && startsWith(b, p, TIMESTAMP!)) {
+      p += TIMESTAMP!.length;
       const m = b[p]!;
-      let end: number;
-      if (kinds[f] === "uuid") {
-        end = p + 18;
-        if (m !== 0xc4 || b[p + 1] !== 16 || end > b.length) return null;
-        out[names[f]!] = new Uint8Array(b.subarray(p + 2, end)); // a copy: a Buffer's slice() is a view
-      } else if (kinds[f] === "u64") {
-        // Unsigned forms, or signed ones holding a value >= 0 (what msgpackr writes for a BigInt).
-        const size = m < 0x80 ? 0 : m >= 0xcc && m <= 0xd3 ? 1 << ((m - 0xcc) & 3) : -1;
-        end = p + 1 + size;
-        if (size < 0 || end > b.length || (m >= 0xd0 && b[p + 1]! >= 0x80)) return null;
-        const high = size === 8 ? BigInt(uintAt(b, p + 1, 4)) << 32n : 0n;
-        out[names[f]!] = high + BigInt(size === 0 ? m : uintAt(b, end - Math.min(size, 4), Math.min(size, 4)));
-      } else {
-        end = byteArrayEnd(b, p);
-        if (end < 0) return null;
-        out[names[f]!] = b.subarray(p, end);
-      }
-      p = end;
-    }
-    return out as T;
-  };
+      // Unsigned forms, or signed ones holding a value >= 0 (what msgpackr writes for a BigInt).
+      const size = m < 0x80 ? 0 : m >= 0xcc && m <= 0xd3 ? 1 << ((m - 0xcc) & 3) : -1;
+      if (size < 0 || p + 1 + size > b.length || (m >= 0xd0 && b[p + 1]! >= 0x80)) return null;
+      const high = size === 8 ? BigInt(uintAt(b, p + 1, 4)) << 32n : 0n;
+      p += 1 + size;
+      out.timestamp = high + BigInt(size === 0 ? m : uintAt(b, p - Math.min(size, 4), Math.min(size, 4)));
+    } else if (!out.update_data && startsWith(b, p, DATA!)) {
+      const start = p + DATA!.length;
+      p = byteArrayEnd(b, start);
+      out.update_data = b.subarray(start, p) as ByteArrayWire;
+    } else return null;
+  }
+  return p > 0 ? (out as StateUpdate) : null;
 }
 
 /** Where a map header of `count` entries at `p` ends (fixmap, map16, map32); -1 if there is none. */

@@ -4,11 +4,11 @@
  * checks (validate.ts), and the pieces the relay caches (a sender's name, an
  * instance's InstanceInfo) so that a hop or a crowd's registrations stay cheap.
  */
-import { fastReader, mapHeaderEnd } from "./fast-update.ts";
+import { decodeStateUpdate, mapHeaderEnd } from "./fast-update.ts";
 import { Splice, arrayHeader, packBody, packFrame, packView, u64, unpackFirst } from "./msgpack.ts";
 import { INSTANCE_INFO, SCHEMA, SYSTEM_TIME } from "./schema.ts";
 import type { ByteArrayWire, InstanceInfo, Kind, KindTypes, Layout, Message } from "./schema.ts";
-import type { StateUpdate, SystemTime, Uuid } from "./schema.ts";
+import type { SystemTime, Uuid } from "./schema.ts";
 import { decodeGeneral } from "./validate.ts";
 
 export type * from "./schema.ts";
@@ -97,8 +97,7 @@ export function registrationResponseHead(message: string, assignedId: Uuid, coun
   return head;
 }
 
-/** The relay's hot path: a StateUpdate as every Sova instance writes it, with update_data a view of the body. */
-export const decodeStateUpdate = fastReader<StateUpdate>("StateUpdate", SCHEMA.StateUpdate);
+export { decodeStateUpdate } from "./fast-update.ts";
 
 /**
  * Decodes one frame body; throws RelayError("E_DECODE") in rmp-serde's words. `extensions`: accept
@@ -106,17 +105,6 @@ export const decodeStateUpdate = fastReader<StateUpdate>("StateUpdate", SCHEMA.S
  */
 export function decodeMessage(body: Uint8Array, options: { extensions?: boolean } = {}): Message {
   return decodeStateUpdate(body) ?? decodeGeneral(body, options);
-}
-
-export const uuidToString = (id: Uuid): string =>
-  Buffer.from(id)
-    .toString("hex")
-    .replace(/^(.{8})(.{4})(.{4})(.{4})/, "$1-$2-$3-$4-");
-
-export function uuidFromString(s: string): Uuid {
-  const hex = s.replace(/-/g, "");
-  if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw new TypeError(`not a UUID: ${s}`);
-  return new Uint8Array(Buffer.from(hex, "hex"));
 }
 
 export const systemTimeFromMillis = (ms: number): SystemTime => ({

@@ -36,22 +36,25 @@ export class Splice {
 export const EXT = Object.freeze({ ext: true });
 
 type Alloc = (size: number) => { target: Uint8Array; targetView: DataView; position: number };
-// `pack(value, allocateForWrite)` writing through the allocator and returning nothing writes no
-// ext header; this signature is missing from msgpackr's .d.ts. The type numbers are never written.
-const rawWriter = (
-  Class: abstract new (...args: never[]) => unknown,
-  type: number,
-  pack: (value: never, alloc: Alloc) => void,
-) => addExtension({ Class, type, pack } as unknown as Parameters<typeof addExtension>[0]);
-rawWriter(U64, 0x7e, (v: U64, alloc) => {
-  const { target, targetView, position } = alloc(9);
-  target[position] = 0xcf;
-  targetView.setBigUint64(position + 1, v.value);
-});
-rawWriter(Splice, 0x7f, (v: Splice, alloc) => {
-  const { target, position } = alloc(v.bytes.length);
-  target.set(v.bytes, position);
-});
+// A `pack(value, allocateForWrite)` that writes through the allocator and returns nothing writes no ext
+// header (this signature is missing from msgpackr's .d.ts), so the type numbers are never written.
+addExtension({
+  Class: U64,
+  type: 0x7e,
+  pack: (v: U64, alloc: Alloc) => {
+    const { target, targetView, position } = alloc(9);
+    target[position] = 0xcf;
+    targetView.setBigUint64(position + 1, v.value);
+  },
+} as never);
+addExtension({
+  Class: Splice,
+  type: 0x7f,
+  pack: (v: Splice, alloc: Alloc) => {
+    const { target, position } = alloc(v.bytes.length);
+    target.set(v.bytes, position);
+  },
+} as never);
 // Unknown ext types would throw; rmp-serde reads any of them (and refuses them where a type is expected).
 // addExtension is process-wide: the client in the same process shares this codec, nothing else reads ext.
 for (let type = 0; type < 256; type++) addExtension({ type, unpack: () => EXT });
@@ -125,33 +128,31 @@ const EOF_BYTES = "IO error while reading data: unexpected end of file";
  */
 export function truncation(b: Uint8Array): string | null {
   let p = 0;
-  let pending = 1;
-  while (pending-- > 0) {
+  for (let pending = 1; pending > 0; pending--) {
     if (p >= b.length) return EOF_MARKER;
     const m = b[p++]!;
-    if (m < 0x80 || m >= 0xe0 || (m >= 0xc0 && m <= 0xc3)) continue;
-    if (m < 0x90) pending += 2 * (m & 0x0f);
-    else if (m < 0xa0) pending += m & 0x0f;
-    else {
-      let fixed = 0; // numbers, ext type bytes
-      let bytes = 0; // str/bin/ext data
-      if (m < 0xc0) bytes = m & 0x1f;
-      else if (m === 0xca || m === 0xcb) fixed = m === 0xca ? 4 : 8;
-      else if (m >= 0xcc && m <= 0xd3) fixed = 1 << ((m - 0xcc) & 3);
-      else if (m >= 0xd4 && m <= 0xd8) [fixed, bytes] = [1, 1 << (m - 0xd4)];
-      else {
-        const size = m === 0xdc || m === 0xde ? 2 : m === 0xdd || m === 0xdf ? 4 : 1 << ((m - 0xc4) % 3);
-        if (p + size > b.length) return EOF_FIELD;
-        const n = uintAt(b, p, size);
-        p += size;
-        if (m >= 0xdc) pending += m >= 0xde ? 2 * n : n;
-        else [fixed, bytes] = m >= 0xc7 && m <= 0xc9 ? [1, n] : [0, n];
-      }
-      if (p + fixed > b.length) return EOF_FIELD;
-      p += fixed;
-      if (p + bytes > b.length) return EOF_BYTES;
-      p += bytes;
+    let items = 0; // values that follow: array elements, map keys and values
+    let fixed = 0; // a number, an ext type byte
+    let bytes = 0; // str/bin/ext data
+    if (m >= 0x80 && m < 0xa0) items = m < 0x90 ? 2 * (m & 0x0f) : m & 0x0f;
+    else if (m >= 0xa0 && m < 0xc0) bytes = m & 0x1f;
+    else if (m === 0xca || m === 0xcb) fixed = m === 0xca ? 4 : 8;
+    else if (m >= 0xcc && m <= 0xd3) fixed = 1 << ((m - 0xcc) & 3);
+    else if (m >= 0xd4 && m <= 0xd8) [fixed, bytes] = [1, 1 << (m - 0xd4)];
+    else if (m >= 0xc4 && m <= 0xdf) {
+      // A length first: bin/ext 8, 16, 32 (c4-c9), str 8, 16, 32 (d9-db), array/map 16, 32 (dc-df).
+      const size = m >= 0xdc ? 2 << ((m - 0xdc) & 1) : 1 << ((m - 0xc4) % 3);
+      if (p + size > b.length) return EOF_FIELD;
+      const n = uintAt(b, p, size);
+      p += size;
+      if (m >= 0xdc) items = m >= 0xde ? 2 * n : n;
+      else [fixed, bytes] = [m >= 0xc7 && m <= 0xc9 ? 1 : 0, n];
     }
+    if (p + fixed > b.length) return EOF_FIELD;
+    p += fixed;
+    if (p + bytes > b.length) return EOF_BYTES;
+    p += bytes;
+    pending += items;
   }
   return null;
 }

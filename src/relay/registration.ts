@@ -4,6 +4,7 @@
  * instance record, a place in the session's roster, the RegistrationResponse and
  * the session's history, and the members that asked hear that it joined.
  */
+import { parse as parseUuid } from "uuid";
 import {
   broadcastPrefix,
   decodeMessage,
@@ -14,7 +15,6 @@ import {
   type RegisterInstance,
   registrationResponseHead,
   systemTimeFromMillis,
-  uuidFromString,
 } from "../protocol/messages.ts";
 import { checkInstanceName } from "./names.ts";
 import { createRoster, rosterEntries, rosterJoin } from "./roster.ts";
@@ -106,7 +106,7 @@ function _instanceRecord(
   now: number,
 ): Instance {
   const idText = crypto.randomUUID();
-  const id = uuidFromString(idText);
+  const id = parseUuid(idText);
   return {
     id,
     idText,

@@ -6,13 +6,8 @@
  * connection is never sent to, so rosters, names and presence work as for local
  * ones; frames from other nodes reach the local members of their session.
  */
-import {
-  encodeFrame,
-  instanceInfoHead,
-  type RegisterInstance,
-  systemTimeFromMillis,
-  uuidFromString,
-} from "../protocol/messages.ts";
+import { parse as parseUuid } from "uuid";
+import { encodeFrame, instanceInfoHead, type RegisterInstance, systemTimeFromMillis } from "../protocol/messages.ts";
 import { cut, cutSlowConsumer, tell } from "./connection.ts";
 import { receive } from "./lifecycle.ts";
 import type { RemoteMember, RemoteMembers } from "./link.ts";
@@ -134,7 +129,7 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
         conn = _remoteConn(m.node);
         remoteConns.set(m.node, conn);
       }
-      const id = uuidFromString(m.id);
+      const id = parseUuid(m.id);
       const inst: Instance = {
         id,
         idText: m.id,

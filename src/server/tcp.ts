@@ -8,7 +8,7 @@ import type { Socket, SocketHandler } from "bun";
 import type { LogEvent, Logger } from "../log.ts";
 import { addressGroup } from "../net/cidr.ts";
 import { createOutbox, type Outbox } from "../net/outbox.ts";
-import { createFrameReader, type FrameReader, type FrameSink } from "../protocol/framing.ts";
+import { createFrameReader, type FrameReader, type FrameSink } from "../net/frame-reader.ts";
 import type { Guard, Refusal } from "../relay/guard.ts";
 import type { Connection, Peer, Relay } from "../relay/relay.ts";
 import type { Repeats } from "../relay/repeats.ts";

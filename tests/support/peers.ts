@@ -2,7 +2,7 @@
 import { afterEach } from "bun:test";
 import type { Socket } from "bun";
 import type { RelayClient } from "../../src/client.ts";
-import { frameOf } from "../../src/protocol/framing.ts";
+import { frameOf } from "../../src/net/frame-reader.ts";
 import { encodeMessage, type Message } from "../../src/protocol/messages.ts";
 import type { RelayHandle } from "./relay.ts";
 

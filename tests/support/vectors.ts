@@ -1,7 +1,8 @@
 /** Reads the copied rmp-serde vectors and turns their JSON form into messages. */
+import { parse as parseUuid } from "uuid";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { registrationResponseHead, toByteArrayWire, uuidFromString } from "../../src/protocol/messages.ts";
+import { registrationResponseHead, toByteArrayWire } from "../../src/protocol/messages.ts";
 import type { InstanceInfo, Message, MessageType, SystemTime, Uuid } from "../../src/protocol/messages.ts";
 
 export interface Vector {
@@ -69,11 +70,11 @@ export function messageFromVector(message: Vector["message"]): Message {
         type,
         success: f.success,
         message: f.message,
-        assigned_id: f.assigned_id ? uuidFromString(f.assigned_id) : null,
+        assigned_id: f.assigned_id ? parseUuid(f.assigned_id) : null,
         // biome-ignore lint/suspicious/noExplicitAny: as above
         current_instances: (f.current_instances as any[]).map(
           (i): InstanceInfo => ({
-            id: uuidFromString(i.id),
+            id: parseUuid(i.id),
             name: i.name,
             version: i.version,
             connected_at: systemTime(i.connected_at),
@@ -84,7 +85,7 @@ export function messageFromVector(message: Vector["message"]): Message {
     case "StateUpdate":
       return {
         type,
-        source_instance_id: uuidFromString(f.source_instance_id),
+        source_instance_id: parseUuid(f.source_instance_id),
         timestamp: BigInt(f.timestamp),
         update_data: toByteArrayWire(unhex(f.update_data_hex)),
       };
@@ -97,7 +98,7 @@ export function messageFromVector(message: Vector["message"]): Message {
       };
     case "InstanceDisconnected":
     case "InstanceConnected":
-      return { type, instance_id: uuidFromString(f.instance_id), instance_name: f.instance_name };
+      return { type, instance_id: parseUuid(f.instance_id), instance_name: f.instance_name };
     case "Ping":
     case "Pong":
       return { type, timestamp: BigInt(f.timestamp) };

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { createFrameReader, frameOf } from "../src/protocol/framing.ts";
+import { createFrameReader, frameOf } from "../src/net/frame-reader.ts";
 
 function collect(max: number) {
   const frames: Uint8Array[] = [];

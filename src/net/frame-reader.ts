@@ -14,46 +14,41 @@ export interface FrameSink {
   oversized(length: number): void;
 }
 
-export interface FrameReaderStats {
-  /** Bytes copied into split-frame buffers; linear in the input when nothing is quadratic. */
-  bytesCopied: number;
-}
-
 export interface FrameReader {
   push(chunk: Uint8Array): void;
   /** Bytes of a partial frame held right now (at most one maximum-size frame). */
   readonly buffered: number;
   /** True while a frame has started but not finished (a peer that leaves here left mid-frame). */
   readonly midFrame: boolean;
-  readonly stats: FrameReaderStats;
+  /** Bytes copied into split-frame buffers: linear in the input unless something is quadratic. */
+  readonly stats: { bytesCopied: number };
   /** Stop delivering frames (the connection is closing); later pushes are ignored. */
   stop(): void;
   /** Before registration a connection may send only small frames; registering raises the cap. */
   setMaxFrameSize(bytes: number): void;
 }
 
-export function createFrameReader(initialMaxFrameSize: number, sink: FrameSink): FrameReader {
-  let maxFrameSize = initialMaxFrameSize;
+export function createFrameReader(maxFrameSize: number, sink: FrameSink): FrameReader {
   const header = new Uint8Array(4);
+  const headerView = new DataView(header.buffer);
   let headerFill = 0;
   let body: Uint8Array | null = null;
   let bodyFill = 0;
   let skipRemaining = 0;
   let stopped = false;
-  const stats: FrameReaderStats = { bytesCopied: 0 };
+  const stats = { bytesCopied: 0 };
 
   function startFrame(length: number, chunk: Uint8Array, at: number): number {
     if (length > maxFrameSize) {
       sink.oversized(length);
       skipRemaining = length;
-      return at;
-    }
-    if (chunk.length - at >= length) {
+    } else if (chunk.length - at >= length) {
       sink.frame(chunk.subarray(at, at + length));
       return at + length;
+    } else {
+      body = new Uint8Array(length);
+      bodyFill = 0;
     }
-    body = new Uint8Array(length);
-    bodyFill = 0;
     return at;
   }
 
@@ -64,9 +59,7 @@ export function createFrameReader(initialMaxFrameSize: number, sink: FrameSink):
         const n = Math.min(skipRemaining, chunk.length - at);
         skipRemaining -= n;
         at += n;
-        continue;
-      }
-      if (body !== null) {
+      } else if (body !== null) {
         const n = Math.min(body.length - bodyFill, chunk.length - at);
         body.set(chunk.subarray(at, at + n), bodyFill);
         stats.bytesCopied += n;
@@ -77,18 +70,12 @@ export function createFrameReader(initialMaxFrameSize: number, sink: FrameSink):
           body = null;
           sink.frame(done);
         }
-        continue;
-      }
-      if (headerFill === 0 && chunk.length - at >= 4) {
-        const length = ((chunk[at]! << 24) | (chunk[at + 1]! << 16) | (chunk[at + 2]! << 8) | chunk[at + 3]!) >>> 0;
-        at = startFrame(length, chunk, at + 4);
-        continue;
-      }
-      header[headerFill++] = chunk[at++]!;
-      if (headerFill === 4) {
-        headerFill = 0;
-        const length = ((header[0]! << 24) | (header[1]! << 16) | (header[2]! << 8) | header[3]!) >>> 0;
-        at = startFrame(length, chunk, at);
+      } else {
+        while (headerFill < 4 && at < chunk.length) header[headerFill++] = chunk[at++]!;
+        if (headerFill === 4) {
+          headerFill = 0;
+          at = startFrame(headerView.getUint32(0), chunk, at);
+        }
       }
     }
   }
