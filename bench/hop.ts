@@ -15,7 +15,10 @@ import {
 
 /** The hand-written codec before issue 14, same script and machine (lowest of three runs; 2 shared cores). */
 export const HOP_BEFORE_US: Record<number, number> = { 256: 1.28, 524288: 1164 };
-/** The relay's CPU (% of a core) at the default load with that codec: 6, 6, 6 in three 20 s runs. */
+/**
+ * The relay's CPU (% of a core) at the default load with that codec: 6, 6, 6 in three 20 s runs; 6.3, 5.9,
+ * 5.9 when the binary built from 9bce1bc ran again beside today's (6.5, 6.7, 6.4; nudges off 6.1, 6.6, 6.1).
+ */
 export const DEFAULT_LOAD_CPU_BEFORE = 6;
 
 export function hopMedianUs(payload: number, rounds: number): number {

@@ -94,7 +94,7 @@ function figures(r: PhaseResult): Record<string, string | number> {
     "max ms": f2(r.latencyMs.max),
     "RSS MB (before/peak/after)": `${f1(r.rssMb.before)}/${f1(r.rssMb.peak)}/${f1(r.rssMb.after)}`,
     "CPU % (relay/generator)":
-      `${r.cpuPercent.relay === null ? "n/a" : r.cpuPercent.relay.toFixed(0)}` +
+      `${r.cpuPercent.relay === null ? "n/a" : r.cpuPercent.relay.toFixed(1)}` +
       `/${r.cpuPercent.generator.toFixed(0)}`,
   };
 }
