@@ -524,6 +524,26 @@ the frames around it are delivered`, async () => {
     expect(await renderMetricsOf(a!)).toContain('sova_relay_cluster_gaps_total{node="ghost"} 2');
   });
 
+  test("a member row no relay writes (an id that is not a UUID) is ignored and counted; the rows beside it join", async () => {
+    const nats = startNats();
+    const [a] = await cluster(nats, ["a"]);
+    const local = await join_(a!.port, "local");
+    const nc = await natsConnect({ servers: nats.url });
+    toStop.push(() => nc.close());
+    const now = Date.now();
+    const rows = [
+      ["open", "00000000-0000-0000-0000-00000000000z", "bad", "0.1.0", now, now],
+      ["open", "00000000-0000-0000-0000-000000000001", "not-a-version-4", "0.1.0", now, now],
+      ["open", "9f1c2a7e-5b3d-4e8f-a1c2-3d4e5f607182", "far", "0.1.0", now, now],
+    ];
+    nc.publish("sova_relay.m", new TextEncoder().encode(JSON.stringify({ t: "join", n: "ghost", e: 1, m: rows })));
+    await nc.flush();
+    await until(() => a!.link.status().foreign === 2);
+    await local.ping();
+    const names = a!.server.relay.sessions.get("open")!.instances.map((i) => i.name);
+    expect(names.sort()).toEqual(["far", "local"]);
+  });
+
   test("an edit too big for NATS's max_payload stays on its node, and that is said on both sides", async () => {
     const dir = mkdtempSync(join(tmpdir(), "sova-nats-conf-"));
     toStop.push(() => rmSync(dir, { recursive: true, force: true }));

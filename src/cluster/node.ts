@@ -20,6 +20,7 @@ import { readFileSync } from "node:fs";
 import { connect } from "@nats-io/transport-node";
 import { credsAuthenticator, type ConnectionOptions, type Msg, type NatsConnection } from "@nats-io/nats-core";
 import { Kvm } from "@nats-io/kv";
+import { validate as validateUuid } from "uuid";
 import { RelayError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { ClaimResult, ClusterLink, RemoteMember, RemoteMembers } from "../relay/link.ts";
@@ -289,19 +290,25 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
     );
   }
 
-  function addMember(r: RemoteNode, row: MemberRow): void {
-    const [session, id, name, version, connectedAt, lastActivity] = row;
+  /** Records a member row; a row no relay writes (ids are randomUUID()s) is ignored whole and counted. */
+  function addMember(r: RemoteNode, row: unknown): row is MemberRow {
+    if (!Array.isArray(row) || typeof row[0] !== "string" || !validateUuid(row[1]) || typeof row[2] !== "string") {
+      foreign++;
+      return false;
+    }
+    const [session, id, name, version, connectedAt, lastActivity] = row as MemberRow;
     const known = r.members.get(id);
     if (known) {
       if (known.lastActivity !== lastActivity) {
         known.lastActivity = lastActivity;
         remote?.activity(session, id, lastActivity);
       }
-      return;
+      return true;
     }
     const m: RemoteMember = { node: r.name, session, id, name, version, connectedAt, lastActivity };
     r.members.set(id, m);
     remote?.joined(m);
+    return true;
   }
 
   let nameClashLogged = false;
@@ -349,10 +356,7 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
           r.sent = a.q;
         }
         const present = new Set<string>();
-        for (const m of rows) {
-          present.add(m[1]);
-          addMember(r, m);
-        }
+        for (const m of rows) if (addMember(r, m)) present.add(m[1]);
         for (const [id, m] of r.members) {
           if (!present.has(id)) {
             r.members.delete(id);
