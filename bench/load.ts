@@ -5,7 +5,7 @@
  * every receiver can measure latency, loss and order from the bytes alone.
  */
 import { join } from "node:path";
-import { connect, type RelayClient } from "../src/client.ts";
+import { connect, type RelayClient, registerMessage } from "../src/client.ts";
 import { frameOf } from "../src/net/frame-reader.ts";
 import {
   decodeMessage,
@@ -45,7 +45,7 @@ function registerQuietly(c: RelayClient, name: string, token: string | null): Pr
         ),
       );
   });
-  c.send({ type: "RegisterInstance", instance_name: name, version: "0.1.0", session_token: token, capabilities: [] });
+  c.send(registerMessage({ name, token }));
   return promise;
 }
 
@@ -189,17 +189,7 @@ export async function connectPool(relay: BenchRelay, instances: number, options:
       port: relay.port,
       socket: { data() {}, close() {}, error() {} },
     });
-    s.write(
-      frameOf(
-        encodeMessage({
-          type: "RegisterInstance",
-          instance_name: `sleeper-${i}`,
-          version: "0.1.0",
-          session_token: null,
-          capabilities: [],
-        }),
-      ),
-    );
+    s.write(frameOf(encodeMessage(registerMessage({ name: `sleeper-${i}` }))));
     s.pause();
     pool.sleepers.push(s);
   }

@@ -5,7 +5,7 @@
  * update of a connection from a client that writes its length prefix and body in two
  * writes with Nagle on (the 40 ms delayed-ACK wait a lone-header Pong avoids).
  */
-import { connect } from "../src/client.ts";
+import { connect, registerMessage } from "../src/client.ts";
 import { createFrameReader } from "../src/net/frame-reader.ts";
 import { decodeMessage, encodeMessage, toByteArrayWire, type Message } from "../src/protocol/messages.ts";
 import { connectSovaDouble } from "../tests/support/sova-double.ts";
@@ -124,13 +124,7 @@ export async function firstUpdate(
         socket.write(head);
         socket.write(body);
       };
-      twoWrites({
-        type: "RegisterInstance",
-        instance_name: `first${i}`,
-        version: "0.1.0",
-        session_token: null,
-        capabilities: [],
-      });
+      twoWrites(registerMessage({ name: `first${i}` }));
       await got.promise;
       const response = responses[0]!;
       if (response.type !== "RegistrationResponse" || !response.assigned_id) throw new Error("registration failed");

@@ -4,7 +4,7 @@
  * per binary message each way. It measures what the WebSocket path costs the
  * relay, apart from what a tunnel adds.
  */
-import type { RelayClient } from "../src/client.ts";
+import { type RelayClient, registerMessage } from "../src/client.ts";
 import { RelayError } from "../src/errors.ts";
 import { createFrameReader } from "../src/net/frame-reader.ts";
 import { decodeMessage, encodeFrame, type Message, type Uuid } from "../src/protocol/messages.ts";
@@ -65,13 +65,7 @@ export async function connectWs(url: string): Promise<RelayClient> {
     },
     closed,
     async register(reg) {
-      send({
-        type: "RegisterInstance",
-        instance_name: reg.name,
-        version: reg.version ?? "0.1.0",
-        session_token: reg.token ?? null,
-        capabilities: reg.capabilities ?? [],
-      });
+      send(registerMessage(reg));
       const m = await wait((x) => x.type === "RegistrationResponse" || x.type === "Error", 20_000);
       if (m.type !== "RegistrationResponse") throw new RelayError("E_CLIENT", m.type === "Error" ? m.message : m.type);
       id = m.assigned_id;

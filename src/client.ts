@@ -44,6 +44,17 @@ export interface RegisterOptions {
   capabilities?: string[];
 }
 
+/** The RegisterInstance for `reg`: today's Sova version, no token and no capabilities unless given. */
+export function registerMessage(reg: RegisterOptions): MessageOf<"RegisterInstance"> {
+  return {
+    type: "RegisterInstance",
+    instance_name: reg.name,
+    version: reg.version ?? "0.1.0",
+    session_token: reg.token ?? null,
+    capabilities: reg.capabilities ?? [],
+  };
+}
+
 export interface WaitOptions<T extends MessageType> {
   timeoutMs?: number;
   where?: (msg: MessageOf<T>) => boolean;
@@ -254,13 +265,7 @@ export async function connect(options: ClientOptions): Promise<RelayClient> {
     closed,
     async register(reg) {
       extensions = (reg.capabilities?.length ?? 0) > 0;
-      send({
-        type: "RegisterInstance",
-        instance_name: reg.name,
-        version: reg.version ?? "0.1.0",
-        session_token: reg.token ?? null,
-        capabilities: reg.capabilities ?? [],
-      });
+      send(registerMessage(reg));
       const answer = (await wait(["RegistrationResponse", "Error"], undefined, DEFAULT_TIMEOUT_MS)) as
         | RegistrationResponse
         | MessageOf<"Error">;
