@@ -10,7 +10,7 @@
  * connection comes from one address anyway, and other loopback sources may not pass it).
  */
 import net from "node:net";
-import { frameOf } from "../src/net/frame-reader.ts";
+import { frameOf } from "../src/protocol/framing.ts";
 import { encodeMessage, toByteArrayWire } from "../src/protocol/messages.ts";
 
 const args = new Map<string, string>();

@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { RelayClient } from "../src/client.ts";
+import type { RelayClient } from "../src/client/client.ts";
 import { connectInstances, runPhase, type PhaseResult, type PhaseSpec, type Pool } from "./load.ts";
 import { launchRelay, rssOf, type BenchRelay } from "./relay-process.ts";
 

@@ -6,7 +6,7 @@
  * were cut and why (from /status).
  */
 import { join } from "node:path";
-import { connect } from "../src/client.ts";
+import { connect } from "../src/client/client.ts";
 import { connectPool, runPhase, type PhaseResult } from "./load.ts";
 import { launchRelay, type BenchRelay } from "./relay-process.ts";
 

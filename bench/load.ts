@@ -5,8 +5,8 @@
  * every receiver can measure latency, loss and order from the bytes alone.
  */
 import { join } from "node:path";
-import { connect, type RelayClient, registerMessage } from "../src/client.ts";
-import { frameOf } from "../src/net/frame-reader.ts";
+import { connect, type RelayClient, registerMessage } from "../src/client/client.ts";
+import { frameOf } from "../src/protocol/framing.ts";
 import {
   decodeMessage,
   encodeFrame,

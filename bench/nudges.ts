@@ -5,8 +5,8 @@
  * update of a connection from a client that writes its length prefix and body in two
  * writes with Nagle on (the 40 ms delayed-ACK wait a lone-header Pong avoids).
  */
-import { connect, registerMessage } from "../src/client.ts";
-import { createFrameReader } from "../src/net/frame-reader.ts";
+import { connect, registerMessage } from "../src/client/client.ts";
+import { createFrameReader } from "../src/protocol/framing.ts";
 import { decodeMessage, encodeMessage, toByteArrayWire, type Message } from "../src/protocol/messages.ts";
 import { connectSovaDouble } from "../tests/support/sova-double.ts";
 import { connectPool } from "./load.ts";

@@ -1,7 +1,7 @@
 /** The relay under test: a child process we start (binary or source), or one already running. */
 import { existsSync, readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
-import type { RelayClient } from "../src/client.ts";
+import type { RelayClient } from "../src/client/client.ts";
 import { connectWs } from "./ws-client.ts";
 
 export interface BenchRelay {

@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { connect, type RelayClient } from "../src/client.ts";
+import { connect, type RelayClient } from "../src/client/client.ts";
 import { cpuSecondsOf, rssOf } from "./relay-process.ts";
 
 const { values } = parseArgs({

@@ -9,7 +9,7 @@
 import { defineCommand, runMain } from "citty";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { connect, type RelayClient } from "../src/client.ts";
+import { connect, type RelayClient } from "../src/client/client.ts";
 import { nowUs, parseBroadcast } from "./recorder.ts";
 import { defaultBinary, launchRelay } from "./relay-process.ts";
 

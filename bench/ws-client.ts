@@ -4,9 +4,9 @@
  * per binary message each way. It measures what the WebSocket path costs the
  * relay, apart from what a tunnel adds.
  */
-import { type RelayClient, registerMessage } from "../src/client.ts";
-import { RelayError } from "../src/errors.ts";
-import { createFrameReader } from "../src/net/frame-reader.ts";
+import { type RelayClient, registerMessage } from "../src/client/client.ts";
+import { RelayError } from "../src/lib/errors.ts";
+import { createFrameReader } from "../src/protocol/framing.ts";
 import { decodeMessage, encodeFrame, type Message, type Uuid } from "../src/protocol/messages.ts";
 
 export async function connectWs(url: string): Promise<RelayClient> {

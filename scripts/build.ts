@@ -5,7 +5,7 @@
  *   --plain                           without --minify and --bytecode
  * Bytecode halves start-up to listening (48 ms -> 20 ms here); minify changes
  * nothing measurable but size. README, "Binaries", has the figures.
- * Version, commit and target are baked in (src/version.ts reads them).
+ * Version, commit and target are baked in (src/lib/version.ts reads them).
  * Compiled binaries would read .env and bunfig.toml from the directory they start
  * in; that is turned off so a container behaves the same wherever it starts.
  */
@@ -31,7 +31,7 @@ const args = new Set(process.argv.slice(2));
 const minify = !args.has("--plain");
 const bytecode = !args.has("--plain");
 
-/** The commit baked into the binary (src/version.ts); "unknown" outside a git checkout. */
+/** The commit baked into the binary (src/lib/version.ts); "unknown" outside a git checkout. */
 function gitCommit(): string {
   try {
     const git = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], { cwd: ROOT, stdout: "pipe", stderr: "ignore" });

@@ -4,7 +4,7 @@
  * stay connected until stdin closes (so memory can be measured meanwhile).
  *   bun scripts/smoke-client.ts PORT [N]
  */
-import { connect, updateValues, type RelayClient } from "../src/client.ts";
+import { connect, updateValues, type RelayClient } from "../src/client/client.ts";
 
 const port = Number(process.argv[2]);
 const count = Number(process.argv[3] ?? 2);

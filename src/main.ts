@@ -5,17 +5,17 @@
  * a stack trace.
  */
 import { type CommandDef, defineCommand, parseArgs, renderUsage, runCommand } from "citty";
-import { openAuditFile } from "./audit.ts";
-import { RELAY_ARGS, VERSION, configFromArgs } from "./config.ts";
-import { RelayError } from "./errors.ts";
-import { healthCommand } from "./health.ts";
-import { historyCommand } from "./history-cli.ts";
-import { type RunningHttp, startHttp } from "./http.ts";
-import { createLogger } from "./log.ts";
-import { createWebSocketEndpoint } from "./net/websocket.ts";
-import { startServer } from "./server.ts";
-import { tunnelCommand } from "./tunnel-cli.ts";
-import { versionLine } from "./version.ts";
+import { openAuditFile } from "./lib/audit.ts";
+import { RELAY_ARGS, VERSION, configFromArgs } from "./host/config.ts";
+import { RelayError } from "./lib/errors.ts";
+import { healthCommand } from "./cli/health.ts";
+import { historyCommand } from "./cli/history.ts";
+import { type RunningHttp, startHttp } from "./http/server.ts";
+import { createLogger } from "./lib/log.ts";
+import { createWebSocketEndpoint } from "./transport/websocket.ts";
+import { startServer } from "./host/start.ts";
+import { tunnelCommand } from "./cli/tunnel.ts";
+import { versionLine } from "./lib/version.ts";
 
 const serveCommand = defineCommand({
   meta: { name: "serve", description: "Run the relay (what `sova-relay [options]` does)", hidden: true },
@@ -27,7 +27,7 @@ const serveCommand = defineCommand({
     // Loaded only for --cluster: a relay alone never loads the NATS client.
     const cluster =
       config.cluster.length > 0
-        ? await import("./cluster/start.ts").then((m) => m.clusterFromConfig(config, log))
+        ? await import("./host/cluster.ts").then((m) => m.clusterFromConfig(config, log))
         : undefined;
     let server: ReturnType<typeof startServer>;
     try {

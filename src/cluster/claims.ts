@@ -6,8 +6,8 @@
  * over, so a node that died alone leaves no name behind.
  */
 import type { KV } from "@nats-io/kv";
-import type { Logger } from "../log.ts";
-import type { ClaimResult } from "../relay/link.ts";
+import type { Logger } from "../lib/log.ts";
+import type { ClaimResult } from "../core/link.ts";
 
 export const NAMES_BUCKET = "sova_relay_names";
 

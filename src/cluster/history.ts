@@ -15,8 +15,8 @@
  */
 import { nanos, type NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
-import type { Logger } from "../log.ts";
-import type { History, HistoryLimits } from "../relay/history.ts";
+import type { Logger } from "../lib/log.ts";
+import type { History, HistoryLimits } from "../core/history.ts";
 import { openEnvelope } from "./envelope.ts";
 
 export interface SeenFrom {

@@ -8,7 +8,7 @@
  */
 // @ts-expect-error C1 (the value of marker 0xc1) is exported at run time, missing from this entry's .d.ts
 import { C1, Packr, RESERVE_START_SPACE, RESET_BUFFER_MODE, Unpackr, addExtension } from "msgpackr/pack";
-import { RelayError } from "../errors.ts";
+import { RelayError } from "../lib/errors.ts";
 import type { ByteArrayWire } from "./schema.ts";
 
 export function decodeError(why: string): RelayError {

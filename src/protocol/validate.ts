@@ -4,7 +4,7 @@
  * Vec<u8>'s visitors, rmp-serde's depth limit). msgpackr hands over Maps (keys of
  * any type), BigInt for 64-bit integers and plain numbers for the rest, so a
  * number that is fractional, -0, or outside 32 bits can only have been a float.
- * What it cannot tell apart is listed in tests/vectors.test.ts.
+ * What it cannot tell apart is listed in tests/unit/protocol/vectors.test.ts.
  */
 import { EXT, RESERVED, decodeError, packBody, unpackFirst } from "./msgpack.ts";
 import { INSTANCE_INFO, SCHEMA, SYSTEM_TIME, UPSTREAM_VARIANTS as UPSTREAM } from "./schema.ts";

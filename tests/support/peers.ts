@@ -1,8 +1,8 @@
 /** Peers that misbehave on purpose, and cleanup for what a test opens. */
 import { afterEach } from "bun:test";
 import type { Socket } from "bun";
-import type { RelayClient } from "../../src/client.ts";
-import { frameOf } from "../../src/net/frame-reader.ts";
+import type { RelayClient } from "../../src/client/client.ts";
+import { frameOf } from "../../src/protocol/framing.ts";
 import { encodeMessage, type Message } from "../../src/protocol/messages.ts";
 import type { RelayHandle } from "./relay.ts";
 

@@ -1,6 +1,6 @@
 /** A raw TCP peer for hostile-client tests: it sends what it is told and records every frame. */
 import type { Socket } from "bun";
-import { createFrameReader } from "../../src/net/frame-reader.ts";
+import { createFrameReader } from "../../src/protocol/framing.ts";
 import { decodeMessage, type Message } from "../../src/protocol/messages.ts";
 
 export interface RawPeer {

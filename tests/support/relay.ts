@@ -4,12 +4,12 @@
  * binary), always on 127.0.0.1 with a port the OS picks.
  */
 import type { Subprocess } from "bun";
-import { connect, type ClientOptions, type RegisterOptions, type RelayClient } from "../../src/client.ts";
-import { resolveConfig } from "../../src/config.ts";
-import { startHttp } from "../../src/http.ts";
-import { createLogger, type LogEvent, type LogFormat, type Logger, type LogLevel } from "../../src/log.ts";
-import { createWebSocketEndpoint } from "../../src/net/websocket.ts";
-import { startServer, type RunningServer } from "../../src/server.ts";
+import { connect, type ClientOptions, type RegisterOptions, type RelayClient } from "../../src/client/client.ts";
+import { resolveConfig } from "../../src/host/config.ts";
+import { startHttp } from "../../src/http/server.ts";
+import { createLogger, type LogEvent, type LogFormat, type Logger, type LogLevel } from "../../src/lib/log.ts";
+import { createWebSocketEndpoint } from "../../src/transport/websocket.ts";
+import { startServer, type RunningServer } from "../../src/host/start.ts";
 
 /** One log line as the json format writes it. */
 export interface LogRecord {

@@ -10,7 +10,7 @@
  * - it writes the length prefix and the body in two writes, with Nagle on.
  */
 import type { Socket } from "bun";
-import { createFrameReader } from "../../src/net/frame-reader.ts";
+import { createFrameReader } from "../../src/protocol/framing.ts";
 import { decodeMessage, encodeMessage, toByteArrayWire, type Message, type Uuid } from "../../src/protocol/messages.ts";
 
 /** tokio's Mutex: FIFO, so a waiting edit gets the lock as soon as `recv()` returns. */

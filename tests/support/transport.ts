@@ -7,12 +7,14 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { createLogger } from "../../src/log.ts";
+import { createLogger } from "../../src/lib/log.ts";
 import { decodeMessage, encodeMessage, type Message } from "../../src/protocol/messages.ts";
-import { parseTarget, startTunnel, type RunningTunnel, type TunnelOptions } from "../../src/tunnel.ts";
+import { parseTarget, startTunnel, type RunningTunnel, type TunnelOptions } from "../../src/tunnel/tunnel.ts";
 import { logWatcher, type RelayHandle, type StartRelay } from "./relay.ts";
 
-export const TLS_DIR = join(import.meta.dir, "..", "fixtures", "tls");
+import { TLS_DIR } from "./paths.ts";
+
+export { TLS_DIR };
 export const TEST_CA = readFileSync(join(TLS_DIR, "test-a.crt"), "utf8");
 export const TLS_FLAGS = [
   "--tls-port",

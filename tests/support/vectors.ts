@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { registrationResponseHead, toByteArrayWire } from "../../src/protocol/messages.ts";
 import type { InstanceInfo, Message, MessageType, SystemTime, Uuid } from "../../src/protocol/messages.ts";
+import { FIXTURES } from "./paths.ts";
 
 export interface Vector {
   name: string;
@@ -36,7 +37,7 @@ export function encodeRegistrationFrameWithEntries(
 }
 
 export function loadVectors(): Vectors {
-  return JSON.parse(readFileSync(join(import.meta.dir, "..", "fixtures", "vectors.json"), "utf8"));
+  return JSON.parse(readFileSync(join(FIXTURES, "vectors.json"), "utf8"));
 }
 
 export function vector(list: Vector[], name: string): Vector {

@@ -1,0 +1,132 @@
+/**
+ * The `sova-relay tunnel` command line: flags checked here (a bad one is one line
+ * and exit 2), then src/tunnel/tunnel.ts does the work until SIGTERM/SIGINT.
+ */
+import { readFileSync } from "node:fs";
+import { defineCommand } from "citty";
+import { RelayError } from "../lib/errors.ts";
+import { argsDef, integer, nonEmpty, type OptionTable, option, resolveOptions, seconds } from "../host/config.ts";
+import { createLogger, type LogFormat, type LogLevel } from "../lib/log.ts";
+import { configError, parseTarget, startTunnel, type RunningTunnel } from "../tunnel/tunnel.ts";
+
+export function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(text.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535)
+    configError(`invalid value for --listen: '${text}' (expected HOST:PORT, e.g. 127.0.0.1:9090)`);
+  return { host: m[1] ?? m[2]!, port };
+}
+
+function readCa(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    configError(`cannot read --ca '${path}' (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`);
+  }
+}
+
+interface TunnelCliOptions {
+  listen: string;
+  to: string;
+  ca: string;
+  maxMessageSize: number;
+  connectTimeoutMs: number;
+  logLevel: LogLevel;
+  logFormat: LogFormat;
+}
+
+/** The tunnel's own rows, and the relay's for what they share (so a player's env and flags read the same). */
+const TUNNEL_OPTIONS: OptionTable<TunnelCliOptions> = [
+  {
+    key: "listen",
+    description: "Where Sova connects, HOST:PORT",
+    default: "127.0.0.1:9090",
+    parse: nonEmpty,
+    valueHint: "host:port",
+  },
+  {
+    key: "to",
+    description: "The relay: wss://host/relay, tls://host:9443 (also ws://, tcp:// for tests)",
+    default: "",
+    parse: nonEmpty,
+    valueHint: "url",
+  },
+  {
+    key: "ca",
+    description: "PEM file of the CA to trust instead of the system's and Bun's roots (a private CA)",
+    default: "",
+    parse: nonEmpty,
+    valueHint: "file",
+  },
+  {
+    key: "maxMessageSize",
+    description: "Largest frame body sent over a WebSocket, in bytes (match the relay's)",
+    default: 1_048_576,
+    parse: integer(64, 0xffffffff),
+  },
+  {
+    key: "connectTimeoutMs",
+    flag: "connect-timeout",
+    description: "Seconds to wait for the relay",
+    default: 10,
+    parse: seconds(0.001),
+  },
+  option("logLevel"),
+  option("logFormat"),
+];
+
+export const tunnelCommand = defineCommand({
+  meta: {
+    name: "tunnel",
+    description: "Carry local Sova connections to a relay over a WebSocket (wss://host/relay) or TLS (tls://host:9443)",
+  },
+  args: argsDef(TUNNEL_OPTIONS),
+  run({ args, rawArgs }) {
+    const o = resolveOptions(TUNNEL_OPTIONS, args, rawArgs);
+    if (!o.to) configError("tunnel needs --to (e.g. --to wss://relay.example.org/relay)");
+    const target = parseTarget(o.to);
+    const { host, port } = parseListen(o.listen);
+    const ca = o.ca ? readCa(o.ca) : undefined;
+    const log = createLogger({ level: o.logLevel, format: o.logFormat });
+    let tunnel: RunningTunnel;
+    try {
+      tunnel = startTunnel(
+        {
+          listenHost: host,
+          listenPort: port,
+          target,
+          ca,
+          maxMessageSize: o.maxMessageSize,
+          connectTimeoutMs: o.connectTimeoutMs,
+        },
+        log,
+      );
+    } catch (error) {
+      throw new RelayError(
+        "E_STARTUP",
+        `cannot listen on ${host}:${port} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+        { cause: error },
+      );
+    }
+    const plain = target.scheme === "tcp" || target.scheme === "ws" ? " (unencrypted: for loopback and tests)" : "";
+    log.info(
+      "tunnel_listening",
+      `Tunnel listening on ${host}:${tunnel.port}, carrying to ${target.shown}${plain};` +
+        ` point Sova at ${host}:${tunnel.port}`,
+      {
+        host,
+        port: tunnel.port,
+        target: target.shown,
+      },
+    );
+    const stop = (signal: string) => {
+      log.info("tunnel_stopping", `${signal}: closing ${tunnel.connections} connections`, {
+        connections: tunnel.connections,
+      });
+      tunnel.stop();
+      process.exit(0);
+    };
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+  },
+});

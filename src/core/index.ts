@@ -1,0 +1,51 @@
+/**
+ * The relay itself: one in-process map of sessions and instances, and what
+ * happens to each frame (PROTOCOL.md, "Connection flow" and "Limits"). It never
+ * touches a socket: a connection is a `Peer` it can send to and close, so all of
+ * this runs in unit tests as it runs behind Bun.listen.
+ *
+ * The parts, each a module sharing one state object (state.ts): registration.ts
+ * (the first frame), routing.ts (StateUpdate fan-out), limits.ts (rates and caps),
+ * connection.ts (sending and ending), lifecycle.ts (what the transport drives).
+ */
+import type { Logger } from "../lib/log.ts";
+import { answerLoneHeader, closeAll, closed, cutFor, nudge, oversized, open, receive, tick } from "./lifecycle.ts";
+import { createRemoteMembers } from "./remote.ts";
+import { createState } from "./state.ts";
+import type { Relay, RelayOptions } from "./types.ts";
+
+export { KNOWN_CAPABILITIES } from "./registration.ts";
+export { RATE_WINDOW_MS } from "./state.ts";
+export type { Clock, Connection, ConnectionState, Instance, Peer, Relay, RelayOptions, Session } from "./types.ts";
+
+export function createRelay(options: RelayOptions, log: Logger): Relay {
+  const s = createState(options, log);
+  return {
+    options,
+    stats: s.stats,
+    sessions: s.sessions,
+    connections: s.connections,
+    get instanceCount() {
+      return s.instanceCount;
+    },
+    get handshaking() {
+      return s.handshaking;
+    },
+    get shuttingDown() {
+      return s.shuttingDown;
+    },
+    open: (peer) => open(s, peer),
+    receive: (conn, body) => receive(s, conn, body),
+    oversized: (conn, length) => oversized(s, conn, length),
+    closed: (conn, reason) => closed(s, conn, reason),
+    cut: (conn, reason) => cutFor(s, conn, reason),
+    tick: (now = s.clock.now()) => tick(s, now),
+    nudge: (now = s.clock.now()) => nudge(s, now),
+    answerLoneHeader: (conn) => answerLoneHeader(s, conn),
+    beginShutdown() {
+      s.shuttingDown = true;
+    },
+    closeAll: () => closeAll(s),
+    remote: createRemoteMembers(s),
+  };
+}

@@ -1,0 +1,157 @@
+/**
+ * The server: the relay core (src/core/) behind the TCP edge (src/transport/tcp.ts)
+ * on a plain and a TLS listener, with the timers that drive it and the shutdown.
+ * Each part lives in src/transport/; this file only puts them together.
+ */
+import type { RelayConfig } from "./config.ts";
+import type { LogEvent, Logger } from "../lib/log.ts";
+import type { PendingBudget } from "../lib/outbox.ts";
+import type { Guard } from "../transport/guard.ts";
+import type { History } from "../core/history.ts";
+import type { ClusterLink, RemoteMembers } from "../core/link.ts";
+import type { Relay } from "../core/index.ts";
+import { createRepeats, reportRepeats } from "../lib/repeats.ts";
+import { createConnectionTable, type Lingering } from "../transport/connections.ts";
+import { openListeners } from "../transport/listeners.ts";
+import { buildRelay } from "./setup.ts";
+import { shutDown } from "./shutdown.ts";
+import { createTcpEdge } from "../transport/tcp.ts";
+import { readTlsPem } from "../transport/tls.ts";
+
+export { CLOSE_LINGER_MS } from "../transport/connections.ts";
+export { KEEPALIVE_IDLE_MS } from "../transport/tcp.ts";
+
+/** The cluster adapter as the server drives it (src/cluster/node.ts). */
+export interface ServerLink extends ClusterLink {
+  attach(remote: RemoteMembers): void;
+  close(): Promise<void>;
+  /** History kept by the cluster instead of this process. */
+  readonly history?: History;
+}
+
+const TICK_MS = 250;
+const SWEEP_MS = 10_000;
+
+export interface RunningServer {
+  readonly relay: Relay;
+  readonly host: string;
+  /** The plain port, or null when only TLS listens. */
+  readonly port: number | null;
+  readonly tlsPort: number | null;
+  /** Stop accepting, flush queues (up to the shutdown timeout), close everyone. */
+  shutdown(why: string): Promise<void>;
+  /**
+   * Re-read the certificate and key; existing connections keep theirs. Throws (and keeps the old) when the new ones
+   * are bad.
+   */
+  reloadTls(): void;
+  readonly stopping: boolean;
+  readonly history: History;
+  /** Shared with the WebSocket endpoint (src/transport/websocket.ts), so one guard and one budget cover every transport. */
+  readonly guard: Guard;
+  readonly budget: PendingBudget;
+  /** Counts another transport's connection in memory-pressure relief and the shutdown flush; returns its release. */
+  track(live: Lingering): () => void;
+  /** Starts a close's time bound (CLOSE_LINGER_MS) for a connection of another transport. */
+  closeBounded(live: Lingering): void;
+  /** That connection closed within its bound. */
+  closedInTime(live: Lingering): void;
+}
+
+export type ServerConfig = Pick<
+  RelayConfig,
+  | "host"
+  | "port"
+  | "maxInstances"
+  | "rateLimit"
+  | "rateLimitBytes"
+  | "maxMessageSize"
+  | "maxPendingBytes"
+  | "maxTotalPendingBytes"
+  | "handshakeTimeoutMs"
+  | "idleTimeoutMs"
+  | "expectedVersion"
+  | "tokens"
+  | "shutdownTimeoutMs"
+  | "tlsPort"
+  | "tlsCert"
+  | "tlsKey"
+  | "allow"
+  | "deny"
+  | "maxConnectionsPerIp"
+  | "maxFailedRegistrations"
+  | "failedRegistrationCooldownMs"
+  | "history"
+  | "historyBytes"
+  | "historyAgeMs"
+  | "stateDir"
+  | "stateReset"
+  | "nudgeInterval"
+  | "handshakeMaxBytes"
+  | "maxHandshakes"
+  | "maxHandshakesPerIp"
+  | "maxRegistrationsPerIp"
+  | "replayTimeoutMs"
+>;
+
+export function startServer(config: ServerConfig, log: Logger, link?: ServerLink): RunningServer {
+  const { store, history, guard, relay } = buildRelay(config, log, link);
+  const table = createConnectionTable(relay, log, config.maxTotalPendingBytes);
+  const repeats = createRepeats<LogEvent>();
+  const tcp = createTcpEdge(config, { relay, guard, table, log, repeats });
+  const pem = config.tlsPort !== null ? readTlsPem(config) : null;
+  // With TLS on, --port 0 means "no plain listener"; without it, "any free port".
+  const listeners = openListeners(config, pem, tcp.handlers, tcp.accept, log, () => store?.close());
+
+  function tick(): void {
+    const now = Date.now();
+    relay.tick(now);
+    table.sweep(now);
+    reportRepeats(log, repeats.due(now));
+  }
+
+  const ticker = setInterval(tick, TICK_MS);
+  // A few sweeps per interval keep an edit's wait within about 1.25 intervals.
+  const nudger =
+    config.nudgeInterval > 0 ? setInterval(() => relay.nudge(), Math.max(5, config.nudgeInterval / 4)) : null;
+  const sweeper = setInterval(() => guard.sweep(Date.now()), SWEEP_MS);
+  let stopping = false;
+
+  return {
+    relay,
+    host: config.host,
+    port: listeners.port,
+    tlsPort: listeners.tlsPort,
+    async shutdown(why) {
+      if (stopping) return;
+      stopping = true;
+      await shutDown(why, config.shutdownTimeoutMs, {
+        relay,
+        log,
+        listeners,
+        table,
+        tcp,
+        repeats,
+        stopTimers() {
+          clearInterval(ticker);
+          clearInterval(sweeper);
+          if (nudger) clearInterval(nudger);
+        },
+        closeStore: () => store?.close(),
+        closeLink: () => link?.close(),
+      });
+    },
+    reloadTls() {
+      if (!stopping) listeners.reloadTls();
+    },
+    get stopping() {
+      return stopping;
+    },
+    history,
+    guard,
+    budget: table.budget,
+    track: table.track,
+    closeBounded: table.closeBounded,
+    closedInTime: table.closedInTime,
+  };
+}

@@ -1,0 +1,131 @@
+/**
+ * What the relay looks like right now, as plain data for `/status`, the status
+ * page and `/metrics`. Sessions appear by their keyed short hash and players
+ * by their network, not their address; tokens are never held by the relay, so
+ * none can leak from here.
+ */
+import { maskedAddress } from "../lib/cidr.ts";
+import type { History } from "../core/history.ts";
+import type { Relay } from "../core/index.ts";
+import { type CounterTotals, counterTotals } from "../core/stats.ts";
+import { buildInfo } from "../lib/version.ts";
+import type { ClusterStatus } from "../cluster/node.ts";
+
+export interface StatusContext {
+  relay: Relay;
+  version: string;
+  startedAt: number;
+  stopping: () => boolean;
+  history?: History;
+  /** Present when the relay is a cluster node (--cluster). */
+  cluster?: () => ClusterStatus;
+}
+
+export interface InstanceStatus {
+  id: string;
+  name: string;
+  version: string;
+  /** Seconds since the epoch, as the old relay reported it. */
+  connected_at: number;
+  last_activity: number;
+  session: string;
+  /** The peer's network only (net/cidr.ts maskedAddress): these pages need no login. */
+  address: string;
+  messages_in: number;
+  messages_out: number;
+  rate_limited: number;
+  dropped: number;
+}
+
+export interface SessionStatus {
+  id: string;
+  instances: number;
+  /** Seconds since the epoch; null for a session that has only history. */
+  created_at: number | null;
+  history_entries: number;
+  history_bytes: number;
+}
+
+/** Every counter of src/core/stats.ts, under its `/status` name. */
+export type StatusTotals = CounterTotals;
+
+export interface Status {
+  status: "ok" | "shutting_down";
+  version: string;
+  commit: string;
+  /** The build target of a compiled binary, or "source". */
+  target: string;
+  connected_instances: number;
+  uptime: number;
+  started_at: number;
+  connections: number;
+  handshaking: number;
+  instances: InstanceStatus[];
+  sessions: SessionStatus[];
+  limits: Record<string, number | boolean>;
+  totals: StatusTotals;
+  cluster?: ClusterStatus;
+}
+
+export function snapshot(ctx: StatusContext, now = Date.now()): Status {
+  const { relay } = ctx;
+  const instances: InstanceStatus[] = [];
+  const sessions: SessionStatus[] = [];
+  const sizes = ctx.history?.sizes() ?? new Map<string, { entries: number; bytes: number }>();
+  for (const session of relay.sessions.values()) {
+    const h = sizes.get(session.id);
+    sizes.delete(session.id);
+    sessions.push({
+      id: session.id,
+      instances: session.instances.length,
+      created_at: Math.floor(session.createdAt / 1000),
+      history_entries: h?.entries ?? 0,
+      history_bytes: h?.bytes ?? 0,
+    });
+    for (const i of session.instances) {
+      instances.push({
+        id: i.idText,
+        name: i.name,
+        version: i.version,
+        connected_at: Math.floor(i.connectedAt / 1000),
+        last_activity: Math.floor(i.lastActivity / 1000),
+        session: session.id,
+        address: i.conn.state === "remote" ? i.conn.peer.address : maskedAddress(i.conn.peer.address),
+        messages_in: i.messagesIn,
+        messages_out: i.messagesOut,
+        rate_limited: i.rateLimited,
+        dropped: i.dropped,
+      });
+    }
+  }
+  // Sessions nobody is in right now, kept for their history.
+  for (const [id, h] of sizes)
+    sessions.push({ id, instances: 0, created_at: null, history_entries: h.entries, history_bytes: h.bytes });
+  const o = relay.options;
+  return {
+    status: ctx.stopping() ? "shutting_down" : "ok",
+    version: ctx.version,
+    commit: buildInfo().commit,
+    target: buildInfo().target,
+    connected_instances: relay.instanceCount,
+    uptime: Math.round((now - ctx.startedAt) / 100) / 10,
+    started_at: Math.floor(ctx.startedAt / 1000),
+    connections: relay.connections.size,
+    handshaking: relay.handshaking,
+    instances,
+    sessions,
+    limits: {
+      max_instances: o.maxInstances,
+      rate_limit_per_minute: o.rateLimit,
+      max_message_size: o.maxMessageSize,
+      handshake_timeout_seconds: o.handshakeTimeoutMs / 1000,
+      idle_timeout_seconds: o.idleTimeoutMs / 1000,
+      tokens_required: o.tokens.length > 0,
+      history_entries: ctx.history?.limits.maxEntries ?? 0,
+      history_bytes: ctx.history?.limits.maxBytes ?? 0,
+      history_age_seconds: (ctx.history?.limits.maxAgeMs ?? 0) / 1000,
+    },
+    totals: counterTotals(relay.stats),
+    ...(ctx.cluster ? { cluster: ctx.cluster() } : {}),
+  };
+}

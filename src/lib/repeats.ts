@@ -1,0 +1,122 @@
+/**
+ * Log lines that a flood would repeat: the first of each (event, key) in a
+ * window is logged as it happens, the rest are counted and logged once when the
+ * window ends, under the same event name with a `count`, so an audit reader's
+ * totals still add up and the log stays bounded (one address connecting in a
+ * loop wrote 19 MB of audit lines in 10 s before this). Time comes from the caller.
+ */
+import type { LogEvent, Logger } from "./log.ts";
+
+export interface RepeatedEvent<E extends string = string> {
+  readonly event: E;
+  readonly key: string;
+  /** Occurrences not logged individually. */
+  readonly count: number;
+  readonly fields: Readonly<Record<string, string | number | undefined>>;
+}
+
+export interface Repeats<E extends string = string> {
+  /** True when this occurrence should be logged now; false when it was counted for the summary. */
+  first(event: E, key: string, now: number, fields?: Record<string, string | number | undefined>): boolean;
+  /** Summaries of windows that ended by `now`; call from a timer. */
+  due(now: number): RepeatedEvent<E>[];
+  /** Every pending summary, ended or not (shutdown). */
+  drain(): RepeatedEvent<E>[];
+  readonly tracked: number;
+}
+
+interface _Entry<E extends string> {
+  event: E;
+  key: string;
+  since: number;
+  count: number;
+  fields: Record<string, string | number | undefined>;
+}
+
+/** First occurrences logged as they happen, all keys together, in one second; past it they are counted. */
+const FIRSTS_PER_SECOND = 50;
+/** The key the occurrences past the per-second budget are counted under. */
+export const MANY = "many addresses";
+
+export function createRepeats<E extends string = string>(windowMs = 60_000, maxKeys = 10_000): Repeats<E> {
+  const entries = new Map<string, _Entry<E>>();
+  let second = -1;
+  let firsts = 0;
+
+  function summary(e: _Entry<E>): RepeatedEvent<E> {
+    return { event: e.event, key: e.key, count: e.count, fields: e.fields };
+  }
+
+  /** Counts an occurrence under `key`; true when it opened a new window (and should be logged). */
+  function note(event: E, key: string, now: number, fields: Record<string, string | number | undefined>): boolean {
+    const id = `${event}\u0000${key}`;
+    const e = entries.get(id);
+    if (e !== undefined && now - e.since < windowMs) {
+      e.count++;
+      return false;
+    }
+    entries.set(id, { event, key, since: now, count: 0, fields });
+    return true;
+  }
+
+  return {
+    first(event, key, now, fields = {}) {
+      const s = Math.floor(now / 1000);
+      if (s !== second) {
+        second = s;
+        firsts = 0;
+      }
+      const known = entries.get(`${event}\u0000${key}`);
+      if (known !== undefined && now - known.since < windowMs) {
+        known.count++;
+        return false;
+      }
+      // One address is one line a minute; very many addresses (a botnet, or every /64 of
+      // one IPv6 host) share a budget of lines a second, and past it or past the key cap
+      // their occurrences go into one count under MANY.
+      if (firsts < FIRSTS_PER_SECOND && entries.size < maxKeys) {
+        firsts++;
+        entries.set(`${event}\u0000${key}`, { event, key, since: now, count: 0, fields });
+        return true;
+      }
+      if (note(event, MANY, now, { ...fields, ip: MANY })) {
+        // The MANY line itself opens its window: count this occurrence in it, logged at the window's end.
+        entries.get(`${event}\u0000${MANY}`)!.count++;
+      }
+      return false;
+    },
+    due(now) {
+      const out: RepeatedEvent<E>[] = [];
+      for (const [id, e] of entries) {
+        if (now - e.since < windowMs) continue;
+        entries.delete(id);
+        if (e.count > 0) out.push(summary(e));
+      }
+      return out;
+    },
+    drain() {
+      const out = [...entries.values()].filter((e) => e.count > 0).map(summary);
+      entries.clear();
+      return out;
+    },
+    get tracked() {
+      return entries.size;
+    },
+  };
+}
+
+/** Logs each summary under its own event name, with the count that was not logged one by one. */
+export function reportRepeats(log: Logger, summaries: readonly RepeatedEvent<LogEvent>[]): void {
+  for (const r of summaries) {
+    const level = (r.fields.level as "info" | "warn" | "debug" | undefined) ?? "info";
+    log[level](
+      r.event,
+      `${r.count} more '${r.event}' events from ${r.fields.ip ?? r.key} in the last minute (aggregated)`,
+      {
+        ip: r.fields.ip,
+        count: r.count,
+        aggregated: true,
+      },
+    );
+  }
+}

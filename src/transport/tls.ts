@@ -1,0 +1,59 @@
+/**
+ * The TLS side of the listeners: reading the certificate and key, and telling a
+ * bad certificate (a configuration error, exit 2) from any other listen failure.
+ */
+import { readFileSync } from "node:fs";
+import type { SocketHandler, TCPSocketListener } from "bun";
+import { RelayError } from "../lib/errors.ts";
+
+export interface Pem {
+  cert: string;
+  key: string;
+}
+
+export interface TlsFiles {
+  host: string;
+  tlsCert: string;
+  tlsKey: string;
+}
+
+function _readPem(path: string, flag: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? "unreadable";
+    throw new RelayError("E_CONFIG", `cannot read ${flag} '${path}' (${code})`, { cause: error });
+  }
+}
+
+export function readTlsPem(files: TlsFiles): Pem {
+  return { cert: _readPem(files.tlsCert, "--tls-cert"), key: _readPem(files.tlsKey, "--tls-key") };
+}
+
+export function listenTls<T>(
+  files: TlsFiles,
+  port: number,
+  pem: Pem,
+  handlers: SocketHandler<T>,
+): TCPSocketListener<T> {
+  try {
+    // SO_REUSEPORT lets a reload open the new listener before the old one closes.
+    const options = {
+      hostname: files.host,
+      port,
+      tls: { cert: pem.cert, key: pem.key },
+      socket: handlers,
+      reusePort: true,
+    };
+    return Bun.listen<T>(options);
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    // Bun (BoringSSL) gives every bad certificate or key an ERR_OSSL_* code: no start
+    // line, undecodable DER, a key that does not match the certificate.
+    if (e.code?.startsWith("ERR_OSSL")) {
+      const named = `--tls-cert '${files.tlsCert}', --tls-key '${files.tlsKey}'`;
+      throw new RelayError("E_CONFIG", `invalid TLS certificate or key (${named}): ${e.message}`, { cause: e });
+    }
+    throw error;
+  }
+}

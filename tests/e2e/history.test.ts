@@ -1,0 +1,210 @@
+/**
+ * Late joiners catch up: session history replayed as ordinary StateBroadcast
+ * frames, bounded, persisted in SQLite across restarts, cleared from the CLI.
+ */
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect, type RelayClient } from "../../src/client/client.ts";
+import { broadcastPrefix, encodeBroadcastFrame, toByteArrayWire, type Message } from "../../src/protocol/messages.ts";
+import { createHistory } from "../../src/core/history.ts";
+import { cleanupAfterEach } from "../support/peers.ts";
+import { startInProcess, startProcess } from "../support/relay.ts";
+import { ROOT } from "../support/paths.ts";
+
+const SOURCE = [process.execPath, join(ROOT, "src/main.ts")];
+
+const keep = cleanupAfterEach();
+
+/** Sender index and sequence number, as the tests write them in the payload. */
+const tag = (sender: number, seq: number) => Uint8Array.of(sender, seq >> 8, seq & 0xff);
+const key = (m: Extract<Message, { type: "StateBroadcast" }>) => `${m.source_instance_name}:${m.timestamp}`;
+
+describe("history ring", () => {
+  const frame = (n: number, size = 10) =>
+    encodeBroadcastFrame(broadcastPrefix("a"), BigInt(n), toByteArrayWire(new Uint8Array(size)));
+
+  test("bounded by count, keeping the newest, oldest first", () => {
+    const h = createHistory({ maxEntries: 3, maxBytes: 1e9, maxAgeMs: 0 });
+    for (let i = 0; i < 10; i++) h.append("s", frame(i), 0);
+    expect(h.replay("s", 0)).toEqual([frame(7), frame(8), frame(9)]);
+  });
+
+  test("bounded by bytes", () => {
+    const f = frame(0, 100);
+    const h = createHistory({ maxEntries: 1000, maxBytes: f.length * 4, maxAgeMs: 0 });
+    for (let i = 0; i < 10; i++) h.append("s", frame(i, 100), 0);
+    expect(h.replay("s", 0).length).toBe(4);
+    expect(h.sizes().get("s")).toEqual({ entries: 4, bytes: f.length * 4 });
+  });
+
+  test("bounded by age, checked again at replay time", () => {
+    const h = createHistory({ maxEntries: 1000, maxBytes: 1e9, maxAgeMs: 1000 });
+    h.append("s", frame(1), 0);
+    h.append("s", frame(2), 500);
+    h.append("s", frame(3), 1400);
+    expect(h.replay("s", 1400)).toEqual([frame(2), frame(3)]);
+    expect(h.replay("s", 2450)).toEqual([]);
+  });
+
+  test("sessions are separate; off means nothing is kept", () => {
+    const h = createHistory({ maxEntries: 5, maxBytes: 1e9, maxAgeMs: 0 });
+    h.append("a", frame(1), 0);
+    h.append("b", frame(2), 0);
+    expect(h.replay("a", 0)).toEqual([frame(1)]);
+    const off = createHistory({ maxEntries: 0, maxBytes: 1e9, maxAgeMs: 0 });
+    off.append("a", frame(1), 0);
+    expect(off.replay("a", 0)).toEqual([]);
+  });
+});
+
+describe("late joiners", () => {
+  test(`join after 500 updates with --history 100: \
+exactly the last 100, then live, no gap or duplicate while 3 others keep sending`, async () => {
+    const relay = keep(await startInProcess(["--history", "100", "--rate-limit", "0"]));
+    const observer = keep(await connect({ port: relay.port }));
+    await observer.register({ name: "observer", capabilities: ["presence"] });
+    // Everything the observer sees, in the relay's order, with the newcomer's arrival marked.
+    const seen: string[] = [];
+    let joinedAt = -1;
+    observer.onMessage((m) => {
+      if (m.type === "StateBroadcast") seen.push(key(m));
+      if (m.type === "InstanceConnected" && m.instance_name === "late") joinedAt = seen.length;
+    });
+    const first = keep(await connect({ port: relay.port }));
+    await first.register({ name: "first" });
+    for (let i = 0; i < 500; i++) first.sendUpdate(tag(0, i), BigInt(i));
+    const busy: RelayClient[] = [];
+    for (let s = 1; s <= 3; s++) {
+      const c = keep(await connect({ port: relay.port }));
+      await c.register({ name: `busy${s}` });
+      busy.push(c);
+    }
+    await observer.next("StateBroadcast", {
+      where: (m) => m.source_instance_name === "first" && m.timestamp === 499n,
+      timeoutMs: 10000,
+    });
+    let sending = true;
+    let sent = 0;
+    const pump = (async () => {
+      while (sending) {
+        for (const [s, c] of busy.entries()) c.sendUpdate(tag(s + 1, sent), BigInt(10_000 + sent));
+        sent++;
+        await new Promise((r) => setImmediate(r));
+      }
+    })();
+    const late = keep(await connect({ port: relay.port }));
+    const got: string[] = [];
+    late.onMessage((m) => {
+      if (m.type === "StateBroadcast") got.push(key(m));
+    });
+    await late.register({ name: "late" });
+    await observer.next("InstanceConnected", { where: (m) => m.instance_name === "late" });
+    await new Promise((r) => setImmediate(r)); // let a few more live updates cross the join
+    sending = false;
+    await pump;
+    // The last update each busy sender sent has reached both.
+    for (const [s] of busy.entries()) {
+      await observer.next("StateBroadcast", {
+        where: (m) => m.source_instance_name === `busy${s + 1}` && m.timestamp === BigInt(10_000 + sent - 1),
+        timeoutMs: 10000,
+      });
+      await late.next("StateBroadcast", {
+        where: (m) => m.source_instance_name === `busy${s + 1}` && m.timestamp === BigInt(10_000 + sent - 1),
+        timeoutMs: 10000,
+      });
+    }
+    expect(joinedAt).toBeGreaterThanOrEqual(500);
+    // History: exactly the 100 relayed before the join; then every later update once, in order.
+    expect(got.slice(0, 100)).toEqual(seen.slice(joinedAt - 100, joinedAt));
+    expect(got).toEqual(seen.slice(joinedAt - 100));
+    expect(new Set(got).size).toBe(got.length);
+    expect(late.decodeErrors).toEqual([]);
+  }, 30000);
+
+  test("history survives a restart with --state-dir; source names and timestamps intact", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sova-state-"));
+    const flags = ["--history", "100", "--state-dir", dir];
+    const before = await startProcess(SOURCE)(flags);
+    const sender = await connect({ port: before.port });
+    await sender.register({ name: "café-東京" });
+    const witness = await connect({ port: before.port });
+    await witness.register({ name: "witness" });
+    for (let i = 0; i < 500; i++) sender.sendUpdate(tag(0, i), 1705314615000n + BigInt(i));
+    await witness.next("StateBroadcast", { where: (m) => m.timestamp === 1705314615499n, timeoutMs: 10000 });
+    sender.close();
+    witness.close();
+    await before.stop();
+
+    const after = keep(await startProcess(SOURCE)(flags));
+    await after.waitForEvent("history_loaded", { entries: 100 });
+    const late = keep(await connect({ port: after.port }));
+    const got: Array<Extract<Message, { type: "StateBroadcast" }>> = [];
+    late.onMessage((m) => {
+      if (m.type === "StateBroadcast") got.push(m);
+    });
+    await late.register({ name: "late" });
+    await late.ping(1n);
+    expect(got.length).toBe(100);
+    expect(got.map((m) => m.timestamp)).toEqual(Array.from({ length: 100 }, (_, i) => 1705314615400n + BigInt(i)));
+    expect(new Set(got.map((m) => m.source_instance_name))).toEqual(new Set(["café-東京"]));
+  }, 30000);
+
+  test("a corrupt database: one clear line, exit 2; --state-reset starts afresh", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sova-state-"));
+    writeFileSync(join(dir, "history.sqlite"), "this is not a database, it is a concert programme".repeat(100));
+    const r = Bun.spawnSync([...SOURCE, "--port", "0", "--http-port", "0", "--history", "10", "--state-dir", dir], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    expect(r.exitCode).toBe(2);
+    const lines = r.stderr.toString().trim().split("\n");
+    expect(lines.length).toBe(1);
+    expect(lines[0]).toMatch(
+      /cannot use the history database '.*history\.sqlite' \(.*\); fix or move it, or start with --state-reset/,
+    );
+    const reset = keep(await startProcess(SOURCE)(["--history", "10", "--state-dir", dir, "--state-reset"]));
+    await reset.waitForEvent("history_loaded", { entries: 0 });
+  });
+
+  test("history clear: all, or one session by its hash", async () => {
+    const ONE = "one-history-token-Q7";
+    const dir = mkdtempSync(join(tmpdir(), "sova-state-"));
+    const relay = await startProcess(SOURCE)([
+      "--history",
+      "50",
+      "--state-dir",
+      dir,
+      "--token",
+      ONE,
+      "--token",
+      "two-history-token-R4",
+    ]);
+    for (const token of [ONE, "two-history-token-R4"]) {
+      const a = await connect({ port: relay.port });
+      await a.register({ name: "a", token });
+      for (let i = 0; i < 5; i++) a.sendUpdate(tag(0, i), BigInt(i));
+      await a.ping(1n);
+      a.close();
+    }
+    await relay.stop();
+    const { sessionHash } = await import("../../src/core/access.ts");
+    const { loadSessionSecret } = await import("../../src/storage/session-key.ts");
+    const id = sessionHash(ONE, loadSessionSecret(dir));
+    const one = Bun.spawnSync([...SOURCE, "history", "clear", "--state-dir", dir, "--session", id], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    expect(one.exitCode).toBe(0);
+    expect(one.stdout.toString()).toContain(`removed 5 stored updates of session ${id}`);
+    const all = Bun.spawnSync([...SOURCE, "history", "clear", "--state-dir", dir], { stdout: "pipe", stderr: "pipe" });
+    expect(all.stdout.toString()).toContain("removed 5 stored updates");
+    const bad = Bun.spawnSync([...SOURCE, "history", "clear", "--state-dir", dir, "--session", "one"], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr.toString()).not.toContain("one\n"); // a token-looking value is not echoed back as a session
+  });
+});

@@ -1,0 +1,193 @@
+/**
+ * Through a real HTTP reverse proxy: Debian's nginx terminates TLS with the
+ * test certificate and routes /relay, with the Upgrade headers, to the relay's
+ * HTTP port; a player goes tunnel -> nginx (wss) -> relay. nginx connects to
+ * the relay from 127.0.0.3 (proxy_bind), so the relay can tell the proxy from
+ * the client and --trust-proxy has something to decide. Skipped, loudly, when
+ * nginx is not installed (.ci/run installs it) or cannot run here.
+ */
+import { unusedPort } from "../support/ports.ts";
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { connect } from "../../src/client/client.ts";
+import { ClientPool, logWatcher, startInProcess, type RelayHandle } from "../support/relay.ts";
+import { TEST_CA, TLS_DIR, openWs, tunnelTo } from "../support/transport.ts";
+
+const NGINX = ["/usr/sbin/nginx", "/usr/bin/nginx"].find((p) => existsSync(p)) ?? Bun.which("nginx");
+const PROXY_ADDRESS = "127.0.0.3";
+
+interface Nginx {
+  port: number;
+  proc: Subprocess<"ignore", "ignore", "pipe">;
+  dir: string;
+  stop(): Promise<void>;
+}
+
+function config(dir: string, port: number, upstreamPort: number): string {
+  return `daemon off;
+master_process off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log stderr notice;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  server {
+    listen 127.0.0.1:${port} ssl;
+    ssl_certificate ${TLS_DIR}/test-a.crt;
+    ssl_certificate_key ${TLS_DIR}/test-a.key;
+    location /relay {
+      proxy_pass http://127.0.0.1:${upstreamPort};
+      proxy_bind ${PROXY_ADDRESS};
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_read_timeout 1h;
+      proxy_send_timeout 1h;
+    }
+  }
+}
+`;
+}
+
+/** Starts nginx on a free port, trying another when one was taken meanwhile; null (with why) when it cannot run. */
+async function startNginx(upstreamPort: number): Promise<Nginx | string> {
+  const dir = mkdtempSync(join(tmpdir(), "sova-nginx-"));
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = unusedPort();
+    writeFileSync(join(dir, "nginx.conf"), config(dir, port, upstreamPort));
+    const proc = Bun.spawn([NGINX!, "-p", dir, "-c", join(dir, "nginx.conf")], {
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    const watcher = logWatcher();
+    void (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of proc.stderr)
+        for (const line of decoder.decode(chunk).split("\n")) if (line) watcher.line(`${line}\n`);
+    })();
+    // nginx binds its sockets before it reports its limits: that line means it is serving.
+    const ready = await Promise.race([
+      watcher.waitForLog(/getrlimit|start worker/, 10_000).then(() => true),
+      proc.exited.then(() => false),
+    ]).catch(() => false);
+    if (ready) {
+      return {
+        port,
+        proc,
+        dir,
+        async stop() {
+          proc.kill("SIGTERM");
+          await proc.exited;
+        },
+      };
+    }
+    proc.kill();
+    await proc.exited;
+    if (!watcher.logs.some((l) => l.includes("Address already in use"))) {
+      rmSync(dir, { recursive: true, force: true });
+      return `nginx could not start: ${watcher.logs.join("").trim().split("\n").pop() ?? `exit ${proc.exitCode}`}`;
+    }
+  }
+  rmSync(dir, { recursive: true, force: true });
+  return "nginx found no free port in 3 attempts";
+}
+
+let relay: RelayHandle | null = null;
+let nginx: Nginx | null = null;
+let skipReason: string | null = NGINX ? null : "nginx is not installed (apt-get install nginx; .ci/run does)";
+
+if (skipReason === null) {
+  relay = await startInProcess([
+    "--http-port",
+    "any",
+    "--trust-proxy",
+    `${PROXY_ADDRESS}/32`,
+    "--deny",
+    "203.0.113.0/24",
+  ]);
+  const started = await startNginx(relay.httpPort!);
+  if (typeof started === "string") skipReason = started;
+  else nginx = started;
+}
+
+afterAll(async () => {
+  await nginx?.stop();
+  if (nginx) rmSync(nginx.dir, { recursive: true, force: true });
+  await relay?.stop();
+});
+
+if (skipReason !== null) {
+  console.warn(`SKIP: the nginx reverse-proxy tests because ${skipReason}`);
+  describe("through nginx", () => {
+    test.skip(`tunnel -> nginx (wss) -> relay (${skipReason})`, () => {});
+  });
+} else {
+  describe("through nginx", () => {
+    test(`a player goes tunnel -> nginx (wss, test CA) -> relay and plays with an \
+instance connected directly`, async () => {
+      const tunnel = tunnelTo(`wss://127.0.0.1:${nginx!.port}/relay`, { ca: TEST_CA });
+      const pool = new ClientPool(() => relay!.port);
+      try {
+        const direct = await pool.register("at-home");
+        const player = await connect({ port: tunnel.port });
+        const reg = await player.register({ name: "at-the-venue" });
+        expect(reg.current_instances.map((i) => i.name)).toEqual(["at-home"]);
+        direct.sendUpdate(Uint8Array.of(1, 2), 11n);
+        expect((await player.next("StateBroadcast")).timestamp).toBe(11n);
+        const big = new Uint8Array(200_000).fill(7);
+        player.sendUpdate(big, 12n);
+        const m = await direct.next("StateBroadcast");
+        expect(m.source_instance_name).toBe("at-the-venue");
+        expect(m.timestamp).toBe(12n);
+        // nginx connects from 127.0.0.3; the relay believed its X-Forwarded-For (the tunnel's
+        // 127.0.0.1, with no port: a header carries none).
+        const venue = [...relay!.server!.relay.connections].find((c) => c.instance?.name === "at-the-venue")!;
+        expect({ address: venue.peer.address, port: venue.peer.port }).toEqual({ address: "127.0.0.1", port: 0 });
+        expect(relay!.logs.some((l) => l.includes(PROXY_ADDRESS))).toBe(false);
+        player.close();
+        expect((await direct.next("InstanceDisconnected")).instance_name).toBe("at-the-venue");
+      } finally {
+        pool.closeAll();
+        tunnel.stop();
+      }
+    });
+
+    test("a client's own X-Forwarded-For does not get past nginx: the address nginx saw counts", async () => {
+      // 203.0.113.0/24 is denied; nginx appends the real peer, which is what the relay uses.
+      const ws = await openWs(
+        `wss://127.0.0.1:${nginx!.port}/relay`,
+        { "X-Forwarded-For": "203.0.113.9" },
+        { ca: TEST_CA },
+      );
+      expect(ws.error).toBeNull();
+      ws.send({
+        type: "RegisterInstance",
+        instance_name: "spoofer",
+        version: "0.1.0",
+        session_token: null,
+        capabilities: [],
+      });
+      expect((await ws.next()).type).toBe("RegistrationResponse");
+      ws.ws.close(1000);
+      await ws.closed;
+      expect(relay!.logs.some((l) => l.includes("203.0.113.9"))).toBe(false);
+    });
+
+    test("an upgrade on another path gets nginx's 404, not the relay", async () => {
+      const ws = await openWs(`wss://127.0.0.1:${nginx!.port}/elsewhere`, {}, { ca: TEST_CA });
+      expect(ws.error).toContain("Expected 101 status code: 404");
+    });
+  });
+}

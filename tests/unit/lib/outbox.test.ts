@@ -1,0 +1,200 @@
+/**
+ * The outbound queue against a byte sink that takes what we tell it to: partial
+ * writes, -1, drain, coalescing, the per-peer bound and the shared budget.
+ */
+import { describe, expect, test } from "bun:test";
+import { createBudget, createOutbox, type ByteSink } from "../../../src/lib/outbox.ts";
+
+function sink(accept: () => number = () => Infinity) {
+  const writes: Uint8Array[] = [];
+  let ended = false;
+  const s: ByteSink & { writes: Uint8Array[]; bytes(): number[]; ended(): boolean } = {
+    writes,
+    write(data) {
+      const n = Math.min(accept(), data.length);
+      if (n < 0) return -1;
+      writes.push(data.slice(0, n));
+      return n;
+    },
+    end() {
+      ended = true;
+    },
+    bytes: () => writes.flatMap((w) => [...w]),
+    ended: () => ended,
+  };
+  return s;
+}
+
+const frame = (...b: number[]) => Uint8Array.from(b);
+const nextTurn = () => new Promise<void>((r) => setImmediate(r));
+
+describe("outbox", () => {
+  test("frames queued in one turn leave in one write, in order", async () => {
+    const s = sink();
+    const o = createOutbox(s, { maxPendingBytes: 1 << 20 });
+    for (let i = 0; i < 10; i++) o.enqueue(frame(i, i));
+    expect(s.writes.length).toBe(0);
+    await nextTurn();
+    expect(s.writes.length).toBe(1);
+    expect(s.bytes()).toEqual([0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9]);
+    expect(o.pendingBytes).toBe(0);
+  });
+
+  test("what a partial merged write leaves survives other outboxes merging their own frames", async () => {
+    let room = 3;
+    const blocked = sink(() => room);
+    const other = sink();
+    const a = createOutbox(blocked, { maxPendingBytes: 1 << 20 });
+    const b = createOutbox(other, { maxPendingBytes: 1 << 20 });
+    a.enqueue(frame(1, 2, 3, 4));
+    a.enqueue(frame(5, 6));
+    await nextTurn();
+    expect(blocked.bytes()).toEqual([1, 2, 3]);
+    // b's merged write goes through the same merge area a's remainder came from.
+    b.enqueue(frame(9, 9, 9, 9));
+    b.enqueue(frame(8, 8));
+    await nextTurn();
+    expect(other.bytes()).toEqual([9, 9, 9, 9, 8, 8]);
+    room = 100;
+    a.flush();
+    expect(blocked.bytes()).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
+  test("a partial write keeps the rest and sends it on drain, nothing lost or reordered", async () => {
+    let room = 3;
+    const s = sink(() => room);
+    const o = createOutbox(s, { maxPendingBytes: 1 << 20 });
+    o.enqueue(frame(1, 2, 3, 4));
+    o.enqueue(frame(5, 6));
+    await nextTurn();
+    expect(s.bytes()).toEqual([1, 2, 3]);
+    expect(o.pendingBytes).toBe(3);
+    o.enqueue(frame(7)); // queued behind, not written while blocked
+    await nextTurn();
+    expect(s.bytes()).toEqual([1, 2, 3]);
+    room = 100;
+    o.flush(); // what `drain` calls
+    expect(s.bytes()).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(o.pendingBytes).toBe(0);
+  });
+
+  test("a socket that is gone (-1) drops the queue instead of growing it", async () => {
+    const s = sink(() => -1);
+    const o = createOutbox(s, { maxPendingBytes: 1 << 20 });
+    o.enqueue(frame(1));
+    await nextTurn();
+    expect(o.pendingBytes).toBe(0);
+  });
+
+  test("the per-peer bound refuses once held bytes would pass it", async () => {
+    const s = sink(() => 0);
+    const o = createOutbox(s, { maxPendingBytes: 10_000 });
+    expect(o.enqueue(new Uint8Array(6000))).toBe(true);
+    await nextTurn();
+    expect(o.enqueue(new Uint8Array(4000))).toBe(true);
+    expect(o.enqueue(new Uint8Array(5000))).toBe(false);
+  });
+
+  test("small frames cost what they count: merged into chunks the outbox owns, capacity counted", () => {
+    const o = createOutbox(
+      sink(() => 0),
+      { maxPendingBytes: 1 << 30 },
+    );
+    const reply = new Uint8Array(49).fill(7);
+    for (let i = 0; i < 10_000; i++) o.enqueue(reply, false, true);
+    expect(o.pendingBytes).toBe(490_000);
+    // Chunks grow by doubling up to 64 KiB, so what is held stays within a few percent of what is queued.
+    expect(o.heldBytes).toBeGreaterThanOrEqual(490_000);
+    expect(o.heldBytes).toBeLessThan(490_000 * 1.15);
+    expect(o.liveBytes).toBe(o.heldBytes);
+  });
+
+  test("one frame larger than the bound still goes to a peer that has nothing queued", () => {
+    const o = createOutbox(
+      sink(() => 0),
+      { maxPendingBytes: 10 },
+    );
+    expect(o.enqueue(new Uint8Array(100))).toBe(true);
+  });
+
+  test("endAfterFlush ends the socket only after everything queued is taken", async () => {
+    let room = 2;
+    const s = sink(() => room);
+    const o = createOutbox(s, { maxPendingBytes: 100 });
+    o.enqueue(frame(1, 2, 3));
+    o.endAfterFlush();
+    expect(s.ended()).toBe(false);
+    room = 10;
+    o.flush();
+    expect(s.ended()).toBe(true);
+    expect(s.bytes()).toEqual([1, 2, 3]);
+  });
+
+  test(`the shared budget: pressure on past the limit, off under half; \
+backlogged peers refused meanwhile`, async () => {
+    const K = 5000; // over the small-frame size: counted by length, as shared broadcasts are
+    const events: boolean[] = [];
+    const budget = createBudget(100 * K, (over) => events.push(over));
+    let room = 0;
+    const slow = createOutbox(
+      sink(() => room),
+      { maxPendingBytes: 80 * K, budget },
+    );
+    const quick = createOutbox(sink(), { maxPendingBytes: 80 * K, budget });
+    expect(slow.enqueue(new Uint8Array(60 * K))).toBe(true);
+    await nextTurn();
+    expect(slow.enqueue(new Uint8Array(20 * K))).toBe(true);
+    expect(budget.over).toBe(false);
+    const other = createOutbox(
+      sink(() => 0),
+      { maxPendingBytes: 80 * K, budget },
+    );
+    other.enqueue(new Uint8Array(30 * K));
+    expect(events).toEqual([true]);
+    // `slow` holds 80 K > half its bound: refused. `quick` holds nothing: accepted.
+    expect(slow.enqueue(new Uint8Array(K))).toBe(false);
+    expect(quick.enqueue(new Uint8Array(10 * K))).toBe(true);
+    await nextTurn();
+    room = Infinity;
+    slow.flush();
+    expect(budget.used).toBe(30 * K);
+    expect(events).toEqual([true, false]);
+  });
+
+  test("front frames (registration response, history) go first and count against neither bound", async () => {
+    const K = 5000;
+    const budget = createBudget(10 * K);
+    let room = 0;
+    const s = sink(() => room);
+    const o = createOutbox(s, { maxPendingBytes: 2 * K, budget });
+    expect(o.enqueue(frame(9, 9), false)).toBe(true);
+    for (let i = 0; i < 50; i++) expect(o.enqueue(new Uint8Array(K).fill(i), true)).toBe(true);
+    expect(budget.used).toBe(2); // the live frame only, by reference: it was not made for this peer alone
+    expect(o.frontBytes).toBe(50 * K);
+    room = Infinity;
+    await nextTurn();
+    const bytes = s.bytes();
+    expect(bytes.length).toBe(50 * K + 2);
+    expect(bytes.slice(-2)).toEqual([9, 9]);
+    expect(bytes[49 * K]).toBe(49);
+    expect(o.frontBytes).toBe(0);
+    expect(budget.used).toBe(0);
+  });
+
+  test("endWith: a partly written frame is finished, the rest dropped, the last word sent, then the end", async () => {
+    let room = 3;
+    const s = sink(() => room);
+    const o = createOutbox(s, { maxPendingBytes: 1 << 20 });
+    o.enqueue(frame(1, 2, 3, 4, 5));
+    await nextTurn();
+    expect(s.bytes()).toEqual([1, 2, 3]);
+    o.enqueue(frame(6, 6)); // queued behind, never started: dropped
+    o.endWith(frame(0xee));
+    expect(s.ended()).toBe(false);
+    room = 100;
+    o.flush();
+    expect(s.bytes()).toEqual([1, 2, 3, 4, 5, 0xee]);
+    expect(s.ended()).toBe(true);
+    expect(o.heldBytes).toBe(0);
+  });
+});
