@@ -4,7 +4,8 @@
  * connection goes (its session, the others' notices, the counters).
  */
 import { encodeFrame } from "../protocol/messages.ts";
-import { countDrop, logRepeated, type RelayState, who } from "./state.ts";
+import { hearDeparture } from "./notices.ts";
+import { countDrop, logMember, logRepeated, type RelayState, who } from "./state.ts";
 import type { DisconnectReason } from "./stats.ts";
 import type { Connection, Instance } from "./types.ts";
 
@@ -94,21 +95,27 @@ export function finish(s: RelayState, conn: Connection, reason: DisconnectReason
   session.names.delete(inst.nameKey);
   if (inst.capabilities.has("presence")) session.presenceWatchers--;
   s.instanceCount--;
+  _countUp(s.instancesByGroup, conn.group, -1);
   s.options.link?.left(inst);
   if (session.instances.length === 0) {
     s.sessions.delete(session.id);
     s.log.debug("session_emptied", `Session ${session.id} is empty`, { session: session.id });
   }
-  s.log.info("disconnected", `Instance '${inst.name}' disconnected: ${REASON_TEXT[reason]}`, {
+  logMember(s, "disconnected", conn, `Instance '${inst.name}' disconnected: ${REASON_TEXT[reason]}`, {
     ...who(conn, true),
     reason,
   });
   if (s.shuttingDown && reason === "shutdown") return;
   tell(
     s,
-    session.instances,
+    hearDeparture(s, session, inst),
     encodeFrame({ type: "InstanceDisconnected", instance_id: inst.id, instance_name: inst.name }),
   );
+}
+
+/** One more registered instance from `conn`'s address group. */
+export function countInstance(s: RelayState, conn: Connection): void {
+  _countUp(s.instancesByGroup, conn.group, 1);
 }
 
 /** A notice to the registered members of `members` (only those that asked for presence when `watchers`). */

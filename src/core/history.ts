@@ -44,6 +44,8 @@ export interface History {
   restore(session: string, entry: HistoryEntry): void;
   sizes(): Map<string, { entries: number; bytes: number }>;
   clear(session?: string): void;
+  /** Every live entry, oldest first within a session (persistence writes them back after a failure). */
+  each(visit: (session: string, entry: HistoryEntry) => void): void;
 }
 
 export function createHistory(limits: HistoryLimits, sink?: HistorySink): History {
@@ -114,6 +116,10 @@ export function createHistory(limits: HistoryLimits, sink?: HistorySink): Histor
       const out = new Map<string, { entries: number; bytes: number }>();
       for (const [session, h] of sessions) if (count(h) > 0) out.set(session, { entries: count(h), bytes: h.bytes });
       return out;
+    },
+    each(visit) {
+      for (const [session, h] of sessions)
+        for (let i = h.head; i < h.entries.length; i++) visit(session, h.entries[i]!);
     },
     clear(session) {
       for (const [id, h] of sessions) {

@@ -25,6 +25,7 @@ export function open(s: RelayState, peer: Peer): Connection {
     lastSeen: now,
     lastSent: now,
     replayDeadline: 0,
+    replayMark: 0,
     state: "handshake",
     instance: null,
   };
@@ -170,14 +171,30 @@ export function tick(s: RelayState, now: number): void {
       );
       cut(s, conn, "handshake_timeout", true);
     } else if (conn.replayDeadline > 0) {
-      if (conn.peer.frontBytes === 0) conn.replayDeadline = 0;
-      else if (now >= conn.replayDeadline) cutSlowConsumer(s, conn, "replay_timeout");
+      _judgeReplay(s, conn, now);
     } else if (o.idleTimeoutMs > 0 && now - conn.lastSeen >= o.idleTimeoutMs) {
       cut(s, conn, "idle_timeout", true);
     }
   }
   reportRepeats(s.log, s.repeats.due(now));
+  reportRepeats(s.log, s.memberLines.due(now));
   pruneRegistrationWindows(s, now);
+}
+
+/**
+ * Bytes of its registration response and history a newcomer must take within --replay-timeout, again and again,
+ * until it has all of them: a player on a slow link (3.2 Mbit/s against a 16 MiB history) gets it whole, however
+ * long it takes, while a peer that stopped reading is cut after the timeout as before.
+ */
+export const REPLAY_PROGRESS_BYTES = 64 * 1024;
+
+function _judgeReplay(s: RelayState, conn: Connection, now: number): void {
+  const left = conn.peer.frontBytes;
+  if (left === 0) conn.replayDeadline = 0;
+  else if (conn.replayMark - left >= REPLAY_PROGRESS_BYTES) {
+    conn.replayMark = left;
+    conn.replayDeadline = now + s.o.replayTimeoutMs;
+  } else if (now >= conn.replayDeadline) cutSlowConsumer(s, conn, "replay_timeout");
 }
 
 /**
@@ -209,4 +226,5 @@ export function nudge(s: RelayState, now: number): void {
 export function closeAll(s: RelayState): void {
   for (const conn of [...s.connections]) cut(s, conn, "shutdown", true);
   reportRepeats(s.log, s.repeats.drain());
+  reportRepeats(s.log, s.memberLines.drain());
 }

@@ -1,13 +1,20 @@
 /**
  * The relay's limits (PROTOCOL.md, "Limits", and this relay's own): messages and
- * bytes per instance over any 60 s, registrations per address, and the caps on
- * connections still handshaking. Time comes from the state's clock.
+ * bytes per instance over any 60 s, registrations per address, instance slots
+ * (relay, session, address), and the caps on connections still handshaking. Time
+ * comes from the state's clock.
  */
 import { cut, deliver } from "./connection.ts";
+import { pickHandshakeVictim } from "./eviction.ts";
 import { errorFrame, logRepeated, RATE_WINDOW_MS, type RelayState, who } from "./state.ts";
-import type { Connection, Instance } from "./types.ts";
+import type { Connection, Instance, Session } from "./types.ts";
 import { createWindow } from "./window.ts";
-import { WIRE_ERRORS } from "../protocol/wire-errors.ts";
+import { type RejectReason, WIRE_ERRORS } from "../protocol/wire-errors.ts";
+
+/** How long the handshakes opened per address are counted before the count starts again (eviction's tie-break). */
+const OPENS_WINDOW_MS = 10_000;
+/** Address groups whose opens are counted at once; past it, new groups count as none (a scan of every /64). */
+const MAX_OPEN_GROUPS = 10_000;
 
 /**
  * Messages and bytes per instance over any 60 s span; the first drop gets the
@@ -54,18 +61,45 @@ export function registrationAllowed(s: RelayState, conn: Connection, now: number
   return true;
 }
 
-/** Forgets the registration windows that have emptied. */
+/** Forgets the registration windows that have emptied, and starts counting handshakes opened afresh now and then. */
 export function pruneRegistrationWindows(s: RelayState, now: number): void {
   for (const [group, window] of s.registrationWindows)
     if (window.fits(now, 0) && window.used === 0) s.registrationWindows.delete(group);
+  if (now - s.opensSince >= OPENS_WINDOW_MS) {
+    s.handshakeOpens.clear();
+    s.opensSince = now;
+  }
+}
+
+/**
+ * The instance slots, shared out so that one address (a stranger, or one member of one ensemble) cannot hold
+ * them all: the relay's, then the session's on this node, then the address's. Null: there is room.
+ */
+export function capacityRefusal(
+  s: RelayState,
+  conn: Connection,
+  session: Session | undefined,
+): { message: string; why: RejectReason } | null {
+  const o = s.o;
+  if (s.instanceCount >= o.maxInstances) return { message: WIRE_ERRORS.maxInstances(o.maxInstances), why: "capacity" };
+  let local = 0;
+  if (session) for (const m of session.instances) if (m.conn.state !== "remote") local++;
+  if (local >= o.maxInstancesPerSession)
+    return { message: WIRE_ERRORS.sessionFull(o.maxInstancesPerSession), why: "session_full" };
+  if ((s.instancesByGroup.get(conn.group) ?? 0) >= o.maxInstancesPerAddress)
+    return { message: WIRE_ERRORS.addressFull(o.maxInstancesPerAddress), why: "address_full" };
+  return null;
 }
 
 /**
  * The caps on connections still handshaking, for one just opened: past its address's
- * cap it is cut (false); past the relay-wide cap the oldest handshake goes instead.
+ * cap it is cut (false); past the relay-wide cap another handshake goes instead
+ * (eviction.ts: from the address holding the most, sparing the youngest).
  */
 export function admitHandshake(s: RelayState, conn: Connection): boolean {
   const peer = conn.peer;
+  if (s.handshakeOpens.size < MAX_OPEN_GROUPS || s.handshakeOpens.has(conn.group))
+    s.handshakeOpens.set(conn.group, (s.handshakeOpens.get(conn.group) ?? 0) + 1);
   if ((s.handshakesByGroup.get(conn.group) ?? 0) > s.o.maxHandshakesPerAddress) {
     logRepeated(
       s,
@@ -82,25 +116,28 @@ export function admitHandshake(s: RelayState, conn: Connection): boolean {
     cut(s, conn, "handshake_limit", false);
     return false;
   }
-  // Relay-wide, the oldest handshake goes, not the newest: an instance registers
-  // within a round trip, so whoever has sat the longest without registering is the
-  // likeliest stranger, and a player connecting during a flood still gets in.
+  // Relay-wide, an older handshake goes, not the newest: an instance registers within
+  // a round trip, so a player connecting during a flood still gets in. Which one:
+  // from the address holding the most (then connecting the most), so a flood from
+  // many addresses evicts itself, sparing handshakes younger than a round trip or two.
   if (s.handshaking > s.o.maxHandshakes) {
-    for (const old of s.connections) {
-      if (old.state !== "handshake") continue;
+    const handshakes: Connection[] = [];
+    for (const c of s.connections) if (c.state === "handshake") handshakes.push(c);
+    const old = pickHandshakeVictim(handshakes, s.clock.now(), (group) => s.handshakeOpens.get(group) ?? 0);
+    if (old !== null) {
       logRepeated(
         s,
         "warn",
         "connection_refused",
         old,
-        `Connection from ${old.peer.address} closed: the relay's handshake slots are full and it waited the longest`,
+        `Connection from ${old.peer.address} closed: the relay's handshake slots are full` +
+          ` and its address holds the most of them`,
         {
           ip: old.peer.address,
           reason: "handshake_limit",
         },
       );
       cut(s, old, "handshake_limit", false);
-      break;
     }
   }
   return true;

@@ -18,9 +18,10 @@ import {
 } from "../protocol/messages.ts";
 import { checkInstanceName } from "./names.ts";
 import { createRoster, rosterEntries, rosterJoin } from "./roster.ts";
-import { cut, leaveHandshake, tell } from "./connection.ts";
-import { registrationAllowed } from "./limits.ts";
-import { errorFrame, logRepeated, RATE_WINDOW_MS, type RelayState, reasonOf } from "./state.ts";
+import { countInstance, cut, leaveHandshake, tell } from "./connection.ts";
+import { capacityRefusal, registrationAllowed } from "./limits.ts";
+import { hearJoin, noticeBudget } from "./notices.ts";
+import { errorFrame, logMember, logRepeated, RATE_WINDOW_MS, type RelayState, reasonOf } from "./state.ts";
 import { bump, type DisconnectReason } from "./stats.ts";
 import type { Connection, ConnectionState, Instance, Session } from "./types.ts";
 import { createWindow } from "./window.ts";
@@ -115,6 +116,9 @@ function _instanceRecord(
     session,
     conn,
     connectedAt: now,
+    seq: s.nextInstanceSeq++,
+    announced: false,
+    spoke: false,
     capabilities: _boundedCapabilities(msg.capabilities),
     prefix: broadcastPrefix(msg.instance_name),
     infoHead: instanceInfoHead({
@@ -144,6 +148,7 @@ export function openSession(s: RelayState, id: string, createdAt: number): Sessi
     presenceWatchers: 0,
     roster: createRoster(),
     createdAt,
+    notices: noticeBudget(createdAt),
   };
   s.sessions.set(id, session);
   return session;
@@ -165,12 +170,12 @@ export function register(
   }
   const key = s.access.admit(msg.session_token);
   if (key === null) return reject(s, conn, WIRE_ERRORS.invalidToken(), "token");
-  if (s.instanceCount >= s.options.maxInstances)
-    return reject(s, conn, WIRE_ERRORS.maxInstances(s.options.maxInstances), "capacity");
+  let session = s.sessions.get(key.id);
+  const full = capacityRefusal(s, conn, session);
+  if (full !== null) return reject(s, conn, full.message, full.why);
   const name = msg.instance_name;
   const checked = checkInstanceName(name);
   if (!checked.ok) return reject(s, conn, WIRE_ERRORS.invalidName(), "name");
-  let session = s.sessions.get(key.id);
   if (session?.names.has(checked.key) && !claimed) return reject(s, conn, WIRE_ERRORS.nameTaken(name), "name_taken");
   if (!claimed && !registrationAllowed(s, conn, now))
     return reject(s, conn, WIRE_ERRORS.tooManyRegistrations(), "registration_rate");
@@ -191,6 +196,7 @@ export function register(
   conn.instance = inst;
   conn.peer.setFrameLimit(s.options.maxMessageSize);
   s.instanceCount++;
+  countInstance(s, conn);
   s.stats.registrationsAccepted++;
   // Queued in front (outside the slow-consumer bound and the relay-wide budget: the
   // list is the roster's own bytes, shared with every other newcomer still waiting for
@@ -204,9 +210,12 @@ export function register(
   for (const frame of replay) conn.peer.send(frame, true);
   conn.lastSent = now;
   conn.replayDeadline = now + s.o.replayTimeoutMs;
+  conn.replayMark = conn.peer.frontBytes;
   inst.messagesOut += replay.length;
-  s.log.info(
+  logMember(
+    s,
     "registered",
+    conn,
     `Instance '${name}' registered with ID ${inst.idText}` +
       `${replay.length > 0 ? `; sent ${replay.length} updates of session history` : ""}`,
     {
@@ -219,9 +228,9 @@ export function register(
     },
   );
   // Counted, so a crowd joining a session where nobody asked for presence costs no scan.
-  if (session.presenceWatchers > 0) {
-    tell(s, others, encodeFrame({ type: "InstanceConnected", instance_id: inst.id, instance_name: name }), true);
-  }
+  const watchers = hearJoin(s, session, inst, others);
+  if (watchers.length > 0)
+    tell(s, watchers, encodeFrame({ type: "InstanceConnected", instance_id: inst.id, instance_name: name }));
   if (inst.capabilities.has("presence")) session.presenceWatchers++;
   s.options.link?.joined(inst);
 }

@@ -36,6 +36,7 @@ function _remoteConn(node: string): Connection {
     lastSeen: 0,
     lastSent: 0,
     replayDeadline: 0,
+    replayMark: 0,
     state: "remote",
     instance: null,
   };
@@ -81,6 +82,10 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
         session,
         conn,
         connectedAt: m.connectedAt,
+        seq: s.nextInstanceSeq++,
+        // Its node tells its own members; here every member hears of its leaving, as before.
+        announced: true,
+        spoke: true,
         capabilities: new Set(),
         prefix: new Uint8Array(0),
         infoHead: instanceInfoHead({

@@ -25,7 +25,16 @@ const DEFAULTS = {
   maxRegistrationsPerAddress: 60,
   nudgeIntervalMs: 0,
   replayTimeoutMs: 30_000,
+  maxInstancesPerSession: Number.POSITIVE_INFINITY,
+  maxInstancesPerAddress: Number.POSITIVE_INFINITY,
 };
+
+/**
+ * Registrations and departures logged one by one per address (IPv6: /64) in a minute, and in all per second,
+ * before the rest are counted: an ensemble behind one NAT is logged whole, a register/leave flood from many
+ * addresses is a few lines a second with counts.
+ */
+const MEMBER_LINES = { perKey: 30, perSecond: 20 };
 
 export type Settings = RelayOptions & typeof DEFAULTS;
 
@@ -46,6 +55,13 @@ export interface RelayState {
   /** Successful registrations per address group (limits.ts). */
   readonly registrationWindows: Map<string, SlidingWindow>;
   readonly repeats: Repeats<LogEvent>;
+  /** The `registered` and `disconnected` lines, on their own budget (MEMBER_LINES). */
+  readonly memberLines: Repeats<LogEvent>;
+  /** Registered instances per address group (the per-address instance cap). */
+  readonly instancesByGroup: Map<string, number>;
+  /** Handshakes opened per address group since `opensSince` (who connects the most, for eviction). */
+  readonly handshakeOpens: Map<string, number>;
+  opensSince: number;
   /** Another node's members by their ID (remote.ts). */
   readonly remoteById: Map<string, Instance>;
   /** The "Connection lost" Error, encoded once. */
@@ -53,6 +69,7 @@ export interface RelayState {
   handshaking: number;
   instanceCount: number;
   nextConnId: number;
+  nextInstanceSeq: number;
   shuttingDown: boolean;
 }
 
@@ -70,11 +87,16 @@ export function createState(options: RelayOptions, log: Logger): RelayState {
     handshakesByGroup: new Map(),
     registrationWindows: new Map(),
     repeats: createRepeats<LogEvent>(),
+    memberLines: createRepeats<LogEvent>(60_000, 10_000, MEMBER_LINES),
+    instancesByGroup: new Map(),
+    handshakeOpens: new Map(),
+    opensSince: 0,
     remoteById: new Map(),
     connectionLost: errorFrame(WIRE_ERRORS.connectionLost()),
     handshaking: 0,
     instanceCount: 0,
     nextConnId: 1,
+    nextInstanceSeq: 1,
     shuttingDown: false,
   };
 }
@@ -106,9 +128,21 @@ export function logRepeated(
   conn: Connection,
   message: string,
   fields: LogFields,
+  repeats: Repeats<LogEvent> = s.repeats,
 ): void {
-  if (s.repeats.first(event, conn.group, s.clock.now(), { ip: conn.peer.address, level }))
+  if (repeats.first(event, conn.group, s.clock.now(), { ip: conn.peer.address, level }))
     s.log[level](event, message, fields);
+}
+
+/** `registered` and `disconnected`: one by one while they come at an ensemble's pace, counted under a flood. */
+export function logMember(
+  s: RelayState,
+  event: "registered" | "disconnected",
+  conn: Connection,
+  message: string,
+  fields: LogFields,
+): void {
+  logRepeated(s, "info", event, conn, message, fields, s.memberLines);
 }
 
 /** A frame or a connection's queue dropped: counted for the relay and, when registered, for its instance. */

@@ -67,6 +67,13 @@ export const COUNTERS = {
     metric: "sova_relay_last_words_total",
     help: 'Error "Connection lost" frames queued as a registered connection\'s last frame.',
   },
+  noticesSuppressed: {
+    status: "notices_suppressed",
+    metric: "sova_relay_notices_suppressed_total",
+    help:
+      "InstanceConnected/InstanceDisconnected not sent during a register/leave storm in a session" +
+      " (to members that never learned of the instance).",
+  },
   nudges: {
     status: "nudges",
     metric: "sova_relay_nudges_total",

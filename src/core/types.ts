@@ -22,6 +22,12 @@ export interface RelayOptions {
   link?: ClusterLink;
   expectedVersion: string;
   maxInstances: number;
+  /**
+   * Registered instances of one session on this node, and from one address (IPv6: per /64): so one member of one
+   * ensemble, or one address, cannot take every slot. Absent: `maxInstances`.
+   */
+  maxInstancesPerSession?: number;
+  maxInstancesPerAddress?: number;
   /** Messages per instance per 60 s window; 0 turns the limit off. */
   rateLimit: number;
   /** Bytes per instance per 60 s window; 0 turns the limit off. */
@@ -57,7 +63,7 @@ export interface RelayOptions {
    * README.
    */
   nudgeIntervalMs?: number;
-  /** A newcomer that has not taken its RegistrationResponse and history within this is cut. */
+  /** A newcomer that takes less than REPLAY_PROGRESS_BYTES of its RegistrationResponse and history within this is cut. */
   replayTimeoutMs?: number;
   clock?: Clock;
 }
@@ -98,8 +104,10 @@ export interface Connection {
   lastSeen: number;
   /** When a frame was last queued for this peer (nudges). */
   lastSent: number;
-  /** Set while the registration response and history are on their way. */
+  /** Set while the registration response and history are on their way; moved on by each REPLAY_PROGRESS_BYTES taken. */
   replayDeadline: number;
+  /** What was left of the replay (`peer.frontBytes`) when the deadline was last moved on. */
+  replayMark: number;
   state: ConnectionState;
   instance: Instance | null;
   /** Frames read while "registering", handled in order once it ends. */
@@ -116,6 +124,12 @@ export interface Instance {
   readonly session: Session;
   readonly conn: Connection;
   readonly connectedAt: number;
+  /** Registration order on this node: a member whose `seq` is higher got this one in its RegistrationResponse. */
+  readonly seq: number;
+  /** InstanceConnected went out for it (false when no one asked, or a register/leave storm used the budget). */
+  announced: boolean;
+  /** A StateUpdate of it was relayed: every member has heard of it. */
+  spoke: boolean;
   readonly capabilities: ReadonlySet<string>;
   /** The StateBroadcast bytes that depend only on this sender. */
   readonly prefix: Uint8Array;
@@ -144,6 +158,14 @@ export interface Session {
   /** The encoded InstanceInfo list newcomers are sent. */
   roster: Roster;
   createdAt: number;
+  /** Presence notices (joins announced, departures told to everyone) left in this second's budget (notices.ts). */
+  notices: NoticeBudget;
+}
+
+/** A token bucket: `tokens` at `at` (ms). */
+export interface NoticeBudget {
+  tokens: number;
+  at: number;
 }
 
 export interface Relay {

@@ -27,7 +27,12 @@ export interface RelayConfig {
   /** 0: any free port; null: no HTTP listener (`--http-port 0`). */
   httpPort: number | null;
   maxEventSubscribers: number;
+  /** Addresses whose status page always gets an /events slot, beside loopback. */
+  operator: Cidr[];
   maxInstances: number;
+  /** 0 at parse time: --max-instances shared evenly between the sessions (tokens). */
+  maxInstancesPerSession: number;
+  maxInstancesPerIp: number;
   rateLimit: number;
   maxMessageSize: number;
   maxPendingBytes: number;
@@ -73,6 +78,10 @@ export interface RelayConfig {
   replayTimeoutMs: number;
   /** Proxies allowed to name the client in X-Forwarded-For / Forwarded on the WebSocket endpoint. */
   trustProxy: Cidr[];
+  /** Web origins (scheme://host[:port]) whose pages may open /relay; any other Origin is refused. */
+  allowOrigin: string[];
+  /** Host names the HTTP endpoints answer for, beside loopback and IP addresses. */
+  allowHost: string[];
   /** NATS servers; empty: no cluster. */
   cluster: string[];
   /** Empty: hostname plus a random suffix. */
@@ -198,6 +207,31 @@ function nodeName(raw: string, flag: string): string {
   return t;
 }
 
+/** An instance slot per address by default: one ensemble of 20 behind one venue's NAT. */
+const INSTANCES_PER_IP = 20;
+
+/** `https://host[:port]` as a browser sends it in `Origin` (a list row). */
+function webOrigin(raw: string, flag: string): string {
+  const t = raw.trim().toLowerCase();
+  let ok = false;
+  try {
+    const u = new URL(t);
+    ok = (u.protocol === "https:" || u.protocol === "http:") && u.origin === t;
+  } catch {
+    ok = false;
+  }
+  if (!ok) fail(flag, raw, "an origin such as https://example.org (scheme, host and port, no path)");
+  return t;
+}
+
+/** A host name as it comes in `Host`, without the port (a list row). */
+function hostName(raw: string, flag: string): string {
+  const t = raw.trim().toLowerCase().replace(/\.$/, "");
+  if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(t) || t.length > 253)
+    fail(flag, raw, "a host name such as relay.example.org, without a port");
+  return t;
+}
+
 /** nats://, tls:// or a bare host:port (a list row: each one checked on its own). */
 function natsUrl(raw: string, flag: string): string {
   const u = raw.trim();
@@ -247,11 +281,34 @@ export const OPTIONS: OptionTable<RelayConfig> = [
     parse: integer(1, 100_000),
   },
   {
+    key: "operator",
+    description:
+      "Addresses (CIDR) of whoever runs the relay: beside loopback, their status page always gets a live /events slot",
+    default: [],
+    parse: cidr,
+    valueHint: "cidr",
+  },
+  {
     key: "maxInstances",
     description: "Registered instances allowed in the whole relay",
-    default: 20,
+    default: 40,
     parse: integer(1, 1_000_000),
     legacyEnv: ["SOVA_MAX_INSTANCES"],
+  },
+  {
+    key: "maxInstancesPerSession",
+    description:
+      "Registered instances one session may hold on this relay (0: --max-instances shared evenly between the tokens'" +
+      " sessions), so one ensemble cannot take another's slots",
+    default: 0,
+    parse: integer(0, 1_000_000),
+  },
+  {
+    key: "maxInstancesPerIp",
+    description:
+      "Registered instances from one address, IPv6 counted per /64 (the default fits an ensemble of 20 behind one NAT)",
+    default: INSTANCES_PER_IP,
+    parse: integer(1, 1_000_000),
   },
   {
     key: "rateLimit",
@@ -334,7 +391,7 @@ export const OPTIONS: OptionTable<RelayConfig> = [
     key: "maxConnectionsPerIp",
     description:
       `Open connections allowed from one address, IPv6 counted per /64` +
-      ` (0: --max-instances + ${RECONNECT_ROOM}, so a whole ensemble behind one NAT can join and reconnect)`,
+      ` (0: --max-instances-per-ip + ${RECONNECT_ROOM}, so a whole ensemble behind one NAT can join and reconnect)`,
     default: 0,
     parse: integer(0, 1_000_000),
   },
@@ -429,6 +486,24 @@ export const OPTIONS: OptionTable<RelayConfig> = [
     default: [],
     parse: cidr,
     valueHint: "cidr",
+  },
+  {
+    key: "allowOrigin",
+    description:
+      "Web pages (origins such as https://example.org) allowed to open /relay; an upgrade carrying any other Origin" +
+      " is refused, so a page a player visits cannot join a session (Sova and the tunnel send none)",
+    default: [],
+    parse: webOrigin,
+    valueHint: "origin",
+  },
+  {
+    key: "allowHost",
+    description:
+      "Host names the status page, /status, /events and /metrics answer for, beside loopback and IP addresses" +
+      " (a page from another name is refused, so DNS rebinding cannot read them)",
+    default: [],
+    parse: hostName,
+    valueHint: "name",
   },
   {
     key: "cluster",
@@ -693,7 +768,9 @@ export function configFromArgs(args: ParsedArgs, rawArgs: readonly string[], env
   const fromFile = config.tokenFile ? readTokenFile(config.tokenFile) : [];
   config.tokens = [...new Set([...config.tokens, ...fromFile])];
   for (const t of config.tokens) checkTokenStrength(t);
-  if (config.maxConnectionsPerIp === 0) config.maxConnectionsPerIp = config.maxInstances + RECONNECT_ROOM;
+  if (config.maxInstancesPerSession === 0)
+    config.maxInstancesPerSession = Math.ceil(config.maxInstances / Math.max(1, config.tokens.length));
+  if (config.maxConnectionsPerIp === 0) config.maxConnectionsPerIp = config.maxInstancesPerIp + RECONNECT_ROOM;
   return config;
 }
 

@@ -22,7 +22,7 @@ export function buildRelay(config: ServerConfig, log: Logger, link?: ServerLink)
   // A cluster keeps the history once for every node (src/cluster/history.ts).
   const store =
     !link?.history && config.history > 0 && config.stateDir
-      ? openHistoryStore(config.stateDir, { reset: config.stateReset })
+      ? openHistoryStore(config.stateDir, { reset: config.stateReset, log })
       : null;
   const history =
     link?.history ??
@@ -50,6 +50,8 @@ export function buildRelay(config: ServerConfig, log: Logger, link?: ServerLink)
     {
       expectedVersion: config.expectedVersion,
       maxInstances: config.maxInstances,
+      maxInstancesPerSession: config.maxInstancesPerSession,
+      maxInstancesPerAddress: config.maxInstancesPerIp,
       rateLimit: config.rateLimit,
       rateLimitBytes: config.rateLimitBytes,
       maxMessageSize: config.maxMessageSize,

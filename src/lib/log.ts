@@ -45,6 +45,9 @@ export type LogEvent =
   | "events_limited"
   | "websocket_refused"
   | "websocket_dropped"
+  | "notices_limited"
+  | "http_host_refused"
+  | "accept_failed"
   // a cluster node (--cluster)
   | "cluster_claim_failed"
   | "cluster_claim_taken_over"
@@ -81,6 +84,8 @@ export type LogEvent =
   | "http_listening"
   | "http_error"
   | "history_loaded"
+  | "history_write_failed"
+  | "history_write_recovered"
   | "tls_reloaded"
   | "reload_failed"
   | "shutdown"

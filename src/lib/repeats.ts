@@ -29,16 +29,29 @@ interface _Entry<E extends string> {
   event: E;
   key: string;
   since: number;
+  /** Occurrences logged one by one in this window. */
+  logged: number;
   count: number;
   fields: Record<string, string | number | undefined>;
 }
 
-/** First occurrences logged as they happen, all keys together, in one second; past it they are counted. */
-const FIRSTS_PER_SECOND = 50;
 /** The key the occurrences past the per-second budget are counted under. */
 export const MANY = "many addresses";
 
-export function createRepeats<E extends string = string>(windowMs = 60_000, maxKeys = 10_000): Repeats<E> {
+export interface RepeatsBudget {
+  /** Occurrences of one (event, key) logged one by one in a window before the rest are counted (default 1). */
+  perKey?: number;
+  /** Lines logged one by one as they happen, all keys together, in one second; past it they are counted (default 50). */
+  perSecond?: number;
+}
+
+export function createRepeats<E extends string = string>(
+  windowMs = 60_000,
+  maxKeys = 10_000,
+  budget: RepeatsBudget = {},
+): Repeats<E> {
+  const perKey = budget.perKey ?? 1;
+  const perSecond = budget.perSecond ?? 50;
   const entries = new Map<string, _Entry<E>>();
   let second = -1;
   let firsts = 0;
@@ -55,7 +68,7 @@ export function createRepeats<E extends string = string>(windowMs = 60_000, maxK
       e.count++;
       return false;
     }
-    entries.set(id, { event, key, since: now, count: 0, fields });
+    entries.set(id, { event, key, since: now, logged: 1, count: 0, fields });
     return true;
   }
 
@@ -67,16 +80,22 @@ export function createRepeats<E extends string = string>(windowMs = 60_000, maxK
         firsts = 0;
       }
       const known = entries.get(`${event}\u0000${key}`);
-      if (known !== undefined && now - known.since < windowMs) {
+      const current = known !== undefined && now - known.since < windowMs;
+      if (current && (known.logged >= perKey || firsts >= perSecond)) {
         known.count++;
         return false;
       }
-      // One address is one line a minute; very many addresses (a botnet, or every /64 of
+      if (current) {
+        firsts++;
+        known.logged++;
+        return true;
+      }
+      // One address is `perKey` lines a minute; very many addresses (a botnet, or every /64 of
       // one IPv6 host) share a budget of lines a second, and past it or past the key cap
       // their occurrences go into one count under MANY.
-      if (firsts < FIRSTS_PER_SECOND && entries.size < maxKeys) {
+      if (firsts < perSecond && entries.size < maxKeys) {
         firsts++;
-        entries.set(`${event}\u0000${key}`, { event, key, since: now, count: 0, fields });
+        entries.set(`${event}\u0000${key}`, { event, key, since: now, logged: 1, count: 0, fields });
         return true;
       }
       if (note(event, MANY, now, { ...fields, ip: MANY })) {

@@ -14,6 +14,9 @@ export const WIRE_ERRORS = {
   versionMismatch: (expected: string, actual: string) => `Version mismatch: expected ${expected}, got ${actual}`,
   invalidToken: () => "Invalid session token",
   maxInstances: (max: number) => `Maximum instances (${max}) reached`,
+  /** Capacity (this relay's): one session's share of the slots, and one address's. */
+  sessionFull: (max: number) => `Maximum instances in this session (${max}) reached`,
+  addressFull: (max: number) => `Maximum instances from this address (${max}) reached`,
   invalidName: () => "Invalid instance name",
   nameTaken: (name: string) => `Instance name '${name}' already in use`,
   /** Connection flow 5. */
@@ -36,6 +39,8 @@ export type RejectReason =
   | "version"
   | "token"
   | "capacity"
+  | "session_full"
+  | "address_full"
   | "name"
   | "name_taken"
   | "invalid"
@@ -54,6 +59,8 @@ export const PEER_FAULT: Readonly<Record<RejectReason, boolean>> = {
   version: false,
   token: true,
   capacity: false,
+  session_full: false,
+  address_full: false,
   name: false,
   name_taken: false,
   invalid: true,

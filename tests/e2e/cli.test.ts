@@ -22,7 +22,10 @@ describe("configuration", () => {
     expect(c).toMatchObject({
       host: "0.0.0.0",
       port: 9090,
-      maxInstances: 20,
+      maxInstances: 40,
+      maxInstancesPerSession: 40,
+      maxInstancesPerIp: 20,
+      maxConnectionsPerIp: 28,
       rateLimit: 1000,
       maxMessageSize: 1048576,
       maxPendingBytes: 8388608,

@@ -66,7 +66,7 @@ describe("HTTP", () => {
     expect(s.sessions).toEqual([
       { id: inst.session, instances: 1, created_at: expect.any(Number), history_entries: 0, history_bytes: 0 },
     ]);
-    expect(s.limits.max_instances).toBe(20);
+    expect(s.limits.max_instances).toBe(40);
     expect(s.totals.registrations_accepted).toBeGreaterThanOrEqual(1);
     a.close();
     await a.closed;
