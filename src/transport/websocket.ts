@@ -19,10 +19,9 @@ import type { DisconnectReason } from "../core/stats.ts";
 import type { Lingering } from "./connections.ts";
 import { cidrContains, type Cidr } from "../lib/cidr.ts";
 import { createOutbox, type Outbox, type PendingBudget } from "../lib/outbox.ts";
+import { createWsAdmission, FIRST_FRAME_MS, type WsAdmissionOptions, type WsHandshake } from "./ws-admission.ts";
 
 export const RELAY_PATH = "/relay";
-/** WebSocket connections not registered yet, at once (each may hold a whole --max-message-size message). */
-const MAX_WS_HANDSHAKES = 16;
 /** WebSocket pings a registered peer may send in a second (keepalives need one every few seconds). */
 const MAX_PINGS_PER_SECOND = 4;
 
@@ -42,9 +41,11 @@ export type WsRefusal =
   | "oversized"
   | "ping_flood"
   | "handshake_limit"
+  | "first_frame_timeout"
+  | "origin"
   | Refusal;
 
-export interface WebSocketOptions {
+export interface WebSocketOptions extends WsAdmissionOptions {
   maxMessageSize: number;
   maxPendingBytes: number;
   /** Proxies whose X-Forwarded-For / Forwarded headers are believed. */
@@ -74,6 +75,8 @@ export interface WebSocketStats {
 export interface WsData {
   ip: string;
   port: number;
+  /** When the upgrade went through: the first frame's deadline runs from here (ws-admission.ts). */
+  upgradedAt: number;
   conn?: Connection;
   outbox?: Outbox;
   splitter?: FrameReader;
@@ -165,6 +168,7 @@ export function createWebSocketEndpoint(
   log: Logger,
 ): WebSocketEndpoint {
   const { relay, guard, budget } = deps;
+  const admission = createWsAdmission(options);
   const peers = new Set<Ws>();
   const stats: WebSocketStats = { opened: 0, open: 0, refused: {}, bytesIn: 0, bytesOut: 0 };
   let onAllClosed: (() => void) | null = null;
@@ -221,14 +225,10 @@ export function createWebSocketEndpoint(
       countRefusal("shutting_down", directIp, "relay shutting down");
       return refusal(503, "relay shutting down");
     }
-    // Bun holds a WebSocket message until it is whole, up to --max-message-size for every
-    // connection (one limit per listener), so the handshake cap of a few KiB cannot apply
-    // here: fewer WebSocket handshakes at once bound what strangers can park that way.
-    let handshaking = 0;
-    for (const ws of peers) if (ws.data.conn?.state === "handshake") handshaking++;
-    if (handshaking >= MAX_WS_HANDSHAKES) {
-      countRefusal("handshake_limit", directIp, "too many WebSocket connections still handshaking");
-      return refusal(503, "too many connections still handshaking; try again");
+    const cross = admission.originRefused(req.headers.get("origin"));
+    if (cross !== null) {
+      countRefusal("origin", directIp, `${cross}; allow its origin with --allow-origin`);
+      return refusal(403, `refused: ${cross} (the relay's host can allow it with --allow-origin)`);
     }
     const ip = clientAddress(directIp, req.headers, options.trustProxy);
     const refused = guard.admit(ip, Date.now());
@@ -244,12 +244,37 @@ export function createWebSocketEndpoint(
       }
       return refusal(refused === "per_ip_limit" ? 429 : 403, `refused: ${REFUSAL_TEXT[refused]}`);
     }
+    const now = Date.now();
+    makeRoom(ip, now);
     const port = ip === directIp ? (direct?.port ?? 0) : 0;
-    if (server.upgrade(req, { data: { ip, port, blocked: false, done: false, frameLimit: options.maxMessageSize } }))
+    const data: WsData = { ip, port, upgradedAt: now, blocked: false, done: false, frameLimit: options.maxMessageSize };
+    if (server.upgrade(req, { data })) {
+      admission.opened(ip, now);
       return undefined;
+    }
     guard.release(ip);
     countRefusal("not_websocket", ip, "not a valid WebSocket upgrade");
     return refusal(400, "not a valid WebSocket upgrade request");
+  }
+
+  /** Closes the WebSocket handshakes past their first-frame deadline, and one more when all are taken. */
+  function makeRoom(ip: string, now: number): void {
+    const handshakes: WsHandshake<Ws>[] = [];
+    for (const ws of peers) {
+      const conn = ws.data.conn;
+      if (conn?.state === "handshake") handshakes.push({ peer: ws, group: conn.group, openedAt: ws.data.upgradedAt });
+    }
+    for (const { peer, why } of admission.makeRoom(handshakes, ip, now)) {
+      countRefusal(
+        why,
+        peer.data.ip,
+        why === "handshake_limit"
+          ? `closed: the ${admission.cap} WebSocket handshake slots are full and its address holds the most`
+          : `closed: no RegisterInstance within ${FIRST_FRAME_MS / 1000} s of the upgrade`,
+      );
+      relay.cut(peer.data.conn!, why === "handshake_limit" ? "handshake_limit" : "handshake_timeout");
+      peer.terminate();
+    }
   }
 
   function open(ws: Ws): void {

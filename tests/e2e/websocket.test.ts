@@ -197,15 +197,28 @@ past --max-connections-per-ip the upgrade gets 429, and TCP and WebSocket count 
 
 describe("websocket: before registration", () => {
   test(`at most 16 WebSocket handshakes at once (Bun holds a whole message until it is complete): \
-the next upgrade gets 503`, async () => {
-    const relay = await relayWithWs(["--max-connections-per-ip", "100", "--max-handshakes-per-ip", "100"]);
-    const lurkers = await Promise.all(Array.from({ length: 16 }, () => openWs(url(relay))));
-    for (const l of lurkers) expect(l.error).toBeNull();
-    const refused = await openWs(url(relay));
-    expect(refused.error).toContain("Expected 101 status code: 503");
-    await relay.waitForEvent("websocket_refused", { reason: "handshake_limit" });
-    for (const l of lurkers) l.ws.close();
-    await Promise.all(lurkers.map((l) => l.closed));
+the next upgrade closes the oldest of the address holding the most, and registers`, async () => {
+    const relay = await relayWithWs([
+      "--max-connections-per-ip",
+      "100",
+      "--max-handshakes-per-ip",
+      "100",
+      "--trust-proxy",
+      "127.0.0.1/32",
+    ]);
+    const from = (ip: string) => ({ "X-Forwarded-For": ip });
+    const heavy: WsPeer[] = [];
+    for (let i = 0; i < 12; i++) heavy.push(await openWs(url(relay), from("198.51.100.1")));
+    const light = await Promise.all(Array.from({ length: 4 }, () => openWs(url(relay), from("198.51.100.2"))));
+    for (const l of [...heavy, ...light]) expect(l.error).toBeNull();
+    const player = await openWs(url(relay), from("198.51.100.3"));
+    expect(player.error).toBeNull();
+    await registered(player, "player");
+    await heavy[0]!.closed;
+    await relay.waitForEvent("websocket_refused", { reason: "handshake_limit", ip: "198.51.100.1" });
+    expect(light.every((l) => l.ws.readyState === WebSocket.OPEN)).toBe(true);
+    for (const l of [...heavy, ...light]) l.ws.close();
+    await Promise.all([...heavy, ...light].map((l) => l.closed));
   });
 });
 
