@@ -12,6 +12,15 @@
  * the replay is the stream's frames this node has already seen live (sequence
  * <= the last seen from that sender), plus the recorded ones the read missed.
  * Anything newer has not arrived here yet and will come live.
+ *
+ * What is kept meanwhile is bounded in bytes, not only in count: one address
+ * resetting a registration every 5 s while a session sent 256 KiB edits held
+ * --history x --max-message-size (380-430 MB on a node given 128 MB). Both the
+ * recording and the stream's read keep the newest frames within --history-bytes
+ * (and --history), so a session's waiting registrations hold at most twice
+ * --history-bytes; and a registration abandoned before its claim is answered
+ * (its connection reset) cancels its share at once (`cancel`, called through the
+ * node's `release`), instead of keeping the recording for PREPARED_TTL_MS.
  */
 import { nanos, type NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
@@ -31,11 +40,39 @@ interface Stamped {
   frame: Uint8Array;
 }
 
+/** Frames kept newest last, within a count and a byte bound: the oldest go first. */
+class Kept {
+  frames: Stamped[] = [];
+  bytes = 0;
+  private head = 0;
+  constructor(private readonly limits: HistoryLimits) {}
+
+  push(x: Stamped): void {
+    this.frames.push(x);
+    this.bytes += x.frame.length;
+    while (
+      this.frames.length - this.head > 0 &&
+      (this.bytes > this.limits.maxBytes || this.frames.length - this.head > this.limits.maxEntries)
+    ) {
+      this.bytes -= this.frames[this.head]!.frame.length;
+      this.frames[this.head++] = undefined as never;
+    }
+    if (this.head > 64 && this.head * 2 > this.frames.length) {
+      this.frames = this.frames.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  live(): Stamped[] {
+    return this.head === 0 ? this.frames : this.frames.slice(this.head);
+  }
+}
+
 interface Pending {
   /** Registrations of this session waiting for their replay. */
   waiting: number;
-  stored: Stamped[];
-  recorded: Stamped[];
+  stored: Kept;
+  recorded: Kept;
   timer: Timer;
 }
 
@@ -51,6 +88,8 @@ export interface ClusterHistory extends History {
   cancel(session: string): void;
   /** A frame this node saw (received, or published itself). */
   record(session: string, n: string, e: number, q: number, frame: Uint8Array): void;
+  /** Bytes held for registrations waiting for their replay (bounded by twice --history-bytes per session). */
+  readonly pendingBytes: number;
 }
 
 const READ_TIMEOUT_MS = 3000;
@@ -71,19 +110,19 @@ export function createClusterHistory(
   let js: JetStreamClient | null = null;
   const pending = new Map<string, Pending>();
 
-  async function read(session: string): Promise<Stamped[]> {
-    if (!js) return [];
+  async function read(session: string): Promise<Kept> {
+    const out = new Kept(limits);
+    if (!js) return out;
     const subject = `${prefix}.s.${session}`;
     const jsm = await js.jetstreamManager();
     const info = await jsm.streams.info(stream, { subjects_filter: subject });
     const count = info.state.subjects?.[subject] ?? 0;
-    if (count === 0) return [];
+    if (count === 0) return out;
     // Read up to where the stream was now; later frames are recorded live meanwhile
     // (the recording started before this), so a busy session cannot keep the read going.
     const lastSeq = info.state.last_seq;
     // One filter subject: nats-server 2.9 refuses filter_subjects arrays.
     const consumer = await js.consumers.get(stream, { filter_subjects: subject });
-    const out: Stamped[] = [];
     const messages = await consumer.consume({ max_messages: Math.min(count, 1000) });
     for await (const m of messages) {
       const env = openEnvelope(m.data);
@@ -109,6 +148,7 @@ export function createClusterHistory(
     restore() {},
     sizes: () => new Map(),
     clear() {},
+    each() {},
     replay(session) {
       const p = pending.get(session);
       if (!p) return [];
@@ -118,14 +158,14 @@ export function createClusterHistory(
       }
       const out: Stamped[] = [];
       const keys = new Set<string>();
-      for (const x of p.stored) {
+      for (const x of p.stored.live()) {
         const seen = x.n ? options.seen(x.n, session) : undefined;
         // Not seen here yet: it is on its way and will arrive live.
         if (seen && (x.e > seen.epoch || (x.e === seen.epoch && x.q > seen.last))) continue;
         keys.add(`${x.n}\u0000${x.e}\u0000${x.q}`);
         out.push(x);
       }
-      for (const x of p.recorded) if (!keys.has(`${x.n}\u0000${x.e}\u0000${x.q}`)) out.push(x);
+      for (const x of p.recorded.live()) if (!keys.has(`${x.n}\u0000${x.e}\u0000${x.q}`)) out.push(x);
       // The newest that fit the per-session bounds.
       let start = Math.max(0, out.length - limits.maxEntries);
       let bytes = 0;
@@ -182,7 +222,12 @@ export function createClusterHistory(
     async prepare(session) {
       let p = pending.get(session);
       if (!p) {
-        p = { waiting: 0, stored: [], recorded: [], timer: setTimeout(() => pending.delete(session), PREPARED_TTL_MS) };
+        p = {
+          waiting: 0,
+          stored: new Kept(limits),
+          recorded: new Kept(limits),
+          timer: setTimeout(() => pending.delete(session), PREPARED_TTL_MS),
+        };
         pending.set(session, p);
       }
       p.waiting++;
@@ -209,8 +254,12 @@ export function createClusterHistory(
       }
     },
     record(session, n, e, q, frame) {
-      const p = pending.get(session);
-      if (p && p.recorded.length < limits.maxEntries) p.recorded.push({ n, e, q, frame });
+      pending.get(session)?.recorded.push({ n, e, q, frame });
+    },
+    get pendingBytes() {
+      let n = 0;
+      for (const p of pending.values()) n += p.stored.bytes + p.recorded.bytes;
+      return n;
     },
   };
   return history;

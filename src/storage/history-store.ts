@@ -2,36 +2,48 @@
  * Session history on disk (--state-dir): an embedded SQLite database in WAL
  * mode, so a restart (or a container restart with a volume) keeps every
  * session's history. Writes are queued and committed in one transaction every
- * 50 ms, off the relay's hot path. A database that cannot be read stops the
- * relay at start-up rather than silently losing history.
+ * 50 ms, off the relay's hot path. A database that cannot be read, or written,
+ * stops the relay at start-up with the reason (storage-errors.ts) rather than
+ * silently losing history.
+ *
+ * At run time a failing write (a full disk, a file made read-only) never stops
+ * the relay: it used to throw out of the commit timer and exit, dropping every
+ * session. Now the store turns degraded (logged once, failures counted, shown by
+ * /healthz, /status and /metrics), history goes on in memory within its bounds,
+ * and the store retries by writing memory's history whole, backing off to
+ * RETRY_MAX_MS; once a retry succeeds the disk matches memory again.
  */
 import { Database } from "bun:sqlite";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { RelayError } from "../lib/errors.ts";
+import type { Logger } from "../lib/log.ts";
 import type { History, HistoryEntry, HistorySink } from "../core/history.ts";
+import { databaseError, directoryError, shortReason } from "./storage-errors.ts";
 
 const FILE = "history.sqlite";
 const FLUSH_MS = 50;
+const RETRY_FIRST_MS = 1000;
+const RETRY_MAX_MS = 30_000;
 
 type Op = { kind: "insert"; session: string; entry: HistoryEntry } | { kind: "evict"; session: string; upTo: number };
 
+/** Whether history reaches the disk (what /healthz, /status and /metrics show). */
+export interface StorageHealth {
+  degraded: boolean;
+  /** Why, while degraded: a short reason without the path. */
+  reason: string | null;
+  /** Commits and retries that failed since start. */
+  writeFailures: number;
+}
+
 export interface HistoryStore extends HistorySink {
   readonly path: string;
-  /** Reads every stored entry into `history`; returns how many. */
+  readonly health: Readonly<StorageHealth>;
+  /** Reads every stored entry into `history` (which the store then writes back whole after a failure); returns how many. */
   load(history: History): number;
   /** Commits what is queued now (shutdown). */
   flush(): void;
   close(): void;
-}
-
-function corrupt(path: string, error: unknown): RelayError {
-  const why = (error as Error).message;
-  return new RelayError(
-    "E_CONFIG",
-    `cannot use the history database '${path}' (${why}); fix or move it, or start with --state-reset to discard it`,
-    { cause: error },
-  );
 }
 
 export function openDatabase(dir: string, reset = false): { db: Database; path: string } {
@@ -39,38 +51,48 @@ export function openDatabase(dir: string, reset = false): { db: Database; path: 
   try {
     mkdirSync(dir, { recursive: true });
   } catch (error) {
-    throw new RelayError(
-      "E_CONFIG",
-      `cannot create --state-dir '${dir}' (${(error as NodeJS.ErrnoException).code ?? "unwritable"})`,
-      { cause: error },
-    );
+    throw directoryError(dir, "create", error);
   }
-  if (reset) for (const suffix of ["", "-wal", "-shm"]) rmSync(`${path}${suffix}`, { force: true });
-  let db: Database;
+  try {
+    if (reset) for (const suffix of ["", "-wal", "-shm"]) rmSync(`${path}${suffix}`, { force: true });
+  } catch (error) {
+    throw directoryError(dir, "discard the history in (--state-reset)", error);
+  }
+  let db: Database | null = null;
   try {
     db = new Database(path, { create: true, strict: true });
     db.run("PRAGMA journal_mode = WAL");
     db.run("PRAGMA synchronous = NORMAL");
     const check = db.query("PRAGMA quick_check").get() as { quick_check: string } | null;
-    if (check?.quick_check !== "ok") throw new Error(check?.quick_check ?? "integrity check failed");
+    if (check?.quick_check !== "ok")
+      throw Object.assign(new Error(check?.quick_check ?? "integrity check failed"), { code: "SQLITE_CORRUPT" });
     db.run(
       "CREATE TABLE IF NOT EXISTS history (session TEXT NOT NULL, seq INTEGER NOT NULL," +
         " at INTEGER NOT NULL, frame BLOB NOT NULL," +
         " PRIMARY KEY (session, seq)) WITHOUT ROWID",
     );
+    // A file the relay can read but not write (restored as root) opened fine and
+    // failed at the first edit: write once now, so it is found at start-up.
+    const { user_version } = db.query("PRAGMA user_version").get() as { user_version: number };
+    db.run(`PRAGMA user_version = ${Number(user_version)}`);
   } catch (error) {
-    if (error instanceof RelayError) throw error;
-    throw corrupt(path, error);
+    db?.close();
+    throw databaseError(path, dir, error);
   }
   return { db, path };
 }
 
-export function openHistoryStore(dir: string, options: { reset?: boolean } = {}): HistoryStore {
+export function openHistoryStore(dir: string, options: { reset?: boolean; log: Logger }): HistoryStore {
   const { db, path } = openDatabase(dir, options.reset);
+  const { log } = options;
   const insert = db.prepare("INSERT OR REPLACE INTO history (session, seq, at, frame) VALUES (?, ?, ?, ?)");
   const evict = db.prepare("DELETE FROM history WHERE session = ? AND seq <= ?");
+  const health: StorageHealth = { degraded: false, reason: null, writeFailures: 0 };
   let queue: Op[] = [];
   let timer: Timer | null = null;
+  let retryTimer: Timer | null = null;
+  let retryMs = RETRY_FIRST_MS;
+  let source: History | null = null;
 
   const commit = db.transaction((ops: Op[]) => {
     for (const op of ops) {
@@ -79,22 +101,69 @@ export function openHistoryStore(dir: string, options: { reset?: boolean } = {})
     }
   });
 
+  /** The disk made equal to memory: what was queued while degraded is in memory, not in the queue. */
+  const rewrite = db.transaction((history: History) => {
+    db.run("DELETE FROM history");
+    history.each((session, entry) => insert.run(session, entry.seq, entry.at, entry.frame));
+  });
+
+  function failed(error: unknown): void {
+    health.writeFailures++;
+    if (!health.degraded) {
+      health.degraded = true;
+      health.reason = shortReason(error);
+      log.error(
+        "history_write_failed",
+        `History cannot be saved to ${path} (${(error as Error).message}): relaying goes on, history is kept` +
+          ` in memory within its bounds and written again once the disk takes it` +
+          ` (logged once; failures counted in sova_relay_storage_write_failures_total)`,
+        { reason: health.reason },
+      );
+    }
+    retryTimer ??= setTimeout(retry, retryMs);
+    retryTimer.unref?.();
+    retryMs = Math.min(RETRY_MAX_MS, retryMs * 2);
+  }
+
+  function retry(): void {
+    retryTimer = null;
+    if (!health.degraded || source === null) return;
+    try {
+      rewrite(source);
+    } catch (error) {
+      return failed(error);
+    }
+    health.degraded = false;
+    health.reason = null;
+    retryMs = RETRY_FIRST_MS;
+    log.info("history_write_recovered", `History is saved to ${path} again (${health.writeFailures} failed writes)`, {
+      failures: health.writeFailures,
+    });
+  }
+
   function flush(): void {
     if (timer) clearTimeout(timer);
     timer = null;
-    if (queue.length === 0) return;
     const ops = queue;
     queue = [];
-    commit(ops);
+    // Degraded: memory has it all, and the retry writes it whole.
+    if (ops.length === 0 || health.degraded) return;
+    try {
+      commit(ops);
+    } catch (error) {
+      failed(error);
+    }
   }
 
   function schedule(op: Op): void {
+    if (health.degraded) return;
     queue.push(op);
     timer ??= setTimeout(flush, FLUSH_MS);
   }
 
   return {
     path,
+    health,
     appended(session, entry) {
       schedule({ kind: "insert", session, entry });
     },
@@ -102,6 +171,7 @@ export function openHistoryStore(dir: string, options: { reset?: boolean } = {})
       schedule({ kind: "evict", session, upTo });
     },
     load(history) {
+      source = history;
       let n = 0;
       try {
         for (const row of db
@@ -111,27 +181,35 @@ export function openHistoryStore(dir: string, options: { reset?: boolean } = {})
           n++;
         }
       } catch (error) {
-        throw corrupt(path, error);
+        throw databaseError(path, dir, error);
       }
       return n;
     },
     flush,
     close() {
       flush();
-      db.close();
+      if (retryTimer) clearTimeout(retryTimer);
+      retryTimer = null;
+      // A last try: the disk may take it now.
+      if (health.degraded) retry();
+      try {
+        db.close();
+      } catch {}
     },
   };
 }
 
 /** `sova-relay history clear`: removes stored history, all or one session's. */
 export function clearStoredHistory(dir: string, session?: string): number {
-  const { db } = openDatabase(dir);
+  const { db, path } = openDatabase(dir);
   try {
     const result =
       session === undefined
         ? db.run("DELETE FROM history")
         : db.run("DELETE FROM history WHERE session = ?", [session]);
     return result.changes;
+  } catch (error) {
+    throw databaseError(path, dir, error);
   } finally {
     db.close();
   }

@@ -162,7 +162,7 @@ exactly the last 100, then live, no gap or duplicate while 3 others keep sending
     const lines = r.stderr.toString().trim().split("\n");
     expect(lines.length).toBe(1);
     expect(lines[0]).toMatch(
-      /cannot use the history database '.*history\.sqlite' \(.*\); fix or move it, or start with --state-reset/,
+      /the history database '.*history\.sqlite' is damaged \(.*\); fix or move it, or start with --state-reset/,
     );
     const reset = keep(await startProcess(SOURCE)(["--history", "10", "--state-dir", dir, "--state-reset"]));
     await reset.waitForEvent("history_loaded", { entries: 0 });
