@@ -48,7 +48,15 @@ const serveCommand = defineCommand({
       const running = server;
       try {
         http = startHttp(
-          { host, port: config.httpPort, maxEventSubscribers: config.maxEventSubscribers, websocket },
+          {
+            host,
+            port: config.httpPort,
+            maxEventSubscribers: config.maxEventSubscribers,
+            websocket,
+            operator: config.operator,
+            trustProxy: config.trustProxy,
+            allowHost: config.allowHost,
+          },
           {
             relay: server.relay,
             version: VERSION,
@@ -56,9 +64,12 @@ const serveCommand = defineCommand({
             stopping: () => running.stopping,
             history: server.history,
             cluster: cluster?.status,
+            storage: () => running.storage,
+            descriptors: () => running.descriptors.stats,
           },
           log,
         );
+        server.descriptors.watch(http.port);
       } catch (error) {
         void server.shutdown("startup failed");
         const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;

@@ -31,7 +31,8 @@ export interface Claims {
   /** Bucket to use, or null while NATS (or JetStream) is unavailable. */
   kv: KV | null;
   claim(session: string, name: string): Promise<ClaimResult>;
-  release(session: string, name: string): void;
+  /** True when this node held the claim (a registration gave it back, or its instance left). */
+  release(session: string, name: string): boolean;
   /** After a reconnect or a node coming back: claim every name this node holds again. */
   reclaimAll(): Promise<void>;
   /** A node was declared down: free the claims it held. */
@@ -142,9 +143,10 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
     release(session, name) {
       const key = claimKey(session, name);
       const revision = mine.get(key);
-      if (revision === undefined) return;
+      if (revision === undefined) return false;
       mine.delete(key);
       if (revision > 0 && claims.kv) void claims.kv.delete(key, { previousSeq: revision }).catch(() => {});
+      return true;
     },
     async reclaimAll() {
       const kv = claims.kv;

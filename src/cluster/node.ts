@@ -73,6 +73,8 @@ export interface ClusterStatus {
   nodes_down: number;
   name_conflicts: number;
   disconnects: number;
+  /** Bytes of history held for registrations waiting for their name claim (--history; at most 2 x --history-bytes a session). */
+  history_pending_bytes: number;
 }
 
 export interface ClusterNode extends ClusterLink {
@@ -625,7 +627,10 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
       if (result === "taken") history?.cancel(session);
       return result;
     },
-    release: (session, name) => claims.release(session, name),
+    // A registration given up after its claim (its connection reset, or it was refused): its replay is not wanted.
+    release(session, name) {
+      if (claims.release(session, name)) history?.cancel(session);
+    },
     joined(inst) {
       announce({ t: "join", n: node, e: epoch, m: [row(inst)] });
     },
@@ -670,6 +675,7 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
         nodes_down: counters.nodesDown,
         name_conflicts: claims.conflicts,
         disconnects: counters.disconnects,
+        history_pending_bytes: history?.pendingBytes ?? 0,
       };
     },
     async close() {

@@ -12,6 +12,8 @@ import type { ClusterLink, RemoteMembers } from "../core/link.ts";
 import type { Relay } from "../core/index.ts";
 import { createRepeats, reportRepeats } from "../lib/repeats.ts";
 import { createConnectionTable, type Lingering } from "../transport/connections.ts";
+import { type AcceptWatch, watchAccepts } from "../transport/descriptors.ts";
+import type { StorageHealth } from "../storage/history-store.ts";
 import { openListeners } from "../transport/listeners.ts";
 import { buildRelay } from "./setup.ts";
 import { shutDown } from "./shutdown.ts";
@@ -56,6 +58,10 @@ export interface RunningServer {
   closeBounded(live: Lingering): void;
   /** That connection closed within its bound. */
   closedInTime(live: Lingering): void;
+  /** Whether history reaches the disk; absent without --state-dir. */
+  readonly storage?: Readonly<StorageHealth>;
+  /** Descriptors and the listeners' accept queues (the HTTP port is added once it listens). */
+  readonly descriptors: AcceptWatch;
 }
 
 export type ServerConfig = Pick<
@@ -63,6 +69,8 @@ export type ServerConfig = Pick<
   | "host"
   | "port"
   | "maxInstances"
+  | "maxInstancesPerSession"
+  | "maxInstancesPerIp"
   | "rateLimit"
   | "rateLimitBytes"
   | "maxMessageSize"
@@ -102,6 +110,7 @@ export function startServer(config: ServerConfig, log: Logger, link?: ServerLink
   const pem = config.tlsPort !== null ? readTlsPem(config) : null;
   // With TLS on, --port 0 means "no plain listener"; without it, "any free port".
   const listeners = openListeners(config, pem, tcp.handlers, tcp.accept, log, () => store?.close());
+  const descriptors = watchAccepts([listeners.port, listeners.tlsPort], log);
 
   function tick(): void {
     const now = Date.now();
@@ -133,6 +142,7 @@ export function startServer(config: ServerConfig, log: Logger, link?: ServerLink
         tcp,
         repeats,
         stopTimers() {
+          descriptors.stop();
           clearInterval(ticker);
           clearInterval(sweeper);
           if (nudger) clearInterval(nudger);
@@ -153,5 +163,7 @@ export function startServer(config: ServerConfig, log: Logger, link?: ServerLink
     track: table.track,
     closeBounded: table.closeBounded,
     closedInTime: table.closedInTime,
+    storage: store?.health,
+    descriptors,
   };
 }

@@ -12,6 +12,7 @@ import type { Metric, Registry } from "prom-client";
 import type { Relay } from "../core/index.ts";
 import { COUNTERS, COUNTER_KEYS, type CounterSpec, type Histogram } from "../core/stats.ts";
 import type { WebSocketStats } from "../transport/websocket.ts";
+import type { DescriptorStats } from "../transport/descriptors.ts";
 import { type Status, type StatusContext, snapshot } from "./status.ts";
 
 /** prom-client's Registry.PROMETHEUS_CONTENT_TYPE, without loading it. */
@@ -87,6 +88,10 @@ export interface EventStreamStats {
   cut: number;
   /** Ended at the per-stream byte budget (the browser reconnects). */
   rotated: number;
+  /** A visitor's stream ended to give the operator's page a slot. */
+  yielded: number;
+  /** Requests for a host name the relay does not answer for (421). */
+  hostRefused: number;
 }
 
 type ByTransport = Record<"tcp" | "websocket", number>;
@@ -208,6 +213,17 @@ export async function createMetrics(ctx: StatusContext, sources: MetricsSources 
         this.inc({ reason: "subscriber_cap" }, e.refused);
         this.inc({ reason: "not_reading" }, e.cut);
         this.inc({ reason: "stream_bytes" }, e.rotated);
+        this.inc({ reason: "operator" }, e.yielded);
+      },
+    });
+    new Counter({
+      name: "sova_relay_http_refused_total",
+      help: "HTTP requests refused, by reason (host: a name not allowed by --allow-host, DNS rebinding).",
+      labelNames: ["reason"],
+      registers,
+      collect() {
+        this.reset();
+        this.inc({ reason: "host" }, events().hostRefused);
       },
     });
   }
@@ -267,6 +283,8 @@ export async function createMetrics(ctx: StatusContext, sources: MetricsSources 
       },
     });
   }
+  storageMetrics(pc, registers, () => status);
+  if (ctx.descriptors) descriptorMetrics(pc, registers, ctx.descriptors);
   if (status.cluster) {
     const c = () => status.cluster!;
     gauge(
@@ -275,6 +293,11 @@ export async function createMetrics(ctx: StatusContext, sources: MetricsSources 
       () => (c().connected ? 1 : 0),
     );
     gauge("sova_relay_cluster_nodes", "Other nodes heard within the down timeout.", () => c().nodes.length);
+    gauge(
+      "sova_relay_cluster_history_pending_bytes",
+      "Bytes of history held for registrations waiting for their name claim (at most 2 x --history-bytes a session).",
+      () => c().history_pending_bytes,
+    );
     gauge(
       "sova_relay_cluster_remote_instances",
       "Instances connected to other nodes, in sessions this node knows.",
@@ -333,4 +356,56 @@ export async function createMetrics(ctx: StatusContext, sources: MetricsSources 
       return `${await registry.metrics()}\n${await processMetrics.metrics()}`;
     },
   };
+}
+
+/** Whether history reaches the disk (present with --state-dir). */
+function storageMetrics(pc: PromClient, registers: Registry[], status: () => Status): void {
+  if (!status().storage) return;
+  new pc.Gauge({
+    name: "sova_relay_storage_degraded",
+    help: "1 while history cannot be written to --state-dir (relaying goes on, history stays in memory), else 0.",
+    registers,
+    collect() {
+      this.set(status().storage?.state === "degraded" ? 1 : 0);
+    },
+  });
+  new pc.Counter({
+    name: "sova_relay_storage_write_failures_total",
+    help: "History writes (and rewrites after a failure) to --state-dir that failed.",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(status().storage?.write_failures ?? 0);
+    },
+  });
+}
+
+/** File descriptors, and the seconds in which none was left to accept a connection with (Linux). */
+function descriptorMetrics(pc: PromClient, registers: Registry[], read: () => DescriptorStats): void {
+  const gauge = (name: string, help: string, value: (d: DescriptorStats) => number | null) =>
+    new pc.Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        const v = value(read());
+        if (v !== null) this.set(v);
+      },
+    });
+  gauge("sova_relay_descriptors_open", "File descriptors the process holds.", (d) => d.open);
+  gauge("sova_relay_descriptors_limit", "The process's file descriptor limit (RLIMIT_NOFILE).", (d) => d.limit);
+  gauge(
+    "sova_relay_accept_waiting",
+    "Connections waiting in the listeners' accept queues when descriptors last ran out.",
+    (d) => d.waiting,
+  );
+  new pc.Counter({
+    name: "sova_relay_accept_failing_seconds_total",
+    help: "Seconds in which no file descriptor was left, so no connection (TCP, WebSocket, HTTP) could be accepted.",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(read().acceptFailingSeconds);
+    },
+  });
 }

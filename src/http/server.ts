@@ -1,16 +1,19 @@
 /**
  * The HTTP side (Bun.serve), sharing the relay's in-process state:
  *   GET /         status page          GET /status   JSON
- *   GET /healthz  ok / 503 in shutdown GET /metrics  Prometheus text
+ *   GET /healthz  ok / degraded / 503 in shutdown   GET /metrics  Prometheus text
  *   GET /events   server-sent events: the page's live fragment, every second;
- *                 at most maxEventSubscribers at once, each cut when it stops
+ *                 at most maxEventSubscribers at once, a few of them kept for the
+ *                 operator (loopback, --operator), each cut when it stops
  *                 reading and ended after maxEventStreamBytes (browsers reconnect)
- * GET and HEAD only; anything else is 404 (or 405 on a known path).
+ * GET and HEAD only; anything else is 404 (or 405 on a known path). Only the
+ * host names of hosts.ts are answered (DNS rebinding).
  */
 import type { Logger } from "../lib/log.ts";
 import { METRICS_CONTENT_TYPE, createMetrics, type EventStreamStats, transportTotals } from "./metrics.ts";
-import { addressGroup } from "../lib/cidr.ts";
-import { RELAY_PATH, type WebSocketEndpoint } from "../transport/websocket.ts";
+import { addressGroup, type Cidr, cidrContains, parseCidr } from "../lib/cidr.ts";
+import { clientAddress, RELAY_PATH, type WebSocketEndpoint } from "../transport/websocket.ts";
+import { hostAllowed, shownHost } from "./hosts.ts";
 import { SCRIPT_HASH, renderLive, renderPage } from "./page.ts";
 import { snapshot, type StatusContext } from "./status.ts";
 
@@ -32,6 +35,12 @@ export interface HttpOptions {
   maxEventBacklogBytes?: number;
   /** Bytes one /events stream carries before it ends and the browser reconnects (EventSource does, after `retry`). */
   maxEventStreamBytes?: number;
+  /** Addresses whose pages always get an /events slot, beside loopback (--operator). */
+  operator?: readonly Cidr[];
+  /** Proxies believed about the client's address (--trust-proxy), for /events as for /relay. */
+  trustProxy?: readonly Cidr[];
+  /** Names answered beside IP addresses and localhost (--allow-host). */
+  allowHost?: readonly string[];
 }
 
 export const HTTP_DEFAULTS = {
@@ -44,6 +53,13 @@ export const HTTP_DEFAULTS = {
 
 export type EventStats = EventStreamStats;
 
+/** /events slots only the operator's pages may take (of 32 by default: 4). */
+function reservedSlots(max: number): number {
+  return Math.min(4, Math.max(1, Math.floor(max / 8)));
+}
+
+const LOOPBACK = [parseCidr("127.0.0.0/8"), parseCidr("::1/128")];
+
 export interface RunningHttp {
   readonly port: number;
   readonly url: string;
@@ -55,6 +71,8 @@ interface Subscriber {
   controller: ReadableStreamDefaultController<Uint8Array>;
   sent: number;
   group: string;
+  /** From loopback or --operator: takes the reserved slots, and a visitor's when all are taken. */
+  operator: boolean;
 }
 
 const SECURITY_HEADERS = {
@@ -79,7 +97,13 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
   const o = { ...HTTP_DEFAULTS, ...options };
   const subscribers = new Set<Subscriber>();
   const perGroup = new Map<string, number>();
-  const events: EventStats = { subscribers: 0, refused: 0, cut: 0, rotated: 0 };
+  const events: EventStats = { subscribers: 0, refused: 0, cut: 0, rotated: 0, yielded: 0, hostRefused: 0 };
+  const reserved = reservedSlots(o.maxEventSubscribers);
+  const operators = [...LOOPBACK, ...(options.operator ?? [])];
+  const allowedHosts = new Set(options.allowHost ?? []);
+  let visitors = 0;
+  let hostLoggedAt = -Infinity;
+  let hostUnlogged = 0;
   let ticker: Timer | null = null;
   // One line per 10 s at most, with counts, whatever a flood of pages does.
   let loggedAt = -Infinity;
@@ -102,6 +126,7 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
 
   function drop(sub: Subscriber): void {
     if (!subscribers.delete(sub)) return;
+    if (!sub.operator) visitors--;
     const n = (perGroup.get(sub.group) ?? 1) - 1;
     if (n <= 0) perGroup.delete(sub.group);
     else perGroup.set(sub.group, n);
@@ -146,14 +171,32 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
     for (const sub of subscribers) send(sub, event);
   }
 
+  /** Why a page from `group` gets no stream now; null: it does (an operator's may end a visitor's). */
+  function noSlot(group: string, operator: boolean): string | null {
+    if ((perGroup.get(group) ?? 0) >= o.maxEventSubscribersPerAddress)
+      return `too many live status pages open from your address (${o.maxEventSubscribersPerAddress})`;
+    if (!operator) {
+      if (visitors < o.maxEventSubscribers - reserved) return null;
+      return `too many live status pages open (${o.maxEventSubscribers - reserved}; ${reserved} kept for the operator)`;
+    }
+    if (subscribers.size < o.maxEventSubscribers) return null;
+    // Full, and the operator wants one: the oldest visitor's stream gives way (its page reconnects later).
+    for (const sub of subscribers) {
+      if (sub.operator) continue;
+      drop(sub);
+      events.yielded++;
+      try {
+        sub.controller.close();
+      } catch {}
+      return null;
+    }
+    return `too many live status pages open (${o.maxEventSubscribers})`;
+  }
+
   function subscribe(ip: string): Response {
     const group = addressGroup(ip);
-    const full =
-      subscribers.size >= o.maxEventSubscribers
-        ? `too many live status pages open (${o.maxEventSubscribers})`
-        : (perGroup.get(group) ?? 0) >= o.maxEventSubscribersPerAddress
-          ? `too many live status pages open from your address (${o.maxEventSubscribersPerAddress})`
-          : null;
+    const operator = operators.some((c) => cidrContains(c, ip));
+    const full = noSlot(group, operator);
     if (full !== null) {
       note("refused");
       return new Response(`${full}; try again later\n`, {
@@ -165,8 +208,9 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
     const stream = new ReadableStream<Uint8Array>(
       {
         start(controller) {
-          self = { controller, sent: 0, group };
+          self = { controller, sent: 0, group, operator };
           subscribers.add(self);
+          if (!operator) visitors++;
           perGroup.set(group, (perGroup.get(group) ?? 0) + 1);
           events.subscribers = subscribers.size;
           send(
@@ -184,12 +228,44 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
     return new Response(stream, { headers: EVENT_HEADERS });
   }
 
+  /** 503 in shutdown; 200 otherwise, saying "degraded" while history cannot be saved (the relay goes on relaying). */
+  function health(): Response {
+    const headers = { ...SECURITY_HEADERS, "Content-Type": "text/plain" };
+    if (ctx.stopping()) return new Response("shutting down\n", { status: 503, headers });
+    const storage = ctx.storage?.();
+    if (storage?.degraded)
+      return new Response(`degraded: history is not being saved (${storage.reason}); relaying goes on\n`, { headers });
+    return new Response("ok\n", { headers });
+  }
+
   // Loads prom-client now, so the first scrape does not wait for it.
   const websocket = options.websocket;
   const metrics = createMetrics(ctx, {
     events: () => events,
     transports: websocket ? () => transportTotals(ctx.relay, websocket.stats) : undefined,
   });
+
+  /** A request naming a host the relay does not answer for (hosts.ts): 421, logged at most once a minute. */
+  function misdirected(host: string | null): Response {
+    events.hostRefused++;
+    hostUnlogged++;
+    const name = shownHost(host);
+    const now = performance.now();
+    if (now - hostLoggedAt >= 60_000) {
+      hostLoggedAt = now;
+      log.warn(
+        "http_host_refused",
+        `HTTP request for host '${name}' refused (${hostUnlogged} since the last such line):` +
+          ` allow a name with --allow-host`,
+        { reason: "host", host: name, count: hostUnlogged },
+      );
+      hostUnlogged = 0;
+    }
+    return new Response(
+      `this relay does not answer for '${name}'; its host can allow the name with --allow-host ${name}\n`,
+      { status: 421, headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain; charset=utf-8" } },
+    );
+  }
 
   function route(path: string, ip: string): Response | Promise<Response> | null {
     switch (path) {
@@ -204,12 +280,7 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
       case "/status":
         return Response.json(snapshot(ctx), { headers: SECURITY_HEADERS });
       case "/healthz":
-        return ctx.stopping()
-          ? new Response("shutting down\n", {
-              status: 503,
-              headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain" },
-            })
-          : new Response("ok\n", { headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain" } });
+        return health();
       case "/metrics":
         return metrics
           .then((m) => m.render())
@@ -239,6 +310,8 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
           status: 404,
           headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain" },
         });
+      if (path !== "/healthz" && !hostAllowed(req.headers.get("host"), allowedHosts))
+        return misdirected(req.headers.get("host"));
       if (req.method !== "GET" && req.method !== "HEAD") {
         return new Response("method not allowed\n", {
           status: 405,
@@ -247,7 +320,8 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
       }
       // A HEAD on /events must not take a subscriber slot it would never read from.
       if (req.method === "HEAD" && path === "/events") return new Response(null, { headers: EVENT_HEADERS });
-      const res = route(path, server.requestIP(req)?.address ?? "")!;
+      const direct = server.requestIP(req)?.address ?? "";
+      const res = route(path, clientAddress(direct, req.headers, options.trustProxy ?? []))!;
       if (req.method !== "HEAD") return res;
       return Promise.resolve(res).then((r) => new Response(null, { status: r.status, headers: r.headers }));
     },

@@ -10,6 +10,8 @@ import type { Relay } from "../core/index.ts";
 import { type CounterTotals, counterTotals } from "../core/stats.ts";
 import { buildInfo } from "../lib/version.ts";
 import type { ClusterStatus } from "../cluster/node.ts";
+import type { StorageHealth } from "../storage/history-store.ts";
+import type { DescriptorStats } from "../transport/descriptors.ts";
 
 export interface StatusContext {
   relay: Relay;
@@ -19,6 +21,10 @@ export interface StatusContext {
   history?: History;
   /** Present when the relay is a cluster node (--cluster). */
   cluster?: () => ClusterStatus;
+  /** Whether history reaches the disk (--state-dir). */
+  storage?: () => Readonly<StorageHealth> | undefined;
+  /** File descriptors and accepts (Linux). */
+  descriptors?: () => DescriptorStats;
 }
 
 export interface InstanceStatus {
@@ -64,6 +70,9 @@ export interface Status {
   sessions: SessionStatus[];
   limits: Record<string, number | boolean>;
   totals: StatusTotals;
+  /** "degraded" while history cannot be written to --state-dir (the relay goes on); absent without one. */
+  storage?: { state: "ok" | "degraded"; reason: string | null; write_failures: number };
+  descriptors?: { limit: number | null; accept_failing_seconds: number; waiting: number };
   cluster?: ClusterStatus;
 }
 
@@ -124,8 +133,23 @@ export function snapshot(ctx: StatusContext, now = Date.now()): Status {
       history_entries: ctx.history?.limits.maxEntries ?? 0,
       history_bytes: ctx.history?.limits.maxBytes ?? 0,
       history_age_seconds: (ctx.history?.limits.maxAgeMs ?? 0) / 1000,
+      max_instances_per_session: o.maxInstancesPerSession ?? o.maxInstances,
+      max_instances_per_address: o.maxInstancesPerAddress ?? o.maxInstances,
     },
     totals: counterTotals(relay.stats),
+    ...storageStatus(ctx),
+    ...(ctx.descriptors ? { descriptors: descriptorStatus(ctx.descriptors()) } : {}),
     ...(ctx.cluster ? { cluster: ctx.cluster() } : {}),
   };
+}
+
+function storageStatus(ctx: StatusContext): Pick<Status, "storage"> {
+  const h = ctx.storage?.();
+  if (!h) return {};
+  return { storage: { state: h.degraded ? "degraded" : "ok", reason: h.reason, write_failures: h.writeFailures } };
+}
+
+/** Without `open`: counting descriptors reads /proc/self/fd, which /metrics does only when scraped. */
+function descriptorStatus(d: DescriptorStats): NonNullable<Status["descriptors"]> {
+  return { limit: d.limit, accept_failing_seconds: d.acceptFailingSeconds, waiting: d.waiting };
 }

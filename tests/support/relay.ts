@@ -171,17 +171,28 @@ export const startInProcess: StartRelay = async (flags = [], env = {}) => {
       : undefined;
   const http = websocket
     ? startHttp(
-        { host: "127.0.0.1", port: config.httpPort!, websocket },
+        {
+          host: "127.0.0.1",
+          port: config.httpPort!,
+          websocket,
+          maxEventSubscribers: config.maxEventSubscribers,
+          operator: config.operator,
+          trustProxy: config.trustProxy,
+          allowHost: config.allowHost,
+        },
         {
           relay: server.relay,
           version: "test",
           startedAt: Date.now(),
           stopping: () => server.stopping,
           history: server.history,
+          storage: () => server.storage,
+          descriptors: () => server.descriptors.stats,
         },
         log,
       )
     : null;
+  if (http) server.descriptors.watch(http.port);
   return {
     port: server.port ?? server.tlsPort!,
     tlsPort: server.tlsPort,

@@ -1,0 +1,38 @@
+/**
+ * Which requests the HTTP endpoints answer, by the name they were sent to.
+ *
+ * A page on any web site can make a visitor's browser talk to the relay on the
+ * visitor's own machine (a musician hosting on their laptop) by pointing its own
+ * name at 127.0.0.1 (DNS rebinding); the browser then sends that site's name in
+ * `Host`. So the status page, /status, /events and /metrics answer only when
+ * `Host` is an IP address, `localhost`, or a name the host allowed
+ * (--allow-host); anything else gets 421 saying how to allow it. /healthz
+ * answers whatever the name (orchestrators probe it by any name; it tells
+ * nothing), and /relay has its own check (the `Origin` every browser sends).
+ */
+import { isIP } from "node:net";
+
+/** The name in a Host header, lower case, without port or brackets; "" when there is none. */
+export function hostOf(header: string | null): string {
+  if (header === null) return "";
+  const h = header.trim().toLowerCase();
+  if (h.startsWith("[")) return h.slice(1, h.indexOf("]") === -1 ? undefined : h.indexOf("]"));
+  const colon = h.lastIndexOf(":");
+  return (colon === -1 ? h : h.slice(0, colon)).replace(/\.$/, "");
+}
+
+/** True when a request naming `header` may be answered. */
+export function hostAllowed(header: string | null, allowed: ReadonlySet<string>): boolean {
+  const name = hostOf(header);
+  // No Host (HTTP/1.0, a hand-made request): no browser sends that.
+  if (name === "" || isIP(name) !== 0) return true;
+  if (name === "localhost" || name.endsWith(".localhost")) return true;
+  return allowed.has(name);
+}
+
+/** The name as it may be echoed in a refusal: the characters a host name has, at most 64. */
+export function shownHost(header: string | null): string {
+  return hostOf(header)
+    .replace(/[^a-z0-9.-]/g, "?")
+    .slice(0, 64);
+}
