@@ -697,3 +697,45 @@ async function renderMetricsOf(node: Node): Promise<string> {
   });
   return metrics.render();
 }
+
+maybe("cluster history while a name claim waits (issue 27, finding 3)", () => {
+  test(`what a node records for a waiting registration is bounded by --history-bytes, and a registration \
+reset before its claim is answered gives it up at once`, async () => {
+    const nats = startNats();
+    await nats.ready;
+    const historyBytes = 600 * 1024;
+    const node = await startNode(nats, "a", ["--history", "1000", "--history-bytes", `${historyBytes}`]);
+    await node.waitForEvent("cluster_history");
+    await node.waitForEvent("cluster_names_shared");
+    const history = node.link.history!;
+    const sender = await join_(node.port, "sender");
+    const registering = () => [...node.server.relay.connections].filter((c) => c.state === "registering").length;
+    // NATS paused: name claims wait (up to their timeout) while the session keeps playing.
+    nats.proc.kill("SIGSTOP");
+    try {
+      const waits = await Bun.connect({ hostname: "127.0.0.1", port: node.port, socket: { data() {} } });
+      waits.write(registerFrame("waits"));
+      const resets = await Bun.connect({ hostname: "127.0.0.1", port: node.port, socket: { data() {} } });
+      resets.write(registerFrame("resets"));
+      await until(() => registering() === 2);
+      resets.terminate();
+      let peak = 0;
+      const sampler = setInterval(() => (peak = Math.max(peak, history.pendingBytes)), 1);
+      const edit = new Uint8Array(256 * 1024).fill(1);
+      for (let i = 0; i < 8; i++) sender.sendUpdate(edit, BigInt(i));
+      await sender.ping(1n);
+      clearInterval(sampler);
+      // 2 MiB were played while the claim waited; what was kept for it stays within the bound.
+      expect(registering()).toBeGreaterThan(0);
+      expect(peak).toBeGreaterThan(0);
+      expect(peak).toBeLessThanOrEqual(2 * historyBytes);
+      waits.end();
+    } finally {
+      nats.proc.kill("SIGCONT");
+    }
+    // Both claims are answered within their timeout; nothing is kept for the 15 s a replay nobody takes used to live.
+    await until(() => registering() === 0, 8000);
+    await until(() => history.pendingBytes === 0, 2000);
+    expect(node.link.status().history_pending_bytes).toBe(0);
+  }, 25_000);
+});
