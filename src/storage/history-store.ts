@@ -56,7 +56,7 @@ export function openDatabase(dir: string, reset = false): { db: Database; path: 
   try {
     if (reset) for (const suffix of ["", "-wal", "-shm"]) rmSync(`${path}${suffix}`, { force: true });
   } catch (error) {
-    throw directoryError(dir, "discard the history in (--state-reset)", error);
+    throw directoryError(dir, "discard the history (--state-reset) in", error);
   }
   let db: Database | null = null;
   try {

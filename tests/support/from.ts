@@ -32,7 +32,7 @@ export function connectFrom(port: number, from: string): Promise<FromPeer> {
     oversized() {},
   });
   const socket = net.connect({ host: "127.0.0.1", port, localAddress: from });
-  socket.on("data", (chunk) => reader.push(chunk));
+  socket.on("data", (chunk: Buffer) => reader.push(chunk));
   socket.on("error", () => {});
   socket.on("close", () => {
     isClosed = true;
