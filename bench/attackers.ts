@@ -4,7 +4,11 @@
  * loopback addresses (127.0.0.x), as a botnet would, so per-address caps alone
  * do not stop it. Prints one JSON line of what it did when the time is up.
  *
- *   bun bench/attackers.ts --port P --token T --duration S [--one-address]
+ *   bun bench/attackers.ts --port P --token T --duration S [--http-port H] [--one-address]
+ *
+ * With --http-port, the attacks of issue 27 on the HTTP side too: silent WebSocket
+ * upgrades holding the handshake slots, a web page's Origin joining, /events
+ * streams from four visitors (through a proxy at 127.0.0.1 the relay trusts).
  *
  * `--one-address`: everything from 127.0.0.1 (through a container's port mapping every
  * connection comes from one address anyway, and other loopback sources may not pass it).
@@ -19,6 +23,7 @@ for (let i = 2; i < process.argv.length; i += 2) {
   else args.set(process.argv[i]!.replace(/^--/, ""), process.argv[i + 1]!);
 }
 const port = Number(args.get("port"));
+const httpPort = args.has("http-port") ? Number(args.get("http-port")) : null;
 const token = args.get("token") ?? null;
 const version = args.get("version") ?? "0.1.0";
 const until = Date.now() + Number(args.get("duration") ?? 10) * 1000;
@@ -170,6 +175,120 @@ attacks.push(
     }),
   ),
 );
+
+// Issue 27, 7: silent connections from 48 more addresses, each reopened as soon as it is closed.
+for (let a = 0; a < 48 && !oneAddress; a++)
+  for (let i = 0; i < 8; i++) attacks.push(holdSilent(`127.0.1.${a + 1}`, false));
+// Issue 27, 4: one address registers every instance it may, and idles (reading, so it is never cut).
+attacks.push(
+  (async () => {
+    const from = address();
+    while (Date.now() < until) {
+      const ok = await new Promise<boolean>((resolve) =>
+        open(
+          from,
+          (s) => {
+            s.write(register(`hog${names++}`));
+            s.once("data", (d: Buffer) => {
+              const registered = d.length > 6 && d[6] !== 0x45; // not "Error"
+              if (registered) bump("hog_registered");
+              resolve(registered);
+              if (!registered) s.destroy();
+            });
+          },
+          true,
+        ),
+      ).catch(() => false);
+      if (!ok) await Bun.sleep(500);
+    }
+  })(),
+);
+// Issue 27, 10: register/leave churn from 100 addresses, each within its own budget.
+for (let a = 0; a < 100 && !oneAddress; a++) {
+  const from = `127.0.2.${a + 1}`;
+  attacks.push(
+    loop("churn_many", () =>
+      open(
+        from,
+        (s) => {
+          s.write(register(`many${names++}`));
+          s.once("data", () => s.destroy());
+        },
+        true,
+      ),
+    ),
+  );
+}
+if (httpPort !== null) {
+  // Issue 27, 1: two addresses hold every WebSocket handshake slot, reopening each as it is closed.
+  for (const from of oneAddress ? ["127.0.0.1"] : [address(), address()])
+    for (let i = 0; i < 8; i++) attacks.push(holdSilent(from, true));
+  // Issue 27, 5: a web page's Origin joining the attack session.
+  attacks.push(
+    loop("origin_upgrade", async () => {
+      const ws = new WebSocket(`ws://127.0.0.1:${httpPort}/relay`, {
+        headers: { Origin: "https://evil.example" },
+      } as Bun.WebSocketOptions);
+      ws.binaryType = "arraybuffer";
+      await new Promise<void>((resolve) => {
+        ws.addEventListener("open", () =>
+          ws.send(
+            encodeMessage({
+              type: "RegisterInstance",
+              instance_name: `page${names++}`,
+              version,
+              session_token: token,
+              capabilities: [],
+            }),
+          ),
+        );
+        ws.addEventListener("message", () => {
+          bump("origin_joined");
+          ws.close();
+        });
+        ws.addEventListener("close", () => resolve());
+        ws.addEventListener("error", () => resolve());
+      });
+      await Bun.sleep(200);
+    }),
+  );
+  // Issue 27, 9: four visitors (through the trusted proxy at 127.0.0.1) take every /events stream they can.
+  for (let v = 1; v <= 4; v++)
+    for (let i = 0; i < 8; i++)
+      attacks.push(
+        loop("events_streams", async () => {
+          const res = await fetch(`http://127.0.0.1:${httpPort}/events`, {
+            headers: { "X-Forwarded-For": `198.51.100.${v}` },
+          }).catch(() => null);
+          if (res?.status !== 200 || !res.body) return void (await Bun.sleep(500));
+          bump("events_held");
+          // Read, so it is never cut as a page that stopped reading; the relay ends it after 256 KiB.
+          const reader = res.body.getReader();
+          while (Date.now() < until) if ((await reader.read().catch(() => ({ done: true }))).done) break;
+          await reader.cancel().catch(() => {});
+        }),
+      );
+}
+
+/** A connection that never sends a frame (a WebSocket: once upgraded), opened again whenever it closes. */
+async function holdSilent(from: string, websocket: boolean): Promise<void> {
+  const upgrade =
+    `GET /relay HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+    `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+  while (Date.now() < until) {
+    bump(websocket ? "ws_silent_upgrades" : "tcp_silent_connects");
+    await new Promise<void>((resolve) => {
+      const s = net.connect({ host: "127.0.0.1", port: websocket ? httpPort! : port, localAddress: from });
+      s.setTimeout(until - Date.now(), () => s.destroy());
+      s.on("connect", () => {
+        if (websocket) s.write(upgrade);
+        else s.pause();
+      });
+      s.on("error", () => {});
+      s.on("close", () => resolve());
+    });
+  }
+}
 
 setTimeout(
   () => {

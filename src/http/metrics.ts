@@ -90,8 +90,6 @@ export interface EventStreamStats {
   rotated: number;
   /** A visitor's stream ended to give the operator's page a slot. */
   yielded: number;
-  /** Requests for a host name the relay does not answer for (421). */
-  hostRefused: number;
 }
 
 type ByTransport = Record<"tcp" | "websocket", number>;
@@ -119,11 +117,13 @@ export function transportTotals(relay: Relay, ws: WebSocketStats): TransportTota
 
 export interface MetricsSources {
   events?: () => EventStreamStats;
+  /** HTTP requests refused, by reason (host: a name not allowed, hosts.ts). */
+  refused?: () => { host: number };
   transports?: () => TransportTotals;
 }
 
 export async function createMetrics(ctx: StatusContext, sources: MetricsSources = {}): Promise<MetricsEndpoint> {
-  const { events, transports } = sources;
+  const { events, transports, refused } = sources;
   const pc = await import("prom-client");
   const { Counter, Gauge } = pc;
   // Now rather than at the first scrape: the CPU counters count from when they are made.
@@ -216,6 +216,8 @@ export async function createMetrics(ctx: StatusContext, sources: MetricsSources 
         this.inc({ reason: "operator" }, e.yielded);
       },
     });
+  }
+  if (refused) {
     new Counter({
       name: "sova_relay_http_refused_total",
       help: "HTTP requests refused, by reason (host: a name not allowed by --allow-host, DNS rebinding).",
@@ -223,7 +225,7 @@ export async function createMetrics(ctx: StatusContext, sources: MetricsSources 
       registers,
       collect() {
         this.reset();
-        this.inc({ reason: "host" }, events().hostRefused);
+        this.inc({ reason: "host" }, refused().host);
       },
     });
   }

@@ -11,10 +11,11 @@
  */
 import type { Logger } from "../lib/log.ts";
 import { METRICS_CONTENT_TYPE, createMetrics, type EventStreamStats, transportTotals } from "./metrics.ts";
-import { addressGroup, type Cidr, cidrContains, parseCidr } from "../lib/cidr.ts";
+import type { Cidr } from "../lib/cidr.ts";
+import { createEventStreams, EVENT_HEADERS, SECURITY_HEADERS } from "./events.ts";
 import { clientAddress, RELAY_PATH, type WebSocketEndpoint } from "../transport/websocket.ts";
 import { hostAllowed, shownHost } from "./hosts.ts";
-import { SCRIPT_HASH, renderLive, renderPage } from "./page.ts";
+import { SCRIPT_HASH, renderPage } from "./page.ts";
 import { snapshot, type StatusContext } from "./status.ts";
 
 export interface HttpOptions {
@@ -53,13 +54,6 @@ export const HTTP_DEFAULTS = {
 
 export type EventStats = EventStreamStats;
 
-/** /events slots only the operator's pages may take (of 32 by default: 4). */
-function reservedSlots(max: number): number {
-  return Math.min(4, Math.max(1, Math.floor(max / 8)));
-}
-
-const LOOPBACK = [parseCidr("127.0.0.0/8"), parseCidr("::1/128")];
-
 export interface RunningHttp {
   readonly port: number;
   readonly url: string;
@@ -67,166 +61,17 @@ export interface RunningHttp {
   stop(): void;
 }
 
-interface Subscriber {
-  controller: ReadableStreamDefaultController<Uint8Array>;
-  sent: number;
-  group: string;
-  /** From loopback or --operator: takes the reserved slots, and a visitor's when all are taken. */
-  operator: boolean;
-}
-
-const SECURITY_HEADERS = {
-  "X-Content-Type-Options": "nosniff",
-  "Referrer-Policy": "no-referrer",
-  "Cache-Control": "no-store",
-};
-
 const PAGE_CSP =
   `default-src 'none'; style-src 'unsafe-inline'; script-src '${SCRIPT_HASH}';` +
   ` connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`;
 
-const EVENT_HEADERS = {
-  ...SECURITY_HEADERS,
-  "Content-Type": "text/event-stream; charset=utf-8",
-  Connection: "keep-alive",
-};
-
-const encoder = new TextEncoder();
-
 export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger): RunningHttp {
   const o = { ...HTTP_DEFAULTS, ...options };
-  const subscribers = new Set<Subscriber>();
-  const perGroup = new Map<string, number>();
-  const events: EventStats = { subscribers: 0, refused: 0, cut: 0, rotated: 0, yielded: 0, hostRefused: 0 };
-  const reserved = reservedSlots(o.maxEventSubscribers);
-  const operators = [...LOOPBACK, ...(options.operator ?? [])];
+  const streams = createEventStreams(o, ctx, log);
   const allowedHosts = new Set(options.allowHost ?? []);
-  let visitors = 0;
+  const refused = { host: 0 };
   let hostLoggedAt = -Infinity;
   let hostUnlogged = 0;
-  let ticker: Timer | null = null;
-  // One line per 10 s at most, with counts, whatever a flood of pages does.
-  let loggedAt = -Infinity;
-  let unlogged = { refused: 0, cut: 0 };
-
-  function note(kind: "refused" | "cut"): void {
-    events[kind]++;
-    unlogged[kind]++;
-    const now = performance.now();
-    if (now - loggedAt < 10_000) return;
-    loggedAt = now;
-    log.warn(
-      "events_limited",
-      `/events: ${unlogged.cut} subscribers cut for not reading (over ${o.maxEventBacklogBytes} bytes unsent),` +
-        ` ${unlogged.refused} refused past ${o.maxEventSubscribers} open (since the last such line)`,
-      { reason: kind === "cut" ? "not_reading" : "subscriber_cap", cut: unlogged.cut, refused: unlogged.refused },
-    );
-    unlogged = { refused: 0, cut: 0 };
-  }
-
-  function drop(sub: Subscriber): void {
-    if (!subscribers.delete(sub)) return;
-    if (!sub.operator) visitors--;
-    const n = (perGroup.get(sub.group) ?? 1) - 1;
-    if (n <= 0) perGroup.delete(sub.group);
-    else perGroup.set(sub.group, n);
-    events.subscribers = subscribers.size;
-    if (subscribers.size === 0 && ticker) {
-      clearInterval(ticker);
-      ticker = null;
-    }
-  }
-
-  /** Queues an event; cuts the subscriber when its stream has not taken what it was given. */
-  function send(sub: Subscriber, event: Uint8Array): void {
-    // With a byte-length strategy and no high-water mark, -desiredSize is what
-    // is queued in the stream and not yet taken by the socket.
-    if (-(sub.controller.desiredSize ?? 0) + event.byteLength > o.maxEventBacklogBytes) {
-      drop(sub);
-      note("cut");
-      try {
-        sub.controller.error(new Error("subscriber not reading"));
-      } catch {}
-      return;
-    }
-    try {
-      sub.controller.enqueue(event);
-    } catch {
-      drop(sub);
-      return;
-    }
-    sub.sent += event.byteLength;
-    if (sub.sent >= o.maxEventStreamBytes) {
-      // What a stream can hold in kernel buffers for a peer that stopped reading is bounded by this.
-      drop(sub);
-      events.rotated++;
-      sub.controller.close();
-    }
-  }
-
-  function push(): void {
-    if (subscribers.size === 0) return;
-    // Rendered once per tick, whatever the number of open pages.
-    const event = encoder.encode(`event: status\ndata: ${JSON.stringify(renderLive(snapshot(ctx)))}\n\n`);
-    for (const sub of subscribers) send(sub, event);
-  }
-
-  /** Why a page from `group` gets no stream now; null: it does (an operator's may end a visitor's). */
-  function noSlot(group: string, operator: boolean): string | null {
-    if ((perGroup.get(group) ?? 0) >= o.maxEventSubscribersPerAddress)
-      return `too many live status pages open from your address (${o.maxEventSubscribersPerAddress})`;
-    if (!operator) {
-      if (visitors < o.maxEventSubscribers - reserved) return null;
-      return `too many live status pages open (${o.maxEventSubscribers - reserved}; ${reserved} kept for the operator)`;
-    }
-    if (subscribers.size < o.maxEventSubscribers) return null;
-    // Full, and the operator wants one: the oldest visitor's stream gives way (its page reconnects later).
-    for (const sub of subscribers) {
-      if (sub.operator) continue;
-      drop(sub);
-      events.yielded++;
-      try {
-        sub.controller.close();
-      } catch {}
-      return null;
-    }
-    return `too many live status pages open (${o.maxEventSubscribers})`;
-  }
-
-  function subscribe(ip: string): Response {
-    const group = addressGroup(ip);
-    const operator = operators.some((c) => cidrContains(c, ip));
-    const full = noSlot(group, operator);
-    if (full !== null) {
-      note("refused");
-      return new Response(`${full}; try again later\n`, {
-        status: 503,
-        headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain", "Retry-After": "10" },
-      });
-    }
-    let self: Subscriber;
-    const stream = new ReadableStream<Uint8Array>(
-      {
-        start(controller) {
-          self = { controller, sent: 0, group, operator };
-          subscribers.add(self);
-          if (!operator) visitors++;
-          perGroup.set(group, (perGroup.get(group) ?? 0) + 1);
-          events.subscribers = subscribers.size;
-          send(
-            self,
-            encoder.encode(`retry: 2000\nevent: status\ndata: ${JSON.stringify(renderLive(snapshot(ctx)))}\n\n`),
-          );
-          ticker ??= setInterval(push, o.eventIntervalMs);
-        },
-        cancel() {
-          drop(self);
-        },
-      },
-      { highWaterMark: 0, size: (chunk) => chunk?.byteLength ?? 0 },
-    );
-    return new Response(stream, { headers: EVENT_HEADERS });
-  }
 
   /** 503 in shutdown; 200 otherwise, saying "degraded" while history cannot be saved (the relay goes on relaying). */
   function health(): Response {
@@ -241,13 +86,14 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
   // Loads prom-client now, so the first scrape does not wait for it.
   const websocket = options.websocket;
   const metrics = createMetrics(ctx, {
-    events: () => events,
+    events: () => streams.stats,
+    refused: () => refused,
     transports: websocket ? () => transportTotals(ctx.relay, websocket.stats) : undefined,
   });
 
   /** A request naming a host the relay does not answer for (hosts.ts): 421, logged at most once a minute. */
   function misdirected(host: string | null): Response {
-    events.hostRefused++;
+    refused.host++;
     hostUnlogged++;
     const name = shownHost(host);
     const now = performance.now();
@@ -288,7 +134,7 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
             (body) => new Response(body, { headers: { ...SECURITY_HEADERS, "Content-Type": METRICS_CONTENT_TYPE } }),
           );
       case "/events":
-        return subscribe(ip);
+        return streams.subscribe(ip);
       default:
         return null;
     }
@@ -334,15 +180,9 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
   return {
     port: server.port!,
     url: server.url.href,
-    events,
+    events: streams.stats,
     stop() {
-      if (ticker) clearInterval(ticker);
-      for (const sub of subscribers) {
-        try {
-          sub.controller.close();
-        } catch {}
-      }
-      subscribers.clear();
+      streams.stop();
       void server.stop(true);
     },
   };
