@@ -70,4 +70,17 @@ describe("log repeats", () => {
     expect(many.map((d) => d.count)).toEqual([950]);
     expect(many[0]!.fields.ip).toBe(MANY);
   });
+
+  test("a per-key allowance: the first few of a key one by one, then counted; the per-second budget still holds", () => {
+    const r = createRepeats(60_000, 10_000, { perKey: 3, perSecond: 5 });
+    const t = 7_000_000;
+    const logged = Array.from({ length: 10 }, (_, i) => r.first("registered", "1.2.3.4", t + i)).filter(Boolean);
+    expect(logged.length).toBe(3);
+    // Two more keys in the same second: the budget of 5 lines a second leaves room for 2.
+    expect([r.first("registered", "5.6.7.8", t + 20), r.first("registered", "5.6.7.8", t + 21)]).toEqual([true, true]);
+    expect(r.first("registered", "9.9.9.9", t + 22)).toBe(false);
+    expect(r.first("registered", "5.6.7.8", t + 1500)).toBe(true);
+    const counted = r.due(t + 61_000).reduce((n, d) => n + d.count, 0);
+    expect(3 + 3 + counted).toBe(10 + 3 + 1);
+  });
 });
