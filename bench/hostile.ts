@@ -224,7 +224,12 @@ export async function runHostile(binary: string | null, durationS: number): Prom
     const ws = probe(running, 250, async () => {
       const c = await connectWs(`ws://127.0.0.1:${httpPort}/relay`);
       try {
-        await c.register({ name: `ws-player-${joins++}`, token: PAIR_TOKEN });
+        // A player gives up as the TCP probe's client does: closed, or no answer within 5 s.
+        await Promise.race([
+          c.register({ name: `ws-player-${joins++}`, token: PAIR_TOKEN }),
+          c.closed.then(() => Promise.reject(new Error("closed before its RegistrationResponse"))),
+          Bun.sleep(5000).then(() => Promise.reject(new Error("no answer within 5 s"))),
+        ]);
       } finally {
         c.close();
       }

@@ -119,26 +119,31 @@ export function admitHandshake(s: RelayState, conn: Connection): boolean {
   // Relay-wide, an older handshake goes, not the newest: an instance registers within
   // a round trip, so a player connecting during a flood still gets in. Which one:
   // from the address holding the most (then connecting the most), so a flood from
-  // many addresses evicts itself, sparing handshakes younger than a round trip or two.
+  // many addresses evicts itself, sparing handshakes younger than a round trip or two
+  // (eviction.ts); when none will do, the newcomer is the one refused.
   if (s.handshaking > s.o.maxHandshakes) {
     const handshakes: Connection[] = [];
-    for (const c of s.connections) if (c.state === "handshake") handshakes.push(c);
-    const old = pickHandshakeVictim(handshakes, s.clock.now(), (group) => s.handshakeOpens.get(group) ?? 0);
-    if (old !== null) {
-      logRepeated(
-        s,
-        "warn",
-        "connection_refused",
-        old,
-        `Connection from ${old.peer.address} closed: the relay's handshake slots are full` +
-          ` and its address holds the most of them`,
-        {
-          ip: old.peer.address,
-          reason: "handshake_limit",
-        },
-      );
-      cut(s, old, "handshake_limit", false);
-    }
+    for (const c of s.connections) if (c.state === "handshake" && c !== conn) handshakes.push(c);
+    const old = pickHandshakeVictim(handshakes, conn.group, s.clock.now(), (g) => s.handshakeOpens.get(g) ?? 0);
+    const going = old ?? conn;
+    logRepeated(
+      s,
+      "warn",
+      "connection_refused",
+      going,
+      old !== null
+        ? `Connection from ${old.peer.address} closed: the relay's handshake slots are full` +
+            ` and its address holds the most of them`
+        : `Connection from ${conn.peer.address} refused: the relay's handshake slots are full` +
+            ` and its address holds as many as any`,
+      {
+        ip: going.peer.address,
+        reason: "handshake_limit",
+      },
+    );
+    if (old === null) s.stats.connectionsRefused++;
+    cut(s, going, "handshake_limit", false);
+    if (old === null) return false;
   }
   return true;
 }

@@ -245,7 +245,15 @@ export function createWebSocketEndpoint(
       return refusal(refused === "per_ip_limit" ? 429 : 403, `refused: ${REFUSAL_TEXT[refused]}`);
     }
     const now = Date.now();
-    makeRoom(ip, now);
+    if (!makeRoom(ip, now)) {
+      guard.release(ip);
+      countRefusal(
+        "handshake_limit",
+        ip,
+        "every WebSocket handshake slot is taken and its address holds as many as any",
+      );
+      return refusal(503, "too many connections still handshaking; try again", { "Retry-After": "1" });
+    }
     const port = ip === directIp ? (direct?.port ?? 0) : 0;
     const data: WsData = { ip, port, upgradedAt: now, blocked: false, done: false, frameLimit: options.maxMessageSize };
     if (server.upgrade(req, { data })) {
@@ -257,14 +265,15 @@ export function createWebSocketEndpoint(
     return refusal(400, "not a valid WebSocket upgrade request");
   }
 
-  /** Closes the WebSocket handshakes past their first-frame deadline, and one more when all are taken. */
-  function makeRoom(ip: string, now: number): void {
+  /** Closes the WebSocket handshakes past their first-frame deadline, and one more when all are taken; false: refuse. */
+  function makeRoom(ip: string, now: number): boolean {
     const handshakes: WsHandshake<Ws>[] = [];
     for (const ws of peers) {
       const conn = ws.data.conn;
       if (conn?.state === "handshake") handshakes.push({ peer: ws, group: conn.group, openedAt: ws.data.upgradedAt });
     }
-    for (const { peer, why } of admission.makeRoom(handshakes, ip, now)) {
+    const room = admission.makeRoom(handshakes, ip, now);
+    for (const { peer, why } of room.close) {
       countRefusal(
         why,
         peer.data.ip,
@@ -275,6 +284,7 @@ export function createWebSocketEndpoint(
       relay.cut(peer.data.conn!, why === "handshake_limit" ? "handshake_limit" : "handshake_timeout");
       peer.terminate();
     }
+    return !room.refuse;
   }
 
   function open(ws: Ws): void {

@@ -9,7 +9,8 @@
  * WebSocket player out by holding 16 silent sockets (WebSocket joins: 0 of 60).
  * Now a WebSocket has FIRST_FRAME_MS after its upgrade to register, and when the
  * handshakes are all taken the next upgrade evicts one, chosen as TCP's are
- * (src/core/eviction.ts: from the address holding the most).
+ * (src/core/eviction.ts: from an address holding more), or is refused (503) when
+ * its own address holds as many as any.
  */
 import { addressGroup } from "../lib/cidr.ts";
 import { type Candidate, pickHandshakeVictim } from "../core/eviction.ts";
@@ -43,9 +44,13 @@ export interface WsAdmission {
   originRefused(origin: string | null): string | null;
   /**
    * Before upgrading one more from `ip`: the handshakes to close now (past their first-frame deadline, or one
-   * evicted for room). Returns nothing to close when the newcomer's own address is at its cap (it is refused).
+   * evicted for room), and whether the newcomer is refused instead (eviction.ts found none to take).
    */
-  makeRoom<T>(handshakes: readonly WsHandshake<T>[], ip: string, now: number): Array<{ peer: T; why: Eviction }>;
+  makeRoom<T>(
+    handshakes: readonly WsHandshake<T>[],
+    ip: string,
+    now: number,
+  ): { close: Array<{ peer: T; why: Eviction }>; refuse: boolean };
   /** An upgrade from `ip` went through. */
   opened(ip: string, now: number): void;
 }
@@ -64,19 +69,20 @@ export function createWsAdmission(options: WsAdmissionOptions): WsAdmission {
       return `a web page (Origin ${origin.slice(0, 100)}) may not join a session`;
     },
     makeRoom(handshakes, ip, now) {
-      const out: Array<{ peer: (typeof handshakes)[number]["peer"]; why: Eviction }> = [];
+      const close: Array<{ peer: (typeof handshakes)[number]["peer"]; why: Eviction }> = [];
       const live: (typeof handshakes)[number][] = [];
       for (const h of handshakes) {
-        if (now - h.openedAt >= FIRST_FRAME_MS) out.push({ peer: h.peer, why: "first_frame_timeout" });
+        if (now - h.openedAt >= FIRST_FRAME_MS) close.push({ peer: h.peer, why: "first_frame_timeout" });
         else live.push(h);
       }
+      if (live.length < cap) return { close, refuse: false };
       const group = addressGroup(ip);
-      const own = live.filter((h) => h.group === group).length;
-      if (live.length >= cap && own < options.maxHandshakesPerIp) {
-        const victim = pickHandshakeVictim(live, now, (g) => opens.get(g) ?? 0);
-        if (victim !== null) out.push({ peer: victim.peer, why: "handshake_limit" });
-      }
-      return out;
+      // Past its own cap the newcomer is closed after the upgrade anyway (src/core/limits.ts): evict no one for it.
+      if (live.filter((h) => h.group === group).length >= options.maxHandshakesPerIp) return { close, refuse: false };
+      const victim = pickHandshakeVictim(live, group, now, (g) => opens.get(g) ?? 0);
+      if (victim === null) return { close, refuse: true };
+      close.push({ peer: victim.peer, why: "handshake_limit" });
+      return { close, refuse: false };
     },
     opened(ip, now) {
       if (now - opensSince >= OPENS_WINDOW_MS) {

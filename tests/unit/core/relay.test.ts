@@ -314,19 +314,35 @@ waiting newcomers share one copy of the list`, () => {
     expect(relay.stats.nudges).toBe(3);
   });
 
-  test("handshake slots full: the oldest handshake is closed, the newcomer stays", () => {
-    const { relay } = setup({ maxHandshakes: 2 });
+  test(`handshake slots full: an older handshake (past a round trip or two) is closed, the newcomer stays; \
+when all are that young and no address holds more, the newcomer is refused`, () => {
+    const clock = manualClock();
+    const { relay } = setup({ maxHandshakes: 2, clock });
     const first = peer("10.0.0.1");
     const second = peer("10.0.0.2");
     const third = peer("10.0.0.3");
     relay.open(first);
+    clock.advance(2000);
     relay.open(second);
     const conn = relay.open(third);
     expect(first.closedHow).toBe("terminate");
     expect(second.closedHow).toBeNull();
     expect(conn.state).toBe("handshake");
     expect(relay.handshaking).toBe(2);
-    expect(relay.stats.disconnects.handshake_limit).toBe(1);
+    const fourth = peer("10.0.0.4");
+    relay.open(fourth);
+    expect(fourth.closedHow).toBe("terminate");
+    expect(relay.stats.disconnects.handshake_limit).toBe(2);
+  });
+
+  test("handshake slots full: an address holding more than the newcomer's gives one up, however young", () => {
+    const { relay } = setup({ maxHandshakes: 3 });
+    const flood = [peer("10.0.0.9"), peer("10.0.0.9"), peer("10.0.0.8")];
+    for (const p of flood) relay.open(p);
+    const player = peer("10.0.0.1");
+    const conn = relay.open(player);
+    expect(flood[0]!.closedHow).toBe("terminate");
+    expect(conn.state).toBe("handshake");
   });
 
   test("a newcomer that has not taken its registration response and history within the replay timeout is cut", () => {
