@@ -11,6 +11,7 @@ import { encodeFrame, instanceInfoHead, systemTimeFromMillis } from "../protocol
 import { cutSlowConsumer, tell } from "./connection.ts";
 import type { RemoteMember, RemoteMembers } from "./link.ts";
 import { checkInstanceName } from "./names.ts";
+import { hearDeparture, hearJoin } from "./notices.ts";
 import { openSession } from "./registration.ts";
 import { rosterJoin } from "./roster.ts";
 import type { RelayState } from "./state.ts";
@@ -83,9 +84,10 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
         conn,
         connectedAt: m.connectedAt,
         seq: s.nextInstanceSeq++,
-        // Its node tells its own members; here every member hears of its leaving, as before.
-        announced: true,
-        spoke: true,
+        // Told as local ones are (notices.ts), so churn on another node is bounded here too. Its frames
+        // come without their sender, so a member that only heard its updates may miss its leaving in a storm.
+        announced: false,
+        spoke: false,
         capabilities: new Set(),
         prefix: new Uint8Array(0),
         infoHead: instanceInfoHead({
@@ -110,9 +112,9 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
       session.instances = [...others, inst];
       rosterJoin(session.roster, others, session.instances, inst);
       session.names.add(nameKey);
-      if (session.presenceWatchers > 0) {
-        tell(s, others, encodeFrame({ type: "InstanceConnected", instance_id: id, instance_name: m.name }), true);
-      }
+      const watchers = hearJoin(s, session, inst, others);
+      if (watchers.length > 0)
+        tell(s, watchers, encodeFrame({ type: "InstanceConnected", instance_id: id, instance_name: m.name }));
     },
     left(sessionId, idText) {
       const inst = s.remoteById.get(idText);
@@ -124,7 +126,7 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
       if (session.instances.length === 0 && s.sessions.get(sessionId) === session) s.sessions.delete(sessionId);
       tell(
         s,
-        session.instances,
+        hearDeparture(s, session, inst),
         encodeFrame({ type: "InstanceDisconnected", instance_id: inst.id, instance_name: inst.name }),
       );
     },

@@ -35,6 +35,8 @@ export function relayUpdate(s: RelayState, inst: Instance, msg: StateUpdate, now
     return;
   }
   stats.broadcasts++;
+  // Every member has now heard of it: its departure is told to all, even during a register/leave storm.
+  inst.spoke = true;
   const peers = inst.session.instances;
   const history = s.history;
   const keep = history?.enabled === true;
