@@ -15,8 +15,11 @@
 import { addressGroup } from "../lib/cidr.ts";
 import { type Candidate, pickHandshakeVictim } from "../core/eviction.ts";
 
-/** Sova and the tunnel send their RegisterInstance as soon as the upgrade is done: half a round trip. */
-export const FIRST_FRAME_MS = 2000;
+/**
+ * Sova and the tunnel send their RegisterInstance as soon as the upgrade is done (half a round trip
+ * later); a relay starved of CPU may read it seconds late, so the deadline is generous.
+ */
+export const FIRST_FRAME_MS = 5000;
 /** A WebSocket handshake may hold a whole message; a TCP one 4 KiB. */
 const WS_SHARE = 8;
 const OPENS_WINDOW_MS = 10_000;
