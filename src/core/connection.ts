@@ -5,7 +5,7 @@
  */
 import { encodeFrame } from "../protocol/messages.ts";
 import { hearDeparture } from "./notices.ts";
-import { countDrop, logMember, logRepeated, type RelayState, who } from "./state.ts";
+import { countDrop, logRepeated, type RelayState, who } from "./state.ts";
 import type { DisconnectReason } from "./stats.ts";
 import type { Connection, Instance } from "./types.ts";
 
@@ -101,10 +101,16 @@ export function finish(s: RelayState, conn: Connection, reason: DisconnectReason
     s.sessions.delete(session.id);
     s.log.debug("session_emptied", `Session ${session.id} is empty`, { session: session.id });
   }
-  logMember(s, "disconnected", conn, `Instance '${inst.name}' disconnected: ${REASON_TEXT[reason]}`, {
-    ...who(conn, true),
-    reason,
-  });
+  // Its own budget (MEMBER_LINES in state.ts): an ensemble is logged whole, a register/leave flood counted.
+  logRepeated(
+    s,
+    "info",
+    "disconnected",
+    conn,
+    `Instance '${inst.name}' disconnected: ${REASON_TEXT[reason]}`,
+    { ...who(conn, true), reason },
+    s.memberLines,
+  );
   if (s.shuttingDown && reason === "shutdown") return;
   tell(
     s,

@@ -21,7 +21,7 @@ import { createRoster, rosterEntries, rosterJoin } from "./roster.ts";
 import { countInstance, cut, leaveHandshake, tell } from "./connection.ts";
 import { capacityRefusal, registrationAllowed } from "./limits.ts";
 import { hearJoin, noticeBudget } from "./notices.ts";
-import { errorFrame, logMember, logRepeated, RATE_WINDOW_MS, type RelayState, reasonOf } from "./state.ts";
+import { errorFrame, logRepeated, RATE_WINDOW_MS, type RelayState, reasonOf } from "./state.ts";
 import { bump, type DisconnectReason } from "./stats.ts";
 import type { Connection, ConnectionState, Instance, Session } from "./types.ts";
 import { createWindow } from "./window.ts";
@@ -212,8 +212,9 @@ export function register(
   conn.replayDeadline = now + s.o.replayTimeoutMs;
   conn.replayMark = conn.peer.frontBytes;
   inst.messagesOut += replay.length;
-  logMember(
+  logRepeated(
     s,
+    "info",
     "registered",
     conn,
     `Instance '${name}' registered with ID ${inst.idText}` +
@@ -226,6 +227,7 @@ export function register(
       session: session.id,
       history: replay.length,
     },
+    s.memberLines,
   );
   // Counted, so a crowd joining a session where nobody asked for presence costs no scan.
   const watchers = hearJoin(s, session, inst, others);

@@ -134,17 +134,6 @@ export function logRepeated(
     s.log[level](event, message, fields);
 }
 
-/** `registered` and `disconnected`: one by one while they come at an ensemble's pace, counted under a flood. */
-export function logMember(
-  s: RelayState,
-  event: "registered" | "disconnected",
-  conn: Connection,
-  message: string,
-  fields: LogFields,
-): void {
-  logRepeated(s, "info", event, conn, message, fields, s.memberLines);
-}
-
 /** A frame or a connection's queue dropped: counted for the relay and, when registered, for its instance. */
 export function countDrop(s: RelayState, reason: DropReason, inst: Instance | null): void {
   s.stats.drops[reason]++;

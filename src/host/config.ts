@@ -499,8 +499,8 @@ export const OPTIONS: OptionTable<RelayConfig> = [
   {
     key: "allowHost",
     description:
-      "Host names the status page, /status, /events and /metrics answer for, beside loopback and IP addresses" +
-      " (a page from another name is refused, so DNS rebinding cannot read them)",
+      "Host names the status page, /status, /events and /metrics answer for, beside IP addresses, localhost and" +
+      " names without a dot (a page from another name is refused, so DNS rebinding cannot read them)",
     default: [],
     parse: hostName,
     valueHint: "name",

@@ -5,7 +5,9 @@
  * visitor's own machine (a musician hosting on their laptop) by pointing its own
  * name at 127.0.0.1 (DNS rebinding); the browser then sends that site's name in
  * `Host`. So the status page, /status, /events and /metrics answer only when
- * `Host` is an IP address, `localhost`, or a name the host allowed
+ * `Host` is an IP address, `localhost`, a name without a dot (a container's
+ * or a LAN host's name: a page cannot point one at the relay, since rebinding
+ * needs a name in the page's own domain), or a name the host allowed
  * (--allow-host); anything else gets 421 saying how to allow it. /healthz
  * answers whatever the name (orchestrators probe it by any name; it tells
  * nothing), and /relay has its own check (the `Origin` every browser sends).
@@ -26,7 +28,7 @@ export function hostAllowed(header: string | null, allowed: ReadonlySet<string>)
   const name = hostOf(header);
   // No Host (HTTP/1.0, a hand-made request): no browser sends that.
   if (name === "" || isIP(name) !== 0) return true;
-  if (name === "localhost" || name.endsWith(".localhost")) return true;
+  if (name === "localhost" || name.endsWith(".localhost") || !name.includes(".")) return true;
   return allowed.has(name);
 }
 
