@@ -63,13 +63,36 @@ const ONE_ADDRESS_FLAGS = [
   "1000000",
 ];
 
+/** Options of this round that a binary from before it would refuse as unknown: given only to those that know them. */
+const NEWER_ONE_ADDRESS_FLAGS = [["--max-instances-per-ip", "1000000"]];
+
+const _known = new Map<string, string>();
+
+/** The relay's --help, once per command: which options it knows. */
+function helpOf(command: string[]): string {
+  const key = command.join(" ");
+  let text = _known.get(key);
+  if (text === undefined) {
+    const r = Bun.spawnSync([...command, "--help"], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...process.env, NO_COLOR: "1" },
+    });
+    text = r.stdout.toString();
+    _known.set(key, text);
+  }
+  return text;
+}
+
 export async function launchRelay(options: {
   binary: string | null;
   flags: string[];
   keepDefaults?: boolean;
 }): Promise<BenchRelay & { httpPort(): number | null }> {
   const command = options.binary ? [options.binary] : [process.execPath, join(ROOT, "src/main.ts")];
-  const relaxed = options.keepDefaults ? [] : ONE_ADDRESS_FLAGS;
+  const relaxed = options.keepDefaults
+    ? []
+    : [...ONE_ADDRESS_FLAGS, ...NEWER_ONE_ADDRESS_FLAGS.filter(([f]) => helpOf(command).includes(f!)).flat()];
   const proc = Bun.spawn(
     [
       ...command,

@@ -96,6 +96,33 @@ const READ_TIMEOUT_MS = 3000;
 /** A prepared replay nobody took (the connection went away) is dropped after this. */
 const PREPARED_TTL_MS = 15_000;
 
+/**
+ * The replay: the stream's frames this node has already seen live, then the recorded ones the read
+ * missed, the newest that fit the per-session bounds.
+ */
+function _merged(p: Pending, limits: HistoryLimits, seen: (n: string) => SeenFrom | undefined): Uint8Array[] {
+  const out: Stamped[] = [];
+  const keys = new Set<string>();
+  for (const x of p.stored.live()) {
+    const s = x.n ? seen(x.n) : undefined;
+    // Not seen here yet: it is on its way and will arrive live.
+    if (s && (x.e > s.epoch || (x.e === s.epoch && x.q > s.last))) continue;
+    keys.add(`${x.n}\u0000${x.e}\u0000${x.q}`);
+    out.push(x);
+  }
+  for (const x of p.recorded.live()) if (!keys.has(`${x.n}\u0000${x.e}\u0000${x.q}`)) out.push(x);
+  let start = Math.max(0, out.length - limits.maxEntries);
+  let bytes = 0;
+  for (let i = out.length - 1; i >= start; i--) {
+    bytes += out[i]!.frame.length;
+    if (bytes > limits.maxBytes) {
+      start = i + 1;
+      break;
+    }
+  }
+  return out.slice(start).map((x) => x.frame);
+}
+
 export function createClusterHistory(
   options: {
     prefix: string;
@@ -156,27 +183,7 @@ export function createClusterHistory(
         clearTimeout(p.timer);
         pending.delete(session);
       }
-      const out: Stamped[] = [];
-      const keys = new Set<string>();
-      for (const x of p.stored.live()) {
-        const seen = x.n ? options.seen(x.n, session) : undefined;
-        // Not seen here yet: it is on its way and will arrive live.
-        if (seen && (x.e > seen.epoch || (x.e === seen.epoch && x.q > seen.last))) continue;
-        keys.add(`${x.n}\u0000${x.e}\u0000${x.q}`);
-        out.push(x);
-      }
-      for (const x of p.recorded.live()) if (!keys.has(`${x.n}\u0000${x.e}\u0000${x.q}`)) out.push(x);
-      // The newest that fit the per-session bounds.
-      let start = Math.max(0, out.length - limits.maxEntries);
-      let bytes = 0;
-      for (let i = out.length - 1; i >= start; i--) {
-        bytes += out[i]!.frame.length;
-        if (bytes > limits.maxBytes) {
-          start = i + 1;
-          break;
-        }
-      }
-      return out.slice(start).map((x) => x.frame);
+      return _merged(p, limits, (n) => options.seen(n, session));
     },
     async connected(nc) {
       js = null;

@@ -116,6 +116,8 @@ describe("many cycles", () => {
       "100000",
       "--max-instances",
       "1000",
+      "--max-instances-per-ip",
+      "1000",
       "--http-port",
       "any",
       "--log-level",
@@ -244,6 +246,8 @@ describe("shutdown under load", () => {
 what was queued arrives with no gap, then close, exit 0`, async () => {
     const relay = await startProcess(SOURCE)([
       "--max-instances",
+      "100",
+      "--max-instances-per-ip",
       "100",
       "--max-connections-per-ip",
       "1000",

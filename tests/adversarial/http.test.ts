@@ -241,7 +241,7 @@ describe("8: /events is bounded", () => {
 });
 
 describe("10: NAT-friendly limits", () => {
-  test("with the defaults, --max-instances (20) players behind one address all join", async () => {
+  test("with the defaults, --max-instances-per-ip (20) players behind one address all join", async () => {
     const relay = keep(await startInProcess());
     for (let i = 0; i < 20; i++)
       expect((await keep(await connect({ port: relay.port })).register({ name: `nat-${i}` })).success).toBe(true);

@@ -29,7 +29,7 @@ describe("address groups", () => {
 });
 
 describe("connections per address group", () => {
-  test("the default lets --max-instances (20) players behind one NAT join, with room to reconnect", () => {
+  test("the default lets --max-instances-per-ip (20) players behind one NAT join, with room to reconnect", () => {
     const g = guard();
     for (let i = 0; i < 28; i++) expect(g.admit("198.51.100.9", 0)).toBeNull();
     expect(g.admit("198.51.100.9", 0)).toBe("per_ip_limit");
