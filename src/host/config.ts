@@ -490,8 +490,9 @@ export const OPTIONS: OptionTable<RelayConfig> = [
   {
     key: "allowOrigin",
     description:
-      "Web pages (origins such as https://example.org) allowed to open /relay; an upgrade carrying any other Origin" +
-      " is refused, so a page a player visits cannot join a session (Sova and the tunnel send none)",
+      "Web pages (origins such as https://example.org) allowed to open /relay beside the relay's own; an upgrade" +
+      " carrying any other Origin is refused, so a page a player visits cannot join a session (Sova and the tunnel" +
+      " send none)",
     default: [],
     parse: webOrigin,
     valueHint: "origin",

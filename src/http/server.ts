@@ -14,7 +14,7 @@ import { METRICS_CONTENT_TYPE, createMetrics, type EventStreamStats, transportTo
 import type { Cidr } from "../lib/cidr.ts";
 import { createEventStreams, EVENT_HEADERS, SECURITY_HEADERS } from "./events.ts";
 import { clientAddress, RELAY_PATH, type WebSocketEndpoint } from "../transport/websocket.ts";
-import { hostAllowed, shownHost } from "./hosts.ts";
+import { hostAllowed, shownHost } from "../lib/hosts.ts";
 import { SCRIPT_HASH, renderPage } from "./page.ts";
 import { snapshot, type StatusContext } from "./status.ts";
 

@@ -225,7 +225,7 @@ export function createWebSocketEndpoint(
       countRefusal("shutting_down", directIp, "relay shutting down");
       return refusal(503, "relay shutting down");
     }
-    const cross = admission.originRefused(req.headers.get("origin"));
+    const cross = admission.originRefused(req.headers.get("origin"), req.headers.get("host"));
     if (cross !== null) {
       countRefusal("origin", directIp, `${cross}; allow its origin with --allow-origin`);
       return refusal(403, `refused: ${cross} (the relay's host can allow it with --allow-origin)`);

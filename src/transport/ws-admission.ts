@@ -13,6 +13,7 @@
  * its own address holds as many as any.
  */
 import { addressGroup } from "../lib/cidr.ts";
+import { originAllowed } from "../lib/hosts.ts";
 import { type Candidate, pickHandshakeVictim } from "../core/eviction.ts";
 
 /**
@@ -31,6 +32,8 @@ export interface WsAdmissionOptions {
   maxHandshakesPerIp: number;
   /** Origins (lower case, scheme://host[:port]) whose pages may upgrade. */
   allowOrigin: readonly string[];
+  /** Host names answered beside IP addresses, localhost and dotless names (the relay's own pages may upgrade). */
+  allowHost: readonly string[];
 }
 
 /** A WebSocket not registered yet, as the admission sees it. */
@@ -43,8 +46,8 @@ export type Eviction = "first_frame_timeout" | "handshake_limit";
 export interface WsAdmission {
   /** WebSocket handshakes allowed at once. */
   readonly cap: number;
-  /** Null when the Origin may upgrade; else why not (for the refusal). */
-  originRefused(origin: string | null): string | null;
+  /** Null when the Origin may upgrade (sent to `host`); else why not (for the refusal). */
+  originRefused(origin: string | null, host: string | null): string | null;
   /**
    * Before upgrading one more from `ip`: the handshakes to close now (past their first-frame deadline, or one
    * evicted for room), and whether the newcomer is refused instead (eviction.ts found none to take).
@@ -61,15 +64,16 @@ export interface WsAdmission {
 export function createWsAdmission(options: WsAdmissionOptions): WsAdmission {
   const cap = Math.max(1, Math.floor(options.maxHandshakes / WS_SHARE));
   const allowed = new Set(options.allowOrigin);
+  const hosts = new Set(options.allowHost);
   const opens = new Map<string, number>();
   let opensSince = 0;
 
   return {
     cap,
-    originRefused(origin) {
+    originRefused(origin, host) {
       // Browsers always send Origin on a WebSocket upgrade; Sova's relay client and the tunnel never do.
-      if (origin === null || allowed.has(origin.toLowerCase())) return null;
-      return `a web page (Origin ${origin.slice(0, 100)}) may not join a session`;
+      if (originAllowed(origin, host, allowed, hosts)) return null;
+      return `a web page (Origin ${origin!.slice(0, 100)}) may not join a session`;
     },
     makeRoom(handshakes, ip, now) {
       const close: Array<{ peer: (typeof handshakes)[number]["peer"]; why: Eviction }> = [];

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { hostAllowed, hostOf, shownHost } from "../../../src/http/hosts.ts";
+import { hostAllowed, hostOf, originAllowed, shownHost } from "../../../src/lib/hosts.ts";
 
 describe("Host names the HTTP endpoints answer", () => {
   const allowed = new Set(["relay.example.org"]);
@@ -17,5 +17,16 @@ describe("Host names the HTTP endpoints answer", () => {
   test("the name echoed in a refusal keeps only what a host name has", () => {
     expect(hostOf("[::1]:80")).toBe("::1");
     expect(shownHost("evil.example<script>:80")).toBe("evil.example?script?");
+  });
+
+  test("a page may open /relay when it sends no Origin, its origin is allowed, or it is the relay's own page", () => {
+    const origins = new Set(["https://sova.example.org"]);
+    expect(originAllowed(null, "127.0.0.1:8080", origins, allowed)).toBe(true);
+    expect(originAllowed("https://sova.example.org", "relay.example.org", origins, allowed)).toBe(true);
+    expect(originAllowed("http://127.0.0.1:8080", "127.0.0.1:8080", origins, allowed)).toBe(true);
+    expect(originAllowed("https://relay.example.org", "relay.example.org", origins, allowed)).toBe(true);
+    // A rebound name is its own origin and host, but not a name the relay answers for.
+    expect(originAllowed("http://evil.example:8080", "evil.example:8080", origins, allowed)).toBe(false);
+    expect(originAllowed("https://evil.example", "127.0.0.1:8080", origins, allowed)).toBe(false);
   });
 });

@@ -1,5 +1,6 @@
 /**
- * Which requests the HTTP endpoints answer, by the name they were sent to.
+ * Which requests the HTTP endpoints answer, by the name they were sent to, and
+ * which web pages may open a WebSocket on /relay.
  *
  * A page on any web site can make a visitor's browser talk to the relay on the
  * visitor's own machine (a musician hosting on their laptop) by pointing its own
@@ -37,4 +38,27 @@ export function shownHost(header: string | null): string {
   return hostOf(header)
     .replace(/[^a-z0-9.-]/g, "?")
     .slice(0, 64);
+}
+
+/**
+ * Whether a page with this `Origin` may open /relay: none (Sova, the tunnel), one the host allowed, or the
+ * relay's own pages (the origin names the host the request was sent to, and that host is one answered above,
+ * so a rebound name is not).
+ */
+export function originAllowed(
+  origin: string | null,
+  host: string | null,
+  allowedOrigins: ReadonlySet<string>,
+  allowedHosts: ReadonlySet<string>,
+): boolean {
+  if (origin === null) return true;
+  const o = origin.trim().toLowerCase();
+  if (allowedOrigins.has(o)) return true;
+  let sameHost = false;
+  try {
+    sameHost = host !== null && new URL(o).host === host.trim().toLowerCase();
+  } catch {
+    sameHost = false;
+  }
+  return sameHost && hostAllowed(host, allowedHosts);
 }
