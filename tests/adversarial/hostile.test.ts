@@ -138,7 +138,7 @@ live relaying goes on meanwhile`, async () => {
     } finally {
       pool.closeAll();
     }
-  });
+  }, 15_000);
 
   test(`under relay-wide memory pressure the connections holding the most are cut; \
 the others keep playing`, async () => {
