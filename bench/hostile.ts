@@ -90,6 +90,46 @@ async function probe(running: () => boolean, everyMs: number, attempt: () => Pro
   return t;
 }
 
+/** A player of the pair's session from `from`: connect, register, leave; throws with the relay's answer when refused. */
+function registerFrom(port: number, from: string, name: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: "127.0.0.1", port, localAddress: from });
+    const timer = setTimeout(() => fail("no answer within 5 s"), 5000);
+    function fail(why: string): void {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(new Error(why));
+    }
+    const reader = createFrameReader(0xffffffff, {
+      frame(body) {
+        const m = decodeMessage(body);
+        if (m.type === "RegistrationResponse") {
+          clearTimeout(timer);
+          socket.end();
+          resolve();
+        } else if (m.type === "Error") fail(m.message);
+      },
+      oversized() {},
+    });
+    socket.on("connect", () =>
+      socket.write(
+        frameOf(
+          encodeMessage({
+            type: "RegisterInstance",
+            instance_name: name,
+            version: "0.1.0",
+            session_token: PAIR_TOKEN,
+            capabilities: [],
+          }),
+        ),
+      ),
+    );
+    socket.on("data", (chunk: Buffer) => reader.push(chunk));
+    socket.on("error", (e) => fail(e.message));
+    socket.on("close", () => fail("closed before its RegistrationResponse"));
+  });
+}
+
 /** A member of the attacked session counting the presence notices it is sent. */
 async function observer(port: number): Promise<{ count(): number; close(): void }> {
   const c = await connect({ port, keepInbox: false });
@@ -210,19 +250,19 @@ export async function runHostile(binary: string | null, durationS: number): Prom
     // Players joining while it goes on: each must get in, over TCP and over WebSocket.
     const probeTimes: number[] = [];
     let joins = 0;
+    // Players come from many places: each from its own address (within every per-address budget).
     const tcp = probe(running, 250, async () => {
       const t0 = performance.now();
-      const c = await connect({ port: relay.port, connectTimeoutMs: 5000 });
-      try {
-        await c.register({ name: `tcp-player-${joins++}`, token: PAIR_TOKEN });
-      } finally {
-        c.close();
-      }
+      const n = joins++;
+      await registerFrom(relay.port, `127.0.5.${(n % 250) + 1}`, `tcp-player-${n}`);
       probeTimes.push(performance.now() - t0);
       return true;
     });
     const ws = probe(running, 250, async () => {
-      const c = await connectWs(`ws://127.0.0.1:${httpPort}/relay`);
+      // Through the proxy the relay trusts (127.0.0.1), naming the player's address.
+      const c = await connectWs(`ws://127.0.0.1:${httpPort}/relay`, {
+        "X-Forwarded-For": `198.18.0.${(joins % 250) + 1}`,
+      });
       try {
         // A player gives up as the TCP probe's client does: closed, or no answer within 5 s.
         await Promise.race([
@@ -244,7 +284,12 @@ export async function runHostile(binary: string | null, durationS: number): Prom
     const pair = await runPhase(pool, { senders: 1, rate: 50, durationS, payload: 256 });
     probing = false;
     const [probes, wsProbes, operatorPage] = await Promise.all([tcp, ws, page]);
-    const slowResult = slow.stop();
+    // What it had taken by the end; cut or not, from the relay's own line (its last word may still sit behind
+    // megabytes of history in the kernel's buffers).
+    const slowResult = {
+      history: slow.stop().history,
+      cut: relay.warnings.some((l) => l.includes("'slow-joiner'") && l.includes("slow consumer")),
+    };
     const attacks = JSON.parse((await attackReport).trim().split("\n").pop() || "{}") as Record<string, number>;
     await attackers.exited;
     const notices = watcher.count();

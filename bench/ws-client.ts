@@ -9,8 +9,8 @@ import { RelayError } from "../src/lib/errors.ts";
 import { createFrameReader } from "../src/protocol/framing.ts";
 import { decodeMessage, encodeFrame, type Message, type Uuid } from "../src/protocol/messages.ts";
 
-export async function connectWs(url: string): Promise<RelayClient> {
-  const ws = new WebSocket(url, { perMessageDeflate: false } as Bun.WebSocketOptions);
+export async function connectWs(url: string, headers: Record<string, string> = {}): Promise<RelayClient> {
+  const ws = new WebSocket(url, { perMessageDeflate: false, headers } as Bun.WebSocketOptions);
   ws.binaryType = "arraybuffer";
   const frameHandlers: Array<(body: Uint8Array) => void> = [];
   const waiting: Array<{ match: (m: Message) => boolean; resolve: (m: Message) => void }> = [];
