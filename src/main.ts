@@ -80,8 +80,7 @@ const serveCommand = defineCommand({
         log.warn("shutdown_forced", `${signal} again: exiting now`);
         process.exit(1);
       }
-      void server.shutdown(signal).then(async () => {
-        await websocket?.closed(1000);
+      void server.shutdown(signal).then(() => {
         http?.stop();
         process.exit(0);
       });

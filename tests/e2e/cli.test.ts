@@ -278,7 +278,8 @@ describe("shutdown on SIGTERM", () => {
     expect(await relay.process!.exited).toBe(1);
     sleeper.terminate();
     sender.close();
-  });
+    // Queuing 30 MB for the sleeper takes seconds on a busy machine.
+  }, 30_000);
 });
 
 describe("HTTP during shutdown", () => {
