@@ -15,6 +15,7 @@ import { type RunningHttp, startHttp } from "./http/server.ts";
 import { createLogger } from "./lib/log.ts";
 import { createWebSocketEndpoint } from "./transport/websocket.ts";
 import { startServer } from "./host/start.ts";
+import { forStream } from "./cli/terminal.ts";
 import { tunnelCommand } from "./cli/tunnel.ts";
 import { versionLine } from "./lib/version.ts";
 
@@ -168,7 +169,7 @@ const ENV_OF: ReadonlyMap<CommandDef, CommandName> = new Map<CommandDef, Command
 async function main(argv: string[]): Promise<void> {
   const [command, parent] = commandFor(argv);
   if (argv.includes("--help") || argv.includes("-h")) {
-    console.log(await renderUsage(command, parent));
+    console.log(forStream(await renderUsage(command, parent), process.stdout));
     return;
   }
   if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) {
@@ -182,11 +183,11 @@ async function main(argv: string[]): Promise<void> {
 
 main(process.argv.slice(2)).catch((error: unknown) => {
   if (error instanceof RelayError) {
-    console.error(`sova-relay: ${error.message}`);
+    console.error(forStream(`sova-relay: ${error.message}`, process.stderr));
     process.exit(error.code === "E_CONFIG" ? 2 : 1);
   }
   // citty's own usage errors (an unknown command): the user's to fix, like a bad option.
   const usage = error instanceof Error && error.name === "CLIError";
-  console.error(`sova-relay: ${error instanceof Error ? error.message : String(error)}`);
+  console.error(forStream(`sova-relay: ${error instanceof Error ? error.message : String(error)}`, process.stderr));
   process.exit(usage ? 2 : 1);
 });
