@@ -15,7 +15,7 @@ import { connect, updateValues, type RelayClient } from "../../src/client/client
 import { CLUSTER_BUCKET, SECRET_KEY, fingerprintOf } from "../../src/cluster/secret.ts";
 import { sessionHash } from "../../src/core/access.ts";
 import type { Message } from "../../src/protocol/messages.ts";
-import { clusterKit, describeWithNats, type Nats, type Node, until } from "../support/cluster.ts";
+import { clusterKit, describeWithNats, type Nats, type Node, renderMetricsOf, until } from "../support/cluster.ts";
 import { ROOT } from "../support/paths.ts";
 import { unusedPort } from "../support/ports.ts";
 import { startProcess } from "../support/relay.ts";
@@ -258,6 +258,7 @@ a node given another one is kept out, and both sides say so`, async () => {
     await p.waitForEvent("cluster_node_refused", (e) => e.node === "r" && e.level === "error");
     await r.waitForEvent("cluster_node_refused", (e) => e.node === "p");
     expect(p.link.status().nodes_refused).toBe(1);
+    expect(await renderMetricsOf(p)).toContain("sova_relay_cluster_nodes_refused_total 1");
     expect(p.link.status().nodes.map((n) => n.name)).toEqual(["q"]);
     const alice = await register(p.port, "alice", T1);
     await until(() => namesIn(q, T1).includes("alice"));
@@ -284,6 +285,7 @@ stays out and says why`, async () => {
     const refused = await x.waitForEvent("cluster_secret_mismatch", undefined, 10_000);
     expect(String(refused.msg)).toContain("move that file away");
     expect(x.link.status()).toMatchObject({ session_secret: "refused", connected: false });
+    expect(await renderMetricsOf(x)).toContain("sova_relay_cluster_secret_refused 1");
     await a.waitForEvent("cluster_connected", (r) => r.reconnected === true, 10_000);
     // a heard nothing of x, and x's player is alone.
     expect(a.link.status().nodes).toEqual([]);

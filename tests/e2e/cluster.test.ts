@@ -18,7 +18,7 @@ import { unusedPort } from "../support/ports.ts";
 import { startProcess } from "../support/relay.ts";
 import { startSupercluster } from "../../bench/cluster.ts";
 import { ROOT } from "../support/paths.ts";
-import { NATS, clusterKit, describeWithNats, type Node, until } from "../support/cluster.ts";
+import { NATS, clusterKit, describeWithNats, renderMetricsOf, until } from "../support/cluster.ts";
 
 const maybe = describeWithNats("tests/e2e/cluster.test.ts");
 const kit = clusterKit();
@@ -517,15 +517,3 @@ then live ones, with no gap under load`, async () => {
     expect(Number((await b.waitForEvent("registered", (r) => Number(r.history) > 0)).history)).toBeGreaterThan(0);
   }, 25_000);
 });
-
-async function renderMetricsOf(node: Node): Promise<string> {
-  const { createMetrics } = await import("../../src/http/metrics.ts");
-  const metrics = await createMetrics({
-    relay: node.server.relay,
-    version: "t",
-    startedAt: Date.now(),
-    stopping: () => false,
-    cluster: node.link.status,
-  });
-  return metrics.render();
-}

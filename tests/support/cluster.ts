@@ -60,6 +60,19 @@ export async function until(cond: () => boolean, timeoutMs = 5000): Promise<void
   }
 }
 
+/** What /metrics would say for a node in this process. */
+export async function renderMetricsOf(node: Node): Promise<string> {
+  const { createMetrics } = await import("../../src/http/metrics.ts");
+  const metrics = await createMetrics({
+    relay: node.server.relay,
+    version: "t",
+    startedAt: Date.now(),
+    stopping: () => false,
+    cluster: node.link.status,
+  });
+  return metrics.render();
+}
+
 export function clusterKit() {
   const toStop: Array<() => Promise<void> | void> = [];
   const clients: RelayClient[] = [];
