@@ -13,7 +13,7 @@ import type { Instance } from "../core/index.ts";
 import type { RemoteMember, RemoteMembers } from "../core/link.ts";
 import { nameKey } from "../core/names.ts";
 import type { Claims } from "./claims.ts";
-import type { SecretAgreement } from "./secret.ts";
+import type { PeerSecret, SecretAgreement } from "./secret.ts";
 import type { Sequences } from "./sequence.ts";
 import type { ClusterCounters, ClusterNodeStatus } from "./status.ts";
 
@@ -98,36 +98,53 @@ function addMember(r: RemoteNode, row: unknown, remote: RemoteMembers | null, co
 }
 
 /**
- * Which nodes' announcements are heard: not those of a node start whose secret differs, when this node has token
- * sessions (they would split); without, such a node is only reported. Said once per node start.
+ * Which nodes' announcements are heard. A node start whose secret differs is kept out when this node has token
+ * sessions (they would split), and only reported when it has none; one that says nothing of its secret (a relay from
+ * before fingerprints) is heard, with a warning when this node has tokens. Said once per node start.
  */
 function peerFilter(ctx: MembershipContext, log: Logger) {
-  /** name -> the epoch reported, and when last heard (forgotten after the down timeout). */
-  const differing = new Map<string, { epoch: number; lastHeard: number }>();
+  /** name -> the epoch judged, the verdict, and when last heard (forgotten after the down timeout). */
+  const judged = new Map<string, { epoch: number; admit: boolean; lastHeard: number }>();
   const { secret, counters } = ctx;
-  return {
-    admitted(a: Announcement, now: number): boolean {
-      const known = differing.get(a.n);
-      if (known && known.epoch === a.e) {
-        known.lastHeard = now;
-        return !secret.strict;
-      }
-      if (secret.peer(a.k) !== "different") return true;
-      differing.set(a.n, { epoch: a.e, lastHeard: now });
-      if (secret.strict) counters.nodesRefused++;
-      const [level, outcome] = secret.strict
-        ? (["error", "kept out of this node's sessions"] as const)
-        : (["warn", "this node has no token sessions, so they still share the open one"] as const);
-      log[level](
+
+  function report(a: Announcement, peer: PeerSecret): void {
+    if (peer === "unsaid") {
+      log.warn(
         "cluster_node_refused",
-        `Node ${a.n} uses another session secret (players with one token would be split): ${outcome};` +
-          " give every node the same secret (JetStream KV, or the same --cluster-secret)",
+        `Node ${a.n} does not say which session secret it uses (an older relay?): players with one token on it` +
+          " may be in other sessions than here; upgrade it",
         { node: a.n },
       );
-      return !secret.strict;
+      return;
+    }
+    const [level, outcome] = secret.strict
+      ? (["error", "kept out of this node's sessions"] as const)
+      : (["warn", "this node has no token sessions, so they still share the open one"] as const);
+    log[level](
+      "cluster_node_refused",
+      `Node ${a.n} uses another session secret (players with one token would be split): ${outcome};` +
+        " give every node the same secret (JetStream KV, or the same --cluster-secret)",
+      { node: a.n },
+    );
+  }
+
+  return {
+    admitted(a: Announcement, now: number): boolean {
+      const known = judged.get(a.n);
+      if (known && known.epoch === a.e) {
+        known.lastHeard = now;
+        return known.admit;
+      }
+      const peer = secret.peer(a.k);
+      if (peer === "same" || (peer === "unsaid" && !secret.strict)) return true;
+      const admit = peer === "unsaid" || !secret.strict;
+      judged.set(a.n, { epoch: a.e, admit, lastHeard: now });
+      if (!admit) counters.nodesRefused++;
+      report(a, peer);
+      return admit;
     },
     sweep(now: number): void {
-      for (const [name, d] of differing) if (now - d.lastHeard > ctx.downAfterMs) differing.delete(name);
+      for (const [name, d] of judged) if (now - d.lastHeard > ctx.downAfterMs) judged.delete(name);
     },
   };
 }

@@ -39,10 +39,11 @@ export interface SecretOptions {
 
 /**
  * "agreed": the cluster's (read from or written to its KV); "given": --cluster-secret with no JetStream to check it
- * against (the fingerprints still are); "unchecked": NATS or JetStream not reached yet; "refused": it differs from
- * the cluster's, and the node stays out.
+ * against (the fingerprints still are); "unchecked": NATS or JetStream not reached yet; "own": a node without tokens
+ * that started before NATS on a secret of its own, which differs from the cluster's (it joins: its open session is
+ * named alike everywhere); "refused": it differs from the cluster's, and the node stays out.
  */
-export type SecretState = "agreed" | "given" | "unchecked" | "refused";
+export type SecretState = "agreed" | "given" | "unchecked" | "own" | "refused";
 
 export type PeerSecret = "same" | "different" | "unsaid";
 
@@ -217,7 +218,8 @@ export function createSecretAgreement(options: SecretOptions, log: Logger): Secr
     const mine = held.current ?? options.given ?? options.remembered ?? null;
     if (mine && !same(mine, cluster)) {
       if (held.current && !options.tokens && !options.given && !options.remembered) {
-        // Started before NATS with a secret of its own and no tokens: nothing of this node's is keyed by it yet.
+        // Started before NATS with a secret of its own and no tokens: no session of this node's is keyed by it.
+        held.use(held.current, "own");
         warnOnce(
           "cluster_secret_unchecked",
           "Cluster: this node started before NATS with a session secret of its own; it has no token sessions," +

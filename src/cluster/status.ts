@@ -14,7 +14,8 @@ export interface ClusterStatus {
   names_shared: boolean;
   /**
    * Whether this node's session secret is the cluster's (secret.ts): "agreed", "given" (--cluster-secret, no
-   * JetStream to check it against), "unchecked" (NATS not reached yet) or "refused" (it differs: not joined).
+   * JetStream to check it against), "unchecked" (NATS not reached yet), "own" (no tokens, started before NATS on a
+   * secret of its own) or "refused" (it differs: not joined).
    */
   session_secret: SecretState;
   nodes: ClusterNodeStatus[];
