@@ -10,7 +10,7 @@
  * the cluster's is refused rather than used. Without JetStream, --cluster-secret
  * gives every node the same one. Every announcement a node makes carries a
  * fingerprint of its secret (an HMAC of a constant under it, which says nothing
- * about it), so nodes that came to different secrets, however, notice each other.
+ * about it), so nodes that came to different secrets, whatever the way, notice each other.
  *
  * NATS credentials give access to the secret, as they give access to every frame.
  */

@@ -5,10 +5,11 @@
  */
 import { describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
-import { fingerprintOf, givenSecret } from "../../../src/cluster/secret.ts";
+import { createSecretAgreement, fingerprintOf, givenSecret } from "../../../src/cluster/secret.ts";
 import { sessionHash } from "../../../src/core/access.ts";
 import { resolveConfig } from "../../../src/host/config.ts";
 import { isRelayError } from "../../../src/lib/errors.ts";
+import { silentLogger } from "../../../src/lib/log.ts";
 import { createTally } from "../../../src/lib/repeats.ts";
 
 function configError(argv: string[], env: Record<string, string> = {}): string {
@@ -36,6 +37,46 @@ describe("--cluster-secret", () => {
     expect(message).toMatch(/^--cluster-secret is too easy to guess/);
     expect(message).not.toContain("aaaabbbb");
     expect(configError(["--cluster-secret", "short"])).not.toContain("short");
+  });
+});
+
+describe("before NATS answers", () => {
+  const kept = randomBytes(32);
+
+  test("a --cluster-secret that is not the key --state-dir kept stops start-up, naming the file", async () => {
+    const a = createSecretAgreement(
+      {
+        given: givenSecret("our-band-secret-4f9a2c"),
+        remembered: kept,
+        keptIn: "/srv/state/session-key",
+        tokens: true,
+      },
+      silentLogger,
+    );
+    await expect(a.ready).rejects.toThrow(
+      /^--cluster-secret is not the session secret kept in \/srv\/state\/session-key/,
+    );
+    expect(a.state).toBe("refused");
+  });
+
+  test("NATS unreachable: a node starts on the secret it kept, a tokenless one on its own, one with tokens waits", async () => {
+    const remembering = createSecretAgreement({ remembered: kept, tokens: true }, silentLogger);
+    remembering.unreachable();
+    expect(await remembering.ready).toEqual(kept);
+    expect(remembering.state).toBe("unchecked");
+    expect(remembering.fingerprint).toBe(fingerprintOf(kept));
+
+    const open = createSecretAgreement({ tokens: false }, silentLogger);
+    open.unreachable();
+    expect(await open.ready).toHaveLength(32);
+
+    const waiting = createSecretAgreement({ tokens: true }, silentLogger);
+    waiting.unreachable();
+    // A secret is taken at once when it is taken at all: none means start-up still waits.
+    expect(waiting.secret).toBeNull();
+    expect(waiting.fingerprint).toBe("");
+    waiting.abandon();
+    await expect(waiting.ready).rejects.toThrow(/stopped before/);
   });
 });
 
