@@ -117,15 +117,14 @@ function peerFilter(ctx: MembershipContext, log: Logger) {
       );
       return;
     }
-    const [level, outcome] = secret.strict
-      ? (["error", "kept out of this node's sessions"] as const)
-      : (["warn", "this node has no token sessions, so they still share the open one"] as const);
-    log[level](
-      "cluster_node_refused",
-      `Node ${a.n} uses another session secret (players with one token would be split): ${outcome};` +
-        " give every node the same secret (JetStream KV, or the same --cluster-secret)",
-      { node: a.n },
-    );
+    const why = `Node ${a.n} uses another session secret (players with one token would be split)`;
+    const fix = "give every node the same secret (JetStream KV, or the same --cluster-secret)";
+    if (secret.strict)
+      log.error("cluster_node_refused", `${why}: kept out of this node's sessions; ${fix}`, { node: a.n });
+    else
+      log.warn("cluster_node_refused", `${why}; this node has no token sessions, so it still hears it; ${fix}`, {
+        node: a.n,
+      });
   }
 
   return {

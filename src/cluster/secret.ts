@@ -201,10 +201,11 @@ export function createSecretAgreement(options: SecretOptions, log: Logger): Secr
     );
   }
 
-  function warnOnce(event: "cluster_secret_waiting" | "cluster_secret_unchecked", message: string): void {
-    if (said.has(event)) return;
-    said.add(event);
-    log.warn(event, message, {});
+  /** True the first time for `what`: some lines are said once per node start. */
+  function first(what: string): boolean {
+    if (said.has(what)) return false;
+    said.add(what);
+    return true;
   }
 
   function remember(secret: Uint8Array): void {
@@ -220,11 +221,12 @@ export function createSecretAgreement(options: SecretOptions, log: Logger): Secr
       if (held.current && !options.tokens && !options.given && !options.remembered) {
         // Started before NATS with a secret of its own and no tokens: no session of this node's is keyed by it.
         held.use(held.current, "own");
-        warnOnce(
-          "cluster_secret_unchecked",
-          "Cluster: this node started before NATS with a session secret of its own; it has no token sessions," +
-            " so it joins, but restart it to take the cluster's",
-        );
+        if (first("own"))
+          log.warn(
+            "cluster_secret_unchecked",
+            "Cluster: this node started before NATS with a session secret of its own; it has no token sessions," +
+              " so it joins, but restart it to take the cluster's",
+          );
         return true;
       }
       return held.refuse(mismatch(options));
@@ -257,7 +259,8 @@ export function createSecretAgreement(options: SecretOptions, log: Logger): Secr
     const verdict = withoutJetStream(options, failure, attempt, proposal);
     if (verdict !== "wait")
       return "refuse" in verdict ? held.refuse(verdict.refuse) : goOn(verdict.use, verdict.as, verdict.why);
-    warnOnce("cluster_secret_waiting", `Cluster: waiting for JetStream (${failure.message}) ${WAITING}`);
+    if (first("waiting"))
+      log.warn("cluster_secret_waiting", `Cluster: waiting for JetStream (${failure.message}) ${WAITING}`, {});
     return null;
   }
 
@@ -279,7 +282,7 @@ export function createSecretAgreement(options: SecretOptions, log: Logger): Secr
       if (kept) return void goOn(kept, "unchecked", "NATS unreachable: using this node's session secret until it is");
       // A node with no tokens and nothing kept: a secret of its own now, checked when NATS comes.
       if (!options.tokens) return held.use(randomBytes(SESSION_SECRET_BYTES), "unchecked");
-      warnOnce("cluster_secret_waiting", `Cluster: waiting for NATS ${WAITING}`);
+      if (first("waiting")) log.warn("cluster_secret_waiting", `Cluster: waiting for NATS ${WAITING}`, {});
     },
     async check(conn, wanted) {
       if (held.state === "refused") return false;
