@@ -463,7 +463,7 @@ export const OPTIONS: OptionTable<RelayConfig> = [
       "Session secret shared by every node, for a cluster whose NATS has no JetStream" +
       " (with JetStream the nodes agree on one themselves; better from the environment)",
     default: "",
-    parse: token,
+    type: "secret",
     valueHint: "secret",
   },
   {
