@@ -1,8 +1,8 @@
 /**
- * The relay's limits (PROTOCOL.md, "Limits", and this relay's own): messages and
- * bytes per instance over any 60 s, registrations per address, instance slots
- * (relay, session, address), and the caps on connections still handshaking. Time
- * comes from the state's clock.
+ * The relay's limits (docs/protocol.md, "Limits"): messages and bytes per
+ * instance over any 60 s, registrations per address, instance slots (relay,
+ * session, address), and the caps on connections still handshaking. Time comes
+ * from the state's clock.
  */
 import { cut, deliver } from "./connection.ts";
 import { pickHandshakeVictim } from "./eviction.ts";

@@ -1,5 +1,5 @@
 /**
- * Presence notices (PROTOCOL.md, "Connection flow" 7 and Extensions): who joined
+ * Presence notices (docs/protocol.md, "Connection flow" 7 and "Capabilities and presence"): who joined
  * and who left. Register/leave churn from many addresses, each within its own
  * registration budget, once sent one member 12,000 InstanceDisconnected in 20 s.
  *

@@ -5,13 +5,12 @@
  */
 import type { RelayConfig } from "./config.ts";
 import type { LogEvent, Logger } from "../lib/log.ts";
-import type { PendingBudget } from "../lib/outbox.ts";
 import type { Guard } from "../transport/guard.ts";
 import type { History } from "../core/history.ts";
 import type { ClusterLink, RemoteMembers } from "../core/link.ts";
 import type { Relay } from "../core/index.ts";
 import { createRepeats, reportRepeats } from "../lib/repeats.ts";
-import { createConnectionTable, type Lingering } from "../transport/connections.ts";
+import { type ConnectionTable, createConnectionTable } from "../transport/connections.ts";
 import { type AcceptWatch, watchAccepts } from "../transport/descriptors.ts";
 import type { StorageHealth } from "../storage/history-store.ts";
 import { openListeners } from "../transport/listeners.ts";
@@ -29,6 +28,8 @@ export interface ServerLink extends ClusterLink {
   close(): Promise<void>;
   /** History kept by the cluster instead of this process. */
   readonly history?: History;
+  /** The session secret the cluster agreed on: session ids are keyed with it instead of --state-dir's own. */
+  readonly sessionSecret?: Uint8Array;
 }
 
 const TICK_MS = 250;
@@ -49,15 +50,12 @@ export interface RunningServer {
   reloadTls(): void;
   readonly stopping: boolean;
   readonly history: History;
-  /** Shared with the WebSocket endpoint (src/transport/websocket.ts), so one guard and one budget cover every transport. */
+  /**
+   * Shared with the WebSocket endpoint (src/transport/websocket.ts), so one guard and one connection table (its
+   * memory bound, bounded closes and the shutdown's waits) cover every transport.
+   */
   readonly guard: Guard;
-  readonly budget: PendingBudget;
-  /** Counts another transport's connection in memory-pressure relief and the shutdown flush; returns its release. */
-  track(live: Lingering): () => void;
-  /** Starts a close's time bound (CLOSE_LINGER_MS) for a connection of another transport. */
-  closeBounded(live: Lingering): void;
-  /** That connection closed within its bound. */
-  closedInTime(live: Lingering): void;
+  readonly table: ConnectionTable;
   /** Whether history reaches the disk; absent without --state-dir. */
   readonly storage?: Readonly<StorageHealth>;
   /** Descriptors and the listeners' accept queues (the HTTP port is added once it listens). */
@@ -139,7 +137,6 @@ export function startServer(config: ServerConfig, log: Logger, link?: ServerLink
         log,
         listeners,
         table,
-        tcp,
         repeats,
         stopTimers() {
           descriptors.stop();
@@ -159,10 +156,7 @@ export function startServer(config: ServerConfig, log: Logger, link?: ServerLink
     },
     history,
     guard,
-    budget: table.budget,
-    track: table.track,
-    closeBounded: table.closeBounded,
-    closedInTime: table.closedInTime,
+    table,
     storage: store?.health,
     descriptors,
   };
