@@ -120,7 +120,7 @@ export function admitHandshake(s: RelayState, conn: Connection): boolean {
   // a round trip, so a player connecting during a flood still gets in. Which one:
   // from the address holding the most (then connecting the most), so a flood from
   // many addresses evicts itself, sparing handshakes younger than a round trip or two
-  // (eviction.ts); when none will do, the newcomer is the one refused.
+  // (eviction.ts).
   if (s.handshaking > s.o.maxHandshakes) {
     const handshakes: Connection[] = [];
     for (const c of s.connections) if (c.state === "handshake" && c !== conn) handshakes.push(c);
@@ -134,8 +134,7 @@ export function admitHandshake(s: RelayState, conn: Connection): boolean {
       old !== null
         ? `Connection from ${old.peer.address} closed: the relay's handshake slots are full` +
             ` and its address holds the most of them`
-        : `Connection from ${conn.peer.address} refused: the relay's handshake slots are full` +
-            ` and its address holds as many as any`,
+        : `Connection from ${conn.peer.address} refused: the relay's handshake slots are full`,
       {
         ip: going.peer.address,
         reason: "handshake_limit",

@@ -9,8 +9,7 @@
  * WebSocket player out by holding 16 silent sockets (WebSocket joins: 0 of 60).
  * Now a WebSocket has FIRST_FRAME_MS after its upgrade to register, and when the
  * handshakes are all taken the next upgrade evicts one, chosen as TCP's are
- * (src/core/eviction.ts: from an address holding more), or is refused (503) when
- * its own address holds as many as any.
+ * (src/core/eviction.ts: the oldest of the address holding the most).
  */
 import { addressGroup } from "../lib/cidr.ts";
 import { originAllowed } from "../lib/hosts.ts";

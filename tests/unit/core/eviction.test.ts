@@ -7,7 +7,7 @@ describe("which handshake gives up its slot for a newcomer", () => {
   const now = 100_000;
   const none = () => 0;
 
-  test("one of an address holding more than the newcomer's would: the heaviest's oldest", () => {
+  test("the oldest of the address holding the most", () => {
     const victim = pickHandshakeVictim(
       [at("player", now - 5000), at("flood", now - 3000), at("flood", now - 4000), at("other", now - 6000)],
       "new",
@@ -17,31 +17,26 @@ describe("which handshake gives up its slot for a newcomer", () => {
     expect(victim).toEqual(at("flood", now - 4000));
   });
 
-  test("between equals, the address that opened more lately", () => {
-    const opens = (g: string) => (g === "flood" ? 40 : 1);
-    expect(pickHandshakeVictim([at("other", now - 5000), at("flood", now - 200)], "player", now, opens)).toEqual(
-      at("flood", now - 200),
-    );
+  test("the newcomer counts in its own address: an ensemble joining does not evict itself first", () => {
+    const cands = [at("venue", now - 2000), at("venue", now - 1500), at("flood", now - 3000), at("flood", now - 2500)];
+    expect(pickHandshakeVictim(cands, "venue", now, none)).toEqual(at("venue", now - 2000));
+    expect(pickHandshakeVictim(cands, "player", now, none)).toEqual(at("flood", now - 3000));
   });
 
-  test("no heavier address: the oldest handshake past SPARE_MS, else the newcomer is refused", () => {
+  test("between equals, the address that opened the most lately; then the one that waited longest", () => {
+    const opens = (g: string) => (g === "flood" ? 40 : 1);
+    expect(pickHandshakeVictim([at("other", now - 5000), at("flood", now - 2000)], "player", now, opens)).toEqual(
+      at("flood", now - 2000),
+    );
     expect(pickHandshakeVictim([at("a", now - 5000), at("b", now - 2000)], "c", now, none)).toEqual(
       at("a", now - 5000),
     );
-    expect(pickHandshakeVictim([at("a", now - 10), at("b", now - 20)], "c", now, none)).toBeNull();
-    // A flood's own reconnection is refused rather than evicting its equal.
-    expect(pickHandshakeVictim([at("a", now - 10), at("b", now - 20)], "a", now, none)).toBeNull();
   });
 
-  test("handshakes younger than SPARE_MS are taken only when no heavier address holds an older one", () => {
+  test("handshakes younger than SPARE_MS are taken only when no address holds an older one; never none", () => {
     const young = now - SPARE_MS / 2;
-    const cands = [
-      at("flood", young),
-      at("flood", young + 1),
-      at("slow", now - SPARE_MS - 1),
-      at("slow", now - SPARE_MS - 2),
-    ];
-    expect(pickHandshakeVictim(cands, "new", now, none)).toEqual(at("slow", now - SPARE_MS - 2));
+    const cands = [at("flood", young), at("flood", young + 1), at("slow", now - SPARE_MS - 1)];
+    expect(pickHandshakeVictim(cands, "new", now, none)).toEqual(at("slow", now - SPARE_MS - 1));
     expect(pickHandshakeVictim(cands.slice(0, 2), "new", now, none)).toEqual(at("flood", young));
     expect(pickHandshakeVictim([], "new", now, none)).toBeNull();
   });
