@@ -213,8 +213,10 @@ export async function runHostile(binary: string | null, durationS: number): Prom
       HISTORY_TOKEN,
       "--history",
       "1000",
+      // Short enough that the relay from before this round cuts the late joiner within the run (16 MB at
+      // 3.2 Mbit/s takes 40 s); long enough that a link's kernel buffers, which drain in bursts, make progress in it.
       "--replay-timeout",
-      "5",
+      "10",
       "--trust-proxy",
       "127.0.0.1/32",
       "--log-level",
