@@ -33,12 +33,15 @@ function _countUp(counts: Map<string, number>, key: string, by: number): void {
 
 export function enterHandshake(s: RelayState, conn: Connection): void {
   s.handshaking++;
-  _countUp(s.handshakesByGroup, conn.group, 1);
+  const group = s.handshakesByGroup.get(conn.group);
+  if (group) group.add(conn);
+  else s.handshakesByGroup.set(conn.group, new Set([conn]));
 }
 
 export function leaveHandshake(s: RelayState, conn: Connection): void {
   s.handshaking--;
-  _countUp(s.handshakesByGroup, conn.group, -1);
+  const group = s.handshakesByGroup.get(conn.group);
+  if (group?.delete(conn) && group.size === 0) s.handshakesByGroup.delete(conn.group);
 }
 
 export function cut(s: RelayState, conn: Connection, reason: DisconnectReason, graceful: boolean): void {

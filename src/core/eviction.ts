@@ -14,6 +14,8 @@
  * The newcomer is never the one refused: refused at once, a flood's loop
  * reconnects at once and spins (measured: 54,000 refusals and a pair's p99 of
  * 2.5 s in 20 s), while an evicted connection's owner had waited its turn.
+ * Groups are read as the caller keeps them (oldest first), nothing is copied:
+ * this runs for every connection of a flood.
  */
 
 /**
@@ -29,42 +31,55 @@ export interface Candidate {
   readonly openedAt: number;
 }
 
-interface _Group<T> {
+interface _Pick<T> {
   count: number;
   opens: number;
   oldest: T;
 }
 
-function _heavier<T extends Candidate>(a: _Group<T>, b: _Group<T>): boolean {
+function _heavier<T extends Candidate>(a: _Pick<T>, b: _Pick<T>): boolean {
   if (a.count !== b.count) return a.count > b.count;
   if (a.opens !== b.opens) return a.opens > b.opens;
   return a.oldest.openedAt < b.oldest.openedAt;
 }
 
 /**
- * The handshake among `candidates` (the newcomer not among them) to close so a newcomer from `group` gets a slot;
- * null when there is none. `opens`: handshakes each group opened lately.
+ * The handshake to close so `newcomer` gets a slot; null when there is none. `groups`: the handshakes by address
+ * group, each oldest first (the newcomer may be among them); `eligible`: which may be closed; `opens`: handshakes each
+ * group opened lately.
  */
 export function pickHandshakeVictim<T extends Candidate>(
-  candidates: readonly T[],
-  group: string,
+  groups: ReadonlyMap<string, Iterable<T>>,
+  newcomer: Candidate,
   now: number,
+  eligible: (c: T) => boolean,
   opens: (group: string) => number,
 ): T | null {
-  const groups = new Map<string, _Group<T>>();
-  for (const c of candidates) {
-    const g = groups.get(c.group);
-    if (g === undefined) groups.set(c.group, { count: c.group === group ? 2 : 1, opens: opens(c.group), oldest: c });
-    else {
-      g.count++;
-      if (c.openedAt < g.oldest.openedAt) g.oldest = c;
+  let old: _Pick<T> | null = null;
+  let any: _Pick<T> | null = null;
+  for (const [group, members] of groups) {
+    let count = group === newcomer.group ? 1 : 0;
+    let oldest: T | null = null;
+    for (const c of members) {
+      if (c === newcomer || !eligible(c)) continue;
+      count++;
+      oldest ??= c;
     }
-  }
-  let old: _Group<T> | null = null;
-  let any: _Group<T> | null = null;
-  for (const g of groups.values()) {
+    if (oldest === null) continue;
+    const g = { count, opens: opens(group), oldest };
     if (any === null || _heavier(g, any)) any = g;
-    if (now - g.oldest.openedAt >= SPARE_MS && (old === null || _heavier(g, old))) old = g;
+    if (now - oldest.openedAt >= SPARE_MS && (old === null || _heavier(g, old))) old = g;
   }
   return (old ?? any)?.oldest ?? null;
+}
+
+/** Handshakes by address group, oldest first, from a list in any order (the WebSocket endpoint's few). */
+export function byGroup<T extends Candidate>(handshakes: readonly T[]): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const h of [...handshakes].sort((a, b) => a.openedAt - b.openedAt)) {
+    const g = groups.get(h.group);
+    if (g) g.push(h);
+    else groups.set(h.group, [h]);
+  }
+  return groups;
 }

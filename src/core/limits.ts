@@ -100,7 +100,7 @@ export function admitHandshake(s: RelayState, conn: Connection): boolean {
   const peer = conn.peer;
   if (s.handshakeOpens.size < MAX_OPEN_GROUPS || s.handshakeOpens.has(conn.group))
     s.handshakeOpens.set(conn.group, (s.handshakeOpens.get(conn.group) ?? 0) + 1);
-  if ((s.handshakesByGroup.get(conn.group) ?? 0) > s.o.maxHandshakesPerAddress) {
+  if ((s.handshakesByGroup.get(conn.group)?.size ?? 0) > s.o.maxHandshakesPerAddress) {
     logRepeated(
       s,
       "warn",
@@ -122,9 +122,13 @@ export function admitHandshake(s: RelayState, conn: Connection): boolean {
   // many addresses evicts itself, sparing handshakes younger than a round trip or two
   // (eviction.ts).
   if (s.handshaking > s.o.maxHandshakes) {
-    const handshakes: Connection[] = [];
-    for (const c of s.connections) if (c.state === "handshake" && c !== conn) handshakes.push(c);
-    const old = pickHandshakeVictim(handshakes, conn.group, s.clock.now(), (g) => s.handshakeOpens.get(g) ?? 0);
+    const old = pickHandshakeVictim(
+      s.handshakesByGroup,
+      conn,
+      s.clock.now(),
+      (c) => c.state === "handshake",
+      (g) => s.handshakeOpens.get(g) ?? 0,
+    );
     const going = old ?? conn;
     logRepeated(
       s,

@@ -50,8 +50,8 @@ export interface RelayState {
   readonly history: History | undefined;
   readonly sessions: Map<string, Session>;
   readonly connections: Set<Connection>;
-  /** Connections still handshaking per address group. */
-  readonly handshakesByGroup: Map<string, number>;
+  /** Connections still handshaking per address group, oldest first (eviction.ts reads them without copying). */
+  readonly handshakesByGroup: Map<string, Set<Connection>>;
   /** Successful registrations per address group (limits.ts). */
   readonly registrationWindows: Map<string, SlidingWindow>;
   readonly repeats: Repeats<LogEvent>;

@@ -13,7 +13,7 @@
  */
 import { addressGroup } from "../lib/cidr.ts";
 import { originAllowed } from "../lib/hosts.ts";
-import { type Candidate, pickHandshakeVictim } from "../core/eviction.ts";
+import { byGroup, type Candidate, pickHandshakeVictim } from "../core/eviction.ts";
 
 /**
  * Sova and the tunnel send their RegisterInstance as soon as the upgrade is done (half a round trip
@@ -85,7 +85,13 @@ export function createWsAdmission(options: WsAdmissionOptions): WsAdmission {
       const group = addressGroup(ip);
       // Past its own cap the newcomer is closed after the upgrade anyway (src/core/limits.ts): evict no one for it.
       if (live.filter((h) => h.group === group).length >= options.maxHandshakesPerIp) return { close, refuse: false };
-      const victim = pickHandshakeVictim(live, group, now, (g) => opens.get(g) ?? 0);
+      const victim = pickHandshakeVictim(
+        byGroup(live),
+        { group, openedAt: now },
+        now,
+        () => true,
+        (g) => opens.get(g) ?? 0,
+      );
       if (victim === null) return { close, refuse: true };
       close.push({ peer: victim.peer, why: "handshake_limit" });
       return { close, refuse: false };
