@@ -284,7 +284,7 @@ async function holdSilent(from: string, websocket: boolean): Promise<void> {
     const opened = Date.now();
     await new Promise<void>((resolve) => {
       const s = net.connect({ host: "127.0.0.1", port: websocket ? httpPort! : port, localAddress: from });
-      s.setTimeout(until - Date.now(), () => s.destroy());
+      s.setTimeout(Math.max(1, until - Date.now()), () => s.destroy());
       s.on("connect", () => {
         if (websocket) s.write(upgrade);
         else s.pause();
