@@ -34,14 +34,18 @@ function _countUp(counts: Map<string, number>, key: string, by: number): void {
 export function enterHandshake(s: RelayState, conn: Connection): void {
   s.handshaking++;
   const group = s.handshakesByGroup.get(conn.group);
-  if (group) group.add(conn);
-  else s.handshakesByGroup.set(conn.group, new Set([conn]));
+  if (group) group.push(conn);
+  else s.handshakesByGroup.set(conn.group, [conn]);
 }
 
 export function leaveHandshake(s: RelayState, conn: Connection): void {
   s.handshaking--;
+  // A group holds a few (--max-handshakes-per-ip): an array, read without allocating by eviction.ts.
   const group = s.handshakesByGroup.get(conn.group);
-  if (group?.delete(conn) && group.size === 0) s.handshakesByGroup.delete(conn.group);
+  const at = group?.indexOf(conn) ?? -1;
+  if (at === -1) return;
+  group!.splice(at, 1);
+  if (group!.length === 0) s.handshakesByGroup.delete(conn.group);
 }
 
 export function cut(s: RelayState, conn: Connection, reason: DisconnectReason, graceful: boolean): void {

@@ -31,52 +31,60 @@ export interface Candidate {
   readonly openedAt: number;
 }
 
-interface _Pick<T> {
-  count: number;
-  opens: number;
-  oldest: T;
-}
-
-function _heavier<T extends Candidate>(a: _Pick<T>, b: _Pick<T>): boolean {
-  if (a.count !== b.count) return a.count > b.count;
-  if (a.opens !== b.opens) return a.opens > b.opens;
-  return a.oldest.openedAt < b.oldest.openedAt;
+/** What a group is judged by: more handshakes, then more opened lately, then an older oldest. */
+function _heavier(count: number, opens: number, at: number, bCount: number, bOpens: number, bAt: number): boolean {
+  if (count !== bCount) return count > bCount;
+  if (opens !== bOpens) return opens > bOpens;
+  return at < bAt;
 }
 
 /**
  * The handshake to close so `newcomer` gets a slot; null when there is none. `groups`: the handshakes by address
- * group, each oldest first (the newcomer may be among them); `eligible`: which may be closed; `opens`: handshakes each
- * group opened lately.
+ * group, each oldest first, the newcomer among its own; `eligible`: which may be closed; `opens`: handshakes each
+ * group opened lately. It runs for every connection of a flood: scalars and forEach, no allocation per group.
  */
 export function pickHandshakeVictim<T extends Candidate>(
-  groups: ReadonlyMap<string, Iterable<T>>,
+  groups: ReadonlyMap<string, readonly T[]>,
   newcomer: Candidate,
   now: number,
   eligible: (c: T) => boolean,
   opens: (group: string) => number,
 ): T | null {
-  let old: _Pick<T> | null = null;
-  let any: _Pick<T> | null = null;
-  for (const [group, members] of groups) {
-    let count = group === newcomer.group ? 1 : 0;
+  let old: T | null = null;
+  let oldCount = 0;
+  let oldOpens = 0;
+  let any: T | null = null;
+  let anyCount = 0;
+  let anyOpens = 0;
+  groups.forEach((members, group) => {
     let oldest: T | null = null;
-    for (const c of members) {
-      if (c === newcomer || !eligible(c)) continue;
-      count++;
-      oldest ??= c;
+    for (let i = 0; i < members.length && oldest === null; i++) {
+      const c = members[i]!;
+      if (c !== newcomer && eligible(c)) oldest = c;
     }
-    if (oldest === null) continue;
-    const g = { count, opens: opens(group), oldest };
-    if (any === null || _heavier(g, any)) any = g;
-    if (now - oldest.openedAt >= SPARE_MS && (old === null || _heavier(g, old))) old = g;
-  }
-  return (old ?? any)?.oldest ?? null;
+    if (oldest === null) return;
+    const count = members.length;
+    const o = opens(group);
+    const at = (oldest as T).openedAt;
+    if (any === null || _heavier(count, o, at, anyCount, anyOpens, any.openedAt)) {
+      any = oldest;
+      anyCount = count;
+      anyOpens = o;
+    }
+    if (now - at < SPARE_MS) return;
+    if (old === null || _heavier(count, o, at, oldCount, oldOpens, (old as T).openedAt)) {
+      old = oldest;
+      oldCount = count;
+      oldOpens = o;
+    }
+  });
+  return old ?? any;
 }
 
-/** Handshakes by address group, oldest first, from a list in any order (the WebSocket endpoint's few). */
-export function byGroup<T extends Candidate>(handshakes: readonly T[]): Map<string, T[]> {
+/** Handshakes by address group, oldest first, with the newcomer in its own (the WebSocket endpoint's few). */
+export function byGroup<T extends Candidate>(handshakes: readonly T[], newcomer: T): Map<string, T[]> {
   const groups = new Map<string, T[]>();
-  for (const h of [...handshakes].sort((a, b) => a.openedAt - b.openedAt)) {
+  for (const h of [...handshakes, newcomer].sort((a, b) => a.openedAt - b.openedAt)) {
     const g = groups.get(h.group);
     if (g) g.push(h);
     else groups.set(h.group, [h]);

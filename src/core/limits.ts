@@ -100,7 +100,7 @@ export function admitHandshake(s: RelayState, conn: Connection): boolean {
   const peer = conn.peer;
   if (s.handshakeOpens.size < MAX_OPEN_GROUPS || s.handshakeOpens.has(conn.group))
     s.handshakeOpens.set(conn.group, (s.handshakeOpens.get(conn.group) ?? 0) + 1);
-  if ((s.handshakesByGroup.get(conn.group)?.size ?? 0) > s.o.maxHandshakesPerAddress) {
+  if ((s.handshakesByGroup.get(conn.group)?.length ?? 0) > s.o.maxHandshakesPerAddress) {
     logRepeated(
       s,
       "warn",

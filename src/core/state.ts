@@ -51,7 +51,7 @@ export interface RelayState {
   readonly sessions: Map<string, Session>;
   readonly connections: Set<Connection>;
   /** Connections still handshaking per address group, oldest first (eviction.ts reads them without copying). */
-  readonly handshakesByGroup: Map<string, Set<Connection>>;
+  readonly handshakesByGroup: Map<string, Connection[]>;
   /** Successful registrations per address group (limits.ts). */
   readonly registrationWindows: Map<string, SlidingWindow>;
   readonly repeats: Repeats<LogEvent>;

@@ -85,9 +85,10 @@ export function createWsAdmission(options: WsAdmissionOptions): WsAdmission {
       const group = addressGroup(ip);
       // Past its own cap the newcomer is closed after the upgrade anyway (src/core/limits.ts): evict no one for it.
       if (live.filter((h) => h.group === group).length >= options.maxHandshakesPerIp) return { close, refuse: false };
+      const newcomer = { group, openedAt: now, peer: null as (typeof live)[number]["peer"] };
       const victim = pickHandshakeVictim(
-        byGroup(live),
-        { group, openedAt: now },
+        byGroup(live, newcomer),
+        newcomer,
         now,
         () => true,
         (g) => opens.get(g) ?? 0,

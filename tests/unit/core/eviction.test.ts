@@ -5,7 +5,8 @@ const at = (group: string, openedAt: number) => ({ group, openedAt });
 
 /** The victim for a newcomer from `group` arriving `now`, among `cands`. */
 function pick(cands: Candidate[], group: string, now: number, opens: (g: string) => number): Candidate | null {
-  return pickHandshakeVictim(byGroup(cands), { group, openedAt: now }, now, () => true, opens);
+  const newcomer = { group, openedAt: now };
+  return pickHandshakeVictim(byGroup(cands, newcomer), newcomer, now, () => true, opens);
 }
 
 describe("which handshake gives up its slot for a newcomer", () => {
