@@ -1,0 +1,45 @@
+/**
+ * One Sova instance stand-in, run where a test cannot reach with its own sockets (another
+ * network namespace, a container): registers, waits until every instance named by --with is
+ * in its session, sends one update, waits for one from each of them, prints what it saw as one
+ * JSON line and exits 0; one line on stderr and exit 1 otherwise.
+ *   bun tests/support/play.ts --port 9090 [--host H] --name NAME [--token T] [--with A,B] [--timeout S]
+ */
+import { parseArgs } from "node:util";
+import { connect } from "../../src/client/client.ts";
+
+const { values } = parseArgs({
+  options: {
+    host: { type: "string", default: "127.0.0.1" },
+    port: { type: "string" },
+    name: { type: "string" },
+    token: { type: "string" },
+    with: { type: "string", default: "" },
+    timeout: { type: "string", default: "20" },
+  },
+});
+const others = values.with ? values.with.split(",") : [];
+const timeoutMs = Number(values.timeout) * 1000;
+
+try {
+  const client = await connect({ host: values.host, port: Number(values.port), connectTimeoutMs: timeoutMs });
+  const reg = await client.register({ name: values.name!, token: values.token ?? null, capabilities: ["presence"] });
+  if (!reg.success) throw new Error(`registration refused: ${reg.message}`);
+  const present = new Set(reg.current_instances.map((i) => i.name));
+  const presentAtStart = [...present].sort();
+  while (others.some((o) => !present.has(o)))
+    present.add((await client.next("InstanceConnected", { timeoutMs })).instance_name);
+  client.sendUpdate(new TextEncoder().encode(`from ${values.name}`), BigInt(Date.now()));
+  const got: string[] = [];
+  while (got.length < others.length) {
+    const m = await client.next("StateBroadcast", { timeoutMs });
+    if (others.includes(m.source_instance_name) && !got.includes(m.source_instance_name))
+      got.push(m.source_instance_name);
+  }
+  console.log(JSON.stringify({ name: values.name, presentAtStart, got: got.sort() }));
+  client.close();
+  process.exit(0);
+} catch (error) {
+  console.error(`play ${values.name}: ${(error as Error).message}`);
+  process.exit(1);
+}
