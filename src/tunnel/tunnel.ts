@@ -163,10 +163,16 @@ interface Upstream {
   close(): void;
 }
 
-/** Bun's bundled roots and the operating system's trust store (a company or university CA installed there counts). */
+/**
+ * Bun's bundled roots and the operating system's trust store (a company or university CA installed there counts).
+ * Bun's "default" set holds the bundled roots (and NODE_EXTRA_CA_CERTS) but not the system's unless told to: a
+ * player's machine that trusts the relay's CA in its own store was refused, so the system's are asked for too.
+ */
 function defaultRoots(): string[] | undefined {
   try {
-    return (tls as unknown as { getCACertificates?: (type: string) => string[] }).getCACertificates?.("default");
+    const get = (tls as unknown as { getCACertificates?: (type: string) => string[] }).getCACertificates;
+    if (!get) return undefined;
+    return [...new Set([...get("default"), ...get("system")])];
   } catch {
     return undefined;
   }

@@ -100,6 +100,23 @@ export interface Recipe {
   with(substitutions: readonly Substitution[]): string;
 }
 
+/** `text` with each substitution made; throws, naming `what`, when one no longer matches. */
+export function substitute(text: string, substitutions: readonly Substitution[], what: string): string {
+  for (const [from, to] of substitutions) {
+    const pattern = typeof from === "string" ? from : new RegExp(from.source, `${from.flags.replace("g", "")}g`);
+    const matches = typeof pattern === "string" ? text.split(pattern).length - 1 : (text.match(pattern) ?? []).length;
+    if (matches === 0)
+      throw new Error(`${what} no longer contains ${String(from)}: it changed, update the test's substitutions`);
+    text = typeof pattern === "string" ? text.replaceAll(pattern, () => to) : text.replace(pattern, () => to);
+  }
+  return text;
+}
+
+/** A file of the project (a compose file, the unit) as a test runs it: with its declared substitutions. */
+export function fileWith(path: string, substitutions: readonly Substitution[]): string {
+  return substitute(readFileSync(join(ROOT, path), "utf8"), substitutions, path);
+}
+
 export function recipe(id: string): Recipe {
   const found = allBlocks().filter((b) => b.marker?.kind === "recipe" && b.marker.id === id);
   if (found.length !== 1) throw new Error(`recipe '${id}': ${found.length} blocks carry <!-- recipe: ${id} -->`);
@@ -110,17 +127,7 @@ export function recipe(id: string): Recipe {
     where,
     text: block.text,
     with(substitutions) {
-      let text = block.text;
-      for (const [from, to] of substitutions) {
-        const pattern = typeof from === "string" ? from : new RegExp(from.source, from.flags.replace("g", "") + "g");
-        const matches = typeof pattern === "string" ? text.split(pattern).length - 1 : (text.match(pattern) ?? []).length;
-        if (matches === 0)
-          throw new Error(
-            `recipe '${id}' (${where}) no longer contains ${String(from)}: the doc changed, update the test's substitutions`,
-          );
-        text = typeof pattern === "string" ? text.replaceAll(pattern, () => to) : text.replace(pattern, () => to);
-      }
-      return text;
+      return substitute(block.text, substitutions, `recipe '${id}' (${where})`);
     },
   };
 }
