@@ -94,7 +94,11 @@ describe.skipIf(skip !== null)("docker run, as the docs write it (podman)", () =
     a.sendUpdate(Uint8Array.of(1, 2, 3), 7n);
     await a.ping();
     a.close();
-    const sessionsBefore = (await (await fetch(`http://127.0.0.1:${httpPort}/status`)).json()).sessions;
+    const sessionIds = async () =>
+      ((await (await fetch(`http://127.0.0.1:${httpPort}/status`)).json()) as { sessions: Array<{ id: string }> }).sessions.map(
+        (s) => s.id,
+      );
+    const before = await sessionIds();
 
     const since = new Date().toISOString();
     expect((await podman(["restart", name])).code).toBe(0);
@@ -108,7 +112,6 @@ describe.skipIf(skip !== null)("docker run, as the docs write it (podman)", () =
     } finally {
       b.close();
     }
-    const sessionsAfter = (await (await fetch(`http://127.0.0.1:${httpPort}/status`)).json()).sessions;
-    expect(sessionsAfter.map((s: { id: string }) => s.id)).toEqual(sessionsBefore.map((s: { id: string }) => s.id));
+    expect(await sessionIds()).toEqual(before);
   }, 600_000);
 });
