@@ -32,7 +32,8 @@ const skip = podmanSkipReason();
 if (skip) console.warn(`SKIP: the compose recipes because ${skip}`);
 
 let api: ApiService | null = null;
-const projects: string[] = [];
+/** Each project's directory and the compose file it runs. */
+const projects: Array<{ dir: string; file: string }> = [];
 
 beforeAll(async () => {
   if (skip) return;
@@ -41,22 +42,19 @@ beforeAll(async () => {
 }, 900_000);
 
 afterAll(async () => {
-  for (const dir of projects) {
-    await shell("docker compose down -v --remove-orphans; docker compose -f docker-compose.cluster.yml down -v", {
-      cwd: dir,
-      env: api?.env,
-    });
+  for (const { dir, file } of projects) {
+    await shell(`docker compose -f ${file} down -v`, { cwd: dir, env: api?.env });
     rmSync(dir, { recursive: true, force: true });
   }
   await api?.stop();
 }, 120_000);
 
 /** docker-compose 1.29 names a project after its directory. */
-function project(): { dir: string; name: string } {
+function project(file: string): { dir: string; name: string } {
   const name = uniqueName("compose");
   const dir = join(ROOT, ".tmp", name);
   mkdirSync(dir, { recursive: true });
-  projects.push(dir);
+  projects.push({ dir, file });
   return { dir, name };
 }
 
@@ -92,7 +90,7 @@ describe("the compose files name the published image", () => {
 describe.skipIf(skip !== null)("docker-compose.yml, as the docs run it", () => {
   test(`refuses to start without a token, then starts the published image with the token it printed, \
 limits and a state volume; a recreated container keeps its session ids; SOVA_RELAY_IMAGE runs a local build`, async () => {
-    const { dir, name } = project();
+    const { dir, name } = project("docker-compose.yml");
     const port = unusedPort();
     const httpPort = unusedPort();
     const subnet = 30 + (process.pid % 200);
@@ -153,7 +151,7 @@ limits and a state volume; a recreated container keeps its session ids; SOVA_REL
 
 describe.skipIf(skip !== null)("docker-compose.cluster.yml, as the docs run it", () => {
   test("two nodes and NATS from the published images; instances with the printed token meet across nodes", async () => {
-    const { dir, name } = project();
+    const { dir, name } = project("docker-compose.cluster.yml");
     const [a, b, ha, hb] = [unusedPort(), unusedPort(), unusedPort(), unusedPort()];
     writeFileSync(
       join(dir, "docker-compose.cluster.yml"),
