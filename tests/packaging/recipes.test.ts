@@ -30,6 +30,7 @@ export const RECIPES: Record<string, Runner> = {
   traefik: { notTested: "Traefik is not packaged by Debian and no registry is reachable here" },
   caddyfile: { test: "tests/packaging/caddy.test.ts" },
   nginx: { test: "tests/packaging/nginx.test.ts" },
+  "nginx-relay": { test: "tests/packaging/player.test.ts" },
   "bad-value": { test: "tests/packaging/commands.test.ts" },
   cluster: { test: "tests/packaging/cluster.test.ts" },
   "compose-cluster": { test: "tests/packaging/compose.test.ts" },

@@ -3,7 +3,8 @@
  * network namespace, a container): registers, waits until every instance named by --with is
  * in its session, sends one update, waits for one from each of them, prints what it saw as one
  * JSON line and exits 0; one line on stderr and exit 1 otherwise.
- *   bun tests/support/play.ts --port 9090 [--host H] --name NAME [--token T] [--with A,B] [--timeout S]
+ *   bun tests/support/play.ts --port 9090 [--host H] --name NAME [--token T] [--with A,B] [--timeout S] [--stay]
+ * With --stay it stays connected until it is signalled, so the relay's view of it can be looked at.
  */
 import { parseArgs } from "node:util";
 import { connect } from "../../src/client/client.ts";
@@ -16,6 +17,7 @@ const { values } = parseArgs({
     token: { type: "string" },
     with: { type: "string", default: "" },
     timeout: { type: "string", default: "20" },
+    stay: { type: "boolean", default: false },
   },
 });
 const others = values.with ? values.with.split(",") : [];
@@ -37,6 +39,10 @@ try {
       got.push(m.source_instance_name);
   }
   console.log(JSON.stringify({ name: values.name, presentAtStart, got: got.sort() }));
+  if (values.stay) {
+    process.on("SIGTERM", () => process.exit(0));
+    await client.closed;
+  }
   client.close();
   process.exit(0);
 } catch (error) {
