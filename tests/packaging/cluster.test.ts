@@ -77,9 +77,14 @@ describe.skipIf(skip !== null)("a cluster, as the docs start it", () => {
     for (const relay of relays) await relay.waitForLog(/instance names are claimed across the cluster/, 60_000);
     const results = await Promise.all(
       regions.map((region) =>
-        set!
-          .get(`${region}.example.org`)
-          .run(play(`--port 9090 --name in-${region} --token ${token} --with ${regions.filter((r) => r !== region).map((r) => `in-${r}`).join(",")}`)),
+        set!.get(`${region}.example.org`).run(
+          play(
+            `--port 9090 --name in-${region} --token ${token} --with ${regions
+              .filter((r) => r !== region)
+              .map((r) => `in-${r}`)
+              .join(",")}`,
+          ),
+        ),
       ),
     );
     expect(results.map((r) => r.stderr)).toEqual(["", "", ""]);

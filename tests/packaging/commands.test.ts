@@ -9,6 +9,7 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveConfig } from "../../src/host/config.ts";
 import { bundleWith, selfSigned } from "../support/certs.ts";
@@ -21,7 +22,8 @@ const binarySkip = existsSync(BINARY) ? null : `${BINARY} is not built (npm run 
 const skip = binarySkip ?? machinesSkip;
 if (skip) console.warn(`SKIP: the quick start and TLS recipes on machines of their own because ${skip}`);
 const STUNNEL = ["/usr/bin/stunnel", "/usr/bin/stunnel4"].find((p) => existsSync(p));
-if (!skip && !STUNNEL) console.warn("SKIP: the stunnel recipe because stunnel is not installed (apt-get install stunnel4)");
+if (!skip && !STUNNEL)
+  console.warn("SKIP: the stunnel recipe because stunnel is not installed (apt-get install stunnel4)");
 
 /** One instance stand-in (tests/support/play.ts) as a shell command on a machine. */
 function play(args: string): string {
@@ -38,7 +40,7 @@ afterEach(async () => {
 
 describe("commands on the relay's host", () => {
   test.skipIf(binarySkip !== null)("a bad value prints the docs' one line and exits 2", () => {
-    const dir = mkdtempSync(join(ROOT, ".tmp", "bin-"));
+    const dir = mkdtempSync(join(tmpdir(), "sova-bin-"));
     try {
       symlinkSync(BINARY, join(dir, "sova-relay"));
       for (const { command, output } of session(recipe("bad-value").text)) {
@@ -56,7 +58,9 @@ describe("commands on the relay's host", () => {
   });
 
   test("each way the docs make a token makes one the relay takes", () => {
-    const [main, alternative] = recipe("token").text.trim().split(/\s+# or: /);
+    const [main, alternative] = recipe("token")
+      .text.trim()
+      .split(/\s+# or: /);
     for (const command of [main!, alternative!]) {
       const r = Bun.spawnSync(["bash", "-o", "pipefail", "-c", command], { stdout: "pipe", stderr: "pipe" });
       expect(r.exitCode).toBe(0);

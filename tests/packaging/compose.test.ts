@@ -69,14 +69,18 @@ function printedToken(stdout: string): string {
 }
 
 async function sessionIds(httpPort: number): Promise<string[]> {
-  const status = (await (await fetch(`http://127.0.0.1:${httpPort}/status`)).json()) as { sessions: Array<{ id: string }> };
+  const status = (await (await fetch(`http://127.0.0.1:${httpPort}/status`)).json()) as {
+    sessions: Array<{ id: string }>;
+  };
   return status.sessions.map((s) => s.id);
 }
 
 describe("the compose files name the published image", () => {
   test("ghcr.io/OWNER/sova-relay:VERSION, as the release workflow publishes it, with no build section", () => {
     const release = readFileSync(join(ROOT, ".github/workflows/release.yml"), "utf8");
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the workflow's shell, not a template
     expect(release).toContain('image="ghcr.io/${GITHUB_REPOSITORY_OWNER,,}/sova-relay"');
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the workflow's shell, not a template
     expect(release).toContain('tags="$image:${GITHUB_REF_NAME#v}"');
     expect(PUBLISHED_IMAGE).toBe(`ghcr.io/sova-org/sova-relay:${pkg.version}`);
     for (const file of ["docker-compose.yml", "docker-compose.cluster.yml"]) {

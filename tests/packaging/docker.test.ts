@@ -9,7 +9,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { connect } from "../../src/client/client.ts";
 import { unusedPort } from "../support/ports.ts";
 import { containerLog, podman, podmanSkipReason, relayImage, shell, uniqueName } from "../support/podman.ts";
-import { recipe } from "../support/recipes.ts";
+import { type Recipe, recipe } from "../support/recipes.ts";
 
 const skip = podmanSkipReason();
 if (skip) console.warn(`SKIP: the docker run recipes because ${skip}`);
@@ -22,10 +22,10 @@ afterAll(async () => {
 });
 
 /** A recipe's `docker run`, with this run's names and free loopback ports. */
-function ours(id: string, name: string, volume?: string) {
+function ours(docs: Recipe, name: string, volume?: string) {
   const port = unusedPort();
   const httpPort = unusedPort();
-  const script = recipe(id).with([
+  const script = docs.with([
     ["--name sova-relay", `--name ${name}`],
     ["-p 9090:9090", `-p 127.0.0.1:${port}:9090`],
     ["-p 127.0.0.1:8080:8080", `-p 127.0.0.1:${httpPort}:8080`],
@@ -55,7 +55,7 @@ describe.skipIf(skip !== null)("docker run, as the docs write it (podman)", () =
     await relayImage();
     const name = uniqueName("sova-relay-run");
     containers.push(name);
-    const { script, port, httpPort } = ours("docker-run", name);
+    const { script, port, httpPort } = ours(recipe("docker-run"), name);
     const r = await shell(script);
     expect(r.stderr).not.toContain("Error");
     expect(r.code).toBe(0);
@@ -68,7 +68,12 @@ describe.skipIf(skip !== null)("docker run, as the docs write it (podman)", () =
     const status = await (await fetch(`http://127.0.0.1:${httpPort}/status`)).text();
     expect(JSON.parse(status).status).toBe("ok");
 
-    const inspect = await podman(["inspect", name, "--format", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.Config.User}}"]);
+    const inspect = await podman([
+      "inspect",
+      name,
+      "--format",
+      "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.Config.User}}",
+    ]);
     expect(inspect.stdout.trim()).toBe("268435456 500000000 65532:65532");
     const health = await podman(["healthcheck", "run", name]);
     expect(health.code).toBe(0);
@@ -83,7 +88,7 @@ describe.skipIf(skip !== null)("docker run, as the docs write it (podman)", () =
     const volume = uniqueName("sova-state");
     containers.push(name);
     volumes.push(volume);
-    const { script, port, httpPort } = ours("docker-run-history", name, volume);
+    const { script, port, httpPort } = ours(recipe("docker-run-history"), name, volume);
     const r = await shell(script);
     expect(r.code).toBe(0);
     const token = printedToken(r.stdout);
@@ -95,9 +100,9 @@ describe.skipIf(skip !== null)("docker run, as the docs write it (podman)", () =
     await a.ping();
     a.close();
     const sessionIds = async () =>
-      ((await (await fetch(`http://127.0.0.1:${httpPort}/status`)).json()) as { sessions: Array<{ id: string }> }).sessions.map(
-        (s) => s.id,
-      );
+      (
+        (await (await fetch(`http://127.0.0.1:${httpPort}/status`)).json()) as { sessions: Array<{ id: string }> }
+      ).sessions.map((s) => s.id);
     const before = await sessionIds();
 
     const since = new Date().toISOString();

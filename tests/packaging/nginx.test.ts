@@ -1,7 +1,7 @@
 /**
- * Through a real HTTP reverse proxy: Debian's nginx terminates TLS with the
- * test certificate and routes /relay, with the Upgrade headers, to the relay's
- * HTTP port; a player goes tunnel -> nginx (wss) -> relay. nginx connects to
+ * Through a real HTTP reverse proxy: Debian's nginx, with the docs' server block,
+ * terminates TLS with the test certificate and routes /relay, with the Upgrade
+ * headers, to the relay's HTTP port; a player goes tunnel -> nginx (wss) -> relay. nginx connects to
  * the relay from 127.0.0.3 (proxy_bind), so the relay can tell the proxy from
  * the client and --trust-proxy has something to decide. Skipped, loudly, when
  * nginx is not installed (.ci/run installs it) or cannot run here.
@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { connect } from "../../src/client/client.ts";
+import { recipe } from "../support/recipes.ts";
 import { ClientPool, logWatcher, startInProcess, type RelayHandle } from "../support/relay.ts";
 import { TEST_CA, TLS_DIR, openWs, tunnelTo } from "../support/transport.ts";
 
@@ -26,7 +27,22 @@ interface Nginx {
   stop(): Promise<void>;
 }
 
+/**
+ * nginx's main configuration around the docs' server block (tests/support/recipes.ts), which
+ * changes only here: a free port on 127.0.0.1 and the test certificate instead of 443 and Let's
+ * Encrypt's, the relay's HTTP port instead of 8080, and proxy_bind, so that nginx reaches the
+ * relay from 127.0.0.3 and the relay can tell the proxy from the player.
+ */
 function config(dir: string, port: number, upstreamPort: number): string {
+  const server = recipe("nginx").with([
+    ["listen 443 ssl;", `listen 127.0.0.1:${port} ssl;`],
+    ["/etc/letsencrypt/live/relay.example.org/fullchain.pem", `${TLS_DIR}/test-a.crt`],
+    ["/etc/letsencrypt/live/relay.example.org/privkey.pem", `${TLS_DIR}/test-a.key`],
+    [
+      "proxy_pass http://127.0.0.1:8080;",
+      `proxy_pass http://127.0.0.1:${upstreamPort};\n        proxy_bind ${PROXY_ADDRESS};`,
+    ],
+  ]);
   return `daemon off;
 master_process off;
 worker_processes 1;
@@ -40,22 +56,7 @@ http {
   fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
-  server {
-    listen 127.0.0.1:${port} ssl;
-    ssl_certificate ${TLS_DIR}/test-a.crt;
-    ssl_certificate_key ${TLS_DIR}/test-a.key;
-    location /relay {
-      proxy_pass http://127.0.0.1:${upstreamPort};
-      proxy_bind ${PROXY_ADDRESS};
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection "upgrade";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_read_timeout 1h;
-      proxy_send_timeout 1h;
-    }
-  }
+${server}
 }
 `;
 }

@@ -57,13 +57,13 @@ directly; the relay sees the player's own address`, async () => {
 
     const player = set.get("player");
     await player.write("/etc/ssl/certs/ca-certificates.crt", bundleWith(pem));
-    const oneLiner = recipe("tunnel-oneliner").with([
-      ["https://github.com/sova-org/sova-relay/releases", mirror.url],
-    ]);
+    const oneLiner = recipe("tunnel-oneliner").with([["https://github.com/sova-org/sova-relay/releases", mirror.url]]);
     const tunnel = player.start(oneLiner, { env: { SOVA_RELAY_BASE_URL: mirror.url } });
     const installed = await tunnel.waitForLog(/^installed /, 60_000);
     expect(installed).toMatch(
-      new RegExp(`^installed sova-relay ${pkg.version.replaceAll(".", "\\.")} \\(commit \\w+, target bun-linux-\\w+\\) to /usr/local/bin/sova-relay\\n$`),
+      new RegExp(
+        `^installed sova-relay ${pkg.version.replaceAll(".", "\\.")} \\(commit \\w+, target bun-linux-\\w+\\) to /usr/local/bin/sova-relay\\n$`,
+      ),
     );
     await tunnel.waitForLog(/Tunnel listening on 127\.0\.0\.1:9090, carrying to wss:\/\/relay\.example\.org\/relay/);
 

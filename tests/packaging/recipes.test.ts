@@ -54,7 +54,9 @@ export const RECIPES: Record<string, Runner> = {
 };
 
 const blocks = allBlocks();
-const recipes = blocks.filter((b): b is Block & { marker: { kind: "recipe"; id: string } } => b.marker?.kind === "recipe");
+const recipes = blocks.filter(
+  (b): b is Block & { marker: { kind: "recipe"; id: string } } => b.marker?.kind === "recipe",
+);
 const ciRun = readFileSync(join(ROOT, ".ci", "run"), "utf8");
 
 /** The commands of a block, without comments, continuation lines joined. */

@@ -17,9 +17,24 @@ export function selfSigned(names: string[]): Pem {
   try {
     const r = Bun.spawnSync(
       [
-        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "2",
-        "-subj", `/CN=${names[0]}`, "-addext", `subjectAltName=${names.map((n) => `DNS:${n}`).join(",")}`,
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        join(dir, "key.pem"),
+        "-out",
+        join(dir, "cert.pem"),
+        "-days",
+        "2",
+        "-subj",
+        `/CN=${names[0]}`,
+        "-addext",
+        `subjectAltName=${names.map((n) => `DNS:${n}`).join(",")}`,
       ],
       { stdout: "pipe", stderr: "pipe" },
     );

@@ -67,15 +67,35 @@ export interface Machine {
 function command(pid: number, script: string, options: RunOptions = {}): string[] {
   const pairs = Object.entries({ ...BASE_ENV, ...options.env }).map(([k, v]) => `${k}=${v}`);
   const wd = `--wd=${options.cwd ?? ROOT}`;
-  return ["nsenter", "-t", String(pid), "-m", "-n", wd, "--", "env", "-i", ...pairs, "bash", "-e", "-o", "pipefail", "-c", script];
+  return [
+    "nsenter",
+    "-t",
+    String(pid),
+    "-m",
+    "-n",
+    wd,
+    "--",
+    "env",
+    "-i",
+    ...pairs,
+    "bash",
+    "-e",
+    "-o",
+    "pipefail",
+    "-c",
+    script,
+  ];
 }
 
 async function holder(args: string[], setup: string): Promise<{ proc: Subprocess; pid: number }> {
-  const proc = Bun.spawn(["unshare", ...args, "--fork", "--kill-child", "--", "bash", "-e", "-c", `${setup}\necho $$\nexec sleep infinity`], {
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
+  const proc = Bun.spawn(
+    ["unshare", ...args, "--fork", "--kill-child", "--", "bash", "-e", "-c", `${setup}\necho $$\nexec sleep infinity`],
+    {
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+  );
   const reader = proc.stdout.getReader();
   let first = "";
   while (!first.includes("\n")) {
@@ -157,9 +177,33 @@ export async function startMachines(names: string[]): Promise<MachineSet> {
       const h = await holder(["--mount", "--net", "--propagation", "private"], `ip link set lo up\n${mounts}`);
       holders.push(h);
       const ip = `10.0.0.${i + 1}`;
-      await must(["nsenter", "-t", String(sw.pid), "-n", "ip", "link", "add", `p${i}`, "type", "veth", "peer", "name", "eth0", "netns", String(h.pid)]);
+      await must([
+        "nsenter",
+        "-t",
+        String(sw.pid),
+        "-n",
+        "ip",
+        "link",
+        "add",
+        `p${i}`,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        String(h.pid),
+      ]);
       await must(["nsenter", "-t", String(sw.pid), "-n", "ip", "link", "set", `p${i}`, "master", "br0", "up"]);
-      await must(["nsenter", "-t", String(h.pid), "-n", "sh", "-c", `ip addr add ${ip}/24 dev eth0 && ip link set eth0 up`]);
+      await must([
+        "nsenter",
+        "-t",
+        String(h.pid),
+        "-n",
+        "sh",
+        "-c",
+        `ip addr add ${ip}/24 dev eth0 && ip link set eth0 up`,
+      ]);
       machines.push(machine(name, ip, h.pid, services));
     }
     const hosts = `127.0.0.1 localhost\n::1 localhost\n${machines.map((m) => `${m.ip} ${m.name}`).join("\n")}\n`;

@@ -21,7 +21,9 @@ export interface Mirror {
 
 /** The asset names install.sh may pick on this machine (x64: with or without AVX2). */
 function nativeAssets(): string[] {
-  return process.arch === "arm64" ? ["sova-relay-linux-arm64"] : ["sova-relay-linux-x64", "sova-relay-linux-x64-baseline"];
+  return process.arch === "arm64"
+    ? ["sova-relay-linux-arm64"]
+    : ["sova-relay-linux-x64", "sova-relay-linux-x64-baseline"];
 }
 
 export function makeMirror(): Mirror {

@@ -33,7 +33,8 @@ export function podmanSkipReason(): string | null {
     ["runc", "runc"],
     ["docker-compose", "docker-compose"],
   ] as const)
-    if (!Bun.which(tool, { PATH: SBIN_PATH })) return `${tool} is not installed (apt-get install ${pkgName}; .ci/run does)`;
+    if (!Bun.which(tool, { PATH: SBIN_PATH }))
+      return `${tool} is not installed (apt-get install ${pkgName}; .ci/run does)`;
   if (!existsSync(BINARY)) return `the image needs the compiled binary: ${BINARY} is not built (npm run build)`;
   return null;
 }
@@ -45,7 +46,12 @@ export function podmanEnv(): Promise<Record<string, string>> {
   envOnce ??= (async () => {
     const r = await run(["bash", join(ROOT, "scripts", "podman-env.sh")], {}, 600_000);
     if (r.code !== 0) throw new Error(`scripts/podman-env.sh failed (${r.code}):\n${r.stderr}`);
-    const env = Object.fromEntries(r.stdout.trim().split("\n").map((l) => l.split(/=(.*)/s).slice(0, 2)));
+    const env = Object.fromEntries(
+      r.stdout
+        .trim()
+        .split("\n")
+        .map((l) => l.split(/=(.*)/s).slice(0, 2)),
+    );
     mkdirSync(SHIM_DIR, { recursive: true });
     writeFileSync(
       join(SHIM_DIR, "docker"),

@@ -1,0 +1,146 @@
+/**
+ * Through Debian's Caddy (2.6), with the docs' Caddyfile: a player goes tunnel -> Caddy (wss)
+ * -> the relay's /relay, as tests/packaging/nginx.test.ts does through nginx. The Caddyfile
+ * is read from the docs; what changes is declared below: Caddy and the relay share this host
+ * (the docs' "127.0.0.1/32 when both run on the host"), the site is 127.0.0.1 on a free port
+ * with the test certificate instead of relay.example.org with one from Let's Encrypt, and its
+ * admin endpoint is off (several Caddys may run here at once). Skipped, loudly, without caddy.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { connect, updateValues } from "../../src/client/client.ts";
+import { lineOrEnd, watchOutput } from "../support/lines.ts";
+import { unusedPort } from "../support/ports.ts";
+import { recipe } from "../support/recipes.ts";
+import { ClientPool, type RelayHandle, startInProcess } from "../support/relay.ts";
+import { openWs, TEST_CA, TLS_DIR, tunnelTo } from "../support/transport.ts";
+
+const CADDY = ["/usr/bin/caddy", "/usr/sbin/caddy"].find((p) => existsSync(p)) ?? Bun.which("caddy");
+
+interface Caddy {
+  port: number;
+  proc: Subprocess<"ignore", "ignore", "pipe">;
+  dir: string;
+}
+
+/** The docs' Caddyfile, for a Caddy on this host in front of the relay's HTTP port. */
+function caddyfile(port: number, relayHttpPort: number): string {
+  return recipe("caddyfile").with([
+    [
+      "relay.example.org {",
+      `{\n\tadmin off\n}\nhttps://127.0.0.1:${port} {\n\tbind 127.0.0.1\n\ttls ${TLS_DIR}/test-a.crt ${TLS_DIR}/test-a.key`,
+    ],
+    ["reverse_proxy relay:8080", `reverse_proxy 127.0.0.1:${relayHttpPort}`],
+  ]);
+}
+
+/** Caddy on a free port, trying another when one was taken meanwhile; a reason when it cannot run. */
+async function startCaddy(relayHttpPort: number): Promise<Caddy | string> {
+  const dir = mkdtempSync(join(tmpdir(), "sova-caddy-"));
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = unusedPort();
+    writeFileSync(join(dir, "Caddyfile"), caddyfile(port, relayHttpPort));
+    const proc = Bun.spawn([CADDY!, "run", "--config", join(dir, "Caddyfile"), "--adapter", "caddyfile"], {
+      // Caddy keeps its state under HOME and XDG_*: this run's own directory.
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: dir, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir },
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    const output = watchOutput([proc.stderr]);
+    const ready = await lineOrEnd(output, /serving initial configuration/, "caddy", 15_000).then(
+      () => true,
+      () => false,
+    );
+    if (ready) return { port, proc, dir };
+    proc.kill();
+    await proc.exited;
+    if (!output.watcher.logs.some((l) => l.includes("address already in use"))) {
+      rmSync(dir, { recursive: true, force: true });
+      return `caddy could not start: ${output.watcher.logs.join("").trim().split("\n").pop() ?? `exit ${proc.exitCode}`}`;
+    }
+  }
+  rmSync(dir, { recursive: true, force: true });
+  return "caddy found no free port in 3 attempts";
+}
+
+let relay: RelayHandle | null = null;
+let caddy: Caddy | null = null;
+let skipReason: string | null = CADDY ? null : "caddy is not installed (apt-get install caddy; .ci/run does)";
+
+if (skipReason === null) {
+  relay = await startInProcess(["--http-port", "any", "--trust-proxy", "127.0.0.1/32", "--deny", "203.0.113.0/24"]);
+  const started = await startCaddy(relay.httpPort!);
+  if (typeof started === "string") skipReason = started;
+  else caddy = started;
+}
+
+afterAll(async () => {
+  if (caddy) {
+    caddy.proc.kill("SIGTERM");
+    await caddy.proc.exited;
+    rmSync(caddy.dir, { recursive: true, force: true });
+  }
+  await relay?.stop();
+});
+
+if (skipReason !== null) console.warn(`SKIP: the Caddy reverse-proxy tests because ${skipReason}`);
+
+describe.skipIf(skipReason !== null)("through Caddy, with the docs' Caddyfile", () => {
+  test("a player goes tunnel -> Caddy (wss, test CA) -> relay and plays with an instance connected directly", async () => {
+    const tunnel = tunnelTo(`wss://127.0.0.1:${caddy!.port}/relay`, { ca: TEST_CA });
+    const pool = new ClientPool(() => relay!.port);
+    try {
+      const direct = await pool.register("at-home");
+      const player = await connect({ port: tunnel.port });
+      const reg = await player.register({ name: "at-the-venue" });
+      expect(reg.current_instances.map((i) => i.name)).toEqual(["at-home"]);
+      direct.sendUpdate(Uint8Array.of(1, 2), 11n);
+      expect((await player.next("StateBroadcast")).timestamp).toBe(11n);
+      const big = new Uint8Array(200_000).fill(7);
+      player.sendUpdate(big, 12n);
+      const m = await direct.next("StateBroadcast");
+      expect({ from: m.source_instance_name, at: m.timestamp, size: updateValues(m).length }).toEqual({
+        from: "at-the-venue",
+        at: 12n,
+        size: 200_000,
+      });
+      player.close();
+      expect((await direct.next("InstanceDisconnected")).instance_name).toBe("at-the-venue");
+    } finally {
+      pool.closeAll();
+      tunnel.stop();
+    }
+  });
+
+  test("Caddy does not pass on a client's own X-Forwarded-For: the address Caddy saw counts", async () => {
+    // 203.0.113.0/24 is denied; had Caddy passed the header on, the relay would refuse the upgrade.
+    const ws = await openWs(
+      `wss://127.0.0.1:${caddy!.port}/relay`,
+      { "X-Forwarded-For": "203.0.113.9" },
+      { ca: TEST_CA },
+    );
+    expect(ws.error).toBeNull();
+    ws.send({
+      type: "RegisterInstance",
+      instance_name: "spoofer",
+      version: "0.1.0",
+      session_token: null,
+      capabilities: [],
+    });
+    expect((await ws.next()).type).toBe("RegistrationResponse");
+    ws.ws.close(1000);
+    await ws.closed;
+    expect(relay!.logs.some((l) => l.includes("203.0.113.9"))).toBe(false);
+  });
+
+  test("only /relay is routed: another path gets Caddy's 404, and the status page stays private", async () => {
+    const ws = await openWs(`wss://127.0.0.1:${caddy!.port}/elsewhere`, {}, { ca: TEST_CA });
+    expect(ws.error).toContain("404");
+    const page = await fetch(`https://127.0.0.1:${caddy!.port}/status`, { tls: { ca: TEST_CA } } as RequestInit);
+    expect(page.status).toBe(404);
+  });
+});
