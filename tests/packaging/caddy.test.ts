@@ -3,8 +3,8 @@
  * -> the relay's /relay, as tests/packaging/nginx.test.ts does through nginx. The Caddyfile
  * is read from the docs; what changes is declared below: Caddy and the relay share this host
  * (the docs' "127.0.0.1/32 when both run on the host"), the site is 127.0.0.1 on a free port
- * with the test certificate instead of relay.example.org with one from Let's Encrypt, and its
- * admin endpoint is off (several Caddys may run here at once). Skipped, loudly, without caddy.
+ * with the test certificate instead of relay.example.org with one from Let's Encrypt, and
+ * neither its admin endpoint nor its port-80 redirect listens (several Caddys may run here at once). Skipped, loudly, without caddy.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -31,7 +31,8 @@ function caddyfile(port: number, relayHttpPort: number): string {
   return recipe("caddyfile").with([
     [
       "relay.example.org {",
-      `{\n\tadmin off\n}\nhttps://127.0.0.1:${port} {\n\tbind 127.0.0.1\n\ttls ${TLS_DIR}/test-a.crt ${TLS_DIR}/test-a.key`,
+      `{\n\tadmin off\n\tauto_https disable_redirects\n}\n` +
+        `https://127.0.0.1:${port} {\n\tbind 127.0.0.1\n\ttls ${TLS_DIR}/test-a.crt ${TLS_DIR}/test-a.key`,
     ],
     ["reverse_proxy relay:8080", `reverse_proxy 127.0.0.1:${relayHttpPort}`],
   ]);
