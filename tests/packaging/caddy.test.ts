@@ -11,12 +11,12 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { connect, updateValues } from "../../src/client/client.ts";
 import { lineOrEnd, watchOutput } from "../support/lines.ts";
 import { unusedPort } from "../support/ports.ts";
 import { recipe } from "../support/recipes.ts";
-import { ClientPool, type RelayHandle, startInProcess } from "../support/relay.ts";
-import { openWs, TEST_CA, TLS_DIR, tunnelTo } from "../support/transport.ts";
+import { playThroughProxy, spoofedAddressIgnored } from "../support/proxy.ts";
+import { type RelayHandle, startInProcess } from "../support/relay.ts";
+import { openWs, TEST_CA, TLS_DIR } from "../support/transport.ts";
 
 const CADDY = ["/usr/bin/caddy", "/usr/sbin/caddy"].find((p) => existsSync(p)) ?? Bun.which("caddy");
 
@@ -92,50 +92,12 @@ if (skipReason !== null) console.warn(`SKIP: the Caddy reverse-proxy tests becau
 
 describe.skipIf(skipReason !== null)("through Caddy, with the docs' Caddyfile", () => {
   test("a player goes tunnel -> Caddy (wss, test CA) -> relay and plays with an instance connected directly", async () => {
-    const tunnel = tunnelTo(`wss://127.0.0.1:${caddy!.port}/relay`, { ca: TEST_CA });
-    const pool = new ClientPool(() => relay!.port);
-    try {
-      const direct = await pool.register("at-home");
-      const player = await connect({ port: tunnel.port });
-      const reg = await player.register({ name: "at-the-venue" });
-      expect(reg.current_instances.map((i) => i.name)).toEqual(["at-home"]);
-      direct.sendUpdate(Uint8Array.of(1, 2), 11n);
-      expect((await player.next("StateBroadcast")).timestamp).toBe(11n);
-      const big = new Uint8Array(200_000).fill(7);
-      player.sendUpdate(big, 12n);
-      const m = await direct.next("StateBroadcast");
-      expect({ from: m.source_instance_name, at: m.timestamp, size: updateValues(m).length }).toEqual({
-        from: "at-the-venue",
-        at: 12n,
-        size: 200_000,
-      });
-      player.close();
-      expect((await direct.next("InstanceDisconnected")).instance_name).toBe("at-the-venue");
-    } finally {
-      pool.closeAll();
-      tunnel.stop();
-    }
+    await playThroughProxy(`wss://127.0.0.1:${caddy!.port}/relay`, relay!);
   });
 
   test("Caddy does not pass on a client's own X-Forwarded-For: the address Caddy saw counts", async () => {
     // 203.0.113.0/24 is denied; had Caddy passed the header on, the relay would refuse the upgrade.
-    const ws = await openWs(
-      `wss://127.0.0.1:${caddy!.port}/relay`,
-      { "X-Forwarded-For": "203.0.113.9" },
-      { ca: TEST_CA },
-    );
-    expect(ws.error).toBeNull();
-    ws.send({
-      type: "RegisterInstance",
-      instance_name: "spoofer",
-      version: "0.1.0",
-      session_token: null,
-      capabilities: [],
-    });
-    expect((await ws.next()).type).toBe("RegistrationResponse");
-    ws.ws.close(1000);
-    await ws.closed;
-    expect(relay!.logs.some((l) => l.includes("203.0.113.9"))).toBe(false);
+    await spoofedAddressIgnored(`wss://127.0.0.1:${caddy!.port}/relay`, relay!);
   });
 
   test("only /relay is routed: another path gets Caddy's 404, and the status page stays private", async () => {

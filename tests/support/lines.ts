@@ -36,3 +36,31 @@ export function lineOrEnd(
     }),
   ]);
 }
+
+export interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** A command run to its end (killed past `timeoutMs`), with what it printed. */
+export async function runCommand(
+  argv: string[],
+  options: { env?: Record<string, string>; cwd?: string; input?: string; timeoutMs?: number } = {},
+): Promise<Result> {
+  const proc = Bun.spawn(argv, {
+    cwd: options.cwd,
+    env: { ...process.env, ...options.env },
+    stdin: options.input !== undefined ? new TextEncoder().encode(options.input) : "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), options.timeoutMs ?? 60_000);
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  clearTimeout(timer);
+  return { code, stdout, stderr };
+}

@@ -11,7 +11,7 @@ import type { Subprocess } from "bun";
 import { mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT } from "./paths.ts";
-import { lineOrEnd, watchOutput } from "./lines.ts";
+import { lineOrEnd, type Result, runCommand, watchOutput } from "./lines.ts";
 
 const OVERLAID = ["/etc", "/usr/local", "/var", "/run", "/root"];
 const BASE_ENV = {
@@ -36,12 +36,6 @@ export interface RunOptions {
   /** Given on stdin. */
   input?: string;
   timeoutMs?: number;
-}
-
-export interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
 }
 
 export interface Service {
@@ -133,20 +127,8 @@ function killNamespace(pid: number): void {
   }
 }
 
-async function exec(argv: string[], options: RunOptions = {}): Promise<Result> {
-  const proc = Bun.spawn(argv, {
-    stdin: options.input !== undefined ? new TextEncoder().encode(options.input) : "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const timer = setTimeout(() => proc.kill("SIGKILL"), options.timeoutMs ?? 60_000);
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  clearTimeout(timer);
-  return { code, stdout, stderr };
+function exec(argv: string[], options: RunOptions = {}): Promise<Result> {
+  return runCommand(argv, { input: options.input, timeoutMs: options.timeoutMs });
 }
 
 async function must(argv: string[]): Promise<void> {

@@ -12,18 +12,12 @@ import type { Subprocess } from "bun";
 import pkg from "../../package.json" with { type: "json" };
 import { BINARY, ROOT } from "./paths.ts";
 import { recipe } from "./recipes.ts";
-import { lineOrEnd, watchOutput } from "./lines.ts";
+import { lineOrEnd, type Result, runCommand, watchOutput } from "./lines.ts";
 
 /** The name the release workflow publishes the image under (README's stand-in for the account). */
 export const PUBLISHED_IMAGE = `ghcr.io/sova-org/sova-relay:${pkg.version}`;
 const SBIN_PATH = `${process.env.PATH}:/usr/sbin:/sbin`;
 const SHIM_DIR = join(ROOT, ".tmp", "podman", "bin");
-
-export interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 /** Why the container recipes cannot run here, or null. */
 export function podmanSkipReason(): string | null {
@@ -71,22 +65,8 @@ esac
   return envOnce;
 }
 
-async function run(argv: string[], options: { env?: Record<string, string>; cwd?: string }, timeoutMs: number) {
-  const proc = Bun.spawn(argv, {
-    cwd: options.cwd ?? ROOT,
-    env: { ...process.env, ...options.env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  clearTimeout(timer);
-  return { code, stdout, stderr };
+function run(argv: string[], options: { env?: Record<string, string>; cwd?: string }, timeoutMs: number) {
+  return runCommand(argv, { env: options.env, cwd: options.cwd ?? ROOT, timeoutMs });
 }
 
 /** podman with this checkout's store. */
