@@ -6,7 +6,7 @@
  * /etc/letsencrypt/live/relay.example.org/, and the relay started by the docs' command. The
  * certificate is self-signed for this run and trusted in the player's system store, as a public
  * CA's would be; github.com's release page is a local mirror (tests/support/mirror.ts), the one
- * change to the one-liner. Needs root, nginx, curl and the compiled binary; skipped loudly otherwise.
+ * change to the one-liner (with install.sh's --base-url). Needs root, nginx, curl and the compiled binary; skipped loudly otherwise.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
@@ -57,8 +57,13 @@ directly; the relay sees the player's own address`, async () => {
 
     const player = set.get("player");
     await player.write("/etc/ssl/certs/ca-certificates.crt", bundleWith(pem));
-    const oneLiner = recipe("tunnel-oneliner").with([["https://github.com/sova-org/sova-relay/releases", mirror.url]]);
-    const tunnel = player.start(oneLiner, { env: { SOVA_RELAY_BASE_URL: mirror.url } });
+    // install.sh is told of the mirror by its documented --base-url (not SOVA_RELAY_BASE_URL in the
+    // environment: the tunnel on the next line would refuse to start with install.sh's name in it).
+    const oneLiner = recipe("tunnel-oneliner").with([
+      ["https://github.com/sova-org/sova-relay/releases", mirror.url],
+      ["| sh\n", `| sh -s -- --base-url ${mirror.url}\n`],
+    ]);
+    const tunnel = player.start(oneLiner);
     const installed = await tunnel.waitForLog(/^installed /, 60_000);
     expect(installed).toMatch(
       new RegExp(

@@ -78,8 +78,13 @@ keeps its session across a restart and stops cleanly`, async () => {
     const boot = await podman(["exec", name, "systemctl", "is-system-running", "--wait"], 120_000);
     expect(boot.stdout.trim()).toMatch(/^(running|degraded)$/);
 
-    // install.sh takes a mirror from SOVA_RELAY_BASE_URL.
-    const install = await onServer(recipe("install").with([[GITHUB, mirror.url]]), { SOVA_RELAY_BASE_URL: mirror.url });
+    // install.sh takes a mirror from its documented --base-url.
+    const install = await onServer(
+      recipe("install").with([
+        [GITHUB, mirror.url],
+        ["| sh\n", `| sh -s -- --base-url ${mirror.url}\n`],
+      ]),
+    );
     expect(install.stderr).toBe("");
     expect(install.stdout).toMatch(
       new RegExp(

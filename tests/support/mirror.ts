@@ -3,8 +3,8 @@
  * RELEASES/download/vVERSION/FILE), made from this checkout: install.sh, the systemd unit, the
  * compiled binary under this machine's asset names, and SHA256SUMS. Served as file:// (curl
  * reads it as it reads https://github.com/...), so a machine or a container that mounts it
- * installs exactly what a release would give it. install.sh takes such a mirror through
- * SOVA_RELAY_BASE_URL, as a mirror's users do.
+ * installs exactly what a release would give it. install.sh takes such a mirror with its
+ * --base-url, as a mirror's users do.
  */
 import { createHash } from "node:crypto";
 import { copyFileSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
