@@ -38,6 +38,9 @@ try {
     if (others.includes(m.source_instance_name) && !got.includes(m.source_instance_name))
       got.push(m.source_instance_name);
   }
+  // The others' updates may all have come before this one left: a round trip before exiting
+  // says the relay has taken it (a Pong comes after what was sent before the Ping).
+  await client.ping(undefined, timeoutMs);
   console.log(JSON.stringify({ name: values.name, presentAtStart, got: got.sort() }));
   if (values.stay) {
     process.on("SIGTERM", () => process.exit(0));
