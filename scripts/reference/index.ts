@@ -10,6 +10,9 @@ import { statusPage } from "./status.ts";
 
 export const REFERENCE_DIR = "docs/reference";
 
+/** Hand-written pages that hold generated regions (scripts/reference/regions.ts). */
+export const PAGES_WITH_REGIONS = ["README.md", "docs/players.md"];
+
 export const PAGES: Record<string, () => string | Promise<string>> = {
   "errors.md": errorsPage,
   "log-events.md": logEventsPage,

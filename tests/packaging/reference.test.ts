@@ -6,7 +6,8 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { PAGES, REFERENCE_DIR } from "../../scripts/reference/index.ts";
+import { PAGES, PAGES_WITH_REGIONS, REFERENCE_DIR } from "../../scripts/reference/index.ts";
+import { fillRegions } from "../../scripts/reference/regions.ts";
 import { ROOT } from "../support/paths.ts";
 
 // prom-client's process metrics differ by platform (open file descriptors are Linux's): the page is Linux's.
@@ -23,5 +24,14 @@ describe("generated reference pages", () => {
         expect(onDisk).toBe(await make());
       },
     );
+  }
+});
+
+describe("generated regions of hand-written pages", () => {
+  for (const file of PAGES_WITH_REGIONS) {
+    test(`${file}'s generated regions are what the code says (else: npm run docs)`, () => {
+      const text = readFileSync(join(ROOT, file), "utf8");
+      expect(text).toBe(fillRegions(text));
+    });
   }
 });
