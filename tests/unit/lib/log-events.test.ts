@@ -47,7 +47,10 @@ describe("LOG_EVENTS matches the code that logs", () => {
 
   test("every call site logs a known event at a level the table gives", () => {
     const wrong = sites
-      .filter((s) => !(s.event in LOG_EVENTS) || !(LOG_EVENTS[s.event as LogEvent].levels as readonly string[]).includes(s.level))
+      .filter(
+        (s) =>
+          !(s.event in LOG_EVENTS) || !(LOG_EVENTS[s.event as LogEvent].levels as readonly string[]).includes(s.level),
+      )
       .map((s) => `${s.event} at ${s.level} in ${s.file}`);
     expect(wrong).toEqual([]);
   });
