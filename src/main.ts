@@ -157,9 +157,16 @@ function commandFor(argv: string[]): [CommandDef, CommandDef | undefined] {
   }
 }
 
+const HELP_AND_VERSION =
+  "  --help, -h       this text; after a command, that command's (sova-relay tunnel --help)\n" +
+  "  --version, -v    the version, commit and build target\n";
+
 async function main(argv: string[]): Promise<void> {
   if (argv.includes("--help") || argv.includes("-h")) {
-    console.log(forStream(await renderUsage(...commandFor(argv)), process.stdout));
+    const [cmd, parent] = commandFor(argv);
+    // citty lists neither flag: they are answered here, before any command runs.
+    const own = cmd === mainCommand ? HELP_AND_VERSION : "  --help, -h    this text\n";
+    console.log(forStream(`${await renderUsage(cmd, parent)}\n\nEVERY COMMAND\n\n${own}`, process.stdout));
     return;
   }
   if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) {

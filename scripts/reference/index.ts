@@ -6,6 +6,7 @@
 import { errorsPage } from "./errors.ts";
 import { logEventsPage } from "./log-events.ts";
 import { metricsPage } from "./metrics.ts";
+import { optionsPage } from "./options.ts";
 import { statusPage } from "./status.ts";
 
 export const REFERENCE_DIR = "docs/reference";
@@ -17,5 +18,6 @@ export const PAGES: Record<string, () => string | Promise<string>> = {
   "errors.md": errorsPage,
   "log-events.md": logEventsPage,
   "metrics.md": metricsPage,
+  "options.md": optionsPage,
   "status.md": statusPage,
 };

@@ -38,7 +38,7 @@ interface HealthOptions {
 }
 
 /** The relay's own --port row (so SOVA_RELAY_PORT in a container is the port checked), and two of the check's. */
-const HEALTH_OPTIONS: OptionTable<HealthOptions> = [
+export const HEALTH_OPTIONS: OptionTable<HealthOptions> = [
   {
     key: "healthHost",
     flag: "host",
@@ -47,7 +47,8 @@ const HEALTH_OPTIONS: OptionTable<HealthOptions> = [
     parse: nonEmpty,
     valueHint: "addr",
   },
-  option("port"),
+  // The relay's own row (its environment name and check), described for a check: 0 and any mean nothing here.
+  { ...option("port"), description: "The relay's TCP port" },
   {
     key: "healthTimeoutMs",
     flag: "timeout",

@@ -25,7 +25,7 @@ function sessionHash(raw: string, flag: string): string {
   return session;
 }
 
-const CLEAR_OPTIONS: OptionTable<ClearOptions> = [
+export const CLEAR_OPTIONS: OptionTable<ClearOptions> = [
   option("stateDir"),
   {
     key: "historySession",

@@ -36,7 +36,7 @@ interface TunnelCliOptions {
 }
 
 /** The tunnel's own rows, and the relay's for what they share (so a player's env and flags read the same). */
-const TUNNEL_OPTIONS: OptionTable<TunnelCliOptions> = [
+export const TUNNEL_OPTIONS: OptionTable<TunnelCliOptions> = [
   {
     key: "listen",
     description: "Where Sova connects, HOST:PORT",
