@@ -8,6 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { Glob } from "bun";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, normalize, relative } from "node:path";
+import { fencedBlocks } from "../support/docs.ts";
 import { ROOT } from "../support/paths.ts";
 
 const PAGES = ["README.md", "bench/README.md", ...new Glob("docs/**/*.md").scanSync(ROOT)].sort();
@@ -93,5 +94,23 @@ describe("README", () => {
     const indexed = new Set(links("README.md").map((l) => l.target.split("#")[0]));
     const pages = [...new Glob("docs/**/*.md").scanSync(ROOT)].sort();
     expect(pages.filter((p) => !indexed.has(p))).toEqual([]);
+  });
+});
+
+describe("blocks shown twice", () => {
+  test("a block marked 'the same as recipe ID in FILE' is that recipe word for word", () => {
+    const differ: string[] = [];
+    let checked = 0;
+    for (const page of PAGES) {
+      for (const b of fencedBlocks(page)) {
+        const same = /not a recipe: the same as recipe ([a-z0-9-]+) in (\S+),/.exec(b.above);
+        if (!same) continue;
+        checked++;
+        const original = fencedBlocks(same[2]!).find((o) => o.above === `<!-- recipe: ${same[1]} -->`);
+        if (original?.text !== b.text) differ.push(`${page}:${b.line} differs from recipe ${same[1]} in ${same[2]}`);
+      }
+    }
+    expect(checked).toBeGreaterThan(0);
+    expect(differ).toEqual([]);
   });
 });

@@ -9,13 +9,17 @@ export interface Fenced {
   text: string;
   /** 1-based line of the opening fence. */
   line: number;
+  /** The line just above the fence (`<!-- recipe: ID -->` or `<!-- not a recipe: WHY -->`). */
+  above: string;
 }
 
 export function fencedBlocks(page: string): Fenced[] {
   const text = readFileSync(join(ROOT, page), "utf8");
   const out: Fenced[] = [];
-  for (const m of text.matchAll(/^```([^\n`]*)\n([\s\S]*?)^```[ \t]*$/gm))
-    out.push({ lang: m[1]!.trim(), text: m[2]!, line: text.slice(0, m.index).split("\n").length });
+  for (const m of text.matchAll(/^```([^\n`]*)\n([\s\S]*?)^```[ \t]*$/gm)) {
+    const before = text.slice(0, m.index).split("\n");
+    out.push({ lang: m[1]!.trim(), text: m[2]!, line: before.length, above: before.at(-2) ?? "" });
+  }
   return out;
 }
 
