@@ -1,13 +1,14 @@
 /**
  * `sova-relay health`: a check for container HEALTHCHECKs that needs no shell.
  * It sends the relay an empty frame before registering, which the relay
- * answers with `Error { "Invalid message: empty frame" }` (PROTOCOL.md,
- * Framing) and logs at debug level only, so a check never takes an instance
+ * answers with `Error { "Invalid message: empty frame" }` (docs/protocol.md,
+ * "Framing") and logs at debug level only, so a check never takes an instance
  * slot and no instance ever sees it come and go.
  */
 import { defineCommand } from "citty";
 import { connect } from "../client/client.ts";
-import { type OptionTable, argsDef, nonEmpty, option, resolveOptions, seconds } from "../host/config.ts";
+import { option } from "../host/config.ts";
+import { type OptionTable, argsDef, resolveOptions } from "../lib/options.ts";
 import { RelayError } from "../lib/errors.ts";
 import { WIRE_ERRORS } from "../protocol/wire-errors.ts";
 
@@ -44,17 +45,25 @@ export const HEALTH_OPTIONS: OptionTable<HealthOptions> = [
     flag: "host",
     description: "Relay address",
     default: "127.0.0.1",
-    parse: nonEmpty,
+    type: "text",
     valueHint: "addr",
   },
-  // The relay's own row (its environment name and check), described for a check: 0 and any mean nothing here.
-  { ...option("port"), description: "The relay's TCP port" },
+  // The relay's own key (so its environment name), but a port to check: 0 and any mean nothing here.
+  {
+    key: "port",
+    description: "The relay's TCP port",
+    default: option("port").default,
+    type: "integer",
+    min: 1,
+    max: 65535,
+  },
   {
     key: "healthTimeoutMs",
     flag: "timeout",
     description: "Seconds to wait for an answer",
     default: 3,
-    parse: seconds(0.001),
+    type: "seconds",
+    min: 0.001,
   },
 ];
 
