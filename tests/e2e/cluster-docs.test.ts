@@ -25,6 +25,8 @@ if (!NATS)
     "SKIP: docs/cluster.md's routed NATS cluster because nats-server is not installed (apt-get install nats-server)",
   );
 
+/** An ensemble's token: its players on two nodes meet only if the nodes agreed on one session secret. */
+const TOKEN = "docs-cluster-token-Xq7Lm2Pz";
 const work = mkdtempSync(join(tmpdir(), "sova-docs-cluster-"));
 const stops: Array<() => Promise<void>> = [];
 afterAll(async () => {
@@ -86,7 +88,7 @@ describe.skipIf(!NATS)("docs/cluster.md: one region on three VPSes, a routed NAT
     const all = servers.map((s) => s.url).join(",");
     const start = startProcess([process.execPath, join(ROOT, "src/main.ts")]);
     const node = async (name: string) => {
-      const relay = await start(["--node-name", name], { SOVA_RELAY_CLUSTER: all });
+      const relay = await start(["--node-name", name], { SOVA_RELAY_CLUSTER: all, SOVA_RELAY_TOKENS: TOKEN });
       stops.push(() => relay.stop());
       await relay.waitForEvent("cluster_connected", undefined, 10_000);
       return relay;
@@ -100,9 +102,9 @@ describe.skipIf(!NATS)("docs/cluster.md: one region on three VPSes, a routed NAT
       poolB.closeAll();
     });
 
-    const alice = await poolA.register("alice");
+    const alice = await poolA.register("alice", { token: TOKEN });
     await b.waitForEvent("cluster_node_up", undefined, 10_000);
-    const bob = await poolB.register("bob");
+    const bob = await poolB.register("bob", { token: TOKEN });
     alice.sendUpdate(Uint8Array.of(1, 2, 3));
     const first = await bob.next("StateBroadcast", { timeoutMs: 5000 });
     expect(first.source_instance_name).toBe("alice");
