@@ -452,9 +452,7 @@ async function scenarioCluster(choice: RelayChoice, durationS: number, log: (s: 
   );
   const rows: Row[] = [];
   loads.forEach((load, i) => {
-    rows.push(
-      phaseRow(`cluster, ${load.label}: one relay (before)`, c.single[i]!, "no loss", c.single[i]!.lost === 0),
-    );
+    rows.push(phaseRow(`cluster, ${load.label}: one relay (before)`, c.single[i]!, "no loss", c.single[i]!.lost === 0));
     const spread = phaseRow(
       `cluster, ${load.label}: over 3 nodes on one nats-server`,
       c.spread[i]!,
