@@ -53,14 +53,17 @@ async function filled(): Promise<{ dir: string; first: string }> {
     "--token",
     TOKENS[1]!,
   ]);
-  for (const token of TOKENS) {
-    const a = await connect({ port: relay.port });
-    await a.register({ name: "a", token });
-    for (let i = 0; i < 5; i++) a.sendUpdate(Uint8Array.of(i), BigInt(i));
-    await a.ping(1n);
-    a.close();
+  try {
+    for (const token of TOKENS) {
+      const a = await connect({ port: relay.port });
+      await a.register({ name: "a", token });
+      for (let i = 0; i < 5; i++) a.sendUpdate(Uint8Array.of(i), BigInt(i));
+      await a.ping(1n);
+      a.close();
+    }
+  } finally {
+    await relay.stop();
   }
-  await relay.stop();
   return { dir, first: sessionHash(TOKENS[0]!, loadSessionSecret(dir)) };
 }
 
