@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the image from Dockerfile.prebuilt with podman (no Docker engine here)
-# and checks it from outside, as README's "Docker" section says to run it:
+# and checks it from outside, as docs/docker.md says to run it:
 # --memory 256m --cpus 0.5, two instances exchange an update through the
 # published port, the HEALTHCHECK reports healthy, 20 instances' memory is
 # measured, the relay survives a hostile pass with the 20 still playing, and
@@ -25,7 +25,7 @@ case "$(uname -m)" in aarch64) arch=arm64 ;; *) arch=amd64 ;; esac
 podman build --format docker --pull=never --build-arg TARGETARCH="$arch" -f Dockerfile.prebuilt -t "$image" . >/dev/null
 echo "smoke: image $(podman image inspect "$image" --format '{{.Size}}' | awk '{printf "%.1f MB", $1/1e6}')"
 
-cleanup() { podman rm -f "$name" >/dev/null 2>&1 || true; }
+cleanup() { podman rm -f -v "$name" >/dev/null 2>&1 || true; }
 # Not `grep -q`: it exits at the first match, podman logs then dies of SIGPIPE, and
 # under pipefail the whole check fails although the line is there.
 logs_have() { podman logs "$name" 2>&1 | grep -- "$1" >/dev/null; }

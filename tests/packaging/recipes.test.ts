@@ -8,7 +8,8 @@
  *     must contain each command of the block; or `notTested` with the reason, and then the doc
  *     says "not tested" next to the block;
  *   - a block without a marker, an ID without an entry, an entry whose block is gone, or a test
- *     that does not read its recipe fails here.
+ *     that does not read its recipe fails here; so does a block marked `not a recipe: the same
+ *     as recipe ID in FILE, ...` that is not that recipe word for word.
  * A new recipe therefore needs its test before the suite passes.
  */
 import { describe, expect, test } from "bun:test";
@@ -27,7 +28,6 @@ export const RECIPES: Record<string, Runner> = {
   "quick-start": { test: "tests/packaging/commands.test.ts" },
   "test-command": { ci: "the tests step: npm install, then npm test" },
   "tunnel-oneliner": { test: "tests/packaging/player.test.ts" },
-  traefik: { notTested: "Traefik is not packaged by Debian and no registry is reachable here" },
   caddyfile: { test: "tests/packaging/caddy.test.ts" },
   nginx: { test: "tests/packaging/nginx.test.ts" },
   "nginx-relay": { test: "tests/packaging/player.test.ts" },
@@ -50,6 +50,13 @@ export const RECIPES: Record<string, Runner> = {
   },
   compose: { test: "tests/packaging/compose.test.ts" },
   "compose-build": { test: "tests/packaging/compose.test.ts" },
+  "docker-upgrade": { test: "tests/packaging/docker.test.ts" },
+  "docker-backup": { test: "tests/packaging/docker.test.ts" },
+  "docker-restore": { test: "tests/packaging/docker.test.ts" },
+  "prometheus-yml": { test: "tests/packaging/prometheus-docs.test.ts" },
+  "prometheus-container": { test: "tests/packaging/docker.test.ts" },
+  "history-clear": { test: "tests/e2e/docs-recipes.test.ts" },
+  "nats-routed": { test: "tests/e2e/cluster-docs.test.ts" },
   bench: { notTested: "the benchmark runs for minutes; its parts have tests in tests/unit/bench" },
 };
 
@@ -113,6 +120,20 @@ describe("every fenced block in the docs is run by a test or says why not", () =
       for (const c of commands(b.text)) if (!ciRun.includes(c)) missing.push(`${b.marker.id}: ${c}`);
     }
     expect(missing).toEqual([]);
+  });
+
+  test("a block marked 'the same as recipe ID in FILE' is that recipe word for word", () => {
+    const copies = blocks.flatMap((b) => {
+      const same = b.marker?.kind === "none" ? /^the same as recipe ([a-z0-9-]+) in (\S+),/.exec(b.marker.why) : null;
+      return same ? [{ copy: b, id: same[1]!, file: same[2]! }] : [];
+    });
+    const differ = copies
+      .filter(({ copy, id, file }) => {
+        const original = recipes.find((r) => r.marker.id === id);
+        return original?.file !== file || original.text !== copy.text;
+      })
+      .map(({ copy, id, file }) => `${copy.file}:${copy.line} is not recipe ${id} of ${file}`);
+    expect(differ).toEqual([]);
   });
 
   test("a recipe no test runs says so in the doc, next to it", () => {

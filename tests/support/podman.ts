@@ -137,6 +137,22 @@ export function natsImage(): Promise<string> {
   return natsOnce;
 }
 
+let prometheusOnce: Promise<string> | null = null;
+/**
+ * `prom/prometheus` as docs/docker.md runs it, made from Debian's prometheus: the official
+ * image's entrypoint, configuration path and storage directory.
+ */
+export function prometheusImage(): Promise<string> {
+  prometheusOnce ??= standIn(
+    "docker.io/prom/prometheus:latest",
+    "FROM localhost/debian:bookworm-slim\nCOPY prometheus /bin/prometheus\nRUN mkdir -p /etc/prometheus /prometheus\n" +
+      'ENTRYPOINT ["/bin/prometheus"]\n' +
+      'CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]\n',
+    { prometheus: Bun.which("prometheus", { PATH: SBIN_PATH }) ?? "/usr/bin/prometheus" },
+  );
+  return prometheusOnce;
+}
+
 let vpsOnce: Promise<string> | null = null;
 /** A fresh Debian 12 server: systemd as PID 1, curl, openssl and CA certificates, nothing of ours. */
 export function vpsImage(): Promise<string> {
