@@ -1,6 +1,6 @@
 /**
  * The protocol contract against the compiled binary (`npm run build`; .ci/run
- * builds it and sets SOVA_RELAY_BINARY), over TCP, TLS and a WebSocket. Without
+ * builds it and sets SOVA_TEST_BINARY), over TCP, TLS and a WebSocket. Without
  * a binary the runs are skipped, and say so.
  */
 import { describe, test } from "bun:test";

@@ -1,11 +1,12 @@
 /**
- * The relay's contract (PROTOCOL.md), one suite run by every way of reaching
- * the relay (tests/support/runners.ts): TCP, TLS, a WebSocket, a tunnel over
- * either, the compiled binary, and the socket-free core. A runner gives only how
- * a relay is started and how a connection to it is opened; the cases send frames
- * (and, where the transport is a byte stream, bytes as they are) and read what
- * comes back. A case relying on what some transport cannot carry says so
- * (`needs`), and is skipped there with the reason in its name.
+ * The relay's contract (docs/protocol.md, "Framing" to "Extensions"), one suite
+ * run by every way of reaching the relay (tests/support/runners.ts): TCP, TLS, a
+ * WebSocket, a tunnel over either, the compiled binary, and the socket-free core.
+ * A runner gives only how a relay is started and how a connection to it is
+ * opened; the cases send frames (and, where the transport is a byte stream,
+ * bytes as they are) and read what comes back. A case relying on what some
+ * transport cannot carry says so (`needs`), and is skipped there with the
+ * reason in its name.
  */
 import { parse as parseUuid, stringify as stringifyUuid } from "uuid";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
@@ -346,7 +347,7 @@ the connection stays`, async () => {
     });
   });
 
-  describe(`${label}: registration checks, in PROTOCOL.md's order`, () => {
+  describe(`${label}: registration checks, in the order of docs/protocol.md, "Connection flow" 3`, () => {
     const { pool } = withRelay(runner, [
       "--token",
       "ensemble-one-Tk4Zq",
