@@ -466,6 +466,31 @@ the connection stays`, async () => {
     });
   });
 
+  describe(`${label}: a frame header alone`, () => {
+    // Nudges on, but ten minutes apart: a Pong within the case's wait answers the header, it is no nudge.
+    const { pool } = withRelay(runner, ["--nudge-interval", "600000"]);
+
+    it(
+      `is answered at once with a Pong, whose ACK lets a client's kernel send the body it held back \
+(Nagle)`,
+      async () => {
+        const a = await pool.register("nagle");
+        const b = await pool.register("listener");
+        const body = encodeMessage({
+          type: "StateUpdate",
+          source_instance_id: a.id!,
+          timestamp: 5n,
+          update_data: toByteArrayWire(Uint8Array.of(5)),
+        });
+        await a.sendBytes(frameOf(body).subarray(0, 4));
+        expect(isNudge(await a.next("Pong"))).toBe(true);
+        await a.sendBytes(body);
+        expect((await b.next("StateBroadcast")).timestamp).toBe(5n);
+      },
+      { needs: "lone header answered" },
+    );
+  });
+
   describe(`${label}: a recipient that never reads`, () => {
     const { pool, relay } = withRelay(runner, ["--max-pending-bytes", "1048576", "--rate-limit", "0"]);
 
