@@ -16,7 +16,9 @@ if (existsSync(BINARY)) {
   protocolSuite(overTls("binary over tls", binary));
   protocolSuite(overWebSocket("binary over websocket", binary));
 } else {
-  console.warn(`SKIPPED: protocol suite against the compiled binary: ${BINARY} not found (run npm run build)`);
+  console.warn(
+    `SKIP: the contract suite against the compiled binary (tcp, tls, websocket): ${BINARY} not built (npm run build)`,
+  );
   describe("binary", () => {
     test.skip(`protocol suite over tcp, tls and websocket against ${BINARY} (not built: npm run build)`, () => {});
   });
