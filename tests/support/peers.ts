@@ -68,10 +68,15 @@ export async function drained(...clients: Array<Pick<RelayClient, "ping" | "unre
  * the nudge interval, so once a nudge arrives, whatever the relay sent before has
  * arrived. Needs nudges on (the default; the contract suite's blocks turn them on by flag).
  * A nudge already unread proves nothing about what was sent since (on a busy machine one
- * can arrive with the very frames before it): only one arriving after the call ends the wait.
+ * can arrive with the very frames before it): only one arriving after the call ends the wait,
+ * and with `stampedFrom` (ms since the epoch) only one the relay stamped at or after it.
  */
-export async function drainedPastRateLimit(client: Pick<RelayClient, "next" | "unread">): Promise<Message[]> {
+export async function drainedPastRateLimit(
+  client: Pick<RelayClient, "next" | "unread">,
+  stampedFrom = 0,
+): Promise<Message[]> {
   const earlier = new Set(client.unread.filter(isNudge));
-  await client.next("Pong", { where: (m) => isNudge(m) && !earlier.has(m) });
+  const from = BigInt(stampedFrom);
+  await client.next("Pong", { where: (m) => isNudge(m) && !earlier.has(m) && m.timestamp >= from });
   return client.unread.filter((m) => !isNudge(m));
 }

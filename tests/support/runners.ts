@@ -19,7 +19,7 @@ export type Trait =
   | "byte stream"
   /** A frame past --max-message-size reaches the relay, which answers it and keeps the connection. */
   | "oversized frames answered"
-  /** The relay reads a frame header that came alone, alone, and answers it (docs: "First update without the 40 ms wait"). */
+  /** A frame header that came alone reaches the relay alone, which answers it (README, "First update without the 40 ms wait"). */
   | "lone header answered";
 
 /** A relay started for one block of cases, and how to reach it. */
@@ -43,8 +43,8 @@ export interface Runner {
 
 const CARRIES_MESSAGES = "a WebSocket carries whole messages, one frame body each";
 const WS_CLOSES_OVERSIZED =
-  "a WebSocket message past --max-message-size is closed with 1009 by Bun before the relay reads it" +
-  " (tests/e2e/websocket.test.ts)";
+  "a WebSocket message past --max-message-size is closed with 1009 before the relay reads it" +
+  ' (docs/protocol.md, "WebSocket carriage"; tests/e2e/websocket.test.ts)';
 
 const TUNNEL_HOLDS_HEADER =
   "the tunnel keeps a header until its body has come and sends the relay whole messages, so no one answers it";
