@@ -30,7 +30,8 @@ export interface ClaimsContext {
 export interface Claims {
   /** Bucket to use, or null while NATS (or JetStream) is unavailable. */
   kv: KV | null;
-  claim(session: string, name: string): Promise<ClaimResult>;
+  /** `takeOver`: the claim becomes this node's whoever holds it (a resumption proved the name is its member's). */
+  claim(session: string, name: string, takeOver?: boolean): Promise<ClaimResult>;
   release(session: string, name: string): void;
   /** After a reconnect or a node coming back: claim every name this node holds again. */
   reclaimAll(): Promise<void>;
@@ -79,7 +80,7 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
   let conflicts = 0;
 
   /** A KV revision when the claim is ours, "taken", or null when the cluster could not answer. */
-  async function tryClaim(kv: KV, key: string): Promise<number | "taken" | null> {
+  async function tryClaim(kv: KV, key: string, takeOver = false): Promise<number | "taken" | null> {
     try {
       return await timeout(kv.create(key, value), CLAIM_TIMEOUT_MS);
     } catch (error) {
@@ -100,13 +101,13 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
       if (entry === undefined) return null;
       if (entry === null || entry.operation !== "PUT") {
         // Deleted meanwhile: try again from the start.
-        return tryClaim(kv, key);
+        return tryClaim(kv, key, takeOver);
       }
       const o = owner(entry.value);
       if (o && o.n === ctx.node && o.e === ctx.epoch) return entry.revision;
-      if (o && ctx.alive(o.n, o.e)) return "taken";
+      if (o && ctx.alive(o.n, o.e) && !takeOver) return "taken";
       // Owner not heard: wait until this node has listened for a full down timeout before calling it dead.
-      if (!ctx.mature()) {
+      if (!ctx.mature() && !takeOver) {
         await Bun.sleep(ctx.untilMature());
         continue;
       }
@@ -124,11 +125,11 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
 
   const claims: Claims = {
     kv: null,
-    async claim(session, name) {
+    async claim(session, name, takeOver = false) {
       const key = claimKey(session, name);
       const kv = claims.kv;
       if (kv) {
-        const result = await tryClaim(kv, key);
+        const result = await tryClaim(kv, key, takeOver);
         if (result === "taken") return result;
         if (result !== null) {
           mine.set(key, result);

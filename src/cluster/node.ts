@@ -93,8 +93,11 @@ interface RemoteNode {
   sent: Record<string, number>;
 }
 
-/** [session, id, name, version, connectedAt, lastActivity] */
-type MemberRow = [string, string, string, string, number, number];
+/**
+ * [session, id, name, version, connectedAt, lastActivity, resumable (1/0), generation]; the last two are read only
+ * when present (a node from before resumption sends six).
+ */
+type MemberRow = [string, string, string, string, number, number, number?, number?];
 
 interface Announcement {
   t: "hb" | "join" | "leave" | "hello" | "bye";
@@ -119,7 +122,17 @@ export function defaultNodeName(): string {
 }
 
 function row(inst: Instance): MemberRow {
-  return [inst.session.id, inst.idText, inst.name, inst.version, inst.connectedAt, inst.lastActivity];
+  const r = inst.resume;
+  return [
+    inst.session.id,
+    inst.idText,
+    inst.name,
+    inst.version,
+    inst.connectedAt,
+    inst.lastActivity,
+    r ? 1 : 0,
+    r?.gen ?? 0,
+  ];
 }
 
 function readFile(path: string, flag: string): string {
@@ -272,7 +285,8 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
   function dropNode(r: RemoteNode, why: string, timedOut = false): void {
     nodes.delete(r.name);
     if (timedOut) counters.nodesDown++;
-    for (const m of r.members.values()) remote?.left(m.session, m.id);
+    // Down, not left: a member that may resume is parked by each node, for its tunnel to come back elsewhere.
+    for (const m of r.members.values()) remote?.left(m.session, m.id, { node: r.name, down: true });
     claims.freeNode(
       r.name,
       r.epoch,
@@ -296,7 +310,7 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
       foreign++;
       return false;
     }
-    const [session, id, name, version, connectedAt, lastActivity] = row as MemberRow;
+    const [session, id, name, version, connectedAt, lastActivity, resumable, gen] = row as MemberRow;
     const known = r.members.get(id);
     if (known) {
       if (known.lastActivity !== lastActivity) {
@@ -305,7 +319,17 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
       }
       return true;
     }
-    const m: RemoteMember = { node: r.name, session, id, name, version, connectedAt, lastActivity };
+    const m: RemoteMember = {
+      node: r.name,
+      session,
+      id,
+      name,
+      version,
+      connectedAt,
+      lastActivity,
+      resumable: resumable === 1,
+      gen: typeof gen === "number" && Number.isSafeInteger(gen) ? gen : 0,
+    };
     r.members.set(id, m);
     remote?.joined(m);
     return true;
@@ -360,7 +384,7 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
         for (const [id, m] of r.members) {
           if (!present.has(id)) {
             r.members.delete(id);
-            remote?.left(m.session, id);
+            remote?.left(m.session, id, { node: r.name, down: false });
           }
         }
         break;
@@ -370,7 +394,7 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
         break;
       case "leave":
         for (const [session, id] of rows) {
-          if (r.members.delete(id)) remote?.left(session, id);
+          if (r.members.delete(id)) remote?.left(session, id, { node: r.name, down: false });
         }
         break;
       case "hello":
@@ -390,7 +414,7 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
     }
     checkSeq(env.node, env.epoch, session, env.seq, true);
     history?.record(session, env.node, env.epoch, env.seq, env.frame);
-    remote?.frame(session, env.frame);
+    remote?.frame(session, env.frame, `${env.node}:${env.epoch}`, env.seq);
   }
 
   /** `q` is a frame's sequence number (`frame`) or a heartbeat's count of frames sent. */
@@ -604,6 +628,21 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
     }
   }
 
+  /** Acknowledgements waiting for the server to have every frame published before them (afterPublished). */
+  let unflushed: Array<() => void> = [];
+  function flushThen(): void {
+    const waiting = unflushed;
+    unflushed = [];
+    const conn = nc;
+    const done = () => {
+      for (const f of waiting) f();
+    };
+    // Not connected: those frames were never sent (counted as unsent); nothing better will come of waiting.
+    if (!connected || !conn) return done();
+    // The server answers a flush after every message sent before it: flushes resolve in order, so acks stay in order.
+    conn.flush().then(done, done);
+  }
+
   const hbTimer = setInterval(heartbeat, heartbeatMs);
   const downTimer = setInterval(() => {
     const now = Date.now();
@@ -615,12 +654,14 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
 
   return {
     name: node,
+    origin: `${node}:${epoch}`,
     attach(r) {
       remote = r;
     },
     history,
-    async claim(session, name): Promise<ClaimResult> {
+    async claim(session, name, takeOver = false): Promise<ClaimResult> {
       if (resuming) await Promise.race([resuming, Bun.sleep(3000)]);
+      if (takeOver) return claims.claim(session, name, true);
       const [result] = await Promise.all([claims.claim(session, name), history?.prepare(session)]);
       if (result === "taken") history?.cancel(session);
       return result;
@@ -642,7 +683,7 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
       // the others late, out of place; the sequence number still moves, so they see the gap.
       if (!connected || !nc) {
         counters.unsent++;
-        return;
+        return q;
       }
       try {
         nc.publish(`${p}.s.${session}`, sealer.seal(q, frame));
@@ -650,6 +691,11 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
       } catch (error) {
         unsent((error as Error).message);
       }
+      return q;
+    },
+    afterPublished(done) {
+      // One flush per turn of the event loop, whatever the number of edits in it.
+      if (unflushed.push(done) === 1) queueMicrotask(flushThen);
     },
     status() {
       const now = Date.now();

@@ -71,6 +71,9 @@ export interface RelayConfig {
   maxRegistrationsPerIp: number;
   /** Seconds. */
   replayTimeoutMs: number;
+  /** How long a tunnel's player stays in its session after losing its connection (docs/resume.md); 0: off. */
+  resumeWindowMs: number;
+  resumeBufferBytes: number;
   /** Proxies allowed to name the client in X-Forwarded-For / Forwarded on the WebSocket endpoint. */
   trustProxy: Cidr[];
   /** NATS servers; empty: no cluster. */
@@ -420,6 +423,20 @@ export const OPTIONS: OptionTable<RelayConfig> = [
     description: "Seconds a newcomer has to take its registration response and session history before it is cut",
     default: 30,
     parse: seconds(1),
+  },
+  {
+    key: "resumeWindowMs",
+    description:
+      "Seconds a player behind `sova-relay tunnel` stays in its session after losing its connection, its missed" +
+      " updates kept for it (0: off; docs/resume.md)",
+    default: 30,
+    parse: seconds(0),
+  },
+  {
+    key: "resumeBufferBytes",
+    description: "Bytes of updates kept per session while one of its players may resume",
+    default: 8_388_608,
+    parse: integer(0, Number.MAX_SAFE_INTEGER),
   },
   {
     key: "trustProxy",

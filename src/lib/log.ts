@@ -45,6 +45,15 @@ export type LogEvent =
   | "events_limited"
   | "websocket_refused"
   | "websocket_dropped"
+  // resumption (docs/resume.md)
+  | "parked"
+  | "resumed"
+  | "resume_refused"
+  | "resume_expired"
+  | "resume_takeover"
+  | "resume_moved"
+  | "resume_buffer_full"
+  | "left"
   // a cluster node (--cluster)
   | "cluster_claim_failed"
   | "cluster_claim_taken_over"
@@ -75,6 +84,12 @@ export type LogEvent =
   | "tunnel_upstream_failed"
   | "tunnel_upstream_failed_repeated"
   | "tunnel_upstream_closed"
+  | "tunnel_attempt"
+  | "tunnel_resumable"
+  | "tunnel_gap"
+  | "tunnel_resumed"
+  | "tunnel_resume_failed"
+  | "tunnel_hold_full"
   // the process
   | "starting"
   | "listening"
@@ -125,6 +140,9 @@ export const AUDIT_EVENTS = [
   "tls_reloaded",
   "shutdown",
   "shutdown_complete",
+  "resumed",
+  "resume_refused",
+  "resume_expired",
 ] as const satisfies readonly LogEvent[];
 
 export type AuditEvent = (typeof AUDIT_EVENTS)[number];

@@ -29,6 +29,9 @@ export const WIRE_ERRORS = {
   tooManyRegistrations: () => "Too many registrations from this address; try again in a minute",
   /** What today's client needs: the last frame before the relay ends a registered connection. */
   connectionLost: () => "Connection lost",
+  /** Resumption (docs/resume.md): the one Error a tunnel gets when its session cannot be restored; it tells Sova
+   * "Connection lost". */
+  resumeRefused: (why: string) => `Resume refused: ${why}`,
 } as const;
 
 /** Why a registration was refused; `peerFault` ones feed the guard's failed-registration count. */
@@ -43,7 +46,8 @@ export type RejectReason =
   | "empty"
   | "oversized"
   | "registration_rate"
-  | "cooldown";
+  | "cooldown"
+  | "resume_secret";
 
 /**
  * Failures that say the peer is guessing a token or sending junk. A wrong version or
@@ -63,4 +67,6 @@ export const PEER_FAULT: Readonly<Record<RejectReason, boolean>> = {
   registration_rate: false,
   // Already refused for failing: counting these again would only lengthen the wait.
   cooldown: false,
+  // A secret the relay never gave is a guess.
+  resume_secret: true,
 };
