@@ -8,7 +8,7 @@ import { decodeMessage, encodeFrame, type Message, peekVariant, type ResumeInsta
 import { resumeHandshake } from "./restore.ts";
 import { cut, cutSlowConsumer, deliver, enterHandshake, finish } from "./connection.ts";
 import { removeRemote } from "./remote.ts";
-import { ackEdit, park, resumeOn, TUNNEL_VARIANTS, tunnelAcked } from "./resume.ts";
+import { ackEdit, park, RESUME_SILENCE_MS, resumeOn, TUNNEL_VARIANTS, tunnelAcked } from "./resume.ts";
 import { admitHandshake, pruneRegistrationWindows, withinRate } from "./limits.ts";
 import { handshake, reject } from "./registration.ts";
 import { reportRepeats } from "../lib/repeats.ts";
@@ -213,6 +213,10 @@ export function tick(s: RelayState, now: number): void {
       else if (now >= conn.replayDeadline) cutSlowConsumer(s, conn, "replay_timeout");
     } else if (o.idleTimeoutMs > 0 && now - conn.lastSeen >= o.idleTimeoutMs) {
       cut(s, conn, "idle_timeout", true);
+    } else if (conn.instance?.resume && conn.state === "registered" && now - conn.lastSeen >= RESUME_SILENCE_MS) {
+      // A tunnel says something every 2 s: this connection went half-open. Parked, its window starts now.
+      conn.peer.terminate();
+      park(s, conn, now);
     }
   }
   _expireParked(s, now);

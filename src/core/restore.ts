@@ -123,7 +123,7 @@ function _restore(s: RelayState, conn: Connection, req: Request, now: number): b
   return true;
 }
 
-/** The Resumable answer, then the gap, each frame after its mark, all before any live frame. */
+/** The gap, each frame after its mark, then the Resumable answer, all before any live frame. */
 function _answer(s: RelayState, conn: Connection, inst: Instance, req: Request, gap: Gap, here: boolean, now: number) {
   const r = inst.resume!;
   r.gen = Math.max(r.gen, req.gen) + 1;
@@ -132,11 +132,12 @@ function _answer(s: RelayState, conn: Connection, inst: Instance, req: Request, 
     r.consumed = req.acked + gap.own;
     r.ackedN = 0;
   }
-  conn.peer.send(resumableFrame(s, inst, r.consumed), true);
   for (const e of gap.frames) {
     conn.peer.send(encodeFrame({ type: "Mark", origin: e.origin, q: BigInt(e.q), n: BigInt(e.n) }), true);
     conn.peer.send(e.frame, true);
   }
+  // Last: the tunnel sends its held edits only once the gap is in (they may answer what it holds).
+  conn.peer.send(resumableFrame(s, inst, r.consumed, true), true);
   conn.lastSent = now;
   conn.replayDeadline = now + s.o.replayTimeoutMs;
   inst.messagesOut += gap.frames.length;

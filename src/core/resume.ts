@@ -17,6 +17,8 @@ import type { Connection, Instance, Resumption, Session } from "./types.ts";
 export const RESUME_CAPABILITY = "resume";
 /** What a member that asked for resumption may send besides upstream's variants. */
 export const TUNNEL_VARIANTS = ["Ack", "Leave"] as const;
+/** A member that may resume and said nothing for this long is taken for gone (its tunnel speaks every 2 s). */
+export const RESUME_SILENCE_MS = 6000;
 /** Log entries outlive the grace window by this much: a tunnel may notice its loss a few seconds late. */
 const LOG_AGE_MARGIN_MS = 10_000;
 /** Acknowledgements are looked at once the log holds more than this (a session's members are walked then). */
@@ -158,8 +160,11 @@ export function tunnelAcked(inst: Instance, n: bigint): void {
   if (Number(n) > r.ackedN) r.ackedN = Number(n);
 }
 
-/** The secret and the cursor, after a registration's history or a resumption's answer. */
-export function resumableFrame(s: RelayState, inst: Instance, consumed: number): Uint8Array {
+/**
+ * The secret and the cursor, after a registration's history (its response listed the members) or a resumption's
+ * answer (with the members, so the tunnel can tell Sova who left or joined while it was away).
+ */
+export function resumableFrame(s: RelayState, inst: Instance, consumed: number, resumed = false): Uint8Array {
   const session = inst.session;
   return encodeFrame({
     type: "Resumable",
@@ -168,6 +173,8 @@ export function resumableFrame(s: RelayState, inst: Instance, consumed: number):
     window_ms: BigInt(s.o.resumeWindowMs),
     generation: BigInt(inst.resume?.gen ?? 0),
     consumed: BigInt(consumed),
+    // Who is in the session now: the tunnel tells Sova of those who left (or joined) while it was away.
+    members: resumed ? session.instances.filter((i) => i !== inst).map((i) => [i.id, i.name]) : [],
   });
 }
 

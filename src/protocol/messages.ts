@@ -26,6 +26,7 @@ const ENCODE: { [K in Kind]?: (v: KindTypes[K]) => unknown } = {
   instances: (v) => v.map((info) => toWire(INSTANCE_INFO, info)),
   time: (v) => toWire(SYSTEM_TIME, v),
   cursor: (v) => v.map(([origin, q]) => [origin.toWellFormed(), u64(q)]),
+  members: (v) => v.map(([id, name]) => [id, name.toWellFormed()]),
 };
 
 /** A struct in field order; a Splice value is written as the bytes it holds. */

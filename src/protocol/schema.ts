@@ -31,7 +31,11 @@ export interface KindTypes {
   bytes: Uint8Array;
   /** Extension (resumption): a position in a session's streams, `[[origin, number], ...]`. */
   cursor: CursorEntry[];
+  /** Extension (resumption): a session's members, `[[id, name], ...]`. */
+  members: MemberEntry[];
 }
+
+export type MemberEntry = [id: Uuid, name: string];
 
 /** One stream of a session (a relay's own, or a cluster node's) and the last number passed on from it. */
 export type CursorEntry = [origin: string, q: bigint];
@@ -82,7 +86,14 @@ export const SCHEMA = {
     generation: "u64",
   },
   /** Relay to tunnel: after a RegistrationResponse (and history) or a resumption, before any live frame. */
-  Resumable: { secret: "bytes", cursor: "cursor", window_ms: "u64", generation: "u64", consumed: "u64" },
+  Resumable: {
+    secret: "bytes",
+    cursor: "cursor",
+    window_ms: "u64",
+    generation: "u64",
+    consumed: "u64",
+    members: "members",
+  },
   /** Relay to tunnel: the next StateBroadcast is number `q` of stream `origin`, entry `n` of this relay's log. */
   Mark: { origin: "string", q: "u64", n: "u64" },
   /** Relay to tunnel: one StateUpdate of this instance consumed; relayed as `q` of `origin` (q 0: dropped). */

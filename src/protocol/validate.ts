@@ -111,12 +111,12 @@ function readStruct(layout: Layout, v: unknown, what: string, depth: number): Re
   return out;
 }
 
-/** `[origin, q]`: a tuple, as serde reads `(String, u64)`. */
-function readCursorEntry(e: unknown, depth: number): [string, bigint] {
+/** `[a, b]`: a tuple, as serde reads `(A, B)`. */
+function readPair(e: unknown, a: Kind, b: Kind, depth: number): [unknown, unknown] {
   if (!Array.isArray(e)) throw invalidType(e, "a tuple of size 2");
   if (e.length !== 2) throw decodeError(`invalid length ${e.length}, expected a tuple of size 2`);
   nested(depth);
-  return [read("string", e[0], depth) as string, read("u64", e[1], depth) as bigint];
+  return [read(a, e[0], depth), read(b, e[1], depth)];
 }
 
 /** What rmp-serde still checks in a value it ignores: its depth, and no 0xc1. */
@@ -173,6 +173,7 @@ function read(kind: Kind, v: unknown, depth: number): unknown {
   const inner = nested(depth);
   if (kind === "byteArray") return packBody(v.map((e) => Number(uint(e, 255, "u8")))) as ByteArrayWire;
   if (kind === "capabilities") return v.map((e) => read("string", e, inner));
-  if (kind === "cursor") return v.map((e) => readCursorEntry(e, inner));
+  if (kind === "cursor") return v.map((e) => readPair(e, "string", "u64", inner));
+  if (kind === "members") return v.map((e) => readPair(e, "uuid", "string", inner));
   return v.map((e) => readStruct(INSTANCE_INFO, e, "struct InstanceInfo", inner));
 }

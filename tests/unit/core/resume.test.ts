@@ -242,7 +242,7 @@ describe("resumption: coming back", () => {
     other.edit(4);
     const back = attach(peer(), resumeBody(view));
     const answer = follow(view, back);
-    expect(types(answer)).toEqual(["Resumable", "Mark", "StateBroadcast", "Mark", "StateBroadcast"]);
+    expect(types(answer)).toEqual(["Mark", "StateBroadcast", "Mark", "StateBroadcast", "Resumable"]);
     expect(view.seen).toEqual([1, 3, 4]);
     // Same instance, same ID: Sova's StateUpdates stay valid.
     expect(back.conn.instance).toBe(first.conn.instance);
