@@ -14,6 +14,7 @@ import { type RunningHttp, startHttp } from "./http/server.ts";
 import { createLogger } from "./lib/log.ts";
 import { createWebSocketEndpoint } from "./transport/websocket.ts";
 import { startServer } from "./host/start.ts";
+import { forStream } from "./cli/terminal.ts";
 import { tunnelCommand } from "./cli/tunnel.ts";
 import { versionLine } from "./lib/version.ts";
 
@@ -158,7 +159,7 @@ function commandFor(argv: string[]): [CommandDef, CommandDef | undefined] {
 
 async function main(argv: string[]): Promise<void> {
   if (argv.includes("--help") || argv.includes("-h")) {
-    console.log(await renderUsage(...commandFor(argv)));
+    console.log(forStream(await renderUsage(...commandFor(argv)), process.stdout));
     return;
   }
   if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) {
@@ -170,11 +171,11 @@ async function main(argv: string[]): Promise<void> {
 
 main(process.argv.slice(2)).catch((error: unknown) => {
   if (error instanceof RelayError) {
-    console.error(`sova-relay: ${error.message}`);
+    console.error(forStream(`sova-relay: ${error.message}`, process.stderr));
     process.exit(error.code === "E_CONFIG" ? 2 : 1);
   }
   // citty's own usage errors (an unknown command): the user's to fix, like a bad option.
   const usage = error instanceof Error && error.name === "CLIError";
-  console.error(`sova-relay: ${error instanceof Error ? error.message : String(error)}`);
+  console.error(forStream(`sova-relay: ${error instanceof Error ? error.message : String(error)}`, process.stderr));
   process.exit(usage ? 2 : 1);
 });
