@@ -220,8 +220,9 @@ export const LOG_EVENTS = {
   resume_buffer_full: {
     levels: ["warn"],
     audit: false,
-    aggregation: "periodic",
-    meaning: "A session"s resumption log passed --resume-buffer-bytes; frames a tunnel may need were dropped.",
+    aggregation: "per_address",
+    meaning:
+      "A session's resumption log passed --resume-buffer-bytes; frames a tunnel may need were dropped (once a minute per session).",
   },
   left: {
     levels: ["debug"],
@@ -385,7 +386,7 @@ export const LOG_EVENTS = {
     levels: ["warn"],
     audit: false,
     aggregation: "none",
-    meaning: "The upstream was lost; Sova"s connection stays open while the tunnel resumes.",
+    meaning: "The upstream was lost; Sova's connection stays open while the tunnel resumes.",
   },
   tunnel_attempt: {
     levels: ["info"],
@@ -403,7 +404,8 @@ export const LOG_EVENTS = {
     levels: ["error"],
     audit: false,
     aggregation: "none",
-    meaning: 'The session could not be kept (refused, window passed, held edits over --hold-bytes); Sova is told "Connection lost".',
+    meaning:
+      'The session could not be kept (refused, window passed, held edits over --hold-bytes); Sova is told "Connection lost".',
   },
   tunnel_upstream_failed: {
     levels: ["error", "debug"],

@@ -198,4 +198,14 @@ export const WIRE_ERROR_HELP: { readonly [K in keyof typeof WIRE_ERRORS]: WireEr
       " the last frame it sends, so that today's Sova client notices.",
     fix: "Reconnect; if it repeats, the relay's log says why (`disconnected` with its reason).",
   },
+  resumeRefused: {
+    example: ["what was broadcast while it was away is no longer all here"],
+    when: "registration",
+    closes: true,
+    meaning:
+      "Only a tunnel sees it (docs/resume.md): the relay could not restore the player's session after a lost" +
+      " connection (the grace window passed, the missed updates are no longer all kept, the secret does not match)." +
+      ' The tunnel then tells Sova "Connection lost".',
+    fix: "Reconnect Sova through the tunnel: the player joins again as a newcomer.",
+  },
 };
