@@ -61,6 +61,9 @@ const MEANING: Record<string, string> = {
   "cluster.node": "this node's `--node-name`",
   "cluster.connected": "`true` while NATS is reachable",
   "cluster.names_shared": "`true` while names are claimed cluster-wide (JetStream KV); `false`: unique per node",
+  "cluster.session_secret":
+    "`agreed`, `given` (`--cluster-secret`, no JetStream), `unchecked` (NATS not reached yet), `own` or `refused`" +
+    " (differs from the cluster's: not joined); docs/cluster-sessions.md",
   "cluster.nodes": "the other nodes heard from",
   "cluster.nodes[].name": "its node name",
   "cluster.nodes[].members": "instances connected to it",
@@ -71,6 +74,7 @@ const MEANING: Record<string, string> = {
   "cluster.unsent": "frames not sent to the cluster (NATS unreachable, over max_payload)",
   "cluster.foreign": "messages on the frame subjects that were not a relay's, ignored",
   "cluster.nodes_down": "nodes declared down after their heartbeats stopped",
+  "cluster.nodes_refused": "node starts heard with another session secret, kept out of this node's sessions",
   "cluster.name_conflicts": "names found claimed by another node after an outage",
   "cluster.disconnects": "times NATS became unreachable",
 };

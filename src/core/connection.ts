@@ -100,7 +100,7 @@ export function finish(s: RelayState, conn: Connection, reason: DisconnectReason
   if (inst.capabilities.has("presence")) session.presenceWatchers--;
   s.instanceCount--;
   // Stopping, a member that may resume is not announced as gone: the other nodes park it when this one leaves.
-  if (!(inst.resume && reason === "shutdown")) s.options.link?.left(inst);
+  if (!(inst.resume && reason === "shutdown")) s.options.link?.left(inst, inst.nameKey);
   dropResumer(s, inst);
   if (session.instances.length === 0) {
     s.sessions.delete(session.id);

@@ -6,6 +6,7 @@
  * nothing here runs and registration stays synchronous.
  */
 import type { Instance } from "./index.ts";
+import type { NameKey } from "./names.ts";
 
 /** "ok": the name is this node's across the cluster (or the cluster is unreachable and it is unique here). */
 export type ClaimResult = "ok" | "taken";
@@ -13,14 +14,15 @@ export type ClaimResult = "ok" | "taken";
 /** What the relay tells the cluster. */
 export interface ClusterLink {
   /**
-   * Reserve `name` in `session` across the cluster; "taken" when another node holds it. Never rejects. `takeOver`:
-   * a resumption proved the name is the caller's, whoever holds the claim now.
+   * Reserve the name keyed `key` in `session` across the cluster; "taken" when another node holds it. Never
+   * rejects. `takeOver`: a resumption proved the name is the caller's member's, whoever holds the claim now.
    */
-  claim(session: string, name: string, takeOver?: boolean): Promise<ClaimResult>;
-  /** Give back a claim whose registration did not complete, or whose instance left. */
-  release(session: string, name: string): void;
+  claim(session: string, key: NameKey, takeOver?: boolean): Promise<ClaimResult>;
+  /** Give back a claim whose registration did not complete. */
+  release(session: string, key: NameKey): void;
   joined(inst: Instance): void;
-  left(inst: Instance): void;
+  /** `inst` left: its claim, made under `key`, is given back. */
+  left(inst: Instance, key: NameKey): void;
   /**
    * A StateBroadcast frame of a local instance, exactly as the local members got it; returns its number in this
    * node's stream of the session (`origin`).

@@ -16,7 +16,7 @@ import {
   registrationResponseHead,
   systemTimeFromMillis,
 } from "../protocol/messages.ts";
-import { checkInstanceName } from "./names.ts";
+import { checkInstanceName, type NameKey } from "./names.ts";
 import { createRoster, rosterEntries, rosterJoin } from "./roster.ts";
 import { cut, leaveHandshake, tell } from "./connection.ts";
 import { registrationAllowed } from "./limits.ts";
@@ -105,7 +105,7 @@ export function instanceRecord(
   conn: Connection,
   msg: Registering,
   session: Session,
-  nameKey: string,
+  nameKey: NameKey,
   now: number,
   idText: string = crypto.randomUUID(),
 ): Instance {
@@ -254,7 +254,7 @@ function _claimName(
   conn: Connection,
   msg: RegisterInstance,
   session: Session,
-  nameKey: string,
+  nameKey: NameKey,
 ): Promise<void> {
   const link = s.options.link!;
   session.names.add(nameKey);

@@ -10,7 +10,7 @@ import { parse as parseUuid } from "uuid";
 import { encodeFrame, instanceInfoHead, systemTimeFromMillis } from "../protocol/messages.ts";
 import { cutSlowConsumer, dropResumer, tell } from "./connection.ts";
 import type { Departure, RemoteMember, RemoteMembers } from "./link.ts";
-import { checkInstanceName } from "./names.ts";
+import { type NameKey, nameKey } from "./names.ts";
 import { openSession } from "./registration.ts";
 import { addResumer, newResumption, parkRemote, record, resumeOn, sendNumbered } from "./resume.ts";
 import { rosterJoin } from "./roster.ts";
@@ -40,12 +40,6 @@ function _remoteConn(node: string): Connection {
     state: "remote",
     instance: null,
   };
-}
-
-/** What a remote member's name is compared by here: as the local check would have keyed it. */
-function _nameKey(name: string): string {
-  const checked = checkInstanceName(name);
-  return checked.ok ? checked.key : name;
 }
 
 /** Another node's member leaves this relay's view: InstanceDisconnected to the local members. */
@@ -100,13 +94,13 @@ function _movedAway(s: RelayState, local: Instance, m: RemoteMember, conn: Conne
   s.remoteById.set(local.idText, local);
 }
 
-function _record(s: RelayState, m: RemoteMember, session: Session, nameKey: string, conn: Connection): Instance {
+function _record(s: RelayState, m: RemoteMember, session: Session, key: NameKey, conn: Connection): Instance {
   const id = parseUuid(m.id);
   return {
     id,
     idText: m.id,
     name: m.name,
-    nameKey,
+    nameKey: key,
     version: m.version,
     session,
     conn,
@@ -149,8 +143,9 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
       const known = s.remoteById.get(m.id) ?? s.sessions.get(m.session)?.instances.find((i) => i.idText === m.id);
       if (known) return _moved(s, known, m, connOf(m.node));
       const session = s.sessions.get(m.session) ?? openSession(s, m.session, m.connectedAt);
-      const nameKey = _nameKey(m.name);
-      if (session.names.has(nameKey)) {
+      // As the owning node keyed (and claimed) it.
+      const key = nameKey(m.name);
+      if (session.names.has(key)) {
         s.log.warn(
           "cluster_name_conflict",
           `Instance name '${m.name}' is in use on this node and on node ${m.node}` +
@@ -162,12 +157,12 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
           },
         );
       }
-      const inst = _record(s, m, session, nameKey, connOf(m.node));
+      const inst = _record(s, m, session, key, connOf(m.node));
       s.remoteById.set(m.id, inst);
       const others = session.instances;
       session.instances = [...others, inst];
       rosterJoin(session.roster, others, session.instances, inst);
-      session.names.add(nameKey);
+      session.names.add(key);
       if (inst.resume) addResumer(session);
       if (session.presenceWatchers > 0) {
         tell(s, others, encodeFrame({ type: "InstanceConnected", instance_id: inst.id, instance_name: m.name }), true);

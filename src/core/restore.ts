@@ -13,7 +13,7 @@ import { stringify as uuidText } from "uuid";
 import { broadcastFrom, broadcastPrefix, encodeFrame, type ResumeInstance } from "../protocol/messages.ts";
 import { WIRE_ERRORS } from "../protocol/wire-errors.ts";
 import { cut, leaveHandshake, tell } from "./connection.ts";
-import { checkInstanceName } from "./names.ts";
+import { checkInstanceName, type NameKey } from "./names.ts";
 import { instanceRecord, openSession } from "./registration.ts";
 import { findGap, type Gap, type LogEntry, logEntries, type Position, positionOf } from "./resume-log.ts";
 import { addResumer, newResumption, position, resumableFrame, resumeOn } from "./resume.ts";
@@ -27,7 +27,7 @@ interface Request {
   session: string;
   idText: string;
   name: string;
-  nameKey: string;
+  nameKey: NameKey;
   version: string;
   capabilities: string[];
   cursor: Position;

@@ -329,6 +329,16 @@ export async function createMetrics(ctx: StatusContext, sources: MetricsSources 
       () => c().name_conflicts,
     );
     total("sova_relay_cluster_disconnects_total", "Times NATS became unreachable.", () => c().disconnects);
+    gauge(
+      "sova_relay_cluster_secret_refused",
+      "1 when this node's session secret differs from the cluster's and it stays out of the cluster.",
+      () => (c().session_secret === "refused" ? 1 : 0),
+    );
+    total(
+      "sova_relay_cluster_nodes_refused_total",
+      "Node starts heard with another session secret, kept out of this node's sessions.",
+      () => c().nodes_refused,
+    );
     new Counter({
       name: "sova_relay_cluster_gaps_total",
       help: "Frames from another node that never arrived, by sending node.",

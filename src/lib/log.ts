@@ -339,6 +339,42 @@ export const LOG_EVENTS = {
     aggregation: "none",
     meaning: "Reading a session's history from JetStream failed for one newcomer.",
   },
+  cluster_secret_agreed: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "This node shares the cluster's session secret (created in, or read from, JetStream KV).",
+  },
+  cluster_secret_waiting: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "none",
+    meaning: "A node with tokens waits for NATS or JetStream to learn the session secret; it admits no one until then.",
+  },
+  cluster_secret_unchecked: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "none",
+    meaning: "The node runs on a session secret not checked against the cluster's yet (NATS or JetStream away).",
+  },
+  cluster_secret_mismatch: {
+    levels: ["error"],
+    audit: false,
+    aggregation: "none",
+    meaning: "This node's session secret differs from the cluster's: it stays out of the cluster.",
+  },
+  cluster_secret_unkept: {
+    levels: ["error"],
+    audit: false,
+    aggregation: "none",
+    meaning: "The agreed session secret could not be kept in --state-dir.",
+  },
+  cluster_node_refused: {
+    levels: ["error", "warn"],
+    audit: false,
+    aggregation: "none",
+    meaning: "Another node uses another session secret (kept out when this node has tokens), or says none.",
+  },
   // the tunnel (`sova-relay tunnel`)
   tunnel_listening: {
     levels: ["info"],
