@@ -11,6 +11,8 @@ export interface PacedPlayer {
   readonly sova: SovaDouble;
   /** Edits made so far. */
   readonly sent: number;
+  /** Resolves once `count` edits have been made. */
+  made(count: number): Promise<void>;
   /** Stops editing; resolves once the last edit has left the double. */
   stop(): Promise<void>;
 }
@@ -22,11 +24,13 @@ export const numbered = (seq: number) =>
 export function pacePlayer(name: string, sova: SovaDouble, intervalMs: number): PacedPlayer {
   let sent = 0;
   let running = true;
+  const waiting: Array<{ count: number; resolve: () => void }> = [];
   // Each edit waits for the double's lock, as Sova's does: a gap the tunnel does not nudge through stalls it.
   const loop = (async () => {
     while (running) {
       await sova.edit(numbered(sent), BigInt(Date.now()));
       sent++;
+      for (let i = waiting.length - 1; i >= 0; i--) if (waiting[i]!.count <= sent) waiting.splice(i, 1)[0]!.resolve();
       await Bun.sleep(intervalMs);
     }
   })();
@@ -35,6 +39,12 @@ export function pacePlayer(name: string, sova: SovaDouble, intervalMs: number): 
     sova,
     get sent() {
       return sent;
+    },
+    made(count) {
+      if (sent >= count) return Promise.resolve();
+      const { promise, resolve } = Promise.withResolvers<void>();
+      waiting.push({ count, resolve });
+      return promise;
     },
     async stop() {
       running = false;
@@ -60,6 +70,8 @@ export interface Delivery {
   repeated: number;
   /** Received after a higher number than theirs. */
   outOfOrder: number;
+  /** The first few numbers never received. */
+  missing: number[];
 }
 
 export function delivery(sent: number, received: readonly number[]): Delivery {
@@ -73,12 +85,12 @@ export function delivery(sent: number, received: readonly number[]): Delivery {
     if (n < highest) outOfOrder++;
     highest = Math.max(highest, n);
   }
-  let lost = 0;
-  for (let i = 0; i < sent; i++) if (!seen.has(i)) lost++;
-  return { sent, received: received.length, lost, repeated, outOfOrder };
+  const missing: number[] = [];
+  for (let i = 0; i < sent; i++) if (!seen.has(i)) missing.push(i);
+  return { sent, received: received.length, lost: missing.length, repeated, outOfOrder, missing: missing.slice(0, 10) };
 }
 
-const seqOf = (data: Uint8Array) => ((data[0]! << 24) >>> 0) + (data[1]! << 16) + (data[2]! << 8) + data[3]!;
+export const seqOf = (data: Uint8Array) => ((data[0]! << 24) >>> 0) + (data[1]! << 16) + (data[2]! << 8) + data[3]!;
 
 /**
  * Resolves once `to` has handled the last edit `from` made (they arrive in order, so the others came before it, or

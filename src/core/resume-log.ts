@@ -96,7 +96,8 @@ export interface Gap {
  * What lies past `cursor` in `entries`, or null when some of it is not there: for every stream this relay knows
  * (`known`), each number after the cursor must appear, in order and without a hole. Streams the cursor names and
  * this relay does not know have nothing newer here. `isOwn` says which entries came from the resuming instance;
- * `ownAcked` is where, per stream, its acknowledged edits end.
+ * `ownAcked` is where, per stream, its acknowledged edits end (from its registration on): its own entries past that
+ * are counted, wherever the cursor is (a later frame of the same stream may have reached it before the ack did).
  */
 export function findGap(
   entries: readonly LogEntry[],
@@ -106,19 +107,22 @@ export function findGap(
   isOwn: (e: LogEntry) => boolean,
 ): Gap | null {
   const next = new Map<string, number>();
+  const seen = (origin: string) => cursor.get(origin) ?? 0;
+  const start = (origin: string) => Math.min(seen(origin), ownAcked.get(origin) ?? seen(origin)) + 1;
   const frames: LogEntry[] = [];
   let own = 0;
   for (const e of entries) {
-    const expected = next.get(e.origin) ?? (cursor.get(e.origin) ?? 0) + 1;
+    const expected = next.get(e.origin) ?? start(e.origin);
     if (e.q < expected) continue;
     if (e.q > expected) return null;
     next.set(e.origin, expected + 1);
-    if (!isOwn(e)) frames.push(e);
-    else if (e.q > (ownAcked.get(e.origin) ?? 0)) own++;
+    if (isOwn(e)) {
+      if (e.q > (ownAcked.get(e.origin) ?? seen(e.origin))) own++;
+    } else if (e.q > seen(e.origin)) frames.push(e);
   }
   for (const [origin, last] of known) {
-    const reached = (next.get(origin) ?? (cursor.get(origin) ?? 0) + 1) - 1;
-    if (reached < last) return null;
+    const reached = (next.get(origin) ?? start(origin)) - 1;
+    if (reached < last && last > seen(origin)) return null;
   }
   return { frames, own };
 }

@@ -67,6 +67,11 @@ export function createResumeState(maxHeldBytes: number): ResumeState {
   let heldBytes = 0;
   let sent = 0;
 
+  /** No edit awaits confirmation: none of ours lies past the cursor, so the relay need look no further back. */
+  function settled(): void {
+    for (const [origin, q] of cursor) if (q > (own.get(origin) ?? 0n)) own.set(origin, q);
+  }
+
   function dropOldest(count: number): void {
     for (let i = 0; i < count; i++) heldBytes -= held[i]!.length;
     held = held.slice(count);
@@ -95,8 +100,13 @@ export function createResumeState(maxHeldBytes: number): ResumeState {
       windowMs = Number(msg.window_ms);
       gen = msg.generation;
       enabled = true;
-      // After a resumption the relay's cursor already counts the gap it is about to replay: ours stays.
-      if (fresh) for (const [origin, q] of msg.cursor) cursor.set(origin, q);
+      // After a resumption the relay's cursor already counts the gap it just replayed: ours stays. At registration
+      // it is where this player starts, and no edit of its own came before.
+      if (fresh)
+        for (const [origin, q] of msg.cursor) {
+          cursor.set(origin, q);
+          own.set(origin, q);
+        }
       const confirmed = Number(msg.consumed) - acked;
       if (confirmed < 0 || confirmed > held.length) return false;
       dropOldest(confirmed);
@@ -111,13 +121,16 @@ export function createResumeState(maxHeldBytes: number): ResumeState {
       if (pending.q > (cursor.get(pending.origin) ?? 0n)) cursor.set(pending.origin, pending.q);
       if (pending.n > passedN) passedN = pending.n;
       pending = null;
+      if (held.length === 0) settled();
     },
     acknowledged(msg) {
       if (held.length > 0) dropOldest(1);
       else acked++;
-      if (msg.q === 0n) return;
-      if (msg.q > (own.get(msg.origin) ?? 0n)) own.set(msg.origin, msg.q);
-      if (msg.q > (cursor.get(msg.origin) ?? 0n)) cursor.set(msg.origin, msg.q);
+      if (msg.q > 0n) {
+        if (msg.q > (own.get(msg.origin) ?? 0n)) own.set(msg.origin, msg.q);
+        if (msg.q > (cursor.get(msg.origin) ?? 0n)) cursor.set(msg.origin, msg.q);
+      }
+      if (held.length === 0) settled();
     },
     hold(body) {
       if (heldBytes + body.length > maxHeldBytes) return false;

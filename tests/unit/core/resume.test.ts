@@ -86,7 +86,8 @@ function follow(view: TunnelView, m: Member): Message[] {
   for (const msg of fresh) {
     if (msg.type === "Resumable") {
       view.secret = msg.secret;
-      view.cursor = new Map(msg.cursor);
+      if (view.secret.length === 0) view.cursor = new Map(msg.cursor);
+      if (view.own.size === 0) view.own = new Map(msg.cursor);
       view.gen = msg.generation;
       view.acked = Number(msg.consumed);
     } else if (msg.type === "Mark") mark = msg;
