@@ -48,7 +48,10 @@ function gapProxy(to: number) {
       while (s.data.queue.length > 0) {
         const head = s.data.queue[0]!;
         const n = s.write(head);
-        if (n < head.length) return void (s.data.queue[0] = head.subarray(Math.max(0, n)));
+        if (n < head.length) {
+          s.data.queue[0] = head.subarray(Math.max(0, n));
+          return;
+        }
         s.data.queue.shift();
       }
     },

@@ -57,7 +57,13 @@ export function tunnel(
       if (found) return Promise.resolve(found);
       const { promise, resolve, reject } = Promise.withResolvers<TunnelEvent>();
       const timer = setTimeout(() => reject(new Error(`no ${name} from the tunnel within ${timeoutMs} ms`)), timeoutMs);
-      waiters.push({ match, resolve: (e) => (clearTimeout(timer), resolve(e)) });
+      waiters.push({
+        match,
+        resolve(e) {
+          clearTimeout(timer);
+          resolve(e);
+        },
+      });
       return promise;
     },
   });
