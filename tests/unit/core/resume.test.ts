@@ -323,3 +323,50 @@ describe("resumption: coming back", () => {
     expect(back.conn.instance!.idText).toBe(first.conn.instance!.idText);
   });
 });
+
+describe("resumption: half-open connections and other nodes", () => {
+  test("a tunnel member silent for 6 s is taken for half-open: parked, its window starting then", () => {
+    const { relay, clock, join } = setup();
+    const watcher = join("watcher");
+    const tunnel = join("tunnel", ["resume"]);
+    clock.advance(5_900);
+    watcher.receive(encodeMessage({ type: "Pong", timestamp: 0n }));
+    relay.tick();
+    expect(relay.parked).toBe(0);
+    clock.advance(200);
+    relay.tick();
+    expect(relay.parked).toBe(1);
+    expect(tunnel.peer.closedHow).toBe("terminate");
+    expect(types(watcher.peer.messages())).not.toContain("InstanceDisconnected");
+  });
+
+  test("a node going down parks its members that may resume; the same member joining from another node moves", () => {
+    const { relay, clock, join } = setup();
+    const local = join("local");
+    const member = {
+      node: "a",
+      session: "open",
+      id: "7d444840-9dc0-11d1-b245-5ffdce74fad2",
+      name: "faraway",
+      version: "0.1.0",
+      connectedAt: clock.now(),
+      lastActivity: clock.now(),
+      resumable: true,
+      gen: 0,
+    };
+    relay.remote.joined(member);
+    relay.remote.left("open", member.id, { node: "a", down: true });
+    expect(relay.parked).toBe(1);
+    // Node a's late word about it no longer counts once it resumed on node b.
+    relay.remote.joined({ ...member, node: "b", gen: 1 });
+    expect(relay.parked).toBe(0);
+    relay.remote.left("open", member.id, { node: "a", down: false });
+    expect(types(local.peer.messages())).toEqual(["RegistrationResponse"]);
+    // Past the window without a word from node b, a parked member would have left; it is b's now and stays.
+    clock.advance(40_000);
+    relay.tick();
+    expect([...relay.sessions.get("open")!.instances].map((i) => i.name)).toEqual(["local", "faraway"]);
+    relay.remote.left("open", member.id, { node: "b", down: false });
+    expect(local.peer.messages().at(-1)!.type).toBe("InstanceDisconnected");
+  });
+});
