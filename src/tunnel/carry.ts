@@ -87,6 +87,8 @@ export class Carrier implements LocalEvents {
   private lastHeard = Date.now();
   private lastAck = 0;
   private lastUp = Date.now();
+  /** The relay is not read while Sova is behind. */
+  private paused = false;
   private pinged = false;
   private gapStart = 0;
   private retry: Timer | null = null;
@@ -185,6 +187,10 @@ export class Carrier implements LocalEvents {
   }
 
   drained(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    // Silence while the relay was not read says nothing about the relay.
+    this.lastHeard = Date.now();
     this.up?.resume();
   }
 
@@ -219,7 +225,10 @@ export class Carrier implements LocalEvents {
 
   private toSova(body: Uint8Array): void {
     this.local.write(withLength(body));
-    if (this.local.pendingBytes > LOCAL_HIGH_WATER) this.up?.pause();
+    if (this.local.pendingBytes > LOCAL_HIGH_WATER && !this.paused) {
+      this.paused = true;
+      this.up?.pause();
+    }
   }
 
   /** A frame from the live connection: the tunnel's own stay here, the rest go to Sova as they came. */
@@ -430,7 +439,11 @@ export class Carrier implements LocalEvents {
     const up = this.up;
     this.up = null;
     this.stop();
-    up?.terminate();
+    // Still connected: the relay ends the member now rather than keep it for a window nobody will use.
+    if (up !== null && this.state.enabled) {
+      up.send(encodeMessage({ type: "Leave", reason: "the tunnel gave up" }));
+      up.close();
+    } else up?.terminate();
     if (tell && this.id !== null)
       this.local.write(encodeFrame({ type: "Error", message: WIRE_ERRORS.connectionLost() }));
     this.local.end();
@@ -459,7 +472,7 @@ export class Carrier implements LocalEvents {
       return;
     }
     const up = this.up;
-    if (this.phase !== "live" || up === null || !this.state.enabled) return;
+    if (this.phase !== "live" || up === null || !this.state.enabled || this.paused) return;
     const silent = now - this.lastHeard;
     if (silent > this.ctx.options.upstreamTimeoutMs) {
       up.terminate();

@@ -4,7 +4,7 @@
  * relay's count), and who Sova was told is in the session.
  */
 import { describe, expect, test } from "bun:test";
-import { decodeMessage, encodeMessage, type Variant } from "../../../src/protocol/messages.ts";
+import { decodeMessage, encodeMessage, type RegisterInstance, type Variant } from "../../../src/protocol/messages.ts";
 import { createRotation } from "../../../src/tunnel/failover.ts";
 import { createResumeState, createSeenMembers } from "../../../src/tunnel/resume.ts";
 import { parseTargets } from "../../../src/tunnel/target.ts";
@@ -93,13 +93,13 @@ describe("resume state: what the tunnel keeps", () => {
     // A later broadcast arrived before the edit's acknowledgement: the cursor moves, the confirmed edits do not.
     st.mark({ type: "Mark", origin: "r", q: 8n, n: 3n });
     st.passedOn();
-    const registration = {
+    const registration: RegisterInstance = {
       type: "RegisterInstance",
       instance_name: "alice",
       version: "0.1.0",
       session_token: null,
       capabilities: ["resume"],
-    } as const;
+    };
     const req = decodeMessage(st.request(registration, new Uint8Array(16)), { extensions: true });
     if (req.type !== "ResumeInstance") throw new Error(req.type);
     expect(req.cursor).toEqual([["r", 8n]]);
