@@ -90,13 +90,19 @@ function addMember(r: RemoteNode, row: unknown, remote: RemoteMembers | null, co
   }
   const [session, id, name, version, connectedAt, lastActivity, resumable, gen] = row as MemberRow;
   const known = r.members.get(id);
-  if (known) {
+  const generation = typeof gen === "number" && Number.isSafeInteger(gen) ? gen : 0;
+  if (known && (known.gen ?? 0) < generation) {
+    // It resumed on its node since: told again, so a node that holds it elsewhere lets it go.
+    r.members.set(id, { ...known, gen: generation });
+    remote?.joined({ ...known, gen: generation });
+  } else if (known) {
     if (known.lastActivity !== lastActivity) {
       known.lastActivity = lastActivity;
       remote?.activity(session, id, lastActivity);
     }
     return true;
   }
+  if (known) return true;
   const m: RemoteMember = {
     node: r.name,
     session,
@@ -106,7 +112,7 @@ function addMember(r: RemoteNode, row: unknown, remote: RemoteMembers | null, co
     connectedAt,
     lastActivity,
     resumable: resumable === 1,
-    gen: typeof gen === "number" && Number.isSafeInteger(gen) ? gen : 0,
+    gen: generation,
   };
   r.members.set(id, m);
   remote?.joined(m);

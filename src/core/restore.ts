@@ -118,7 +118,9 @@ function _restore(s: RelayState, conn: Connection, req: Request, now: number): b
     _refuse(s, conn, "what was broadcast while it was away is no longer all here", "gap", req);
     return false;
   }
-  const inst = held !== null && held.node === null ? _takeBack(s, conn, held) : _adopt(s, conn, req, held, now);
+  // Higher than any record of it anywhere: the cluster keeps the one with the highest, so it moves here.
+  const gen = Math.max(held?.resume?.gen ?? 0, req.gen) + 1;
+  const inst = held !== null && held.node === null ? _takeBack(s, conn, held, gen) : _adopt(s, conn, req, held, gen);
   _answer(s, conn, inst, req, gap, held !== null && held.node === null, now);
   return true;
 }
@@ -126,7 +128,6 @@ function _restore(s: RelayState, conn: Connection, req: Request, now: number): b
 /** The gap, each frame after its mark, then the Resumable answer, all before any live frame. */
 function _answer(s: RelayState, conn: Connection, inst: Instance, req: Request, gap: Gap, here: boolean, now: number) {
   const r = inst.resume!;
-  r.gen = Math.max(r.gen, req.gen) + 1;
   // Held here, the count is exact; elsewhere it is what the tunnel had acknowledged plus its edits in the gap.
   if (!here) {
     r.consumed = req.acked + gap.own;
@@ -204,7 +205,7 @@ function _attach(s: RelayState, conn: Connection, inst: Instance): void {
 }
 
 /** The member is still here: parked, or on a connection that went half-open and is retired now, unannounced. */
-function _takeBack(s: RelayState, conn: Connection, inst: Instance): Instance {
+function _takeBack(s: RelayState, conn: Connection, inst: Instance, gen: number): Instance {
   const old = inst.conn;
   if (old.state === "registered") {
     old.state = "closed";
@@ -219,6 +220,7 @@ function _takeBack(s: RelayState, conn: Connection, inst: Instance): Instance {
   }
   s.parked.delete(inst);
   inst.resume!.parkedUntil = 0;
+  inst.resume!.gen = gen;
   _attach(s, conn, inst);
   return inst;
 }
@@ -227,12 +229,13 @@ function _takeBack(s: RelayState, conn: Connection, inst: Instance): Instance {
  * The member becomes this relay's: in place of another node's record (in a cluster: no notice to anyone, the
  * other nodes see it move), or anew after a restart (a join, as a registration's).
  */
-function _adopt(s: RelayState, conn: Connection, req: Request, remote: Instance | null, now: number): Instance {
+function _adopt(s: RelayState, conn: Connection, req: Request, remote: Instance | null, gen: number): Instance {
+  const now = s.clock.now();
   const session = s.sessions.get(req.session) ?? openSession(s, req.session, now);
   const registering = { instance_name: req.name, version: req.version, capabilities: req.capabilities };
   const since = remote?.connectedAt ?? now;
   const inst = instanceRecord(s, conn, registering, session, req.nameKey, since, req.idText);
-  inst.resume = newResumption(remote?.resume?.gen ?? 0);
+  inst.resume = newResumption(gen);
   if (remote !== null) {
     s.remoteById.delete(req.idText);
     s.parked.delete(remote);

@@ -13,7 +13,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { delivery, receivedFrom } from "../../bench/paced-players.ts";
+import { delivery, lastArrived, receivedFrom } from "../../bench/paced-players.ts";
 import { allDelivered, player, type Player, players, tunnel, type WatchedTunnel } from "../support/resume.ts";
 import { describeWithNats, clusterKit } from "../support/cluster.ts";
 import { startProcess, type RelayHandle } from "../support/relay.ts";
@@ -210,31 +210,45 @@ withNats("resumption: a cluster node", () => {
   const kit = clusterKit();
   afterEach(() => kit.cleanup());
 
-  test("killed: the tunnel moves to another node, the other player never sees it leave, every edit once, in order", async () => {
+  test("killed: the tunnel moves to another node; no player on any node sees it leave; every edit once, in order", async () => {
     const nats = kit.startNats();
     await nats.ready;
-    const [portA, portB] = [unusedPort(), unusedPort()];
-    const node = (name: string, port: number) =>
-      relay(["--port", String(port), "--cluster", nats.url, "--node-name", name, "--history", "0"]);
-    const nodeA = await node("a", portA);
-    const nodeB = await node("b", portB);
-    await Promise.all([
-      nodeA.waitForEvent("cluster_node_up", { node: "b" }, 15_000),
-      nodeB.waitForEvent("cluster_node_up", { node: "a" }, 15_000),
-    ]);
-    // Alice's tunnel knows both nodes; Bob plays on node b.
-    const ta = tunnel([`tcp://127.0.0.1:${portA}`, `tcp://127.0.0.1:${portB}`], cleanups);
-    const tb = tunnel([`tcp://127.0.0.1:${portB}`], cleanups);
-    const [a, b] = await pair(ta, tb);
-    await Promise.all([a.editsSeenBy(b, 20), b.editsSeenBy(a, 20)]);
+    const ports = { a: unusedPort(), b: unusedPort(), c: unusedPort() };
+    const node = (name: keyof typeof ports) =>
+      relay(["--port", String(ports[name]), "--cluster", nats.url, "--node-name", name, "--resume-window", "5"]);
+    const nodes = { a: await node("a"), b: await node("b"), c: await node("c") };
+    for (const [name, n] of Object.entries(nodes))
+      for (const other of ["a", "b", "c"].filter((o) => o !== name))
+        await n.waitForEvent("cluster_node_up", { node: other }, 15_000);
+    // Alice's tunnel knows nodes a and b; Bob plays on b through his; Carol on c, straight to the relay.
+    const ta = tunnel([`tcp://127.0.0.1:${ports.a}`, `tcp://127.0.0.1:${ports.b}`], cleanups);
+    const tb = tunnel([`tcp://127.0.0.1:${ports.b}`], cleanups);
+    const [a, b, c] = (await players([
+      [ta, "alice"],
+      [tb, "bob"],
+      [{ port: ports.c }, "carol"],
+    ])) as [Player, Player, Player];
+    await Promise.all([a.editsSeenBy(b, 20), b.editsSeenBy(a, 20), a.editsSeenBy(c, 20)]);
     const killedAt = Date.now();
-    nodeA.process!.kill("SIGKILL");
+    nodes.a.process!.kill("SIGKILL");
     const resumed = await ta.event("tunnel_resumed");
-    expect(resumed.target).toBe(`tcp://127.0.0.1:${portB}`);
-    await Promise.all([a.editsSeenBy(b, b.sent + 20), b.editsSeenBy(a, a.sent + 20)]);
+    expect(resumed.target).toBe(`tcp://127.0.0.1:${ports.b}`);
+    // Past node a's down timeout (2 s) and the window after it (5 s): a node still holding Alice as a's would have
+    // let her go by now.
+    await nodes.c.waitForEvent("cluster_node_down", { node: "a" }, 15_000);
+    await Bun.sleep(Math.max(0, killedAt + 8000 - Date.now()));
+    await Promise.all([a.editsSeenBy(b, b.sent + 20), b.editsSeenBy(a, a.sent + 20), a.editsSeenBy(c, a.sent + 5)]);
     await expectExactlyOnce(a, b);
-    // Bob's Sova was never told Alice left.
-    expect(b.sova.handled.filter((m) => m.type === "InstanceDisconnected")).toEqual([]);
+    await c.stop();
+    for (const from of [a, b]) {
+      expect(await lastArrived(c.sova, from, 10_000)).toBe(true);
+      expect(delivery(from.sent, receivedFrom(c.sova, from.name))).toMatchObject({
+        lost: 0,
+        repeated: 0,
+        outOfOrder: 0,
+      });
+    }
+    for (const p of [b, c]) expect(p.sova.handled.filter((m) => m.type === "InstanceDisconnected")).toEqual([]);
     console.log(`cluster node killed: session restored on node b ${resumed.at - killedAt} ms after the kill`);
   }, 60_000);
 });

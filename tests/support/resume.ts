@@ -80,13 +80,13 @@ export interface Player extends PacedPlayer {
  * Doubles of Sova behind each tunnel, registered as each name, then all editing every 20 ms (once all are in, so
  * none misses another's first edits, which without history no newcomer gets).
  */
-export async function players(through: Array<[RunningTunnel, string]>): Promise<Player[]> {
+export async function players(through: Array<[{ port: number }, string]>): Promise<Player[]> {
   const doubles = await Promise.all(through.map(([t, name]) => connectSovaDouble(t.port, name)));
   return doubles.map((sova, i) => pace(through[i]![1], sova));
 }
 
 /** A double of Sova behind `through`, registered as `name`, editing every 20 ms. */
-export async function player(through: RunningTunnel, name: string): Promise<Player> {
+export async function player(through: { port: number }, name: string): Promise<Player> {
   return pace(name, await connectSovaDouble(through.port, name));
 }
 
