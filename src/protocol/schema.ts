@@ -70,7 +70,7 @@ export const SCHEMA = {
   /** Extension: only for instances that asked for "presence". */
   InstanceConnected: { instance_id: "uuid", instance_name: "string" },
   /**
-   * Extensions for resumption (docs/resume.md): only between a tunnel that asked for "resume" and the relay; the
+   * Extensions for resumption (docs/protocol.md, "Resumption"): only between a tunnel that asked for "resume" and the relay; the
    * tunnel never passes one on to Sova. Tunnel to relay: ResumeInstance (instead of RegisterInstance), Ack, Leave.
    */
   ResumeInstance: {
