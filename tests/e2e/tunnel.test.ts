@@ -248,6 +248,17 @@ describe("tunnel: the command line", () => {
     }
   });
 
+  test("as a process: --to twice (a cluster's nodes): the first line names both, in the order they are tried", async () => {
+    const args = ["tunnel", "--listen", "127.0.0.1:0", "--to", "tcp://127.0.0.1:9", "--to", "tls://relay.example:9443"];
+    const p = Bun.spawn([process.execPath, main, ...args], { stdout: "pipe", stderr: "pipe" });
+    const reader = p.stderr.getReader();
+    let text = "";
+    while (!text.includes("\n")) text += new TextDecoder().decode((await reader.read()).value);
+    p.kill();
+    await p.exited;
+    expect(text).toMatch(/carrying to tcp:\/\/127\.0\.0\.1:9 \(then tls:\/\/relay\.example:9443\)/);
+  });
+
   test(`as a process: \
 a certificate error is one line on stderr, also when Sova retries, and the tunnel keeps serving`, async () => {
     const relay = await relayWith(TLS_FLAGS);
