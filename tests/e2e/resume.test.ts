@@ -19,6 +19,7 @@ import { describeWithNats, clusterKit } from "../support/cluster.ts";
 import { startProcess, type RelayHandle } from "../support/relay.ts";
 import { unusedPort } from "../support/ports.ts";
 import { ROOT } from "../support/paths.ts";
+import { canDropPackets, iptables, whyNoIptables } from "../support/iptables.ts";
 
 const SOURCE = [process.execPath, join(ROOT, "src/main.ts")];
 const start = startProcess(SOURCE);
@@ -109,25 +110,10 @@ describe("resumption: the relay process", () => {
   }, 30_000);
 });
 
-// Looked up first: Bun.spawnSync throws (while the file loads) when the binary is missing.
-const IPTABLES = Bun.which("iptables");
-function iptables(args: string[]): boolean {
-  return (
-    IPTABLES !== null && Bun.spawnSync([IPTABLES, "-w", ...args], { stdout: "ignore", stderr: "ignore" }).exitCode === 0
-  );
-}
-const canDropPackets = process.getuid?.() === 0 && iptables(["-L", "INPUT", "-n"]);
-if (!canDropPackets) {
-  const why =
-    IPTABLES === null
-      ? "no iptables binary (apt-get install iptables)"
-      : process.getuid?.() !== 0
-        ? "not running as root"
-        : `${IPTABLES} -L failed`;
+if (!canDropPackets)
   console.warn(
-    `SKIP: the upstream-cut tests of tests/e2e/resume.test.ts (iptables as root drops their packets): ${why}`,
+    `SKIP: the upstream-cut tests of tests/e2e/resume.test.ts (iptables as root drops their packets): ${whyNoIptables()}`,
   );
-}
 
 /** Drops every packet to and from `port` on loopback until the returned function is called (or the test ends). */
 function cutPort(port: number): () => void {

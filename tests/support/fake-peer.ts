@@ -5,7 +5,18 @@
  */
 import { createFrameReader } from "../../src/protocol/framing.ts";
 import { decodeMessage, type Message } from "../../src/protocol/messages.ts";
-import type { Peer } from "../../src/core/index.ts";
+import type { Peer, RelayOptions } from "../../src/core/index.ts";
+
+/** The relay's options as the core tests start from: its defaults, no token, no idle timeout. */
+export const CORE_OPTIONS: RelayOptions = {
+  expectedVersion: "0.1.0",
+  maxInstances: 20,
+  rateLimit: 1000,
+  maxMessageSize: 1 << 20,
+  tokens: [],
+  handshakeTimeoutMs: 10_000,
+  idleTimeoutMs: 0,
+};
 
 export interface TestPeer extends Peer {
   frames: Uint8Array[];

@@ -8,17 +8,9 @@ import { silentLogger } from "../../../src/lib/log.ts";
 import { encodeMessage, toByteArrayWire, type Message } from "../../../src/protocol/messages.ts";
 import { createRelay, type Connection, type RelayOptions } from "../../../src/core/index.ts";
 import { sessionHash } from "../../../src/core/access.ts";
-import { manualClock, peer, type TestPeer } from "../../support/fake-peer.ts";
+import { CORE_OPTIONS, manualClock, peer, type TestPeer } from "../../support/fake-peer.ts";
 
-const OPTIONS: RelayOptions = {
-  expectedVersion: "0.1.0",
-  maxInstances: 20,
-  rateLimit: 1000,
-  maxMessageSize: 1 << 20,
-  tokens: [],
-  handshakeTimeoutMs: 10_000,
-  idleTimeoutMs: 0,
-};
+const OPTIONS = CORE_OPTIONS;
 
 interface Joined {
   conn: Connection;

@@ -16,20 +16,10 @@ import {
 import { createRelay, type Connection, type RelayOptions } from "../../../src/core/index.ts";
 import { createHistory } from "../../../src/core/history.ts";
 import { registerBody } from "../../support/peers.ts";
-import { manualClock, peer, type TestPeer } from "../../support/fake-peer.ts";
+import { CORE_OPTIONS, manualClock, peer, type TestPeer } from "../../support/fake-peer.ts";
 
 const SECRET = new Uint8Array(32).fill(7);
-const OPTIONS: RelayOptions = {
-  expectedVersion: "0.1.0",
-  maxInstances: 20,
-  rateLimit: 1000,
-  maxMessageSize: 1 << 20,
-  tokens: [],
-  handshakeTimeoutMs: 10_000,
-  idleTimeoutMs: 0,
-  resumeWindowMs: 30_000,
-  sessionSecret: SECRET,
-};
+const OPTIONS: RelayOptions = { ...CORE_OPTIONS, resumeWindowMs: 30_000, sessionSecret: SECRET };
 
 interface Member {
   conn: Connection;
