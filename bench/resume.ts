@@ -1,6 +1,6 @@
 /**
  * The `resume` scenario (docs/resume.md): two players behind `sova-relay tunnel`
- * processes, editing every 20 ms with Sova's own client habits; Alice's path to
+ * processes, editing every 100 ms with Sova's own client habits; Alice's path to
  * the relay runs through a proxy here that cuts every connection and refuses
  * new ones for a gap (1, 5 and 20 s, several times each), while Bob plays on.
  * Counted: edits lost and repeated (both ways, over the whole run), the time
@@ -29,6 +29,8 @@ export interface ResumeResult {
   tunnelHeldBytesMax: number;
   tunnelRssMb: { before: number | null; duringGap: number | null };
   resumptions: number;
+  /** Edits the relay dropped for the rate limit: a loss that is not resumption's. */
+  rateLimited: number;
 }
 
 /** A TCP forwarder that can drop everything it carries and refuse connections for a while. */
@@ -174,8 +176,9 @@ export async function runResume(
   const tb = await startTunnel(binary, `tcp://127.0.0.1:${relay.port}`);
   try {
     const [da, db] = await Promise.all([connectSovaDouble(ta.port, "alice"), connectSovaDouble(tb.port, "bob")]);
-    const alice = pacePlayer("alice", da, 20);
-    const bob = pacePlayer("bob", db, 20);
+    // Ten edits a second each: a busy player, and well within the default rate limit (1000 a minute).
+    const alice = pacePlayer("alice", da, 100);
+    const bob = pacePlayer("bob", db, 100);
     const result = await gapsUnderPlay(proxy, { relay, hp, ta, tb }, gapsS, repeats, log);
     await Promise.all([alice.stop(), bob.stop()]);
     await Promise.all([lastArrived(db, alice, 10_000), lastArrived(da, bob, 10_000)]);
@@ -186,6 +189,7 @@ export async function runResume(
       aliceToBob: delivery(alice.sent, receivedFrom(db, "alice")),
       bobToAlice: delivery(bob.sent, receivedFrom(da, "bob")),
       resumptions: await metric(hp, "sova_relay_resumptions_total"),
+      rateLimited: await metric(hp, 'sova_relay_drops_total{reason="rate_limit"}'),
     };
   } finally {
     await Promise.all([ta.stop(), tb.stop()]);

@@ -497,11 +497,12 @@ async function scenarioResume(choice: RelayChoice, log: (s: string) => void): Pr
   for (const g of r.gaps) restore[`gap ${g.gapS} s: restored ms`] = g.restoreMs.join(", ");
   return [
     {
-      scenario: "resume: edits across gaps of 1, 5 and 20 s (two players, 50 edits/s each)",
+      scenario: "resume: edits across gaps of 1, 5 and 20 s (two players, 10 edits/s each)",
       figures: {
         "alice->bob sent/lost/repeated/out of order": `${r.aliceToBob.sent}/${r.aliceToBob.lost}/${r.aliceToBob.repeated}/${r.aliceToBob.outOfOrder}`,
         "bob->alice sent/lost/repeated/out of order": `${r.bobToAlice.sent}/${r.bobToAlice.lost}/${r.bobToAlice.repeated}/${r.bobToAlice.outOfOrder}`,
         resumptions: r.resumptions,
+        "dropped by the rate limit": r.rateLimited,
       },
       target: "0 lost, 0 repeated",
       pass: lost === 0 && repeated === 0,
