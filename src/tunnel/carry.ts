@@ -28,8 +28,8 @@ import { UP_HIGH_WATER, type Upstream, type UpstreamEvents, withLength } from ".
 
 /** Past this much waiting for Sova, the relay is not read until it empties. */
 const LOCAL_HIGH_WATER = 256 * 1024;
-/** How often the timers look: liveness, acknowledgements, nudges. */
-const TICK_MS = 20;
+/** How often the tunnel's one timer looks at each connection: liveness, acknowledgements, nudges. */
+export const TICK_MS = 20;
 /** Acknowledgements to the relay go at most this often. */
 const ACK_MS = 500;
 /** A relay silent this long is asked for a Pong (it nudges every 40 ms by default, so this is rare). */
@@ -92,7 +92,6 @@ export class Carrier implements LocalEvents {
   private pinged = false;
   private gapStart = 0;
   private retry: Timer | null = null;
-  private readonly ticker: Timer;
   gaps = 0;
 
   constructor(
@@ -101,7 +100,6 @@ export class Carrier implements LocalEvents {
   ) {
     this.state = createResumeState(ctx.options.maxHeldBytes);
     this.rotation = createRotation(ctx.options.targets, ctx.options.backoff);
-    this.ticker = setInterval(() => this.tick(), TICK_MS);
     ctx.carriers.add(this);
     this.connectFirst(0);
   }
@@ -451,7 +449,6 @@ export class Carrier implements LocalEvents {
 
   private stop(): void {
     this.phase = "done";
-    clearInterval(this.ticker);
     if (this.retry) clearTimeout(this.retry);
     for (const a of this.attempts) a.terminate();
     this.attempts.clear();
@@ -464,8 +461,8 @@ export class Carrier implements LocalEvents {
     this.local.write(encodeFrame({ type: "Pong", timestamp: BigInt(now) }));
   }
 
-  private tick(): void {
-    const now = Date.now();
+  /** Called every TICK_MS by the tunnel. */
+  tick(now: number): void {
     if (this.phase === "resuming") {
       if (now - this.gapStart > this.state.windowMs) return this.fail("not resumed within the grace window");
       if (now - this.local.lastWrite >= NUDGE_MS) this.nudge(now);

@@ -10,7 +10,7 @@
  * resumption needs), failover.ts (which address next, and when).
  */
 import type { Logger } from "../lib/log.ts";
-import { Carrier, type CarryContext } from "./carry.ts";
+import { Carrier, type CarryContext, TICK_MS } from "./carry.ts";
 import type { Backoff } from "./failover.ts";
 import { listenLocal } from "./local.ts";
 import { openStream } from "./stream-upstream.ts";
@@ -117,6 +117,11 @@ export function startTunnel(options: TunnelOptions, log: Logger): RunningTunnel 
       return new Carrier(ctx, local);
     },
   );
+  // One timer for every connection: twenty connections at a venue do not wake the tunnel a thousand times a second.
+  const ticker = setInterval(() => {
+    const now = Date.now();
+    for (const c of ctx.carriers) c.tick(now);
+  }, TICK_MS);
   return {
     host: options.listenHost,
     port: listener.port,
@@ -133,6 +138,7 @@ export function startTunnel(options: TunnelOptions, log: Logger): RunningTunnel 
       return { edits, bytes };
     },
     stop() {
+      clearInterval(ticker);
       listener.stop(true);
       for (const c of [...ctx.carriers]) c.shutdown();
     },
