@@ -186,11 +186,11 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
       if (s.history?.enabled) s.history.append(sessionId, frame, now);
       const session = s.sessions.get(sessionId);
       if (!session) return;
-      const { mark } = record(s, session, origin, q, frame, now, null);
+      const stamp = record(s, session, origin, q, frame, now, null);
       let slow: Connection[] | null = null;
       for (const other of session.instances) {
         if (other.conn.state !== "registered") continue;
-        if (sendNumbered(other, mark, frame)) {
+        if (sendNumbered(other, stamp, frame)) {
           other.conn.lastSent = now;
           other.messagesOut++;
           s.stats.deliveries++;

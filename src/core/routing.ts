@@ -49,12 +49,11 @@ export function relayUpdate(
   if (peers.length < 2 && !s.history?.enabled && !s.options.link && inst.resume === null) return null;
   const frame = encodeBroadcastFrame(inst.prefix, msg.timestamp, msg.update_data);
   const stamp = stampLocal(s, inst, frame, now);
-  const mark = stamp.mark;
   let slow: Connection[] | null = null;
   for (let i = 0; i < peers.length; i++) {
     const other = peers[i]!;
     if (other === inst || other.conn.state !== "registered") continue;
-    if (sendNumbered(other, mark, frame)) {
+    if (sendNumbered(other, stamp, frame)) {
       other.conn.lastSent = now;
       other.messagesOut++;
       stats.deliveries++;
