@@ -13,6 +13,7 @@ import { stringify as uuidText } from "uuid";
 import { broadcastFrom, broadcastPrefix, encodeFrame, type ResumeInstance } from "../protocol/messages.ts";
 import { WIRE_ERRORS } from "../protocol/wire-errors.ts";
 import { cut, leaveHandshake, tell } from "./connection.ts";
+import { registrationAllowed } from "./limits.ts";
 import { checkInstanceName, type NameKey } from "./names.ts";
 import { instanceRecord, openSession } from "./registration.ts";
 import { findGap, type Gap, type LogEntry, logEntries, type Position, positionOf } from "./resume-log.ts";
@@ -69,6 +70,8 @@ export function resumeHandshake(
   const idText = uuidText(msg.instance_id);
   if (!s.access.checkResumeSecret(key.id, idText, checked.key, msg.secret))
     return _refuse(s, conn, "the secret does not match", "secret");
+  // A resumption is a registration for the per-address budget: a tunnel in a loop cannot flood the others or the log.
+  if (!registrationAllowed(s, conn, now)) return _refuse(s, conn, WIRE_ERRORS.tooManyRegistrations(), "rate");
   const req: Request = {
     session: key.id,
     idText,

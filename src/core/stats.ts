@@ -59,6 +59,7 @@ const RESUME_REFUSALS = [
   "token",
   "invalid",
   "cooldown",
+  "rate",
 ] as const;
 export type ResumeRefusal = (typeof RESUME_REFUSALS)[number];
 
