@@ -19,6 +19,7 @@ import {
   type RegisterInstance,
   type Variant,
 } from "../protocol/messages.ts";
+import { decodeMark } from "../protocol/fast-mark.ts";
 import { WIRE_ERRORS } from "../protocol/wire-errors.ts";
 import { createRotation, type Backoff, type Rotation } from "./failover.ts";
 import type { LocalEvents, LocalSide } from "./local.ts";
@@ -240,7 +241,7 @@ export class Carrier implements LocalEvents {
         this.toSova(body);
         return this.state.passedOn();
       case "Mark":
-        return this.state.mark(decodeMessage(body, { extensions: true }) as Variant<"Mark">);
+        return this.state.mark(decodeMark(body) ?? (decodeMessage(body, { extensions: true }) as Variant<"Mark">));
       case "Acked":
         return this.state.acknowledged(decodeMessage(body, { extensions: true }) as Variant<"Acked">);
       case "Resumable":
@@ -371,6 +372,8 @@ export class Carrier implements LocalEvents {
   /** A frame on the attempt that asked: the gap (marked broadcasts), then Resumable; or one Error. */
   private answer(up: Upstream, body: Uint8Array): void {
     if (up !== this.asking || this.phase !== "resuming") return;
+    const mark = decodeMark(body);
+    if (mark !== null) return this.state.mark(mark);
     const msg = decodeMessage(body, { extensions: true });
     if (msg.type === "Mark") return this.state.mark(msg);
     if (msg.type === "StateBroadcast") {
