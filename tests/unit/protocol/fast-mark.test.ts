@@ -17,7 +17,7 @@ describe("the Mark read by hand", () => {
           const fast = decodeMark(body);
           // Taken by hand, or left to the general path (a long or non-ASCII origin): never read differently.
           if (fast !== null) expect(fast).toEqual(decodeMessage(body, { extensions: true }) as typeof fast);
-          if (/^[\x00-\x7f]{0,31}$/.test(origin)) expect(fast).not.toBeNull();
+          if (origin.length < 32 && [...origin].every((c) => c.charCodeAt(0) < 0x80)) expect(fast).not.toBeNull();
         },
       ),
       { numRuns: Number(process.env.FUZZ_RUNS ?? 2000) },
