@@ -472,8 +472,9 @@ export class Carrier implements LocalEvents {
       return;
     }
     const up = this.up;
-    if (this.phase !== "live" || up === null || !this.state.enabled || this.paused) return;
-    const silent = now - this.lastHeard;
+    if (this.phase !== "live" || up === null || !this.state.enabled) return;
+    // While the relay is not read (Sova behind), its silence says nothing; the tunnel still says it is alive.
+    const silent = this.paused ? 0 : now - this.lastHeard;
     if (silent > this.ctx.options.upstreamTimeoutMs) {
       up.terminate();
       return this.lost(up, `no word from the relay for ${(silent / 1000).toFixed(1)} s`);
