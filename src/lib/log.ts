@@ -51,7 +51,8 @@ export const LOG_EVENTS = {
     levels: ["warn"],
     audit: true,
     aggregation: "per_address",
-    meaning: "A connection was closed at once: --allow/--deny, a per-address cap, the cool-down or the handshake caps.",
+    meaning:
+      "A connection was closed at once: `--allow`/`--deny`, a per-address cap, the cool-down or the handshake caps.",
   },
   connection_closed: {
     levels: ["debug"],
@@ -69,7 +70,7 @@ export const LOG_EVENTS = {
     levels: ["debug"],
     audit: false,
     aggregation: "per_address",
-    meaning: "A connection sent no RegisterInstance within --handshake-timeout and was closed.",
+    meaning: "A connection sent no RegisterInstance within `--handshake-timeout` and was closed.",
   },
   probe: {
     levels: ["debug"],
@@ -111,7 +112,7 @@ export const LOG_EVENTS = {
     levels: ["warn"],
     audit: true,
     aggregation: "per_address",
-    meaning: "A TLS handshake on --tls-port failed (a scanner, a plain-TCP client, a bad certificate).",
+    meaning: "A TLS handshake on `--tls-port` failed (a scanner, a plain-TCP client, a bad certificate).",
   },
   // sessions and traffic
   session_created: {
@@ -142,31 +143,31 @@ export const LOG_EVENTS = {
     levels: ["warn"],
     audit: false,
     aggregation: "per_address",
-    meaning: "A frame over --max-message-size (--handshake-max-bytes before registering); skipped unread.",
+    meaning: "A frame over `--max-message-size` (`--handshake-max-bytes` before registering); skipped unread.",
   },
   rate_limited: {
     levels: ["warn"],
     audit: true,
     aggregation: "periodic",
-    meaning: "An instance passed --rate-limit or --rate-limit-bytes; its messages are dropped until it is under.",
+    meaning: "An instance passed `--rate-limit` or `--rate-limit-bytes`; its messages are dropped until it is under.",
   },
   slow_consumer: {
     levels: ["warn"],
     audit: true,
     aggregation: "none",
-    meaning: "An instance that did not read (--max-pending-bytes, memory pressure, --replay-timeout) was cut.",
+    meaning: "An instance that did not read (`--max-pending-bytes`, memory pressure, `--replay-timeout`) was cut.",
   },
   backpressure: {
     levels: ["warn"],
     audit: false,
     aggregation: "periodic",
-    meaning: "Unsent data for all connections passed --max-total-pending-bytes; who was cut or paused.",
+    meaning: "Unsent data for all connections passed `--max-total-pending-bytes`; who was cut or paused.",
   },
   events_limited: {
     levels: ["warn"],
     audit: false,
     aggregation: "periodic",
-    meaning: "/events streams refused past --max-event-subscribers or cut for not reading.",
+    meaning: "/events streams refused past `--max-event-subscribers` or cut for not reading.",
   },
   websocket_refused: {
     levels: ["warn"],
@@ -185,7 +186,7 @@ export const LOG_EVENTS = {
     levels: ["info"],
     audit: false,
     aggregation: "none",
-    meaning: "A member behind a tunnel lost its connection (or its node); it stays in its session for --resume-window.",
+    meaning: "A member behind a tunnel lost its connection (or its node); it stays in its session for `--resume-window`.",
   },
   resumed: {
     levels: ["info"],
@@ -203,7 +204,7 @@ export const LOG_EVENTS = {
     levels: ["info"],
     audit: true,
     aggregation: "none",
-    meaning: "A parked member was not resumed within --resume-window; the others are told it left.",
+    meaning: "A parked member was not resumed within `--resume-window`; the others are told it left.",
   },
   resume_takeover: {
     levels: ["info"],
@@ -222,7 +223,7 @@ export const LOG_EVENTS = {
     audit: false,
     aggregation: "per_address",
     meaning:
-      "A session's resumption log passed --resume-buffer-bytes; frames a tunnel may need were dropped (once a minute per session).",
+      "A session's resumption log passed `--resume-buffer-bytes`; frames a tunnel may need were dropped (once a minute per session).",
   },
   left: {
     levels: ["debug"],
@@ -230,7 +231,7 @@ export const LOG_EVENTS = {
     aggregation: "none",
     meaning: "A tunnel said its player left: a normal leave at once, no grace window.",
   },
-  // a cluster node (--cluster)
+  // a cluster node (`--cluster`)
   cluster_starting: {
     levels: ["info"],
     audit: false,
@@ -271,7 +272,7 @@ export const LOG_EVENTS = {
     levels: ["error"],
     audit: false,
     aggregation: "none",
-    meaning: "Another relay uses this node's --node-name.",
+    meaning: "Another relay uses this node's `--node-name`.",
   },
   cluster_names_shared: {
     levels: ["info"],
@@ -319,7 +320,7 @@ export const LOG_EVENTS = {
     levels: ["warn"],
     audit: false,
     aggregation: "none",
-    meaning: "NATS max_payload is below --max-message-size: larger edits stay on their node.",
+    meaning: "NATS max_payload is below `--max-message-size`: larger edits stay on their node.",
   },
   cluster_history: {
     levels: ["info"],
@@ -367,7 +368,7 @@ export const LOG_EVENTS = {
     levels: ["error"],
     audit: false,
     aggregation: "none",
-    meaning: "The agreed session secret could not be kept in --state-dir.",
+    meaning: "The agreed session secret could not be kept in `--state-dir`.",
   },
   cluster_node_refused: {
     levels: ["error", "warn"],
@@ -441,7 +442,7 @@ export const LOG_EVENTS = {
     audit: false,
     aggregation: "none",
     meaning:
-      'The session could not be kept (refused, window passed, held edits over --hold-bytes); Sova is told "Connection lost".',
+      'The session could not be kept (refused, window passed, held edits over `--hold-bytes`); Sova is told "Connection lost".',
   },
   tunnel_upstream_failed: {
     levels: ["error", "debug"],
@@ -465,7 +466,7 @@ export const LOG_EVENTS = {
     levels: ["warn"],
     audit: false,
     aggregation: "none",
-    meaning: "Sova sent a frame over the tunnel's --max-message-size; skipped and answered as the relay would.",
+    meaning: "Sova sent a frame over the tunnel's `--max-message-size`; skipped and answered as the relay would.",
   },
   // the process
   starting: {
@@ -496,7 +497,7 @@ export const LOG_EVENTS = {
     levels: ["info"],
     audit: false,
     aggregation: "none",
-    meaning: "History was read from --state-dir at start-up.",
+    meaning: "History was read from `--state-dir` at start-up.",
   },
   tls_reloaded: {
     levels: ["info"],
