@@ -186,7 +186,8 @@ export const LOG_EVENTS = {
     levels: ["info"],
     audit: false,
     aggregation: "none",
-    meaning: "A member behind a tunnel lost its connection (or its node); it stays in its session for `--resume-window`.",
+    meaning:
+      "A member behind a tunnel lost its connection (or its node); it stays in its session for `--resume-window`.",
   },
   resumed: {
     levels: ["info"],
