@@ -174,6 +174,11 @@ export class Carrier implements LocalEvents {
     up?.close();
   }
 
+  loneHeader(): void {
+    // As the relay answers a registered instance: a Pong with the time, which Sova ignores but its kernel ACKs.
+    if (this.id !== null && this.phase !== "done") this.nudge(Date.now());
+  }
+
   /** The tunnel itself stops: the relay is told the player left, Sova that the connection is lost. */
   shutdown(): void {
     if (this.phase === "done") return;

@@ -21,6 +21,12 @@ export interface LocalEvents {
   closed(): void;
   /** What was queued for Sova has all been taken. */
   drained(): void;
+  /**
+   * A frame header came alone: Sova writes the header and the body apart with Nagle on, so its kernel holds the body
+   * until this side's ACK, which this kernel delays up to 40 ms when it has nothing to send (docs/protocol.md,
+   * "Nudges"). Answered here, at once, rather than a round trip to the relay later.
+   */
+  loneHeader(): void;
 }
 
 export interface LocalSide {
@@ -135,7 +141,11 @@ export function listenLocal(
     port: o.port,
     socket: {
       open,
-      data: (socket, chunk) => socket.data.reader.push(chunk),
+      data(socket, chunk) {
+        const state = socket.data;
+        state.reader.push(chunk);
+        if (chunk.length <= 4 && state.reader.midFrame) state.events?.loneHeader();
+      },
       drain: (socket) => socket.data.toLocal.flush(),
       close(socket) {
         const state = socket.data;
