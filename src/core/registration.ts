@@ -24,7 +24,7 @@ import { errorFrame, logRepeated, RATE_WINDOW_MS, type RelayState, reasonOf } fr
 import { bump, type DisconnectReason } from "./stats.ts";
 import type { Connection, ConnectionState, Instance, Session } from "./types.ts";
 import { createWindow } from "./window.ts";
-import { addResumer, newResumption, RESUME_CAPABILITY, resumableFrame, resumeOn } from "./resume.ts";
+import { newResumption, RESUME_CAPABILITY, resumeOn, startResumption } from "./resume.ts";
 import { PEER_FAULT, type RejectReason, WIRE_ERRORS } from "../protocol/wire-errors.ts";
 
 /** Only these capabilities mean anything; others are dropped, so a registration cannot park megabytes in them. */
@@ -216,11 +216,7 @@ export function register(
   // end before the next frame is read, so nothing can fall between the two.
   const replay = s.history?.enabled ? s.history.replay(session.id, now) : [];
   for (const frame of replay) conn.peer.send(frame, true);
-  // Where the tunnel starts from: after the history it was just sent, before any live frame.
-  if (inst.resume) {
-    addResumer(session);
-    conn.peer.send(resumableFrame(s, inst, 0), true);
-  }
+  if (inst.resume) startResumption(s, conn, inst);
   conn.lastSent = now;
   conn.replayDeadline = now + s.o.replayTimeoutMs;
   inst.messagesOut += replay.length;

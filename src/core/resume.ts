@@ -191,6 +191,12 @@ export function resumableFrame(s: RelayState, inst: Instance, consumed: number, 
   });
 }
 
+/** A registration that asked for resumption: the tunnel learns where it starts, after its history, before any live frame. */
+export function startResumption(s: RelayState, conn: Connection, inst: Instance): void {
+  addResumer(inst.session);
+  conn.peer.send(resumableFrame(s, inst, 0), true);
+}
+
 /** The member's socket is gone: it stays in its session for the grace window, its frames logged for it. */
 export function park(s: RelayState, conn: Connection, now: number): void {
   const inst = conn.instance!;
