@@ -23,6 +23,7 @@ import {
   type Transport,
 } from "./relay-process.ts";
 import { natsServerPath, runClusterScenario } from "./cluster.ts";
+import { runResume } from "./resume.ts";
 
 interface Row {
   scenario: string;
@@ -485,6 +486,46 @@ async function scenarioCluster(choice: RelayChoice, durationS: number, log: (s: 
   ];
 }
 
+/** Resumption (docs/resume.md): a player's path cut for 1, 5 and 20 s under a paced session. */
+async function scenarioResume(choice: RelayChoice, log: (s: string) => void): Promise<Row[]> {
+  const r = await runResume(choice.binary, [1, 5, 20], [8, 3, 2], log);
+  const lost = r.aliceToBob.lost + r.bobToAlice.lost;
+  const repeated = r.aliceToBob.repeated + r.bobToAlice.repeated + r.aliceToBob.outOfOrder + r.bobToAlice.outOfOrder;
+  const restore: Record<string, string> = {};
+  for (const g of r.gaps) restore[`gap ${g.gapS} s: restored ms`] = g.restoreMs.join(", ");
+  return [
+    {
+      scenario: "resume: edits across gaps of 1, 5 and 20 s (two players, 10 edits/s each)",
+      figures: {
+        "alice->bob sent/lost/repeated/out of order": `${r.aliceToBob.sent}/${r.aliceToBob.lost}/${r.aliceToBob.repeated}/${r.aliceToBob.outOfOrder}`,
+        "bob->alice sent/lost/repeated/out of order": `${r.bobToAlice.sent}/${r.bobToAlice.lost}/${r.bobToAlice.repeated}/${r.bobToAlice.outOfOrder}`,
+        resumptions: r.resumptions,
+        "dropped by the rate limit": r.rateLimited,
+      },
+      target: "0 lost, 0 repeated",
+      pass: lost === 0 && repeated === 0,
+    },
+    {
+      scenario: "resume: time from the path back to the session restored",
+      figures: { ...restore, "p99 ms": f1(r.restoreP99Ms) },
+      target: "p99 < 1 s",
+      pass: r.restoreP99Ms < 1000,
+    },
+    {
+      scenario: "resume: held for a parked player (sampled near the end of each gap)",
+      figures: {
+        "relay parked instances": r.relayParkedInstances,
+        "relay resumption log KB (max)": f1(r.relayResumeBufferBytes / 1024),
+        "relay RSS MB (before/during)": `${f1(r.relayRssMb.before)}/${f1(r.relayRssMb.duringGap)}`,
+        "tunnel held edits KB (max)": f1(r.tunnelHeldBytesMax / 1024),
+        "tunnel RSS MB (before/during)": `${f1(r.tunnelRssMb.before)}/${f1(r.tunnelRssMb.duringGap)}`,
+      },
+      target: "measured",
+      pass: true,
+    },
+  ];
+}
+
 function printTable(rows: Row[]): void {
   for (const row of rows) {
     console.log(`\n${row.pass ? "PASS" : "FAIL"}  ${row.scenario}  (target: ${row.target})`);
@@ -514,7 +555,7 @@ const main = defineCommand({
   args: {
     scenario: {
       type: "string",
-      description: "all, default, ramp, crowd, big, overload, memory, hostile, nudges, transport, hop, cluster",
+      description: "all, default, ramp, crowd, big, overload, memory, hostile, nudges, transport, hop, cluster, resume",
       default: "all",
     },
     transport: {
@@ -603,6 +644,7 @@ const main = defineCommand({
       }
       if (want("hop")) rows.push(scenarioHop());
       if (want("cluster")) rows.push(...(await scenarioCluster(choice, durationS, log)));
+      if (want("resume") && !choice.target) rows.push(...(await scenarioResume(choice, log)));
     }
     if (args.json)
       console.log(

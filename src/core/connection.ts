@@ -20,6 +20,7 @@ export const REASON_TEXT: Record<DisconnectReason, string> = {
   rejected: "registration rejected",
   protocol: "protocol error",
   shutdown: "relay shutting down",
+  resume_expired: "its tunnel did not resume within the grace window",
 };
 
 export type SlowReason = "slow_consumer" | "memory_pressure" | "replay_timeout";
@@ -44,9 +45,12 @@ export function cut(s: RelayState, conn: Connection, reason: DisconnectReason, g
   if (conn.state === "closed") return;
   const wasRegistered = conn.state === "registered";
   finish(s, conn, reason);
+  // A tunnel that may resume is not told the connection is lost when the relay only stops: it resumes here after
+  // the restart, or on another node (docs/resume.md).
+  if (wasRegistered && reason === "shutdown" && conn.instance?.resume) conn.peer.close();
   // Today's Sova client marks itself disconnected only on this exact Error; without
   // it, it keeps saying it is connected and piles edits into a dead channel.
-  if (wasRegistered) {
+  else if (wasRegistered) {
     s.stats.lastWords++;
     conn.peer.closeWith(s.connectionLost);
   } else if (graceful) conn.peer.close();
@@ -77,7 +81,8 @@ export function cutSlowConsumer(s: RelayState, conn: Connection, reason: SlowRea
 
 export function finish(s: RelayState, conn: Connection, reason: DisconnectReason): void {
   const inst = conn.instance;
-  const wasRegistered = conn.state === "registered";
+  // A parked member ends here too, when its grace window runs out.
+  const wasRegistered = conn.state === "registered" || conn.state === "parked";
   // A connection waiting for the cluster's name claim still holds its handshake slot.
   if (conn.state === "handshake" || conn.state === "registering") leaveHandshake(s, conn);
   conn.state = "closed";
@@ -94,7 +99,9 @@ export function finish(s: RelayState, conn: Connection, reason: DisconnectReason
   session.names.delete(inst.nameKey);
   if (inst.capabilities.has("presence")) session.presenceWatchers--;
   s.instanceCount--;
-  s.options.link?.left(inst, inst.nameKey);
+  // Stopping, a member that may resume is not announced as gone: the other nodes park it when this one leaves.
+  if (!(inst.resume && reason === "shutdown")) s.options.link?.left(inst, inst.nameKey);
+  dropResumer(s, inst);
   if (session.instances.length === 0) {
     s.sessions.delete(session.id);
     s.log.debug("session_emptied", `Session ${session.id} is empty`, { session: session.id });
@@ -109,6 +116,17 @@ export function finish(s: RelayState, conn: Connection, reason: DisconnectReason
     session.instances,
     encodeFrame({ type: "InstanceDisconnected", instance_id: inst.id, instance_name: inst.name }),
   );
+}
+
+/** `inst` may no longer resume here (it left, or its record is gone): once none may, the session's log goes. */
+export function dropResumer(s: RelayState, inst: Instance): void {
+  if (inst.resume === null) return;
+  s.parked.delete(inst);
+  const session = inst.session;
+  if (--session.resumers <= 0) {
+    session.resumers = 0;
+    session.log = null;
+  }
 }
 
 /** A notice to the registered members of `members` (only those that asked for presence when `watchers`). */

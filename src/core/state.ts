@@ -25,6 +25,8 @@ const DEFAULTS = {
   maxRegistrationsPerAddress: 60,
   nudgeIntervalMs: 0,
   replayTimeoutMs: 30_000,
+  resumeWindowMs: 0,
+  resumeBufferBytes: 8 * 1024 * 1024,
 };
 
 export type Settings = RelayOptions & typeof DEFAULTS;
@@ -50,6 +52,8 @@ export interface RelayState {
   readonly remoteById: Map<string, Instance>;
   /** The "Connection lost" Error, encoded once. */
   readonly connectionLost: Uint8Array;
+  /** Members kept for their grace window (resume.ts), local and remote. */
+  readonly parked: Set<Instance>;
   handshaking: number;
   instanceCount: number;
   nextConnId: number;
@@ -72,6 +76,7 @@ export function createState(options: RelayOptions, log: Logger): RelayState {
     repeats: createRepeats<LogEvent>(),
     remoteById: new Map(),
     connectionLost: errorFrame(WIRE_ERRORS.connectionLost()),
+    parked: new Set(),
     handshaking: 0,
     instanceCount: 0,
     nextConnId: 1,

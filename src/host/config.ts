@@ -71,6 +71,9 @@ export interface RelayConfig {
   maxRegistrationsPerIp: number;
   /** Seconds. */
   replayTimeoutMs: number;
+  /** How long a tunnel's player stays in its session after losing its connection (docs/resume.md); 0: off. */
+  resumeWindowMs: number;
+  resumeBufferBytes: number;
   /** Proxies allowed to name the client in X-Forwarded-For / Forwarded on the WebSocket endpoint. */
   trustProxy: Cidr[];
   /** NATS servers; empty: no cluster. */
@@ -391,6 +394,24 @@ export const OPTIONS: OptionTable<RelayConfig> = [
     default: 30,
     type: "seconds",
     min: 1,
+  },
+  {
+    key: "resumeWindowMs",
+    description:
+      "Seconds a player behind `sova-relay tunnel` stays in its session after losing its connection, its missed" +
+      " updates kept for it (0: off; docs/resume.md)",
+    default: 30,
+    type: "seconds",
+    min: 0,
+  },
+  {
+    key: "resumeBufferBytes",
+    description: "Bytes of updates kept per session while one of its players may resume",
+    default: 8_388_608,
+    type: "integer",
+    min: 0,
+    max: Number.MAX_SAFE_INTEGER,
+    unit: "bytes",
   },
   {
     key: "trustProxy",

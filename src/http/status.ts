@@ -60,6 +60,10 @@ export interface Status {
   started_at: number;
   connections: number;
   handshaking: number;
+  /** Members kept for their grace window after losing their connection (docs/resume.md). */
+  parked: number;
+  /** Bytes held in sessions' resumption logs. */
+  resume_buffer_bytes: number;
   instances: InstanceStatus[];
   sessions: SessionStatus[];
   limits: Record<string, number | boolean>;
@@ -112,6 +116,8 @@ export function snapshot(ctx: StatusContext, now = Date.now()): Status {
     started_at: Math.floor(ctx.startedAt / 1000),
     connections: relay.connections.size,
     handshaking: relay.handshaking,
+    parked: relay.parked,
+    resume_buffer_bytes: relay.resumeBufferBytes,
     instances,
     sessions,
     limits: {
@@ -124,6 +130,7 @@ export function snapshot(ctx: StatusContext, now = Date.now()): Status {
       history_entries: ctx.history?.limits.maxEntries ?? 0,
       history_bytes: ctx.history?.limits.maxBytes ?? 0,
       history_age_seconds: (ctx.history?.limits.maxAgeMs ?? 0) / 1000,
+      resume_window_seconds: (o.resumeWindowMs ?? 0) / 1000,
     },
     totals: counterTotals(relay.stats),
     ...(ctx.cluster ? { cluster: ctx.cluster() } : {}),

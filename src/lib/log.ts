@@ -181,6 +181,57 @@ export const LOG_EVENTS = {
     aggregation: "none",
     meaning: "Bun dropped a frame past a WebSocket's send buffer; the connection was closed.",
   },
+  // resumption (docs/resume.md)
+  parked: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning:
+      "A member behind a tunnel lost its connection (or its node); it stays in its session for `--resume-window`.",
+  },
+  resumed: {
+    levels: ["info"],
+    audit: true,
+    aggregation: "none",
+    meaning: "A tunnel restored its member: same name and id, the gap replayed (`replayed`), its edits found (`own`).",
+  },
+  resume_refused: {
+    levels: ["warn"],
+    audit: true,
+    aggregation: "per_address",
+    meaning: "A resumption was refused with one Error; `reason` says why (secret, gap, name_taken...).",
+  },
+  resume_expired: {
+    levels: ["info"],
+    audit: true,
+    aggregation: "none",
+    meaning: "A parked member was not resumed within `--resume-window`; the others are told it left.",
+  },
+  resume_takeover: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "A resumption replaced the member's stale (half-open) connection.",
+  },
+  resume_moved: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "A member of this node resumed on another node; its connection here is retired.",
+  },
+  resume_buffer_full: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "per_address",
+    meaning:
+      "A session's resumption log passed `--resume-buffer-bytes`; frames a tunnel may need were dropped (once a minute per session).",
+  },
+  left: {
+    levels: ["debug"],
+    audit: false,
+    aggregation: "none",
+    meaning: "A tunnel said its player left: a normal leave at once, no grace window.",
+  },
   // a cluster node (`--cluster`)
   cluster_starting: {
     levels: ["info"],
@@ -362,6 +413,37 @@ export const LOG_EVENTS = {
     audit: false,
     aggregation: "none",
     meaning: "The relay closed the upstream; the tunnel closes the local connection so Sova sees it.",
+  },
+  tunnel_resumable: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "The relay keeps this player's session for its grace window should the connection be lost.",
+  },
+  tunnel_gap: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "none",
+    meaning: "The upstream was lost; Sova's connection stays open while the tunnel resumes.",
+  },
+  tunnel_attempt: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "One attempt at resuming, through one of the --to addresses, after its backoff.",
+  },
+  tunnel_resumed: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "The session was resumed: the gap filled, the held edits sent (`gap_ms`, `resent`).",
+  },
+  tunnel_resume_failed: {
+    levels: ["error"],
+    audit: false,
+    aggregation: "none",
+    meaning:
+      'The session could not be kept (refused, window passed, held edits over `--hold-bytes`); Sova is told "Connection lost".',
   },
   tunnel_upstream_failed: {
     levels: ["error", "debug"],

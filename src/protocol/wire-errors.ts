@@ -30,6 +30,9 @@ export const WIRE_ERRORS = {
   tooManyRegistrations: () => "Too many registrations from this address; try again in a minute",
   /** Nudges: the last frame before the relay ends a registered connection (today's client needs it). */
   connectionLost: () => "Connection lost",
+  /** Resumption (docs/resume.md): the one Error a tunnel gets when its session cannot be restored; it tells Sova
+   * "Connection lost". */
+  resumeRefused: (why: string) => `Resume refused: ${why}`,
 } as const;
 
 /** Why a registration was refused; `peerFault` ones feed the guard's failed-registration count. */
@@ -44,7 +47,8 @@ export type RejectReason =
   | "empty"
   | "oversized"
   | "registration_rate"
-  | "cooldown";
+  | "cooldown"
+  | "resume_secret";
 
 /**
  * Failures that say the peer is guessing a token or sending junk. A wrong version or
@@ -64,6 +68,8 @@ export const PEER_FAULT: Readonly<Record<RejectReason, boolean>> = {
   registration_rate: false,
   // Already refused for failing: counting these again would only lengthen the wait.
   cooldown: false,
+  // A secret the relay never gave is a guess.
+  resume_secret: true,
 };
 
 /** What a player or host reads about one Error text (docs/reference/errors.md and the players' guide). */
@@ -192,5 +198,15 @@ export const WIRE_ERROR_HELP: { readonly [K in keyof typeof WIRE_ERRORS]: WireEr
       "The relay ended the connection (shutdown, too slow to read, memory pressure, replay or idle timeout);" +
       " the last frame it sends, so that today's Sova client notices.",
     fix: "Reconnect; if it repeats, the relay's log says why (`disconnected` with its reason).",
+  },
+  resumeRefused: {
+    example: ["what was broadcast while it was away is no longer all here"],
+    when: "registration",
+    closes: true,
+    meaning:
+      "Only a tunnel sees it (docs/resume.md): the relay could not restore the player's session after a lost" +
+      " connection (the grace window passed, the missed updates are no longer all kept, the secret does not match)." +
+      ' The tunnel then tells Sova "Connection lost".',
+    fix: "Reconnect Sova through the tunnel: the player joins again as a newcomer.",
   },
 };

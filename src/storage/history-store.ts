@@ -18,6 +18,11 @@ type Op = { kind: "insert"; session: string; entry: HistoryEntry } | { kind: "ev
 
 export interface HistoryStore extends HistorySink {
   readonly path: string;
+  /**
+   * This database's numbering (History.epoch): made once with the database, made anew when its history is cleared,
+   * so a resumption cursor from before never names a different frame.
+   */
+  readonly epoch: string;
   /** Reads every stored entry into `history`; returns how many. */
   load(history: History): number;
   /** Commits what is queued now (shutdown). */
@@ -58,6 +63,7 @@ export function openDatabase(dir: string, reset = false): { db: Database; path: 
         " at INTEGER NOT NULL, frame BLOB NOT NULL," +
         " PRIMARY KEY (session, seq)) WITHOUT ROWID",
     );
+    db.run("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID");
   } catch (error) {
     if (error instanceof RelayError) throw error;
     throw corrupt(path, error);
@@ -65,8 +71,20 @@ export function openDatabase(dir: string, reset = false): { db: Database; path: 
   return { db, path };
 }
 
+/** The database's epoch, made on first use. */
+function epochOf(db: Database): string {
+  db.run("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)", [crypto.randomUUID().slice(0, 8)]);
+  return (db.query("SELECT value FROM meta WHERE key = 'epoch'").get() as { value: string }).value;
+}
+
 export function openHistoryStore(dir: string, options: { reset?: boolean } = {}): HistoryStore {
   const { db, path } = openDatabase(dir, options.reset);
+  let epoch: string;
+  try {
+    epoch = epochOf(db);
+  } catch (error) {
+    throw corrupt(path, error);
+  }
   const insert = db.prepare("INSERT OR REPLACE INTO history (session, seq, at, frame) VALUES (?, ?, ?, ?)");
   const evict = db.prepare("DELETE FROM history WHERE session = ? AND seq <= ?");
   let queue: Op[] = [];
@@ -95,6 +113,7 @@ export function openHistoryStore(dir: string, options: { reset?: boolean } = {})
 
   return {
     path,
+    epoch,
     appended(session, entry) {
       schedule({ kind: "insert", session, entry });
     },
@@ -131,6 +150,8 @@ export function clearStoredHistory(dir: string, session?: string): number {
       session === undefined
         ? db.run("DELETE FROM history")
         : db.run("DELETE FROM history WHERE session = ?", [session]);
+    // Numbers start again from 1: a new epoch, so tunnels' cursors from before cannot be taken for the new frames.
+    db.run("DELETE FROM meta WHERE key = 'epoch'");
     return result.changes;
   } finally {
     db.close();

@@ -46,9 +46,6 @@ const WS_CLOSES_OVERSIZED =
   "a WebSocket message past --max-message-size is closed with 1009 before the relay reads it" +
   ' (docs/protocol.md, "WebSocket carriage"; tests/e2e/websocket.test.ts)';
 
-const TUNNEL_HOLDS_HEADER =
-  "the tunnel keeps a header until its body has come and sends the relay whole messages, so no one answers it";
-
 function reached(relay: RelayHandle, open: () => Promise<Channel>, sleeper: Reached["sleeper"]): Reached {
   return { waitForEvent: relay.waitForEvent, open, sleeper, stop: () => relay.stop() };
 }
@@ -108,8 +105,10 @@ export function overWebSocket(label: string, start: StartRelay): Runner {
   };
 }
 
-/** Plain TCP to an in-process `sova-relay tunnel`, which carries it to the relay's /relay (ws) or TLS port (tls). */
+/**
+ * Plain TCP to an in-process `sova-relay tunnel`, which carries it to the relay's /relay (ws) or TLS port (tls). The
+ * tunnel reads Sova's frames whole, and answers a lone header itself, as the relay would.
+ */
 export function overTunnel(label: string, start: StartRelay, scheme: "ws" | "tls"): Runner {
-  const runner = overTcp(label, viaTunnel(start, scheme));
-  return scheme === "ws" ? { ...runner, lacks: { "lone header answered": TUNNEL_HOLDS_HEADER } } : runner;
+  return overTcp(label, viaTunnel(start, scheme));
 }
