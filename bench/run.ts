@@ -23,6 +23,7 @@ import {
   type Transport,
 } from "./relay-process.ts";
 import { natsServerPath, runClusterScenario } from "./cluster.ts";
+import { runResume } from "./resume.ts";
 
 interface Row {
   scenario: string;
@@ -354,7 +355,7 @@ async function scenarioHostile(choice: RelayChoice, durationS: number): Promise<
   const h = await runHostile(choice.binary, durationS);
   const r = h.pair;
   const row = phaseRow(
-    "7 hostile (a paced pair while every attack runs)",
+    "hostile (a paced pair while every attack runs)",
     r,
     "pair: no loss, p99 < 50 ms; players get in over TCP and WebSocket; RSS < 160 MB",
     false,
@@ -400,7 +401,7 @@ async function scenarioNudges(choice: RelayChoice, durationS: number): Promise<R
     const off = await idleCost(choice.binary, instances, 0, Math.min(durationS, 5));
     const on = await idleCost(choice.binary, instances, 40, Math.min(durationS, 5));
     rows.push({
-      scenario: `8 nudges at rest: ${instances} idle instances`,
+      scenario: `nudges at rest: ${instances} idle instances`,
       figures: {
         "relay CPU % (off/on)": `${f1(off.cpuPercent)}/${f1(on.cpuPercent)}`,
         "bytes/s sent (off/on)": `${Math.round(off.bytesPerSec)}/${Math.round(on.bytesPerSec)}`,
@@ -414,7 +415,7 @@ async function scenarioNudges(choice: RelayChoice, durationS: number): Promise<R
   const loadOff = await withPool(choice, ["--nudge-interval", "0"], 20, (pool) => measured(pool, spec));
   const loadOn = await withPool(choice, ["--nudge-interval", "40"], 20, (pool) => measured(pool, spec));
   rows.push({
-    scenario: "8 nudges under the default load",
+    scenario: "nudges under the default load",
     figures: {
       "p50 ms (off/on)": `${f2(loadOff.latencyMs.p50)}/${f2(loadOn.latencyMs.p50)}`,
       "p99 ms (off/on)": `${f2(loadOff.latencyMs.p99)}/${f2(loadOn.latencyMs.p99)}`,
@@ -425,7 +426,7 @@ async function scenarioNudges(choice: RelayChoice, durationS: number): Promise<R
   });
   const waits = await quietEditWait(choice.binary, 40, 100);
   rows.push({
-    scenario: "8 an edit in a quiet duo (today's client's locking), nudges every 40 ms",
+    scenario: "nudges: an edit in a quiet duo (today's client's locking), nudges every 40 ms",
     figures: { "p50 ms": f2(waits.p50), "p99 ms": f2(waits.p99), "max ms": f2(waits.max) },
     target: "p99 well under 100 ms",
     pass: waits.p99 < 100,
@@ -433,7 +434,7 @@ async function scenarioNudges(choice: RelayChoice, durationS: number): Promise<R
   const firstOff = await firstUpdate(choice.binary, 0, 20);
   const firstOn = await firstUpdate(choice.binary, 40, 20);
   rows.push({
-    scenario: "8 first update of a connection (prefix and body in two writes, Nagle on)",
+    scenario: "nudges: first update of a connection (prefix and body in two writes, Nagle on)",
     figures: {
       "p50 ms (lone-header Pong off/on)": `${f2(firstOff.p50)}/${f2(firstOn.p50)}`,
       "p99 ms (off/on)": `${f2(firstOff.p99)}/${f2(firstOn.p99)}`,
@@ -450,7 +451,7 @@ async function scenarioCluster(choice: RelayChoice, durationS: number, log: (s: 
     const why = choice.target
       ? "needs relays the bench starts"
       : "nats-server is not installed: apt-get install nats-server";
-    log(`  7 cluster: skipped (${why})`);
+    log(`  cluster: skipped (${why})`);
     return [];
   }
   const loads = [
@@ -469,18 +470,16 @@ async function scenarioCluster(choice: RelayChoice, durationS: number, log: (s: 
   );
   const rows: Row[] = [];
   loads.forEach((load, i) => {
-    rows.push(
-      phaseRow(`7 cluster, ${load.label}: one relay (before)`, c.single[i]!, "no loss", c.single[i]!.lost === 0),
-    );
+    rows.push(phaseRow(`cluster, ${load.label}: one relay (before)`, c.single[i]!, "no loss", c.single[i]!.lost === 0));
     const spread = phaseRow(
-      `7 cluster, ${load.label}: over 3 nodes on one nats-server`,
+      `cluster, ${load.label}: over 3 nodes on one nats-server`,
       c.spread[i]!,
       "no loss, p99 < 10 ms",
       c.spread[i]!.lost === 0 && c.spread[i]!.latencyMs.p99 < 10,
     );
     rows.push(spread);
     const geo = phaseRow(
-      `7 cluster, ${load.label}: over 3 nodes, each on its own nats-server, joined by gateways`,
+      `cluster, ${load.label}: over 3 nodes, each on its own nats-server, joined by gateways`,
       c.gateways[i]!,
       "no loss",
       c.gateways[i]!.lost === 0,
@@ -490,7 +489,7 @@ async function scenarioCluster(choice: RelayChoice, durationS: number, log: (s: 
   return [
     ...rows,
     {
-      scenario: "7 cluster: memory",
+      scenario: "cluster: memory",
       figures: {
         "idle relay alone MB": f1(c.idleAloneMb),
         "idle cluster node MB": f1(c.idleNodeMb),
@@ -500,6 +499,46 @@ async function scenarioCluster(choice: RelayChoice, durationS: number, log: (s: 
       },
       target: "idle node < 64 MB",
       pass: c.idleNodeMb !== null && c.idleNodeMb < 64,
+    },
+  ];
+}
+
+/** Resumption (docs/resume.md): a player's path cut for 1, 5 and 20 s under a paced session. */
+async function scenarioResume(choice: RelayChoice, log: (s: string) => void): Promise<Row[]> {
+  const r = await runResume(choice.binary, [1, 5, 20], [8, 3, 2], log);
+  const lost = r.aliceToBob.lost + r.bobToAlice.lost;
+  const repeated = r.aliceToBob.repeated + r.bobToAlice.repeated + r.aliceToBob.outOfOrder + r.bobToAlice.outOfOrder;
+  const restore: Record<string, string> = {};
+  for (const g of r.gaps) restore[`gap ${g.gapS} s: restored ms`] = g.restoreMs.join(", ");
+  return [
+    {
+      scenario: "resume: edits across gaps of 1, 5 and 20 s (two players, 10 edits/s each)",
+      figures: {
+        "alice->bob sent/lost/repeated/out of order": `${r.aliceToBob.sent}/${r.aliceToBob.lost}/${r.aliceToBob.repeated}/${r.aliceToBob.outOfOrder}`,
+        "bob->alice sent/lost/repeated/out of order": `${r.bobToAlice.sent}/${r.bobToAlice.lost}/${r.bobToAlice.repeated}/${r.bobToAlice.outOfOrder}`,
+        resumptions: r.resumptions,
+        "dropped by the rate limit": r.rateLimited,
+      },
+      target: "0 lost, 0 repeated",
+      pass: lost === 0 && repeated === 0,
+    },
+    {
+      scenario: "resume: time from the path back to the session restored",
+      figures: { ...restore, "p99 ms": f1(r.restoreP99Ms) },
+      target: "p99 < 1 s",
+      pass: r.restoreP99Ms < 1000,
+    },
+    {
+      scenario: "resume: held for a parked player (sampled near the end of each gap)",
+      figures: {
+        "relay parked instances": r.relayParkedInstances,
+        "relay resumption log KB (max)": f1(r.relayResumeBufferBytes / 1024),
+        "relay RSS MB (before/during)": `${f1(r.relayRssMb.before)}/${f1(r.relayRssMb.duringGap)}`,
+        "tunnel held edits KB (max)": f1(r.tunnelHeldBytesMax / 1024),
+        "tunnel RSS MB (before/during)": `${f1(r.tunnelRssMb.before)}/${f1(r.tunnelRssMb.duringGap)}`,
+      },
+      target: "measured",
+      pass: true,
     },
   ];
 }
@@ -521,7 +560,7 @@ function scenarioHop(): Row {
     pass &&= us <= HOP_BEFORE_US[payload]! * 1.2; // 20%: what other processes on 2 shared cores add
   }
   return {
-    scenario: "7 codec hop: decode StateUpdate + encode StateBroadcast",
+    scenario: "hop: decode StateUpdate + encode StateBroadcast",
     figures,
     target: "not slower than before",
     pass,
@@ -533,7 +572,7 @@ const main = defineCommand({
   args: {
     scenario: {
       type: "string",
-      description: "all, default, ramp, crowd, big, overload, memory, hostile, nudges, transport, hop, cluster",
+      description: "all, default, ramp, crowd, big, overload, memory, hostile, nudges, transport, hop, cluster, resume",
       default: "all",
     },
     transport: {
@@ -622,6 +661,7 @@ const main = defineCommand({
       }
       if (want("hop")) rows.push(scenarioHop());
       if (want("cluster")) rows.push(...(await scenarioCluster(choice, durationS, log)));
+      if (want("resume") && !choice.target) rows.push(...(await scenarioResume(choice, log)));
     }
     if (args.json)
       console.log(

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the image from Dockerfile.prebuilt with podman (no Docker engine here)
-# and checks it from outside, as README's "Docker" section says to run it:
+# and checks it from outside, as docs/docker.md says to run it:
 # --memory 256m --cpus 0.5, two instances exchange an update through the
 # published port, the HEALTHCHECK reports healthy, 20 instances' memory is
 # measured, the relay survives a hostile pass with the 20 still playing, and
@@ -13,38 +13,10 @@ mkdir -p "$work"
 image=localhost/sova-relay:smoke
 name=sova-relay-smoke-$$
 
-if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null; then
-  echo "smoke: installing podman from Debian's packages"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    podman runc conmon netavark aardvark-dns containernetworking-plugins iptables uidmap debootstrap >/dev/null
-fi
-
-# crun refuses this machine's hybrid cgroups, and podman's default ulimits exceed
-# the host's: a config of our own, so nothing under /etc is edited.
-nofile=$(ulimit -Hn)
-cat > "$work/containers.conf" <<CONF
-[containers]
-default_ulimits = ["nofile=${nofile}:${nofile}", "nproc=8192:8192"]
-[engine]
-runtime = "runc"
-CONF
-export CONTAINERS_CONF="$work/containers.conf"
-
-# No registry is reachable: make debian:bookworm-slim from Debian's packages.
-if ! podman image exists localhost/debian:bookworm-slim; then
-  mirror=$(grep -hoE '^URIs: *http[^ ]+' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1 | awk '{print $2}')
-  [ -n "$mirror" ] ||
-    mirror=$(grep -hoE '^deb +http[^ ]+' /etc/apt/sources.list 2>/dev/null | head -1 | awk '{print $2}')
-  echo "smoke: debootstrap bookworm from $mirror"
-  rm -rf "$work/rootfs"
-  debootstrap --variant=minbase bookworm "$work/rootfs" "$mirror" >/dev/null
-  # Trim what the official slim image leaves out too.
-  rm -rf "$work/rootfs"/var/cache/apt/* "$work/rootfs"/var/lib/apt/lists/* "$work/rootfs"/usr/share/doc/* \
-    "$work/rootfs"/usr/share/man/* "$work/rootfs"/usr/share/locale/* "$work/rootfs"/usr/share/info/*
-  tar -C "$work/rootfs" -c . | podman import - localhost/debian:bookworm-slim >/dev/null
-  rm -rf "$work/rootfs"
-fi
+# podman with this checkout's own store, runc, and debian:bookworm-slim made with
+# debootstrap (no registry is reachable): scripts/podman-env.sh, shared with the tests.
+eval "$(bash scripts/podman-env.sh)"
+export CONTAINERS_CONF CONTAINERS_STORAGE_CONF CONTAINERS_REGISTRIES_CONF
 
 [ -x dist/sova-relay ] || npm run build
 
@@ -53,7 +25,7 @@ case "$(uname -m)" in aarch64) arch=arm64 ;; *) arch=amd64 ;; esac
 podman build --format docker --pull=never --build-arg TARGETARCH="$arch" -f Dockerfile.prebuilt -t "$image" . >/dev/null
 echo "smoke: image $(podman image inspect "$image" --format '{{.Size}}' | awk '{printf "%.1f MB", $1/1e6}')"
 
-cleanup() { podman rm -f "$name" >/dev/null 2>&1 || true; }
+cleanup() { podman rm -f -v "$name" >/dev/null 2>&1 || true; }
 # Not `grep -q`: it exits at the first match, podman logs then dies of SIGPIPE, and
 # under pipefail the whole check fails although the line is there.
 logs_have() { podman logs "$name" 2>&1 | grep -- "$1" >/dev/null; }

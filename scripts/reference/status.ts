@@ -24,6 +24,8 @@ const MEANING: Record<string, string> = {
   started_at: "start time, seconds since the epoch",
   connections: "open connections, TCP and WebSocket, registered or not",
   handshaking: "connections that have not registered yet",
+  parked: "players behind a tunnel kept in their session after losing their connection (docs/resume.md)",
+  resume_buffer_bytes: "bytes of updates held in sessions' resumption logs for those players",
   instances: "one entry per registered instance",
   "instances[].id": "the id the relay assigned (a UUID)",
   "instances[].name": "the instance's name",
@@ -56,6 +58,7 @@ const MEANING: Record<string, string> = {
   "limits.max_instances_per_session":
     "`--max-instances-per-session` (by default `--max-instances` shared between the tokens)",
   "limits.max_instances_per_address": "`--max-instances-per-ip`",
+  "limits.resume_window_seconds": "`--resume-window`",
   totals: "the counters below, also in `/metrics`",
   storage: "only with `--state-dir`: whether history reaches the disk",
   "storage.state":
@@ -72,7 +75,7 @@ const MEANING: Record<string, string> = {
   "cluster.names_shared": "`true` while names are claimed cluster-wide (JetStream KV); `false`: unique per node",
   "cluster.session_secret":
     "`agreed`, `given` (`--cluster-secret`, no JetStream), `unchecked` (NATS not reached yet), `own` or `refused`" +
-    " (differs from the cluster's: not joined); docs/cluster-sessions.md",
+    " (differs from the cluster's: not joined); docs/cluster.md",
   "cluster.nodes": "the other nodes heard from",
   "cluster.nodes[].name": "its node name",
   "cluster.nodes[].members": "instances connected to it",

@@ -40,8 +40,9 @@ const SCRIPTS: readonly EnvScope[] = [
       "SOVA_RELAY_AVX2",
     ],
   },
-  // Compose reads it to fill in the Traefik labels; it never reaches the relay's container.
-  { command: "docker-compose.yml", names: ["SOVA_RELAY_DOMAIN"] },
+  // Compose reads them (the Traefik labels, an image built here instead of the published one);
+  // they never reach the relay's container.
+  { command: "docker-compose.yml", names: ["SOVA_RELAY_DOMAIN", "SOVA_RELAY_IMAGE"] },
 ];
 
 /** Commands that run in the relay's environment, and so pass the relay's names. */

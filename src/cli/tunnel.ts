@@ -8,7 +8,7 @@ import { RelayError } from "../lib/errors.ts";
 import { option } from "../host/config.ts";
 import { argsDef, type OptionTable, resolveOptions } from "../lib/options.ts";
 import { createLogger, type LogFormat, type LogLevel } from "../lib/log.ts";
-import { configError, parseTarget, startTunnel, type RunningTunnel } from "../tunnel/tunnel.ts";
+import { configError, parseTargets, startTunnel, type RunningTunnel } from "../tunnel/tunnel.ts";
 
 export function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(text.trim());
@@ -28,10 +28,12 @@ function readCa(path: string): string {
 
 interface TunnelCliOptions {
   listen: string;
-  to: string;
+  to: string[];
   ca: string;
   maxMessageSize: number;
   connectTimeoutMs: number;
+  holdBytes: number;
+  upstreamTimeoutMs: number;
   logLevel: LogLevel;
   logFormat: LogFormat;
 }
@@ -47,9 +49,12 @@ export const TUNNEL_OPTIONS: OptionTable<TunnelCliOptions> = [
   },
   {
     key: "to",
-    description: "The relay: wss://host/relay, tls://host:9443 (also ws://, tcp:// for tests)",
-    default: "",
+    description:
+      "The relay: wss://host/relay, tls://host:9443 (also ws://, tcp:// for tests); several for a cluster's nodes," +
+      " tried in turn",
+    default: [],
     type: "text",
+    repeatable: true,
     valueHint: "url",
   },
   {
@@ -76,6 +81,22 @@ export const TUNNEL_OPTIONS: OptionTable<TunnelCliOptions> = [
     type: "seconds",
     min: 0.001,
   },
+  {
+    key: "holdBytes",
+    description: "Bytes of the player's edits held while the relay is out of reach (past it, Sova is told the truth)",
+    default: 4_194_304,
+    type: "integer",
+    min: 1024,
+    max: 1 << 30,
+    unit: "bytes",
+  },
+  {
+    key: "upstreamTimeoutMs",
+    description: "Seconds of silence from the relay after which the connection is taken for lost and resumed",
+    default: 3,
+    type: "seconds",
+    min: 0.1,
+  },
   option("logLevel"),
   option("logFormat"),
 ];
@@ -88,8 +109,9 @@ export const tunnelCommand = defineCommand({
   args: argsDef(TUNNEL_OPTIONS),
   run({ args, rawArgs }) {
     const o = resolveOptions(TUNNEL_OPTIONS, args, rawArgs);
-    if (!o.to) configError("tunnel needs --to (e.g. --to wss://relay.example.org/relay)");
-    const target = parseTarget(o.to);
+    if (o.to.length === 0) configError("tunnel needs --to (e.g. --to wss://relay.example.org/relay)");
+    const targets = parseTargets(o.to);
+    const target = targets[0]!;
     const { host, port } = parseListen(o.listen);
     const ca = o.ca ? readCa(o.ca) : undefined;
     const log = createLogger({ level: o.logLevel, format: o.logFormat });
@@ -99,10 +121,12 @@ export const tunnelCommand = defineCommand({
         {
           listenHost: host,
           listenPort: port,
-          target,
+          targets,
           ca,
           maxMessageSize: o.maxMessageSize,
           connectTimeoutMs: o.connectTimeoutMs,
+          maxHeldBytes: o.holdBytes,
+          upstreamTimeoutMs: o.upstreamTimeoutMs,
         },
         log,
       );
@@ -114,9 +138,16 @@ export const tunnelCommand = defineCommand({
       );
     }
     const plain = target.scheme === "tcp" || target.scheme === "ws" ? " (unencrypted: for loopback and tests)" : "";
+    const more =
+      targets.length > 1
+        ? ` (then ${targets
+            .slice(1)
+            .map((t) => t.shown)
+            .join(", ")})`
+        : "";
     log.info(
       "tunnel_listening",
-      `Tunnel listening on ${host}:${tunnel.port}, carrying to ${target.shown}${plain};` +
+      `Tunnel listening on ${host}:${tunnel.port}, carrying to ${target.shown}${more}${plain};` +
         ` point Sova at ${host}:${tunnel.port}`,
       {
         host,

@@ -40,8 +40,11 @@ export interface Claims {
    * warns only if the last attempt did not.
    */
   open(conn: NatsConnection, connected: () => boolean, quiet?: boolean): Promise<boolean>;
-  /** Claims and releases are keyed as the core compares names (core/names.ts), never by the raw name. */
-  claim(session: string, key: NameKey): Promise<ClaimResult>;
+  /**
+   * Claims and releases are keyed as the core compares names (core/names.ts), never by the raw name. `takeOver`:
+   * the claim becomes this node's whoever holds it (a resumption proved the name is its member's).
+   */
+  claim(session: string, key: NameKey, takeOver?: boolean): Promise<ClaimResult>;
   /** True when this node held the claim (a registration gave it back, or its instance left). */
   release(session: string, key: NameKey): boolean;
   /** After a reconnect or a node coming back: claim every name this node holds again. */
@@ -92,7 +95,7 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
   let localWarned = false;
 
   /** A KV revision when the claim is ours, "taken", or null when the cluster could not answer. */
-  async function tryClaim(kv: KV, key: string): Promise<number | "taken" | null> {
+  async function tryClaim(kv: KV, key: string, takeOver = false): Promise<number | "taken" | null> {
     try {
       return await timeout(kv.create(key, value), CLAIM_TIMEOUT_MS);
     } catch (error) {
@@ -113,19 +116,20 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
       if (entry === undefined) return null;
       if (entry === null || entry.operation !== "PUT") {
         // Deleted meanwhile: try again from the start.
-        return tryClaim(kv, key);
+        return tryClaim(kv, key, takeOver);
       }
       const o = owner(entry.value);
       if (o && o.n === ctx.node && o.e === ctx.epoch) return entry.revision;
-      if (o && ctx.alive(o.n, o.e)) return "taken";
+      if (o && ctx.alive(o.n, o.e) && !takeOver) return "taken";
       // Owner not heard: wait until this node has listened for a full down timeout before calling it dead.
-      if (!ctx.mature()) {
+      if (!ctx.mature() && !takeOver) {
         await Bun.sleep(ctx.untilMature());
         continue;
       }
       try {
         const revision = await timeout(kv.update(key, value, entry.revision), CLAIM_TIMEOUT_MS);
-        log.info("cluster_claim_taken_over", `Name claim left by node ${o?.n ?? "?"} (not alive) taken over`, {
+        const why = takeOver ? "its member resumed here" : "not alive";
+        log.info("cluster_claim_taken_over", `Name claim of node ${o?.n ?? "?"} (${why}) taken over`, {
           node: o?.n,
         });
         return revision;
@@ -165,11 +169,11 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
       void claims.reclaimAll();
       return true;
     },
-    async claim(session, name) {
+    async claim(session, name, takeOver = false) {
       const key = claimKey(session, name);
       const kv = claims.kv;
       if (kv) {
-        const result = await tryClaim(kv, key);
+        const result = await tryClaim(kv, key, takeOver);
         if (result === "taken") return result;
         if (result !== null) {
           mine.set(key, result);

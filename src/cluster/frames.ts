@@ -24,8 +24,10 @@ export interface FramesContext {
 }
 
 export interface Frames {
-  /** A frame of a local instance, for the other nodes. */
-  broadcast(session: string, frame: Uint8Array): void;
+  /** A frame of a local instance, for the other nodes; returns its number in this node's stream of the session. */
+  broadcast(session: string, frame: Uint8Array): number;
+  /** `done` once every frame published so far has reached the server (or cannot), in call order. */
+  afterPublished(done: () => void): void;
   /** A message on the frame subjects. */
   receive(msg: Msg): void;
 }
@@ -51,6 +53,21 @@ export function createFrames(ctx: FramesContext, log: Logger): Frames {
     }
   }
 
+  /** Acknowledgements waiting for the server to have every frame published before them (afterPublished). */
+  let waiting: Array<() => void> = [];
+  function flushThen(): void {
+    const due = waiting;
+    waiting = [];
+    const done = () => {
+      for (const f of due) f();
+    };
+    const nc = ctx.connection();
+    // Not connected: those frames were never sent (counted as unsent); nothing better comes of waiting.
+    if (!nc) return done();
+    // The server answers a flush after every message sent before it: flushes resolve in order, and so do acks.
+    nc.flush().then(done, done);
+  }
+
   return {
     broadcast(session, frame) {
       const q = sequences.next(session);
@@ -60,7 +77,7 @@ export function createFrames(ctx: FramesContext, log: Logger): Frames {
       const nc = ctx.connection();
       if (!nc) {
         counters.unsent++;
-        return;
+        return q;
       }
       try {
         nc.publish(`${ctx.prefix}.s.${session}`, sealer.seal(q, frame));
@@ -68,6 +85,11 @@ export function createFrames(ctx: FramesContext, log: Logger): Frames {
       } catch (error) {
         unsent((error as Error).message);
       }
+      return q;
+    },
+    afterPublished(done) {
+      // One flush per turn of the event loop, whatever the number of edits in it.
+      if (waiting.push(done) === 1) queueMicrotask(flushThen);
     },
     receive(msg) {
       counters.received++;
@@ -79,7 +101,7 @@ export function createFrames(ctx: FramesContext, log: Logger): Frames {
       }
       sequences.check(env.node, env.epoch, session, env.seq, true);
       history?.record(session, env.node, env.epoch, env.seq, env.frame);
-      ctx.membership.remote?.frame(session, env.frame);
+      ctx.membership.remote?.frame(session, env.frame, `${env.node}:${env.epoch}`, env.seq);
     },
   };
 }

@@ -170,8 +170,14 @@ export function createClusterHistory(
   const history: ClusterHistory = {
     enabled: limits.maxEntries > 0,
     limits,
+    // Resumption in a cluster numbers frames by their node's stream (core/link.ts), not by history.
+    epoch: "",
+    lastSeq: () => 0,
+    entries: () => [],
+    restoredUpTo: () => 0,
+    durable() {},
     // The stream stores what nodes publish: nothing to do on the relay's side.
-    append() {},
+    append: () => 0,
     restore() {},
     sizes: () => new Map(),
     clear() {},

@@ -17,8 +17,11 @@ import type { PeerSecret, SecretAgreement } from "./secret.ts";
 import type { Sequences } from "./sequence.ts";
 import type { ClusterCounters, ClusterNodeStatus } from "./status.ts";
 
-/** [session, id, name, version, connectedAt, lastActivity] */
-export type MemberRow = [string, string, string, string, number, number];
+/**
+ * [session, id, name, version, connectedAt, lastActivity, resumable (1/0), generation]; the last two are read only
+ * when present (a node from before resumption sends six).
+ */
+export type MemberRow = [string, string, string, string, number, number, number?, number?];
 
 export interface Announcement {
   t: "hb" | "join" | "leave" | "hello" | "bye";
@@ -70,7 +73,10 @@ export interface Membership {
 }
 
 export function memberRow(inst: Instance): MemberRow {
-  return [inst.session.id, inst.idText, inst.name, inst.version, inst.connectedAt, inst.lastActivity];
+  const r = inst.resume;
+  const row: MemberRow = [inst.session.id, inst.idText, inst.name, inst.version, inst.connectedAt, inst.lastActivity];
+  if (r) row.push(1, r.gen);
+  return row;
 }
 
 /**
@@ -82,16 +88,32 @@ function addMember(r: RemoteNode, row: unknown, remote: RemoteMembers | null, co
     counters.foreign++;
     return false;
   }
-  const [session, id, name, version, connectedAt, lastActivity] = row as MemberRow;
+  const [session, id, name, version, connectedAt, lastActivity, resumable, gen] = row as MemberRow;
   const known = r.members.get(id);
-  if (known) {
+  const generation = typeof gen === "number" && Number.isSafeInteger(gen) ? gen : 0;
+  if (known && (known.gen ?? 0) < generation) {
+    // It resumed on its node since: told again, so a node that holds it elsewhere lets it go.
+    r.members.set(id, { ...known, gen: generation });
+    remote?.joined({ ...known, gen: generation });
+  } else if (known) {
     if (known.lastActivity !== lastActivity) {
       known.lastActivity = lastActivity;
       remote?.activity(session, id, lastActivity);
     }
     return true;
   }
-  const m: RemoteMember = { node: r.name, session, id, name, version, connectedAt, lastActivity };
+  if (known) return true;
+  const m: RemoteMember = {
+    node: r.name,
+    session,
+    id,
+    name,
+    version,
+    connectedAt,
+    lastActivity,
+    resumable: resumable === 1,
+    gen: generation,
+  };
   r.members.set(id, m);
   remote?.joined(m);
   return true;
@@ -162,7 +184,8 @@ export function createMembership(ctx: MembershipContext, log: Logger): Membershi
   function dropNode(r: RemoteNode, why: string, timedOut = false): void {
     nodes.delete(r.name);
     if (timedOut) counters.nodesDown++;
-    for (const m of r.members.values()) remote?.left(m.session, m.id);
+    // Down, not left: a member that may resume is parked by each node, for its tunnel to come back elsewhere.
+    for (const m of r.members.values()) remote?.left(m.session, m.id, { node: r.name, down: true });
     // Claimed by their node under their key, so freed under it.
     ctx.claims.freeNode(
       r.name,
@@ -189,7 +212,7 @@ export function createMembership(ctx: MembershipContext, log: Logger): Membershi
     for (const [id, m] of r.members) {
       if (!present.has(id)) {
         r.members.delete(id);
-        remote?.left(m.session, id);
+        remote?.left(m.session, id, { node: r.name, down: false });
       }
     }
   }
@@ -233,7 +256,8 @@ export function createMembership(ctx: MembershipContext, log: Logger): Membershi
     if (a.t === "hb") onHeartbeat(r, a, rows, isNew);
     else if (a.t === "join") for (const m of rows) addMember(r, m, remote, counters);
     else if (a.t === "leave") {
-      for (const [session, id] of rows) if (r.members.delete(id)) remote?.left(session, id);
+      for (const [session, id] of rows)
+        if (r.members.delete(id)) remote?.left(session, id, { node: r.name, down: false });
     } else if (a.t === "hello") {
       heartbeat();
       void ctx.claims.reclaimAll();

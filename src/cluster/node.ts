@@ -104,7 +104,7 @@ function assemble(options: ClusterOptions, log: Logger) {
     { options, prefix, secret, membership, frames, claims, history, counters, hello },
     log,
   );
-  return { node, counters, secret, sequences, claims, history, announce, membership, frames, connection };
+  return { node, epoch, counters, secret, sequences, claims, history, announce, membership, frames, connection };
 }
 
 type Parts = ReturnType<typeof assemble>;
@@ -144,8 +144,11 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
       return secret.secret ?? undefined;
     },
     attach: membership.attach,
-    async claim(session, key): Promise<ClaimResult> {
+    origin: `${p.node}:${p.epoch}`,
+    async claim(session, key, takeOver = false): Promise<ClaimResult> {
       if (connection.resuming) await Promise.race([connection.resuming, Bun.sleep(3000)]);
+      // A resumption: the name is the member's (its secret said so), and its gap comes from the relay's log.
+      if (takeOver) return claims.claim(session, key, true);
       const [result] = await Promise.all([claims.claim(session, key), history?.prepare(session)]);
       if (result === "taken") history?.cancel(session);
       return result;
@@ -162,6 +165,7 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
       announce({ t: "leave", m: [[inst.session.id, inst.idText, inst.name, "", 0, 0]] });
     },
     broadcast: (inst, frame) => frames.broadcast(inst.session.id, frame),
+    afterPublished: (done) => frames.afterPublished(done),
     status: () => statusOf(p),
     async close() {
       clearInterval(hbTimer);

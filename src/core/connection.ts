@@ -21,6 +21,7 @@ export const REASON_TEXT: Record<DisconnectReason, string> = {
   rejected: "registration rejected",
   protocol: "protocol error",
   shutdown: "relay shutting down",
+  resume_expired: "its tunnel did not resume within the grace window",
 };
 
 export type SlowReason = "slow_consumer" | "memory_pressure" | "replay_timeout";
@@ -52,9 +53,12 @@ export function cut(s: RelayState, conn: Connection, reason: DisconnectReason, g
   if (conn.state === "closed") return;
   const wasRegistered = conn.state === "registered";
   finish(s, conn, reason);
+  // A tunnel that may resume is not told the connection is lost when the relay only stops: it resumes here after
+  // the restart, or on another node (docs/resume.md).
+  if (wasRegistered && reason === "shutdown" && conn.instance?.resume) conn.peer.close();
   // Today's Sova client marks itself disconnected only on this exact Error; without
   // it, it keeps saying it is connected and piles edits into a dead channel.
-  if (wasRegistered) {
+  else if (wasRegistered) {
     s.stats.lastWords++;
     conn.peer.closeWith(s.connectionLost);
   } else if (graceful) conn.peer.close();
@@ -85,7 +89,8 @@ export function cutSlowConsumer(s: RelayState, conn: Connection, reason: SlowRea
 
 export function finish(s: RelayState, conn: Connection, reason: DisconnectReason): void {
   const inst = conn.instance;
-  const wasRegistered = conn.state === "registered";
+  // A parked member ends here too, when its grace window runs out.
+  const wasRegistered = conn.state === "registered" || conn.state === "parked";
   // A connection waiting for the cluster's name claim still holds its handshake slot.
   if (conn.state === "handshake" || conn.state === "registering") leaveHandshake(s, conn);
   conn.state = "closed";
@@ -102,8 +107,10 @@ export function finish(s: RelayState, conn: Connection, reason: DisconnectReason
   session.names.delete(inst.nameKey);
   if (inst.capabilities.has("presence")) session.presenceWatchers--;
   s.instanceCount--;
-  _countUp(s.instancesByGroup, conn.group, -1);
-  s.options.link?.left(inst, inst.nameKey);
+  uncountInstance(s, inst);
+  // Stopping, a member that may resume is not announced as gone: the other nodes park it when this one leaves.
+  if (!(inst.resume && reason === "shutdown")) s.options.link?.left(inst, inst.nameKey);
+  dropResumer(s, inst);
   if (session.instances.length === 0) {
     s.sessions.delete(session.id);
     s.log.debug("session_emptied", `Session ${session.id} is empty`, { session: session.id });
@@ -126,9 +133,30 @@ export function finish(s: RelayState, conn: Connection, reason: DisconnectReason
   );
 }
 
-/** One more registered instance from `conn`'s address group. */
-export function countInstance(s: RelayState, conn: Connection): void {
-  _countUp(s.instancesByGroup, conn.group, 1);
+/** `inst` no longer holds a slot here (it left, or another node holds it now). */
+export function uncountInstance(s: RelayState, inst: Instance): void {
+  if (inst.countedGroup !== undefined) _countUp(s.instancesByGroup, inst.countedGroup, -1);
+  inst.countedGroup = undefined;
+}
+
+/** `inst` counts against its connection's address group (again, when a resumption moved it to another). */
+export function countInstance(s: RelayState, inst: Instance): void {
+  const group = inst.conn.group;
+  if (inst.countedGroup === group) return;
+  if (inst.countedGroup !== undefined) _countUp(s.instancesByGroup, inst.countedGroup, -1);
+  inst.countedGroup = group;
+  _countUp(s.instancesByGroup, group, 1);
+}
+
+/** `inst` may no longer resume here (it left, or its record is gone): once none may, the session's log goes. */
+export function dropResumer(s: RelayState, inst: Instance): void {
+  if (inst.resume === null) return;
+  s.parked.delete(inst);
+  const session = inst.session;
+  if (--session.resumers <= 0) {
+    session.resumers = 0;
+    session.log = null;
+  }
 }
 
 /** A notice to the registered members of `members` (only those that asked for presence when `watchers`). */

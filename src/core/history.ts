@@ -32,12 +32,28 @@ export interface HistorySink {
   appended(session: string, entry: HistoryEntry): void;
   /** Every entry of `session` with seq <= `upTo` is gone. */
   evicted(session: string, upTo: number): void;
+  /** Write what is queued now. */
+  flush?(): void;
 }
 
 export interface History {
   readonly enabled: boolean;
   readonly limits: HistoryLimits;
-  append(session: string, frame: Uint8Array, now: number): void;
+  /**
+   * The name of this history's numbering (resumption cursors carry it): the same across restarts while the
+   * database is kept, new when it is reset or cleared, so a number never means two frames.
+   */
+  readonly epoch: string;
+  /** Returns the entry's sequence number (0 when history is off). */
+  append(session: string, frame: Uint8Array, now: number): number;
+  /** The last sequence number given in `session` (0: none). */
+  lastSeq(session: string): number;
+  /** The entries kept, oldest first (resumption reads a gap from them). */
+  entries(session: string, now: number): readonly HistoryEntry[];
+  /** The highest sequence number read back from disk at start-up (0: none): entries from before this process. */
+  restoredUpTo(session: string): number;
+  /** Makes what was appended so far survive a crash (a member that may resume is about to be sent it). */
+  durable(): void;
   /** Frames to replay, oldest first. */
   replay(session: string, now: number): Uint8Array[];
   /** Loads an entry read back from disk (no sink call). */
@@ -48,8 +64,13 @@ export interface History {
   each(visit: (session: string, entry: HistoryEntry) => void): void;
 }
 
-export function createHistory(limits: HistoryLimits, sink?: HistorySink): History {
+export function createHistory(
+  limits: HistoryLimits,
+  sink?: HistorySink,
+  epoch: string = crypto.randomUUID().slice(0, 8),
+): History {
   const sessions = new Map<string, SessionHistory>();
+  const restored = new Map<string, number>();
 
   function ring(session: string): SessionHistory {
     let h = sessions.get(session);
@@ -88,15 +109,26 @@ export function createHistory(limits: HistoryLimits, sink?: HistorySink): Histor
   return {
     enabled: limits.maxEntries > 0,
     limits,
+    epoch,
     append(session, frame, now) {
-      if (limits.maxEntries === 0) return;
+      if (limits.maxEntries === 0) return 0;
       const h = ring(session);
       const entry = { seq: h.nextSeq++, at: now, frame };
       h.entries.push(entry);
       h.bytes += frame.length;
       sink?.appended(session, entry);
       trim(session, h, now, true);
+      return entry.seq;
     },
+    lastSeq: (session) => (sessions.get(session)?.nextSeq ?? 1) - 1,
+    entries(session, now) {
+      const h = sessions.get(session);
+      if (!h) return [];
+      trim(session, h, now, true);
+      return h.entries.slice(h.head);
+    },
+    restoredUpTo: (session) => restored.get(session) ?? 0,
+    durable: () => sink?.flush?.(),
     replay(session, now) {
       const h = sessions.get(session);
       if (!h) return [];
@@ -106,6 +138,7 @@ export function createHistory(limits: HistoryLimits, sink?: HistorySink): Histor
       return out;
     },
     restore(session, entry) {
+      restored.set(session, Math.max(restored.get(session) ?? 0, entry.seq));
       const h = ring(session);
       h.entries.push(entry);
       h.bytes += entry.frame.length;

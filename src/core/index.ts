@@ -6,11 +6,13 @@
  *
  * The parts, each a module sharing one state object (state.ts): registration.ts
  * (the first frame), routing.ts (StateUpdate fan-out), limits.ts (rates and caps),
- * connection.ts (sending and ending), lifecycle.ts (what the transport drives).
+ * connection.ts (sending and ending), lifecycle.ts (what the transport drives),
+ * resume.ts and restore.ts (members that may resume: docs/resume.md).
  */
 import type { Logger } from "../lib/log.ts";
 import { answerLoneHeader, closeAll, closed, cutFor, nudge, oversized, open, receive, tick } from "./lifecycle.ts";
 import { createRemoteMembers } from "./remote.ts";
+import { resumeBufferBytes } from "./resume.ts";
 import { createState } from "./state.ts";
 import type { Relay, RelayOptions } from "./types.ts";
 
@@ -33,6 +35,12 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     },
     get shuttingDown() {
       return s.shuttingDown;
+    },
+    get parked() {
+      return s.parked.size;
+    },
+    get resumeBufferBytes() {
+      return resumeBufferBytes(s);
     },
     open: (peer) => open(s, peer),
     receive: (conn, body) => receive(s, conn, body),

@@ -4,15 +4,18 @@
  * the transport's reasons, and the timed parts (deadlines, nudges).
  */
 import { addressGroup } from "../lib/cidr.ts";
-import { decodeMessage, encodeFrame, type Message } from "../protocol/messages.ts";
+import { decodeMessage, encodeFrame, type Message, peekVariant, type ResumeInstance } from "../protocol/messages.ts";
+import { resumeHandshake } from "./restore.ts";
 import { cut, cutSlowConsumer, deliver, enterHandshake, finish } from "./connection.ts";
+import { removeRemote } from "./remote.ts";
+import { ackEdit, park, RESUME_SILENCE_MS, resumeOn, TUNNEL_VARIANTS, tunnelAcked } from "./resume.ts";
 import { admitHandshake, pruneRegistrationWindows, withinRate } from "./limits.ts";
 import { handshake, reject } from "./registration.ts";
 import { reportRepeats } from "../lib/repeats.ts";
 import { invalid, relayUpdate } from "./routing.ts";
 import { countDrop, errorFrame, logRepeated, type RelayState, reasonOf, who } from "./state.ts";
 import { bump, type DisconnectReason } from "./stats.ts";
-import type { Connection, Peer } from "./types.ts";
+import type { Connection, Instance, Peer } from "./types.ts";
 import { WIRE_ERRORS } from "../protocol/wire-errors.ts";
 
 export function open(s: RelayState, peer: Peer): Connection {
@@ -50,34 +53,66 @@ export function receive(s: RelayState, conn: Connection, body: Uint8Array): void
     return;
   }
   if (conn.state === "handshake") {
-    const claiming = handshake(s, conn, body, now);
+    const resuming = body.length > 0 && peekVariant(body) === "ResumeInstance";
+    const claiming = resuming ? _resume(s, conn, body, now) : handshake(s, conn, body, now);
     if (claiming) void claiming.then(() => _replayHeld(s, conn));
     return;
   }
   if (conn.state === "registering") return _hold(s, conn, body);
   const inst = conn.instance!;
-  if (!withinRate(s, inst, now, body.length)) return;
+  if (!withinRate(s, inst, now, body.length)) return _unread(s, inst, body);
   inst.messagesIn++;
   inst.lastActivity = now;
   if (body.length === 0) return invalid(s, inst, "empty frame");
   let msg: Message;
   try {
-    msg = decodeMessage(body);
+    msg = decodeMessage(body, inst.resume ? { accept: TUNNEL_VARIANTS } : undefined);
   } catch (error) {
-    return invalid(s, inst, reasonOf(error));
+    invalid(s, inst, reasonOf(error));
+    return _unread(s, inst, body);
   }
   bump(s.stats.messagesReceived, msg.type);
   switch (msg.type) {
     case "StateUpdate":
-      return relayUpdate(s, inst, msg, now, arrived);
+      return ackEdit(s, inst, relayUpdate(s, inst, msg, now, arrived));
     case "Ping":
       deliver(s, conn, encodeFrame({ type: "Pong", timestamp: msg.timestamp }));
       return;
     case "Pong":
       return;
+    case "Ack":
+      return tunnelAcked(inst, msg.n);
+    case "Leave":
+      return _leave(s, conn);
     default:
       return invalid(s, inst, `unexpected ${msg.type} from an instance`);
   }
+}
+
+/** A tunnel's first frame asks to resume its member (restore.ts). */
+function _resume(s: RelayState, conn: Connection, body: Uint8Array, now: number): void | Promise<void> {
+  let msg: Message;
+  try {
+    msg = decodeMessage(body, { accept: ["ResumeInstance"] });
+  } catch (error) {
+    s.stats.drops.invalid++;
+    return reject(s, conn, WIRE_ERRORS.invalidMessage(reasonOf(error)), "invalid");
+  }
+  bump(s.stats.messagesReceived, msg.type);
+  return resumeHandshake(s, conn, msg as ResumeInstance, now);
+}
+
+/** A frame dropped unread: when it was an edit of a member that may resume, its tunnel still counts it consumed. */
+function _unread(s: RelayState, inst: Instance, body: Uint8Array): void {
+  if (inst.resume !== null && peekVariant(body) === "StateUpdate") ackEdit(s, inst, null);
+}
+
+/** The tunnel's player left: a normal leave, now, without waiting for a grace window. */
+function _leave(s: RelayState, conn: Connection): void {
+  const inst = conn.instance!;
+  s.log.debug("left", `Instance '${inst.name}' left through its tunnel`, who(conn));
+  finish(s, conn, "closed");
+  conn.peer.close();
 }
 
 /** Frames an instance sends before its response are kept for after it, within a small bound. */
@@ -141,9 +176,13 @@ export function oversized(s: RelayState, conn: Connection, length: number): void
   deliver(s, conn, errorFrame(WIRE_ERRORS.tooLarge(length, max)));
 }
 
-/** The socket is gone. */
+/** The socket is gone; a member that may resume is parked for its grace window instead of leaving. */
 export function closed(s: RelayState, conn: Connection, reason: DisconnectReason): void {
-  if (conn.state !== "closed") finish(s, conn, reason);
+  if (conn.state === "closed" || conn.state === "parked") return;
+  if (conn.state === "registered" && conn.instance?.resume && resumeOn(s) && !s.shuttingDown) {
+    return park(s, conn, s.clock.now());
+  }
+  finish(s, conn, reason);
 }
 
 /** Ends a connection for the transport's reasons: the slow ones lose what they had queued. */
@@ -174,11 +213,34 @@ export function tick(s: RelayState, now: number): void {
       _judgeReplay(s, conn, now);
     } else if (o.idleTimeoutMs > 0 && now - conn.lastSeen >= o.idleTimeoutMs) {
       cut(s, conn, "idle_timeout", true);
+    } else if (conn.instance?.resume && conn.state === "registered" && now - conn.lastSeen >= RESUME_SILENCE_MS) {
+      // A tunnel says something every 2 s: this connection went half-open. Parked, its window starts now.
+      conn.peer.terminate();
+      park(s, conn, now);
     }
   }
+  _expireParked(s, now);
   reportRepeats(s.log, s.repeats.due(now));
   reportRepeats(s.log, s.memberLines.due(now));
   pruneRegistrationWindows(s, now);
+}
+
+/** Parked members whose tunnel did not come back within the grace window: a normal leave now. */
+function _expireParked(s: RelayState, now: number): void {
+  for (const inst of s.parked) {
+    if (inst.resume!.parkedUntil > now) continue;
+    s.parked.delete(inst);
+    s.log.info(
+      "resume_expired",
+      `Instance '${inst.name}' was not resumed within ${s.o.resumeWindowMs / 1000} s; the others are told it left`,
+      { instance: inst.name, id: inst.idText, session: inst.session.id, node: inst.node ?? undefined },
+    );
+    if (inst.node === null) finish(s, inst.conn, "resume_expired");
+    else {
+      s.stats.disconnects.resume_expired++;
+      removeRemote(s, inst);
+    }
+  }
 }
 
 /**

@@ -13,15 +13,28 @@ export type ClaimResult = "ok" | "taken";
 
 /** What the relay tells the cluster. */
 export interface ClusterLink {
-  /** Reserve the name keyed `key` in `session` across the cluster; "taken" when another node holds it. Never rejects. */
-  claim(session: string, key: NameKey): Promise<ClaimResult>;
+  /**
+   * Reserve the name keyed `key` in `session` across the cluster; "taken" when another node holds it. Never
+   * rejects. `takeOver`: a resumption proved the name is the caller's member's, whoever holds the claim now.
+   */
+  claim(session: string, key: NameKey, takeOver?: boolean): Promise<ClaimResult>;
   /** Give back a claim whose registration did not complete. */
   release(session: string, key: NameKey): void;
   joined(inst: Instance): void;
   /** `inst` left: its claim, made under `key`, is given back. */
   left(inst: Instance, key: NameKey): void;
-  /** A StateBroadcast frame of a local instance, exactly as the local members got it. */
-  broadcast(inst: Instance, frame: Uint8Array): void;
+  /**
+   * A StateBroadcast frame of a local instance, exactly as the local members got it; returns its number in this
+   * node's stream of the session (`origin`).
+   */
+  broadcast(inst: Instance, frame: Uint8Array): number;
+  /** This node's stream, as frames' cursors name it (node and start). */
+  readonly origin: string;
+  /**
+   * Calls `done` once every frame broadcast so far has reached the cluster's server (or cannot), in call order: an
+   * edit is acknowledged to its tunnel only then, so a node dying cannot have confirmed an edit nobody else gets.
+   */
+  afterPublished(done: () => void): void;
 }
 
 /** A member of a session whose connection is on another node. */
@@ -34,17 +47,33 @@ export interface RemoteMember {
   readonly version: string;
   readonly connectedAt: number;
   lastActivity: number;
+  /** Asked for resumption: parked, not dropped, when its node goes down (docs/resume.md). */
+  readonly resumable?: boolean;
+  /** Its resumption count: a record with a higher one (the member resumed elsewhere) wins. */
+  readonly gen?: number;
+}
+
+/** How a remote member left: its node said so, or its node went down (then a resumable one is parked). */
+export interface Departure {
+  node: string;
+  down: boolean;
 }
 
 /** What the cluster tells the relay; the relay implements it. */
 export interface RemoteMembers {
   /** Shown in `current_instances`, announced with InstanceConnected, never sent to. */
   joined(member: RemoteMember): void;
-  /** Gone (left, or its node was declared down): InstanceDisconnected to the local members. */
-  left(session: string, id: string): void;
+  /**
+   * Gone (left, or its node was declared down): InstanceDisconnected to the local members. Ignored when `how.node`
+   * no longer holds the member (it resumed elsewhere); a resumable member of a node that went down is parked.
+   */
+  left(session: string, id: string, how?: Departure): void;
   activity(session: string, id: string, at: number): void;
-  /** A StateBroadcast frame from another node: delivered unchanged to this node's members of `session`. */
-  frame(session: string, frame: Uint8Array): void;
+  /**
+   * A StateBroadcast frame from another node: delivered unchanged to this node's members of `session`; `origin` and
+   * `q` are its sending node's stream and number.
+   */
+  frame(session: string, frame: Uint8Array, origin: string, q: number): void;
   /** This node's registered instances, for heartbeats and re-announcing. */
   locals(): Instance[];
 }

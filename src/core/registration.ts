@@ -25,10 +25,11 @@ import { errorFrame, logRepeated, RATE_WINDOW_MS, type RelayState, reasonOf } fr
 import { bump, type DisconnectReason } from "./stats.ts";
 import type { Connection, ConnectionState, Instance, Session } from "./types.ts";
 import { createWindow } from "./window.ts";
+import { newResumption, RESUME_CAPABILITY, resumeOn, startResumption } from "./resume.ts";
 import { PEER_FAULT, type RejectReason, WIRE_ERRORS } from "../protocol/wire-errors.ts";
 
 /** Only these capabilities mean anything; others are dropped, so a registration cannot park megabytes in them. */
-export const KNOWN_CAPABILITIES: readonly string[] = ["presence"];
+export const KNOWN_CAPABILITIES: readonly string[] = ["presence", RESUME_CAPABILITY];
 const MAX_CAPABILITIES = 8;
 const MAX_CAPABILITY_CHARS = 32;
 
@@ -96,17 +97,23 @@ export function handshake(s: RelayState, conn: Connection, body: Uint8Array, now
   return register(s, conn, msg, now);
 }
 
+/** What an instance record is made from: a registration, or a resumption (which brings its own ID). */
+type Registering = Pick<RegisterInstance, "instance_name" | "version" | "capabilities">;
+
 /** The newcomer's record: its ID, its precomputed frame pieces, its rate windows. */
-function _instanceRecord(
+export function instanceRecord(
   s: RelayState,
   conn: Connection,
-  msg: RegisterInstance,
+  msg: Registering,
   session: Session,
   nameKey: NameKey,
   now: number,
+  idText: string = crypto.randomUUID(),
 ): Instance {
-  const idText = crypto.randomUUID();
   const id = parseUuid(idText);
+  const capabilities = _boundedCapabilities(msg.capabilities);
+  // Asked for, and on here: otherwise the member is a plain one and never sees an extension frame.
+  if (!resumeOn(s)) capabilities.delete(RESUME_CAPABILITY);
   return {
     id,
     idText,
@@ -119,7 +126,7 @@ function _instanceRecord(
     seq: s.nextInstanceSeq++,
     announced: false,
     spoke: false,
-    capabilities: _boundedCapabilities(msg.capabilities),
+    capabilities,
     prefix: broadcastPrefix(msg.instance_name),
     infoHead: instanceInfoHead({
       id,
@@ -136,6 +143,8 @@ function _instanceRecord(
     messagesOut: 0,
     rateLimited: 0,
     dropped: 0,
+    resume: capabilities.has(RESUME_CAPABILITY) ? newResumption() : null,
+    node: null,
   };
 }
 
@@ -149,6 +158,11 @@ export function openSession(s: RelayState, id: string, createdAt: number): Sessi
     roster: createRoster(),
     createdAt,
     notices: noticeBudget(createdAt),
+    resumers: 0,
+    log: null,
+    origin: `${id}.${crypto.randomUUID().slice(0, 8)}`,
+    seq: 0,
+    heads: new Map(),
   };
   s.sessions.set(id, session);
   return session;
@@ -184,7 +198,7 @@ export function register(
     s.log.debug("session_created", `Session ${key.id} created`, { session: key.id });
   }
   if (s.options.link && !claimed) return _claimName(s, conn, msg, session, checked.key);
-  const inst = _instanceRecord(s, conn, msg, session, checked.key, now);
+  const inst = instanceRecord(s, conn, msg, session, checked.key, now);
   const others = session.instances;
   const entries = rosterEntries(session.roster, others);
   const head = registrationResponseHead(`Registered as ${name}`, inst.id, others.length, entries.length);
@@ -196,7 +210,7 @@ export function register(
   conn.instance = inst;
   conn.peer.setFrameLimit(s.options.maxMessageSize);
   s.instanceCount++;
-  countInstance(s, conn);
+  countInstance(s, inst);
   s.stats.registrationsAccepted++;
   // Queued in front (outside the slow-consumer bound and the relay-wide budget: the
   // list is the roster's own bytes, shared with every other newcomer still waiting for
@@ -208,6 +222,7 @@ export function register(
   // end before the next frame is read, so nothing can fall between the two.
   const replay = s.history?.enabled ? s.history.replay(session.id, now) : [];
   for (const frame of replay) conn.peer.send(frame, true);
+  if (inst.resume) startResumption(s, conn, inst);
   conn.lastSent = now;
   conn.replayDeadline = now + s.o.replayTimeoutMs;
   conn.replayMark = conn.peer.frontBytes;

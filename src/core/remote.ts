@@ -8,14 +8,15 @@
  */
 import { parse as parseUuid } from "uuid";
 import { encodeFrame, instanceInfoHead, systemTimeFromMillis } from "../protocol/messages.ts";
-import { cutSlowConsumer, tell } from "./connection.ts";
-import type { RemoteMember, RemoteMembers } from "./link.ts";
-import { nameKey } from "./names.ts";
+import { cutSlowConsumer, dropResumer, tell, uncountInstance } from "./connection.ts";
+import type { Departure, RemoteMember, RemoteMembers } from "./link.ts";
+import { type NameKey, nameKey } from "./names.ts";
 import { hearDeparture, hearJoin } from "./notices.ts";
 import { openSession } from "./registration.ts";
+import { addResumer, newResumption, parkRemote, record, resumeOn, sendNumbered } from "./resume.ts";
 import { rosterJoin } from "./roster.ts";
 import type { RelayState } from "./state.ts";
-import type { Connection, Instance, Peer } from "./types.ts";
+import type { Connection, Instance, Peer, Session } from "./types.ts";
 
 function _remoteConn(node: string): Connection {
   const peer: Peer = {
@@ -43,11 +44,112 @@ function _remoteConn(node: string): Connection {
   };
 }
 
+/** Another node's member leaves this relay's view: InstanceDisconnected to the local members. */
+export function removeRemote(s: RelayState, inst: Instance): void {
+  s.remoteById.delete(inst.idText);
+  dropResumer(s, inst);
+  const session = inst.session;
+  session.instances = session.instances.filter((i) => i !== inst);
+  if (!session.instances.some((i) => i.nameKey === inst.nameKey)) session.names.delete(inst.nameKey);
+  if (session.instances.length === 0 && s.sessions.get(session.id) === session) s.sessions.delete(session.id);
+  tell(
+    s,
+    hearDeparture(s, session, inst),
+    encodeFrame({ type: "InstanceDisconnected", instance_id: inst.id, instance_name: inst.name }),
+  );
+}
+
+/** Another node announced a member this relay already holds: it resumed there (a higher generation wins). */
+function _moved(s: RelayState, known: Instance, m: RemoteMember, conn: Connection): void {
+  const gen = m.gen ?? 0;
+  if (known.resume === null || gen <= known.resume.gen) return;
+  known.resume.gen = gen;
+  if (known.node === null) return _movedAway(s, known, m, conn);
+  // Another node's record changes hands without a word to anyone.
+  s.parked.delete(known);
+  known.resume.parkedUntil = 0;
+  known.node = m.node;
+  known.conn = conn;
+}
+
+/** This relay's own member resumed on another node: its stale connection goes, and it stays as that node's. */
+function _movedAway(s: RelayState, local: Instance, m: RemoteMember, conn: Connection): void {
+  const old = local.conn;
+  s.log.info(
+    "resume_moved",
+    `Instance '${local.name}' resumed on node ${m.node}; its connection here from ${old.peer.address} is retired`,
+    { instance: local.name, id: local.idText, session: local.session.id, node: m.node },
+  );
+  if (old.state === "registered") {
+    old.state = "closed";
+    s.connections.delete(old);
+    old.peer.terminate();
+  }
+  s.parked.delete(local);
+  local.resume!.parkedUntil = 0;
+  s.instanceCount--;
+  uncountInstance(s, local);
+  if (local.capabilities.has("presence")) local.session.presenceWatchers--;
+  // Our claim on the name was taken over: forget it without a word to the cluster.
+  s.options.link?.release(local.session.id, local.nameKey);
+  local.node = m.node;
+  local.conn = conn;
+  s.remoteById.set(local.idText, local);
+}
+
+function _record(s: RelayState, m: RemoteMember, session: Session, key: NameKey, conn: Connection): Instance {
+  const id = parseUuid(m.id);
+  return {
+    id,
+    idText: m.id,
+    name: m.name,
+    nameKey: key,
+    version: m.version,
+    session,
+    conn,
+    connectedAt: m.connectedAt,
+    seq: s.nextInstanceSeq++,
+    // Told as local ones are (notices.ts), so churn on another node is bounded here too. Its frames come
+    // without their sender, so a member that only heard its updates may miss its leaving in a storm.
+    announced: false,
+    spoke: false,
+    capabilities: new Set(),
+    prefix: new Uint8Array(0),
+    infoHead: instanceInfoHead({
+      id,
+      name: m.name,
+      version: m.version,
+      connected_at: systemTimeFromMillis(m.connectedAt),
+    }),
+    lastActivity: m.lastActivity,
+    // Rate limits stay on the node that owns the connection.
+    messageWindow: null,
+    byteWindow: null,
+    rateDropped: 0,
+    rateErrorAt: 0,
+    messagesIn: 0,
+    messagesOut: 0,
+    rateLimited: 0,
+    dropped: 0,
+    resume: m.resumable && resumeOn(s) ? newResumption(m.gen ?? 0) : null,
+    node: m.node,
+  };
+}
+
 export function createRemoteMembers(s: RelayState): RemoteMembers {
   const remoteConns = new Map<string, Connection>();
+  const connOf = (node: string) => {
+    let conn = remoteConns.get(node);
+    if (!conn) {
+      conn = _remoteConn(node);
+      remoteConns.set(node, conn);
+    }
+    return conn;
+  };
   return {
     joined(m: RemoteMember) {
-      if (s.remoteById.has(m.id)) return;
+      const known = s.remoteById.get(m.id) ?? s.sessions.get(m.session)?.instances.find((i) => i.idText === m.id);
+      if (known) return _moved(s, known, m, connOf(m.node));
       const session = s.sessions.get(m.session) ?? openSession(s, m.session, m.connectedAt);
       // As the owning node keyed (and claimed) it.
       const key = nameKey(m.name);
@@ -63,82 +165,40 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
           },
         );
       }
-      let conn = remoteConns.get(m.node);
-      if (!conn) {
-        conn = _remoteConn(m.node);
-        remoteConns.set(m.node, conn);
-      }
-      const id = parseUuid(m.id);
-      const inst: Instance = {
-        id,
-        idText: m.id,
-        name: m.name,
-        nameKey: key,
-        version: m.version,
-        session,
-        conn,
-        connectedAt: m.connectedAt,
-        seq: s.nextInstanceSeq++,
-        // Told as local ones are (notices.ts), so churn on another node is bounded here too. Its frames
-        // come without their sender, so a member that only heard its updates may miss its leaving in a storm.
-        announced: false,
-        spoke: false,
-        capabilities: new Set(),
-        prefix: new Uint8Array(0),
-        infoHead: instanceInfoHead({
-          id,
-          name: m.name,
-          version: m.version,
-          connected_at: systemTimeFromMillis(m.connectedAt),
-        }),
-        lastActivity: m.lastActivity,
-        // Rate limits stay on the node that owns the connection.
-        messageWindow: null,
-        byteWindow: null,
-        rateDropped: 0,
-        rateErrorAt: 0,
-        messagesIn: 0,
-        messagesOut: 0,
-        rateLimited: 0,
-        dropped: 0,
-      };
+      const inst = _record(s, m, session, key, connOf(m.node));
       s.remoteById.set(m.id, inst);
       const others = session.instances;
       session.instances = [...others, inst];
       rosterJoin(session.roster, others, session.instances, inst);
       session.names.add(key);
+      if (inst.resume) addResumer(session);
       const watchers = hearJoin(s, session, inst, others);
       if (watchers.length > 0)
-        tell(s, watchers, encodeFrame({ type: "InstanceConnected", instance_id: id, instance_name: m.name }));
+        tell(s, watchers, encodeFrame({ type: "InstanceConnected", instance_id: inst.id, instance_name: m.name }));
     },
-    left(sessionId, idText) {
+    left(_sessionId, idText, how?: Departure) {
       const inst = s.remoteById.get(idText);
       if (!inst) return;
-      s.remoteById.delete(idText);
-      const session = inst.session;
-      session.instances = session.instances.filter((i) => i !== inst);
-      if (!session.instances.some((i) => i.nameKey === inst.nameKey)) session.names.delete(inst.nameKey);
-      if (session.instances.length === 0 && s.sessions.get(sessionId) === session) s.sessions.delete(sessionId);
-      tell(
-        s,
-        hearDeparture(s, session, inst),
-        encodeFrame({ type: "InstanceDisconnected", instance_id: inst.id, instance_name: inst.name }),
-      );
+      // Its record moved to another node since: that node's word counts now.
+      if (how && inst.node !== how.node) return;
+      if (how?.down && inst.resume && resumeOn(s)) return parkRemote(s, inst, s.clock.now());
+      removeRemote(s, inst);
     },
     activity(_sessionId, idText, at) {
       const inst = s.remoteById.get(idText);
       if (inst) inst.lastActivity = at;
     },
-    frame(sessionId, frame) {
+    frame(sessionId, frame, origin, q) {
       if (s.shuttingDown) return;
       const now = s.clock.now();
       if (s.history?.enabled) s.history.append(sessionId, frame, now);
       const session = s.sessions.get(sessionId);
       if (!session) return;
+      const stamp = record(s, session, origin, q, frame, now, null);
       let slow: Connection[] | null = null;
       for (const other of session.instances) {
         if (other.conn.state !== "registered") continue;
-        if (other.conn.peer.send(frame)) {
+        if (sendNumbered(other, stamp, frame)) {
           other.conn.lastSent = now;
           other.messagesOut++;
           s.stats.deliveries++;
@@ -152,6 +212,8 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
     locals() {
       const out: Instance[] = [];
       for (const conn of s.connections) if (conn.state === "registered" && conn.instance) out.push(conn.instance);
+      // Parked members stay announced: the other nodes keep them too.
+      for (const inst of s.parked) if (inst.node === null) out.push(inst);
       return out;
     },
   };

@@ -9,6 +9,7 @@ import { countDrop, errorFrame, logRepeated, type RelayState, who } from "./stat
 import { bump, observe } from "./stats.ts";
 import type { Connection, Instance } from "./types.ts";
 import { WIRE_ERRORS } from "../protocol/wire-errors.ts";
+import { sendNumbered, type Stamp, stampLocal } from "./resume.ts";
 
 function _sameId(a: Uuid, b: Uuid): boolean {
   if (a.length !== b.length) return false;
@@ -16,7 +17,14 @@ function _sameId(a: Uuid, b: Uuid): boolean {
   return true;
 }
 
-export function relayUpdate(s: RelayState, inst: Instance, msg: StateUpdate, now: number, arrived: number): void {
+/** Returns the broadcast's place in its stream (null: dropped, or nobody needs it numbered). */
+export function relayUpdate(
+  s: RelayState,
+  inst: Instance,
+  msg: StateUpdate,
+  now: number,
+  arrived: number,
+): Stamp | null {
   const stats = s.stats;
   if (!_sameId(msg.source_instance_id, inst.id)) {
     countDrop(s, "invalid", inst);
@@ -32,24 +40,22 @@ export function relayUpdate(s: RelayState, inst: Instance, msg: StateUpdate, now
       },
     );
     deliver(s, inst.conn, errorFrame(WIRE_ERRORS.idMismatch()));
-    return;
+    return null;
   }
   stats.broadcasts++;
   // Every member has now heard of it: its departure is told to all, even during a register/leave storm.
   inst.spoke = true;
   const peers = inst.session.instances;
-  const history = s.history;
-  const keep = history?.enabled === true;
   // With a cluster, members on other nodes may have joined before we heard of them: always publish.
-  if (peers.length < 2 && !keep && !s.options.link) return;
+  // A sender that may resume is told the number of each edit, even alone.
+  if (peers.length < 2 && !s.history?.enabled && !s.options.link && inst.resume === null) return null;
   const frame = encodeBroadcastFrame(inst.prefix, msg.timestamp, msg.update_data);
-  if (keep) history.append(inst.session.id, frame, now);
-  s.options.link?.broadcast(inst, frame);
+  const stamp = stampLocal(s, inst, frame, now);
   let slow: Connection[] | null = null;
   for (let i = 0; i < peers.length; i++) {
     const other = peers[i]!;
     if (other === inst || other.conn.state !== "registered") continue;
-    if (other.conn.peer.send(frame)) {
+    if (sendNumbered(other, stamp, frame)) {
       other.conn.lastSent = now;
       other.messagesOut++;
       stats.deliveries++;
@@ -59,6 +65,7 @@ export function relayUpdate(s: RelayState, inst: Instance, msg: StateUpdate, now
   observe(stats.relayLatency, (s.clock.monotonic() - arrived) / 1000);
   // Cut after the loop, so everyone hears this update before hearing who left.
   if (slow !== null) for (const conn of slow) cutSlowConsumer(s, conn);
+  return stamp;
 }
 
 /** A frame a registered instance may not send: counted, logged, answered with an Error. */

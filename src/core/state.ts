@@ -27,6 +27,8 @@ const DEFAULTS = {
   replayTimeoutMs: 30_000,
   maxInstancesPerSession: Number.POSITIVE_INFINITY,
   maxInstancesPerAddress: Number.POSITIVE_INFINITY,
+  resumeWindowMs: 0,
+  resumeBufferBytes: 8 * 1024 * 1024,
 };
 
 /**
@@ -66,6 +68,8 @@ export interface RelayState {
   readonly remoteById: Map<string, Instance>;
   /** The "Connection lost" Error, encoded once. */
   readonly connectionLost: Uint8Array;
+  /** Members kept for their grace window (resume.ts), local and remote. */
+  readonly parked: Set<Instance>;
   handshaking: number;
   instanceCount: number;
   nextConnId: number;
@@ -93,6 +97,7 @@ export function createState(options: RelayOptions, log: Logger): RelayState {
     opensSince: 0,
     remoteById: new Map(),
     connectionLost: errorFrame(WIRE_ERRORS.connectionLost()),
+    parked: new Set(),
     handshaking: 0,
     instanceCount: 0,
     nextConnId: 1,

@@ -13,7 +13,8 @@ export type DisconnectReason =
   | "memory_pressure" // cut to bring the relay's unsent data back under its bound
   | "rejected" // registration refused
   | "protocol" // something other than RegisterInstance came first
-  | "shutdown";
+  | "shutdown"
+  | "resume_expired"; // a parked member's grace window ran out (docs/resume.md)
 
 /**
  * Every counter, once: its field on the hot path, its name in `/status`
@@ -44,7 +45,23 @@ const DISCONNECT_REASONS = [
   "rejected",
   "protocol",
   "shutdown",
+  "resume_expired",
 ] as const satisfies readonly DisconnectReason[];
+
+/** Why a tunnel's resumption was refused (it then tells Sova "Connection lost"). */
+const RESUME_REFUSALS = [
+  "off",
+  "secret",
+  "gap",
+  "name_taken",
+  "capacity",
+  "version",
+  "token",
+  "invalid",
+  "cooldown",
+  "rate",
+] as const;
+export type ResumeRefusal = (typeof RESUME_REFUSALS)[number];
 
 export const COUNTERS = {
   connectionsOpened: {
@@ -117,6 +134,38 @@ export const COUNTERS = {
     help: "Connections ended, by reason.",
     label: "reason",
     keys: DISCONNECT_REASONS,
+  },
+  parked: {
+    status: "parked",
+    metric: "sova_relay_parked_total",
+    help: "Members that may resume (tunnels) kept in their session after losing their connection or their node.",
+  },
+  resumptions: {
+    status: "resumptions",
+    metric: "sova_relay_resumptions_total",
+    help: "Members restored by their tunnel, the gap replayed.",
+  },
+  resumeReplayed: {
+    status: "resume_replayed",
+    metric: "sova_relay_resume_replayed_total",
+    help: "StateBroadcasts replayed to restored members (what was broadcast during their gap).",
+  },
+  resumeRefused: {
+    status: "resume_refused",
+    metric: "sova_relay_resume_refused_total",
+    help: "Resumptions refused, by reason (the tunnel then tells Sova the connection is lost).",
+    label: "reason",
+    keys: RESUME_REFUSALS,
+  },
+  resumeTakeovers: {
+    status: "resume_takeovers",
+    metric: "sova_relay_resume_takeovers_total",
+    help: "Resumptions that replaced a stale (half-open) connection of the same member.",
+  },
+  resumeLogEvicted: {
+    status: "resume_log_evicted",
+    metric: "sova_relay_resume_log_evicted_total",
+    help: "Frames dropped from a session's resumption log by its byte bound before every tunnel had them.",
   },
 } as const satisfies Record<string, CounterSpec>;
 

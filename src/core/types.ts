@@ -7,6 +7,7 @@ import type { Uuid } from "../protocol/messages.ts";
 import type { History } from "./history.ts";
 import type { ClusterLink, RemoteMembers } from "./link.ts";
 import type { NameKey } from "./names.ts";
+import type { ResumeLog } from "./resume-log.ts";
 import type { Roster } from "./roster.ts";
 import type { DisconnectReason, RelayStats } from "./stats.ts";
 import type { SlidingWindow } from "./window.ts";
@@ -66,6 +67,13 @@ export interface RelayOptions {
   nudgeIntervalMs?: number;
   /** A newcomer that takes less than REPLAY_PROGRESS_BYTES of its RegistrationResponse and history within this is cut. */
   replayTimeoutMs?: number;
+  /**
+   * How long a member that asked for resumption (a tunnel) stays in its session after its connection is lost, its
+   * edits kept for it (docs/resume.md); 0 or absent: resumption is off.
+   */
+  resumeWindowMs?: number;
+  /** Bytes of frames kept per session for members that may resume. */
+  resumeBufferBytes?: number;
   clock?: Clock;
 }
 
@@ -93,8 +101,11 @@ export interface Peer {
   setFrameLimit(bytes: number): void;
 }
 
-/** "registering": waiting for the cluster's name claim; "remote": stands for another node's members, never sent to. */
-export type ConnectionState = "handshake" | "registering" | "registered" | "closed" | "remote";
+/**
+ * "registering": waiting for the cluster's name claim; "remote": stands for another node's members, never sent to;
+ * "parked": the socket of a member that may resume is gone, its instance is kept for the grace window.
+ */
+export type ConnectionState = "handshake" | "registering" | "registered" | "closed" | "remote" | "parked";
 
 export interface Connection {
   readonly id: number;
@@ -123,7 +134,8 @@ export interface Instance {
   readonly nameKey: NameKey;
   readonly version: string;
   readonly session: Session;
-  readonly conn: Connection;
+  /** Replaced when a tunnel resumes the instance on a new connection. */
+  conn: Connection;
   readonly connectedAt: number;
   /** Registration order on this node: a member whose `seq` is higher got this one in its RegistrationResponse. */
   readonly seq: number;
@@ -131,6 +143,8 @@ export interface Instance {
   announced: boolean;
   /** A StateUpdate of it was relayed: every member has heard of it. */
   spoke: boolean;
+  /** The address group its slot is counted against (--max-instances-per-ip); unset once it left. */
+  countedGroup?: string;
   readonly capabilities: ReadonlySet<string>;
   /** The StateBroadcast bytes that depend only on this sender. */
   readonly prefix: Uint8Array;
@@ -146,6 +160,22 @@ export interface Instance {
   messagesOut: number;
   rateLimited: number;
   dropped: number;
+  /** Present when the member asked for resumption (a tunnel), here or on the node that holds it. */
+  resume: Resumption | null;
+  /** The node that holds a remote member's connection; null for this relay's own. */
+  node: string | null;
+}
+
+/** What resumption keeps of an instance (docs/resume.md). */
+export interface Resumption {
+  /** Bumped at each resumption: the cluster keeps the record with the highest. */
+  gen: number;
+  /** StateUpdates consumed from it (relayed or dropped), as its tunnel counts them. */
+  consumed: number;
+  /** The last log entry its tunnel said it passed on. */
+  ackedN: number;
+  /** While parked: when its grace window ends (0: not parked). */
+  parkedUntil: number;
 }
 
 export interface Session {
@@ -159,6 +189,14 @@ export interface Session {
   /** The encoded InstanceInfo list newcomers are sent. */
   roster: Roster;
   createdAt: number;
+  /** Members (here or on other nodes, connected or parked) that may resume: while any, frames are logged. */
+  resumers: number;
+  log: ResumeLog | null;
+  /** Without history or a cluster: this session's own stream and its last number. */
+  readonly origin: string;
+  seq: number;
+  /** The last number seen here from each stream of this session (local frames and other nodes'). */
+  heads: Map<string, number>;
   /** Presence notices (joins announced, departures told to everyone) left in this second's budget (notices.ts). */
   notices: NoticeBudget;
 }
@@ -191,6 +229,10 @@ export interface Relay {
   answerLoneHeader(conn: Connection): void;
   /** Connections that have not registered yet. */
   readonly handshaking: number;
+  /** Members kept for their grace window after their connection was lost. */
+  readonly parked: number;
+  /** Bytes of frames held in sessions' resumption logs. */
+  readonly resumeBufferBytes: number;
   /** Stop relaying new frames; what is queued still goes out. */
   beginShutdown(): void;
   /** Close every connection after its queue is sent; no one is told of the others leaving. */

@@ -76,6 +76,9 @@ export interface RelayConfig {
   maxRegistrationsPerIp: number;
   /** Seconds. */
   replayTimeoutMs: number;
+  /** How long a tunnel's player stays in its session after losing its connection (docs/resume.md); 0: off. */
+  resumeWindowMs: number;
+  resumeBufferBytes: number;
   /** Proxies allowed to name the client in X-Forwarded-For / Forwarded on the WebSocket endpoint. */
   trustProxy: Cidr[];
   /** Web origins (scheme://host[:port]) whose pages may open /relay, beside the relay's own. */
@@ -282,7 +285,8 @@ export const OPTIONS: OptionTable<RelayConfig> = [
   {
     key: "maxTotalPendingBytes",
     description:
-      "Unsent bytes held for all instances together; past it, reading pauses and the instances furthest behind are cut",
+      "Unsent bytes held for all connections together; past it, those that stopped reading are cut," +
+      " senders of sessions that fall behind are slowed, and after 3 s the largest holders are cut",
     default: 33_554_432,
     type: "integer",
     min: 1024,
@@ -461,6 +465,24 @@ export const OPTIONS: OptionTable<RelayConfig> = [
     default: 30,
     type: "seconds",
     min: 1,
+  },
+  {
+    key: "resumeWindowMs",
+    description:
+      "Seconds a player behind `sova-relay tunnel` stays in its session after losing its connection, its missed" +
+      " updates kept for it (0: off; docs/resume.md)",
+    default: 30,
+    type: "seconds",
+    min: 0,
+  },
+  {
+    key: "resumeBufferBytes",
+    description: "Bytes of updates kept per session while one of its players may resume",
+    default: 8_388_608,
+    type: "integer",
+    min: 0,
+    max: Number.MAX_SAFE_INTEGER,
+    unit: "bytes",
   },
   {
     key: "trustProxy",

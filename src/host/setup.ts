@@ -29,6 +29,7 @@ export function buildRelay(config: ServerConfig, log: Logger, link?: ServerLink)
     createHistory(
       { maxEntries: config.history, maxBytes: config.historyBytes, maxAgeMs: config.historyAgeMs },
       store ?? undefined,
+      store?.epoch,
     );
   if (store) {
     const loaded = store.load(history);
@@ -65,6 +66,8 @@ export function buildRelay(config: ServerConfig, log: Logger, link?: ServerLink)
       maxRegistrationsPerAddress: config.maxRegistrationsPerIp,
       nudgeIntervalMs: config.nudgeInterval,
       replayTimeoutMs: config.replayTimeoutMs,
+      resumeWindowMs: config.resumeWindowMs,
+      resumeBufferBytes: config.resumeBufferBytes,
       history,
       link,
       onRegistrationFailed(ip) {

@@ -98,6 +98,8 @@ export type ServerConfig = Pick<
   | "maxHandshakesPerIp"
   | "maxRegistrationsPerIp"
   | "replayTimeoutMs"
+  | "resumeWindowMs"
+  | "resumeBufferBytes"
 >;
 
 export function startServer(config: ServerConfig, log: Logger, link?: ServerLink): RunningServer {

@@ -180,6 +180,16 @@ export async function createMetrics(ctx: StatusContext, sources: MetricsSources 
   );
   gauge("sova_relay_uptime_seconds", "Seconds since the relay started.", (s) => s.uptime);
   gauge("sova_relay_connections_open", "Open connections, TCP and WebSocket, registered or not.", (s) => s.connections);
+  gauge(
+    "sova_relay_parked_instances",
+    "Members kept in their session for their grace window after losing their connection (docs/resume.md).",
+    (s) => s.parked,
+  );
+  gauge(
+    "sova_relay_resume_buffer_bytes",
+    "Bytes of updates held in sessions' resumption logs for members that may resume.",
+    (s) => s.resume_buffer_bytes,
+  );
   perSession("sova_relay_instances", "Registered instances per session (by its short hash).", (s) => s.instances);
   perSession(
     "sova_relay_history_entries",

@@ -66,6 +66,10 @@ export interface Status {
   started_at: number;
   connections: number;
   handshaking: number;
+  /** Members kept for their grace window after losing their connection (docs/resume.md). */
+  parked: number;
+  /** Bytes held in sessions' resumption logs. */
+  resume_buffer_bytes: number;
   instances: InstanceStatus[];
   sessions: SessionStatus[];
   limits: Record<string, number | boolean>;
@@ -121,6 +125,8 @@ export function snapshot(ctx: StatusContext, now = Date.now()): Status {
     started_at: Math.floor(ctx.startedAt / 1000),
     connections: relay.connections.size,
     handshaking: relay.handshaking,
+    parked: relay.parked,
+    resume_buffer_bytes: relay.resumeBufferBytes,
     instances,
     sessions,
     limits: {
@@ -135,6 +141,7 @@ export function snapshot(ctx: StatusContext, now = Date.now()): Status {
       history_age_seconds: (ctx.history?.limits.maxAgeMs ?? 0) / 1000,
       max_instances_per_session: o.maxInstancesPerSession ?? o.maxInstances,
       max_instances_per_address: o.maxInstancesPerAddress ?? o.maxInstances,
+      resume_window_seconds: (o.resumeWindowMs ?? 0) / 1000,
     },
     totals: counterTotals(relay.stats),
     ...storageStatus(ctx),

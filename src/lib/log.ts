@@ -51,7 +51,8 @@ export const LOG_EVENTS = {
     levels: ["warn"],
     audit: true,
     aggregation: "per_address",
-    meaning: "A connection was closed at once: --allow/--deny, a per-address cap, the cool-down or the handshake caps.",
+    meaning:
+      "A connection was closed at once: `--allow`/`--deny`, a per-address cap, the cool-down or the handshake caps.",
   },
   connection_closed: {
     levels: ["debug"],
@@ -69,7 +70,7 @@ export const LOG_EVENTS = {
     levels: ["debug"],
     audit: false,
     aggregation: "per_address",
-    meaning: "A connection sent no RegisterInstance within --handshake-timeout and was closed.",
+    meaning: "A connection sent no RegisterInstance within `--handshake-timeout` and was closed.",
   },
   probe: {
     levels: ["debug"],
@@ -112,7 +113,7 @@ export const LOG_EVENTS = {
     levels: ["warn"],
     audit: true,
     aggregation: "per_address",
-    meaning: "A TLS handshake on --tls-port failed (a scanner, a plain-TCP client, a bad certificate).",
+    meaning: "A TLS handshake on `--tls-port` failed (a scanner, a plain-TCP client, a bad certificate).",
   },
   // sessions and traffic
   session_created: {
@@ -143,31 +144,31 @@ export const LOG_EVENTS = {
     levels: ["warn"],
     audit: false,
     aggregation: "per_address",
-    meaning: "A frame over --max-message-size (--handshake-max-bytes before registering); skipped unread.",
+    meaning: "A frame over `--max-message-size` (`--handshake-max-bytes` before registering); skipped unread.",
   },
   rate_limited: {
     levels: ["warn"],
     audit: true,
     aggregation: "periodic",
-    meaning: "An instance passed --rate-limit or --rate-limit-bytes; its messages are dropped until it is under.",
+    meaning: "An instance passed `--rate-limit` or `--rate-limit-bytes`; its messages are dropped until it is under.",
   },
   slow_consumer: {
     levels: ["warn"],
     audit: true,
     aggregation: "none",
-    meaning: "An instance that did not read (--max-pending-bytes, memory pressure, --replay-timeout) was cut.",
+    meaning: "An instance that did not read (`--max-pending-bytes`, memory pressure, `--replay-timeout`) was cut.",
   },
   backpressure: {
     levels: ["warn"],
     audit: false,
     aggregation: "periodic",
-    meaning: "Unsent data for all connections passed --max-total-pending-bytes; who was cut or paused.",
+    meaning: "Unsent data for all connections passed `--max-total-pending-bytes`; who was cut or paused.",
   },
   events_limited: {
     levels: ["warn"],
     audit: false,
     aggregation: "periodic",
-    meaning: "/events streams refused past --max-event-subscribers or cut for not reading.",
+    meaning: "/events streams refused past `--max-event-subscribers` or cut for not reading.",
   },
   websocket_refused: {
     levels: ["warn"],
@@ -200,7 +201,58 @@ export const LOG_EVENTS = {
     aggregation: "periodic",
     meaning: "No file descriptor was left, so connections waited unaccepted; the count since the last line.",
   },
-  // a cluster node (--cluster)
+  // resumption (docs/resume.md)
+  parked: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning:
+      "A member behind a tunnel lost its connection (or its node); it stays in its session for `--resume-window`.",
+  },
+  resumed: {
+    levels: ["info"],
+    audit: true,
+    aggregation: "none",
+    meaning: "A tunnel restored its member: same name and id, the gap replayed (`replayed`), its edits found (`own`).",
+  },
+  resume_refused: {
+    levels: ["warn"],
+    audit: true,
+    aggregation: "per_address",
+    meaning: "A resumption was refused with one Error; `reason` says why (secret, gap, name_taken...).",
+  },
+  resume_expired: {
+    levels: ["info"],
+    audit: true,
+    aggregation: "none",
+    meaning: "A parked member was not resumed within `--resume-window`; the others are told it left.",
+  },
+  resume_takeover: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "A resumption replaced the member's stale (half-open) connection.",
+  },
+  resume_moved: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "A member of this node resumed on another node; its connection here is retired.",
+  },
+  resume_buffer_full: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "per_address",
+    meaning:
+      "A session's resumption log passed `--resume-buffer-bytes`; frames a tunnel may need were dropped (once a minute per session).",
+  },
+  left: {
+    levels: ["debug"],
+    audit: false,
+    aggregation: "none",
+    meaning: "A tunnel said its player left: a normal leave at once, no grace window.",
+  },
+  // a cluster node (`--cluster`)
   cluster_starting: {
     levels: ["info"],
     audit: false,
@@ -241,7 +293,7 @@ export const LOG_EVENTS = {
     levels: ["error"],
     audit: false,
     aggregation: "none",
-    meaning: "Another relay uses this node's --node-name.",
+    meaning: "Another relay uses this node's `--node-name`.",
   },
   cluster_names_shared: {
     levels: ["info"],
@@ -289,7 +341,7 @@ export const LOG_EVENTS = {
     levels: ["warn"],
     audit: false,
     aggregation: "none",
-    meaning: "NATS max_payload is below --max-message-size: larger edits stay on their node.",
+    meaning: "NATS max_payload is below `--max-message-size`: larger edits stay on their node.",
   },
   cluster_history: {
     levels: ["info"],
@@ -337,7 +389,7 @@ export const LOG_EVENTS = {
     levels: ["error"],
     audit: false,
     aggregation: "none",
-    meaning: "The agreed session secret could not be kept in --state-dir.",
+    meaning: "The agreed session secret could not be kept in `--state-dir`.",
   },
   cluster_node_refused: {
     levels: ["error", "warn"],
@@ -382,6 +434,37 @@ export const LOG_EVENTS = {
     aggregation: "none",
     meaning: "The relay closed the upstream; the tunnel closes the local connection so Sova sees it.",
   },
+  tunnel_resumable: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "The relay keeps this player's session for its grace window should the connection be lost.",
+  },
+  tunnel_gap: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "none",
+    meaning: "The upstream was lost; Sova's connection stays open while the tunnel resumes.",
+  },
+  tunnel_attempt: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "One attempt at resuming, through one of the --to addresses, after its backoff.",
+  },
+  tunnel_resumed: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "The session was resumed: the gap filled, the held edits sent (`gap_ms`, `resent`).",
+  },
+  tunnel_resume_failed: {
+    levels: ["error"],
+    audit: false,
+    aggregation: "none",
+    meaning:
+      'The session could not be kept (refused, window passed, held edits over `--hold-bytes`); Sova is told "Connection lost".',
+  },
   tunnel_upstream_failed: {
     levels: ["error", "debug"],
     audit: false,
@@ -404,7 +487,7 @@ export const LOG_EVENTS = {
     levels: ["warn"],
     audit: false,
     aggregation: "none",
-    meaning: "Sova sent a frame over the tunnel's --max-message-size; skipped and answered as the relay would.",
+    meaning: "Sova sent a frame over the tunnel's `--max-message-size`; skipped and answered as the relay would.",
   },
   // the process
   starting: {
@@ -435,7 +518,7 @@ export const LOG_EVENTS = {
     levels: ["info"],
     audit: false,
     aggregation: "none",
-    meaning: "History was read from --state-dir at start-up.",
+    meaning: "History was read from `--state-dir` at start-up.",
   },
   history_write_failed: {
     levels: ["error"],

@@ -9,10 +9,10 @@ import { Splice, arrayHeader, packBody, packFrame, packView, u64, unpackFirst } 
 import { INSTANCE_INFO, SCHEMA, SYSTEM_TIME } from "./schema.ts";
 import type { ByteArrayWire, InstanceInfo, Kind, KindTypes, Layout, Message } from "./schema.ts";
 import type { SystemTime, Uuid } from "./schema.ts";
-import { decodeGeneral } from "./validate.ts";
+import { decodeGeneral, type DecodeOptions } from "./validate.ts";
 
 export type * from "./schema.ts";
-export { decodeGeneral } from "./validate.ts";
+export { decodeGeneral, type DecodeOptions } from "./validate.ts";
 export { byteArrayValues, toByteArrayWire } from "./msgpack.ts";
 
 /** What msgpackr is given for each kind; the rest (numbers, booleans, UUIDs, nulls) as they are. */
@@ -25,6 +25,8 @@ const ENCODE: { [K in Kind]?: (v: KindTypes[K]) => unknown } = {
   byteArray: (v) => new Splice(v),
   instances: (v) => v.map((info) => toWire(INSTANCE_INFO, info)),
   time: (v) => toWire(SYSTEM_TIME, v),
+  cursor: (v) => v.map(([origin, q]) => [origin.toWellFormed(), u64(q)]),
+  members: (v) => v.map(([id, name]) => [id, name.toWellFormed()]),
 };
 
 /** A struct in field order; a Splice value is written as the bytes it holds. */
@@ -47,6 +49,23 @@ export const encodeMessage = (msg: Message): Uint8Array => packBody(messageWire(
 export const encodeFrame = (msg: Message): Uint8Array => packFrame(messageWire(msg));
 /** A sender's name as encoded once at registration, for all its broadcasts. */
 export const broadcastPrefix = (sourceName: string): Uint8Array => packBody(sourceName.toWellFormed());
+
+/** What every StateBroadcast frame this codec writes starts with, up to the sender's name. */
+const BROADCAST_HEAD = Uint8Array.of(
+  0x81, // {StateBroadcast: {source_instance_name, timestamp, update_data}}
+  ...packBody("StateBroadcast"),
+  0x83,
+  ...packBody("source_instance_name"),
+);
+
+/** Whether `frame` is a StateBroadcast whose sender's name is the one `prefix` (broadcastPrefix) encodes. */
+export function broadcastFrom(frame: Uint8Array, prefix: Uint8Array): boolean {
+  const at = 4 + BROADCAST_HEAD.length;
+  if (frame.length < at + prefix.length) return false;
+  for (let i = 0; i < BROADCAST_HEAD.length; i++) if (frame[4 + i] !== BROADCAST_HEAD[i]) return false;
+  for (let i = 0; i < prefix.length; i++) if (frame[at + i] !== prefix[i]) return false;
+  return true;
+}
 
 /** A whole StateBroadcast frame: msgpackr writes it around the sender's name and the data, spliced. */
 export function encodeBroadcastFrame(prefix: Uint8Array, timestamp: bigint, data: ByteArrayWire): Uint8Array {
@@ -103,7 +122,7 @@ export { decodeStateUpdate } from "./fast-update.ts";
  * Decodes one frame body; throws RelayError("E_DECODE") in rmp-serde's words. `extensions`: accept
  * variants outside upstream's enum (InstanceConnected), as the client does; the relay, like Sova, not.
  */
-export function decodeMessage(body: Uint8Array, options: { extensions?: boolean } = {}): Message {
+export function decodeMessage(body: Uint8Array, options: DecodeOptions = {}): Message {
   return decodeStateUpdate(body) ?? decodeGeneral(body, options);
 }
 
@@ -115,6 +134,18 @@ export const systemTimeFromMillis = (ms: number): SystemTime => ({
 /** The variant a body claims to be, read without decoding the rest; null if it names none. */
 export function peekVariant(body: Uint8Array): string | null {
   const at = mapHeaderEnd(body, 0, 1); // msgpackr reads only the key behind it
+  // A short ASCII name (every variant's, as rmp-serde and msgpackr write it), read here: the tunnel looks at the
+  // variant of every frame both ways, and msgpackr's call costs several times this.
+  const len = at > 0 && body[at]! >= 0xa0 && body[at]! <= 0xbf ? body[at]! & 0x1f : -1;
+  if (len > 0 && at + 1 + len <= body.length) {
+    let name = "";
+    for (let i = at + 1; i <= at + len; i++) {
+      const c = body[i]!;
+      if (c >= 0x80) break;
+      name += String.fromCharCode(c);
+    }
+    if (name.length === len) return name;
+  }
   try {
     const key = at > 0 ? unpackFirst(body.subarray(at)) : null;
     return typeof key === "string" ? key : null;

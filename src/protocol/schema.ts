@@ -27,7 +27,18 @@ export interface KindTypes {
   byteArray: ByteArrayWire;
   instances: InstanceInfo[];
   time: SystemTime;
+  /** Extension (resumption): `bin` of any length. */
+  bytes: Uint8Array;
+  /** Extension (resumption): a position in a session's streams, `[[origin, number], ...]`. */
+  cursor: CursorEntry[];
+  /** Extension (resumption): a session's members, `[[id, name], ...]`. */
+  members: MemberEntry[];
 }
+
+export type MemberEntry = [id: Uuid, name: string];
+
+/** One stream of a session (a relay's own, or a cluster node's) and the last number passed on from it. */
+export type CursorEntry = [origin: string, q: bigint];
 export type Kind = keyof KindTypes;
 export type Layout = Readonly<Record<string, Kind>>;
 type Fields<L extends Layout> = { -readonly [K in keyof L]: KindTypes[L[K]] };
@@ -58,6 +69,39 @@ export const SCHEMA = {
   Error: { message: "string" },
   /** Extension: only for instances that asked for "presence". */
   InstanceConnected: { instance_id: "uuid", instance_name: "string" },
+  /**
+   * Extensions for resumption (docs/protocol.md, "Resumption"): only between a tunnel that asked for "resume" and the relay; the
+   * tunnel never passes one on to Sova. Tunnel to relay: ResumeInstance (instead of RegisterInstance), Ack, Leave.
+   */
+  ResumeInstance: {
+    instance_name: "string",
+    version: "string",
+    session_token: "optString",
+    capabilities: "capabilities",
+    instance_id: "uuid",
+    secret: "bytes",
+    cursor: "cursor",
+    own: "cursor",
+    acked: "u64",
+    generation: "u64",
+  },
+  /** Relay to tunnel: after a RegistrationResponse (and history) or a resumption, before any live frame. */
+  Resumable: {
+    secret: "bytes",
+    cursor: "cursor",
+    window_ms: "u64",
+    generation: "u64",
+    consumed: "u64",
+    members: "members",
+  },
+  /** Relay to tunnel: the next StateBroadcast is number `q` of stream `origin`, entry `n` of this relay's log. */
+  Mark: { origin: "string", q: "u64", n: "u64" },
+  /** Relay to tunnel: one StateUpdate of this instance consumed; relayed as `q` of `origin` (q 0: dropped). */
+  Acked: { origin: "string", q: "u64" },
+  /** Tunnel to relay: every entry up to `n` (of Mark) was passed on to Sova. */
+  Ack: { n: "u64" },
+  /** Tunnel to relay: the player left; end the instance now, no grace window. */
+  Leave: { reason: "string" },
 } as const;
 export const UPSTREAM_VARIANTS = Object.keys(SCHEMA).slice(0, 8) as MessageType[];
 
@@ -69,3 +113,4 @@ export type InstanceInfo = Fields<typeof INSTANCE_INFO>;
 export type RegisterInstance = Variant<"RegisterInstance">;
 export type RegistrationResponse = Variant<"RegistrationResponse">;
 export type StateUpdate = Variant<"StateUpdate">;
+export type ResumeInstance = Variant<"ResumeInstance">;

@@ -10,17 +10,26 @@ import { EXT, RESERVED, decodeError, packBody, unpackFirst } from "./msgpack.ts"
 import { INSTANCE_INFO, SCHEMA, SYSTEM_TIME, UPSTREAM_VARIANTS as UPSTREAM } from "./schema.ts";
 import type { ByteArrayWire, Kind, Layout, Message, MessageType } from "./schema.ts";
 
+/**
+ * What a reader takes besides upstream's variants: `extensions` every variant of the schema (the client, the
+ * tunnel), `accept` only these (the relay, from a tunnel that asked for resumption).
+ */
+export interface DecodeOptions {
+  extensions?: boolean;
+  accept?: readonly MessageType[];
+}
+
 /** Reads `body` with msgpackr and checks it as rmp-serde would. */
-export function decodeGeneral(body: Uint8Array, options: { extensions?: boolean } = {}): Message {
+export function decodeGeneral(body: Uint8Array, options: DecodeOptions = {}): Message {
   const top = unpackFirst(body);
   if (!(top instanceof Map)) {
     // serde reads a lone value as a unit variant; every variant has fields.
-    variantOf(top, options.extensions === true);
+    variantOf(top, options);
     throw decodeError("invalid type: unit variant, expected struct variant");
   }
   if (top.size !== 1) throw decodeError(`array had incorrect length, expected ${top.size}`);
   const [key, value] = (top as Map<unknown, unknown>).entries().next().value!;
-  const type = variantOf(key, options.extensions === true);
+  const type = variantOf(key, options);
   return { type, ...readStruct(SCHEMA[type], value, `struct variant RelayMessage::${type}`, MAX_DEPTH) } as Message;
 }
 
@@ -51,14 +60,16 @@ function nested(depth: number): number {
   return depth - 1;
 }
 
-function variantOf(v: unknown, extensions: boolean): MessageType {
+function variantOf(v: unknown, options: DecodeOptions): MessageType {
   if (isInt(v) && v >= 0) {
     if (v < UPSTREAM.length) return UPSTREAM[Number(v)]!;
     throw decodeError(`invalid value: integer \`${v}\`, expected variant index 0 <= i < ${UPSTREAM.length}`);
   }
   if (typeof v !== "string" && !(v instanceof Uint8Array)) throw invalidType(v, "variant identifier");
   const name = typeof v === "string" ? v : new TextDecoder().decode(v);
-  if (Object.hasOwn(SCHEMA, name) && (extensions || UPSTREAM.includes(name as MessageType))) return name as MessageType;
+  const known = Object.hasOwn(SCHEMA, name);
+  if (known && (options.extensions === true || UPSTREAM.includes(name as MessageType))) return name as MessageType;
+  if (known && options.accept?.includes(name as MessageType)) return name as MessageType;
   throw decodeError(`unknown variant \`${name}\`, expected one of ${UPSTREAM.map((t) => `\`${t}\``).join(", ")}`);
 }
 
@@ -98,6 +109,14 @@ function readStruct(layout: Layout, v: unknown, what: string, depth: number): Re
     else throw decodeError(`missing field \`${name}\``);
   }
   return out;
+}
+
+/** `[a, b]`: a tuple, as serde reads `(A, B)`. */
+function readPair(e: unknown, a: Kind, b: Kind, depth: number): [unknown, unknown] {
+  if (!Array.isArray(e)) throw invalidType(e, "a tuple of size 2");
+  if (e.length !== 2) throw decodeError(`invalid length ${e.length}, expected a tuple of size 2`);
+  nested(depth);
+  return [read(a, e[0], depth), read(b, e[1], depth)];
 }
 
 /** What rmp-serde still checks in a value it ignores: its depth, and no 0xc1. */
@@ -146,10 +165,15 @@ function read(kind: Kind, v: unknown, depth: number): unknown {
       return v;
     case "time":
       return readStruct(SYSTEM_TIME, v, "struct SystemTime", depth);
+    case "bytes":
+      if (!(v instanceof Uint8Array)) throw invalidType(v, "bytes");
+      return new Uint8Array(v);
   }
   if (!Array.isArray(v)) throw invalidType(v, "a sequence");
   const inner = nested(depth);
   if (kind === "byteArray") return packBody(v.map((e) => Number(uint(e, 255, "u8")))) as ByteArrayWire;
   if (kind === "capabilities") return v.map((e) => read("string", e, inner));
+  if (kind === "cursor") return v.map((e) => readPair(e, "string", "u64", inner));
+  if (kind === "members") return v.map((e) => readPair(e, "uuid", "string", inner));
   return v.map((e) => readStruct(INSTANCE_INFO, e, "struct InstanceInfo", inner));
 }

@@ -33,6 +33,9 @@ export const WIRE_ERRORS = {
   tooManyRegistrations: () => "Too many registrations from this address; try again in a minute",
   /** Nudges: the last frame before the relay ends a registered connection (today's client needs it). */
   connectionLost: () => "Connection lost",
+  /** Resumption (docs/resume.md): the one Error a tunnel gets when its session cannot be restored; it tells Sova
+   * "Connection lost". */
+  resumeRefused: (why: string) => `Resume refused: ${why}`,
 } as const;
 
 /** Why a registration was refused; `peerFault` ones feed the guard's failed-registration count. */
@@ -49,7 +52,8 @@ export type RejectReason =
   | "empty"
   | "oversized"
   | "registration_rate"
-  | "cooldown";
+  | "cooldown"
+  | "resume_secret";
 
 /**
  * Failures that say the peer is guessing a token or sending junk. A wrong version or
@@ -71,6 +75,8 @@ export const PEER_FAULT: Readonly<Record<RejectReason, boolean>> = {
   registration_rate: false,
   // Already refused for failing: counting these again would only lengthen the wait.
   cooldown: false,
+  // A secret the relay never gave is a guess.
+  resume_secret: true,
 };
 
 /** What a player or host reads about one Error text (docs/reference/errors.md and the players' guide). */
@@ -100,9 +106,9 @@ export const WIRE_ERROR_HELP: { readonly [K in keyof typeof WIRE_ERRORS]: WireEr
     when: "registered",
     closes: false,
     meaning:
-      "A frame over the relay's --max-message-size (before registration: over --handshake-max-bytes, and the" +
+      "A frame over the relay's `--max-message-size` (before registration: over `--handshake-max-bytes`, and the" +
       " connection is closed). The frame is skipped; the edit did not reach anyone.",
-    fix: "Send smaller edits, or ask the host to raise --max-message-size (and the tunnel's, which must match).",
+    fix: "Send smaller edits, or ask the host to raise `--max-message-size` (and the tunnel's, which must match).",
   },
   expectedRegister: {
     example: [],
@@ -115,8 +121,8 @@ export const WIRE_ERROR_HELP: { readonly [K in keyof typeof WIRE_ERRORS]: WireEr
     example: ["0.1.0", "0.2.0"],
     when: "registration",
     closes: true,
-    meaning: "The instance's Sova version is not the one the relay expects (--expected-version).",
-    fix: "Use the Sova version the relay expects, or ask the host to set --expected-version to yours.",
+    meaning: "The instance's Sova version is not the one the relay expects (`--expected-version`).",
+    fix: "Use the Sova version the relay expects, or ask the host to set `--expected-version` to yours.",
   },
   invalidToken: {
     example: [],
@@ -129,8 +135,8 @@ export const WIRE_ERROR_HELP: { readonly [K in keyof typeof WIRE_ERRORS]: WireEr
     example: [20],
     when: "registration",
     closes: true,
-    meaning: "The relay is full: --max-instances instances are registered across all its sessions.",
-    fix: "Wait for someone to leave, or ask the host to raise --max-instances.",
+    meaning: "The relay is full: `--max-instances` instances are registered across all its sessions.",
+    fix: "Wait for someone to leave, or ask the host to raise `--max-instances`.",
   },
   sessionFull: {
     example: [20],
@@ -189,7 +195,7 @@ export const WIRE_ERROR_HELP: { readonly [K in keyof typeof WIRE_ERRORS]: WireEr
     when: "registered",
     closes: false,
     meaning:
-      "The instance sent more than --rate-limit messages or --rate-limit-bytes bytes in 60 s; messages are" +
+      "The instance sent more than `--rate-limit` messages or `--rate-limit-bytes` bytes in 60 s; messages are" +
       " dropped until it is back under. Sent once a minute at most.",
     fix: "Send less (a script that re-sends in a loop), or ask the host to raise the limits.",
   },
@@ -199,14 +205,14 @@ export const WIRE_ERROR_HELP: { readonly [K in keyof typeof WIRE_ERRORS]: WireEr
     closes: true,
     meaning:
       "Too many failed registrations (wrong tokens, junk) came from this address (IPv6: /64); every registration" +
-      " from it is refused for --failed-registration-cooldown, right token or not.",
+      " from it is refused for `--failed-registration-cooldown`, right token or not.",
     fix: "Wait the seconds it says, then connect with the right token.",
   },
   tooManyRegistrations: {
     example: [],
     when: "registration",
     closes: true,
-    meaning: "More than --max-registrations-per-ip registrations from this address in 60 s.",
+    meaning: "More than `--max-registrations-per-ip` registrations from this address in 60 s.",
     fix: "Wait a minute; a client that reconnects in a loop needs fixing.",
   },
   connectionLost: {
@@ -217,5 +223,15 @@ export const WIRE_ERROR_HELP: { readonly [K in keyof typeof WIRE_ERRORS]: WireEr
       "The relay ended the connection (shutdown, too slow to read, memory pressure, replay or idle timeout);" +
       " the last frame it sends, so that today's Sova client notices.",
     fix: "Reconnect; if it repeats, the relay's log says why (`disconnected` with its reason).",
+  },
+  resumeRefused: {
+    example: ["what was broadcast while it was away is no longer all here"],
+    when: "registration",
+    closes: true,
+    meaning:
+      "Only a tunnel sees it (docs/resume.md): the relay could not restore the player's session after a lost" +
+      " connection (the grace window passed, the missed updates are no longer all kept, the secret does not match)." +
+      ' The tunnel then tells Sova "Connection lost".',
+    fix: "Reconnect Sova through the tunnel: the player joins again as a newcomer.",
   },
 };

@@ -39,6 +39,11 @@ export interface StorageHealth {
 export interface HistoryStore extends HistorySink {
   readonly path: string;
   readonly health: Readonly<StorageHealth>;
+  /**
+   * This database's numbering (History.epoch): made once with the database, made anew when its history is cleared,
+   * so a resumption cursor from before never names a different frame.
+   */
+  readonly epoch: string;
   /** Reads every stored entry into `history` (which the store then writes back whole after a failure); returns how many. */
   load(history: History): number;
   /** Commits what is queued now (shutdown). */
@@ -71,6 +76,7 @@ export function openDatabase(dir: string, reset = false): { db: Database; path: 
         " at INTEGER NOT NULL, frame BLOB NOT NULL," +
         " PRIMARY KEY (session, seq)) WITHOUT ROWID",
     );
+    db.run("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID");
     // A file the relay can read but not write (restored as root) opened fine and
     // failed at the first edit: write once now, so it is found at start-up.
     const { user_version } = db.query("PRAGMA user_version").get() as { user_version: number };
@@ -82,9 +88,21 @@ export function openDatabase(dir: string, reset = false): { db: Database; path: 
   return { db, path };
 }
 
+/** The database's epoch, made on first use. */
+function epochOf(db: Database): string {
+  db.run("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)", [crypto.randomUUID().slice(0, 8)]);
+  return (db.query("SELECT value FROM meta WHERE key = 'epoch'").get() as { value: string }).value;
+}
+
 export function openHistoryStore(dir: string, options: { reset?: boolean; log: Logger }): HistoryStore {
   const { db, path } = openDatabase(dir, options.reset);
   const { log } = options;
+  let epoch: string;
+  try {
+    epoch = epochOf(db);
+  } catch (error) {
+    throw databaseError(path, dir, error);
+  }
   const insert = db.prepare("INSERT OR REPLACE INTO history (session, seq, at, frame) VALUES (?, ?, ?, ?)");
   const evict = db.prepare("DELETE FROM history WHERE session = ? AND seq <= ?");
   const health: StorageHealth = { degraded: false, reason: null, writeFailures: 0 };
@@ -164,6 +182,7 @@ export function openHistoryStore(dir: string, options: { reset?: boolean; log: L
   return {
     path,
     health,
+    epoch,
     appended(session, entry) {
       schedule({ kind: "insert", session, entry });
     },
@@ -207,6 +226,8 @@ export function clearStoredHistory(dir: string, session?: string): number {
       session === undefined
         ? db.run("DELETE FROM history")
         : db.run("DELETE FROM history WHERE session = ?", [session]);
+    // Numbers start again from 1: a new epoch, so tunnels' cursors from before cannot be taken for the new frames.
+    db.run("DELETE FROM meta WHERE key = 'epoch'");
     return result.changes;
   } catch (error) {
     throw databaseError(path, dir, error);

@@ -10,6 +10,7 @@ import { rssOf } from "../../bench/relay-process.ts";
 import { drainedPastRateLimit } from "../support/peers.ts";
 import { startInProcess, startProcess } from "../support/relay.ts";
 import { ROOT } from "../support/paths.ts";
+import { canDropPackets, iptables, whyNoIptables } from "../support/iptables.ts";
 
 const SOURCE = [process.execPath, join(ROOT, "src/main.ts")];
 
@@ -25,15 +26,6 @@ async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
     await new Promise((r) => setTimeout(r, 1));
   }
 }
-
-// Looked up first: Bun.spawnSync throws (while the file loads) when the binary is missing.
-const IPTABLES = Bun.which("iptables");
-function iptables(args: string[]): boolean {
-  return (
-    IPTABLES !== null && Bun.spawnSync([IPTABLES, "-w", ...args], { stdout: "ignore", stderr: "ignore" }).exitCode === 0
-  );
-}
-const canDropPackets = process.getuid?.() === 0 && iptables(["-L", "INPUT", "-n"]);
 
 describe("peers that vanish", () => {
   (canDropPackets ? test : test.skip)(
@@ -66,15 +58,10 @@ describe("peers that vanish", () => {
     },
     20000,
   );
-  if (!canDropPackets) {
-    const why =
-      IPTABLES === null
-        ? "no iptables binary (apt-get install iptables)"
-        : process.getuid?.() !== 0
-          ? "not running as root"
-          : `${IPTABLES} -L failed`;
-    console.warn(`SKIP: vanished-peer test because it drops loopback packets with iptables as root: ${why}`);
-  }
+  if (!canDropPackets)
+    console.warn(
+      `SKIP: vanished-peer test because it drops loopback packets with iptables as root: ${whyNoIptables()}`,
+    );
 
   test("a client killed with SIGKILL mid-frame is removed and announced", async () => {
     const relay = await startInProcess();

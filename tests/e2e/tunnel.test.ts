@@ -54,8 +54,9 @@ describe("tunnel: carrying instances", () => {
   });
 
   for (const scheme of ["ws", "tls"] as const) {
-    test(`${scheme}: when the relay goes away, the local connection is closed so the instance sees it`, async () => {
-      const relay = await startInProcess(scheme === "ws" ? ["--http-port", "any"] : TLS_FLAGS);
+    test(`${scheme}: a relay without resumption going away: 'Connection lost', then the local connection closes`, async () => {
+      const flags = ["--resume-window", "0", ...(scheme === "ws" ? ["--http-port", "any"] : TLS_FLAGS)];
+      const relay = await startInProcess(flags);
       const tunnel =
         scheme === "ws"
           ? tunnelTo(`ws://127.0.0.1:${relay.httpPort}/relay`)
@@ -64,15 +65,34 @@ describe("tunnel: carrying instances", () => {
         const c = await connect({ port: tunnel.port });
         await c.register({ name: `leaving-${scheme}` });
         await relay.stop();
+        expect((await c.next("Error")).message).toBe("Connection lost");
         await c.closed;
         expect(c.isClosed).toBe(true);
-        await tunnel.waitForLog(/the relay closed the (WebSocket|connection)/);
         await tunnel.waitForLog(/Connection 1 closed \(\d+ bytes up, \d+ down\)/);
       } finally {
         tunnel.stop();
       }
     });
   }
+
+  test("a relay that stops while resumption is on: the local connection stays while the tunnel resumes", async () => {
+    const relay = await startInProcess(["--http-port", "any"]);
+    const tunnel = tunnelTo(`ws://127.0.0.1:${relay.httpPort}/relay`);
+    try {
+      const c = await connect({ port: tunnel.port });
+      await c.register({ name: "staying" });
+      await tunnel.waitForLog(/keeps this player's session for 30 s/);
+      await relay.stop();
+      await tunnel.waitForLog(/Sova's connection stays open, resuming/);
+      await tunnel.waitForLog(/resuming through ws:\/\/127\.0\.0\.1:\d+\/relay \(attempt 2,/);
+      expect(c.isClosed).toBe(false);
+      // Nudged as the relay would, so a waiting edit can leave.
+      expect((await c.next("Pong")).type).toBe("Pong");
+      c.close();
+    } finally {
+      tunnel.stop();
+    }
+  });
 
   test("the instance leaving closes the upstream: the relay sees it go", async () => {
     const relay = await relayWith(["--http-port", "any"]);
@@ -226,6 +246,17 @@ describe("tunnel: the command line", () => {
       expect(err.trim().split("\n")).toHaveLength(1);
       expect(err).toMatch(/^sova-relay: (invalid value for --(to|listen)|tunnel needs --to)/);
     }
+  });
+
+  test("as a process: --to twice (a cluster's nodes): the first line names both, in the order they are tried", async () => {
+    const args = ["tunnel", "--listen", "127.0.0.1:0", "--to", "tcp://127.0.0.1:9", "--to", "tls://relay.example:9443"];
+    const p = Bun.spawn([process.execPath, main, ...args], { stdout: "pipe", stderr: "pipe" });
+    const reader = p.stderr.getReader();
+    let text = "";
+    while (!text.includes("\n")) text += new TextDecoder().decode((await reader.read()).value);
+    p.kill();
+    await p.exited;
+    expect(text).toMatch(/carrying to tcp:\/\/127\.0\.0\.1:9 \(then tls:\/\/relay\.example:9443\)/);
   });
 
   test(`as a process: \

@@ -1,7 +1,7 @@
 /**
- * Through a real HTTP reverse proxy: Debian's nginx terminates TLS with the
- * test certificate and routes /relay, with the Upgrade headers, to the relay's
- * HTTP port; a player goes tunnel -> nginx (wss) -> relay. nginx connects to
+ * Through a real HTTP reverse proxy: Debian's nginx, with the docs' server block,
+ * terminates TLS with the test certificate and routes /relay, with the Upgrade
+ * headers, to the relay's HTTP port; a player goes tunnel -> nginx (wss) -> relay. nginx connects to
  * the relay from 127.0.0.3 (proxy_bind), so the relay can tell the proxy from
  * the client and --trust-proxy has something to decide. Skipped, loudly, when
  * nginx is not installed (.ci/run installs it) or cannot run here.
@@ -12,9 +12,10 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { connect } from "../../src/client/client.ts";
-import { ClientPool, logWatcher, startInProcess, type RelayHandle } from "../support/relay.ts";
-import { TEST_CA, TLS_DIR, openWs, tunnelTo } from "../support/transport.ts";
+import { recipe } from "../support/recipes.ts";
+import { playThroughProxy, spoofedAddressIgnored } from "../support/proxy.ts";
+import { logWatcher, startInProcess, type RelayHandle } from "../support/relay.ts";
+import { TEST_CA, TLS_DIR, openWs } from "../support/transport.ts";
 
 const NGINX = ["/usr/sbin/nginx", "/usr/bin/nginx"].find((p) => existsSync(p)) ?? Bun.which("nginx");
 const PROXY_ADDRESS = "127.0.0.3";
@@ -26,7 +27,22 @@ interface Nginx {
   stop(): Promise<void>;
 }
 
+/**
+ * nginx's main configuration around the docs' server block (tests/support/recipes.ts), which
+ * changes only here: a free port on 127.0.0.1 and the test certificate instead of 443 and Let's
+ * Encrypt's, the relay's HTTP port instead of 8080, and proxy_bind, so that nginx reaches the
+ * relay from 127.0.0.3 and the relay can tell the proxy from the player.
+ */
 function config(dir: string, port: number, upstreamPort: number): string {
+  const server = recipe("nginx").with([
+    ["listen 443 ssl;", `listen 127.0.0.1:${port} ssl;`],
+    ["/etc/letsencrypt/live/relay.example.org/fullchain.pem", `${TLS_DIR}/test-a.crt`],
+    ["/etc/letsencrypt/live/relay.example.org/privkey.pem", `${TLS_DIR}/test-a.key`],
+    [
+      "proxy_pass http://127.0.0.1:8080;",
+      `proxy_pass http://127.0.0.1:${upstreamPort};\n        proxy_bind ${PROXY_ADDRESS};`,
+    ],
+  ]);
   return `daemon off;
 master_process off;
 worker_processes 1;
@@ -40,22 +56,7 @@ http {
   fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
-  server {
-    listen 127.0.0.1:${port} ssl;
-    ssl_certificate ${TLS_DIR}/test-a.crt;
-    ssl_certificate_key ${TLS_DIR}/test-a.key;
-    location /relay {
-      proxy_pass http://127.0.0.1:${upstreamPort};
-      proxy_bind ${PROXY_ADDRESS};
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection "upgrade";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_read_timeout 1h;
-      proxy_send_timeout 1h;
-    }
-  }
+${server}
 }
 `;
 }
@@ -137,52 +138,18 @@ if (skipReason !== null) {
   describe("through nginx", () => {
     test(`a player goes tunnel -> nginx (wss, test CA) -> relay and plays with an \
 instance connected directly`, async () => {
-      const tunnel = tunnelTo(`wss://127.0.0.1:${nginx!.port}/relay`, { ca: TEST_CA });
-      const pool = new ClientPool(() => relay!.port);
-      try {
-        const direct = await pool.register("at-home");
-        const player = await connect({ port: tunnel.port });
-        const reg = await player.register({ name: "at-the-venue" });
-        expect(reg.current_instances.map((i) => i.name)).toEqual(["at-home"]);
-        direct.sendUpdate(Uint8Array.of(1, 2), 11n);
-        expect((await player.next("StateBroadcast")).timestamp).toBe(11n);
-        const big = new Uint8Array(200_000).fill(7);
-        player.sendUpdate(big, 12n);
-        const m = await direct.next("StateBroadcast");
-        expect(m.source_instance_name).toBe("at-the-venue");
-        expect(m.timestamp).toBe(12n);
+      await playThroughProxy(`wss://127.0.0.1:${nginx!.port}/relay`, relay!, () => {
         // nginx connects from 127.0.0.3; the relay believed its X-Forwarded-For (the tunnel's
         // 127.0.0.1, with no port: a header carries none).
         const venue = [...relay!.server!.relay.connections].find((c) => c.instance?.name === "at-the-venue")!;
         expect({ address: venue.peer.address, port: venue.peer.port }).toEqual({ address: "127.0.0.1", port: 0 });
         expect(relay!.logs.some((l) => l.includes(PROXY_ADDRESS))).toBe(false);
-        player.close();
-        expect((await direct.next("InstanceDisconnected")).instance_name).toBe("at-the-venue");
-      } finally {
-        pool.closeAll();
-        tunnel.stop();
-      }
+      });
     });
 
     test("a client's own X-Forwarded-For does not get past nginx: the address nginx saw counts", async () => {
       // 203.0.113.0/24 is denied; nginx appends the real peer, which is what the relay uses.
-      const ws = await openWs(
-        `wss://127.0.0.1:${nginx!.port}/relay`,
-        { "X-Forwarded-For": "203.0.113.9" },
-        { ca: TEST_CA },
-      );
-      expect(ws.error).toBeNull();
-      ws.send({
-        type: "RegisterInstance",
-        instance_name: "spoofer",
-        version: "0.1.0",
-        session_token: null,
-        capabilities: [],
-      });
-      expect((await ws.next()).type).toBe("RegistrationResponse");
-      ws.ws.close(1000);
-      await ws.closed;
-      expect(relay!.logs.some((l) => l.includes("203.0.113.9"))).toBe(false);
+      await spoofedAddressIgnored(`wss://127.0.0.1:${nginx!.port}/relay`, relay!);
     });
 
     test("an upgrade on another path gets nginx's 404, not the relay", async () => {

@@ -105,5 +105,8 @@ export function messageFromVector(message: Vector["message"]): Message {
       return { type, timestamp: BigInt(f.timestamp) };
     case "Error":
       return { type, message: f.message };
+    default:
+      // The resumption extensions have no vectors: rmp-serde's Sova never sends or reads them.
+      throw new Error(`no vector form for ${type}`);
   }
 }

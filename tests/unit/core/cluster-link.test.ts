@@ -92,7 +92,9 @@ function fakeLink(): FakeLink {
     release: (_s, name) => void link.released.push(name),
     joined: (inst: Instance) => void link.joinedNames.push(inst.name),
     left: (inst: Instance) => void link.leftNames.push(inst.name),
-    broadcast: (_inst, frame) => void link.published.push(frame),
+    broadcast: (_inst, frame) => link.published.push(frame),
+    origin: "test-node:1",
+    afterPublished: (done) => done(),
   };
   return link;
 }
@@ -212,7 +214,7 @@ leaving is announced`, async () => {
       update_data: toByteArrayWire(Uint8Array.of(1, 2)),
     });
     const before = newcomerPeer.frames.length;
-    relay.remote.frame("open", frame);
+    relay.remote.frame("open", frame, "faraway-node:1", 1);
     // The very bytes that crossed the cluster, unchanged.
     expect(newcomerPeer.frames[before]).toBe(frame);
     expect(watcherPeer.frames.at(-1)).toBe(frame);

@@ -5,69 +5,12 @@
 import { registerBody } from "../../support/peers.ts";
 import { describe, expect, test } from "bun:test";
 import { silentLogger } from "../../../src/lib/log.ts";
-import { createFrameReader } from "../../../src/protocol/framing.ts";
-import { decodeMessage, encodeMessage, toByteArrayWire, type Message } from "../../../src/protocol/messages.ts";
-import { createRelay, type Connection, type Peer, type RelayOptions } from "../../../src/core/index.ts";
+import { encodeMessage, toByteArrayWire, type Message } from "../../../src/protocol/messages.ts";
+import { createRelay, type Connection, type RelayOptions } from "../../../src/core/index.ts";
 import { sessionHash } from "../../../src/core/access.ts";
+import { CORE_OPTIONS, manualClock, peer, type TestPeer } from "../../support/fake-peer.ts";
 
-const OPTIONS: RelayOptions = {
-  expectedVersion: "0.1.0",
-  maxInstances: 20,
-  rateLimit: 1000,
-  maxMessageSize: 1 << 20,
-  tokens: [],
-  handshakeTimeoutMs: 10_000,
-  idleTimeoutMs: 0,
-};
-
-interface TestPeer extends Peer {
-  frames: Uint8Array[];
-  closedHow: "close" | "closeWith" | "terminate" | null;
-  frameLimit: number;
-  refuse: boolean;
-  messages(): Message[];
-}
-
-/** What the peer reads: the queued buffers as one byte stream (a frame may be queued in parts). */
-function readFrames(buffers: readonly Uint8Array[]): Uint8Array[] {
-  const bodies: Uint8Array[] = [];
-  const reader = createFrameReader(0xffffffff, { frame: (body) => bodies.push(body.slice()), oversized: () => {} });
-  for (const b of buffers) reader.push(b);
-  return bodies;
-}
-
-function peer(address = "10.0.0.1"): TestPeer {
-  const p: TestPeer = {
-    address,
-    port: 5000,
-    pendingBytes: 0,
-    frontBytes: 0,
-    frames: [],
-    closedHow: null,
-    frameLimit: 0,
-    refuse: false,
-    send(frame) {
-      if (p.refuse) return false;
-      p.frames.push(frame);
-      return true;
-    },
-    close() {
-      p.closedHow = "close";
-    },
-    closeWith(last) {
-      p.frames.push(last);
-      p.closedHow = "closeWith";
-    },
-    setFrameLimit(bytes) {
-      p.frameLimit = bytes;
-    },
-    terminate() {
-      p.closedHow = "terminate";
-    },
-    messages: () => readFrames(p.frames).map((body) => decodeMessage(body, { extensions: true })),
-  };
-  return p;
-}
+const OPTIONS = CORE_OPTIONS;
 
 interface Joined {
   conn: Connection;
@@ -85,18 +28,6 @@ function sendUpdate(from: Joined): void {
       update_data: toByteArrayWire(Uint8Array.of(1, 2)),
     }),
   );
-}
-
-/** A clock the test moves by hand: the relay's rules read time only through it. */
-function manualClock(start = 1_700_000_000_000) {
-  let t = start;
-  return {
-    now: () => t,
-    monotonic: () => t,
-    advance(ms: number) {
-      t += ms;
-    },
-  };
 }
 
 function setup(options: Partial<RelayOptions> = {}) {

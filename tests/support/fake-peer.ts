@@ -1,0 +1,80 @@
+/**
+ * The relay core's view of a connection, without a socket: a `Peer` that records
+ * what it is sent, and a clock the test moves by hand. The relay's rules read
+ * time and reach connections only through these.
+ */
+import { createFrameReader } from "../../src/protocol/framing.ts";
+import { decodeMessage, type Message } from "../../src/protocol/messages.ts";
+import type { Peer, RelayOptions } from "../../src/core/index.ts";
+
+/** The relay's options as the core tests start from: its defaults, no token, no idle timeout. */
+export const CORE_OPTIONS: RelayOptions = {
+  expectedVersion: "0.1.0",
+  maxInstances: 20,
+  rateLimit: 1000,
+  maxMessageSize: 1 << 20,
+  tokens: [],
+  handshakeTimeoutMs: 10_000,
+  idleTimeoutMs: 0,
+};
+
+export interface TestPeer extends Peer {
+  frames: Uint8Array[];
+  closedHow: "close" | "closeWith" | "terminate" | null;
+  frameLimit: number;
+  refuse: boolean;
+  messages(): Message[];
+}
+
+/** What the peer reads: the queued buffers as one byte stream (a frame may be queued in parts). */
+export function readFrames(buffers: readonly Uint8Array[]): Uint8Array[] {
+  const bodies: Uint8Array[] = [];
+  const reader = createFrameReader(0xffffffff, { frame: (body) => bodies.push(body.slice()), oversized: () => {} });
+  for (const b of buffers) reader.push(b);
+  return bodies;
+}
+
+export function peer(address = "10.0.0.1"): TestPeer {
+  const p: TestPeer = {
+    address,
+    port: 5000,
+    pendingBytes: 0,
+    frontBytes: 0,
+    frames: [],
+    closedHow: null,
+    frameLimit: 0,
+    refuse: false,
+    send(frame) {
+      if (p.refuse) return false;
+      p.frames.push(frame);
+      return true;
+    },
+    close() {
+      p.closedHow = "close";
+    },
+    closeWith(last) {
+      p.frames.push(last);
+      p.closedHow = "closeWith";
+    },
+    setFrameLimit(bytes) {
+      p.frameLimit = bytes;
+    },
+    terminate() {
+      p.closedHow = "terminate";
+    },
+    messages: () => readFrames(p.frames).map((body) => decodeMessage(body, { extensions: true })),
+  };
+  return p;
+}
+
+/** A clock the test moves by hand. */
+export function manualClock(start = 1_700_000_000_000) {
+  let t = start;
+  return {
+    now: () => t,
+    monotonic: () => t,
+    advance(ms: number) {
+      t += ms;
+    },
+  };
+}

@@ -1,0 +1,60 @@
+/**
+ * What every reverse proxy the docs show must do for the relay (tests/packaging/nginx.test.ts,
+ * caddy.test.ts): carry a tunnel's WebSocket both ways, big frames included, and keep a
+ * client's own X-Forwarded-For from choosing its address. `url` is the proxy's wss:// /relay.
+ */
+import { expect } from "bun:test";
+import { connect, type RelayClient, updateValues } from "../../src/client/client.ts";
+import { ClientPool, type RelayHandle } from "./relay.ts";
+import { openWs, TEST_CA, tunnelTo } from "./transport.ts";
+
+/** A player through the proxy plays with one connected directly; `whilePlaying` looks at the relay meanwhile. */
+export async function playThroughProxy(
+  url: string,
+  relay: RelayHandle,
+  whilePlaying: (player: RelayClient) => void = () => {},
+): Promise<void> {
+  const tunnel = tunnelTo(url, { ca: TEST_CA });
+  const pool = new ClientPool(() => relay.port);
+  try {
+    const direct = await pool.register("at-home");
+    const player = await connect({ port: tunnel.port });
+    const reg = await player.register({ name: "at-the-venue" });
+    expect(reg.current_instances.map((i) => i.name)).toEqual(["at-home"]);
+    direct.sendUpdate(Uint8Array.of(1, 2), 11n);
+    expect((await player.next("StateBroadcast")).timestamp).toBe(11n);
+    player.sendUpdate(new Uint8Array(200_000).fill(7), 12n);
+    const m = await direct.next("StateBroadcast");
+    expect({ from: m.source_instance_name, at: m.timestamp, size: updateValues(m).length }).toEqual({
+      from: "at-the-venue",
+      at: 12n,
+      size: 200_000,
+    });
+    whilePlaying(player);
+    player.close();
+    expect((await direct.next("InstanceDisconnected")).instance_name).toBe("at-the-venue");
+  } finally {
+    pool.closeAll();
+    tunnel.stop();
+  }
+}
+
+/**
+ * A client claiming 203.0.113.9 (which the relay must be started to deny) still registers: the
+ * proxy put the address it saw last, or replaced the header, and the relay never saw the claim.
+ */
+export async function spoofedAddressIgnored(url: string, relay: RelayHandle): Promise<void> {
+  const ws = await openWs(url, { "X-Forwarded-For": "203.0.113.9" }, { ca: TEST_CA });
+  expect(ws.error).toBeNull();
+  ws.send({
+    type: "RegisterInstance",
+    instance_name: "spoofer",
+    version: "0.1.0",
+    session_token: null,
+    capabilities: [],
+  });
+  expect((await ws.next()).type).toBe("RegistrationResponse");
+  ws.ws.close(1000);
+  await ws.closed;
+  expect(relay.logs.some((l) => l.includes("203.0.113.9"))).toBe(false);
+}
