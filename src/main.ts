@@ -15,6 +15,7 @@ import { createLogger } from "./lib/log.ts";
 import { createWebSocketEndpoint } from "./transport/websocket.ts";
 import { startServer } from "./host/start.ts";
 import { tunnelCommand } from "./cli/tunnel.ts";
+import { watchCommand } from "./cli/watch.ts";
 import { versionLine } from "./lib/version.ts";
 
 const serveCommand = defineCommand({
@@ -48,7 +49,19 @@ const serveCommand = defineCommand({
       const running = server;
       try {
         http = startHttp(
-          { host, port: config.httpPort, maxEventSubscribers: config.maxEventSubscribers, websocket },
+          {
+            host,
+            port: config.httpPort,
+            maxEventSubscribers: config.maxEventSubscribers,
+            websocket,
+            watch: {
+              watcher: running.watching.watcher,
+              keys: running.watching.keys,
+              maxSpectators: config.maxSpectators,
+              maxSpectatorsPerAddress: config.maxSpectatorsPerIp,
+              maxSpectatorsPerSession: config.maxSpectatorsPerSession,
+            },
+          },
           {
             relay: server.relay,
             version: VERSION,
@@ -86,7 +99,7 @@ const serveCommand = defineCommand({
         process.exit(0);
       });
     };
-    // SIGHUP: new certificate (Let's Encrypt renews every 60-90 days), rotated audit log.
+    // SIGHUP: new certificate (Let's Encrypt renews every 60-90 days), rotated audit log, spectator keys.
     process.on("SIGHUP", () => {
       try {
         audit?.reopen();
@@ -95,6 +108,19 @@ const serveCommand = defineCommand({
         log.error("reload_failed", `SIGHUP: reload failed, keeping what was loaded: ${(error as Error).message}`, {
           reason: (error as Error).message,
         });
+      }
+    });
+    process.on("SIGHUP", () => {
+      try {
+        server.watching.reload();
+      } catch (error) {
+        log.error(
+          "reload_failed",
+          `SIGHUP: spectator keys not reloaded, keeping those loaded: ${(error as Error).message}`,
+          {
+            reason: (error as Error).message,
+          },
+        );
       }
     });
     process.on("SIGTERM", () => onSignal("SIGTERM"));
@@ -122,6 +148,7 @@ const subCommands: Record<string, CommandDef> = {
   health: healthCommand,
   history: historyCommand,
   tunnel: tunnelCommand,
+  watch: watchCommand,
 };
 
 /**

@@ -38,10 +38,13 @@ export function relayUpdate(s: RelayState, inst: Instance, msg: StateUpdate, now
   const peers = inst.session.instances;
   const history = s.history;
   const keep = history?.enabled === true;
+  const watch = s.options.watch;
+  const watched = watch?.wants(inst.session.id) === true;
   // With a cluster, members on other nodes may have joined before we heard of them: always publish.
-  if (peers.length < 2 && !keep && !s.options.link) return;
+  if (peers.length < 2 && !keep && !s.options.link && !watched) return;
   const frame = encodeBroadcastFrame(inst.prefix, msg.timestamp, msg.update_data);
   if (keep) history.append(inst.session.id, frame, now);
+  if (watched) watch!.frame(inst.session.id, frame, now);
   s.options.link?.broadcast(inst, frame);
   let slow: Connection[] | null = null;
   for (let i = 0; i < peers.length; i++) {

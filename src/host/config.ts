@@ -27,6 +27,11 @@ export interface RelayConfig {
   /** 0: any free port; null: no HTTP listener (`--http-port 0`). */
   httpPort: number | null;
   maxEventSubscribers: number;
+  /** Empty: `spectators` in --state-dir, when there is one. */
+  spectatorFile: string;
+  maxSpectators: number;
+  maxSpectatorsPerIp: number;
+  maxSpectatorsPerSession: number;
   maxInstances: number;
   rateLimit: number;
   maxMessageSize: number;
@@ -244,6 +249,33 @@ export const OPTIONS: OptionTable<RelayConfig> = [
     key: "maxEventSubscribers",
     description: "Status pages following /events at once; past it, 503",
     default: 32,
+    parse: integer(1, 100_000),
+  },
+  {
+    key: "spectatorFile",
+    description:
+      "Spectator key digests, one session a line, written by `sova-relay watch enable` and reloaded on SIGHUP" +
+      " (default: spectators in --state-dir)",
+    default: "",
+    parse: nonEmpty,
+    valueHint: "file",
+  },
+  {
+    key: "maxSpectators",
+    description: "Spectator pages following /watch/KEY/events at once, in the whole relay; past it, 503",
+    default: 64,
+    parse: integer(1, 100_000),
+  },
+  {
+    key: "maxSpectatorsPerIp",
+    description: "Spectator pages from one address (IPv6: per /64)",
+    default: 8,
+    parse: integer(1, 100_000),
+  },
+  {
+    key: "maxSpectatorsPerSession",
+    description: "Spectator pages of one session",
+    default: 48,
     parse: integer(1, 100_000),
   },
   {

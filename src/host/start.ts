@@ -17,6 +17,7 @@ import { buildRelay } from "./setup.ts";
 import { shutDown } from "./shutdown.ts";
 import { createTcpEdge } from "../transport/tcp.ts";
 import { readTlsPem } from "../transport/tls.ts";
+import type { Watching } from "./watching.ts";
 
 export { CLOSE_LINGER_MS } from "../transport/connections.ts";
 export { KEEPALIVE_IDLE_MS } from "../transport/tcp.ts";
@@ -56,6 +57,8 @@ export interface RunningServer {
   closeBounded(live: Lingering): void;
   /** That connection closed within its bound. */
   closedInTime(live: Lingering): void;
+  /** Spectator keys and the watcher of watched sessions (src/host/watching.ts). */
+  readonly watching: Watching;
 }
 
 export type ServerConfig = Pick<
@@ -92,10 +95,11 @@ export type ServerConfig = Pick<
   | "maxHandshakesPerIp"
   | "maxRegistrationsPerIp"
   | "replayTimeoutMs"
+  | "spectatorFile"
 >;
 
 export function startServer(config: ServerConfig, log: Logger, link?: ServerLink): RunningServer {
-  const { store, history, guard, relay } = buildRelay(config, log, link);
+  const { store, history, guard, relay, watching } = buildRelay(config, log, link);
   const table = createConnectionTable(relay, log, config.maxTotalPendingBytes);
   const repeats = createRepeats<LogEvent>();
   const tcp = createTcpEdge(config, { relay, guard, table, log, repeats });
@@ -153,5 +157,6 @@ export function startServer(config: ServerConfig, log: Logger, link?: ServerLink
     track: table.track,
     closeBounded: table.closeBounded,
     closedInTime: table.closedInTime,
+    watching,
   };
 }

@@ -5,6 +5,8 @@
  *   GET /events   server-sent events: the page's live fragment, every second;
  *                 at most maxEventSubscribers at once, each cut when it stops
  *                 reading and ended after maxEventStreamBytes (browsers reconnect)
+ *   GET /watch/KEY[/events|/view]  a session's spectator page (src/http/watch.ts), when
+ *                 its key opens one; otherwise answered as any unknown path
  * GET and HEAD only; anything else is 404 (or 405 on a known path).
  */
 import type { Logger } from "../lib/log.ts";
@@ -13,6 +15,7 @@ import { addressGroup } from "../lib/cidr.ts";
 import { RELAY_PATH, type WebSocketEndpoint } from "../transport/websocket.ts";
 import { SCRIPT_HASH, renderLive, renderPage } from "./page.ts";
 import { snapshot, type StatusContext } from "./status.ts";
+import { createWatchRoutes, type WatchOptions } from "./watch.ts";
 
 export interface HttpOptions {
   host: string;
@@ -32,6 +35,8 @@ export interface HttpOptions {
   maxEventBacklogBytes?: number;
   /** Bytes one /events stream carries before it ends and the browser reconnects (EventSource does, after `retry`). */
   maxEventStreamBytes?: number;
+  /** Spectator pages of watched sessions (/watch/KEY); absent: every /watch/ path is unknown. */
+  watch?: WatchOptions;
 }
 
 export const HTTP_DEFAULTS = {
@@ -186,9 +191,11 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
 
   // Loads prom-client now, so the first scrape does not wait for it.
   const websocket = options.websocket;
+  const watch = options.watch ? createWatchRoutes(options.watch, ctx.relay, log) : null;
   const metrics = createMetrics(ctx, {
     events: () => events,
     transports: websocket ? () => transportTotals(ctx.relay, websocket.stats) : undefined,
+    watch: watch ? () => ({ spectators: watch.stats, watcher: options.watch!.watcher.stats }) : undefined,
   });
 
   function route(path: string, ip: string): Response | Promise<Response> | null {
@@ -233,6 +240,11 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
       const path = new URL(req.url).pathname;
       if (ws && (path === RELAY_PATH || req.headers.get("upgrade")?.toLowerCase() === "websocket"))
         return ws.upgrade(req, server);
+      if (path.startsWith("/watch/")) {
+        // null: a key that opens nothing gets the very answer an unknown path gets, below.
+        const answer = watch?.route(req, path, server.requestIP(req)?.address ?? "");
+        if (answer) return answer;
+      }
       const known = ["/", "/status", "/healthz", "/metrics", "/events"].includes(path);
       if (!known)
         return new Response("not found\n", {
@@ -263,6 +275,7 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
     events,
     stop() {
       if (ticker) clearInterval(ticker);
+      watch?.stop();
       for (const sub of subscribers) {
         try {
           sub.controller.close();

@@ -64,6 +64,13 @@ export type LogEvent =
   | "cluster_starting"
   | "cluster_unreachable"
   | "cluster_unsent"
+  // spectators (/watch/KEY) and the decoding of watched sessions
+  | "watch_keys_loaded"
+  | "watch_key_rejected"
+  | "spectators_limited"
+  | "watch_queue_full"
+  | "watch_unreadable"
+  | "watch_capped"
   // the tunnel (`sova-relay tunnel`)
   | "tunnel_listening"
   | "tunnel_stopping"

@@ -171,7 +171,18 @@ export const startInProcess: StartRelay = async (flags = [], env = {}) => {
       : undefined;
   const http = websocket
     ? startHttp(
-        { host: "127.0.0.1", port: config.httpPort!, websocket },
+        {
+          host: "127.0.0.1",
+          port: config.httpPort!,
+          websocket,
+          watch: {
+            watcher: server.watching.watcher,
+            keys: server.watching.keys,
+            maxSpectators: config.maxSpectators,
+            maxSpectatorsPerAddress: config.maxSpectatorsPerIp,
+            maxSpectatorsPerSession: config.maxSpectatorsPerSession,
+          },
+        },
         {
           relay: server.relay,
           version: "test",
