@@ -14,6 +14,7 @@ import { type RunningHttp, startHttp } from "./http/server.ts";
 import { createLogger } from "./lib/log.ts";
 import { createWebSocketEndpoint } from "./transport/websocket.ts";
 import { startServer } from "./host/start.ts";
+import { replayCommand } from "./cli/replay.ts";
 import { tunnelCommand } from "./cli/tunnel.ts";
 import { watchCommand } from "./cli/watch.ts";
 import { versionLine } from "./lib/version.ts";
@@ -149,6 +150,7 @@ const subCommands: Record<string, CommandDef> = {
   history: historyCommand,
   tunnel: tunnelCommand,
   watch: watchCommand,
+  replay: replayCommand,
 };
 
 /**

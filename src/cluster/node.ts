@@ -134,7 +134,7 @@ function readFile(path: string, flag: string): string {
 }
 
 /** Connection options; never logged (they hold credentials). */
-function connectionOptions(o: ClusterOptions): ConnectionOptions {
+export function connectionOptions(o: ClusterOptions): ConnectionOptions {
   // nats://user:password@host (or nats://token@host), as other NATS tools take them: the client wants them apart.
   const userinfo: Array<{ user: string; pass: string }> = [];
   const servers = o.servers.map((s) => {

@@ -191,7 +191,8 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
 
   // Loads prom-client now, so the first scrape does not wait for it.
   const websocket = options.websocket;
-  const watch = options.watch ? createWatchRoutes(options.watch, ctx.relay, log) : null;
+  const members = (id: string) => ctx.relay.sessions.get(id)?.instances.map((i) => i.name) ?? [];
+  const watch = options.watch ? createWatchRoutes(options.watch, members, log) : null;
   const metrics = createMetrics(ctx, {
     events: () => events,
     transports: websocket ? () => transportTotals(ctx.relay, websocket.stats) : undefined,

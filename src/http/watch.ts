@@ -17,7 +17,6 @@
  */
 import { addressGroup } from "../lib/cidr.ts";
 import type { Logger } from "../lib/log.ts";
-import type { Relay } from "../core/index.ts";
 import { createGuard } from "../transport/guard.ts";
 import type { SpectatorKeys, View, Watcher, WatchedSession } from "../watch/index.ts";
 import { renderWatchPage, WATCH_CSP } from "./watch-page.ts";
@@ -89,7 +88,12 @@ function event(view: View): Uint8Array {
   return encoder.encode(`id: ${view.id}\nevent: ${kind}\ndata: ${JSON.stringify(view, finite)}\n\n`);
 }
 
-export function createWatchRoutes(options: WatchOptions, relay: Relay, log: Logger): WatchRoutes {
+/** `members`: the names of a session's members now (shown as present). */
+export function createWatchRoutes(
+  options: WatchOptions,
+  members: (session: string) => string[],
+  log: Logger,
+): WatchRoutes {
   const o = { ...WATCH_DEFAULTS, ...options };
   const spectators = new Set<Spectator>();
   const bySession = new Map<string, Set<Spectator>>();
@@ -137,10 +141,6 @@ export function createWatchRoutes(options: WatchOptions, relay: Relay, log: Logg
         { reason: u.cut > 0 ? "not_reading" : "spectator_cap", cut: u.cut, refused: u.refused },
       );
     unlogged = { wrong: 0, limited: 0, refused: 0, cut: 0 };
-  }
-
-  function members(id: string): string[] {
-    return relay.sessions.get(id)?.instances.map((i) => i.name) ?? [];
   }
 
   function drop(sub: Spectator): void {
@@ -314,6 +314,41 @@ export function createWatchRoutes(options: WatchOptions, relay: Relay, log: Logg
       }
       spectators.clear();
       bySession.clear();
+    },
+  };
+}
+
+const NOT_FOUND = () =>
+  new Response("not found\n", { status: 404, headers: { ...HEADERS, "Content-Type": "text/plain" } });
+
+export interface WatchServer {
+  readonly port: number;
+  stop(): void;
+}
+
+/** A listener with the spectator routes alone (`sova-relay replay --watch`: no relay, no status page). */
+export function serveWatch(
+  listen: { host: string; port: number },
+  options: WatchOptions,
+  members: (session: string) => string[],
+  log: Logger,
+): WatchServer {
+  const routes = createWatchRoutes(options, members, log);
+  const server = Bun.serve({
+    hostname: listen.host,
+    port: listen.port,
+    idleTimeout: 30,
+    fetch(req, server) {
+      const path = new URL(req.url).pathname;
+      if (!path.startsWith("/watch/")) return NOT_FOUND();
+      return routes.route(req, path, server.requestIP(req)?.address ?? "") ?? NOT_FOUND();
+    },
+  });
+  return {
+    port: server.port!,
+    stop() {
+      routes.stop();
+      void server.stop(true);
     },
   };
 }
