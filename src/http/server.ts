@@ -15,7 +15,7 @@ import { addressGroup } from "../lib/cidr.ts";
 import { RELAY_PATH, type WebSocketEndpoint } from "../transport/websocket.ts";
 import { SCRIPT_HASH, renderLive, renderPage } from "./page.ts";
 import { snapshot, type StatusContext } from "./status.ts";
-import { createWatchRoutes, type WatchOptions } from "./watch.ts";
+import { createWatchRoutes, type SpectatorStats, type WatchOptions } from "./watch.ts";
 
 export interface HttpOptions {
   host: string;
@@ -53,6 +53,8 @@ export interface RunningHttp {
   readonly port: number;
   readonly url: string;
   readonly events: Readonly<EventStats>;
+  /** Spectators of watched sessions (absent without `watch`). */
+  readonly spectators?: Readonly<SpectatorStats>;
   stop(): void;
 }
 
@@ -274,6 +276,7 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
     port: server.port!,
     url: server.url.href,
     events,
+    spectators: watch?.stats,
     stop() {
       if (ticker) clearInterval(ticker);
       watch?.stop();
