@@ -164,10 +164,10 @@ aside h2 { font-size: 14px; margin: 0 0 6px; }
 .entry { padding: 4px 0; border-bottom: 1px solid var(--line); overflow-wrap: anywhere; white-space: pre-wrap; }
 .entry time, .when { color: var(--muted); font-size: 12px; } .entry.chat .text { font-weight: 600; }
 .entry.odd .text { color: var(--muted); font-style: italic; }
-body.projector { font-size: 22px; --cell: 380px; --code: 20px; }
+body.projector { font-size: 22px; --cell: 340px; --code: 19px; }
 body.projector .cell-head, body.projector .line-head { font-size: 18px; }
 body.projector .script { max-height: none; } body.projector .note { display: none; }
-body.projector #feed { font-size: 18px; } body.projector main { grid-template-columns: minmax(0, 1fr) 420px; }
+body.projector #feed { font-size: 18px; max-height: 88vh; } body.projector main { grid-template-columns: minmax(0, 1fr) 400px; }
 @media (max-width: 760px) { main { grid-template-columns: minmax(0, 1fr); } #feed { max-height: 50vh; } }`;
 
 // Redraws from the server's JSON with textContent: no markup from the network is ever parsed.

@@ -44,8 +44,14 @@ function snippet(script: string): string {
   return first === "" ? "(empty script)" : clip(first.trim(), MAX_SNIPPET_CHARS);
 }
 
-function frameText(e: Edit): string | null {
-  const at = "line" in e && "frame" in e ? `L${n(e.line)} F${e.frame === null ? "-" : n(e.frame)}` : "";
+function frameText(e: Edit, cell?: { line: number; frame: number | null }): string | null {
+  // Where the edit landed after Sova's wrapping (frame 2 of a 2-frame line is frame 0), else as sent.
+  const at =
+    cell?.frame != null
+      ? `L${cell.line} F${cell.frame}`
+      : "line" in e && "frame" in e
+        ? `L${n(e.line)} F${e.frame === null ? "-" : n(e.frame)}`
+        : "";
   switch (e.type) {
     case "SetScript":
       return `${at} script: ${snippet(e.content)}`;
@@ -105,7 +111,7 @@ function sceneText(e: Edit): string {
   }
 }
 
-/** The feed's words for an edit. */
-export function describe(e: Edit): string {
-  return frameText(e) ?? lineText(e) ?? sceneText(e);
+/** The feed's words for an edit; `cell`: where it landed. */
+export function describe(e: Edit, cell?: { line: number; frame: number | null }): string {
+  return frameText(e, cell) ?? lineText(e) ?? sceneText(e);
 }

@@ -117,7 +117,11 @@ export class WatchedSession {
     const edit = decoded.edit;
     if (this.cursorEdit(name, edit)) return;
     const applied = this.apply(edit, name);
-    const entry: FeedEntry = { seq: this.version, at, by: name, kind: edit.type, text: describe(edit) };
+    let text = describe(edit, applied?.cell ?? undefined);
+    // Sova refuses it too (no such line or frame, a position past the end): the player asked, nothing changed.
+    if (applied && applied.lines.length === 0 && this.scene.complete && edit.type !== "SetScene")
+      text += " (changes nothing)";
+    const entry: FeedEntry = { seq: this.version, at, by: name, kind: edit.type, text };
     const when = "timing" in edit ? timingText(edit.timing) : undefined;
     if (when) entry.when = when;
     if (applied?.cell) {

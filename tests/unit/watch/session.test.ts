@@ -51,6 +51,17 @@ describe("views", () => {
     expect(s.view(next.id).lines).toEqual([]);
   });
 
+  test("the feed names the frame an edit landed on (Sova wraps indices), and says when Sova would change nothing", () => {
+    const s = new WatchedSession("open");
+    s.update("alice", 1, sovaEdit("set_scene_band").bytes);
+    s.update("alice", 2, sovaEdit("set_script_multiline").bytes); // line 2, frame 2 of a 2-frame line
+    s.update("alice", 3, sovaEdit("remove_frame").bytes); // frame 3 of a 3-frame line
+    expect(s.feed.slice(1).map((e) => e.text)).toEqual([
+      "L2 F0 script: // frame 2: hats",
+      "L1 frame 3 removed (changes nothing)",
+    ]);
+  });
+
   test("an id from another epoch (a restarted relay) or from the future gets a snapshot", () => {
     const s = new WatchedSession("open");
     s.update("alice", 1, sovaEdit("set_scene_band").bytes);
