@@ -80,7 +80,7 @@ const EXPORT_OPTIONS: OptionTable<ExportOptions> = [
     parse: nonEmpty,
     valueHint: "file",
   },
-  option("cluster"),
+  { ...option("cluster"), description: "Read the cluster's history from its NATS instead (nats://HOST:PORT)" },
   option("clusterCreds"),
   option("clusterCa"),
   option("clusterUser"),

@@ -36,7 +36,7 @@ function speed(raw: string, flag: string): number {
 
 const OPTIONS: OptionTable<ReplayOptions> = [
   { key: "replayHost", flag: "host", description: "The relay's address", default: "127.0.0.1", parse: nonEmpty },
-  option("port"),
+  { ...option("port"), description: "The relay's port (its --port, or --tls-port with --tls)" },
   {
     key: "replayToken",
     flag: "token",
@@ -45,7 +45,7 @@ const OPTIONS: OptionTable<ReplayOptions> = [
     parse: nonEmpty,
     valueHint: "token",
   },
-  { key: "tls", description: "Connect with TLS (the relay's --tls-port)", default: false, parse: () => true },
+  { key: "tls", description: "Connect with TLS (the relay's --tls-port)", default: false, parse: option("stateReset").parse },
   {
     key: "ca",
     description: "PEM file of the CA to trust (a private CA)",
@@ -65,7 +65,7 @@ const OPTIONS: OptionTable<ReplayOptions> = [
     key: "watch",
     description: "Play into a local spectator page instead of a relay (no Sova instance needed)",
     default: false,
-    parse: () => true,
+    parse: option("stateReset").parse,
   },
   { ...option("httpHost"), description: "With --watch: the page's address" },
   { ...option("httpPort"), default: 0, description: "With --watch: the page's port (default: any free port)" },
@@ -140,7 +140,8 @@ export const replayCommand = defineCommand({
   meta: {
     name: "replay",
     description:
-      "Play a recording (sova-relay history export) into a relay's session, or with --watch into a local page",
+      "sova-relay replay FILE [options]: play a recording (sova-relay history export) into a relay's session," +
+      " or with --watch into a local spectator page",
   },
   args: argsDef(OPTIONS),
   async run({ args, rawArgs }) {

@@ -5,7 +5,16 @@
  * at start and on SIGHUP. Being digests only, it can be copied to every node
  * of a cluster.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join } from "node:path";
 import { RelayError } from "../lib/errors.ts";
 
@@ -48,7 +57,11 @@ export function readSpectatorFile(path: string, optional = false): SpectatorEntr
   return out;
 }
 
-/** Replaces the file whole (a reader never sees half of it), readable by its owner only. */
+/**
+ * Replaces the file whole (a reader never sees half of it), readable by its owner only: the owner of the
+ * directory, so that root running `sova-relay watch enable` in a systemd DynamicUser's state directory leaves
+ * a file the relay can read.
+ */
 export function writeSpectatorFile(path: string, entries: readonly SpectatorEntry[]): void {
   const text =
     "# sova-relay spectator keys: session, SHA-256 digest of its key (the keys themselves are not kept)\n" +
@@ -58,6 +71,8 @@ export function writeSpectatorFile(path: string, entries: readonly SpectatorEntr
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     writeFileSync(temp, text, { mode: 0o600 });
     chmodSync(temp, 0o600);
+    const dir = statSync(dirname(path));
+    if (process.getuid?.() === 0 && dir.uid !== 0) chownSync(temp, dir.uid, dir.gid);
     renameSync(temp, path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? "unwritable";
