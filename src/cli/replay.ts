@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import { defineCommand } from "citty";
 import { parseRecording, type Recording } from "../client/recording.ts";
-import { play, registerPlayers, timeline } from "../client/replay.ts";
+import { play, registerPlayers, stateUpdates, timeline } from "../client/replay.ts";
 import { argsDef, nonEmpty, type OptionTable, option, resolveOptions, VERSION } from "../host/config.ts";
 import { serveWatch } from "../http/watch.ts";
 import { RelayError } from "../lib/errors.ts";
@@ -45,7 +45,12 @@ const OPTIONS: OptionTable<ReplayOptions> = [
     parse: nonEmpty,
     valueHint: "token",
   },
-  { key: "tls", description: "Connect with TLS (the relay's --tls-port)", default: false, parse: option("stateReset").parse },
+  {
+    key: "tls",
+    description: "Connect with TLS (the relay's --tls-port)",
+    default: false,
+    parse: option("stateReset").parse,
+  },
   {
     key: "ca",
     description: "PEM file of the CA to trust (a private CA)",
@@ -121,6 +126,7 @@ async function intoRelay(rec: Recording, o: ReplayOptions): Promise<void> {
   const tls = o.tls ? { ca: o.ca ? readFileSync(o.ca, "utf8") : undefined } : undefined;
   const target = { host: o.replayHost, port: o.port, tls, token: o.replayToken || null, version: o.sovaVersion };
   const { players, close } = await registerPlayers(rec.frames, target);
+  const updates = stateUpdates(rec.frames, new Map([...players].map(([name, c]) => [name, c.id!])));
   console.error(
     `Replaying ${rec.frames.length} updates by ${players.size} players into ${o.replayHost}:${o.port}` +
       ` (${seconds(timeline(rec.frames, o.speed).durationMs)} at speed ${o.speed}); Ctrl-C stops`,
@@ -128,7 +134,7 @@ async function intoRelay(rec: Recording, o: ReplayOptions): Promise<void> {
   const stopped = new AbortController();
   void untilSignal().then(() => stopped.abort());
   const start = performance.now();
-  const sent = await play(rec.frames, o.speed, (f) => players.get(f.source)!.sendUpdate(f.data), stopped.signal);
+  const sent = await play(rec.frames, o.speed, (f, i) => players.get(f.source)!.sendRaw(updates[i]!), stopped.signal);
   // What is still queued goes out before the connections close.
   while ([...players.values()].some((c) => c.pendingBytes > 0 && !c.isClosed)) await Bun.sleep(5);
   close();

@@ -7,6 +7,7 @@
 import { RelayError } from "../lib/errors.ts";
 import { MAX_NAME_CHARS } from "../core/names.ts";
 import { connect, type RelayClient } from "./client.ts";
+import { decodeMessage, encodeFrame, toByteArrayWire, type Uuid } from "../protocol/messages.ts";
 import type { RecordedFrame } from "./recording.ts";
 
 export const REPLAY_MARK = " (replay)";
@@ -59,6 +60,20 @@ export interface ReplayTarget {
   tls?: boolean | { ca?: string };
   token: string | null;
   version: string;
+}
+
+/**
+ * Each frame's StateUpdate, encoded before the clock starts, so that at its due time only a write is left
+ * (encoding a large scene, or the first encode of all, would otherwise shift it). The sender's original
+ * timestamp is kept, as the rest of the update is.
+ */
+export function stateUpdates(frames: readonly RecordedFrame[], ids: ReadonlyMap<string, Uuid>): Uint8Array[] {
+  return frames.map((f) => {
+    const sent = decodeMessage(f.frame.subarray(4));
+    const timestamp = sent.type === "StateBroadcast" ? sent.timestamp : 0n;
+    const update = toByteArrayWire(f.data);
+    return encodeFrame({ type: "StateUpdate", source_instance_id: ids.get(f.source)!, timestamp, update_data: update });
+  });
 }
 
 /** One connection per original player, registered under its replay name; closed by `close`. */
