@@ -9,8 +9,9 @@ import { join } from "node:path";
 import { connect } from "../src/client/client.ts";
 import { connectPool, runPhase, type PhaseResult } from "./load.ts";
 import { launchRelay, type BenchRelay } from "./relay-process.ts";
+import type { SpectatorReport, Watching } from "./spectators.ts";
 
-const PAIR_TOKEN = "bench-pair-session-token-0123456789";
+export const PAIR_TOKEN = "bench-pair-session-token-0123456789";
 const ATTACK_TOKEN = "bench-attack-session-token-0123456789";
 
 export interface HostileResult {
@@ -21,6 +22,7 @@ export interface HostileResult {
   attacks: Record<string, number>;
   cut: Record<string, number>;
   refused: Record<string, number>;
+  spectators?: SpectatorReport;
 }
 
 async function statusOf(relay: BenchRelay & { httpPort(): number | null }): Promise<{
@@ -47,10 +49,12 @@ function freePort(): number {
   return port;
 }
 
-export async function runHostile(binary: string | null, durationS: number): Promise<HostileResult> {
+/** `watch` (`--spectators`): spectators and an editor on the pair's session (bench/spectators.ts). */
+export async function runHostile(binary: string | null, durationS: number, watch?: Watching): Promise<HostileResult> {
   const relay = await launchRelay({
     binary,
     flags: [
+      ...(watch?.flags ?? []),
       "--token",
       PAIR_TOKEN,
       "--token",
@@ -66,6 +70,7 @@ export async function runHostile(binary: string | null, durationS: number): Prom
   });
   try {
     const pool = await connectPool(relay, 2, { tokens: [PAIR_TOKEN] });
+    const stopWatching = await watch?.start(relay);
     const attackers = Bun.spawn(
       [
         process.execPath,
@@ -102,6 +107,7 @@ export async function runHostile(binary: string | null, durationS: number): Prom
       }
     })();
     const pair = await runPhase(pool, { senders: 1, rate: 50, durationS, payload: 256 });
+    const spectators = await stopWatching?.();
     probing = false;
     await prober;
     const attacks = JSON.parse((await attackReport).trim().split("\n").pop() || "{}") as Record<string, number>;
@@ -120,6 +126,7 @@ export async function runHostile(binary: string | null, durationS: number): Prom
       attacks,
       cut: status?.totals.disconnects ?? {},
       refused: { ...(status?.totals.registrations_rejected ?? {}), at_accept: status?.totals.connections_refused ?? 0 },
+      spectators,
     };
   } finally {
     await relay.stop();

@@ -24,6 +24,8 @@ export const MAX_CHAT_CHARS = 500;
 const MAX_SNIPPET_CHARS = 80;
 
 export function clip(text: string, max: number): string {
+  // Code points are never more than UTF-16 units: most texts need no splitting.
+  if (text.length <= max) return text;
   const chars = [...text];
   return chars.length <= max ? text : `${chars.slice(0, max).join("")}…`;
 }

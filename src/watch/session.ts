@@ -88,7 +88,7 @@ export class WatchedSession {
   scene: SceneModel = emptyScene();
   capped = false;
   stale = false;
-  readonly feed: FeedEntry[] = [];
+  private readonly kept: FeedEntry[] = [];
   readonly players = new Map<string, Player>();
   last: View["last"] = null;
   /** Updates read, and updates no Sova could read. */
@@ -173,8 +173,14 @@ export class WatchedSession {
   }
 
   private note(entry: FeedEntry): void {
-    this.feed.push(entry);
-    if (this.feed.length > FEED_SIZE) this.feed.splice(0, this.feed.length - FEED_SIZE);
+    this.kept.push(entry);
+    // Trimmed now and then, not at every entry: a busy session adds hundreds a second.
+    if (this.kept.length >= 2 * FEED_SIZE) this.kept.splice(0, this.kept.length - FEED_SIZE);
+  }
+
+  /** The last FEED_SIZE entries, oldest first. */
+  get feed(): readonly FeedEntry[] {
+    return this.kept.length > FEED_SIZE ? this.kept.slice(-FEED_SIZE) : this.kept;
   }
 
   private player(name: string, at: number): void {
@@ -215,7 +221,7 @@ export class WatchedSession {
       const { chars: _, ...shown } = line;
       lines.push({ ...shown, index, beats: loopBeats(line) });
     });
-    const feed = from === undefined ? this.feed : this.feed.filter((e) => e.seq > from);
+    const feed = from === undefined ? [...this.feed] : this.feed.filter((e) => e.seq > from);
     const view: View = {
       id: `${this.epoch}:${this.version}`,
       known: this.scene.complete,

@@ -32,9 +32,13 @@ const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 class Reader {
   p = 0;
-  readonly view: DataView;
-  constructor(readonly b: Uint8Array) {
-    this.view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  private _view: DataView | null = null;
+  constructor(readonly b: Uint8Array) {}
+
+  /** Made only for floats and 64-bit integers: a DataView per value read costs more than the rest. */
+  get view(): DataView {
+    this._view ??= new DataView(this.b.buffer, this.b.byteOffset, this.b.byteLength);
+    return this._view;
   }
 
   need(n: number): number {
@@ -46,7 +50,10 @@ class Reader {
 
   uint(size: 1 | 2 | 4): number {
     const at = this.need(size);
-    return size === 1 ? this.b[at]! : size === 2 ? this.view.getUint16(at) : this.view.getUint32(at);
+    const b = this.b;
+    if (size === 1) return b[at]!;
+    if (size === 2) return (b[at]! << 8) | b[at + 1]!;
+    return b[at]! * 0x1000000 + ((b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!);
   }
 
   /** Each element or key takes at least one byte: a count past what is left cannot be real. */
@@ -66,7 +73,6 @@ class Reader {
   }
 
   marker(m: number, depth: number): Value {
-    const v = this.view;
     switch (m) {
       case 0xc0:
         return null;
@@ -82,9 +88,9 @@ class Reader {
         return this.b.slice(at, at + n);
       }
       case 0xca:
-        return new Float(v.getFloat32(this.need(4)));
+        return new Float(this.view.getFloat32(this.need(4)));
       case 0xcb:
-        return new Float(v.getFloat64(this.need(8)));
+        return new Float(this.view.getFloat64(this.need(8)));
       case 0xcc:
         return this.uint(1);
       case 0xcd:
@@ -92,15 +98,15 @@ class Reader {
       case 0xce:
         return this.uint(4);
       case 0xcf:
-        return exact(v.getBigUint64(this.need(8)));
+        return exact(this.view.getBigUint64(this.need(8)));
       case 0xd0:
-        return v.getInt8(this.need(1));
+        return (this.uint(1) << 24) >> 24;
       case 0xd1:
-        return v.getInt16(this.need(2));
+        return (this.uint(2) << 16) >> 16;
       case 0xd2:
-        return v.getInt32(this.need(4));
+        return this.uint(4) | 0;
       case 0xd3:
-        return exact(v.getBigInt64(this.need(8)));
+        return exact(this.view.getBigInt64(this.need(8)));
       case 0xd9:
         return this.string(this.uint(1));
       case 0xda:
@@ -123,6 +129,12 @@ class Reader {
 
   string(n: number): string {
     const at = this.need(n);
+    // Short ASCII (names, keys, variants) by hand: a TextDecoder call costs microseconds however short.
+    if (n <= 32) {
+      let ascii = true;
+      for (let i = at; i < at + n; i++) if (this.b[i]! >= 0x80) ascii = false;
+      if (ascii) return String.fromCharCode.apply(null, this.b.subarray(at, at + n) as unknown as number[]);
+    }
     try {
       return utf8.decode(this.b.subarray(at, at + n));
     } catch {

@@ -1,10 +1,13 @@
 /**
  * The watcher: what the relay hands the frames of watched sessions to (core's
  * WatchTap), and the sessions' models and feeds. The tap only queues, in a queue
- * bounded in frames and bytes; the queue is drained in its own turns of the event
- * loop, a few milliseconds at a time, so relaying never waits for decoding. When
- * the queue is full a frame is dropped and counted, and its session's model is
- * marked stale until the next SetScene.
+ * bounded in frames and bytes; the queue is drained in turns of its own, at most
+ * `sliceMs` of decoding every `intervalMs` (4 ms every 50 ms: never more than
+ * about 8% of a core, however busy the relay), so relaying never waits for
+ * decoding. A turn per frame instead (setTimeout 0) cost the relay a wake-up per
+ * update: 280 updates a second took 3.4% of a core to 5.9-11.4%. When the queue
+ * is full a frame is dropped and counted, and its session's model is marked stale
+ * until the next SetScene.
  */
 import type { WatchTap } from "../core/index.ts";
 import type { Logger } from "../lib/log.ts";
@@ -19,6 +22,8 @@ export interface WatcherOptions {
   maxQueueBytes?: number;
   /** Milliseconds of decoding per turn before yielding to the event loop. */
   sliceMs?: number;
+  /** Milliseconds between turns while frames wait (spectators see changes a few times a second anyway). */
+  intervalMs?: number;
   limits?: Limits;
   /** How a drain is scheduled (tests run it by hand). */
   schedule?: (run: () => void) => void;
@@ -70,11 +75,11 @@ interface Skip {
   after: number;
 }
 
-const DEFAULTS = { maxQueue: 4096, maxQueueBytes: 16 << 20, sliceMs: 4 };
+const DEFAULTS = { maxQueue: 4096, maxQueueBytes: 16 << 20, sliceMs: 4, intervalMs: 50 };
 
 export function createWatcher(options: WatcherOptions = {}): Watcher {
   const o = { ...DEFAULTS, ...options };
-  const schedule = options.schedule ?? ((run: () => void) => setTimeout(run, 0));
+  const schedule = options.schedule ?? ((run: () => void) => setTimeout(run, o.intervalMs));
   let watched = new Set<string>();
   const sessions = new Map<string, WatchedSession>();
   const skipped = new Map<string, Skip>();
@@ -164,7 +169,8 @@ export function createWatcher(options: WatcherOptions = {}): Watcher {
       stats.queuedBytes -= item.frame.length;
       handle(item);
       if (skipped.size > 0) tellSkipped(item.seq);
-      if (performance.now() - start >= budgetMs) break;
+      // The clock read every 16 frames: reading it per frame cost as much as a small frame's decoding.
+      if ((head & 15) === 0 && performance.now() - start >= budgetMs) break;
     }
     if (head === queue.length) {
       [queue, head] = [[], 0];

@@ -142,7 +142,7 @@ describe("the watcher's queue", () => {
   });
 
   test("a drain stops after its slice of time and goes on in the next turn", async () => {
-    const w = createWatcher({ sliceMs: 0 });
+    const w = createWatcher({ sliceMs: 0, intervalMs: 0 });
     w.watch(["open"]);
     for (let i = 0; i < 5; i++) w.frame("open", frame("alice", sovaEdit("chat").bytes), i);
     await Bun.sleep(0);
