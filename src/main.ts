@@ -15,6 +15,7 @@ import { createLogger } from "./lib/log.ts";
 import { createWebSocketEndpoint } from "./transport/websocket.ts";
 import { startServer } from "./host/start.ts";
 import { replayCommand } from "./cli/replay.ts";
+import { forStream } from "./cli/terminal.ts";
 import { tunnelCommand } from "./cli/tunnel.ts";
 import { watchCommand } from "./cli/watch.ts";
 import { versionLine } from "./lib/version.ts";
@@ -187,7 +188,7 @@ function commandFor(argv: string[]): [CommandDef, CommandDef | undefined] {
 
 async function main(argv: string[]): Promise<void> {
   if (argv.includes("--help") || argv.includes("-h")) {
-    console.log(await renderUsage(...commandFor(argv)));
+    console.log(forStream(await renderUsage(...commandFor(argv)), process.stdout));
     return;
   }
   if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) {
@@ -199,11 +200,11 @@ async function main(argv: string[]): Promise<void> {
 
 main(process.argv.slice(2)).catch((error: unknown) => {
   if (error instanceof RelayError) {
-    console.error(`sova-relay: ${error.message}`);
+    console.error(forStream(`sova-relay: ${error.message}`, process.stderr));
     process.exit(error.code === "E_CONFIG" ? 2 : 1);
   }
   // citty's own usage errors (an unknown command): the user's to fix, like a bad option.
   const usage = error instanceof Error && error.name === "CLIError";
-  console.error(`sova-relay: ${error instanceof Error ? error.message : String(error)}`);
+  console.error(forStream(`sova-relay: ${error instanceof Error ? error.message : String(error)}`, process.stderr));
   process.exit(usage ? 2 : 1);
 });

@@ -8,7 +8,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { RelayError } from "../lib/errors.ts";
 import { openEnvelope } from "./envelope.ts";
-import { type ClusterOptions, connectionOptions } from "./node.ts";
+import { type ClusterOptions, connectionOptions } from "./nats-options.ts";
 
 export interface ClusterFrame {
   at: number;
@@ -22,7 +22,9 @@ const PREFIX = "sova_relay";
 async function withJetStream<T>(o: Reach, fn: (nc: Awaited<ReturnType<typeof connect>>) => Promise<T>): Promise<T> {
   let nc: Awaited<ReturnType<typeof connect>>;
   try {
-    nc = await connect({ ...connectionOptions({ ...o, nodeName: "history export" }), maxReconnectAttempts: 0 });
+    // The connection options read only how to reach NATS (servers, credentials, CA); a reader has no secret.
+    const reach = { ...o, nodeName: "history export" } as ClusterOptions;
+    nc = await connect({ ...connectionOptions(reach), maxReconnectAttempts: 0 });
   } catch (error) {
     throw new RelayError("E_STARTUP", `cannot reach the cluster's NATS (${(error as Error).message})`, {
       cause: error,

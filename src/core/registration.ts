@@ -16,7 +16,7 @@ import {
   registrationResponseHead,
   systemTimeFromMillis,
 } from "../protocol/messages.ts";
-import { checkInstanceName } from "./names.ts";
+import { checkInstanceName, type NameKey } from "./names.ts";
 import { createRoster, rosterEntries, rosterJoin } from "./roster.ts";
 import { cut, leaveHandshake, tell } from "./connection.ts";
 import { registrationAllowed } from "./limits.ts";
@@ -101,7 +101,7 @@ function _instanceRecord(
   conn: Connection,
   msg: RegisterInstance,
   session: Session,
-  nameKey: string,
+  nameKey: NameKey,
   now: number,
 ): Instance {
   const idText = crypto.randomUUID();
@@ -235,7 +235,7 @@ function _claimName(
   conn: Connection,
   msg: RegisterInstance,
   session: Session,
-  nameKey: string,
+  nameKey: NameKey,
 ): Promise<void> {
   const link = s.options.link!;
   session.names.add(nameKey);

@@ -87,6 +87,8 @@ export interface RelayConfig {
   clusterUser: string;
   clusterPassword: string;
   clusterToken: string;
+  /** The session secret every node shares, for a cluster without JetStream (src/cluster/secret.ts). */
+  clusterSecret: string;
 }
 
 type Parser<T> = (raw: string, flag: string) => T;
@@ -512,6 +514,15 @@ export const OPTIONS: OptionTable<RelayConfig> = [
     valueHint: "secret",
   },
   {
+    key: "clusterSecret",
+    description:
+      "Session secret shared by every node, for a cluster whose NATS has no JetStream" +
+      " (with JetStream the nodes agree on one themselves; better from the environment)",
+    default: "",
+    parse: token,
+    valueHint: "secret",
+  },
+  {
     key: "logLevel",
     description: "error, warn, info, debug or trace",
     default: "info",
@@ -701,12 +712,12 @@ export const MIN_TOKEN_LENGTH = 16;
  * with the failed-registration budget (about 10 guesses a minute per address)
  * either outlasts any concert. The message never repeats the token.
  */
-function checkTokenStrength(token: string): void {
+function checkTokenStrength(token: string, what = "a session token"): void {
   const chars = [...token];
   if (chars.length < MIN_TOKEN_LENGTH || new Set(chars).size < 8) {
     throw new RelayError(
       "E_CONFIG",
-      `a session token is too easy to guess (${chars.length} characters; at least ${MIN_TOKEN_LENGTH},` +
+      `${what} is too easy to guess (${chars.length} characters; at least ${MIN_TOKEN_LENGTH},` +
         ` with at least 8 different ones): make one with \`openssl rand -base64 24\``,
     );
   }
@@ -725,6 +736,8 @@ export function configFromArgs(args: ParsedArgs, rawArgs: readonly string[], env
   const fromFile = config.tokenFile ? readTokenFile(config.tokenFile) : [];
   config.tokens = [...new Set([...config.tokens, ...fromFile])];
   for (const t of config.tokens) checkTokenStrength(t);
+  // Whoever has it turns a session id on /status back into its token by guessing.
+  if (config.clusterSecret) checkTokenStrength(config.clusterSecret, "--cluster-secret");
   if (config.maxConnectionsPerIp === 0) config.maxConnectionsPerIp = config.maxInstances + RECONNECT_ROOM;
   return config;
 }

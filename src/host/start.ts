@@ -28,6 +28,8 @@ export interface ServerLink extends ClusterLink {
   close(): Promise<void>;
   /** History kept by the cluster instead of this process. */
   readonly history?: History;
+  /** The session secret the cluster agreed on: session ids are keyed with it instead of --state-dir's own. */
+  readonly sessionSecret?: Uint8Array;
 }
 
 const TICK_MS = 250;
