@@ -19,6 +19,16 @@ function knownValues(): Map<string, readonly string[]> {
   known.set("sova_relay_registrations_rejected_total", Object.keys(PEER_FAULT));
   known.set("sova_relay_events_closed_total", ["subscriber_cap", "not_reading", "stream_bytes"]);
   known.set("sova_relay_transport_connections_open", ["tcp", "websocket"]);
+  known.set("sova_relay_spectators_closed_total", [
+    "relay_cap",
+    "address_cap",
+    "session_cap",
+    "not_reading",
+    "stream_bytes",
+  ]);
+  known.set("sova_relay_watch_key_failures_total", ["wrong_key", "cooling_down"]);
+  known.set("sova_relay_watch_updates_total", ["decoded", "unreadable", "dropped", "malformed"]);
+  known.set("sova_relay_watch_capped_total", ["model"]);
   return known;
 }
 
@@ -42,6 +52,26 @@ export async function metricsPage(): Promise<string> {
       const zero = { tcp: 0, websocket: 0 };
       return { open: zero, opened: zero, bytesIn: zero, bytesOut: zero, websocketRefused: {} };
     },
+    watch: () => ({
+      spectators: {
+        spectators: 0,
+        refused: { relay: 0, address: 0, session: 0 },
+        cut: 0,
+        rotated: 0,
+        wrongKeys: 0,
+        keyLimited: 0,
+      },
+      watcher: {
+        sessions: 0,
+        queued: 0,
+        queuedBytes: 0,
+        dropped: 0,
+        decoded: 0,
+        unreadable: 0,
+        malformed: 0,
+        capped: 0,
+      },
+    }),
   });
   const known = knownValues();
   const families = endpoint.families();
