@@ -8,8 +8,9 @@ import { type CommandDef, defineCommand, parseArgs, renderUsage, runCommand } fr
 import { openAuditFile } from "./lib/audit.ts";
 import { RELAY_ARGS, VERSION, configFromArgs } from "./host/config.ts";
 import { RelayError } from "./lib/errors.ts";
+import { type CommandName, checkCommandEnvironment } from "./cli/environment.ts";
 import { healthCommand } from "./cli/health.ts";
-import { historyCommand } from "./cli/history.ts";
+import { exportCommand, historyCommand } from "./cli/history.ts";
 import { type RunningHttp, startHttp } from "./http/server.ts";
 import { createLogger } from "./lib/log.ts";
 import { createWebSocketEndpoint } from "./transport/websocket.ts";
@@ -95,8 +96,7 @@ const serveCommand = defineCommand({
         log.warn("shutdown_forced", `${signal} again: exiting now`);
         process.exit(1);
       }
-      void server.shutdown(signal).then(async () => {
-        await websocket?.closed(1000);
+      void server.shutdown(signal).then(() => {
         http?.stop();
         process.exit(0);
       });
@@ -186,15 +186,30 @@ function commandFor(argv: string[]): [CommandDef, CommandDef | undefined] {
   }
 }
 
+/** Whose environment names the command reads: the relay's for `sova-relay [options]` and `serve`. */
+const ENV_OF: ReadonlyMap<CommandDef, CommandName> = new Map<CommandDef, CommandName>([
+  [mainCommand, "relay"],
+  [serveCommand, "relay"],
+  [healthCommand, "health"],
+  [historyCommand, "history clear"],
+  [tunnelCommand, "tunnel"],
+  [exportCommand, "history export"],
+  [watchCommand, "watch"],
+  [replayCommand, "replay"],
+]);
+
 async function main(argv: string[]): Promise<void> {
+  const [command, parent] = commandFor(argv);
   if (argv.includes("--help") || argv.includes("-h")) {
-    console.log(forStream(await renderUsage(...commandFor(argv)), process.stdout));
+    console.log(forStream(await renderUsage(command, parent), process.stdout));
     return;
   }
   if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) {
     console.log(versionLine());
     return;
   }
+  // Before anything runs: a mistyped setting must stop the command, never leave it running without it.
+  checkCommandEnvironment(ENV_OF.get(command) ?? ENV_OF.get(parent!) ?? "relay");
   await runCommand(mainCommand, { rawArgs: argv });
 }
 

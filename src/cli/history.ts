@@ -10,8 +10,8 @@
 import { writeFileSync } from "node:fs";
 import { defineCommand } from "citty";
 import { frameLine, headerLine } from "../client/recording.ts";
-import { clusterSessions, readClusterHistory } from "../cluster/history-export.ts";
-import { type OptionTable, argsDef, nonEmpty, option, resolveOptions } from "../host/config.ts";
+import { option } from "../host/config.ts";
+import { type OptionTable, argsDef, resolveOptions } from "../lib/options.ts";
 import { RelayError } from "../lib/errors.ts";
 import { clearStoredHistory } from "../storage/history-store.ts";
 import { readStoredHistory, storedSessions } from "../storage/history-export.ts";
@@ -32,13 +32,15 @@ function sessionHash(raw: string, flag: string): string {
   return session;
 }
 
-const CLEAR_OPTIONS: OptionTable<ClearOptions> = [
+export const CLEAR_OPTIONS: OptionTable<ClearOptions> = [
   option("stateDir"),
   {
     key: "historySession",
     flag: "session",
     description: "Only this session (its 12-hex-digit hash, as /status shows it)",
     default: "",
+    type: "custom",
+    accepts: "a 12-hex-digit session hash, or open",
     parse: sessionHash,
     valueHint: "hash",
   },
@@ -67,7 +69,7 @@ interface ExportOptions {
   clusterToken: string;
 }
 
-const EXPORT_OPTIONS: OptionTable<ExportOptions> = [
+export const EXPORT_OPTIONS: OptionTable<ExportOptions> = [
   option("stateDir"),
   {
     ...CLEAR_OPTIONS[1]!,
@@ -77,7 +79,7 @@ const EXPORT_OPTIONS: OptionTable<ExportOptions> = [
     key: "out",
     description: "Write the recording to this file (default: standard output)",
     default: "",
-    parse: nonEmpty,
+    type: "text",
     valueHint: "file",
   },
   { ...option("cluster"), description: "Read the cluster's history from its NATS instead (nats://HOST:PORT)" },
@@ -106,6 +108,8 @@ async function frames(
   o: ExportOptions,
 ): Promise<{ session: string; source: string; rows: Array<{ at: number; frame: Uint8Array }> }> {
   if (o.cluster.length > 0) {
+    // Loaded only here: the relay and the other commands never load the NATS client.
+    const { clusterSessions, readClusterHistory } = await import("../cluster/history-export.ts");
     const reach = {
       servers: o.cluster,
       creds: o.clusterCreds || undefined,
@@ -122,7 +126,7 @@ async function frames(
   return { session, source: "state-dir", rows: readStoredHistory(o.stateDir, session) };
 }
 
-const exportCommand = defineCommand({
+export const exportCommand = defineCommand({
   meta: {
     name: "export",
     description:

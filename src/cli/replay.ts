@@ -8,7 +8,9 @@ import { readFileSync } from "node:fs";
 import { defineCommand } from "citty";
 import { parseRecording, type Recording } from "../client/recording.ts";
 import { play, registerPlayers, stateUpdates, timeline } from "../client/replay.ts";
-import { argsDef, nonEmpty, type OptionTable, option, resolveOptions, VERSION } from "../host/config.ts";
+import { option } from "../host/config.ts";
+import { argsDef, type OptionTable, resolveOptions } from "../lib/options.ts";
+import { SOVA_PROTOCOL_VERSION } from "../protocol/version.ts";
 import { serveWatch } from "../http/watch.ts";
 import { RelayError } from "../lib/errors.ts";
 import { createLogger } from "../lib/log.ts";
@@ -34,43 +36,45 @@ function speed(raw: string, flag: string): number {
   return n;
 }
 
-const OPTIONS: OptionTable<ReplayOptions> = [
-  { key: "replayHost", flag: "host", description: "The relay's address", default: "127.0.0.1", parse: nonEmpty },
+export const REPLAY_OPTIONS: OptionTable<ReplayOptions> = [
+  { key: "replayHost", flag: "host", description: "The relay's address", default: "127.0.0.1", type: "text" },
   { ...option("port"), description: "The relay's port (its --port, or --tls-port with --tls)" },
   {
     key: "replayToken",
     flag: "token",
     description: "The session token of the session to play into (none: the open session)",
     default: "",
-    parse: nonEmpty,
+    type: "secret",
     valueHint: "token",
   },
-  {
-    key: "tls",
-    description: "Connect with TLS (the relay's --tls-port)",
-    default: false,
-    parse: option("stateReset").parse,
-  },
+  { key: "tls", description: "Connect with TLS (the relay's --tls-port)", default: false, type: "switch" },
   {
     key: "ca",
     description: "PEM file of the CA to trust (a private CA)",
     default: "",
-    parse: nonEmpty,
+    type: "text",
     valueHint: "file",
   },
-  { key: "speed", description: "Play this many times faster (0.5: half speed)", default: 1, parse: speed },
+  {
+    key: "speed",
+    description: "Play this many times faster (0.5: half speed)",
+    default: 1,
+    type: "custom",
+    accepts: "a factor above 0, at most 1000",
+    parse: speed,
+  },
   {
     key: "sovaVersion",
     description: "The Sova version the replay's instances report (the relay's --expected-version)",
-    default: VERSION,
-    parse: nonEmpty,
+    default: SOVA_PROTOCOL_VERSION,
+    type: "text",
     valueHint: "version",
   },
   {
     key: "watch",
     description: "Play into a local spectator page instead of a relay (no Sova instance needed)",
     default: false,
-    parse: option("stateReset").parse,
+    type: "switch",
   },
   { ...option("httpHost"), description: "With --watch: the page's address" },
   { ...option("httpPort"), default: 0, description: "With --watch: the page's port (default: any free port)" },
@@ -149,11 +153,11 @@ export const replayCommand = defineCommand({
       "sova-relay replay FILE [options]: play a recording (sova-relay history export) into a relay's session," +
       " or with --watch into a local spectator page",
   },
-  args: argsDef(OPTIONS),
+  args: argsDef(REPLAY_OPTIONS),
   async run({ args, rawArgs }) {
     const file = args._[0];
     if (!file) throw new RelayError("E_CONFIG", "replay needs a recording: sova-relay replay FILE");
-    const o = resolveOptions(OPTIONS, { ...args, _: args._.slice(1) } as typeof args, rawArgs);
+    const o = resolveOptions(REPLAY_OPTIONS, { ...args, _: args._.slice(1) } as typeof args, rawArgs);
     const rec = readRecording(file);
     if (rec.frames.length === 0) throw new RelayError("E_CONFIG", `${file} holds no updates`);
     await (o.watch ? intoPage(rec, o) : intoRelay(rec, o));

@@ -5,7 +5,8 @@
  * its digest; the relay loads the file at start and on SIGHUP.
  */
 import { defineCommand } from "citty";
-import { argsDef, type OptionTable, option, resolveOptions } from "../host/config.ts";
+import { option } from "../host/config.ts";
+import { argsDef, type OptionTable, resolveOptions } from "../lib/options.ts";
 import { RelayError } from "../lib/errors.ts";
 import { readSpectatorFile, spectatorPath, writeSpectatorFile } from "../storage/spectator-file.ts";
 import { keyDigest, makeKey } from "../watch/index.ts";
@@ -26,7 +27,7 @@ function session(raw: string, flag: string): string {
   return s;
 }
 
-const OPTIONS: OptionTable<WatchCliOptions> = [
+export const WATCH_OPTIONS: OptionTable<WatchCliOptions> = [
   option("stateDir"),
   option("spectatorFile"),
   {
@@ -35,6 +36,8 @@ const OPTIONS: OptionTable<WatchCliOptions> = [
     description:
       "The session: its 12-hex-digit hash as /status shows it, or 'open' (the session of a relay without tokens)",
     default: "",
+    type: "custom",
+    accepts: "a 12-hex-digit session hash, or open",
     parse: session,
     valueHint: "hash",
   },
@@ -57,9 +60,9 @@ const enable = defineCommand({
     name: "enable",
     description: "Let spectators watch a session: prints a new key (once); an older key stops working",
   },
-  args: argsDef(OPTIONS),
+  args: argsDef(WATCH_OPTIONS),
   run({ args, rawArgs }) {
-    const o = resolveOptions(OPTIONS, args, rawArgs);
+    const o = resolveOptions(WATCH_OPTIONS, args, rawArgs);
     const path = fileOf(o);
     const target = needSession(o);
     const key = makeKey();
@@ -75,9 +78,9 @@ const enable = defineCommand({
 
 const disable = defineCommand({
   meta: { name: "disable", description: "Stop spectators watching a session (its key stops working)" },
-  args: argsDef(OPTIONS),
+  args: argsDef(WATCH_OPTIONS),
   run({ args, rawArgs }) {
-    const o = resolveOptions(OPTIONS, args, rawArgs);
+    const o = resolveOptions(WATCH_OPTIONS, args, rawArgs);
     const path = fileOf(o);
     const target = needSession(o);
     const entries = readSpectatorFile(path, true);
@@ -93,9 +96,9 @@ const disable = defineCommand({
 
 const list = defineCommand({
   meta: { name: "list", description: "The sessions spectators can watch (their keys are not kept, so not shown)" },
-  args: argsDef(OPTIONS),
+  args: argsDef(WATCH_OPTIONS),
   run({ args, rawArgs }) {
-    const o = resolveOptions(OPTIONS, args, rawArgs);
+    const o = resolveOptions(WATCH_OPTIONS, args, rawArgs);
     const entries = readSpectatorFile(fileOf(o), true);
     if (entries.length === 0) console.log("No session can be watched.");
     for (const e of entries) console.log(e.session);

@@ -1,5 +1,5 @@
 /**
- * Instance names (PROTOCOL.md, Connection flow 3). Players see each other by
+ * Instance names (docs/protocol.md, "Connection flow" 3). Players see each other by
  * name, so a name must look like what it is: look-alikes (`alice` beside
  * Cyrillic `аlice`, `alice` + U+200B, `alice `, NFC and NFD `café`) were accepted
  * as different players before, and bidi controls or line separators in a name

@@ -1,7 +1,8 @@
 /**
- * Every `Error` text the relay sends, in one table keyed by the PROTOCOL.md rule
- * it implements. Sova shows these to players and tests compare them to
- * rmp-serde's vectors, so the wording lives here and nowhere else.
+ * Every `Error` text the relay sends, in one table keyed by the rule it
+ * implements (docs/protocol.md, "Framing", "Connection flow", "Limits" and
+ * "Nudges"). Sova shows these to players and tests compare them to rmp-serde's
+ * vectors, so the wording lives here and nowhere else.
  */
 export const WIRE_ERRORS = {
   /** Framing: a frame of length 0. */
@@ -27,7 +28,7 @@ export const WIRE_ERRORS = {
     `Too many failed registrations from this address; try again in ${Math.ceil(waitMs / 1000)} s`,
   /** Limits (this relay's): one address registering in a loop. */
   tooManyRegistrations: () => "Too many registrations from this address; try again in a minute",
-  /** What today's client needs: the last frame before the relay ends a registered connection. */
+  /** Nudges: the last frame before the relay ends a registered connection (today's client needs it). */
   connectionLost: () => "Connection lost",
 } as const;
 
