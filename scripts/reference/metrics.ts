@@ -8,6 +8,8 @@ import { createMetrics, type MetricFamily } from "../../src/http/metrics.ts";
 import { PEER_FAULT } from "../../src/protocol/wire-errors.ts";
 import { code, generatedNote, page, table } from "./markdown.ts";
 import { sampleContext } from "./sample.ts";
+import { emptySpectatorStats } from "../../src/http/spectators.ts";
+import { emptyWatchStats } from "../../src/watch/index.ts";
 
 /** Label values known in advance, from the same tables the counters are kept by. */
 function knownValues(): Map<string, readonly string[]> {
@@ -52,26 +54,7 @@ export async function metricsPage(): Promise<string> {
       const zero = { tcp: 0, websocket: 0 };
       return { open: zero, opened: zero, bytesIn: zero, bytesOut: zero, websocketRefused: {} };
     },
-    watch: () => ({
-      spectators: {
-        spectators: 0,
-        refused: { relay: 0, address: 0, session: 0 },
-        cut: 0,
-        rotated: 0,
-        wrongKeys: 0,
-        keyLimited: 0,
-      },
-      watcher: {
-        sessions: 0,
-        queued: 0,
-        queuedBytes: 0,
-        dropped: 0,
-        decoded: 0,
-        unreadable: 0,
-        malformed: 0,
-        capped: 0,
-      },
-    }),
+    watch: () => ({ spectators: emptySpectatorStats(), watcher: emptyWatchStats() }),
   });
   const known = knownValues();
   const families = endpoint.families();

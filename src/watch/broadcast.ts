@@ -8,6 +8,7 @@
  * into a JavaScript array of a million numbers first (protocol/fast-update.ts
  * measured the same for StateUpdate).
  */
+import { startsWith } from "../protocol/fast-update.ts";
 import { readValueAt, ValueError } from "./value.ts";
 
 export interface BroadcastParts {
@@ -52,12 +53,6 @@ const NAME = ascii("source_instance_name");
 const TIMESTAMP = ascii("timestamp");
 const DATA = ascii("update_data");
 
-function at(b: Uint8Array, p: number, bytes: Uint8Array): boolean {
-  if (p + bytes.length > b.length) return false;
-  for (let i = 0; i < bytes.length; i++) if (b[p + i] !== bytes[i]) return false;
-  return true;
-}
-
 /** Past an unsigned integer at `p` (the timestamp, never needed as a number here). */
 function skipUint(b: Uint8Array, p: number): number {
   const m = b[p]!;
@@ -72,19 +67,19 @@ function skipUint(b: Uint8Array, p: number): number {
  */
 export function parseBroadcast(frame: Uint8Array): BroadcastParts | null {
   try {
-    if (frame.length < 6 || frame[4] !== 0x81 || !at(frame, 5, VARIANT) || frame[5 + VARIANT.length] !== 0x83)
+    if (frame.length < 6 || frame[4] !== 0x81 || !startsWith(frame, 5, VARIANT) || frame[5 + VARIANT.length] !== 0x83)
       return null;
     let p = 6 + VARIANT.length;
     let source: string | undefined;
     let data: Uint8Array | undefined;
     let stamped = false;
     for (let i = 0; i < 3; i++) {
-      if (at(frame, p, NAME)) {
+      if (startsWith(frame, p, NAME)) {
         const [name, end] = readValueAt(frame, p + NAME.length);
         if (typeof name !== "string") return null;
         [source, p] = [name, end];
-      } else if (at(frame, p, TIMESTAMP)) [p, stamped] = [skipUint(frame, p + TIMESTAMP.length), true];
-      else if (at(frame, p, DATA)) [data, p] = byteArray(frame, p + DATA.length);
+      } else if (startsWith(frame, p, TIMESTAMP)) [p, stamped] = [skipUint(frame, p + TIMESTAMP.length), true];
+      else if (startsWith(frame, p, DATA)) [data, p] = byteArray(frame, p + DATA.length);
       else return null;
     }
     return source !== undefined && data && stamped ? { source, data } : null;

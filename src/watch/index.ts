@@ -27,4 +27,4 @@ export { keyDigest, makeKey, type SpectatorGrant, type SpectatorKeys, spectatorK
 export { applyEdit, type Cell, emptyScene, type LineModel, MODEL_LIMITS, type SceneModel } from "./model.ts";
 export { colourOf, FEED_SIZE, type LineView, type Player, type View, WatchedSession } from "./session.ts";
 export { readValue, type Value } from "./value.ts";
-export { createWatcher, type Watcher, type WatcherOptions, type WatchStats } from "./watcher.ts";
+export { createWatcher, emptyWatchStats, type Watcher, type WatcherOptions, type WatchStats } from "./watcher.ts";

@@ -77,6 +77,53 @@ interface Skip {
 
 const DEFAULTS = { maxQueue: 4096, maxQueueBytes: 16 << 20, sliceMs: 4, intervalMs: 50 };
 
+export function emptyWatchStats(): WatchStats {
+  return { sessions: 0, queued: 0, queuedBytes: 0, dropped: 0, decoded: 0, unreadable: 0, malformed: 0, capped: 0 };
+}
+
+/** What the watcher logs: drops and unreadable updates, the first at once, then a line per 10 s with counts. */
+function createReports(log: Logger | undefined, o: { maxQueue: number; maxQueueBytes: number }) {
+  const logged = { dropped: -Infinity, unreadable: -Infinity };
+  const pending = { dropped: 0, unreadable: 0 };
+  const due = (kind: "dropped" | "unreadable"): boolean => {
+    pending[kind]++;
+    const now = performance.now();
+    if (!log || now - logged[kind] < 10_000) return false;
+    logged[kind] = now;
+    return true;
+  };
+  return {
+    dropped() {
+      if (!due("dropped")) return;
+      log!.warn(
+        "watch_queue_full",
+        `Watching: ${pending.dropped} updates not decoded, the queue was full (${o.maxQueue} frames or` +
+          ` ${o.maxQueueBytes} bytes); their sessions' grids are marked stale until the next SetScene`,
+        { dropped: pending.dropped },
+      );
+      pending.dropped = 0;
+    },
+    unreadable(reason: string) {
+      if (!due("unreadable")) return;
+      log!.info(
+        "watch_unreadable",
+        `Watching: ${pending.unreadable} updates no Sova instance could read (relayed unchanged, shown as` +
+          ` unreadable); the last: ${reason}`,
+        { unreadable: pending.unreadable, reason },
+      );
+      pending.unreadable = 0;
+    },
+    capped(session: string) {
+      log?.info(
+        "watch_capped",
+        `Watching session ${session}: its scene passed the spectators' model limits; the page shows the feed` +
+          " only until the next SetScene that fits",
+        { session },
+      );
+    },
+  };
+}
+
 export function createWatcher(options: WatcherOptions = {}): Watcher {
   const o = { ...DEFAULTS, ...options };
   const schedule = options.schedule ?? ((run: () => void) => setTimeout(run, o.intervalMs));
@@ -87,16 +134,7 @@ export function createWatcher(options: WatcherOptions = {}): Watcher {
   let queue: Item[] = [];
   let head = 0;
   let scheduled = false;
-  const stats: WatchStats = {
-    sessions: 0,
-    queued: 0,
-    queuedBytes: 0,
-    dropped: 0,
-    decoded: 0,
-    unreadable: 0,
-    malformed: 0,
-    capped: 0,
-  };
+  const stats = emptyWatchStats();
 
   function session(id: string): WatchedSession | undefined {
     if (!watched.has(id)) return undefined;
@@ -108,28 +146,7 @@ export function createWatcher(options: WatcherOptions = {}): Watcher {
     return s;
   }
 
-  // Bounded logging: the first of each kind at once, then one line per 10 s with what happened meanwhile.
-  const logged = { dropped: -Infinity, unreadable: -Infinity };
-  const pending = { dropped: 0, unreadable: 0, reason: "" };
-  function report(kind: "dropped" | "unreadable", now = performance.now()): void {
-    if (!options.log || now - logged[kind] < 10_000) return;
-    logged[kind] = now;
-    if (kind === "dropped")
-      options.log.warn(
-        "watch_queue_full",
-        `Watching: ${pending.dropped} updates not decoded, the queue was full (${o.maxQueue} frames or` +
-          ` ${o.maxQueueBytes} bytes); their sessions' grids are marked stale until the next SetScene`,
-        { dropped: pending.dropped },
-      );
-    else
-      options.log.info(
-        "watch_unreadable",
-        `Watching: ${pending.unreadable} updates no Sova instance could read (relayed unchanged, shown as` +
-          ` unreadable); the last: ${pending.reason}`,
-        { unreadable: pending.unreadable, reason: pending.reason },
-      );
-    pending[kind] = 0;
-  }
+  const reports = createReports(options.log, o);
 
   function handle(item: Item): void {
     const s = session(item.session);
@@ -144,18 +161,11 @@ export function createWatcher(options: WatcherOptions = {}): Watcher {
     stats.decoded += s.decoded - decoded;
     if (s.unreadable > unreadable) {
       stats.unreadable++;
-      pending.unreadable++;
-      pending.reason = s.feed.at(-1)?.text ?? "";
-      report("unreadable");
+      reports.unreadable(s.feed.at(-1)?.text ?? "");
     }
     if (s.capped && !capped) {
       stats.capped++;
-      options.log?.info(
-        "watch_capped",
-        `Watching session ${item.session}: its scene passed the spectators' model limits; the page shows the feed` +
-          " only until the next SetScene that fits",
-        { session: item.session },
-      );
+      reports.capped(item.session);
     }
     options.changed?.(item.session);
   }
@@ -200,8 +210,7 @@ export function createWatcher(options: WatcherOptions = {}): Watcher {
   function push(id: string, frame: Uint8Array, at: number): void {
     if (stats.queued >= o.maxQueue || stats.queuedBytes + frame.length > o.maxQueueBytes) {
       stats.dropped++;
-      pending.dropped++;
-      report("dropped");
+      reports.dropped();
       const skip = skipped.get(id);
       if (skip) skip.count++;
       else skipped.set(id, { count: 1, after: enqueued });

@@ -20,18 +20,11 @@ import { cleanupAfterEach } from "../support/peers.ts";
 import { ROOT } from "../support/paths.ts";
 import { ClientPool, type RelayHandle, startInProcess, startProcess } from "../support/relay.ts";
 import { sovaEdit } from "../support/sova-edits.ts";
+import { until } from "../support/until.ts";
 
 const SOURCE = [process.execPath, join(ROOT, "src/main.ts")];
 const TOKEN = "watch-ensemble-token-Qw83Lz";
 const keep = cleanupAfterEach();
-
-async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 1));
-  }
-}
 
 interface Watched {
   relay: RelayHandle;
