@@ -123,7 +123,7 @@ function spectatorFigures(row: Row, w: Watching | null, report: SpectatorReport 
   if (!w || !report) return;
   row.figures.spectators =
     w.count === 0
-      ? `none (this binary has no watching); editor ${report.editorSent} edits`
+      ? `none (${w.supported ? "--spectators 0" : "this binary has no watching"}); editor ${report.editorSent} edits`
       : `${report.spectators}/${w.count} open, ${report.events} events, ${Math.round(report.bytes / 1024)} KiB,` +
         ` ${report.failed} refused; editor ${report.editorSent} edits`;
 }

@@ -38,6 +38,8 @@ export interface Watching {
   readonly flags: string[];
   /** Spectators open (0 for a binary without watching). */
   readonly count: number;
+  /** The binary has watching (`sova-relay watch`). */
+  readonly supported: boolean;
   /** Starts the editor and the spectators once the relay runs; the returned function stops them. */
   start(relay: BenchRelay & { httpPort?(): number | null }): Promise<() => Promise<SpectatorReport>>;
 }
@@ -69,7 +71,8 @@ function canWatch(binary: string | null, dir: string): boolean {
  */
 export function watching(binary: string | null, count: number, token: string | null, own: boolean): Watching {
   const dir = mkdtempSync(join(tmpdir(), "sova-bench-watch-"));
-  const supported = count > 0 && canWatch(binary, dir);
+  const has = canWatch(binary, dir);
+  const supported = count > 0 && has;
   const key = makeKey();
   const session = token === null ? "open" : sessionHash(token, loadSessionSecret(dir));
   if (supported) writeSpectatorFile(spectatorPath(dir), [{ session, digest: keyDigest(key) }]);
@@ -83,6 +86,7 @@ export function watching(binary: string | null, count: number, token: string | n
       ...(supported ? ["--max-spectators-per-ip", String(count)] : []),
     ],
     count: supported ? count : 0,
+    supported: has,
     async start(relay) {
       const port = own ? httpPort : (relay.httpPort?.() ?? httpPort);
       const child = Bun.spawn(

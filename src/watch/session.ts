@@ -17,6 +17,11 @@ import {
 } from "./model.ts";
 
 export const FEED_SIZE = 200;
+/**
+ * Feed entries a page is sent per update at most, the newest: a feed moving faster than anyone can read
+ * (hundreds of edits a second) is sent in part, marked as a gap, rather than costing every spectator all of it.
+ */
+export const FEED_PER_UPDATE = 40;
 const MAX_PLAYERS = 64;
 const MAX_NAME_CHARS = 64;
 
@@ -221,7 +226,8 @@ export class WatchedSession {
       const { chars: _, ...shown } = line;
       lines.push({ ...shown, index, beats: loopBeats(line) });
     });
-    const feed = from === undefined ? [...this.feed] : this.feed.filter((e) => e.seq > from);
+    const after = from === undefined ? [...this.feed] : this.feed.filter((e) => e.seq > from);
+    const feed = from === undefined ? after : after.slice(-FEED_PER_UPDATE);
     const view: View = {
       id: `${this.epoch}:${this.version}`,
       known: this.scene.complete,
@@ -236,7 +242,8 @@ export class WatchedSession {
     if (from !== undefined) {
       view.from = from;
       const oldest = this.feed[0]?.seq;
-      if (oldest !== undefined && oldest > from + 1 && this.feed.length === FEED_SIZE) view.gap = true;
+      const lost = oldest !== undefined && oldest > from + 1 && this.feed.length === FEED_SIZE;
+      if (lost || after.length > feed.length) view.gap = true;
     }
     return view;
   }

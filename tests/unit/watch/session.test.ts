@@ -7,7 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { encodeBroadcastFrame, toByteArrayWire } from "../../../src/protocol/messages.ts";
 import { broadcastPrefix } from "../../../src/protocol/messages.ts";
 import { parseBroadcast } from "../../../src/watch/broadcast.ts";
-import { FEED_SIZE, WatchedSession } from "../../../src/watch/session.ts";
+import { FEED_PER_UPDATE, FEED_SIZE, WatchedSession } from "../../../src/watch/session.ts";
 import { createWatcher } from "../../../src/watch/watcher.ts";
 import { sovaEdit } from "../../support/sova-edits.ts";
 
@@ -79,13 +79,17 @@ describe("views", () => {
     expect(s.view().lineCount).toBe(4);
   });
 
-  test("the feed keeps the last entries; a page further behind is told of the gap", () => {
+  test("the feed keeps the last entries; an update carries the newest few; a page further behind is told of the gap", () => {
     const s = new WatchedSession("open");
     const start = s.view().id;
     for (let i = 0; i < FEED_SIZE + 10; i++) s.update("alice", i, sovaEdit("chat").bytes);
+    expect(s.view().feed).toHaveLength(FEED_SIZE);
     const v = s.view(start);
-    expect(v.feed).toHaveLength(FEED_SIZE);
+    expect(v.feed).toHaveLength(FEED_PER_UPDATE);
+    expect(v.feed.at(-1)!.seq).toBe(s.version);
     expect(v.gap).toBe(true);
+    const recent = s.view(`${s.epoch}:${s.version - 3}`);
+    expect([recent.feed.length, recent.gap]).toEqual([3, undefined]);
   });
 
   test("cursor and editing notices move the player, not the feed", () => {
