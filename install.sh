@@ -89,9 +89,9 @@ case $os/$arch/$libc/$avx2 in
   linux/x64/gnu/1) asset=sova-relay-linux-x64 ;;
   linux/x64/gnu/0) asset=sova-relay-linux-x64-baseline ;;
   linux/x64/musl/1) asset=sova-relay-linux-x64-musl ;;
-  linux/x64/musl/0) die "no build for musl on x64 without AVX2; build from source (README, Install)" ;;
+  linux/x64/musl/0) die "no build for musl on x64 without AVX2; build from source (README, Building from source)" ;;
   linux/arm64/gnu/*) asset=sova-relay-linux-arm64 ;;
-  linux/arm64/musl/*) die "no build for musl on arm64; use the Docker image or build from source (README, Install)" ;;
+  linux/arm64/musl/*) die "no build for musl on arm64; use the Docker image or build from source (README, Building from source)" ;;
   darwin/arm64/*) asset=sova-relay-darwin-arm64 ;;
   darwin/x64/*) asset=sova-relay-darwin-x64 ;;
   *) die "no sova-relay build for $os/$arch (there are builds for linux x64 and arm64, darwin x64 and arm64)" ;;

@@ -388,7 +388,7 @@ async function scenarioHostile(choice: RelayChoice, durationS: number, spectator
   const h = await runHostile(choice.binary, durationS, w ?? undefined);
   const r = h.pair;
   const row = phaseRow(
-    "7 hostile (a paced pair while every attack runs)",
+    "hostile (a paced pair while every attack runs)",
     r,
     "pair: no loss, p99 < 50 ms; players still get in; RSS < 160 MB",
     false,
@@ -418,7 +418,7 @@ async function scenarioNudges(choice: RelayChoice, durationS: number): Promise<R
     const off = await idleCost(choice.binary, instances, 0, Math.min(durationS, 5));
     const on = await idleCost(choice.binary, instances, 40, Math.min(durationS, 5));
     rows.push({
-      scenario: `8 nudges at rest: ${instances} idle instances`,
+      scenario: `nudges at rest: ${instances} idle instances`,
       figures: {
         "relay CPU % (off/on)": `${f1(off.cpuPercent)}/${f1(on.cpuPercent)}`,
         "bytes/s sent (off/on)": `${Math.round(off.bytesPerSec)}/${Math.round(on.bytesPerSec)}`,
@@ -432,7 +432,7 @@ async function scenarioNudges(choice: RelayChoice, durationS: number): Promise<R
   const loadOff = await withPool(choice, ["--nudge-interval", "0"], 20, (pool) => measured(pool, spec));
   const loadOn = await withPool(choice, ["--nudge-interval", "40"], 20, (pool) => measured(pool, spec));
   rows.push({
-    scenario: "8 nudges under the default load",
+    scenario: "nudges under the default load",
     figures: {
       "p50 ms (off/on)": `${f2(loadOff.latencyMs.p50)}/${f2(loadOn.latencyMs.p50)}`,
       "p99 ms (off/on)": `${f2(loadOff.latencyMs.p99)}/${f2(loadOn.latencyMs.p99)}`,
@@ -443,7 +443,7 @@ async function scenarioNudges(choice: RelayChoice, durationS: number): Promise<R
   });
   const waits = await quietEditWait(choice.binary, 40, 100);
   rows.push({
-    scenario: "8 an edit in a quiet duo (today's client's locking), nudges every 40 ms",
+    scenario: "nudges: an edit in a quiet duo (today's client's locking), nudges every 40 ms",
     figures: { "p50 ms": f2(waits.p50), "p99 ms": f2(waits.p99), "max ms": f2(waits.max) },
     target: "p99 well under 100 ms",
     pass: waits.p99 < 100,
@@ -451,7 +451,7 @@ async function scenarioNudges(choice: RelayChoice, durationS: number): Promise<R
   const firstOff = await firstUpdate(choice.binary, 0, 20);
   const firstOn = await firstUpdate(choice.binary, 40, 20);
   rows.push({
-    scenario: "8 first update of a connection (prefix and body in two writes, Nagle on)",
+    scenario: "nudges: first update of a connection (prefix and body in two writes, Nagle on)",
     figures: {
       "p50 ms (lone-header Pong off/on)": `${f2(firstOff.p50)}/${f2(firstOn.p50)}`,
       "p99 ms (off/on)": `${f2(firstOff.p99)}/${f2(firstOn.p99)}`,
@@ -468,7 +468,7 @@ async function scenarioCluster(choice: RelayChoice, durationS: number, log: (s: 
     const why = choice.target
       ? "needs relays the bench starts"
       : "nats-server is not installed: apt-get install nats-server";
-    log(`  7 cluster: skipped (${why})`);
+    log(`  cluster: skipped (${why})`);
     return [];
   }
   const loads = [
@@ -487,18 +487,16 @@ async function scenarioCluster(choice: RelayChoice, durationS: number, log: (s: 
   );
   const rows: Row[] = [];
   loads.forEach((load, i) => {
-    rows.push(
-      phaseRow(`7 cluster, ${load.label}: one relay (before)`, c.single[i]!, "no loss", c.single[i]!.lost === 0),
-    );
+    rows.push(phaseRow(`cluster, ${load.label}: one relay (before)`, c.single[i]!, "no loss", c.single[i]!.lost === 0));
     const spread = phaseRow(
-      `7 cluster, ${load.label}: over 3 nodes on one nats-server`,
+      `cluster, ${load.label}: over 3 nodes on one nats-server`,
       c.spread[i]!,
       "no loss, p99 < 10 ms",
       c.spread[i]!.lost === 0 && c.spread[i]!.latencyMs.p99 < 10,
     );
     rows.push(spread);
     const geo = phaseRow(
-      `7 cluster, ${load.label}: over 3 nodes, each on its own nats-server, joined by gateways`,
+      `cluster, ${load.label}: over 3 nodes, each on its own nats-server, joined by gateways`,
       c.gateways[i]!,
       "no loss",
       c.gateways[i]!.lost === 0,
@@ -508,7 +506,7 @@ async function scenarioCluster(choice: RelayChoice, durationS: number, log: (s: 
   return [
     ...rows,
     {
-      scenario: "7 cluster: memory",
+      scenario: "cluster: memory",
       figures: {
         "idle relay alone MB": f1(c.idleAloneMb),
         "idle cluster node MB": f1(c.idleNodeMb),
@@ -539,7 +537,7 @@ function scenarioHop(): Row {
     pass &&= us <= HOP_BEFORE_US[payload]! * 1.2; // 20%: what other processes on 2 shared cores add
   }
   return {
-    scenario: "7 codec hop: decode StateUpdate + encode StateBroadcast",
+    scenario: "hop: decode StateUpdate + encode StateBroadcast",
     figures,
     target: "not slower than before",
     pass,

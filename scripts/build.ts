@@ -4,7 +4,7 @@
  *   bun scripts/build.ts --release    every release target, plus dist/SHA256SUMS
  *   --plain                           without --minify and --bytecode
  * Bytecode halves start-up to listening (48 ms -> 20 ms here); minify changes
- * nothing measurable but size. README, "Binaries", has the figures.
+ * nothing measurable but size. docs/performance.md, "The binary", has the figures.
  * Version, commit and target are baked in (src/lib/version.ts reads them).
  * Compiled binaries would read .env and bunfig.toml from the directory they start
  * in; that is turned off so a container behaves the same wherever it starts.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the image from Dockerfile.prebuilt with podman (no Docker engine here)
-# and checks it from outside, as README's "Docker" section says to run it:
+# and checks it from outside, as docs/docker.md says to run it:
 # --memory 256m --cpus 0.5, two instances exchange an update through the
 # published port, the HEALTHCHECK reports healthy, 20 instances' memory is
 # measured, the relay survives a hostile pass with the 20 still playing, and

@@ -5,25 +5,29 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { PAGES, REFERENCE_DIR } from "./reference/index.ts";
+import { PAGES, PAGES_WITH_REGIONS, REFERENCE_DIR } from "./reference/index.ts";
+import { fillRegions } from "./reference/regions.ts";
 
 const root = join(import.meta.dir, "..");
 const check = process.argv.includes("--check");
 let stale = 0;
-mkdirSync(join(root, REFERENCE_DIR), { recursive: true });
-for (const [name, make] of Object.entries(PAGES)) {
-  const path = join(root, REFERENCE_DIR, name);
-  const text = await make();
+
+function update(file: string, text: string): void {
+  const path = join(root, file);
   let old = "";
   try {
     old = readFileSync(path, "utf8");
   } catch {}
-  if (old === text) continue;
+  if (old === text) return;
   stale++;
-  if (check) console.error(`${REFERENCE_DIR}/${name} differs from what the code says: run npm run docs`);
+  if (check) console.error(`${file} differs from what the code says: run npm run docs`);
   else {
     writeFileSync(path, text);
-    console.log(`wrote ${REFERENCE_DIR}/${name}`);
+    console.log(`wrote ${file}`);
   }
 }
+
+mkdirSync(join(root, REFERENCE_DIR), { recursive: true });
+for (const [name, make] of Object.entries(PAGES)) update(`${REFERENCE_DIR}/${name}`, await make());
+for (const file of PAGES_WITH_REGIONS) update(file, fillRegions(readFileSync(join(root, file), "utf8")));
 if (check && stale > 0) process.exit(1);

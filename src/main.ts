@@ -186,6 +186,10 @@ function commandFor(argv: string[]): [CommandDef, CommandDef | undefined] {
   }
 }
 
+const HELP_AND_VERSION =
+  "  --help, -h       this text; after a command, that command's (sova-relay tunnel --help)\n" +
+  "  --version, -v    the version, commit and build target\n";
+
 /** Whose environment names the command reads: the relay's for `sova-relay [options]` and `serve`. */
 const ENV_OF: ReadonlyMap<CommandDef, CommandName> = new Map<CommandDef, CommandName>([
   [mainCommand, "relay"],
@@ -201,7 +205,9 @@ const ENV_OF: ReadonlyMap<CommandDef, CommandName> = new Map<CommandDef, Command
 async function main(argv: string[]): Promise<void> {
   const [command, parent] = commandFor(argv);
   if (argv.includes("--help") || argv.includes("-h")) {
-    console.log(forStream(await renderUsage(command, parent), process.stdout));
+    // citty lists neither flag: they are answered here, before any command runs.
+    const own = command === mainCommand ? HELP_AND_VERSION : "  --help, -h    this text\n";
+    console.log(forStream(`${await renderUsage(command, parent)}\n\nEVERY COMMAND\n\n${own}`, process.stdout));
     return;
   }
   if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) {

@@ -26,7 +26,7 @@ export function logEventsPage(): string {
       " `--log-format json` as `event`, beside `time`, `level`, `msg` and fields such as `ip`, `instance`," +
       " `session` (the keyed short hash) and `reason`. Match on the event name, never on the wording." +
       " Text from the network is escaped (control, bidi and zero-width characters appear as `\\uXXXX`)." +
-      " No line carries a token. How to read them: [operations.md](../operations.md#logs-and-the-audit-file).",
+      " No line carries a token. How to read them: [operations.md](../operations.md#the-audit-file).",
     `## Events (${events.length})`,
     table(["event", "level", "audit", "aggregation", "meaning"], rows),
     "## Audit",

@@ -60,7 +60,7 @@ const MEANING: Record<string, string> = {
   "cluster.names_shared": "`true` while names are claimed cluster-wide (JetStream KV); `false`: unique per node",
   "cluster.session_secret":
     "`agreed`, `given` (`--cluster-secret`, no JetStream), `unchecked` (NATS not reached yet), `own` or `refused`" +
-    " (differs from the cluster's: not joined); docs/cluster-sessions.md",
+    " (differs from the cluster's: not joined); docs/cluster.md",
   "cluster.nodes": "the other nodes heard from",
   "cluster.nodes[].name": "its node name",
   "cluster.nodes[].members": "instances connected to it",

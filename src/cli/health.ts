@@ -48,7 +48,15 @@ export const HEALTH_OPTIONS: OptionTable<HealthOptions> = [
     type: "text",
     valueHint: "addr",
   },
-  option("port"),
+  // The relay's own key (so its environment name), but a port to check: 0 and any mean nothing here.
+  {
+    key: "port",
+    description: "The relay's TCP port",
+    default: option("port").default,
+    type: "integer",
+    min: 1,
+    max: 65535,
+  },
   {
     key: "healthTimeoutMs",
     flag: "timeout",

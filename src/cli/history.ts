@@ -37,7 +37,7 @@ export const CLEAR_OPTIONS: OptionTable<ClearOptions> = [
   {
     key: "historySession",
     flag: "session",
-    description: "Only this session (its 12-hex-digit hash, as /status shows it)",
+    description: "Only this session: its 12-hex-digit hash as /status shows it, or open (the session without a token)",
     default: "",
     type: "custom",
     accepts: "a 12-hex-digit session hash, or open",

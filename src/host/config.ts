@@ -249,7 +249,8 @@ export const OPTIONS: OptionTable<RelayConfig> = [
   {
     key: "maxTotalPendingBytes",
     description:
-      "Unsent bytes held for all instances together; past it, reading pauses and the instances furthest behind are cut",
+      "Unsent bytes held for all connections together; past it, those that stopped reading are cut," +
+      " senders of sessions that fall behind are slowed, and after 3 s the largest holders are cut",
     default: 33_554_432,
     type: "integer",
     min: 1024,

@@ -51,7 +51,8 @@ export const LOG_EVENTS = {
     levels: ["warn"],
     audit: true,
     aggregation: "per_address",
-    meaning: "A connection was closed at once: --allow/--deny, a per-address cap, the cool-down or the handshake caps.",
+    meaning:
+      "A connection was closed at once: `--allow`/`--deny`, a per-address cap, the cool-down or the handshake caps.",
   },
   connection_closed: {
     levels: ["debug"],
@@ -69,7 +70,7 @@ export const LOG_EVENTS = {
     levels: ["debug"],
     audit: false,
     aggregation: "per_address",
-    meaning: "A connection sent no RegisterInstance within --handshake-timeout and was closed.",
+    meaning: "A connection sent no RegisterInstance within `--handshake-timeout` and was closed.",
   },
   probe: {
     levels: ["debug"],
@@ -111,7 +112,7 @@ export const LOG_EVENTS = {
     levels: ["warn"],
     audit: true,
     aggregation: "per_address",
-    meaning: "A TLS handshake on --tls-port failed (a scanner, a plain-TCP client, a bad certificate).",
+    meaning: "A TLS handshake on `--tls-port` failed (a scanner, a plain-TCP client, a bad certificate).",
   },
   // sessions and traffic
   session_created: {
@@ -142,31 +143,31 @@ export const LOG_EVENTS = {
     levels: ["warn"],
     audit: false,
     aggregation: "per_address",
-    meaning: "A frame over --max-message-size (--handshake-max-bytes before registering); skipped unread.",
+    meaning: "A frame over `--max-message-size` (`--handshake-max-bytes` before registering); skipped unread.",
   },
   rate_limited: {
     levels: ["warn"],
     audit: true,
     aggregation: "periodic",
-    meaning: "An instance passed --rate-limit or --rate-limit-bytes; its messages are dropped until it is under.",
+    meaning: "An instance passed `--rate-limit` or `--rate-limit-bytes`; its messages are dropped until it is under.",
   },
   slow_consumer: {
     levels: ["warn"],
     audit: true,
     aggregation: "none",
-    meaning: "An instance that did not read (--max-pending-bytes, memory pressure, --replay-timeout) was cut.",
+    meaning: "An instance that did not read (`--max-pending-bytes`, memory pressure, `--replay-timeout`) was cut.",
   },
   backpressure: {
     levels: ["warn"],
     audit: false,
     aggregation: "periodic",
-    meaning: "Unsent data for all connections passed --max-total-pending-bytes; who was cut or paused.",
+    meaning: "Unsent data for all connections passed `--max-total-pending-bytes`; who was cut or paused.",
   },
   events_limited: {
     levels: ["warn"],
     audit: false,
     aggregation: "periodic",
-    meaning: "/events streams refused past --max-event-subscribers or cut for not reading.",
+    meaning: "/events streams refused past `--max-event-subscribers` or cut for not reading.",
   },
   websocket_refused: {
     levels: ["warn"],
@@ -180,7 +181,7 @@ export const LOG_EVENTS = {
     aggregation: "none",
     meaning: "Bun dropped a frame past a WebSocket's send buffer; the connection was closed.",
   },
-  // a cluster node (--cluster)
+  // a cluster node (`--cluster`)
   cluster_starting: {
     levels: ["info"],
     audit: false,
@@ -221,7 +222,7 @@ export const LOG_EVENTS = {
     levels: ["error"],
     audit: false,
     aggregation: "none",
-    meaning: "Another relay uses this node's --node-name.",
+    meaning: "Another relay uses this node's `--node-name`.",
   },
   cluster_names_shared: {
     levels: ["info"],
@@ -269,7 +270,7 @@ export const LOG_EVENTS = {
     levels: ["warn"],
     audit: false,
     aggregation: "none",
-    meaning: "NATS max_payload is below --max-message-size: larger edits stay on their node.",
+    meaning: "NATS max_payload is below `--max-message-size`: larger edits stay on their node.",
   },
   cluster_history: {
     levels: ["info"],
@@ -317,7 +318,7 @@ export const LOG_EVENTS = {
     levels: ["error"],
     audit: false,
     aggregation: "none",
-    meaning: "The agreed session secret could not be kept in --state-dir.",
+    meaning: "The agreed session secret could not be kept in `--state-dir`.",
   },
   cluster_node_refused: {
     levels: ["error", "warn"],
@@ -421,7 +422,7 @@ export const LOG_EVENTS = {
     levels: ["warn"],
     audit: false,
     aggregation: "none",
-    meaning: "Sova sent a frame over the tunnel's --max-message-size; skipped and answered as the relay would.",
+    meaning: "Sova sent a frame over the tunnel's `--max-message-size`; skipped and answered as the relay would.",
   },
   // the process
   starting: {
@@ -452,7 +453,7 @@ export const LOG_EVENTS = {
     levels: ["info"],
     audit: false,
     aggregation: "none",
-    meaning: "History was read from --state-dir at start-up.",
+    meaning: "History was read from `--state-dir` at start-up.",
   },
   tls_reloaded: {
     levels: ["info"],

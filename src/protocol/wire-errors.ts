@@ -93,9 +93,9 @@ export const WIRE_ERROR_HELP: { readonly [K in keyof typeof WIRE_ERRORS]: WireEr
     when: "registered",
     closes: false,
     meaning:
-      "A frame over the relay's --max-message-size (before registration: over --handshake-max-bytes, and the" +
+      "A frame over the relay's `--max-message-size` (before registration: over `--handshake-max-bytes`, and the" +
       " connection is closed). The frame is skipped; the edit did not reach anyone.",
-    fix: "Send smaller edits, or ask the host to raise --max-message-size (and the tunnel's, which must match).",
+    fix: "Send smaller edits, or ask the host to raise `--max-message-size` (and the tunnel's, which must match).",
   },
   expectedRegister: {
     example: [],
@@ -108,8 +108,8 @@ export const WIRE_ERROR_HELP: { readonly [K in keyof typeof WIRE_ERRORS]: WireEr
     example: ["0.1.0", "0.2.0"],
     when: "registration",
     closes: true,
-    meaning: "The instance's Sova version is not the one the relay expects (--expected-version).",
-    fix: "Use the Sova version the relay expects, or ask the host to set --expected-version to yours.",
+    meaning: "The instance's Sova version is not the one the relay expects (`--expected-version`).",
+    fix: "Use the Sova version the relay expects, or ask the host to set `--expected-version` to yours.",
   },
   invalidToken: {
     example: [],
@@ -122,8 +122,8 @@ export const WIRE_ERROR_HELP: { readonly [K in keyof typeof WIRE_ERRORS]: WireEr
     example: [20],
     when: "registration",
     closes: true,
-    meaning: "The relay is full: --max-instances instances are registered across all its sessions.",
-    fix: "Wait for someone to leave, or ask the host to raise --max-instances.",
+    meaning: "The relay is full: `--max-instances` instances are registered across all its sessions.",
+    fix: "Wait for someone to leave, or ask the host to raise `--max-instances`.",
   },
   invalidName: {
     example: [],
@@ -164,7 +164,7 @@ export const WIRE_ERROR_HELP: { readonly [K in keyof typeof WIRE_ERRORS]: WireEr
     when: "registered",
     closes: false,
     meaning:
-      "The instance sent more than --rate-limit messages or --rate-limit-bytes bytes in 60 s; messages are" +
+      "The instance sent more than `--rate-limit` messages or `--rate-limit-bytes` bytes in 60 s; messages are" +
       " dropped until it is back under. Sent once a minute at most.",
     fix: "Send less (a script that re-sends in a loop), or ask the host to raise the limits.",
   },
@@ -174,14 +174,14 @@ export const WIRE_ERROR_HELP: { readonly [K in keyof typeof WIRE_ERRORS]: WireEr
     closes: true,
     meaning:
       "Too many failed registrations (wrong tokens, junk) came from this address (IPv6: /64); every registration" +
-      " from it is refused for --failed-registration-cooldown, right token or not.",
+      " from it is refused for `--failed-registration-cooldown`, right token or not.",
     fix: "Wait the seconds it says, then connect with the right token.",
   },
   tooManyRegistrations: {
     example: [],
     when: "registration",
     closes: true,
-    meaning: "More than --max-registrations-per-ip registrations from this address in 60 s.",
+    meaning: "More than `--max-registrations-per-ip` registrations from this address in 60 s.",
     fix: "Wait a minute; a client that reconnects in a loop needs fixing.",
   },
   connectionLost: {

@@ -80,3 +80,14 @@ describe("colour only where a person reads it", () => {
     expect(t.text).not.toContain(ESC);
   });
 });
+
+describe("--help", () => {
+  test("lists --help and --version, which citty leaves out", () => {
+    const main = piped(["--help"]).out;
+    expect(main).toMatch(/^ {2}--help, -h {2,}\S/m);
+    expect(main).toMatch(/^ {2}--version, -v {2,}the version, commit and build target$/m);
+    const version = piped(["--version"]);
+    expect(version.out).toMatch(/^sova-relay \d+\.\d+\.\d+ \(commit \S+, target \S+\)\n$/);
+    expect(piped(["tunnel", "--help"]).out).toMatch(/^ {2}--help, -h {2,}this text$/m);
+  });
+});

@@ -120,10 +120,10 @@ if (!hasSystemd)
     "SKIP: systemd unit checks because systemd-analyze is not installed (.ci/run installs Debian's systemd)",
   );
 
-test("the README shows the unit as it ships", () => {
+test("docs/systemd.md shows the unit as it ships", () => {
   const unit = readFileSync(UNIT, "utf8");
-  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
-  expect(readme).toContain(`\`\`\`ini\n${unit.slice(unit.indexOf("[Unit]"))}\`\`\``);
+  const guide = readFileSync(join(ROOT, "docs", "systemd.md"), "utf8");
+  expect(guide).toContain(`\`\`\`ini\n${unit.slice(unit.indexOf("[Unit]"))}\`\`\``);
 });
 
 describe.skipIf(!hasSystemd)("systemd unit", () => {
