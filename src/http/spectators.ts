@@ -91,11 +91,30 @@ export function createSpectatorStreams(
   const byGroup = new Map<string, number>();
   let ticker: Timer | null = null;
   let beatAt = performance.now();
+  // The last snapshot of each session, encoded: pages opening together (a projector's room, a reload) share it.
+  const snapshots = new Map<string, [string, Uint8Array]>();
+
+  function first(s: WatchedSession, since: string | undefined): [Uint8Array, string] {
+    if (s.resumable(since) !== undefined) {
+      const view = s.view(since);
+      return [event(view), view.id];
+    }
+    const id = `${s.epoch}:${s.version}`;
+    let cached = snapshots.get(s.id);
+    if (cached?.[0] !== id) {
+      cached = [id, event(s.view())];
+      snapshots.set(s.id, cached);
+    }
+    return [cached[1], id];
+  }
 
   function drop(sub: Spectator): void {
     if (!spectators.delete(sub)) return;
     bySession.get(sub.session)?.delete(sub);
-    if (bySession.get(sub.session)?.size === 0) bySession.delete(sub.session);
+    if (bySession.get(sub.session)?.size === 0) {
+      bySession.delete(sub.session);
+      snapshots.delete(sub.session);
+    }
     const n = (byGroup.get(sub.group) ?? 1) - 1;
     if (n <= 0) byGroup.delete(sub.group);
     else byGroup.set(sub.group, n);
@@ -207,9 +226,9 @@ export function createSpectatorStreams(
         {
           start(controller) {
             self = open(controller, s, group);
-            const view = s.view(since);
+            const [bytes, id] = first(s, since);
             send(self, encoder.encode("retry: 2000\n\n"));
-            send(self, event(view), view.id);
+            send(self, bytes, id);
           },
           cancel() {
             drop(self);

@@ -249,7 +249,7 @@ export class WatchedSession {
   }
 
   /** The version in `since` when it is this session's (same epoch) and not ahead of it. */
-  private resumable(since: string | undefined): number | undefined {
+  resumable(since: string | undefined): number | undefined {
     if (since === undefined) return undefined;
     const [epoch, v] = since.split(":");
     const version = Number(v);
