@@ -14,9 +14,10 @@ import { createFrameReader, frameOf } from "../src/protocol/framing.ts";
 import { decodeMessage, encodeMessage } from "../src/protocol/messages.ts";
 import { connectPool, runPhase, type PhaseResult } from "./load.ts";
 import { launchRelay, type BenchRelay } from "./relay-process.ts";
+import type { SpectatorReport, Watching } from "./spectators.ts";
 import { connectWs } from "./ws-client.ts";
 
-const PAIR_TOKEN = "bench-pair-session-token-0123456789";
+export const PAIR_TOKEN = "bench-pair-session-token-0123456789";
 const ATTACK_TOKEN = "bench-attack-session-token-0123456789";
 /** A session of its own with 16 MB of history, for the late joiner on a slow link. */
 const HISTORY_TOKEN = "bench-history-session-token-0123456789";
@@ -48,6 +49,7 @@ export interface HostileResult {
   attacks: Record<string, number>;
   cut: Record<string, number>;
   refused: Record<string, number>;
+  spectators?: SpectatorReport;
 }
 
 async function statusOf(relay: BenchRelay & { httpPort(): number | null }): Promise<{
@@ -200,11 +202,13 @@ function slowJoiner(port: number): { stop(): { history: number; cut: boolean } }
   };
 }
 
-export async function runHostile(binary: string | null, durationS: number): Promise<HostileResult> {
+/** `watch` (`--spectators`): spectators and an editor on the pair's session (bench/spectators.ts). */
+export async function runHostile(binary: string | null, durationS: number, watch?: Watching): Promise<HostileResult> {
   const httpPort = freePort();
   const relay = await launchRelay({
     binary,
     flags: [
+      ...(watch?.flags ?? []),
       "--token",
       PAIR_TOKEN,
       "--token",
@@ -231,6 +235,7 @@ export async function runHostile(binary: string | null, durationS: number): Prom
     await fillHistory(relay.port);
     const watcher = await observer(relay.port);
     const linesBefore = relay.warnings.length;
+    const stopWatching = await watch?.start(relay);
     const attackers = Bun.spawn(
       [
         process.execPath,
@@ -284,6 +289,7 @@ export async function runHostile(binary: string | null, durationS: number): Prom
     });
     const slow = slowJoiner(relay.port);
     const pair = await runPhase(pool, { senders: 1, rate: 50, durationS, payload: 256 });
+    const spectators = await stopWatching?.();
     probing = false;
     const [probes, wsProbes, operatorPage] = await Promise.all([tcp, ws, page]);
     // What it had taken by the end; cut or not, from the relay's own line (its last word may still sit behind
@@ -311,6 +317,7 @@ export async function runHostile(binary: string | null, durationS: number): Prom
       attacks,
       cut: status?.totals.disconnects ?? {},
       refused: { ...(status?.totals.registrations_rejected ?? {}), at_accept: status?.totals.connections_refused ?? 0 },
+      spectators,
     };
   } finally {
     await relay.stop();

@@ -12,7 +12,8 @@ import { defineCommand, runMain } from "citty";
 import { fanoutFloor, wakeupLateness } from "./floor.ts";
 import { DEFAULT_LOAD_CPU_BEFORE, HOP_BEFORE_US, hopUs } from "./hop.ts";
 import { connectPool, runPhase, type PhaseResult, type PhaseSpec, type Pool, type PoolOptions } from "./load.ts";
-import { runHostile } from "./hostile.ts";
+import { PAIR_TOKEN, runHostile } from "./hostile.ts";
+import { type SpectatorReport, type Watching, watching } from "./spectators.ts";
 import { firstUpdate, idleCost, quietEditWait } from "./nudges.ts";
 import {
   defaultBinary,
@@ -104,11 +105,39 @@ function phaseRow(scenario: string, r: PhaseResult, target: string, pass: boolea
   return { scenario, result: r, figures: figures(r), target, pass };
 }
 
-async function scenarioDefault(choice: RelayChoice, durationS: number): Promise<Row> {
+/** `fn` with the spectators of `--spectators` (and their editor) running, when asked for. */
+async function watched<T>(
+  w: Watching | null,
+  relay: BenchRelay,
+  fn: () => Promise<T>,
+): Promise<[T, SpectatorReport | null]> {
+  const stop = await w?.start(relay);
+  try {
+    return [await fn(), (await stop?.()) ?? null];
+  } catch (error) {
+    await stop?.();
+    throw error;
+  }
+}
+
+function spectatorFigures(row: Row, w: Watching | null, report: SpectatorReport | null | undefined): void {
+  if (!w || !report) return;
+  row.figures.spectators =
+    w.count === 0
+      ? `none (${w.supported ? "--spectators 0" : "this binary has no watching"}); editor ${report.editorSent} edits`
+      : `${report.spectators}/${w.count} open, ${report.events} events, ${Math.round(report.bytes / 1024)} KiB,` +
+        ` ${report.failed} refused; editor ${report.editorSent} edits`;
+}
+
+async function scenarioDefault(choice: RelayChoice, durationS: number, spectators: number | null): Promise<Row> {
   const spec: PhaseSpec = { senders: 20, rate: 1000 / 60, durationS, payload: 256 };
-  const r = await withPool(choice, [], 20, (pool) => measured(pool, spec));
+  const w = spectators === null ? null : watching(choice.binary, spectators, null, true);
+  const [r, report] = await withPool(choice, w?.flags ?? [], 20, (pool) =>
+    watched(w, pool.relay, () => measured(pool, spec)),
+  );
   const row = phaseRow("1 default load", r, "no loss, p99 < 2 ms", r.lost === 0 && r.latencyMs.p99 < 2);
   row.figures["relay CPU % before msgpackr"] = DEFAULT_LOAD_CPU_BEFORE;
+  spectatorFigures(row, w, report);
   return row;
 }
 
@@ -222,13 +251,16 @@ async function scenarioBig(choice: RelayChoice, durationS: number): Promise<Row>
   return phaseRow("4 big edits", r, "no loss, p99 < 50 ms", r.lost === 0 && r.latencyMs.p99 < 50);
 }
 
-async function scenarioOverload(choice: RelayChoice, durationS: number): Promise<Row> {
+async function scenarioOverload(choice: RelayChoice, durationS: number, spectators: number | null): Promise<Row> {
+  const w = spectators === null ? null : watching(choice.binary, spectators, null, true);
   return withPool(
     choice,
-    ["--rate-limit", "0"],
+    ["--rate-limit", "0", ...(w?.flags ?? [])],
     18,
     async (pool) => {
-      const r = await runPhase(pool, { senders: 18, rate: Infinity, durationS, payload: 256 });
+      const [r, report] = await watched(w, pool.relay, () =>
+        runPhase(pool, { senders: 18, rate: Infinity, durationS, payload: 256 }),
+      );
       const sleepersCut = pool.relay.warnings.filter((l) =>
         /Instance 'sleeper-\d+' cut as a slow consumer/.test(l),
       ).length;
@@ -242,6 +274,7 @@ async function scenarioOverload(choice: RelayChoice, durationS: number): Promise
       row.figures["sleepers cut"] = `${sleepersCut}/2`;
       row.figures["kept up"] = `${keptUp}/${r.instances}`;
       row.pass = (r.rssMb.peak ?? 0) < 160 && sleepersCut === 2 && keptUp === r.instances && r.delivered > 0;
+      spectatorFigures(row, w, report);
       return row;
     },
     { sleepers: 2 },
@@ -351,8 +384,9 @@ async function scenarioTransport(
   return rows;
 }
 
-async function scenarioHostile(choice: RelayChoice, durationS: number): Promise<Row> {
-  const h = await runHostile(choice.binary, durationS);
+async function scenarioHostile(choice: RelayChoice, durationS: number, spectators: number | null): Promise<Row> {
+  const w = spectators === null ? null : watching(choice.binary, spectators, PAIR_TOKEN, false);
+  const h = await runHostile(choice.binary, durationS, w ?? undefined);
   const r = h.pair;
   const row = phaseRow(
     "hostile (a paced pair while every attack runs)",
@@ -392,6 +426,7 @@ async function scenarioHostile(choice: RelayChoice, durationS: number): Promise<
     h.wsProbes.failed === 0 &&
     h.wsProbes.ok > 0 &&
     (h.peakRssMb ?? Infinity) < 160;
+  spectatorFigures(row, w, h.spectators);
   return row;
 }
 
@@ -603,6 +638,12 @@ const main = defineCommand({
       default: "0",
     },
     json: { type: "boolean", description: "JSON output" },
+    spectators: {
+      type: "string",
+      description:
+        "default, overload, hostile: N spectator pages and an editor on the session under load" +
+        " (0: the editor alone; a binary without watching gets the editor alone)",
+    },
   },
   async run({ args }) {
     const choice: RelayChoice = {
@@ -646,13 +687,14 @@ const main = defineCommand({
       );
     } else {
       const want = (name: string) => args.scenario === "all" || args.scenario === name;
-      if (want("default")) rows.push(await scenarioDefault(choice, durationS));
+      const spectators = args.spectators === undefined || choice.target ? null : Number(args.spectators);
+      if (want("default")) rows.push(await scenarioDefault(choice, durationS, spectators));
       if (want("ramp")) rows.push(await scenarioRamp(choice, Math.min(durationS, 3), log));
       if (want("crowd")) rows.push(...(await scenarioCrowd(choice, durationS, receiverProcesses)));
       if (want("big")) rows.push(await scenarioBig(choice, durationS));
-      if (want("overload")) rows.push(await scenarioOverload(choice, Math.min(durationS, 5)));
+      if (want("overload")) rows.push(await scenarioOverload(choice, Math.min(durationS, 5), spectators));
       if (want("memory")) rows.push(...(await scenarioMemory(choice)));
-      if (want("hostile") && !choice.target) rows.push(await scenarioHostile(choice, durationS));
+      if (want("hostile") && !choice.target) rows.push(await scenarioHostile(choice, durationS, spectators));
       if (want("nudges") && !choice.target) rows.push(...(await scenarioNudges(choice, durationS)));
       if (want("transport")) {
         const all: Transport[] = ["tcp", "ws", "tunnel-tls", "tunnel-ws"];

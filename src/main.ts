@@ -10,13 +10,15 @@ import { RELAY_ARGS, VERSION, configFromArgs } from "./host/config.ts";
 import { RelayError } from "./lib/errors.ts";
 import { type CommandName, checkCommandEnvironment } from "./cli/environment.ts";
 import { healthCommand } from "./cli/health.ts";
-import { historyCommand } from "./cli/history.ts";
+import { exportCommand, historyCommand } from "./cli/history.ts";
 import { type RunningHttp, startHttp } from "./http/server.ts";
 import { createLogger } from "./lib/log.ts";
 import { createWebSocketEndpoint } from "./transport/websocket.ts";
 import { startServer } from "./host/start.ts";
+import { replayCommand } from "./cli/replay.ts";
 import { forStream } from "./cli/terminal.ts";
 import { tunnelCommand } from "./cli/tunnel.ts";
+import { watchCommand } from "./cli/watch.ts";
 import { versionLine } from "./lib/version.ts";
 
 const serveCommand = defineCommand({
@@ -58,6 +60,13 @@ const serveCommand = defineCommand({
             operator: config.operator,
             trustProxy: config.trustProxy,
             allowHost: config.allowHost,
+            watch: {
+              watcher: running.watching.watcher,
+              keys: running.watching.keys,
+              maxSpectators: config.maxSpectators,
+              maxSpectatorsPerAddress: config.maxSpectatorsPerIp,
+              maxSpectatorsPerSession: config.maxSpectatorsPerSession,
+            },
           },
           {
             relay: server.relay,
@@ -98,7 +107,7 @@ const serveCommand = defineCommand({
         process.exit(0);
       });
     };
-    // SIGHUP: new certificate (Let's Encrypt renews every 60-90 days), rotated audit log.
+    // SIGHUP: new certificate (Let's Encrypt renews every 60-90 days), rotated audit log, spectator keys.
     process.on("SIGHUP", () => {
       try {
         audit?.reopen();
@@ -107,6 +116,19 @@ const serveCommand = defineCommand({
         log.error("reload_failed", `SIGHUP: reload failed, keeping what was loaded: ${(error as Error).message}`, {
           reason: (error as Error).message,
         });
+      }
+    });
+    process.on("SIGHUP", () => {
+      try {
+        server.watching.reload();
+      } catch (error) {
+        log.error(
+          "reload_failed",
+          `SIGHUP: spectator keys not reloaded, keeping those loaded: ${(error as Error).message}`,
+          {
+            reason: (error as Error).message,
+          },
+        );
       }
     });
     process.on("SIGTERM", () => onSignal("SIGTERM"));
@@ -134,6 +156,8 @@ const subCommands: Record<string, CommandDef> = {
   health: healthCommand,
   history: historyCommand,
   tunnel: tunnelCommand,
+  watch: watchCommand,
+  replay: replayCommand,
 };
 
 /**
@@ -179,6 +203,9 @@ const ENV_OF: ReadonlyMap<CommandDef, CommandName> = new Map<CommandDef, Command
   [healthCommand, "health"],
   [historyCommand, "history clear"],
   [tunnelCommand, "tunnel"],
+  [exportCommand, "history export"],
+  [watchCommand, "watch"],
+  [replayCommand, "replay"],
 ]);
 
 async function main(argv: string[]): Promise<void> {

@@ -8,6 +8,8 @@ import { createMetrics, type MetricFamily } from "../../src/http/metrics.ts";
 import { PEER_FAULT } from "../../src/protocol/wire-errors.ts";
 import { code, generatedNote, page, table } from "./markdown.ts";
 import { sampleContext } from "./sample.ts";
+import { emptySpectatorStats } from "../../src/http/spectators.ts";
+import { emptyWatchStats } from "../../src/watch/index.ts";
 
 /** Label values known in advance, from the same tables the counters are kept by. */
 function knownValues(): Map<string, readonly string[]> {
@@ -19,6 +21,16 @@ function knownValues(): Map<string, readonly string[]> {
   known.set("sova_relay_registrations_rejected_total", Object.keys(PEER_FAULT));
   known.set("sova_relay_events_closed_total", ["subscriber_cap", "not_reading", "stream_bytes"]);
   known.set("sova_relay_transport_connections_open", ["tcp", "websocket"]);
+  known.set("sova_relay_spectators_closed_total", [
+    "relay_cap",
+    "address_cap",
+    "session_cap",
+    "not_reading",
+    "stream_bytes",
+  ]);
+  known.set("sova_relay_watch_key_failures_total", ["wrong_key", "cooling_down"]);
+  known.set("sova_relay_watch_updates_total", ["decoded", "unreadable", "dropped", "malformed"]);
+  known.set("sova_relay_watch_capped_total", ["model"]);
   return known;
 }
 
@@ -43,6 +55,7 @@ export async function metricsPage(): Promise<string> {
       const zero = { tcp: 0, websocket: 0 };
       return { open: zero, opened: zero, bytesIn: zero, bytesOut: zero, websocketRefused: {} };
     },
+    watch: () => ({ spectators: emptySpectatorStats(), watcher: emptyWatchStats() }),
   });
   const known = knownValues();
   const families = endpoint.families();

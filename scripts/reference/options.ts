@@ -6,9 +6,11 @@
  * and the description. `--help` is made from the same OptionDoc, so the two say
  * the same thing.
  */
-import { CLEAR_OPTIONS } from "../../src/cli/history.ts";
+import { CLEAR_OPTIONS, EXPORT_OPTIONS } from "../../src/cli/history.ts";
 import { HEALTH_OPTIONS } from "../../src/cli/health.ts";
+import { REPLAY_OPTIONS } from "../../src/cli/replay.ts";
 import { TUNNEL_OPTIONS } from "../../src/cli/tunnel.ts";
+import { WATCH_OPTIONS } from "../../src/cli/watch.ts";
 import { OPTIONS } from "../../src/host/config.ts";
 import { type AnyRow, describeOption, type OptionTable, rowsOf } from "../../src/lib/options.ts";
 import { code, generatedNote, page, table } from "./markdown.ts";
@@ -61,5 +63,15 @@ export function optionsPage(): string {
     "## `sova-relay history clear`",
     "Deletes stored history (run it with the relay stopped): every session's, or one session's.",
     table(HEADERS, rows(CLEAR_OPTIONS)),
+    "## `sova-relay history export`",
+    "Writes a session's history as a recording ([recordings.md](../recordings.md)).",
+    table(HEADERS, rows(EXPORT_OPTIONS)),
+    "## `sova-relay replay FILE`",
+    "Plays a recording into a relay's session, or with `--watch` into a local spectator page" +
+      " ([recordings.md](../recordings.md)).",
+    table(HEADERS, rows(REPLAY_OPTIONS)),
+    "## `sova-relay watch enable|disable|list`",
+    "Which sessions spectators may watch ([watching.md](../watching.md)).",
+    table(HEADERS, rows(WATCH_OPTIONS)),
   );
 }

@@ -4,9 +4,9 @@
  * name that belongs elsewhere. Every name read by some command or script of the
  * project is listed here, so the error can say whose it is.
  *
- * `health` and `history clear` run in the relay's own environment (a container's
- * HEALTHCHECK, `docker exec`): health finds the relay from its variables
- * (SOVA_RELAY_PORT), history clear its state directory. The relay's names are
+ * `health`, `history clear|export`, `watch` and `replay` run in the relay's own
+ * environment (a container's HEALTHCHECK, `docker exec`): health finds the relay
+ * from its variables (SOVA_RELAY_PORT), history and watch its state directory. The relay's names are
  * therefore not wrong for them; their own names are wrong for the relay, and
  * the tunnel, on a player's machine, reads only its own.
  */
@@ -14,16 +14,21 @@ import { RELAY_ENV } from "../host/config.ts";
 import { checkEnvironment, type EnvScope } from "../lib/environment.ts";
 import { type Env, envNamesOf } from "../lib/options.ts";
 import { HEALTH_OPTIONS } from "./health.ts";
-import { CLEAR_OPTIONS } from "./history.ts";
+import { CLEAR_OPTIONS, EXPORT_OPTIONS } from "./history.ts";
+import { REPLAY_OPTIONS } from "./replay.ts";
 import { TUNNEL_OPTIONS } from "./tunnel.ts";
+import { WATCH_OPTIONS } from "./watch.ts";
 
-export type CommandName = "relay" | "health" | "history clear" | "tunnel";
+export type CommandName = "relay" | "health" | "history clear" | "history export" | "tunnel" | "watch" | "replay";
 
 const COMMANDS: Record<CommandName, EnvScope> = {
   relay: { command: "sova-relay", names: RELAY_ENV },
   health: { command: "sova-relay health", names: envNamesOf(HEALTH_OPTIONS) },
   "history clear": { command: "sova-relay history clear", names: envNamesOf(CLEAR_OPTIONS) },
+  "history export": { command: "sova-relay history export", names: envNamesOf(EXPORT_OPTIONS) },
   tunnel: { command: "sova-relay tunnel", names: envNamesOf(TUNNEL_OPTIONS) },
+  watch: { command: "sova-relay watch", names: envNamesOf(WATCH_OPTIONS) },
+  replay: { command: "sova-relay replay", names: envNamesOf(REPLAY_OPTIONS) },
 };
 
 /** Read by the project's scripts, never by the binary. */
@@ -46,7 +51,13 @@ const SCRIPTS: readonly EnvScope[] = [
 ];
 
 /** Commands that run in the relay's environment, and so pass the relay's names. */
-const IN_RELAY_ENVIRONMENT: ReadonlySet<CommandName> = new Set(["health", "history clear"]);
+const IN_RELAY_ENVIRONMENT: ReadonlySet<CommandName> = new Set([
+  "health",
+  "history clear",
+  "history export",
+  "watch",
+  "replay",
+]);
 
 /** Every scope, for tests and the reference docs. */
 export function envScopes(): Record<CommandName, EnvScope> & { scripts: readonly EnvScope[] } {

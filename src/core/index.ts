@@ -18,7 +18,17 @@ import type { Relay, RelayOptions } from "./types.ts";
 
 export { KNOWN_CAPABILITIES } from "./registration.ts";
 export { RATE_WINDOW_MS } from "./state.ts";
-export type { Clock, Connection, ConnectionState, Instance, Peer, Relay, RelayOptions, Session } from "./types.ts";
+export type {
+  Clock,
+  Connection,
+  ConnectionState,
+  Instance,
+  Peer,
+  Relay,
+  RelayOptions,
+  Session,
+  WatchTap,
+} from "./types.ts";
 
 export function createRelay(options: RelayOptions, log: Logger): Relay {
   const s = createState(options, log);

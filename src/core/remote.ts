@@ -192,6 +192,7 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
       if (s.shuttingDown) return;
       const now = s.clock.now();
       if (s.history?.enabled) s.history.append(sessionId, frame, now);
+      if (s.options.watch?.wants(sessionId)) s.options.watch.frame(sessionId, frame, now);
       const session = s.sessions.get(sessionId);
       if (!session) return;
       const stamp = record(s, session, origin, q, frame, now, null);

@@ -46,11 +46,14 @@ export function relayUpdate(
   // Every member has now heard of it: its departure is told to all, even during a register/leave storm.
   inst.spoke = true;
   const peers = inst.session.instances;
+  const watch = s.options.watch;
+  const watched = watch?.wants(inst.session.id) === true;
   // With a cluster, members on other nodes may have joined before we heard of them: always publish.
   // A sender that may resume is told the number of each edit, even alone.
-  if (peers.length < 2 && !s.history?.enabled && !s.options.link && inst.resume === null) return null;
+  if (peers.length < 2 && !s.history?.enabled && !s.options.link && inst.resume === null && !watched) return null;
   const frame = encodeBroadcastFrame(inst.prefix, msg.timestamp, msg.update_data);
   const stamp = stampLocal(s, inst, frame, now);
+  if (watched) watch!.frame(inst.session.id, frame, now);
   let slow: Connection[] | null = null;
   for (let i = 0; i < peers.length; i++) {
     const other = peers[i]!;

@@ -19,9 +19,21 @@ export interface Clock {
   monotonic(): number;
 }
 
+/**
+ * Where the relay hands the frames of watched sessions (src/watch/), at the routing edge: `wants` is asked
+ * once per update, and `frame` must only queue. Nothing is decoded or waited for on the routing path.
+ */
+export interface WatchTap {
+  wants(session: string): boolean;
+  /** A StateBroadcast frame exactly as relayed (never written to after), and when it arrived. */
+  frame(session: string, frame: Uint8Array, at: number): void;
+}
+
 export interface RelayOptions {
   /** Other relays sharing the sessions (--cluster); absent: this relay alone. */
   link?: ClusterLink;
+  /** Spectators' view of watched sessions; absent: nothing is watched. */
+  watch?: WatchTap;
   expectedVersion: string;
   maxInstances: number;
   /**

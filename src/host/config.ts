@@ -29,6 +29,11 @@ export interface RelayConfig {
   maxEventSubscribers: number;
   /** Addresses whose status page always gets an /events slot, beside loopback. */
   operator: Cidr[];
+  /** Empty: `spectators` in --state-dir, when there is one. */
+  spectatorFile: string;
+  maxSpectators: number;
+  maxSpectatorsPerIp: number;
+  maxSpectatorsPerSession: number;
   maxInstances: number;
   /** 0 at parse time: --max-instances shared evenly between the sessions (tokens). */
   maxInstancesPerSession: number;
@@ -226,6 +231,39 @@ export const OPTIONS: OptionTable<RelayConfig> = [
     parse: cidr,
     repeatable: true,
     valueHint: "cidr",
+  },
+  {
+    key: "spectatorFile",
+    description:
+      "Spectator key digests, one session a line, written by `sova-relay watch enable` and reloaded on SIGHUP" +
+      " (default: spectators in --state-dir)",
+    default: "",
+    type: "text",
+    valueHint: "file",
+  },
+  {
+    key: "maxSpectators",
+    description: "Spectator pages following /watch/KEY/events at once, in the whole relay; past it, 503",
+    default: 64,
+    type: "integer",
+    min: 1,
+    max: 100_000,
+  },
+  {
+    key: "maxSpectatorsPerIp",
+    description: "Spectator pages from one address (IPv6: per /64)",
+    default: 8,
+    type: "integer",
+    min: 1,
+    max: 100_000,
+  },
+  {
+    key: "maxSpectatorsPerSession",
+    description: "Spectator pages of one session",
+    default: 48,
+    type: "integer",
+    min: 1,
+    max: 100_000,
   },
   {
     key: "maxInstances",

@@ -10,12 +10,14 @@ import { createRelay, type Relay } from "../core/index.ts";
 import { loadSessionSecret } from "../storage/session-key.ts";
 import { type HistoryStore, openHistoryStore } from "../storage/history-store.ts";
 import type { ServerConfig, ServerLink } from "./start.ts";
+import { startWatching, type Watching } from "./watching.ts";
 
 export interface RelayParts {
   store: HistoryStore | null;
   history: History;
   guard: Guard;
   relay: Relay;
+  watching: Watching;
 }
 
 export function buildRelay(config: ServerConfig, log: Logger, link?: ServerLink): RelayParts {
@@ -40,6 +42,7 @@ export function buildRelay(config: ServerConfig, log: Logger, link?: ServerLink)
       { entries: loaded },
     );
   }
+  const watching = startWatching(config, log, history);
   const guard = createGuard({
     allow: config.allow,
     deny: config.deny,
@@ -70,6 +73,7 @@ export function buildRelay(config: ServerConfig, log: Logger, link?: ServerLink)
       resumeBufferBytes: config.resumeBufferBytes,
       history,
       link,
+      watch: watching.watcher,
       onRegistrationFailed(ip) {
         if (guard.registrationFailed(ip, Date.now())) {
           log.warn(
@@ -89,5 +93,5 @@ export function buildRelay(config: ServerConfig, log: Logger, link?: ServerLink)
     log,
   );
   link?.attach(relay.remote);
-  return { store, history, guard, relay };
+  return { store, history, guard, relay, watching };
 }

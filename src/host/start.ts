@@ -18,6 +18,7 @@ import { buildRelay } from "./setup.ts";
 import { shutDown } from "./shutdown.ts";
 import { createTcpEdge } from "../transport/tcp.ts";
 import { readTlsPem } from "../transport/tls.ts";
+import type { Watching } from "./watching.ts";
 
 export { CLOSE_LINGER_MS } from "../transport/connections.ts";
 export { KEEPALIVE_IDLE_MS } from "../transport/tcp.ts";
@@ -60,6 +61,8 @@ export interface RunningServer {
   readonly storage?: Readonly<StorageHealth>;
   /** Descriptors and the listeners' accept queues (the HTTP port is added once it listens). */
   readonly descriptors: AcceptWatch;
+  /** Spectator keys and the watcher of watched sessions (src/host/watching.ts). */
+  readonly watching: Watching;
 }
 
 export type ServerConfig = Pick<
@@ -100,10 +103,11 @@ export type ServerConfig = Pick<
   | "replayTimeoutMs"
   | "resumeWindowMs"
   | "resumeBufferBytes"
+  | "spectatorFile"
 >;
 
 export function startServer(config: ServerConfig, log: Logger, link?: ServerLink): RunningServer {
-  const { store, history, guard, relay } = buildRelay(config, log, link);
+  const { store, history, guard, relay, watching } = buildRelay(config, log, link);
   const table = createConnectionTable(relay, log, config.maxTotalPendingBytes);
   const repeats = createRepeats<LogEvent>();
   const tcp = createTcpEdge(config, { relay, guard, table, log, repeats });
@@ -161,5 +165,6 @@ export function startServer(config: ServerConfig, log: Logger, link?: ServerLink
     table,
     storage: store?.health,
     descriptors,
+    watching,
   };
 }

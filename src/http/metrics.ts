@@ -14,6 +14,8 @@ import { COUNTERS, COUNTER_KEYS, type CounterSpec, type Histogram } from "../cor
 import type { WebSocketStats } from "../transport/websocket.ts";
 import type { DescriptorStats } from "../transport/descriptors.ts";
 import { type Status, type StatusContext, snapshot } from "./status.ts";
+import type { WatchStats } from "../watch/index.ts";
+import type { SpectatorStats } from "./watch.ts";
 
 /** prom-client's Registry.PROMETHEUS_CONTENT_TYPE, without loading it. */
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -131,10 +133,12 @@ export interface MetricsSources {
   /** HTTP requests refused, by reason (host: a name not allowed, hosts.ts). */
   refused?: () => { host: number };
   transports?: () => TransportTotals;
+  /** Spectators and the watcher's queue (src/http/watch.ts, src/watch/watcher.ts). */
+  watch?: () => { spectators: SpectatorStats; watcher: WatchStats };
 }
 
 export async function createMetrics(ctx: StatusContext, sources: MetricsSources = {}): Promise<MetricsEndpoint> {
-  const { events, transports, refused } = sources;
+  const { events, transports, refused, watch } = sources;
   const pc = await import("prom-client");
   const { Counter, Gauge } = pc;
   // Now rather than at the first scrape: the CPU counters count from when they are made.
@@ -308,6 +312,7 @@ export async function createMetrics(ctx: StatusContext, sources: MetricsSources 
   }
   storageMetrics(pc, registers, () => status);
   if (ctx.descriptors) descriptorMetrics(pc, registers, ctx.descriptors);
+  if (watch) watchMetrics(pc, registers, watch);
   if (status.cluster) {
     const c = () => status.cluster!;
     gauge(
@@ -449,4 +454,75 @@ function descriptorMetrics(pc: PromClient, registers: Registry[], read: () => De
       this.inc(read().acceptFailingSeconds);
     },
   });
+}
+
+/** Spectators and the decoding of watched sessions. */
+function watchMetrics(
+  pc: PromClient,
+  registers: Registry[],
+  read: () => { spectators: SpectatorStats; watcher: WatchStats },
+): void {
+  const gauge = (name: string, help: string, value: () => number) =>
+    new pc.Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(value());
+      },
+    });
+  const counter = (name: string, help: string, label: string, values: () => Record<string, number>) =>
+    new pc.Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers,
+      collect() {
+        this.reset();
+        for (const [k, v] of Object.entries(values())) this.inc({ [label]: k }, v);
+      },
+    });
+  gauge("sova_relay_spectators", "Open spectator streams (/watch/KEY/events).", () => read().spectators.spectators);
+  gauge("sova_relay_watched_sessions", "Sessions a spectator key opens.", () => read().watcher.sessions);
+  gauge(
+    "sova_relay_watch_queue_frames",
+    "Frames of watched sessions waiting to be decoded.",
+    () => read().watcher.queued,
+  );
+  counter(
+    "sova_relay_spectators_closed_total",
+    "Spectators turned away or ended by the relay, by reason.",
+    "reason",
+    () => {
+      const s = read().spectators;
+      return {
+        relay_cap: s.refused.relay,
+        address_cap: s.refused.address,
+        session_cap: s.refused.session,
+        not_reading: s.cut,
+        stream_bytes: s.rotated,
+      };
+    },
+  );
+  counter(
+    "sova_relay_watch_key_failures_total",
+    "/watch/ requests answered as unknown paths, by reason.",
+    "reason",
+    () => ({
+      wrong_key: read().spectators.wrongKeys,
+      cooling_down: read().spectators.keyLimited,
+    }),
+  );
+  counter("sova_relay_watch_updates_total", "Updates of watched sessions, by what became of them.", "outcome", () => {
+    const w = read().watcher;
+    return { decoded: w.decoded, unreadable: w.unreadable, dropped: w.dropped, malformed: w.malformed };
+  });
+  counter(
+    "sova_relay_watch_capped_total",
+    "Times a watched session's model passed its limits (feed only).",
+    "kind",
+    () => ({
+      model: read().watcher.capped,
+    }),
+  );
 }

@@ -6,6 +6,8 @@
  *                 at most maxEventSubscribers at once, a few of them kept for the
  *                 operator (loopback, --operator), each cut when it stops
  *                 reading and ended after maxEventStreamBytes (browsers reconnect)
+ *   GET /watch/KEY[/events|/view]  a session's spectator page (src/http/watch.ts), when
+ *                 its key opens one; otherwise answered as any unknown path
  * GET and HEAD only; anything else is 404 (or 405 on a known path). Only the
  * host names of hosts.ts are answered (DNS rebinding).
  */
@@ -18,6 +20,7 @@ import { RELAY_PATH, type WebSocketEndpoint } from "../transport/websocket.ts";
 import { hostAllowed, shownHost } from "../lib/hosts.ts";
 import { SCRIPT_HASH, renderPage } from "./page.ts";
 import { snapshot, type StatusContext } from "./status.ts";
+import { createWatchRoutes, type SpectatorStats, type WatchOptions } from "./watch.ts";
 
 export interface HttpOptions {
   host: string;
@@ -43,6 +46,8 @@ export interface HttpOptions {
   trustProxy?: readonly Cidr[];
   /** Names answered beside IP addresses and localhost (--allow-host). */
   allowHost?: readonly string[];
+  /** Spectator pages of watched sessions (/watch/KEY); absent: every /watch/ path is unknown. */
+  watch?: WatchOptions;
 }
 
 export const HTTP_DEFAULTS = {
@@ -59,6 +64,8 @@ export interface RunningHttp {
   readonly port: number;
   readonly url: string;
   readonly events: Readonly<EventStats>;
+  /** Spectators of watched sessions (absent without `watch`). */
+  readonly spectators?: Readonly<SpectatorStats>;
   stop(): void;
 }
 
@@ -86,10 +93,13 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
 
   // Loads prom-client now, so the first scrape does not wait for it.
   const websocket = options.websocket;
+  const members = (id: string) => ctx.relay.sessions.get(id)?.instances.map((i) => i.name) ?? [];
+  const watch = options.watch ? createWatchRoutes(options.watch, members, log) : null;
   const metrics = createMetrics(ctx, {
     events: () => streams.stats,
     refused: () => refused,
     transports: websocket ? () => transportTotals(ctx.relay, websocket.stats) : undefined,
+    watch: watch ? () => ({ spectators: watch.stats, watcher: options.watch!.watcher.stats }) : undefined,
   });
 
   /** A request naming a host the relay does not answer for (hosts.ts): 421, logged at most once a minute. */
@@ -151,6 +161,11 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
       const path = new URL(req.url).pathname;
       if (ws && (path === RELAY_PATH || req.headers.get("upgrade")?.toLowerCase() === "websocket"))
         return ws.upgrade(req, server);
+      if (path.startsWith("/watch/")) {
+        // null: a key that opens nothing gets the very answer an unknown path gets, below.
+        const answer = watch?.route(req, path, server.requestIP(req)?.address ?? "");
+        if (answer) return answer;
+      }
       const known = ["/", "/status", "/healthz", "/metrics", "/events"].includes(path);
       if (!known)
         return new Response("not found\n", {
@@ -182,8 +197,10 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
     port: server.port!,
     url: server.url.href,
     events: streams.stats,
+    spectators: watch?.stats,
     stop() {
       streams.stop();
+      watch?.stop();
       void server.stop(true);
     },
   };

@@ -397,6 +397,43 @@ export const LOG_EVENTS = {
     aggregation: "none",
     meaning: "Another node uses another session secret (kept out when this node has tokens), or says none.",
   },
+  // spectators (/watch/KEY) and the decoding of watched sessions (docs/watching.md)
+  watch_keys_loaded: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "The spectator file was read (at start and on SIGHUP): how many sessions can be watched, never a key.",
+  },
+  watch_key_rejected: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "periodic",
+    meaning: "/watch/ requests with a key that opens no session, or while their address cools down (never the key).",
+  },
+  spectators_limited: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "periodic",
+    meaning: "Spectators cut for not reading, or refused at a spectator cap.",
+  },
+  watch_queue_full: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "periodic",
+    meaning: "Updates of watched sessions left undecoded (the queue was full); their grids are marked stale.",
+  },
+  watch_unreadable: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "periodic",
+    meaning: "Updates of watched sessions no Sova could read: relayed unchanged, shown as unreadable.",
+  },
+  watch_capped: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "A watched session's scene passed the spectators' model limits: its page shows the feed only.",
+  },
   // the tunnel (`sova-relay tunnel`)
   tunnel_listening: {
     levels: ["info"],

@@ -49,7 +49,8 @@ export function mapHeaderEnd(b: Uint8Array, p: number, count: number): number {
   return p + 1 + size;
 }
 
-function startsWith(b: Uint8Array, p: number, bytes: Uint8Array): boolean {
+/** Whether `bytes` stand in `b` at `p`. */
+export function startsWith(b: Uint8Array, p: number, bytes: Uint8Array): boolean {
   if (p + bytes.length > b.length) return false;
   for (let i = 0; i < bytes.length; i++) if (b[p + i] !== bytes[i]) return false;
   return true;

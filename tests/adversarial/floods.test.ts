@@ -50,7 +50,7 @@ players join again once they are gone`, async () => {
     const limit = Number(/^LimitNOFILE=(\d+)$/m.exec(unit)?.[1]);
     expect(limit).toBeGreaterThanOrEqual(65536);
     for (const file of ["docker-compose.yml", "docker-compose.cluster.yml"])
-      expect(readFileSync(join(ROOT, file), "utf8")).toContain("nofile: { soft: 65536, hard: 65536 }");
+      expect(readFileSync(join(ROOT, file), "utf8")).toContain("nofile: { soft: 16384, hard: 16384 }");
     const compose = readFileSync(join(ROOT, "docker-compose.yml"), "utf8");
     expect(compose).toContain("traefik.http.routers.sova-ws.middlewares: sova-per-ip,sova-total");
     expect(compose).toContain("traefik.tcp.routers.sova-tls.middlewares: sova-tcp-per-ip");

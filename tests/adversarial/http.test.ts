@@ -15,21 +15,13 @@ import { createLogger } from "../../src/lib/log.ts";
 import { cleanupAfterEach } from "../support/peers.ts";
 import { startInProcess, startProcess, type RelayHandle } from "../support/relay.ts";
 import { ROOT, TLS_DIR } from "../support/paths.ts";
+import { until } from "../support/until.ts";
 
 const SOURCE = [process.execPath, join(ROOT, "src/main.ts")];
 const TLS = TLS_DIR;
 const TOKEN = "hardening-ensemble-Rk4vQ9";
 
 const keep = cleanupAfterEach();
-
-/** Resolves once `cond` holds, checking after each turn of the event loop. */
-async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 1));
-  }
-}
 
 /** An HTTP side on the relay, with its log lines kept. */
 function withHttp(

@@ -57,6 +57,10 @@ export const RECIPES: Record<string, Runner> = {
   "prometheus-container": { test: "tests/packaging/docker.test.ts" },
   "history-clear": { test: "tests/e2e/docs-recipes.test.ts" },
   "nats-routed": { test: "tests/e2e/cluster-docs.test.ts" },
+  "watch-enable": { test: "tests/e2e/watch-docs.test.ts" },
+  "history-export": { test: "tests/e2e/watch-docs.test.ts" },
+  replay: { test: "tests/e2e/watch-docs.test.ts" },
+  "replay-watch": { test: "tests/e2e/watch-docs.test.ts" },
   bench: { notTested: "the benchmark runs for minutes; its parts have tests in tests/unit/bench" },
 };
 

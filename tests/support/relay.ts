@@ -179,6 +179,13 @@ export const startInProcess: StartRelay = async (flags = [], env = {}) => {
           operator: config.operator,
           trustProxy: config.trustProxy,
           allowHost: config.allowHost,
+          watch: {
+            watcher: server.watching.watcher,
+            keys: server.watching.keys,
+            maxSpectators: config.maxSpectators,
+            maxSpectatorsPerAddress: config.maxSpectatorsPerIp,
+            maxSpectatorsPerSession: config.maxSpectatorsPerSession,
+          },
         },
         {
           relay: server.relay,

@@ -1,0 +1,165 @@
+/**
+ * `sova-relay replay FILE`: plays a recording (`sova-relay history export`) into a
+ * session of a relay, one instance per original player, each named as a replay,
+ * at the original spacing (or faster, slower: --speed). With --watch, plays it into
+ * a local spectator page instead, with no relay and no Sova instance.
+ */
+import { readFileSync } from "node:fs";
+import { defineCommand } from "citty";
+import { parseRecording, type Recording } from "../client/recording.ts";
+import { play, registerPlayers, stateUpdates, timeline } from "../client/replay.ts";
+import { option } from "../host/config.ts";
+import { argsDef, type OptionTable, resolveOptions } from "../lib/options.ts";
+import { SOVA_PROTOCOL_VERSION } from "../protocol/version.ts";
+import { serveWatch } from "../http/watch.ts";
+import { RelayError } from "../lib/errors.ts";
+import { createLogger } from "../lib/log.ts";
+import { createWatcher, keyDigest, makeKey, spectatorKeys } from "../watch/index.ts";
+
+interface ReplayOptions {
+  replayHost: string;
+  port: number | null;
+  replayToken: string;
+  tls: boolean;
+  ca: string;
+  speed: number;
+  sovaVersion: string;
+  watch: boolean;
+  httpHost: string;
+  httpPort: number | null;
+}
+
+function speed(raw: string, flag: string): number {
+  const n = Number(raw.trim());
+  if (!/^\d+(\.\d+)?$/.test(raw.trim()) || !(n > 0) || n > 1000)
+    throw new RelayError("E_CONFIG", `invalid value for --${flag}: '${raw}' (expected a factor above 0, at most 1000)`);
+  return n;
+}
+
+export const REPLAY_OPTIONS: OptionTable<ReplayOptions> = [
+  { key: "replayHost", flag: "host", description: "The relay's address", default: "127.0.0.1", type: "text" },
+  { ...option("port"), description: "The relay's port (its --port, or --tls-port with --tls)" },
+  {
+    key: "replayToken",
+    flag: "token",
+    description: "The session token of the session to play into (none: the open session)",
+    default: "",
+    type: "secret",
+    valueHint: "token",
+  },
+  { key: "tls", description: "Connect with TLS (the relay's --tls-port)", default: false, type: "switch" },
+  {
+    key: "ca",
+    description: "PEM file of the CA to trust (a private CA)",
+    default: "",
+    type: "text",
+    valueHint: "file",
+  },
+  {
+    key: "speed",
+    description: "Play this many times faster (0.5: half speed)",
+    default: 1,
+    type: "custom",
+    accepts: "a factor above 0, at most 1000",
+    parse: speed,
+  },
+  {
+    key: "sovaVersion",
+    description: "The Sova version the replay's instances report (the relay's --expected-version)",
+    default: SOVA_PROTOCOL_VERSION,
+    type: "text",
+    valueHint: "version",
+  },
+  {
+    key: "watch",
+    description: "Play into a local spectator page instead of a relay (no Sova instance needed)",
+    default: false,
+    type: "switch",
+  },
+  { ...option("httpHost"), description: "With --watch: the page's address" },
+  { ...option("httpPort"), default: 0, description: "With --watch: the page's port (default: any free port)" },
+] as OptionTable<ReplayOptions>;
+
+function readRecording(file: string): Recording {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? "unreadable";
+    throw new RelayError("E_CONFIG", `cannot read the recording '${file}' (${code})`, { cause: error });
+  }
+  return parseRecording(text, file);
+}
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+/** Until SIGINT or SIGTERM. */
+function untilSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    process.once("SIGINT", () => resolve("SIGINT"));
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+  });
+}
+
+async function intoPage(rec: Recording, o: ReplayOptions): Promise<void> {
+  const session = rec.header.session;
+  const watcher = createWatcher();
+  watcher.watch([session]);
+  const key = makeKey();
+  const keys = spectatorKeys([{ session, digest: keyDigest(key) }]);
+  // The page shows the players by the names in the recording: nobody is registered anywhere.
+  const names = [...new Set(rec.frames.map((f) => f.source))];
+  const host = o.httpHost || "127.0.0.1";
+  const log = createLogger({ level: "warn" });
+  const server = serveWatch({ host, port: o.httpPort ?? 0 }, { watcher, keys: () => keys }, () => names, log);
+  console.log(`http://${host}:${server.port}/watch/${key}`);
+  console.error(
+    `Playing ${rec.frames.length} updates of session ${session} into the page above` +
+      ` (${seconds(timeline(rec.frames, o.speed).durationMs)} at speed ${o.speed}); Ctrl-C stops`,
+  );
+  const stopped = new AbortController();
+  const signal = untilSignal().then(() => stopped.abort());
+  await play(rec.frames, o.speed, (f) => watcher.push(session, f.frame, Date.now()), stopped.signal);
+  if (!stopped.signal.aborted) console.error("Played to the end; the page stays until Ctrl-C");
+  await signal;
+  server.stop();
+}
+
+async function intoRelay(rec: Recording, o: ReplayOptions): Promise<void> {
+  if (!o.port) throw new RelayError("E_CONFIG", "replay needs the relay's --port (1-65535)");
+  const tls = o.tls ? { ca: o.ca ? readFileSync(o.ca, "utf8") : undefined } : undefined;
+  const target = { host: o.replayHost, port: o.port, tls, token: o.replayToken || null, version: o.sovaVersion };
+  const { players, close } = await registerPlayers(rec.frames, target);
+  const updates = stateUpdates(rec.frames, new Map([...players].map(([name, c]) => [name, c.id!])));
+  console.error(
+    `Replaying ${rec.frames.length} updates by ${players.size} players into ${o.replayHost}:${o.port}` +
+      ` (${seconds(timeline(rec.frames, o.speed).durationMs)} at speed ${o.speed}); Ctrl-C stops`,
+  );
+  const stopped = new AbortController();
+  void untilSignal().then(() => stopped.abort());
+  const start = performance.now();
+  const sent = await play(rec.frames, o.speed, (f, i) => players.get(f.source)!.sendRaw(updates[i]!), stopped.signal);
+  // What is still queued goes out before the connections close.
+  while ([...players.values()].some((c) => c.pendingBytes > 0 && !c.isClosed)) await Bun.sleep(5);
+  close();
+  console.log(`replayed ${sent} of ${rec.frames.length} updates in ${seconds(performance.now() - start)}`);
+  process.exit(stopped.signal.aborted ? 1 : 0);
+}
+
+export const replayCommand = defineCommand({
+  meta: {
+    name: "replay",
+    description:
+      "sova-relay replay FILE [options]: play a recording (sova-relay history export) into a relay's session," +
+      " or with --watch into a local spectator page",
+  },
+  args: argsDef(REPLAY_OPTIONS),
+  async run({ args, rawArgs }) {
+    const file = args._[0];
+    if (!file) throw new RelayError("E_CONFIG", "replay needs a recording: sova-relay replay FILE");
+    const o = resolveOptions(REPLAY_OPTIONS, { ...args, _: args._.slice(1) } as typeof args, rawArgs);
+    const rec = readRecording(file);
+    if (rec.frames.length === 0) throw new RelayError("E_CONFIG", `${file} holds no updates`);
+    await (o.watch ? intoPage(rec, o) : intoRelay(rec, o));
+  },
+});

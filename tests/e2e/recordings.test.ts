@@ -1,0 +1,193 @@
+/**
+ * Keeping a concert: a session's history exported as a recording (the CLI, as a
+ * host runs it), played back into a fresh session of another relay by the CLI,
+ * and received by a listening instance byte for byte at the original spacing;
+ * played into a local spectator page with no relay at all; and the CLI's answers
+ * to what it cannot use.
+ */
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { updateValues } from "../../src/client/client.ts";
+import { parseRecording } from "../../src/client/recording.ts";
+import { cleanupAfterEach } from "../support/peers.ts";
+import { ROOT } from "../support/paths.ts";
+import { ClientPool, startInProcess } from "../support/relay.ts";
+import { sovaEdit } from "../support/sova-edits.ts";
+
+const SOURCE = [process.execPath, join(ROOT, "src/main.ts")];
+const TOKEN = "replay-session-token-7f3a9c";
+const keep = cleanupAfterEach();
+
+function cli(args: string[]) {
+  const p = Bun.spawnSync([...SOURCE, ...args], { stdout: "pipe", stderr: "pipe" });
+  return { code: p.exitCode, out: p.stdout.toString(), err: p.stderr.toString() };
+}
+
+/** Edits sent by two players at uneven spacing (sent on timers: the relay's arrival times are what counts). */
+const SCRIPT: Array<[string, string, number]> = [
+  ["alice", "set_scene_band", 0],
+  ["bob", "set_script_html", 120],
+  ["alice", "chat_unicode", 330],
+  ["bob", "set_script_leading_bom", 360],
+  ["alice", "update_line_frames", 700],
+];
+
+async function record(dir: string): Promise<string> {
+  const edits = SCRIPT.map(([, name]) => sovaEdit(name).bytes); // read before the clock starts
+  const relay = await startInProcess(["--state-dir", dir, "--history", "100"]);
+  const pool = new ClientPool(() => relay.port);
+  const players = { alice: await pool.register("alice"), bob: await pool.register("bob") };
+  const start = performance.now();
+  for (const [i, [who, , at]] of SCRIPT.entries()) {
+    await Bun.sleep(Math.max(0, start + at - performance.now()));
+    players[who as "alice" | "bob"].sendUpdate(edits[i]!);
+  }
+  // Each edit reaches the other player: all relayed (and so in the history) before the relay stops.
+  for (const [who, other] of [
+    ["alice", players.bob],
+    ["bob", players.alice],
+  ] as const)
+    for (let n = SCRIPT.filter(([w]) => w === who).length; n > 0; n--) await other.next("StateBroadcast");
+  pool.closeAll();
+  await relay.stop(); // commits what the history database has queued
+  const file = join(dir, "concert.jsonl");
+  const exported = cli(["history", "export", "--state-dir", dir, "--out", file]);
+  expect(exported).toMatchObject({ code: 0, err: `wrote ${SCRIPT.length} updates of session open to ${file}\n` });
+  return file;
+}
+
+describe("history export and replay", () => {
+  test("a recording holds a header, then every relayed frame exactly, with its arrival time", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sova-rec-"));
+    const file = await record(dir);
+    const rec = parseRecording(readFileSync(file, "utf8"), file);
+    expect(rec.header).toMatchObject({
+      sova_relay_recording: 1,
+      session: "open",
+      frames: SCRIPT.length,
+      source: "state-dir",
+    });
+    expect(rec.frames.map((f) => f.source)).toEqual(SCRIPT.map(([who]) => who));
+    for (const [i, f] of rec.frames.entries()) expect(Buffer.compare(f.data, sovaEdit(SCRIPT[i]![1]).bytes)).toBe(0);
+    // Arrival times, as the relay saw them: in order, spaced about as sent.
+    const gaps = rec.frames.slice(1).map((f, i) => f.at - rec.frames[i]!.at);
+    expect(gaps.every((g) => g >= 0)).toBe(true);
+    expect(rec.frames.at(-1)!.at - rec.frames[0]!.at).toBeGreaterThanOrEqual(650);
+  }, 20_000);
+
+  test("replayed into a fresh session: byte-identical update_data, players marked as replays, original spacing (±50 ms)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sova-rec-"));
+    const file = await record(dir);
+    const rec = parseRecording(readFileSync(file, "utf8"), file);
+    const target = keep(await startInProcess(["--token", TOKEN]));
+    const pool = new ClientPool(() => target.port);
+    const listener = await pool.register("listener", { token: TOKEN });
+    const arrivals: Array<{ at: number; source: string; data: Uint8Array }> = [];
+    const all = Promise.withResolvers<void>();
+    listener.onMessage((m) => {
+      if (m.type !== "StateBroadcast") return;
+      arrivals.push({ at: performance.now(), source: m.source_instance_name, data: updateValues(m) });
+      if (arrivals.length === rec.frames.length) all.resolve();
+    });
+    const replay = Bun.spawn([...SOURCE, "replay", file, "--port", String(target.port), "--token", TOKEN], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    expect(await replay.exited).toBe(0);
+    expect(await new Response(replay.stdout).text()).toMatch(
+      new RegExp(`^replayed ${SCRIPT.length} of ${SCRIPT.length} updates in \\d+\\.\\d s\n$`),
+    );
+    await all.promise;
+    pool.closeAll();
+    expect(arrivals.map((a) => a.source)).toEqual(rec.frames.map((f) => `${f.source} (replay)`));
+    for (const [i, a] of arrivals.entries()) expect(Buffer.compare(a.data, rec.frames[i]!.data)).toBe(0);
+    // How far each gap between two updates is from the recording's (shown whole when one is off).
+    const off = arrivals
+      .slice(1)
+      .map((a, i) => Math.round(Math.abs(a.at - arrivals[i]!.at - (rec.frames[i + 1]!.at - rec.frames[i]!.at))));
+    expect(off).toEqual(off.map((d) => Math.min(d, 50)));
+  }, 30_000);
+
+  test("--speed 2 halves the spacing", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sova-rec-"));
+    const file = await record(dir);
+    const rec = parseRecording(readFileSync(file, "utf8"), file);
+    const target = keep(await startInProcess([]));
+    const pool = new ClientPool(() => target.port);
+    const listener = await pool.register("listener");
+    const times: number[] = [];
+    const all = Promise.withResolvers<void>();
+    listener.onMessage((m) => {
+      if (m.type === "StateBroadcast" && times.push(performance.now()) === rec.frames.length) all.resolve();
+    });
+    const replay = Bun.spawn([...SOURCE, "replay", file, "--port", String(target.port), "--speed", "2"], {
+      stdout: "ignore",
+      stderr: "ignore",
+    });
+    expect(await replay.exited).toBe(0);
+    await all.promise;
+    pool.closeAll();
+    const original = rec.frames.at(-1)!.at - rec.frames[0]!.at;
+    // Half the time, within what a busy machine adds to two arrivals (±50 ms is asked of speed 1 only).
+    expect(Math.abs(times.at(-1)! - times[0]! - original / 2)).toBeLessThanOrEqual(100);
+  }, 30_000);
+});
+
+describe("replay --watch: a recording into a local spectator page, no relay, no Sova", () => {
+  test("the page's view fills as the recording plays", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sova-rec-"));
+    const file = await record(dir);
+    const proc = Bun.spawn([...SOURCE, "replay", file, "--watch", "--speed", "4"], { stdout: "pipe", stderr: "pipe" });
+    try {
+      const reader = proc.stdout.getReader();
+      let out = "";
+      while (!out.includes("\n")) out += new TextDecoder().decode((await reader.read()).value);
+      const url = out.trim();
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/watch\/[A-Za-z0-9_-]{32}$/);
+      type View = {
+        known: boolean;
+        feed: unknown[];
+        lines: Array<{ frames: Array<{ script: string }> }>;
+        players: Array<{ name: string }>;
+      };
+      let view = (await (await fetch(`${url}/view`)).json()) as View;
+      while (view.feed.length < SCRIPT.length) {
+        await Bun.sleep(20);
+        view = (await (await fetch(`${url}/view`)).json()) as View;
+      }
+      expect(view.known).toBe(true);
+      const html = (sovaEdit("set_script_html").value as { SetScript: string[] }).SetScript[2];
+      expect(view.lines[0]!.frames[1]!.script).toBe(html!);
+      expect(view.players.map((p) => p.name).sort()).toEqual(["alice", "bob"]);
+      const page = await fetch(url);
+      expect(page.headers.get("content-security-policy")).toContain("script-src 'sha256-");
+      expect((await fetch(url.replace(/\/watch\/.*/, "/watch/wrong"))).status).toBe(404);
+    } finally {
+      proc.kill("SIGINT");
+      await proc.exited;
+    }
+  }, 30_000);
+});
+
+describe("what the CLI cannot use: one line, exit 2", () => {
+  test("no such recording, a malformed line, no state directory, no session history", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sova-rec-"));
+    const missing = cli(["replay", join(dir, "none.jsonl"), "--port", "9"]);
+    expect(missing.code).toBe(2);
+    expect(missing.err).toBe(`sova-relay: cannot read the recording '${join(dir, "none.jsonl")}' (ENOENT)\n`);
+    const bad = join(dir, "bad.jsonl");
+    writeFileSync(bad, '{"sova_relay_recording":1,"session":"open","frames":1}\n{"at":1,"frame":"AAAA"}\n');
+    const malformed = cli(["replay", bad, "--port", "9"]);
+    expect(malformed.code).toBe(2);
+    expect(malformed.err).toStartWith(`sova-relay: ${bad}, line 2: `);
+    expect(cli(["replay"]).err).toBe("sova-relay: replay needs a recording: sova-relay replay FILE\n");
+    expect(cli(["history", "export"]).err).toBe(
+      "sova-relay: history export needs --state-dir DIR (or --cluster URL)\n",
+    );
+    const empty = cli(["history", "export", "--state-dir", dir]);
+    expect(empty).toMatchObject({ code: 2, err: `sova-relay: no session history in ${dir}\n` });
+    expect(cli(["replay", bad, "--speed", "0"]).code).toBe(2);
+  }, 30_000);
+});
