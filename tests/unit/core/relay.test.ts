@@ -22,6 +22,8 @@ const OPTIONS: RelayOptions = {
 
 interface TestPeer extends Peer {
   frames: Uint8Array[];
+  /** For each frame, whether the relay made it for this peer alone (`own`) or shares it. */
+  owned: boolean[];
   closedHow: "close" | "closeWith" | "terminate" | null;
   frameLimit: number;
   refuse: boolean;
@@ -43,12 +45,14 @@ function peer(address = "10.0.0.1"): TestPeer {
     pendingBytes: 0,
     frontBytes: 0,
     frames: [],
+    owned: [],
     closedHow: null,
     frameLimit: 0,
     refuse: false,
-    send(frame) {
+    send(frame, _front, own = false) {
       if (p.refuse) return false;
       p.frames.push(frame);
+      p.owned.push(own);
       return true;
     },
     close() {
@@ -312,6 +316,24 @@ waiting newcomers share one copy of the list`, () => {
     expect(busy.peer.messages().map((m) => m.type)).toEqual(["StateBroadcast", "Pong"]);
     expect(quiet.peer.messages().map((m) => m.type)).toEqual(["Pong", "Pong"]);
     expect(relay.stats.nudges).toBe(3);
+  });
+
+  test("a nudge sweep sends every quiet instance the same Pong, shared (queued by reference) like a broadcast", () => {
+    // A copy per peer doubled the relay's work per nudge; a sweep can nudge a thousand peers.
+    const clock = manualClock();
+    const { relay, join } = setup({ nudgeIntervalMs: 40, clock });
+    const a = join("a");
+    const b = join("b");
+    a.peer.frames.length = 0;
+    b.peer.frames.length = 0;
+    a.peer.owned.length = 0;
+    b.peer.owned.length = 0;
+    clock.advance(45);
+    relay.nudge();
+    expect(a.peer.frames.length).toBe(1);
+    expect(b.peer.frames[0]).toBe(a.peer.frames[0]!);
+    expect([...a.peer.owned, ...b.peer.owned]).toEqual([false, false]);
+    expect(a.peer.messages()).toEqual([{ type: "Pong", timestamp: BigInt(clock.now()) }]);
   });
 
   test("handshake slots full: the oldest handshake is closed, the newcomer stays", () => {
