@@ -8,12 +8,14 @@ import { type CommandDef, defineCommand, parseArgs, renderUsage, runCommand } fr
 import { openAuditFile } from "./lib/audit.ts";
 import { RELAY_ARGS, VERSION, configFromArgs } from "./host/config.ts";
 import { RelayError } from "./lib/errors.ts";
+import { type CommandName, checkCommandEnvironment } from "./cli/environment.ts";
 import { healthCommand } from "./cli/health.ts";
 import { historyCommand } from "./cli/history.ts";
 import { type RunningHttp, startHttp } from "./http/server.ts";
 import { createLogger } from "./lib/log.ts";
 import { createWebSocketEndpoint } from "./transport/websocket.ts";
 import { startServer } from "./host/start.ts";
+import { forStream } from "./cli/terminal.ts";
 import { tunnelCommand } from "./cli/tunnel.ts";
 import { versionLine } from "./lib/version.ts";
 
@@ -80,8 +82,7 @@ const serveCommand = defineCommand({
         log.warn("shutdown_forced", `${signal} again: exiting now`);
         process.exit(1);
       }
-      void server.shutdown(signal).then(async () => {
-        await websocket?.closed(1000);
+      void server.shutdown(signal).then(() => {
         http?.stop();
         process.exit(0);
       });
@@ -156,25 +157,37 @@ function commandFor(argv: string[]): [CommandDef, CommandDef | undefined] {
   }
 }
 
+/** Whose environment names the command reads: the relay's for `sova-relay [options]` and `serve`. */
+const ENV_OF: ReadonlyMap<CommandDef, CommandName> = new Map<CommandDef, CommandName>([
+  [mainCommand, "relay"],
+  [serveCommand, "relay"],
+  [healthCommand, "health"],
+  [historyCommand, "history clear"],
+  [tunnelCommand, "tunnel"],
+]);
+
 async function main(argv: string[]): Promise<void> {
+  const [command, parent] = commandFor(argv);
   if (argv.includes("--help") || argv.includes("-h")) {
-    console.log(await renderUsage(...commandFor(argv)));
+    console.log(forStream(await renderUsage(command, parent), process.stdout));
     return;
   }
   if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) {
     console.log(versionLine());
     return;
   }
+  // Before anything runs: a mistyped setting must stop the command, never leave it running without it.
+  checkCommandEnvironment(ENV_OF.get(command) ?? ENV_OF.get(parent!) ?? "relay");
   await runCommand(mainCommand, { rawArgs: argv });
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
   if (error instanceof RelayError) {
-    console.error(`sova-relay: ${error.message}`);
+    console.error(forStream(`sova-relay: ${error.message}`, process.stderr));
     process.exit(error.code === "E_CONFIG" ? 2 : 1);
   }
   // citty's own usage errors (an unknown command): the user's to fix, like a bad option.
   const usage = error instanceof Error && error.name === "CLIError";
-  console.error(`sova-relay: ${error instanceof Error ? error.message : String(error)}`);
+  console.error(forStream(`sova-relay: ${error instanceof Error ? error.message : String(error)}`, process.stderr));
   process.exit(usage ? 2 : 1);
 });

@@ -1,13 +1,14 @@
 /**
  * `sova-relay health`: a check for container HEALTHCHECKs that needs no shell.
  * It sends the relay an empty frame before registering, which the relay
- * answers with `Error { "Invalid message: empty frame" }` (PROTOCOL.md,
- * Framing) and logs at debug level only, so a check never takes an instance
+ * answers with `Error { "Invalid message: empty frame" }` (docs/protocol.md,
+ * "Framing") and logs at debug level only, so a check never takes an instance
  * slot and no instance ever sees it come and go.
  */
 import { defineCommand } from "citty";
 import { connect } from "../client/client.ts";
-import { type OptionTable, argsDef, nonEmpty, option, resolveOptions, seconds } from "../host/config.ts";
+import { option } from "../host/config.ts";
+import { type OptionTable, argsDef, resolveOptions } from "../lib/options.ts";
 import { RelayError } from "../lib/errors.ts";
 import { WIRE_ERRORS } from "../protocol/wire-errors.ts";
 
@@ -38,13 +39,13 @@ interface HealthOptions {
 }
 
 /** The relay's own --port row (so SOVA_RELAY_PORT in a container is the port checked), and two of the check's. */
-const HEALTH_OPTIONS: OptionTable<HealthOptions> = [
+export const HEALTH_OPTIONS: OptionTable<HealthOptions> = [
   {
     key: "healthHost",
     flag: "host",
     description: "Relay address",
     default: "127.0.0.1",
-    parse: nonEmpty,
+    type: "text",
     valueHint: "addr",
   },
   option("port"),
@@ -53,7 +54,8 @@ const HEALTH_OPTIONS: OptionTable<HealthOptions> = [
     flag: "timeout",
     description: "Seconds to wait for an answer",
     default: 3,
-    parse: seconds(0.001),
+    type: "seconds",
+    min: 0.001,
   },
 ];
 

@@ -5,7 +5,8 @@
  * keeps its own copy in memory.
  */
 import { defineCommand } from "citty";
-import { type OptionTable, argsDef, option, resolveOptions } from "../host/config.ts";
+import { option } from "../host/config.ts";
+import { type OptionTable, argsDef, resolveOptions } from "../lib/options.ts";
 import { RelayError } from "../lib/errors.ts";
 import { clearStoredHistory } from "../storage/history-store.ts";
 
@@ -25,13 +26,15 @@ function sessionHash(raw: string, flag: string): string {
   return session;
 }
 
-const CLEAR_OPTIONS: OptionTable<ClearOptions> = [
+export const CLEAR_OPTIONS: OptionTable<ClearOptions> = [
   option("stateDir"),
   {
     key: "historySession",
     flag: "session",
     description: "Only this session (its 12-hex-digit hash, as /status shows it)",
     default: "",
+    type: "custom",
+    accepts: "a 12-hex-digit session hash, or open",
     parse: sessionHash,
     valueHint: "hash",
   },

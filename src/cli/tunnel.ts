@@ -5,7 +5,8 @@
 import { readFileSync } from "node:fs";
 import { defineCommand } from "citty";
 import { RelayError } from "../lib/errors.ts";
-import { argsDef, integer, nonEmpty, type OptionTable, option, resolveOptions, seconds } from "../host/config.ts";
+import { option } from "../host/config.ts";
+import { argsDef, type OptionTable, resolveOptions } from "../lib/options.ts";
 import { createLogger, type LogFormat, type LogLevel } from "../lib/log.ts";
 import { configError, parseTarget, startTunnel, type RunningTunnel } from "../tunnel/tunnel.ts";
 
@@ -36,40 +37,44 @@ interface TunnelCliOptions {
 }
 
 /** The tunnel's own rows, and the relay's for what they share (so a player's env and flags read the same). */
-const TUNNEL_OPTIONS: OptionTable<TunnelCliOptions> = [
+export const TUNNEL_OPTIONS: OptionTable<TunnelCliOptions> = [
   {
     key: "listen",
     description: "Where Sova connects, HOST:PORT",
     default: "127.0.0.1:9090",
-    parse: nonEmpty,
+    type: "text",
     valueHint: "host:port",
   },
   {
     key: "to",
     description: "The relay: wss://host/relay, tls://host:9443 (also ws://, tcp:// for tests)",
     default: "",
-    parse: nonEmpty,
+    type: "text",
     valueHint: "url",
   },
   {
     key: "ca",
     description: "PEM file of the CA to trust instead of the system's and Bun's roots (a private CA)",
     default: "",
-    parse: nonEmpty,
+    type: "text",
     valueHint: "file",
   },
   {
     key: "maxMessageSize",
     description: "Largest frame body sent over a WebSocket, in bytes (match the relay's)",
     default: 1_048_576,
-    parse: integer(64, 0xffffffff),
+    type: "integer",
+    min: 64,
+    max: 0xffffffff,
+    unit: "bytes",
   },
   {
     key: "connectTimeoutMs",
     flag: "connect-timeout",
     description: "Seconds to wait for the relay",
     default: 10,
-    parse: seconds(0.001),
+    type: "seconds",
+    min: 0.001,
   },
   option("logLevel"),
   option("logFormat"),

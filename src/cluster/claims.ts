@@ -6,10 +6,15 @@
  * over, so a node that died alone leaves no name behind.
  */
 import type { KV } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "../lib/log.ts";
 import type { ClaimResult } from "../core/link.ts";
+import type { NameKey } from "../core/names.ts";
+import { openBucket } from "./kv-bucket.ts";
 
 export const NAMES_BUCKET = "sova_relay_names";
+/** While JetStream is unavailable, how often a node asks again. */
+export const NAMES_RETRY_MS = 10_000;
 
 interface Owner {
   n: string;
@@ -30,12 +35,18 @@ export interface ClaimsContext {
 export interface Claims {
   /** Bucket to use, or null while NATS (or JetStream) is unavailable. */
   kv: KV | null;
-  claim(session: string, name: string): Promise<ClaimResult>;
-  release(session: string, name: string): void;
+  /**
+   * Opens the names bucket on a (re)connection; true once names are claimed through it. `quiet`: a retry, which
+   * warns only if the last attempt did not.
+   */
+  open(conn: NatsConnection, connected: () => boolean, quiet?: boolean): Promise<boolean>;
+  /** Claims and releases are keyed as the core compares names (core/names.ts), never by the raw name. */
+  claim(session: string, key: NameKey): Promise<ClaimResult>;
+  release(session: string, key: NameKey): void;
   /** After a reconnect or a node coming back: claim every name this node holds again. */
   reclaimAll(): Promise<void>;
   /** A node was declared down: free the claims it held. */
-  freeNode(node: string, epoch: number, keys: Iterable<[string, string]>): void;
+  freeNode(node: string, epoch: number, keys: Iterable<[string, NameKey]>): void;
   readonly conflicts: number;
   readonly held: number;
 }
@@ -43,8 +54,8 @@ export interface Claims {
 const CLAIM_TIMEOUT_MS = 2000;
 
 /** KV keys allow [-/_=.a-zA-Z0-9]: names are any text, so they go in as base64url. */
-export function claimKey(session: string, name: string): string {
-  return `${session}.${Buffer.from(name, "utf8").toString("base64url") || "_"}`;
+export function claimKey(session: string, key: NameKey): string {
+  return `${session}.${Buffer.from(key, "utf8").toString("base64url") || "_"}`;
 }
 
 function owner(value: Uint8Array | undefined): Owner | null {
@@ -77,6 +88,7 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
   const mine = new Map<string, number>();
   const value = new TextEncoder().encode(JSON.stringify({ n: ctx.node, e: ctx.epoch } satisfies Owner));
   let conflicts = 0;
+  let localWarned = false;
 
   /** A KV revision when the claim is ours, "taken", or null when the cluster could not answer. */
   async function tryClaim(kv: KV, key: string): Promise<number | "taken" | null> {
@@ -124,6 +136,34 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
 
   const claims: Claims = {
     kv: null,
+    async open(conn, connected, quiet = false) {
+      claims.kv = null;
+      // Memory storage: claims are about live connections, and a restarted NATS
+      // gets them back from every node's reclaim.
+      const { kv, failure } = await openBucket(conn, NAMES_BUCKET, { history: 1, storage: "memory" }, connected);
+      claims.kv = kv;
+      if (kv === null) {
+        if (!quiet || !localWarned) {
+          localWarned = true;
+          const reason = failure?.message ?? "not connected";
+          log.warn(
+            "cluster_names_local",
+            `JetStream KV unavailable (${reason}): instance names are unique per node only;` +
+              ` asking again every ${NAMES_RETRY_MS / 1000} s`,
+            { reason },
+          );
+        }
+        return false;
+      }
+      localWarned = false;
+      log.info(
+        "cluster_names_shared",
+        `Cluster: instance names are claimed across the cluster (JetStream KV ${NAMES_BUCKET})`,
+        { node: ctx.node },
+      );
+      void claims.reclaimAll();
+      return true;
+    },
     async claim(session, name) {
       const key = claimKey(session, name);
       const kv = claims.kv;

@@ -1,5 +1,5 @@
 /**
- * Sessions and tokens (PROTOCOL.md, "Sessions and access"). A token is kept
+ * Sessions and tokens (docs/protocol.md, "Sessions and access"). A token is kept
  * only as its SHA-256 digest; a session is named everywhere (logs, pages,
  * metrics) by a short HMAC of it under a secret the relay holds, never by the
  * token. Without the secret, a session id says nothing about the token: an

@@ -98,7 +98,7 @@ export function finish(s: RelayState, conn: Connection, reason: DisconnectReason
   session.names.delete(inst.nameKey);
   if (inst.capabilities.has("presence")) session.presenceWatchers--;
   s.instanceCount--;
-  s.options.link?.left(inst);
+  s.options.link?.left(inst, inst.nameKey);
   if (session.instances.length === 0) {
     s.sessions.delete(session.id);
     s.log.debug("session_emptied", `Session ${session.id} is empty`, { session: session.id });

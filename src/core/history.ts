@@ -1,5 +1,5 @@
 /**
- * Session history for late joiners (PROTOCOL.md, Extensions): the last relayed
+ * Session history for late joiners (docs/protocol.md, "Session history"): the last relayed
  * StateBroadcast frames of each session, bounded by count, bytes and age.
  * Frames are kept exactly as they were sent, so a newcomer gets the original
  * source names and timestamps byte for byte. History outlives its session's

@@ -1,6 +1,6 @@
 /**
  * The relay itself: one in-process map of sessions and instances, and what
- * happens to each frame (PROTOCOL.md, "Connection flow" and "Limits"). It never
+ * happens to each frame (docs/protocol.md, "Connection flow" and "Limits"). It never
  * touches a socket: a connection is a `Peer` it can send to and close, so all of
  * this runs in unit tests as it runs behind Bun.listen.
  *

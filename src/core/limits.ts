@@ -1,5 +1,5 @@
 /**
- * The relay's limits (PROTOCOL.md, "Limits", and this relay's own): messages and
+ * The relay's limits (docs/protocol.md, "Limits"): messages and
  * bytes per instance over any 60 s, registrations per address, and the caps on
  * connections still handshaking. Time comes from the state's clock.
  */

@@ -6,18 +6,20 @@
  * nothing here runs and registration stays synchronous.
  */
 import type { Instance } from "./index.ts";
+import type { NameKey } from "./names.ts";
 
 /** "ok": the name is this node's across the cluster (or the cluster is unreachable and it is unique here). */
 export type ClaimResult = "ok" | "taken";
 
 /** What the relay tells the cluster. */
 export interface ClusterLink {
-  /** Reserve `name` in `session` across the cluster; "taken" when another node holds it. Never rejects. */
-  claim(session: string, name: string): Promise<ClaimResult>;
-  /** Give back a claim whose registration did not complete, or whose instance left. */
-  release(session: string, name: string): void;
+  /** Reserve the name keyed `key` in `session` across the cluster; "taken" when another node holds it. Never rejects. */
+  claim(session: string, key: NameKey): Promise<ClaimResult>;
+  /** Give back a claim whose registration did not complete. */
+  release(session: string, key: NameKey): void;
   joined(inst: Instance): void;
-  left(inst: Instance): void;
+  /** `inst` left: its claim, made under `key`, is given back. */
+  left(inst: Instance, key: NameKey): void;
   /** A StateBroadcast frame of a local instance, exactly as the local members got it. */
   broadcast(inst: Instance, frame: Uint8Array): void;
 }

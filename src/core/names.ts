@@ -1,5 +1,5 @@
 /**
- * Instance names (PROTOCOL.md, Connection flow 3). Players see each other by
+ * Instance names (docs/protocol.md, "Connection flow" 3). Players see each other by
  * name, so a name must look like what it is: look-alikes (`alice` beside
  * Cyrillic `аlice`, `alice` + U+200B, `alice `, NFC and NFD `café`) were accepted
  * as different players before, and bidi controls or line separators in a name
@@ -22,15 +22,24 @@ const INVISIBLE = new RegExp(
 const LATIN = /\p{Script=Latin}/u;
 const LOOKALIKE_SCRIPTS = /[\p{Script=Cyrillic}\p{Script=Greek}]/u;
 
-export type NameCheck = { ok: true; key: string } | { ok: false };
-
 /**
- * `key` is what two names are compared by in a session: NFC-normalised and
- * trimmed, so names that differ only by normalisation or surrounding whitespace
- * are the same name. The name itself stays as the player typed it.
+ * What two names are compared by in a session, and what a name is claimed under
+ * across a cluster: NFC-normalised and trimmed, so names that differ only by
+ * normalisation or surrounding whitespace are the same name. A type of its own,
+ * so that a raw name cannot be passed where a claim's key is meant (a claim made
+ * under the key and released under the raw name stayed held on the cluster).
  */
+export type NameKey = string & { readonly __nameKey: unique symbol };
+
+export function nameKey(name: string): NameKey {
+  return name.normalize("NFC").trim() as NameKey;
+}
+
+export type NameCheck = { ok: true; key: NameKey } | { ok: false };
+
+/** The name itself stays as the player typed it; `key` is its NameKey. */
 export function checkInstanceName(name: string): NameCheck {
-  const key = name.normalize("NFC").trim();
+  const key = nameKey(name);
   if (key.length === 0 || INVISIBLE.test(name)) return { ok: false };
   if (LATIN.test(key) && LOOKALIKE_SCRIPTS.test(key)) return { ok: false };
   // Characters as Rust counts them (`chars()`): code points, not UTF-16 units.

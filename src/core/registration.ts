@@ -1,5 +1,5 @@
 /**
- * Registration (PROTOCOL.md, "Connection flow" 2-4): the first frame must be a
+ * Registration (docs/protocol.md, "Connection flow" 2-4): the first frame must be a
  * RegisterInstance; its checks run in the document's order; a newcomer gets its
  * instance record, a place in the session's roster, the RegistrationResponse and
  * the session's history, and the members that asked hear that it joined.
@@ -16,7 +16,7 @@ import {
   registrationResponseHead,
   systemTimeFromMillis,
 } from "../protocol/messages.ts";
-import { checkInstanceName } from "./names.ts";
+import { checkInstanceName, type NameKey } from "./names.ts";
 import { createRoster, rosterEntries, rosterJoin } from "./roster.ts";
 import { cut, leaveHandshake, tell } from "./connection.ts";
 import { registrationAllowed } from "./limits.ts";
@@ -75,7 +75,7 @@ export function reject(
 
 /** The first frame of a connection. */
 export function handshake(s: RelayState, conn: Connection, body: Uint8Array, now: number): void | Promise<void> {
-  // What `sova-relay health` sends: answered as PROTOCOL.md says, then closed like any other refusal.
+  // What `sova-relay health` sends: answered as docs/protocol.md, "Framing" says, then closed like any other refusal.
   if (body.length === 0) {
     s.stats.probes++;
     return reject(s, conn, WIRE_ERRORS.emptyFrame(), "empty");
@@ -101,7 +101,7 @@ function _instanceRecord(
   conn: Connection,
   msg: RegisterInstance,
   session: Session,
-  nameKey: string,
+  nameKey: NameKey,
   now: number,
 ): Instance {
   const idText = crypto.randomUUID();
@@ -235,7 +235,7 @@ function _claimName(
   conn: Connection,
   msg: RegisterInstance,
   session: Session,
-  nameKey: string,
+  nameKey: NameKey,
 ): Promise<void> {
   const link = s.options.link!;
   session.names.add(nameKey);

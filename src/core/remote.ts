@@ -10,7 +10,7 @@ import { parse as parseUuid } from "uuid";
 import { encodeFrame, instanceInfoHead, systemTimeFromMillis } from "../protocol/messages.ts";
 import { cutSlowConsumer, tell } from "./connection.ts";
 import type { RemoteMember, RemoteMembers } from "./link.ts";
-import { checkInstanceName } from "./names.ts";
+import { nameKey } from "./names.ts";
 import { openSession } from "./registration.ts";
 import { rosterJoin } from "./roster.ts";
 import type { RelayState } from "./state.ts";
@@ -41,20 +41,15 @@ function _remoteConn(node: string): Connection {
   };
 }
 
-/** What a remote member's name is compared by here: as the local check would have keyed it. */
-function _nameKey(name: string): string {
-  const checked = checkInstanceName(name);
-  return checked.ok ? checked.key : name;
-}
-
 export function createRemoteMembers(s: RelayState): RemoteMembers {
   const remoteConns = new Map<string, Connection>();
   return {
     joined(m: RemoteMember) {
       if (s.remoteById.has(m.id)) return;
       const session = s.sessions.get(m.session) ?? openSession(s, m.session, m.connectedAt);
-      const nameKey = _nameKey(m.name);
-      if (session.names.has(nameKey)) {
+      // As the owning node keyed (and claimed) it.
+      const key = nameKey(m.name);
+      if (session.names.has(key)) {
         s.log.warn(
           "cluster_name_conflict",
           `Instance name '${m.name}' is in use on this node and on node ${m.node}` +
@@ -76,7 +71,7 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
         id,
         idText: m.id,
         name: m.name,
-        nameKey,
+        nameKey: key,
         version: m.version,
         session,
         conn,
@@ -104,7 +99,7 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
       const others = session.instances;
       session.instances = [...others, inst];
       rosterJoin(session.roster, others, session.instances, inst);
-      session.names.add(nameKey);
+      session.names.add(key);
       if (session.presenceWatchers > 0) {
         tell(s, others, encodeFrame({ type: "InstanceConnected", instance_id: id, instance_name: m.name }), true);
       }

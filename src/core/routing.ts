@@ -1,5 +1,5 @@
 /**
- * Routing (PROTOCOL.md, "Connection flow" 5-6): a StateUpdate from a registered
+ * Routing (docs/protocol.md, "Connection flow" 5-6): a StateUpdate from a registered
  * instance becomes one StateBroadcast, kept in the session's history and sent to
  * every other member; and the answer to what an instance may not send.
  */

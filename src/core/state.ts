@@ -13,7 +13,7 @@ import type { Clock, Connection, Instance, RelayOptions, Session } from "./types
 import type { SlidingWindow } from "./window.ts";
 import { WIRE_ERRORS } from "../protocol/wire-errors.ts";
 
-/** The span of every per-instance and per-address window (PROTOCOL.md, "Limits": per minute). */
+/** The span of every per-instance and per-address window (docs/protocol.md, "Limits": per minute). */
 export const RATE_WINDOW_MS = 60_000;
 
 const SYSTEM_CLOCK: Clock = { now: Date.now, monotonic: () => performance.now() };

@@ -50,7 +50,7 @@ export const COUNTERS = {
   connectionsOpened: {
     status: "connections_opened",
     metric: "sova_relay_connections_total",
-    help: "TCP connections accepted.",
+    help: "Connections accepted, TCP and WebSocket.",
   },
   connectionsRefused: {
     status: "connections_refused",

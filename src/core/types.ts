@@ -6,6 +6,7 @@
 import type { Uuid } from "../protocol/messages.ts";
 import type { History } from "./history.ts";
 import type { ClusterLink, RemoteMembers } from "./link.ts";
+import type { NameKey } from "./names.ts";
 import type { Roster } from "./roster.ts";
 import type { DisconnectReason, RelayStats } from "./stats.ts";
 import type { SlidingWindow } from "./window.ts";
@@ -110,8 +111,8 @@ export interface Instance {
   readonly id: Uuid;
   readonly idText: string;
   readonly name: string;
-  /** What uniqueness in a session compares: NFC-normalised and trimmed. */
-  readonly nameKey: string;
+  /** What uniqueness in a session compares, and the cluster claim's key (names.ts). */
+  readonly nameKey: NameKey;
   readonly version: string;
   readonly session: Session;
   readonly conn: Connection;

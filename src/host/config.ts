@@ -1,13 +1,8 @@
 /**
- * The relay's configuration: one table of options that gives the CLI flags
- * (citty's arg definitions are generated from it), their environment names
- * (`SOVA_RELAY_<NAME>`), defaults and checks. Sub-commands read their options
- * through rows of the same table.
- *
- * Two conventions carry the table's types: a key ending in `Ms` is given in
- * seconds (flag and environment) and held in milliseconds, converted in
- * `resolveOptions` only; a row whose default is a list is a repeatable flag,
- * comma-separated in the environment.
+ * The relay's configuration: its table of options (flags, environment names,
+ * defaults, accepted ranges; read by the engine in src/lib/options.ts) and the
+ * checks that span options. Sub-commands borrow rows of this table (`option`)
+ * for what they share with the relay.
  */
 import { readFileSync } from "node:fs";
 import { parseArgs, type ArgsDef, type ParsedArgs } from "citty";
@@ -15,8 +10,13 @@ import pkg from "../../package.json" with { type: "json" };
 import { RelayError } from "../lib/errors.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "../lib/log.ts";
 import { type Cidr, parseCidr } from "../lib/cidr.ts";
+import { argsDef, type Env, envNamesOf, type OptionSpec, type OptionTable, resolveOptions } from "../lib/options.ts";
+import { SOVA_PROTOCOL_VERSION } from "../protocol/version.ts";
 
+/** The relay's own version (what --version says); not what Sova instances must report (SOVA_PROTOCOL_VERSION). */
 export const VERSION: string = pkg.version;
+
+const CIDR = "CIDR, IPv4 or IPv6";
 
 export interface RelayConfig {
   host: string;
@@ -82,96 +82,8 @@ export interface RelayConfig {
   clusterUser: string;
   clusterPassword: string;
   clusterToken: string;
-}
-
-type Parser<T> = (raw: string, flag: string) => T;
-/** What one flag value parses to: a list option parses its items one at a time. */
-type Item<T> = T extends readonly (infer E)[] ? E : T;
-
-export interface OptionSpec<C, K extends keyof C> {
-  key: K;
-  description: string;
-  /** In the flag's units (seconds for `...Ms` keys). */
-  default: C[K];
-  parse: Parser<Item<C[K]>>;
-  /** Names the seed relay read, still honoured after ours. */
-  legacyEnv?: string[];
-  valueHint?: string;
-  /** The flag when it is not the key in kebab case (`tokens` is given as `--token`, once per token). */
-  flag?: string;
-}
-
-/** Rows of any key of C, each typed by its own key. */
-export type OptionTable<C> = ReadonlyArray<{ [K in keyof C]-?: OptionSpec<C, K> }[keyof C]>;
-
-function fail(flag: string, raw: string, expected: string): never {
-  throw new RelayError("E_CONFIG", `invalid value for --${flag}: '${raw}' (expected ${expected})`);
-}
-
-export function integer(min: number, max: number): Parser<number> {
-  return (raw, flag) => {
-    const t = raw.trim();
-    if (!/^\d+$/.test(t)) fail(flag, raw, `a whole number from ${min} to ${max}`);
-    const n = Number(t);
-    if (n < min || n > max) fail(flag, raw, `a whole number from ${min} to ${max}`);
-    return n;
-  };
-}
-
-/** For `...Ms` keys: the value stays in seconds here; `resolveOptions` converts it. */
-export function seconds(min: number): Parser<number> {
-  return (raw, flag) => {
-    const t = raw.trim();
-    if (!/^\d+(\.\d+)?$/.test(t)) fail(flag, raw, `a number of seconds, at least ${min}`);
-    const n = Number(t);
-    if (n < min || n > 86_400 * 365) fail(flag, raw, `a number of seconds, at least ${min}`);
-    return n;
-  };
-}
-
-export /**
- * A port to listen on: `any` lets the OS pick (the port is logged at start-up,
- * where tests and scripts read it); `0` means what the option documents,
- * here null (off) or 0 (any free port).
- */
-function listenPort(zero: "off" | "any"): Parser<number | null> {
-  const number = integer(0, 65535);
-  return (raw, flag) => {
-    if (raw.trim().toLowerCase() === "any") return 0;
-    const n = number(raw, flag);
-    return n === 0 && zero === "off" ? null : n;
-  };
-}
-
-export function nonEmpty(raw: string, flag: string): string {
-  if (raw.trim() === "") fail(flag, raw, "a non-empty string");
-  return raw.trim();
-}
-
-function oneOf<T extends string>(values: readonly T[]): Parser<T> {
-  return (raw, flag) => {
-    const v = raw.trim().toLowerCase() as T;
-    if (!values.includes(v)) fail(flag, raw, `one of ${values.join(", ")}`);
-    return v;
-  };
-}
-
-/** Never echoes the value: it is a secret. */
-function token(raw: string, flag: string): string {
-  if (raw.trim() === "") throw new RelayError("E_CONFIG", `invalid value for --${flag}: a token cannot be empty`);
-  return raw.trim();
-}
-
-function cidr(raw: string): Cidr {
-  return parseCidr(raw.trim());
-}
-
-/** Environment form of a boolean flag (`SOVA_RELAY_STATE_RESET=1`). */
-function yesNo(raw: string, flag: string): boolean {
-  const v = raw.trim().toLowerCase();
-  if (["1", "true", "yes", "on"].includes(v)) return true;
-  if (["0", "false", "no", "off", ""].includes(v)) return false;
-  return fail(flag, raw, "1, true, yes, 0, false or no");
+  /** The session secret every node shares, for a cluster without JetStream (src/cluster/secret.ts). */
+  clusterSecret: string;
 }
 
 /** RUST_LOG may be `debug` or `sova_relay=debug,tokio=warn`: take our level, or the global one. */
@@ -179,8 +91,17 @@ function rustLogLevel(raw: string, flag: string): LogLevel {
   const parts = raw.split(",").map((p) => p.trim().toLowerCase());
   const ours = parts.find((p) => p.startsWith("sova_relay="))?.split("=")[1];
   const global = parts.find((p) => !p.includes("="));
-  const level = ours ?? global ?? "info";
-  return oneOf(LOG_LEVELS)(level === "off" ? "error" : level, flag);
+  const level = (ours ?? global ?? "info") === "off" ? "error" : (ours ?? global ?? "info");
+  if (!(LOG_LEVELS as readonly string[]).includes(level))
+    throw new RelayError(
+      "E_CONFIG",
+      `invalid value for --${flag}: '${raw}' (expected one of ${LOG_LEVELS.join(", ")})`,
+    );
+  return level as LogLevel;
+}
+
+function cidr(raw: string): Cidr {
+  return parseCidr(raw.trim());
 }
 
 const MAX_FRAME = 0xffffffff;
@@ -194,7 +115,7 @@ const RECONNECT_ROOM = 8;
 function nodeName(raw: string, flag: string): string {
   const t = raw.trim();
   if (t === "" || t.length > 64 || Buffer.byteLength(t) > 200 || /\p{Cc}/u.test(t))
-    fail(flag, raw, "1 to 64 printable characters");
+    throw new RelayError("E_CONFIG", `invalid value for --${flag}: '${raw}' (expected 1 to 64 printable characters)`);
   return t;
 }
 
@@ -212,18 +133,19 @@ function natsUrl(raw: string, flag: string): string {
   if (!ok)
     throw new RelayError(
       "E_CONFIG",
-      `invalid value for --${flag.split(" ")[0]}: expected nats://HOST:PORT (or tls://), comma-separated for several`,
+      `invalid value for --${flag.split(" ")[0]}: expected nats://HOST:PORT or tls://HOST:PORT, comma-separated for several`,
     );
   return u;
 }
 
 export const OPTIONS: OptionTable<RelayConfig> = [
-  { key: "host", description: "Address to listen on", default: "0.0.0.0", parse: nonEmpty, valueHint: "addr" },
+  { key: "host", description: "Address to listen on", default: "0.0.0.0", type: "text", valueHint: "addr" },
   {
     key: "port",
     description: "TCP port for Sova instances (0 or any: any free port; 0 beside --tls-port: none)",
     default: 9090,
-    parse: listenPort("off"),
+    type: "port",
+    zero: "off",
   },
   {
     key: "httpHost",
@@ -231,103 +153,127 @@ export const OPTIONS: OptionTable<RelayConfig> = [
       "Address for the status page and metrics; they need no login," +
       " so loopback unless you choose (0.0.0.0: everywhere)",
     default: "127.0.0.1",
-    parse: (raw) => raw.trim(),
+    type: "text",
+    empty: "allowed",
     valueHint: "addr",
   },
   {
     key: "httpPort",
     description: "Port for the status page, /status, /healthz and /metrics (0: off; any: any free port)",
     default: 8080,
-    parse: listenPort("off"),
+    type: "port",
+    zero: "off",
   },
   {
     key: "maxEventSubscribers",
     description: "Status pages following /events at once; past it, 503",
     default: 32,
-    parse: integer(1, 100_000),
+    type: "integer",
+    min: 1,
+    max: 100_000,
   },
   {
     key: "maxInstances",
     description: "Registered instances allowed in the whole relay",
     default: 20,
-    parse: integer(1, 1_000_000),
+    type: "integer",
+    min: 1,
+    max: 1_000_000,
     legacyEnv: ["SOVA_MAX_INSTANCES"],
   },
   {
     key: "rateLimit",
     description: "Messages per instance per 60 s window (0: no limit)",
     default: 1000,
-    parse: integer(0, 1_000_000_000),
+    type: "integer",
+    min: 0,
+    max: 1_000_000_000,
     legacyEnv: ["SOVA_RATE_LIMIT"],
   },
   {
     key: "maxMessageSize",
     description: "Largest frame body accepted, in bytes",
     default: 1_048_576,
-    parse: integer(64, MAX_FRAME),
+    type: "integer",
+    min: 64,
+    max: MAX_FRAME,
+    unit: "bytes",
   },
   {
     key: "maxPendingBytes",
     description: "Unsent bytes held for one instance before it is cut as a slow consumer",
     default: 8_388_608,
-    parse: integer(1024, Number.MAX_SAFE_INTEGER),
+    type: "integer",
+    min: 1024,
+    max: Number.MAX_SAFE_INTEGER,
+    unit: "bytes",
   },
   {
     key: "maxTotalPendingBytes",
     description:
       "Unsent bytes held for all instances together; past it, reading pauses and the instances furthest behind are cut",
     default: 33_554_432,
-    parse: integer(1024, Number.MAX_SAFE_INTEGER),
+    type: "integer",
+    min: 1024,
+    max: Number.MAX_SAFE_INTEGER,
+    unit: "bytes",
   },
   {
     key: "handshakeTimeoutMs",
     description: "Seconds a new connection has to send RegisterInstance",
     default: 10,
-    parse: seconds(0.05),
+    type: "seconds",
+    min: 0.05,
   },
   {
     key: "idleTimeoutMs",
     description: "Seconds of silence before a connection is closed (0: never)",
     default: 0,
-    parse: seconds(0),
+    type: "seconds",
+    min: 0,
   },
   {
     key: "shutdownTimeoutMs",
     description: "Seconds to flush queued frames on SIGTERM/SIGINT",
     default: 5,
-    parse: seconds(0),
+    type: "seconds",
+    min: 0,
   },
   {
     key: "expectedVersion",
-    description: "Sova version instances must report",
-    default: VERSION,
-    parse: nonEmpty,
+    description: "Sova version instances must report (Sova's protocol version, not the relay's)",
+    default: SOVA_PROTOCOL_VERSION,
+    type: "text",
     valueHint: "version",
   },
   {
     key: "rateLimitBytes",
     description: "Bytes per instance per 60 s window (0: no limit)",
     default: 67_108_864,
-    parse: integer(0, Number.MAX_SAFE_INTEGER),
+    type: "integer",
+    min: 0,
+    max: Number.MAX_SAFE_INTEGER,
+    unit: "bytes",
   },
   {
     key: "tlsPort",
     description: "TLS port beside the plain one, same sessions (unset: no TLS; 0 or any: any free port)",
     default: null,
-    parse: listenPort("any"),
+    type: "port",
+    zero: "any",
   },
   {
     key: "tlsCert",
     description: "TLS certificate chain, PEM (reloaded on SIGHUP)",
     default: "",
-    parse: nonEmpty,
+    type: "text",
     valueHint: "file",
   },
   {
     key: "tlsKey",
     description: "TLS private key, PEM (reloaded on SIGHUP)",
     default: "",
-    parse: nonEmpty,
+    type: "text",
     valueHint: "file",
   },
   {
@@ -336,51 +282,62 @@ export const OPTIONS: OptionTable<RelayConfig> = [
       `Open connections allowed from one address, IPv6 counted per /64` +
       ` (0: --max-instances + ${RECONNECT_ROOM}, so a whole ensemble behind one NAT can join and reconnect)`,
     default: 0,
-    parse: integer(0, 1_000_000),
+    type: "integer",
+    min: 0,
+    max: 1_000_000,
   },
   {
     key: "maxFailedRegistrations",
     description:
       "Failed registrations (bad token, junk) one address may make in a burst, earned back at this many a minute",
     default: 10,
-    parse: integer(1, 1_000_000),
+    type: "integer",
+    min: 1,
+    max: 1_000_000,
   },
   {
     key: "failedRegistrationCooldownMs",
     description: "Seconds every registration from an address is refused once its failed registrations are used up",
     default: 10,
-    parse: seconds(0),
+    type: "seconds",
+    min: 0,
   },
   {
     key: "auditLog",
     description: "Also append security events (JSON lines) to this file; reopened on SIGHUP",
     default: "",
-    parse: nonEmpty,
+    type: "text",
     valueHint: "file",
   },
   {
     key: "history",
     description: "Updates kept per session and replayed to newcomers (0: off)",
     default: 0,
-    parse: integer(0, 10_000_000),
+    type: "integer",
+    min: 0,
+    max: 10_000_000,
   },
   {
     key: "historyBytes",
     description: "Bytes of history kept per session",
     default: 16_777_216,
-    parse: integer(0, Number.MAX_SAFE_INTEGER),
+    type: "integer",
+    min: 0,
+    max: Number.MAX_SAFE_INTEGER,
+    unit: "bytes",
   },
   {
     key: "historyAgeMs",
     description: "Seconds an update stays in history (0: no limit)",
     default: 0,
-    parse: seconds(0),
+    type: "seconds",
+    min: 0,
   },
   {
     key: "stateDir",
     description: "Directory for the history database (SQLite); history survives restarts",
     default: "",
-    parse: nonEmpty,
+    type: "text",
     valueHint: "dir",
   },
   {
@@ -389,58 +346,79 @@ export const OPTIONS: OptionTable<RelayConfig> = [
       "Milliseconds after which a registered instance sent nothing gets a Pong," +
       " so today's Sova client's waiting edits leave (0: off)",
     default: 40,
-    parse: integer(0, 3_600_000),
+    type: "integer",
+    min: 0,
+    max: 3_600_000,
+    unit: "milliseconds",
   },
   {
     key: "handshakeMaxBytes",
     description: "Largest frame accepted before registration, in bytes",
     default: 4096,
-    parse: integer(64, MAX_FRAME),
+    type: "integer",
+    min: 64,
+    max: MAX_FRAME,
+    unit: "bytes",
   },
   {
     key: "maxHandshakes",
     description: "Connections that have not registered yet, in the whole relay",
     default: 128,
-    parse: integer(1, 1_000_000),
+    type: "integer",
+    min: 1,
+    max: 1_000_000,
   },
   {
     key: "maxHandshakesPerIp",
     description: "Connections that have not registered yet, per address (IPv6: per /64)",
     default: 8,
-    parse: integer(1, 1_000_000),
+    type: "integer",
+    min: 1,
+    max: 1_000_000,
   },
   {
     key: "maxRegistrationsPerIp",
     description: "Registrations per address (IPv6: per /64) in any 60 s",
     default: 60,
-    parse: integer(1, 1_000_000),
+    type: "integer",
+    min: 1,
+    max: 1_000_000,
   },
   {
     key: "replayTimeoutMs",
     description: "Seconds a newcomer has to take its registration response and session history before it is cut",
     default: 30,
-    parse: seconds(1),
+    type: "seconds",
+    min: 1,
   },
   {
     key: "trustProxy",
     description:
-      "Reverse proxies (CIDR) whose X-Forwarded-For / Forwarded name the client on /relay" +
+      "Reverse proxies whose X-Forwarded-For / Forwarded name the client on /relay" +
       " (default: none; the direct peer is the client)",
     default: [],
+    type: "custom",
+    accepts: CIDR,
     parse: cidr,
+    repeatable: true,
     valueHint: "cidr",
   },
   {
     key: "cluster",
-    description: "Join a cluster of relays over NATS (nats://HOST:PORT); repeatable or comma-separated",
+    description: "Join a cluster of relays over NATS, through these NATS servers",
     default: [],
+    type: "custom",
+    accepts: "nats://HOST:PORT or tls://HOST:PORT",
     parse: natsUrl,
+    repeatable: true,
     valueHint: "url",
   },
   {
     key: "nodeName",
     description: "This relay's name in the cluster (default: hostname and a random suffix)",
     default: "",
+    type: "custom",
+    accepts: "1 to 64 printable characters",
     parse: nodeName,
     valueHint: "name",
   },
@@ -448,203 +426,111 @@ export const OPTIONS: OptionTable<RelayConfig> = [
     key: "clusterCreds",
     description: "NATS credentials file (.creds) for --cluster",
     default: "",
-    parse: nonEmpty,
+    type: "text",
     valueHint: "file",
   },
   {
     key: "clusterCa",
     description: "CA certificate (PEM) for a NATS server with TLS",
     default: "",
-    parse: nonEmpty,
+    type: "text",
     valueHint: "file",
   },
   {
     key: "clusterUser",
     description: "NATS user for --cluster (better from the environment)",
     default: "",
-    parse: nonEmpty,
+    type: "text",
     valueHint: "user",
   },
   {
     key: "clusterPassword",
     description: "NATS password for --cluster (better from the environment)",
     default: "",
-    parse: nonEmpty,
+    type: "secret",
     valueHint: "secret",
   },
   {
     key: "clusterToken",
     description: "NATS token for --cluster (better from the environment)",
     default: "",
-    parse: nonEmpty,
+    type: "secret",
+    valueHint: "secret",
+  },
+  {
+    key: "clusterSecret",
+    description:
+      "Session secret shared by every node, for a cluster whose NATS has no JetStream" +
+      " (with JetStream the nodes agree on one themselves; better from the environment)",
+    default: "",
+    type: "secret",
     valueHint: "secret",
   },
   {
     key: "logLevel",
-    description: "error, warn, info, debug or trace",
+    description: "How much to log",
     default: "info",
-    parse: oneOf(LOG_LEVELS),
+    type: "choice",
+    choices: LOG_LEVELS,
+    legacyParse: rustLogLevel,
     legacyEnv: ["RUST_LOG"],
     valueHint: "level",
   },
   {
     key: "logFormat",
-    description: "text or json",
+    description: "Log lines as text or as JSON objects",
     default: "text",
-    parse: oneOf(["text", "json"] as const),
+    type: "choice",
+    choices: ["text", "json"],
     valueHint: "format",
   },
   {
     key: "tokens",
     flag: "token",
-    description: "Session token; repeat for several sessions, one per token",
+    description: "Session token; one session per token",
     default: [],
-    parse: token,
+    type: "secret",
+    repeatable: true,
     valueHint: "token",
   },
   {
     key: "tokenFile",
     description: "File with one session token a line",
     default: "",
-    parse: nonEmpty,
+    type: "text",
     valueHint: "file",
   },
   {
     key: "allow",
-    description: "Only these address ranges may connect (CIDR, IPv4 or IPv6); repeatable",
+    description: "Only these address ranges may connect",
     default: [],
+    type: "custom",
+    accepts: CIDR,
     parse: cidr,
+    repeatable: true,
     valueHint: "cidr",
   },
   {
     key: "deny",
-    description: "These address ranges are closed at once (CIDR); repeatable, beats --allow",
+    description: "These address ranges are closed at once; beats --allow",
     default: [],
+    type: "custom",
+    accepts: CIDR,
     parse: cidr,
+    repeatable: true,
     valueHint: "cidr",
   },
   {
     key: "stateReset",
     description: "Discard the history database in --state-dir at start-up",
     default: false,
-    parse: yesNo,
+    type: "switch",
   },
 ];
 
 /** One row of the relay's table, for a sub-command that reads the same option. */
 export function option<K extends keyof RelayConfig>(key: K): OptionSpec<RelayConfig, K> {
   return OPTIONS.find((o) => o.key === key) as unknown as OptionSpec<RelayConfig, K>;
-}
-
-function baseName(key: string): string {
-  return key.endsWith("Ms") ? key.slice(0, -2) : key;
-}
-
-export function flagName(key: string): string {
-  return baseName(key).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-}
-
-export function envName(key: string): string {
-  return `SOVA_RELAY_${flagName(key).replace(/-/g, "_").toUpperCase()}`;
-}
-
-type AnyRow = OptionSpec<Record<string, unknown>, string>;
-const rowsOf = <C>(table: OptionTable<C>) => table as unknown as readonly AnyRow[];
-const flagOf = (o: AnyRow) => o.flag ?? flagName(o.key);
-
-/** citty's arg definitions for a table. No defaults: citty would report them as given, hiding the environment. */
-export function argsDef<C>(table: OptionTable<C>): ArgsDef {
-  const def: ArgsDef = {};
-  for (const o of rowsOf(table)) {
-    const unset = Array.isArray(o.default) || o.default === null || o.default === "" || o.default === false;
-    const shown = unset ? "" : `default ${o.default}; `;
-    const env = Array.isArray(o.default) ? `${envName(o.key)}, comma-separated` : envName(o.key);
-    const description = `${o.description} [${shown}env ${env}]`;
-    def[flagOf(o)] =
-      typeof o.default === "boolean"
-        ? { type: "boolean", description }
-        : { type: "string", description, valueHint: o.valueHint };
-  }
-  return def;
-}
-
-export type Env = Record<string, string | undefined>;
-
-/**
- * citty keeps only the last of a repeated flag (it calls node:util's parseArgs
- * without `multiple`, and its arg definitions have no way to ask for it), so
- * the values of list flags are collected here from the raw arguments, skipping
- * the values of the other flags the way citty does.
- */
-function repeated(rawArgs: readonly string[], rows: readonly AnyRow[]): Map<string, string[]> {
-  const lists = new Set(rows.filter((o) => Array.isArray(o.default)).map(flagOf));
-  const valued = new Set(rows.filter((o) => typeof o.default !== "boolean").map(flagOf));
-  const found = new Map<string, string[]>();
-  for (let i = 0; i < rawArgs.length; i++) {
-    const arg = rawArgs[i]!;
-    if (arg === "--") break;
-    if (!arg.startsWith("--")) continue;
-    const eq = arg.indexOf("=");
-    const name = arg.slice(2, eq === -1 ? undefined : eq);
-    const value = eq === -1 ? (valued.has(name) ? rawArgs[++i] : undefined) : arg.slice(eq + 1);
-    if (lists.has(name) && value !== undefined) found.set(name, [...(found.get(name) ?? []), value]);
-  }
-  return found;
-}
-
-/** citty accepts any flag and any positional; the relay refuses both, naming the first. */
-function checkKnown(args: ParsedArgs, rows: readonly AnyRow[]): void {
-  const known = new Set(["_"]);
-  for (const o of rows) {
-    const flag = flagOf(o);
-    known.add(flag).add(flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()));
-  }
-  const unknown = Object.keys(args).find((k) => !known.has(k));
-  if (unknown !== undefined) throw new RelayError("E_CONFIG", `unknown option '--${unknown}' (see --help)`);
-  const extra = args._[0];
-  if (extra !== undefined)
-    throw new RelayError("E_CONFIG", `unexpected argument '${extra}' (options start with --; see --help)`);
-}
-
-const needsValue = (flag: string) => new RelayError("E_CONFIG", `option --${flag} needs a value`);
-
-/** One option's value: flags beat `SOVA_RELAY_*`, which beats the seed's names, which beat defaults. */
-function optionValue(o: AnyRow, given: unknown, env: Env): unknown {
-  const flag = flagOf(o);
-  if (typeof given === "boolean") {
-    if (typeof o.default !== "boolean") throw needsValue(flag); // `--no-port`
-    return given;
-  }
-  if (given === "") throw needsValue(flag); // citty's value for a flag given none
-  if (Array.isArray(given)) return given.map((v: string) => o.parse(v, flag));
-  if (typeof given === "string") return o.parse(given, flag);
-  const name = [envName(o.key), ...(o.legacyEnv ?? [])].find((n) => env[n] !== undefined && env[n] !== "");
-  if (name === undefined) return o.default;
-  const from = `${flag} (from ${name})`;
-  if (name === "RUST_LOG") return rustLogLevel(env[name]!, from);
-  if (!Array.isArray(o.default)) return o.parse(env[name]!, from);
-  return env[name]!.split(",")
-    .filter((item) => item.trim() !== "")
-    .map((item) => o.parse(item, from));
-}
-
-/** The values of a table's options, from citty's parsed arguments and the environment. */
-export function resolveOptions<C>(
-  table: OptionTable<C>,
-  args: ParsedArgs,
-  rawArgs: readonly string[],
-  env: Env = process.env,
-): C {
-  const rows = rowsOf(table);
-  checkKnown(args, rows);
-  const lists = repeated(rawArgs, rows);
-  const out: Record<string, unknown> = {};
-  for (const o of rows) {
-    const value = optionValue(o, Array.isArray(o.default) ? lists.get(flagOf(o)) : args[flagOf(o)], env);
-    // The one place where seconds become milliseconds.
-    out[o.key] = o.key.endsWith("Ms") && typeof value === "number" ? value * 1000 : value;
-  }
-  return out as C;
 }
 
 function readTokenFile(path: string): string[] {
@@ -669,18 +555,21 @@ export const MIN_TOKEN_LENGTH = 16;
  * with the failed-registration budget (about 10 guesses a minute per address)
  * either outlasts any concert. The message never repeats the token.
  */
-function checkTokenStrength(token: string): void {
+function checkTokenStrength(token: string, what = "a session token"): void {
   const chars = [...token];
   if (chars.length < MIN_TOKEN_LENGTH || new Set(chars).size < 8) {
     throw new RelayError(
       "E_CONFIG",
-      `a session token is too easy to guess (${chars.length} characters; at least ${MIN_TOKEN_LENGTH},` +
+      `${what} is too easy to guess (${chars.length} characters; at least ${MIN_TOKEN_LENGTH},` +
         ` with at least 8 different ones): make one with \`openssl rand -base64 24\``,
     );
   }
 }
 
 export const RELAY_ARGS: ArgsDef = argsDef(OPTIONS);
+
+/** Every environment name the relay reads (ours and the seed's). */
+export const RELAY_ENV: readonly string[] = envNamesOf(OPTIONS);
 
 /** The relay's configuration from citty's parsed arguments (the `serve` command) and the environment. */
 export function configFromArgs(args: ParsedArgs, rawArgs: readonly string[], env: Env = process.env): RelayConfig {
@@ -693,6 +582,8 @@ export function configFromArgs(args: ParsedArgs, rawArgs: readonly string[], env
   const fromFile = config.tokenFile ? readTokenFile(config.tokenFile) : [];
   config.tokens = [...new Set([...config.tokens, ...fromFile])];
   for (const t of config.tokens) checkTokenStrength(t);
+  // Whoever has it turns a session id on /status back into its token by guessing.
+  if (config.clusterSecret) checkTokenStrength(config.clusterSecret, "--cluster-secret");
   if (config.maxConnectionsPerIp === 0) config.maxConnectionsPerIp = config.maxInstances + RECONNECT_ROOM;
   return config;
 }

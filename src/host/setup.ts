@@ -54,7 +54,7 @@ export function buildRelay(config: ServerConfig, log: Logger, link?: ServerLink)
       rateLimitBytes: config.rateLimitBytes,
       maxMessageSize: config.maxMessageSize,
       tokens: config.tokens,
-      sessionSecret: config.stateDir ? loadSessionSecret(config.stateDir) : undefined,
+      sessionSecret: link?.sessionSecret ?? (config.stateDir ? loadSessionSecret(config.stateDir) : undefined),
       handshakeTimeoutMs: config.handshakeTimeoutMs,
       idleTimeoutMs: config.idleTimeoutMs,
       handshakeMaxBytes: config.handshakeMaxBytes,

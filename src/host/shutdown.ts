@@ -7,14 +7,13 @@ import type { Relay } from "../core/index.ts";
 import { reportRepeats, type Repeats } from "../lib/repeats.ts";
 import type { ConnectionTable } from "../transport/connections.ts";
 import type { Listeners } from "../transport/listeners.ts";
-import type { TcpEdge } from "../transport/tcp.ts";
 
 export interface ShutdownDeps {
   relay: Relay;
   log: Logger;
   listeners: Listeners;
+  /** Every transport's connections. */
   table: ConnectionTable;
-  tcp: TcpEdge;
   repeats: Repeats<LogEvent>;
   stopTimers(): void;
   /** The history store, closed last. */
@@ -24,7 +23,7 @@ export interface ShutdownDeps {
 }
 
 export async function shutDown(why: string, timeoutMs: number, deps: ShutdownDeps): Promise<void> {
-  const { relay, log, listeners, table, tcp } = deps;
+  const { relay, log, listeners, table } = deps;
   log.info(
     "shutdown",
     `${why}: shutting down, ${relay.instanceCount} instances connected;` +
@@ -39,11 +38,9 @@ export async function shutDown(why: string, timeoutMs: number, deps: ShutdownDep
   const flushed = await within(timeoutMs, (done) => table.whenQuiet(done));
   table.whenQuiet(null);
   relay.closeAll();
-  const closed = await within(1000, (done) => {
-    tcp.onAllClosed(done);
-    if (tcp.openCount === 0) done();
-  });
-  tcp.terminateAll();
+  const closed = await within(1000, (done) => table.whenEmpty(done));
+  table.whenEmpty(null);
+  table.terminateAll();
   await deps.closeLink();
   deps.stopTimers();
   reportRepeats(log, deps.repeats.drain());

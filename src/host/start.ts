@@ -5,13 +5,12 @@
  */
 import type { RelayConfig } from "./config.ts";
 import type { LogEvent, Logger } from "../lib/log.ts";
-import type { PendingBudget } from "../lib/outbox.ts";
 import type { Guard } from "../transport/guard.ts";
 import type { History } from "../core/history.ts";
 import type { ClusterLink, RemoteMembers } from "../core/link.ts";
 import type { Relay } from "../core/index.ts";
 import { createRepeats, reportRepeats } from "../lib/repeats.ts";
-import { createConnectionTable, type Lingering } from "../transport/connections.ts";
+import { type ConnectionTable, createConnectionTable } from "../transport/connections.ts";
 import { openListeners } from "../transport/listeners.ts";
 import { buildRelay } from "./setup.ts";
 import { shutDown } from "./shutdown.ts";
@@ -27,6 +26,8 @@ export interface ServerLink extends ClusterLink {
   close(): Promise<void>;
   /** History kept by the cluster instead of this process. */
   readonly history?: History;
+  /** The session secret the cluster agreed on: session ids are keyed with it instead of --state-dir's own. */
+  readonly sessionSecret?: Uint8Array;
 }
 
 const TICK_MS = 250;
@@ -47,15 +48,12 @@ export interface RunningServer {
   reloadTls(): void;
   readonly stopping: boolean;
   readonly history: History;
-  /** Shared with the WebSocket endpoint (src/transport/websocket.ts), so one guard and one budget cover every transport. */
+  /**
+   * Shared with the WebSocket endpoint (src/transport/websocket.ts), so one guard and one connection table (its
+   * memory bound, bounded closes and the shutdown's waits) cover every transport.
+   */
   readonly guard: Guard;
-  readonly budget: PendingBudget;
-  /** Counts another transport's connection in memory-pressure relief and the shutdown flush; returns its release. */
-  track(live: Lingering): () => void;
-  /** Starts a close's time bound (CLOSE_LINGER_MS) for a connection of another transport. */
-  closeBounded(live: Lingering): void;
-  /** That connection closed within its bound. */
-  closedInTime(live: Lingering): void;
+  readonly table: ConnectionTable;
 }
 
 export type ServerConfig = Pick<
@@ -130,7 +128,6 @@ export function startServer(config: ServerConfig, log: Logger, link?: ServerLink
         log,
         listeners,
         table,
-        tcp,
         repeats,
         stopTimers() {
           clearInterval(ticker);
@@ -149,9 +146,6 @@ export function startServer(config: ServerConfig, log: Logger, link?: ServerLink
     },
     history,
     guard,
-    budget: table.budget,
-    track: table.track,
-    closeBounded: table.closeBounded,
-    closedInTime: table.closedInTime,
+    table,
   };
 }

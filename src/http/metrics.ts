@@ -70,12 +70,23 @@ function histogramMetric(name: string, help: string, read: () => Histogram): Met
     values.push({ metricName: `${name}_count`, labels: {}, value: h.count });
     return { name, help, type: "histogram", values, aggregator: "sum" };
   };
-  return { name, help, get } as unknown as Metric;
+  return { name, help, type: "histogram", labelNames: [], get } as unknown as Metric;
 }
 
 export interface MetricsEndpoint {
   /** The exposition text: the relay's metrics, then the process's. */
   render(): Promise<string>;
+  /** Every family served, as registered (docs/reference/metrics.md is generated from this). */
+  families(): MetricFamily[];
+}
+
+export interface MetricFamily {
+  name: string;
+  type: string;
+  help: string;
+  labels: readonly string[];
+  /** prom-client's standard process metrics rather than the relay's own. */
+  standard: boolean;
 }
 
 /** What the HTTP side counts of `/events` streams. */
@@ -163,7 +174,7 @@ export async function createMetrics(ctx: StatusContext, sources: MetricsSources 
     s.status === "ok" ? 1 : 0,
   );
   gauge("sova_relay_uptime_seconds", "Seconds since the relay started.", (s) => s.uptime);
-  gauge("sova_relay_connections_open", "Open TCP connections, registered or not.", (s) => s.connections);
+  gauge("sova_relay_connections_open", "Open connections, TCP and WebSocket, registered or not.", (s) => s.connections);
   perSession("sova_relay_instances", "Registered instances per session (by its short hash).", (s) => s.instances);
   perSession(
     "sova_relay_history_entries",
@@ -308,6 +319,16 @@ export async function createMetrics(ctx: StatusContext, sources: MetricsSources 
       () => c().name_conflicts,
     );
     total("sova_relay_cluster_disconnects_total", "Times NATS became unreachable.", () => c().disconnects);
+    gauge(
+      "sova_relay_cluster_secret_refused",
+      "1 when this node's session secret differs from the cluster's and it stays out of the cluster.",
+      () => (c().session_secret === "refused" ? 1 : 0),
+    );
+    total(
+      "sova_relay_cluster_nodes_refused_total",
+      "Node starts heard with another session secret, kept out of this node's sessions.",
+      () => c().nodes_refused,
+    );
     new Counter({
       name: "sova_relay_cluster_gaps_total",
       help: "Frames from another node that never arrived, by sending node.",
@@ -331,6 +352,14 @@ export async function createMetrics(ctx: StatusContext, sources: MetricsSources 
     async render() {
       status = snapshot(ctx);
       return `${await registry.metrics()}\n${await processMetrics.metrics()}`;
+    },
+    families() {
+      const of = (r: Registry, standard: boolean) =>
+        r.getMetricsAsArray().map((m) => {
+          const f = m as unknown as { name: string; type: string; help: string; labelNames?: readonly string[] };
+          return { name: f.name, type: f.type, help: f.help, labels: f.labelNames ?? [], standard };
+        });
+      return [...of(registry, false), ...of(processMetrics, true)];
     },
   };
 }

@@ -14,78 +14,442 @@ export const LOG_LEVELS = ["error", "warn", "info", "debug", "trace"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export type LogFormat = "text" | "json";
 
+/** How an event that something can repeat is kept from flooding the log (docs/reference/log-events.md). */
+export type Aggregation =
+  /** Every occurrence is a line. */
+  | "none"
+  /** The first per address (IPv6: /64) a minute; the rest counted, in a summary line or in /metrics. */
+  | "per_address"
+  /** At most one line per period (10 s to a minute), carrying the count since the last. */
+  | "periodic";
+
+export interface EventSpec {
+  /** The levels it is logged at, the usual one first. */
+  readonly levels: readonly LogLevel[];
+  /** Also written to the --audit-log file, whatever --log-level says. */
+  readonly audit: boolean;
+  readonly aggregation: Aggregation;
+  /** What it means, in one line. */
+  readonly meaning: string;
+}
+
 /**
- * Every event the relay logs. A closed union, so that a misspelt name does
- * not compile (and cannot fall out of the audit log unnoticed); tests and log
- * shippers match on these names, never on the wording of the message.
+ * Every event the relay logs, as data: tests and log shippers match on these
+ * names, never on the wording of the message, so a misspelt name must not
+ * compile (LogEvent is derived from the keys), and the audit log, the docs and
+ * the levels the code logs at (tests/unit/lib/log-events.test.ts) all come from here.
  */
-export type LogEvent =
+export const LOG_EVENTS = {
   // connections and registration
-  | "connection_accepted"
-  | "connection_refused"
-  | "connection_closed"
-  | "cooldown_started"
-  | "handshake_timeout"
-  | "probe"
-  | "registered"
-  | "registration_rejected"
-  | "disconnected"
-  | "socket_error"
-  | "close_forced"
-  | "tls_handshake_failed"
+  connection_accepted: {
+    levels: ["debug"],
+    audit: true,
+    aggregation: "per_address",
+    meaning: "A TCP or WebSocket connection was accepted.",
+  },
+  connection_refused: {
+    levels: ["warn"],
+    audit: true,
+    aggregation: "per_address",
+    meaning: "A connection was closed at once: --allow/--deny, a per-address cap, the cool-down or the handshake caps.",
+  },
+  connection_closed: {
+    levels: ["debug"],
+    audit: false,
+    aggregation: "per_address",
+    meaning: "A connection that never registered ended (a probe, a scanner, a refused registration).",
+  },
+  cooldown_started: {
+    levels: ["warn"],
+    audit: true,
+    aggregation: "none",
+    meaning: "An address used up its failed registrations; all its registrations are refused for the cool-down.",
+  },
+  handshake_timeout: {
+    levels: ["debug"],
+    audit: false,
+    aggregation: "per_address",
+    meaning: "A connection sent no RegisterInstance within --handshake-timeout and was closed.",
+  },
+  probe: {
+    levels: ["debug"],
+    audit: false,
+    aggregation: "per_address",
+    meaning: "An empty frame before registration: a health check (`sova-relay health`).",
+  },
+  registered: {
+    levels: ["info"],
+    audit: true,
+    aggregation: "none",
+    meaning: "An instance registered: its name, id, session hash and address.",
+  },
+  registration_rejected: {
+    levels: ["warn"],
+    audit: true,
+    aggregation: "per_address",
+    meaning: "A registration was refused with an Error frame; `reason` says why (version, token, capacity, name...).",
+  },
+  disconnected: {
+    levels: ["info"],
+    audit: true,
+    aggregation: "none",
+    meaning: "A registered instance left; `reason` says why (closed, slow_consumer, shutdown...).",
+  },
+  socket_error: {
+    levels: ["debug"],
+    audit: false,
+    aggregation: "none",
+    meaning: "A TCP socket failed (reset by the peer, for instance); the connection is closed.",
+  },
+  close_forced: {
+    levels: ["debug"],
+    audit: false,
+    aggregation: "none",
+    meaning: "A connection the relay closed did not take its last bytes within 5 s and was ended.",
+  },
+  tls_handshake_failed: {
+    levels: ["warn"],
+    audit: true,
+    aggregation: "per_address",
+    meaning: "A TLS handshake on --tls-port failed (a scanner, a plain-TCP client, a bad certificate).",
+  },
   // sessions and traffic
-  | "session_created"
-  | "session_emptied"
-  | "id_mismatch"
-  | "invalid_message"
-  | "oversized_frame"
-  | "rate_limited"
-  | "slow_consumer"
-  | "backpressure"
-  | "events_limited"
-  | "websocket_refused"
-  | "websocket_dropped"
+  session_created: {
+    levels: ["debug"],
+    audit: true,
+    aggregation: "none",
+    meaning: "The first instance of a session registered (sessions are named by their keyed short hash).",
+  },
+  session_emptied: {
+    levels: ["debug"],
+    audit: true,
+    aggregation: "none",
+    meaning: "The last instance of a session left.",
+  },
+  id_mismatch: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "per_address",
+    meaning: "A StateUpdate carried another instance's id; it was dropped and answered with an Error.",
+  },
+  invalid_message: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "per_address",
+    meaning: "A frame that does not decode, or too many frames before a registration was answered; dropped.",
+  },
+  oversized_frame: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "per_address",
+    meaning: "A frame over --max-message-size (--handshake-max-bytes before registering); skipped unread.",
+  },
+  rate_limited: {
+    levels: ["warn"],
+    audit: true,
+    aggregation: "periodic",
+    meaning: "An instance passed --rate-limit or --rate-limit-bytes; its messages are dropped until it is under.",
+  },
+  slow_consumer: {
+    levels: ["warn"],
+    audit: true,
+    aggregation: "none",
+    meaning: "An instance that did not read (--max-pending-bytes, memory pressure, --replay-timeout) was cut.",
+  },
+  backpressure: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "periodic",
+    meaning: "Unsent data for all connections passed --max-total-pending-bytes; who was cut or paused.",
+  },
+  events_limited: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "periodic",
+    meaning: "/events streams refused past --max-event-subscribers or cut for not reading.",
+  },
+  websocket_refused: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "periodic",
+    meaning: "A WebSocket upgrade was refused or closed for what it sent (20 lines a minute, then a count).",
+  },
+  websocket_dropped: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "none",
+    meaning: "Bun dropped a frame past a WebSocket's send buffer; the connection was closed.",
+  },
   // a cluster node (--cluster)
-  | "cluster_claim_failed"
-  | "cluster_claim_taken_over"
-  | "cluster_connected"
-  | "cluster_disconnected"
-  | "cluster_gap"
-  | "cluster_history"
-  | "cluster_history_read_failed"
-  | "cluster_history_unavailable"
-  | "cluster_max_payload"
-  | "cluster_name_conflict"
-  | "cluster_names_local"
-  | "cluster_names_shared"
-  | "cluster_node_down"
-  | "cluster_node_name_clash"
-  | "cluster_node_up"
-  | "cluster_starting"
-  | "cluster_unreachable"
-  | "cluster_unsent"
+  cluster_starting: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "This node is connecting to NATS.",
+  },
+  cluster_connected: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "This node reached NATS (first time or again).",
+  },
+  cluster_unreachable: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "periodic",
+    meaning: "NATS could not be reached at start-up; the node relays among its own instances and retries.",
+  },
+  cluster_disconnected: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "none",
+    meaning: "NATS became unreachable; the node relays among its own instances until it is back.",
+  },
+  cluster_node_up: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "Another node joined the cluster.",
+  },
+  cluster_node_down: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "none",
+    meaning: "Another node stopped its heartbeats or restarted; its instances left their sessions.",
+  },
+  cluster_node_name_clash: {
+    levels: ["error"],
+    audit: false,
+    aggregation: "none",
+    meaning: "Another relay uses this node's --node-name.",
+  },
+  cluster_names_shared: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "Instance names are claimed across the cluster (JetStream KV).",
+  },
+  cluster_names_local: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "none",
+    meaning: "JetStream KV is unavailable: names are unique on this node only until it is back.",
+  },
+  cluster_claim_failed: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "none",
+    meaning: "A name claim through JetStream KV failed; the name is unique on this node until claimed again.",
+  },
+  cluster_claim_taken_over: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "A name claim left by a node that is gone was taken over.",
+  },
+  cluster_name_conflict: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "none",
+    meaning: "A name was registered on two nodes while they were apart; both instances stay connected.",
+  },
+  cluster_gap: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "periodic",
+    meaning: "Frames from another node never arrived (NATS lost them); counted per node.",
+  },
+  cluster_unsent: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "periodic",
+    meaning: "Frames could not be sent to the other nodes (NATS unreachable, over max_payload).",
+  },
+  cluster_max_payload: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "none",
+    meaning: "NATS max_payload is below --max-message-size: larger edits stay on their node.",
+  },
+  cluster_history: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "Session history is kept in a JetStream stream for the whole cluster.",
+  },
+  cluster_history_unavailable: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "none",
+    meaning: "The JetStream history stream is unavailable: newcomers get only what this node saw.",
+  },
+  cluster_history_read_failed: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "none",
+    meaning: "Reading a session's history from JetStream failed for one newcomer.",
+  },
+  cluster_secret_agreed: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "This node shares the cluster's session secret (created in, or read from, JetStream KV).",
+  },
+  cluster_secret_waiting: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "none",
+    meaning: "A node with tokens waits for NATS or JetStream to learn the session secret; it admits no one until then.",
+  },
+  cluster_secret_unchecked: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "none",
+    meaning: "The node runs on a session secret not checked against the cluster's yet (NATS or JetStream away).",
+  },
+  cluster_secret_mismatch: {
+    levels: ["error"],
+    audit: false,
+    aggregation: "none",
+    meaning: "This node's session secret differs from the cluster's: it stays out of the cluster.",
+  },
+  cluster_secret_unkept: {
+    levels: ["error"],
+    audit: false,
+    aggregation: "none",
+    meaning: "The agreed session secret could not be kept in --state-dir.",
+  },
+  cluster_node_refused: {
+    levels: ["error", "warn"],
+    audit: false,
+    aggregation: "none",
+    meaning: "Another node uses another session secret (kept out when this node has tokens), or says none.",
+  },
   // the tunnel (`sova-relay tunnel`)
-  | "tunnel_listening"
-  | "tunnel_stopping"
-  | "tunnel_accepted"
-  | "tunnel_open"
-  | "tunnel_closed"
-  | "tunnel_local_slow"
-  | "tunnel_oversized"
-  | "tunnel_upstream_failed"
-  | "tunnel_upstream_failed_repeated"
-  | "tunnel_upstream_closed"
+  tunnel_listening: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "The tunnel is listening; the line says where to point Sova.",
+  },
+  tunnel_stopping: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "SIGTERM or SIGINT: the tunnel closes its connections and exits.",
+  },
+  tunnel_accepted: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "Sova connected to the tunnel; it opens the upstream to the relay.",
+  },
+  tunnel_open: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "The upstream to the relay is open; the connection is carried.",
+  },
+  tunnel_closed: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "A carried connection ended, with its bytes up and down.",
+  },
+  tunnel_upstream_closed: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "The relay closed the upstream; the tunnel closes the local connection so Sova sees it.",
+  },
+  tunnel_upstream_failed: {
+    levels: ["error", "debug"],
+    audit: false,
+    aggregation: "periodic",
+    meaning: "The relay could not be reached (DNS, refused, certificate, HTTP status); the line says why.",
+  },
+  tunnel_upstream_failed_repeated: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "periodic",
+    meaning: "How many more times the last failure happened (Sova retries every few seconds).",
+  },
+  tunnel_local_slow: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "none",
+    meaning: "The local side (Sova) stopped reading; the tunnel closed it.",
+  },
+  tunnel_oversized: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "none",
+    meaning: "Sova sent a frame over the tunnel's --max-message-size; skipped and answered as the relay would.",
+  },
   // the process
-  | "starting"
-  | "listening"
-  | "http_listening"
-  | "http_error"
-  | "history_loaded"
-  | "tls_reloaded"
-  | "reload_failed"
-  | "shutdown"
-  | "shutdown_forced"
-  | "shutdown_complete";
+  starting: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "The relay started, with its version.",
+  },
+  listening: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "The relay is ready: its addresses and ports (tests and scripts read the ports from it).",
+  },
+  http_listening: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "The status page, /status, /healthz, /metrics and /relay are served.",
+  },
+  http_error: {
+    levels: ["error"],
+    audit: false,
+    aggregation: "none",
+    meaning: "An HTTP handler failed; the request got a 500.",
+  },
+  history_loaded: {
+    levels: ["info"],
+    audit: false,
+    aggregation: "none",
+    meaning: "History was read from --state-dir at start-up.",
+  },
+  tls_reloaded: {
+    levels: ["info"],
+    audit: true,
+    aggregation: "none",
+    meaning: "SIGHUP: the TLS certificate and key were loaded again.",
+  },
+  reload_failed: {
+    levels: ["error"],
+    audit: false,
+    aggregation: "none",
+    meaning: "SIGHUP: reloading failed; what was loaded stays in use.",
+  },
+  shutdown: {
+    levels: ["info"],
+    audit: true,
+    aggregation: "none",
+    meaning: "SIGTERM or SIGINT: the relay stops accepting and flushes queued frames.",
+  },
+  shutdown_forced: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "none",
+    meaning: "A second signal during shutdown: the relay exits at once.",
+  },
+  shutdown_complete: {
+    levels: ["info"],
+    audit: true,
+    aggregation: "none",
+    meaning: "Shutdown finished; `flushed` says whether every queued frame went out.",
+  },
+} as const satisfies Record<string, EventSpec>;
+
+export type LogEvent = keyof typeof LOG_EVENTS;
 
 export type LogFields = Record<string, string | number | boolean | null | undefined>;
 
@@ -110,24 +474,11 @@ export interface LoggerOptions {
 }
 
 /** Security-relevant events, also written to the audit log at any level. */
-export const AUDIT_EVENTS = [
-  "connection_accepted",
-  "connection_refused",
-  "registered",
-  "registration_rejected",
-  "disconnected",
-  "rate_limited",
-  "slow_consumer",
-  "cooldown_started",
-  "session_created",
-  "session_emptied",
-  "tls_handshake_failed",
-  "tls_reloaded",
-  "shutdown",
-  "shutdown_complete",
-] as const satisfies readonly LogEvent[];
+export type AuditEvent = { [E in LogEvent]: (typeof LOG_EVENTS)[E]["audit"] extends true ? E : never }[LogEvent];
 
-export type AuditEvent = (typeof AUDIT_EVENTS)[number];
+export const AUDIT_EVENTS = (Object.keys(LOG_EVENTS) as LogEvent[]).filter(
+  (e) => LOG_EVENTS[e].audit,
+) as readonly AuditEvent[];
 
 const IS_AUDIT: ReadonlySet<LogEvent> = new Set(AUDIT_EVENTS);
 

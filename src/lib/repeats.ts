@@ -120,3 +120,29 @@ export function reportRepeats(log: Logger, summaries: readonly RepeatedEvent<Log
     );
   }
 }
+
+/**
+ * The same throttle for one event with no key (frames NATS refused, frames lost
+ * between nodes, attempts to reach a server): the first occurrence is logged at
+ * once; later ones are added up and the sum goes out with the first occurrence
+ * after the window, so the log says how many without a line for each.
+ */
+export interface Tally {
+  /** Adds `amount`; returns the sum to log now (everything since the last line), or 0 to stay quiet. */
+  add(amount: number, now: number): number;
+}
+
+export function createTally(windowMs: number): Tally {
+  let loggedAt = Number.NEGATIVE_INFINITY;
+  let pending = 0;
+  return {
+    add(amount, now) {
+      pending += amount;
+      if (now - loggedAt < windowMs) return 0;
+      loggedAt = now;
+      const sum = pending;
+      pending = 0;
+      return sum;
+    },
+  };
+}

@@ -1,5 +1,5 @@
 /**
- * The wire layout, stated once (PROTOCOL.md, "Messages"): every variant's fields
+ * The wire layout, stated once (docs/protocol.md, "Messages" and "Encoding"): every variant's fields
  * in Rust declaration order, which is the order rmp-serde's `to_vec_named` writes
  * and msgpackr keeps. The types, the encoder, the validator and the StateUpdate
  * fast path all derive from this table.

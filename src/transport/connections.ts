@@ -1,7 +1,7 @@
 /**
- * The live connections of every transport (TCP here, WebSocket in
- * src/transport/websocket.ts), for what looks across all of them: the shutdown's
- * "everything sent" check, relieving memory pressure, and the bounded close.
+ * The live connections of every transport (each a `Link`, src/transport/edge.ts),
+ * for what looks across all of them: the shutdown's "everything sent" and
+ * "everyone gone" checks, relieving memory pressure, and the bounded close.
  */
 import type { Logger } from "../lib/log.ts";
 import { createBudget, type Outbox, type PendingBudget } from "../lib/outbox.ts";
@@ -19,16 +19,13 @@ const BEHIND_BYTES = 256 * 1024;
 /** Under pressure longer than this, the largest holders are cut even if they read. */
 const PRESSURE_GRACE_MS = 3_000;
 
+/** A connection as the table sees it. */
 export interface Live {
   readonly conn: Connection;
   readonly outbox: Outbox;
-  /** Slowing a sender down under memory pressure (TCP backpressure); transports that cannot, leave these out. */
-  pauseReading?(): void;
-  resumeReading?(): void;
-}
-
-/** A connection whose transport leaves the close's time bound to the table (TCP, WebSocket). */
-export interface Lingering extends Live {
+  /** Slowing a sender down under memory pressure (TCP backpressure); a no-op where the transport cannot. */
+  pauseReading(): void;
+  resumeReading(): void;
   /** When a close the relay decided becomes a terminate; 0 while open. */
   closeBy: number;
   readonly remoteAddress: string;
@@ -40,25 +37,31 @@ export interface ConnectionTable {
   /** Shared by every outbox: past its limit, the connections holding the most are cut. */
   readonly budget: PendingBudget;
   add(live: Live): void;
+  /** The connection is gone. */
   delete(live: Live): void;
-  /** For transports that keep their own state (WebSocket): adds, and returns the release (on close). */
-  track(live: Lingering): () => void;
+  /** Connections not gone yet, of every transport. */
+  readonly size: number;
   /** Call when an outbox may have emptied: the shutdown waits for all of them. */
   checkQuiet(): void;
   /** `done` runs once nothing is left unsent (now, if so already); null stops waiting. */
   whenQuiet(done: (() => void) | null): void;
+  /** `done` runs once every connection is gone (now, if so already); null stops waiting. */
+  whenEmpty(done: (() => void) | null): void;
+  /** End every connection now (the shutdown's last step). */
+  terminateAll(): void;
   /** Starts the close's time bound. */
-  closeBounded(conn: Lingering): void;
+  closeBounded(live: Live): void;
   /** The connection closed by itself within its bound. */
-  closedInTime(conn: Lingering): void;
+  closedInTime(live: Live): void;
   /** Relieves lasting memory pressure and force-closes the connections past their bound; call from the tick. */
   sweep(now: number): void;
 }
 
 export function createConnectionTable(relay: Relay, log: Logger, maxTotalPendingBytes: number): ConnectionTable {
   const live = new Set<Live>();
-  const closing = new Set<Lingering>();
+  const closing = new Set<Live>();
   let onQuiet: (() => void) | null = null;
+  let onEmpty: (() => void) | null = null;
 
   function checkQuiet(): void {
     if (onQuiet === null) return;
@@ -81,7 +84,7 @@ export function createConnectionTable(relay: Relay, log: Logger, maxTotalPending
   const budget = createBudget(maxTotalPendingBytes, (over) => {
     if (!over) {
       pressureSince = 0;
-      for (const l of paused) l.resumeReading?.();
+      for (const l of paused) l.resumeReading();
       paused.clear();
       return;
     }
@@ -129,7 +132,7 @@ export function createConnectionTable(relay: Relay, log: Logger, maxTotalPending
         if (session && l.outbox.liveBytes >= BEHIND_BYTES) behind.add(session);
       }
       for (const l of live) {
-        if (l.conn.state !== "registered" || paused.has(l) || !l.pauseReading) continue;
+        if (l.conn.state !== "registered" || paused.has(l)) continue;
         if (!behind.has(l.conn.instance!.session)) continue;
         l.pauseReading();
         paused.add(l);
@@ -157,19 +160,22 @@ export function createConnectionTable(relay: Relay, log: Logger, maxTotalPending
     delete(l) {
       live.delete(l);
       paused.delete(l);
+      if (live.size === 0) onEmpty?.();
     },
-    track(entry) {
-      live.add(entry);
-      return () => {
-        live.delete(entry);
-        paused.delete(entry);
-        checkQuiet();
-      };
+    get size() {
+      return live.size;
     },
     checkQuiet,
     whenQuiet(done) {
       onQuiet = done;
       checkQuiet();
+    },
+    whenEmpty(done) {
+      onEmpty = done;
+      if (live.size === 0) onEmpty?.();
+    },
+    terminateAll() {
+      for (const l of [...live]) l.forceClose();
     },
     closeBounded(conn) {
       conn.closeBy = Date.now() + CLOSE_LINGER_MS;

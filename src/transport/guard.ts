@@ -1,5 +1,5 @@
 /**
- * Who may connect and register (PROTOCOL.md leaves this to the relay):
+ * Who may connect and register (docs/protocol.md, "Limits": what this relay adds per address):
  * --allow/--deny ranges, a cap on open connections per address group, and a
  * budget of failed registrations per address group, so tokens cannot be
  * guessed quickly. An address group is an IPv4 address or an IPv6 /64

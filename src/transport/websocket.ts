@@ -1,24 +1,27 @@
 /**
  * The WebSocket edge: `GET /relay` on the HTTP listener upgrades to a WebSocket
  * whose binary messages each carry one frame body (the same MessagePack as on
- * TCP, without the 4-byte length). Each upgraded socket becomes a relay `Peer`
- * as a TCP socket does in server/tcp.ts, so it meets TCP instances in the same
- * sessions, under the same guard, limits, queues and shared pending budget.
+ * TCP, without the 4-byte length). Each upgraded socket becomes a `Link`
+ * (src/transport/edge.ts) as a TCP socket does, so it meets TCP instances in the
+ * same sessions, under the same guard, limits, queues, memory bound and shutdown.
+ * What is WebSocket's own stays here: admission before the upgrade, close codes,
+ * text messages, pings.
  *
- * Outbound, the relay hands a peer a byte stream (a RegistrationResponse can come
- * in two pieces), so the outbox's writes go through a frame splitter
- * (createFrameReader) and each frame leaves as one message, corked per write.
+ * Outbound, the relay hands a peer a byte stream (a RegistrationResponse comes in
+ * two pieces, and the outbox merges small frames into shared chunks), so the
+ * carrier's writes go through a frame splitter (createFrameReader) and each frame
+ * leaves as one message, corked per write.
  */
-import { isIP } from "node:net";
 import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
 import type { Logger } from "../lib/log.ts";
-import { createFrameReader, type FrameReader } from "../protocol/framing.ts";
+import { createFrameReader } from "../protocol/framing.ts";
 import type { Guard, Refusal } from "./guard.ts";
 import type { Connection, Relay } from "../core/index.ts";
 import type { DisconnectReason } from "../core/stats.ts";
-import type { Lingering } from "./connections.ts";
-import { cidrContains, type Cidr } from "../lib/cidr.ts";
-import { createOutbox, type Outbox, type PendingBudget } from "../lib/outbox.ts";
+import type { ConnectionTable } from "./connections.ts";
+import type { Cidr } from "../lib/cidr.ts";
+import { type Carrier, type EdgeContext, Link, refused as countRefused } from "./edge.ts";
+import { clientAddress } from "./forwarded.ts";
 
 export const RELAY_PATH = "/relay";
 /** WebSocket connections not registered yet, at once (each may hold a whole --max-message-size message). */
@@ -54,13 +57,8 @@ export interface WebSocketOptions {
 export interface WebSocketDeps {
   relay: Relay;
   guard: Guard;
-  budget: PendingBudget;
-  /** Counts a connection in the server's memory-pressure relief and shutdown flush; returns its release. */
-  track(live: Lingering): () => void;
-  /** Starts a close's time bound, as for TCP (the server's connection table ends it). */
-  closeBounded(live: Lingering): void;
-  /** The connection closed within its bound. */
-  closedInTime(live: Lingering): void;
+  /** The server's connections of every transport (memory bound, bounded close, shutdown). */
+  table: ConnectionTable;
 }
 
 export interface WebSocketStats {
@@ -74,20 +72,16 @@ export interface WebSocketStats {
 export interface WsData {
   ip: string;
   port: number;
+  link?: Link;
+  /** The relay's record of the connection, once open. */
   conn?: Connection;
-  outbox?: Outbox;
-  splitter?: FrameReader;
   /** The last send was queued by Bun (backpressure): writes wait for drain. */
   blocked: boolean;
+  /** Nothing more is sent or read. */
   done: boolean;
-  /** What the server's connection table sees of this peer (memory pressure, the close's time bound). */
-  lingering?: Lingering;
-  /** Messages past this many bytes are oversized (smaller before registration). */
-  frameLimit: number;
   /** WebSocket pings in the current second (Bun answers each with a pong we cannot count). */
   pings?: number;
   pingSecond?: number;
-  untrack?: () => void;
 }
 
 type Ws = ServerWebSocket<WsData>;
@@ -97,15 +91,7 @@ export interface WebSocketEndpoint {
   upgrade(req: Request, server: Server<WsData>): Response | undefined;
   readonly handler: WebSocketHandler<WsData>;
   readonly stats: WebSocketStats;
-  /** Resolves once every WebSocket peer has closed, or after `ms`. */
-  closed(ms: number): Promise<void>;
 }
-
-const REFUSAL_TEXT: Record<Refusal, string> = {
-  denied: "address is in a --deny range",
-  not_allowed: "address is outside every --allow range",
-  per_ip_limit: "too many connections from this address",
-};
 
 const HEADERS = {
   "Content-Type": "text/plain; charset=utf-8",
@@ -117,46 +103,97 @@ function refusal(status: number, text: string, extra: Record<string, string> = {
   return new Response(`${text}\n`, { status, headers: { ...HEADERS, ...extra } });
 }
 
-/** RFC 7239 `for=` values, in order: `for=192.0.2.1`, `for="[2001:db8::1]:4711"`. */
-function forwardedFor(header: string): string[] {
-  const out: string[] = [];
-  for (const element of header.split(",")) {
-    for (const pair of element.split(";")) {
-      const [k, v] = pair.split("=", 2) as [string, string | undefined];
-      if (k.trim().toLowerCase() !== "for" || v === undefined) continue;
-      out.push(v.trim().replace(/^"|"$/g, ""));
-    }
-  }
-  return out;
+/** How a WebSocket writes (one message per frame), ends (with a close code) and pauses. */
+function wsCarrier(ws: Ws, relay: Relay, log: Logger): Carrier {
+  const data = ws.data;
+  // A whole frame inside one write leaves as a view of it, a frame across writes is gathered once.
+  const splitter = createFrameReader(0xffffffff, {
+    frame(body) {
+      const status = ws.send(body);
+      if (status === -1) data.blocked = true;
+      // past backpressureLimit: cannot happen while writes stop at the first -1
+      else if (status === 0) data.done = true;
+    },
+    oversized() {},
+  });
+  return {
+    write(bytes) {
+      if (data.done || ws.readyState !== 1) return -1;
+      // After Bun queued a message, take nothing more until drain: the bytes wait
+      // in the outbox, where the slow-consumer bound and the budget see them.
+      if (data.blocked) return 0;
+      ws.cork(() => splitter.push(bytes));
+      if (data.done) {
+        log.warn("websocket_dropped", `WebSocket to ${data.ip} dropped a frame past its send buffer; closing`, {
+          ip: data.ip,
+          reason: "dropped",
+        });
+        ws.terminate();
+        return -1;
+      }
+      return bytes.length;
+    },
+    end() {
+      data.done = true;
+      if (relay.shuttingDown) ws.close(CLOSE.goingAway, "relay shutting down");
+      else ws.close(CLOSE.normal);
+    },
+    terminate() {
+      data.done = true;
+      ws.terminate();
+    },
+    pause: () => ws.pause(),
+    resume: () => ws.resume(),
+  };
 }
 
-/** An address from a header entry without its port or brackets; null when it is not an IP (`unknown`, `_hidden`). */
-function bareAddress(entry: string): string | null {
-  let a = entry.trim();
-  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(a);
-  if (bracketed) a = bracketed[1]!;
-  else if (/^\d+\.\d+\.\d+\.\d+:\d+$/.test(a)) a = a.slice(0, a.lastIndexOf(":"));
-  return isIP(a) === 0 ? null : a;
+interface PeerContext {
+  edge: EdgeContext;
+  /** Upgraded sockets not closed yet (the upgrade counts those still handshaking). */
+  peers: Set<Ws>;
+  options: WebSocketOptions;
+  countRefusal(why: WsRefusal, ip: string, text: string): void;
 }
 
-/**
- * The client's address: the direct peer's, unless that peer is a trusted proxy;
- * then the right-most address in X-Forwarded-For (or Forwarded) that is not itself
- * a trusted proxy. Entries further left were written by the client and prove nothing.
- */
-export function clientAddress(direct: string, headers: Headers, trustProxy: readonly Cidr[]): string {
-  const trusted = (ip: string) => trustProxy.some((c) => cidrContains(c, ip));
-  if (trustProxy.length === 0 || !trusted(direct)) return direct;
-  const xff = headers.get("x-forwarded-for");
-  const fwd = headers.get("forwarded");
-  const chain = xff !== null ? xff.split(",") : fwd !== null ? forwardedFor(fwd) : [];
-  for (let i = chain.length - 1; i >= 0; i--) {
-    const ip = bareAddress(chain[i]!);
-    if (ip === null) return direct;
-    if (!trusted(ip)) return ip;
-    if (i === 0) return ip;
-  }
-  return direct;
+/** What happens to an upgraded socket: it opens as a `Link`, its messages are frames, its close ends the link. */
+function peerHandlers(ctx: PeerContext): Pick<WebSocketHandler<WsData>, "open" | "message" | "close"> {
+  const { edge, peers, countRefusal } = ctx;
+  return {
+    open(ws) {
+      ws.binaryType = "uint8array";
+      const link = new Link(edge, wsCarrier(ws, edge.relay, edge.log), ws.data.ip, ws.data.port);
+      ws.data.link = link;
+      // Before the link opens, which may end the connection at once (and Bun may call close
+      // right then): the close handler must find it to release its guard slot.
+      peers.add(ws);
+      ws.data.conn = link.open();
+    },
+    message(ws, msg) {
+      const data = ws.data;
+      if (data.done || !data.link) return;
+      if (typeof msg !== "string") return data.link.message(msg);
+      countRefusal("text_message", data.ip, "text message (the relay takes binary messages, one frame body each)");
+      data.done = true;
+      data.link.abandon("protocol");
+      ws.close(CLOSE.unsupportedData, "binary messages only: one relay frame body each");
+    },
+    close(ws, code, reason) {
+      const { link, ip } = ws.data;
+      if (!peers.delete(ws) || !link) return;
+      ws.data.done = true;
+      let why: DisconnectReason =
+        code === CLOSE.normal || code === CLOSE.goingAway || code === 1005 ? "closed" : "error";
+      // Bun closes a connection whose message passes maxPayloadLength itself (1009 to
+      // the client) without showing us the message; this is where we learn of it.
+      if (reason === "Received too big message") {
+        link.droppedOversized();
+        const max = ctx.options.maxMessageSize;
+        countRefusal("oversized", ip, `message over --max-message-size (${max} bytes); closed with ${CLOSE.tooBig}`);
+        why = "protocol";
+      }
+      link.gone(why);
+    },
+  };
 }
 
 export function createWebSocketEndpoint(
@@ -164,10 +201,10 @@ export function createWebSocketEndpoint(
   deps: WebSocketDeps,
   log: Logger,
 ): WebSocketEndpoint {
-  const { relay, guard, budget } = deps;
+  const { relay, guard, table } = deps;
   const peers = new Set<Ws>();
   const stats: WebSocketStats = { opened: 0, open: 0, refused: {}, bytesIn: 0, bytesOut: 0 };
-  let onAllClosed: (() => void) | null = null;
+  const edge = { relay, guard, table, log, maxPendingBytes: options.maxPendingBytes, counts: stats };
   // Refusals are per connection and a script can make many: a few lines a minute, then a count.
   let refusalLines = 0;
   let refusalWindow = 0;
@@ -233,165 +270,18 @@ export function createWebSocketEndpoint(
     const ip = clientAddress(directIp, req.headers, options.trustProxy);
     const refused = guard.admit(ip, Date.now());
     if (refused !== null) {
-      relay.stats.connectionsRefused++;
       stats.refused[refused] = (stats.refused[refused] ?? 0) + 1;
-      if (guard.shouldLog(ip, Date.now())) {
-        log.warn(
-          "connection_refused",
-          `Connection from ${ip} refused: ${REFUSAL_TEXT[refused]} (logged once a minute per address)`,
-          { ip, reason: refused, transport: "websocket" },
-        );
-      }
-      return refusal(refused === "per_ip_limit" ? 429 : 403, `refused: ${REFUSAL_TEXT[refused]}`);
+      const text = countRefused(edge, ip, refused, "websocket");
+      return refusal(refused === "per_ip_limit" ? 429 : 403, `refused: ${text}`);
     }
     const port = ip === directIp ? (direct?.port ?? 0) : 0;
-    if (server.upgrade(req, { data: { ip, port, blocked: false, done: false, frameLimit: options.maxMessageSize } }))
-      return undefined;
+    if (server.upgrade(req, { data: { ip, port, blocked: false, done: false } })) return undefined;
     guard.release(ip);
     countRefusal("not_websocket", ip, "not a valid WebSocket upgrade");
     return refusal(400, "not a valid WebSocket upgrade request");
   }
 
-  function open(ws: Ws): void {
-    const data = ws.data;
-    ws.binaryType = "uint8array";
-    // Frames are split back out of the outbox's byte stream; a whole frame inside one
-    // write leaves as a view of it, a frame across writes is gathered once.
-    const splitter = createFrameReader(0xffffffff, {
-      frame(body) {
-        const status = ws.send(body);
-        if (status === -1) data.blocked = true;
-        // past backpressureLimit: cannot happen while writes stop at the first -1
-        else if (status === 0) data.done = true;
-      },
-      oversized() {},
-    });
-    const outbox = createOutbox(
-      {
-        write(bytes) {
-          if (data.done || ws.readyState !== 1) return -1;
-          // After Bun queued a message, take nothing more until drain: the bytes wait
-          // in the outbox, where the slow-consumer bound and the budget see them.
-          if (data.blocked) return 0;
-          ws.cork(() => splitter.push(bytes));
-          stats.bytesOut += bytes.length;
-          relay.stats.bytesOut += bytes.length;
-          if (data.done) {
-            log.warn("websocket_dropped", `WebSocket to ${data.ip} dropped a frame past its send buffer; closing`, {
-              ip: data.ip,
-              reason: "dropped",
-            });
-            ws.terminate();
-            return -1;
-          }
-          return bytes.length;
-        },
-        end() {
-          data.done = true;
-          if (relay.shuttingDown) ws.close(CLOSE.goingAway, "relay shutting down");
-          else ws.close(CLOSE.normal);
-        },
-      },
-      { maxPendingBytes: options.maxPendingBytes, budget, onEmpty: checkClosed },
-    );
-    data.outbox = outbox;
-    data.splitter = splitter;
-    const lingering: Lingering = {
-      get conn() {
-        return data.conn!;
-      },
-      outbox,
-      closeBy: 0,
-      remoteAddress: data.ip,
-      forceClose: () => ws.terminate(),
-    };
-    data.lingering = lingering;
-    // Before relay.open, which may end the connection at once (and Bun may call close
-    // right then): the close handler must find it to release its guard slot.
-    peers.add(ws);
-    stats.opened++;
-    stats.open++;
-    data.conn = relay.open({
-      address: data.ip,
-      port: data.port,
-      get pendingBytes() {
-        return outbox.pendingBytes;
-      },
-      get frontBytes() {
-        return outbox.frontBytes;
-      },
-      send: (frame, front, own) => outbox.enqueue(frame, front, own),
-      close() {
-        deps.closeBounded(lingering);
-        outbox.endAfterFlush();
-      },
-      closeWith(last) {
-        deps.closeBounded(lingering);
-        outbox.endWith(last);
-      },
-      setFrameLimit(bytes) {
-        data.frameLimit = bytes;
-      },
-      terminate() {
-        data.done = true;
-        outbox.clear();
-        ws.terminate();
-      },
-    });
-    if (data.conn.state !== "closed") data.untrack = deps.track(lingering);
-  }
-
-  function message(ws: Ws, msg: string | Uint8Array): void {
-    const data = ws.data;
-    if (data.done || !data.conn) return;
-    if (typeof msg === "string") {
-      countRefusal("text_message", data.ip, "text message (the relay takes binary messages, one frame body each)");
-      data.done = true;
-      data.outbox?.clear();
-      relay.closed(data.conn, "protocol");
-      ws.close(CLOSE.unsupportedData, "binary messages only: one relay frame body each");
-      return;
-    }
-    // Counted as frame bytes, as on TCP, so totals compare across transports.
-    stats.bytesIn += msg.length + 4;
-    relay.stats.bytesIn += msg.length + 4;
-    // Bun's maxPayloadLength is the registered bound; before registration the relay's is smaller.
-    if (msg.length > data.frameLimit) relay.oversized(data.conn, msg.length);
-    else relay.receive(data.conn, msg);
-  }
-
-  function close(ws: Ws, code: number, reason: string): void {
-    const data = ws.data;
-    if (!peers.delete(ws)) return;
-    stats.open--;
-    guard.release(data.ip);
-    data.done = true;
-    data.outbox?.clear();
-    data.splitter?.stop();
-    data.untrack?.();
-    if (data.lingering) deps.closedInTime(data.lingering);
-    const conn = data.conn;
-    checkClosed();
-    if (!conn) return; // ended inside relay.open, which has counted it
-    let why: DisconnectReason = code === CLOSE.normal || code === CLOSE.goingAway || code === 1005 ? "closed" : "error";
-    // Bun closes a connection whose message passes maxPayloadLength itself (1009 to
-    // the client) without showing us the message; this is where we learn of it.
-    if (reason === "Received too big message") {
-      relay.stats.drops.oversized++;
-      if (conn.instance) conn.instance.dropped++;
-      countRefusal(
-        "oversized",
-        data.ip,
-        `message over --max-message-size (${options.maxMessageSize} bytes); closed with ${CLOSE.tooBig}`,
-      );
-      why = "protocol";
-    }
-    relay.closed(conn, why);
-  }
-
-  function checkClosed(): void {
-    if (onAllClosed !== null && peers.size === 0) onAllClosed();
-  }
+  const { open, message, close } = peerHandlers({ edge, peers, options, countRefusal });
 
   const handler: WebSocketHandler<WsData> = {
     // Larger messages are closed by Bun with 1009 before any byte is held past the bound.
@@ -409,7 +299,7 @@ export function createWebSocketEndpoint(
     message,
     drain(ws) {
       ws.data.blocked = false;
-      ws.data.outbox?.flush();
+      ws.data.link?.drained();
     },
     close,
     // Bun answers every ping with a pong that it queues itself, outside the outbox and its
@@ -431,22 +321,5 @@ export function createWebSocketEndpoint(
     },
   };
 
-  return {
-    upgrade,
-    handler,
-    stats,
-    closed(ms) {
-      return new Promise((resolve) => {
-        if (peers.size === 0) return resolve();
-        const timer = setTimeout(() => {
-          for (const ws of peers) ws.terminate();
-          resolve();
-        }, ms);
-        onAllClosed = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    },
-  };
+  return { upgrade, handler, stats };
 }

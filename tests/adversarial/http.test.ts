@@ -377,13 +377,16 @@ no connection is refused, each reload serves the new certificate`, async () => {
 
 describe("13: the suite without the tools the README does not install", () => {
   test("tests/adversarial/faults.test.ts without iptables on PATH: skipped with one loud line, exit 0", () => {
-    const r = Bun.spawnSync([process.execPath, "test", "tests/adversarial/faults.test.ts", "--test-name-pattern", "packets stop"], {
-      cwd: ROOT,
-      env: { ...process.env, PATH: "/usr/local/bin:/usr/bin:/bin" },
-      stdout: "pipe",
-      stderr: "pipe",
-      timeout: 60_000,
-    });
+    const r = Bun.spawnSync(
+      [process.execPath, "test", "tests/adversarial/faults.test.ts", "--test-name-pattern", "packets stop"],
+      {
+        cwd: ROOT,
+        env: { ...process.env, PATH: "/usr/local/bin:/usr/bin:/bin" },
+        stdout: "pipe",
+        stderr: "pipe",
+        timeout: 60_000,
+      },
+    );
     const out = r.stdout.toString() + r.stderr.toString();
     expect(out).toMatch(/^SKIP: vanished-peer test because /m);
     expect(r.exitCode).toBe(0);

@@ -1,6 +1,6 @@
 /**
  * The same protocol contract against the compiled binary (`npm run build`;
- * .ci/run builds it and sets SOVA_RELAY_BINARY). Without a binary the suite is
+ * .ci/run builds it and sets SOVA_TEST_BINARY). Without a binary the suite is
  * skipped, and says so.
  */
 import { describe, test } from "bun:test";

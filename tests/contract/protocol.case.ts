@@ -1,5 +1,5 @@
 /**
- * The relay's contract (PROTOCOL.md), run over real sockets against any way of
+ * The relay's contract (docs/protocol.md, "Framing" to "Extensions"), run over real sockets against any way of
  * starting the relay: in-process source, the source as a process, the compiled
  * binary. Each `*.test.ts` that imports this passes its own `start`.
  */
@@ -320,7 +320,7 @@ the connection stays`, async () => {
     });
   });
 
-  describe(`${label}: registration checks, in PROTOCOL.md's order`, () => {
+  describe(`${label}: registration checks, in the order of docs/protocol.md, "Connection flow" 3`, () => {
     const { pool } = withRelay(start, [
       "--token",
       "ensemble-one-Tk4Zq",

@@ -1,10 +1,11 @@
 /** The command line and configuration: defaults, environment, bad values, signals, health. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "../../src/client/client.ts";
 import { OPTIONS, VERSION, resolveConfig } from "../../src/host/config.ts";
+import { SOVA_PROTOCOL_VERSION } from "../../src/protocol/version.ts";
 import { connectSleeper } from "../support/peers.ts";
 import { startProcess, type RelayHandle } from "../support/relay.ts";
 import { ROOT } from "../support/paths.ts";
@@ -12,7 +13,13 @@ import { ROOT } from "../support/paths.ts";
 const SOURCE = [process.execPath, join(ROOT, "src/main.ts")];
 
 function run(args: string[], env: Record<string, string> = {}) {
-  const proc = Bun.spawnSync([...SOURCE, ...args], { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
+  // A command meant to fail at once that starts a relay instead is killed, not waited on forever.
+  const proc = Bun.spawnSync([...SOURCE, ...args], {
+    env: { ...process.env, ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+    timeout: 15_000,
+  });
   return { code: proc.exitCode, stdout: proc.stdout.toString(), stderr: proc.stderr.toString() };
 }
 
@@ -28,7 +35,7 @@ describe("configuration", () => {
       maxPendingBytes: 8388608,
       handshakeTimeoutMs: 10_000,
       idleTimeoutMs: 0,
-      expectedVersion: VERSION,
+      expectedVersion: SOVA_PROTOCOL_VERSION,
       tokens: [],
       logLevel: "info",
       logFormat: "text",
@@ -149,6 +156,70 @@ describe("bad values: one clear line naming the option, exit 2, no stack trace",
       expect(r.stderr).not.toMatch(/\n\s+at /);
     });
   }
+});
+
+describe("settings that nothing reads stop the command: exit 2, one line naming what was meant", () => {
+  const VALUE = "a-token-someone-meant-to-protect";
+  const cases: Array<[string, string[], Record<string, string>, RegExp]> = [
+    [
+      "SOVA_RELAY_TOKEN (spelled like --token) for the relay: never an open relay",
+      ["--port", "any", "--http-port", "0"],
+      { SOVA_RELAY_TOKEN: VALUE },
+      /^sova-relay: SOVA_RELAY_TOKEN is not a setting of `sova-relay`; did you mean SOVA_RELAY_TOKENS\?/,
+    ],
+    [
+      "the tunnel's setting given to the relay",
+      ["--port", "any", "--http-port", "0"],
+      { SOVA_RELAY_TO: "wss://relay.example.org/relay" },
+      /SOVA_RELAY_TO is read by `sova-relay tunnel`, not by `sova-relay`/,
+    ],
+    [
+      "the relay's token given to the tunnel",
+      ["tunnel", "--listen", "127.0.0.1:0", "--to", "ws://127.0.0.1:9/relay"],
+      { SOVA_RELAY_TOKENS: VALUE },
+      /SOVA_RELAY_TOKENS is read by `sova-relay`, not by `sova-relay tunnel`/,
+    ],
+    [
+      "a typo for health",
+      ["health", "--timeout", "0.2"],
+      { SOVA_RELAY_HEALTH_TIMOUT: "1" },
+      /did you mean SOVA_RELAY_HEALTH_TIMEOUT\?/,
+    ],
+    [
+      "a typo for history clear",
+      ["history", "clear"],
+      { SOVA_RELAY_STATE_DIRECTORY: "/tmp" },
+      /did you mean SOVA_RELAY_STATE_DIR\?/,
+    ],
+  ];
+  for (const [name, args, env, pattern] of cases) {
+    test(name, () => {
+      const r = run(args, env);
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(r.stderr).toMatch(pattern);
+      expect(r.stderr + r.stdout).not.toContain(VALUE);
+      expect(r.stdout).not.toContain("Listening");
+    });
+  }
+
+  test("the container image's environment: the relay starts with it, and health finds the relay from it", async () => {
+    const image = readFileSync(join(ROOT, "Dockerfile.prebuilt"), "utf8");
+    const env: Record<string, string> = { SOVA_RELAY_STATE_DIR: mkdtempSync(join(tmpdir(), "sova-relay-")) };
+    for (const [, name, value] of image.matchAll(/\b(SOVA_RELAY_[A-Z0-9_]+)=(\S+)/g))
+      if (name !== "SOVA_RELAY_STATE_DIR") env[name!] = value!;
+    expect(Object.keys(env).length).toBeGreaterThan(10);
+    // The flags startProcess adds keep it on 127.0.0.1 and a free port; the rest is the image's.
+    const relay = await startProcess(SOURCE)([], env);
+    try {
+      const r = run(["health", "--timeout", "3"], { ...env, SOVA_RELAY_PORT: String(relay.port) });
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(`healthy: relay answering at 127.0.0.1:${relay.port}`);
+    } finally {
+      await relay.stop();
+    }
+  });
 });
 
 /**
@@ -278,7 +349,8 @@ describe("shutdown on SIGTERM", () => {
     expect(await relay.process!.exited).toBe(1);
     sleeper.terminate();
     sender.close();
-  });
+    // Queuing 30 MB for the sleeper takes seconds on a busy machine.
+  }, 30_000);
 });
 
 describe("HTTP during shutdown", () => {

@@ -2,201 +2,33 @@
  * One session across relay nodes (--cluster): real nats-server processes
  * (Debian's package; `.ci/run` installs it) and relays on loopback, in this
  * process (their state can be looked at) or as child processes (for kill -9).
+ * Sessions with tokens across nodes: cluster-sessions.test.ts.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Subprocess } from "bun";
 import { connect as natsConnect } from "@nats-io/transport-node";
-import { connect, updateValues, type RelayClient } from "../../src/client/client.ts";
+import { connect, updateValues } from "../../src/client/client.ts";
 import { decodeMessage, encodeFrame, encodeMessage, toByteArrayWire } from "../../src/protocol/messages.ts";
 import { createFrameReader, frameOf } from "../../src/protocol/framing.ts";
-import { clusterFromConfig } from "../../src/host/cluster.ts";
 import { createSealer } from "../../src/cluster/envelope.ts";
-import type { ClusterNode } from "../../src/cluster/node.ts";
-import { resolveConfig } from "../../src/host/config.ts";
-import { createLogger, type LogEvent } from "../../src/lib/log.ts";
-import { startServer, type RunningServer } from "../../src/host/start.ts";
 import { connectSleeper, registerFrame } from "../support/peers.ts";
 import { unusedPort } from "../support/ports.ts";
 import { startProcess } from "../support/relay.ts";
 import { startSupercluster } from "../../bench/cluster.ts";
 import { ROOT } from "../support/paths.ts";
+import { NATS, clusterKit, describeWithNats, renderMetricsOf, until } from "../support/cluster.ts";
 
-const NATS =
-  Bun.which("nats-server") ??
-  ["/usr/sbin/nats-server", "/usr/bin/nats-server"].find((p) => Bun.file(p).size > 0) ??
-  null;
-if (!NATS)
-  console.warn(
-    "SKIP: tests/e2e/cluster.test.ts because nats-server is not installed (apt-get install nats-server; .ci/run does it)",
-  );
-const maybe = NATS ? describe : describe.skip;
-
-interface Nats {
-  port: number;
-  url: string;
-  proc: Subprocess<"ignore", "ignore", "pipe">;
-  /** Resolves once the log shows `pattern`. */
-  ready: Promise<void>;
-  stop(): Promise<void>;
-}
-
-const toStop: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const stop of toStop.splice(0).reverse()) await stop();
-});
-
-function startNats(
-  port = unusedPort(),
-  storeDir = mkdtempSync(join(tmpdir(), "sova-nats-")),
-  extra: string[] = [],
-  jetstream = true,
-): Nats {
-  const proc = Bun.spawn(
-    [NATS!, "-a", "127.0.0.1", "-p", String(port), ...(jetstream ? ["-js", "-sd", storeDir] : []), ...extra],
-    { stdin: "ignore", stdout: "ignore", stderr: "pipe" },
-  );
-  const ready = (async () => {
-    let text = "";
-    for await (const chunk of proc.stderr) {
-      text += new TextDecoder().decode(chunk);
-      if (text.includes("Server is ready")) return;
-    }
-    throw new Error(`nats-server exited before it was ready:\n${text}`);
-  })();
-  const nats: Nats = {
-    port,
-    url: `nats://127.0.0.1:${port}`,
-    proc,
-    ready,
-    async stop() {
-      proc.kill("SIGKILL");
-      await proc.exited;
-    },
-  };
-  toStop.push(async () => {
-    await nats.stop();
-    rmSync(storeDir, { recursive: true, force: true });
-  });
-  return nats;
-}
-
-interface Node {
-  name: string;
-  port: number;
-  server: RunningServer;
-  link: ClusterNode;
-  logs: string[];
-  /** The first event of this name (past or future) that `where` accepts. */
-  waitForEvent(event: LogEvent, where?: (r: LogRecord) => boolean, timeoutMs?: number): Promise<LogRecord>;
-  stop(): Promise<void>;
-}
-
-type LogRecord = { event: string; msg: string; [field: string]: unknown };
-
-/** A node's log as JSON records, waited on by event name. */
-function watchLogs() {
-  const logs: string[] = [];
-  const records: LogRecord[] = [];
-  const waiters: Array<{ test: (r: LogRecord) => boolean; resolve: (r: LogRecord) => void }> = [];
-  return {
-    logs,
-    push(line: string) {
-      logs.push(line);
-      const record = JSON.parse(line) as LogRecord;
-      records.push(record);
-      for (let i = waiters.length - 1; i >= 0; i--)
-        if (waiters[i]!.test(record)) waiters.splice(i, 1)[0]!.resolve(record);
-    },
-    waitForEvent(event: LogEvent, where: (r: LogRecord) => boolean = () => true, timeoutMs = 5000): Promise<LogRecord> {
-      const test = (r: LogRecord) => r.event === event && where(r);
-      const found = records.find(test);
-      if (found) return Promise.resolve(found);
-      const { promise, resolve, reject } = Promise.withResolvers<LogRecord>();
-      const timer = setTimeout(
-        () => reject(new Error(`no '${event}' event within ${timeoutMs} ms:\n${logs.join("")}`)),
-        timeoutMs,
-      );
-      waiters.push({
-        test,
-        resolve: (r) => {
-          clearTimeout(timer);
-          resolve(r);
-        },
-      });
-      return promise;
-    },
-  };
-}
-
-/** A relay node in this process. */
-async function startNode(
-  nats: Nats | string,
-  name: string,
-  flags: string[] = [],
-  env: Record<string, string> = {},
-): Promise<Node> {
-  const url = typeof nats === "string" ? nats : nats.url;
-  const config = resolveConfig(
-    ["--host", "127.0.0.1", "--port", "0", "--shutdown-timeout", "1", "--cluster", url, "--node-name", name, ...flags],
-    env,
-  );
-  const watcher = watchLogs();
-  const log = createLogger({ level: "debug", format: "json", write: (line) => watcher.push(line) });
-  const link = clusterFromConfig(config, log);
-  const server = startServer(config, log, link);
-  let stopped = false;
-  const node: Node = {
-    name,
-    port: server.port!,
-    server,
-    link,
-    logs: watcher.logs,
-    waitForEvent: watcher.waitForEvent,
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      await server.shutdown("test finished");
-    },
-  };
-  toStop.push(() => node.stop());
-  return node;
-}
-
-/** Nodes connected and each having heard every other. */
-async function cluster(nats: Nats, names: string[]): Promise<Node[]> {
-  await nats.ready;
-  const nodes = await Promise.all(names.map((n) => startNode(nats, n)));
-  await Promise.all(nodes.map((n) => n.waitForEvent("cluster_connected")));
-  for (const n of nodes)
-    for (const other of names) if (other !== n.name) await n.waitForEvent("cluster_node_up", (r) => r.node === other);
-  return nodes;
-}
-
-const clients: RelayClient[] = [];
-afterEach(() => {
-  for (const c of clients.splice(0)) c.close();
-});
-
-async function join_(port: number, name: string, capabilities: string[] = []): Promise<RelayClient> {
-  const c = await connect({ port });
-  clients.push(c);
-  await c.register({ name, capabilities });
-  return c;
-}
+const maybe = describeWithNats("tests/e2e/cluster.test.ts");
+const kit = clusterKit();
+afterEach(() => kit.cleanup());
+const { startNats, startNode, cluster } = kit;
+const clients = kit.clients;
+const toStop = { push: kit.track };
+const join_ = (port: number, name: string, capabilities: string[] = []) => kit.join(port, name, capabilities);
 
 const tagged = (sender: number, seq: number) => Uint8Array.of(sender, (seq >> 8) & 0xff, seq & 0xff);
-
-/** Resolves once `cond` holds. */
-async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > deadline) throw new Error("condition not met in time");
-    await Bun.sleep(5);
-  }
-}
 
 maybe("cluster over NATS", () => {
   test(`instances on three nodes see each other, \
@@ -685,15 +517,3 @@ then live ones, with no gap under load`, async () => {
     expect(Number((await b.waitForEvent("registered", (r) => Number(r.history) > 0)).history)).toBeGreaterThan(0);
   }, 25_000);
 });
-
-async function renderMetricsOf(node: Node): Promise<string> {
-  const { createMetrics } = await import("../../src/http/metrics.ts");
-  const metrics = await createMetrics({
-    relay: node.server.relay,
-    version: "t",
-    startedAt: Date.now(),
-    stopping: () => false,
-    cluster: node.link.status,
-  });
-  return metrics.render();
-}

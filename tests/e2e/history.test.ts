@@ -206,5 +206,6 @@ exactly the last 100, then live, no gap or duplicate while 3 others keep sending
     });
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr.toString()).not.toContain("one\n"); // a token-looking value is not echoed back as a session
-  });
+    // A relay and four commands, each a process start: seconds on a busy machine.
+  }, 30_000);
 });

@@ -2,7 +2,7 @@
  * install.sh against a release served over HTTP from 127.0.0.1 (GitHub's layout:
  * /latest/download/FILE and /download/vV/FILE), run with `sh` into a temporary
  * prefix. The latest release holds the compiled binary when it is built
- * (SOVA_RELAY_BINARY, or dist/sova-relay) as this machine's asset; every other
+ * (SOVA_TEST_BINARY, or dist/sova-relay) as this machine's asset; every other
  * asset is a small script that names itself, so the suite never needs the
  * 110 MB build and can tell which asset the script chose.
  */
@@ -26,7 +26,7 @@ import pkg from "../../package.json" with { type: "json" };
 import { ROOT } from "../support/paths.ts";
 
 const INSTALL = join(ROOT, "install.sh");
-const BINARY = process.env.SOVA_RELAY_BINARY ?? join(ROOT, "dist", "sova-relay");
+const BINARY = process.env.SOVA_TEST_BINARY ?? join(ROOT, "dist", "sova-relay");
 const REAL = existsSync(BINARY) && process.platform === "linux" && (process.arch === "x64" || process.arch === "arm64");
 const NATIVE = `sova-relay-linux-${process.arch === "arm64" ? "arm64" : "x64"}`;
 /** What makes install.sh pick NATIVE on this machine, whatever its libc or CPU. */

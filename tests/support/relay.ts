@@ -193,7 +193,6 @@ export const startInProcess: StartRelay = async (flags = [], env = {}) => {
     server,
     async stop() {
       await server.shutdown("test finished");
-      await websocket?.closed(1000);
       http?.stop();
     },
   };

@@ -10,7 +10,7 @@ import pkg from "../../../package.json" with { type: "json" };
 import { startProcess } from "../../support/relay.ts";
 import { ROOT } from "../../support/paths.ts";
 
-const BINARY = process.env.SOVA_RELAY_BINARY ?? join(ROOT, "dist", "sova-relay");
+const BINARY = process.env.SOVA_TEST_BINARY ?? join(ROOT, "dist", "sova-relay");
 const LINE = /^sova-relay (\S+) \(commit ([0-9a-f]{4,40}|unknown), target (\S+)\)$/;
 
 function gitHead(): string {

@@ -1,0 +1,220 @@
+/**
+ * A node's connection to NATS, from the first attempt to the close. The client
+ * reconnects by itself once it has connected; before that, this retries. On each
+ * connection the node first makes sure it shares the cluster's session secret
+ * (secret.ts; a node that does not stays out), then says hello, and sets up what
+ * lives in JetStream (history, name claims), asking again later for what is not
+ * there yet. While NATS is unreachable the relay goes on among its own instances.
+ */
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { Logger } from "../lib/log.ts";
+import { createTally } from "../lib/repeats.ts";
+import { type Claims, NAMES_RETRY_MS } from "./claims.ts";
+import type { Frames } from "./frames.ts";
+import type { ClusterHistory } from "./history.ts";
+import type { Membership } from "./membership.ts";
+import { type ClusterOptions, connectionOptions, safeServers } from "./nats-options.ts";
+import type { SecretAgreement } from "./secret.ts";
+import type { ClusterCounters } from "./status.ts";
+
+export interface ConnectionContext {
+  options: ClusterOptions;
+  prefix: string;
+  secret: SecretAgreement;
+  membership: Membership;
+  frames: Frames;
+  claims: Claims;
+  history?: ClusterHistory;
+  counters: ClusterCounters;
+  /** Said on every (re)connection, before anything else. */
+  hello(): void;
+}
+
+export interface NodeConnection {
+  /** The connection while NATS is reachable, else null. */
+  current(): NatsConnection | null;
+  readonly connected: boolean;
+  readonly connectedSince: number;
+  /** Set while a (re)connection sets up KV and history: claims wait for it instead of going local. */
+  readonly resuming: Promise<void> | null;
+  /** `bye` is said before the connection drains. */
+  close(bye: () => void): Promise<void>;
+}
+
+/** Bad credentials or TLS must show, but a NATS that is just not up yet should not flood the log. */
+const UNREACHABLE_LOG_WINDOW_MS = 30_000;
+
+/** Until the first connection (the client's own reconnecting starts only after one); null once `closing()`. */
+async function firstConnect(
+  options: ClusterOptions,
+  closing: () => boolean,
+  unreachable: () => void,
+  log: Logger,
+): Promise<NatsConnection | null> {
+  const connectOptions = connectionOptions(options);
+  const tally = createTally(UNREACHABLE_LOG_WINDOW_MS);
+  for (let failures = 1; !closing(); failures++) {
+    try {
+      return await connect(connectOptions);
+    } catch (error) {
+      if (tally.add(1, Date.now()) > 0) {
+        log.warn(
+          "cluster_unreachable",
+          `Cluster: cannot connect to NATS (${(error as Error).message});` +
+            ` relaying among this node's instances only, retrying (${failures} attempts so far)`,
+          { node: options.nodeName, reason: (error as Error).message, attempts: failures },
+        );
+      }
+      unreachable();
+      await Bun.sleep(Math.min(1000, 250 * failures));
+    }
+  }
+  return null;
+}
+
+function subscribe(conn: NatsConnection, ctx: ConnectionContext): void {
+  const dec = new TextDecoder();
+  conn.subscribe(`${ctx.prefix}.m`, {
+    callback: (err, msg) => {
+      if (err) return;
+      try {
+        ctx.membership.receive(JSON.parse(dec.decode(msg.data)));
+      } catch {
+        // Not ours: ignored.
+      }
+    },
+  });
+  conn.subscribe(`${ctx.prefix}.s.>`, {
+    callback: (err, msg) => {
+      if (!err) ctx.frames.receive(msg);
+    },
+  });
+}
+
+/** A StateBroadcast frame is the update plus ~100 bytes of names and headers. */
+function checkMaxPayload(conn: NatsConnection, options: ClusterOptions, log: Logger): void {
+  const maxPayload = conn.info?.max_payload ?? 0;
+  if (options.maxMessageSize && maxPayload > 0 && maxPayload < options.maxMessageSize + 512) {
+    log.warn(
+      "cluster_max_payload",
+      `NATS max_payload is ${maxPayload} bytes, below --max-message-size (${options.maxMessageSize}):` +
+        ` larger edits stay on their node; set max_payload in the NATS configuration`,
+      { node: options.nodeName, max_payload: maxPayload },
+    );
+  }
+}
+
+export function openConnection(ctx: ConnectionContext, log: Logger): NodeConnection {
+  const { options, secret, claims, history, counters } = ctx;
+  const node = options.nodeName;
+  let nc: NatsConnection | null = null;
+  let connected = false;
+  let connectedSince = 0;
+  let closing = false;
+  let resuming: Promise<void> | null = null;
+
+  /** Until JetStream answers (a supercluster still electing its leader): keep asking, quietly. */
+  function askAgainLater(conn: NatsConnection): void {
+    let asking = false;
+    const retry = setInterval(() => {
+      if (!connected || closing) return clearInterval(retry);
+      if (asking) return;
+      asking = true;
+      void (async () => {
+        if (secret.state === "unchecked" && !(await secret.check(conn, wanted(conn)))) return stayOut(conn);
+        if (history && !history.ready) await history.connected(conn);
+        const ok = claims.kv !== null || (await claims.open(conn, () => connected, true));
+        if (ok && (!history || history.ready) && secret.state !== "unchecked") clearInterval(retry);
+      })().finally(() => (asking = false));
+    }, NAMES_RETRY_MS);
+  }
+
+  async function resume(conn: NatsConnection, first: boolean): Promise<void> {
+    // The first connection was checked before anything else ran; a reconnection may find NATS wiped, or new.
+    if (!first && !(await secret.check(conn, wanted(conn)))) return stayOut(conn);
+    ctx.hello();
+    await history?.connected(conn);
+    const namesOk = await claims.open(conn, () => connected);
+    if (!namesOk || (history && !history.ready) || secret.state === "unchecked") askAgainLater(conn);
+  }
+
+  const wanted = (conn: NatsConnection) => () => !closing && !conn.isClosed();
+
+  /** This node's secret is not the cluster's: it relays among its own instances, away from NATS. */
+  function stayOut(conn: NatsConnection): void {
+    connected = false;
+    claims.kv = null;
+    history?.disconnected();
+    void conn.close().catch(() => {});
+  }
+
+  function setConnected(conn: NatsConnection, why: string, first: boolean): void {
+    connected = true;
+    connectedSince = Date.now();
+    log.info("cluster_connected", `Cluster: ${why} NATS (${safeServers(options.servers)}) as node ${node}`, {
+      node,
+      reconnected: !first,
+    });
+    checkMaxPayload(conn, options, log);
+    const r = resume(conn, first).finally(() => {
+      if (resuming === r) resuming = null;
+    });
+    resuming = r;
+  }
+
+  function setDisconnected(why: string): void {
+    if (!connected) return;
+    connected = false;
+    counters.disconnects++;
+    history?.disconnected();
+    log.warn(
+      "cluster_disconnected",
+      `Cluster: NATS unreachable (${why}); relaying among this node's instances only until it returns`,
+      { node, reason: why },
+    );
+  }
+
+  async function run(): Promise<void> {
+    const conn = await firstConnect(options, () => closing, secret.unreachable, log);
+    if (!conn) return;
+    nc = conn;
+    // Taken before the secret is checked, so that a reconnection meanwhile is not missed.
+    const statuses = conn.status();
+    if (closing || !(await secret.check(conn, wanted(conn)))) return stayOut(conn);
+    subscribe(conn, ctx);
+    setConnected(conn, "connected to", true);
+    for await (const s of statuses) {
+      if (s.type === "disconnect" || s.type === "staleConnection")
+        setDisconnected(s.type === "disconnect" ? "disconnected" : "no answer to pings");
+      else if (s.type === "reconnect" && !connected && !conn.isClosed()) setConnected(conn, "reconnected to", false);
+    }
+  }
+
+  log.info("cluster_starting", `Cluster: node ${node} connecting to ${safeServers(options.servers)}`, { node });
+  const running = run();
+
+  return {
+    current: () => (connected ? nc : null),
+    get connected() {
+      return connected;
+    },
+    get connectedSince() {
+      return connectedSince;
+    },
+    get resuming() {
+      return resuming;
+    },
+    async close(bye) {
+      closing = true;
+      secret.abandon();
+      bye();
+      const conn = nc;
+      if (conn) {
+        await Promise.race([conn.drain().catch(() => {}), Bun.sleep(1000)]);
+        if (!conn.isClosed()) await conn.close().catch(() => {});
+      }
+      await Promise.race([running, Bun.sleep(100)]);
+    },
+  };
+}
