@@ -124,6 +124,9 @@ function relayEnvironment(which: "image" | "bare"): { env: Record<string, string
 
 const loadAverage = () => Number(readFileSync("/proc/loadavg", "utf8").split(" ")[0]);
 
+/** What this process started inside the limit, to end on a signal before the limit is removed. */
+const inside = new Set<number>();
+
 const tokens = (n: number) => Array.from({ length: n }, (_, i) => `capacity-session-token-${i}`);
 
 async function measureLoad(
@@ -150,7 +153,10 @@ async function measureLoad(
     env: options.env,
     wrap: {
       command: (c) => limit.wrap(c, name),
-      pid: (p) => limit.programPid(p, name),
+      pid: (p) => {
+        inside.add(p);
+        return limit.programPid(p, name);
+      },
       cpuSeconds: (p) => limit.counters(p).cpuSeconds(),
     },
   });
@@ -191,6 +197,7 @@ async function measureLoad(
     }
   } finally {
     await relay.stop();
+    inside.delete(relay.pid);
   }
 }
 
@@ -215,6 +222,7 @@ async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string
 async function measureFloor(limit: Limit, spec: FloorSpec, name: string): Promise<FloorResult> {
   const program = [process.execPath, join(import.meta.dir, "write-floor.ts"), JSON.stringify(spec)];
   const floor = Bun.spawn(limit.wrap(program, name), { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+  inside.add(floor.pid);
   let sink: ReturnType<typeof Bun.spawn> | null = null;
   try {
     const counters = limit.counters(await limit.programPid(floor.pid, name));
@@ -246,6 +254,7 @@ async function measureFloor(limit: Limit, spec: FloorSpec, name: string): Promis
     sink?.kill();
     floor.kill();
     await floor.exited;
+    inside.delete(floor.pid);
   }
 }
 
@@ -257,11 +266,19 @@ async function runHere(binary: string | null, durationS: number, options: Capaci
       "no way to limit the relay here: cgroups v1/v2 cannot be written (run as root)" +
         " and podman is not installed (apt-get install podman runc)",
     );
-  const removeOnSignal = () => {
-    limit.remove();
+  // Interrupted (Ctrl-C, or the parent ended): what runs inside the limit goes first, then the limit.
+  const onSignal = () => {
+    for (const pid of inside) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {}
+    }
+    const deadline = Date.now() + 2000;
+    while (!limit.remove() && Date.now() < deadline) Bun.sleepSync(20);
     process.exit(130);
   };
-  process.once("SIGINT", removeOnSignal);
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   const relayEnv = relayEnvironment(options.relayEnv ?? "image");
   const frameBytes = broadcastBytes();
   const load0 = loadAverage();
@@ -291,8 +308,9 @@ async function runHere(binary: string | null, durationS: number, options: Capaci
       );
     }
   } finally {
-    process.off("SIGINT", removeOnSignal);
-    limit.remove();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    if (!limit.remove()) process.stderr.write(`  capacity: could not remove ${limit.describe}: still in use\n`);
   }
   const generatorEnv = Object.entries(GENERATOR_ENV)
     .map(([k, v]) => `${k}=${v}`)

@@ -29,8 +29,8 @@ export interface Limit {
    * for `none`) and the quota's effect (null without one). Read after the program exits, its cgroup's still count.
    */
   counters(pid: number): Counters;
-  /** Removes what `create` made (a cgroup; podman removes its own). */
-  remove(): void;
+  /** Removes what `create` made (a cgroup; podman removes its own); false when it could not (still in use). */
+  remove(): boolean;
 }
 
 export interface Counters {
@@ -63,7 +63,7 @@ function cgroupV1(name: string): Limit | null {
   try {
     for (const d of dirs) mkdirSync(d);
   } catch {
-    for (const d of dirs) rmQuietly(d);
+    dirs.forEach(rmQuietly);
     return null;
   }
   const ok =
@@ -71,7 +71,7 @@ function cgroupV1(name: string): Limit | null {
     tryWrite(join(cpuDir, "cpu.cfs_quota_us"), String(CPU_QUOTA_US)) &&
     tryWrite(join(memoryDir, "memory.limit_in_bytes"), String(MEMORY_BYTES));
   if (!ok) {
-    for (const d of dirs) rmQuietly(d);
+    dirs.forEach(rmQuietly);
     return null;
   }
   const procs = dirs.map((d) => join(d, "cgroup.procs"));
@@ -83,9 +83,7 @@ function cgroupV1(name: string): Limit | null {
       ` memory.limit_in_bytes=256M (made and removed by the bench)`,
     wrap: (command) => ["/bin/sh", "-c", ENTER, "sh", ...procs, "--", ...command],
     programPid: (spawned) => entered(spawned, name, V1_CONTROLLERS.length),
-    remove: () => {
-      for (const d of dirs) rmQuietly(d);
-    },
+    remove: () => dirs.map(rmQuietly).every(Boolean),
   };
 }
 
@@ -187,7 +185,7 @@ function podman(workDir: string): Limit | null {
       }
       throw new Error(`podman container ${name} did not start within 30 s`);
     },
-    remove: () => {},
+    remove: () => true,
   };
 }
 
@@ -199,14 +197,16 @@ function unlimited(): Limit {
     describe: "no limit (--limit none): the relay at full speed, for comparison",
     wrap: (command) => command,
     programPid: async (spawned) => spawned,
-    remove: () => {},
+    remove: () => true,
   };
 }
 
-function rmQuietly(dir: string): void {
+/** True when `dir` is gone. */
+function rmQuietly(dir: string): boolean {
   try {
     rmdirSync(dir);
   } catch {}
+  return !existsSync(dir);
 }
 
 /** The first way that works, or the one asked for; null when none does. */
