@@ -65,7 +65,7 @@ export interface CapacityOptions {
   relayEnv?: "image" | "bare";
   /** More relay flags (say, `--nudge-interval 0`). */
   relayFlags?: string[];
-  /** Seconds of load before each measured run (the JIT settles in about 20 s of this load). */
+  /** Seconds of load before each measured run (default 30): the JIT was still compiling for 20-30 s of this load. */
   warmupS?: number;
 }
 
@@ -172,7 +172,7 @@ async function measureLoad(
         sessionSize: load.size,
         phase: (s) => (s % load.sessions) / load.sessions,
       };
-      await runPhase(pool, { ...spec, durationS: options.warmupS ?? 10 });
+      await runPhase(pool, { ...spec, durationS: options.warmupS ?? 30 });
       const counters = limit.counters(relay.pid);
       const cpu0 = counters.cpuSeconds();
       const thr0 = counters.throttling();

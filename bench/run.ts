@@ -578,7 +578,7 @@ const main = defineCommand({
       default: "image",
     },
     "relay-flags": { type: "string", description: "capacity: more relay flags, space-separated" },
-    warmup: { type: "string", description: "capacity: seconds of load before each measured run (default 10)" },
+    warmup: { type: "string", description: "capacity: seconds of load before each measured run (default 30)" },
     "count-writes": {
       type: "boolean",
       description: "capacity: count the relay's write, read and poll syscalls with perf (costs the relay some CPU)",
