@@ -204,6 +204,13 @@ export interface PhaseSpec {
   rate: number;
   durationS: number;
   payload: number;
+  /**
+   * Where in the period each sender sends, as a fraction of it; by default each at its own
+   * (s / senders), as independent players. The capacity scenario puts an ensemble in phase.
+   */
+  phase?: (sender: number, senders: number) => number;
+  /** Instances per session, when the pool is split into sessions by tokens (each update reaches size - 1). */
+  sessionSize?: number;
 }
 
 export interface Latency {
@@ -238,7 +245,9 @@ function percentile(sorted: Float64Array, q: number): number {
 export async function runPhase(pool: Pool, spec: PhaseSpec): Promise<PhaseResult> {
   const n = pool.instances;
   const senders = Math.min(spec.senders, pool.clients.length);
-  const expectedRate = spec.rate === Infinity ? 200_000 : spec.rate * senders * (n - 1);
+  const reach = (spec.sessionSize ?? n) - 1;
+  const phase = spec.phase ?? ((s: number, all: number) => s / all);
+  const expectedRate = spec.rate === Infinity ? 200_000 : spec.rate * senders * reach;
   const local = createRecorder(pool.clients.length, senders, expectedRate * (spec.durationS + 2));
   const alive = new Uint8Array(pool.clients.length).fill(1);
   pool.clients.forEach((c, i) => void c.closed.then(() => (alive[i] = 0)));
@@ -287,7 +296,7 @@ export async function runPhase(pool: Pool, spec: PhaseSpec): Promise<PhaseResult
         if (spec.rate === Infinity) due = c.pendingBytes < 64 * 1024 ? 8 : 0;
         // Senders are independent players: each starts at its own phase of the period
         // rather than all in the same millisecond.
-        else due = Math.floor(((now - start) / 1000) * spec.rate + s / senders) - sent[s]!;
+        else due = Math.floor(((now - start) / 1000) * spec.rate + phase(s, senders)) - sent[s]!;
         for (let i = 0; i < due; i++) {
           c.sendRaw(templates[s]!.frame(sent[s]!++, nowUs()));
         }
@@ -298,8 +307,8 @@ export async function runPhase(pool: Pool, spec: PhaseSpec): Promise<PhaseResult
   });
   const sendSeconds = (performance.now() - start) / 1000;
   const totalSent = sent.reduce((a, b) => a + b, 0);
-  // Every update goes to every other instance; a receiver that was cut counts as loss.
-  const expected = totalSent * (n - 1);
+  // Every update goes to every other instance of its session; a receiver that was cut counts as loss.
+  const expected = totalSent * reach;
   // Done when everything expected arrived, or nothing did anywhere for 2 s.
   for (;;) {
     const progress = await Promise.all(pool.remotes.map((r) => (r.send({ type: "poll" }), r.next("progress"))));

@@ -84,17 +84,30 @@ function helpOf(command: string[]): string {
   return text;
 }
 
+/** Runs the relay inside something (a cgroup, a container: bench/limit.ts) instead of as a plain child. */
+export interface RelayWrapper {
+  command(relay: string[]): string[];
+  /** The relay's own pid, given the spawned one. */
+  pid(spawned: number): Promise<number>;
+  /** CPU seconds charged to the relay (its cgroup's, for one). */
+  cpuSeconds?(pid: number): number | null;
+}
+
 export async function launchRelay(options: {
   binary: string | null;
   flags: string[];
   keepDefaults?: boolean;
-}): Promise<BenchRelay & { httpPort(): number | null }> {
+  wrap?: RelayWrapper;
+  /** The relay's environment (default: the bench's). */
+  env?: Record<string, string | undefined>;
+}): Promise<BenchRelay & { httpPort(): number | null; readonly pid: number }> {
   const command = options.binary ? [options.binary] : [process.execPath, join(ROOT, "src/main.ts")];
   const relaxed = options.keepDefaults
     ? []
     : [...ONE_ADDRESS_FLAGS, ...NEWER_ONE_ADDRESS_FLAGS.filter(([f]) => helpOf(command).includes(f!)).flat()];
+  const wrap = options.wrap?.command ?? ((c: string[]) => c);
   const proc = Bun.spawn(
-    [
+    wrap([
       ...command,
       "--host",
       "127.0.0.1",
@@ -106,26 +119,30 @@ export async function launchRelay(options: {
       "warn",
       ...relaxed,
       ...options.flags,
-    ],
+    ]),
     {
       stdin: "ignore",
       stdout: "ignore",
       stderr: "pipe",
+      env: options.env,
     },
   );
+  const pid = options.wrap ? await options.wrap.pid(proc.pid) : proc.pid;
+  const cpu = options.wrap?.cpuSeconds ?? cpuSecondsOf;
   // The relay runs at warn so logging 5000 registrations does not skew the figures;
   // its port (chosen by the OS) is read from the kernel's socket table instead of a log line.
   const httpFlag = options.flags.lastIndexOf("--http-port");
   const httpPort = httpFlag >= 0 ? Number(options.flags[httpFlag + 1]) : 0;
-  const port = await listeningPort(proc.pid, new Set(httpPort > 0 ? [httpPort] : []));
   const warnings: string[] = [];
   void drain(proc.stderr, warnings);
+  const port = await listeningPort(pid, new Set(httpPort > 0 ? [httpPort] : []));
   return {
     host: "127.0.0.1",
     port,
+    pid,
     label: options.binary ? `binary ${options.binary}` : "source (bun src/main.ts)",
-    rssMb: () => rssOf(proc.pid),
-    cpuSeconds: () => cpuSecondsOf(proc.pid),
+    rssMb: () => rssOf(pid),
+    cpuSeconds: () => cpu(pid),
     warnings,
     /** Known when the relay logs at info (its "Status page on" line). */
     httpPort() {
@@ -156,9 +173,11 @@ async function drain(stream: ReadableStream<Uint8Array>, into: string[]): Promis
   }
 }
 
-/** Reads the child's listening TCP port from /proc (no log parsing, no fixed port). */
-/** The first listening port of `pid` that is not in `exclude` (a relay with its status page listens twice). */
-async function listeningPort(pid: number, exclude: ReadonlySet<number> = new Set()): Promise<number> {
+/**
+ * Reads the child's listening TCP port from /proc (no log parsing, no fixed port): the first listening port of
+ * `pid` that is not in `exclude` (a relay with its status page listens twice).
+ */
+export async function listeningPort(pid: number, exclude: ReadonlySet<number> = new Set()): Promise<number> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     const inodes = socketInodes(pid);
@@ -216,7 +235,7 @@ export type Transport = "tcp" | "ws" | "tunnel-tls" | "tunnel-ws";
 const TLS_DIR = join(ROOT, "tests", "fixtures", "tls");
 
 /** A port free right now, for listeners where the relay's 0 means "off". */
-function freePort(): number {
+export function freePort(): number {
   const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
   const port = probe.port;
   probe.stop(true);

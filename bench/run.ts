@@ -25,6 +25,8 @@ import {
 } from "./relay-process.ts";
 import { natsServerPath, runClusterScenario } from "./cluster.ts";
 import { runResume } from "./resume.ts";
+import { type CapacityOptions, capacityRows, runCapacity } from "./capacity.ts";
+import type { LimitMode } from "./limit.ts";
 
 interface Row {
   scenario: string;
@@ -578,6 +580,20 @@ async function scenarioResume(choice: RelayChoice, log: (s: string) => void): Pr
   ];
 }
 
+/** Half a core and 256 MB (issue 25): see bench/capacity.ts. */
+async function scenarioCapacity(choice: RelayChoice, durationS: number, options: CapacityOptions): Promise<Row[]> {
+  if (choice.target) {
+    console.log("  capacity: skipped (needs a relay the bench starts, to limit it)");
+    return [];
+  }
+  try {
+    return capacityRows(await runCapacity(choice.binary, durationS, options), phaseRow);
+  } catch (error) {
+    console.log(`  capacity: SKIPPED: ${(error as Error).message}`);
+    return [];
+  }
+}
+
 function printTable(rows: Row[]): void {
   for (const row of rows) {
     console.log(`\n${row.pass ? "PASS" : "FAIL"}  ${row.scenario}  (target: ${row.target})`);
@@ -607,7 +623,8 @@ const main = defineCommand({
   args: {
     scenario: {
       type: "string",
-      description: "all, default, ramp, crowd, big, overload, memory, hostile, nudges, transport, hop, cluster, resume",
+      description:
+        "all, default, ramp, crowd, big, overload, memory, hostile, nudges, transport, hop, cluster, resume, capacity",
       default: "all",
     },
     transport: {
@@ -636,6 +653,26 @@ const main = defineCommand({
         "Processes the crowd's (and a custom run's) receiving instances are spread over;" +
         " 0: all in the generator (best on 2 cores)",
       default: "0",
+    },
+    limit: {
+      type: "string",
+      description:
+        "capacity: how to hold the relay to half a core and 256 MB: v1, v2 or podman (default: the first that works)",
+    },
+    loads: {
+      type: "string",
+      description: "capacity: which loads, by instances (50,100,200,1000 = 250 sessions of 4; default: all)",
+    },
+    "relay-env": {
+      type: "string",
+      description: "capacity: the relay's allocator settings: image (those Dockerfile.prebuilt sets) or bare (none)",
+      default: "image",
+    },
+    "relay-flags": { type: "string", description: "capacity: more relay flags, space-separated" },
+    warmup: { type: "string", description: "capacity: seconds of load before each measured run (default 30)" },
+    "count-writes": {
+      type: "boolean",
+      description: "capacity: count the relay's write, read and poll syscalls with perf (costs the relay some CPU)",
     },
     json: { type: "boolean", description: "JSON output" },
     spectators: {
@@ -704,6 +741,27 @@ const main = defineCommand({
       if (want("hop")) rows.push(scenarioHop());
       if (want("cluster")) rows.push(...(await scenarioCluster(choice, durationS, log)));
       if (want("resume") && !choice.target) rows.push(...(await scenarioResume(choice, log)));
+      if (want("capacity")) {
+        const mode = args.limit as LimitMode | undefined;
+        if (mode !== undefined && !["v1", "v2", "podman", "none"].includes(mode)) {
+          console.error(`bench: --limit must be v1, v2, podman or none, not '${mode}'`);
+          process.exit(2);
+        }
+        if (!["image", "bare"].includes(args["relay-env"])) {
+          console.error(`bench: --relay-env must be image or bare, not '${args["relay-env"]}'`);
+          process.exit(2);
+        }
+        rows.push(
+          ...(await scenarioCapacity(choice, durationS, {
+            mode,
+            only: args.loads?.split(",").map(Number),
+            countWrites: args["count-writes"] === true,
+            relayEnv: args["relay-env"] as "image" | "bare",
+            relayFlags: args["relay-flags"]?.split(" ").filter(Boolean),
+            warmupS: args.warmup === undefined ? undefined : Number(args.warmup),
+          })),
+        );
+      }
     }
     if (args.json)
       console.log(

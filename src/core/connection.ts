@@ -65,10 +65,14 @@ export function cut(s: RelayState, conn: Connection, reason: DisconnectReason, g
   else conn.peer.terminate();
 }
 
-/** Deliver one frame; a peer whose queue passes the bound is cut on the spot. */
-export function deliver(s: RelayState, conn: Connection, frame: Uint8Array): boolean {
+/**
+ * Deliver one frame; a peer whose queue passes the bound is cut on the spot. `shared`: the
+ * same bytes go to many peers (a nudge sweep's Pong), so the transport queues them by
+ * reference instead of copying them per peer.
+ */
+export function deliver(s: RelayState, conn: Connection, frame: Uint8Array, shared = false): boolean {
   conn.lastSent = s.clock.now();
-  if (conn.peer.send(frame, false, true)) return true;
+  if (conn.peer.send(frame, false, !shared)) return true;
   cutSlowConsumer(s, conn);
   return false;
 }

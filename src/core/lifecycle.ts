@@ -280,7 +280,7 @@ export function nudge(s: RelayState, now: number): void {
     if (conn.state !== "registered" || now - conn.lastSent < interval || conn.peer.pendingBytes > 0) continue;
     pong ??= encodeFrame({ type: "Pong", timestamp: BigInt(now) });
     s.stats.nudges++;
-    deliver(s, conn, pong);
+    deliver(s, conn, pong, true);
   }
 }
 

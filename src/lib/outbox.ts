@@ -198,9 +198,22 @@ function _empty(q: _Queue): boolean {
   return q.head >= q.items.length;
 }
 
+/**
+ * Arrays of up to this many frames are emptied in place and kept: a peer that keeps up
+ * empties its queue every turn, and fresh arrays each time were most of what a busy relay
+ * allocated per turn. Longer ones (a backlog) are let go.
+ */
+const KEEP_ITEMS = 1024;
+
 function _reset(q: _Queue): void {
-  q.items = [];
-  q.costs = [];
+  if (q.items.length === 0 && q.tail === null) return;
+  if (q.items.length > KEEP_ITEMS) {
+    q.items = [];
+    q.costs = [];
+  } else {
+    q.items.length = 0;
+    q.costs.length = 0;
+  }
   q.head = 0;
   q.tail = null;
   q.tailFill = 0;

@@ -20,6 +20,8 @@ export const CORE_OPTIONS: RelayOptions = {
 
 export interface TestPeer extends Peer {
   frames: Uint8Array[];
+  /** For each frame, whether the relay made it for this peer alone (`own`) or shares it. */
+  owned: boolean[];
   closedHow: "close" | "closeWith" | "terminate" | null;
   frameLimit: number;
   refuse: boolean;
@@ -41,12 +43,14 @@ export function peer(address = "10.0.0.1"): TestPeer {
     pendingBytes: 0,
     frontBytes: 0,
     frames: [],
+    owned: [],
     closedHow: null,
     frameLimit: 0,
     refuse: false,
-    send(frame) {
+    send(frame, _front, own = false) {
       if (p.refuse) return false;
       p.frames.push(frame);
+      p.owned.push(own);
       return true;
     },
     close() {

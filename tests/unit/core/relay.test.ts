@@ -245,6 +245,24 @@ waiting newcomers share one copy of the list`, () => {
     expect(relay.stats.nudges).toBe(3);
   });
 
+  test("a nudge sweep sends every quiet instance the same Pong, shared (queued by reference) like a broadcast", () => {
+    // A copy per peer doubled the relay's work per nudge; a sweep can nudge a thousand peers.
+    const clock = manualClock();
+    const { relay, join } = setup({ nudgeIntervalMs: 40, clock });
+    const a = join("a");
+    const b = join("b");
+    a.peer.frames.length = 0;
+    b.peer.frames.length = 0;
+    a.peer.owned.length = 0;
+    b.peer.owned.length = 0;
+    clock.advance(45);
+    relay.nudge();
+    expect(a.peer.frames.length).toBe(1);
+    expect(b.peer.frames[0]).toBe(a.peer.frames[0]!);
+    expect([...a.peer.owned, ...b.peer.owned]).toEqual([false, false]);
+    expect(a.peer.messages()).toEqual([{ type: "Pong", timestamp: BigInt(clock.now()) }]);
+  });
+
   test(`handshake slots full: an older handshake (past a round trip or two) is closed, the newcomer stays; \
 when all are that young, the oldest of them`, () => {
     const clock = manualClock();

@@ -78,6 +78,94 @@ describe("outbox", () => {
     expect(o.pendingBytes).toBe(0);
   });
 
+  test("a burst from many senders leaves as one write per turn, in queue order, and counts back to zero", async () => {
+    // One peer of a session whose 50 members all edited at once: 49 shared broadcasts in a turn.
+    const budget = createBudget(1 << 30);
+    const s = sink();
+    const o = createOutbox(s, { maxPendingBytes: 1 << 20, budget });
+    for (let turn = 0; turn < 3; turn++) {
+      const sent: number[] = [];
+      for (let sender = 0; sender < 49; sender++) {
+        // Lengths differ by sender and turn, so a count kept for the wrong frame shows.
+        const f = new Uint8Array(1 + (sender % (turn + 3))).fill(sender);
+        sent.push(...f);
+        o.enqueue(f);
+      }
+      // Shared frames are counted by length, once per recipient, while they wait.
+      expect(o.liveBytes).toBe(sent.length);
+      expect(budget.used).toBe(sent.length);
+      await nextTurn();
+      expect(s.writes.length).toBe(turn + 1);
+      expect([...s.writes[turn]!]).toEqual(sent);
+      expect(o.pendingBytes).toBe(0);
+      expect(o.heldBytes).toBe(0);
+      expect(budget.used).toBe(0);
+    }
+  });
+
+  test("a backlog longer than the queue keeps in place drains in order, and the outbox counts from zero after", async () => {
+    let room = 0;
+    const budget = createBudget(1 << 30);
+    const s = sink(() => room);
+    const o = createOutbox(s, { maxPendingBytes: 1 << 20, budget });
+    const expected: number[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const f = frame(i & 0xff, i >> 8);
+      expected.push(...f);
+      o.enqueue(f);
+    }
+    await nextTurn();
+    expect(budget.used).toBe(6000);
+    room = Infinity;
+    o.flush();
+    expect(s.bytes()).toEqual(expected);
+    expect(budget.used).toBe(0);
+    o.enqueue(frame(7, 7));
+    o.enqueue(frame(8, 8));
+    expect(o.liveBytes).toBe(4);
+    await nextTurn();
+    expect([...s.writes.at(-1)!]).toEqual([7, 7, 8, 8]);
+    expect(budget.used).toBe(0);
+  });
+
+  test("what a partial merged write leaves is counted at its copy, which the budget holds until it is taken", async () => {
+    let room = 3;
+    const budget = createBudget(1 << 30);
+    const s = sink(() => room);
+    const o = createOutbox(s, { maxPendingBytes: 1 << 20, budget });
+    o.enqueue(new Uint8Array(4).fill(1));
+    o.enqueue(new Uint8Array(6).fill(2));
+    o.enqueue(new Uint8Array(2).fill(3));
+    expect(budget.used).toBe(12);
+    await nextTurn();
+    // The merged write took 3 of 12 bytes; the 9 left were copied out of the shared merge area.
+    expect(s.bytes()).toEqual([1, 1, 1]);
+    expect(o.pendingBytes).toBe(9);
+    expect(o.liveBytes).toBe(9);
+    expect(budget.used).toBe(9);
+    room = Infinity;
+    o.flush();
+    expect(s.bytes()).toEqual([1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 3, 3]);
+    expect(o.liveBytes).toBe(0);
+    expect(budget.used).toBe(0);
+  });
+
+  test("the last word after a partial merged write: the frames that started to go out are finished, then it", async () => {
+    let room = 3;
+    const s = sink(() => room);
+    const o = createOutbox(s, { maxPendingBytes: 1 << 20 });
+    o.enqueue(frame(1, 2, 3, 4));
+    o.enqueue(frame(5, 6)); // merged with the first: it started to go out in the same write
+    await nextTurn();
+    o.enqueue(frame(7, 7)); // never started: dropped
+    o.endWith(frame(0xee));
+    room = 100;
+    o.flush();
+    expect(s.bytes()).toEqual([1, 2, 3, 4, 5, 6, 0xee]);
+    expect(s.ended()).toBe(true);
+    expect(o.heldBytes).toBe(0);
+  });
+
   test("a socket that is gone (-1) drops the queue instead of growing it", async () => {
     const s = sink(() => -1);
     const o = createOutbox(s, { maxPendingBytes: 1 << 20 });
