@@ -105,7 +105,11 @@ describe("docs/recordings.md", () => {
       stdout: "pipe",
       stderr: "pipe",
     });
-    stops.push(() => watch.kill("SIGINT"));
+    // sh runs the command as its child: stop the child too, or the replay outlives the test.
+    stops.push(() => {
+      Bun.spawnSync(["pkill", "-INT", "-P", String(watch.pid)]);
+      watch.kill("SIGINT");
+    });
     const reader = watch.stdout.getReader();
     let out = "";
     while (!out.includes("\n")) out += new TextDecoder().decode((await reader.read()).value);
