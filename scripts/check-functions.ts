@@ -117,7 +117,7 @@ if (import.meta.main) {
       console.log(`  ${s.own}\t${s.file}:${s.line} ${s.name}`);
   }
   if (over.length > 0) {
-    console.log(`${over.length} functions over the bounds (docs/development.md, "Small enough to hold")`);
+    console.log(`${over.length} functions over the bounds (docs/development.md, "The layers")`);
     process.exit(1);
   }
   console.log(`${spans.length} functions, none over ${maxTotal} lines or ${maxOwn} of their own`);
