@@ -125,12 +125,7 @@ export async function connect(options: ClientOptions): Promise<RelayClient> {
         return;
       }
       for (const h of messageHandlers) h(msg);
-      const i = waiters.findIndex((w) => w.types.includes(msg.type) && (!w.where || w.where(msg)));
-      if (i !== -1) {
-        const [w] = waiters.splice(i, 1);
-        clearTimeout(w!.timer);
-        w!.resolve(msg);
-      } else if (keepInbox) inbox.push(msg);
+      if (!_answerWaiter(waiters, msg) && keepInbox) inbox.push(msg);
     },
     oversized(length) {
       decodeErrors.push(`oversized frame of ${length} bytes`);
@@ -147,16 +142,11 @@ export async function connect(options: ClientOptions): Promise<RelayClient> {
     resolveClosed();
   }
 
-  const tlsSettings = typeof options.tls === "object" ? options.tls : {};
-  const tlsOption = options.tls
-    ? { rejectUnauthorized: !tlsSettings.insecure, serverName: tlsSettings.serverName, ca: tlsSettings.ca }
-    : undefined;
-
   let socket: Socket<undefined>;
   const connecting = Bun.connect({
     hostname: options.host ?? "127.0.0.1",
     port: options.port,
-    tls: tlsOption,
+    tls: _tlsOption(options.tls),
     socket: {
       data(_s, chunk) {
         reader.push(chunk);
@@ -179,34 +169,7 @@ export async function connect(options: ClientOptions): Promise<RelayClient> {
     },
     { maxPendingBytes: Number.MAX_SAFE_INTEGER },
   );
-  const timeoutMs = options.connectTimeoutMs ?? DEFAULT_TIMEOUT_MS;
-  let timer: Timer | undefined;
-  try {
-    socket = await Promise.race([
-      connecting,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new RelayError(
-                "E_CLIENT",
-                `no connection to ${options.host ?? "127.0.0.1"}:${options.port} within ${timeoutMs} ms`,
-              ),
-            ),
-          timeoutMs,
-        );
-      }),
-    ]);
-  } catch (error) {
-    if (error instanceof RelayError) throw error;
-    throw new RelayError(
-      "E_CLIENT",
-      `cannot connect to ${options.host ?? "127.0.0.1"}:${options.port}: ${(error as Error).message}`,
-      { cause: error },
-    );
-  } finally {
-    clearTimeout(timer);
-  }
+  socket = await _connected(connecting, options);
   // Bun's 120 s socket timeout is not reset by traffic: off, or the client drops after two minutes.
   socket.timeout(0);
   socket.setNoDelay(true);
@@ -217,23 +180,7 @@ export async function connect(options: ClientOptions): Promise<RelayClient> {
     where: ((m: Message) => boolean) | undefined,
     ms: number,
   ): Promise<Message> {
-    const i = inbox.findIndex((m) => types.includes(m.type) && (!where || where(m)));
-    if (i !== -1) return Promise.resolve(inbox.splice(i, 1)[0]!);
-    const what = types.join(" or ");
-    if (isClosed) return Promise.reject(new RelayError("E_CLIENT", `connection closed while waiting for ${what}`));
-    return new Promise((resolve, reject) => {
-      const waiter: Waiter = {
-        types,
-        where,
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          waiters.splice(waiters.indexOf(waiter), 1);
-          reject(new RelayError("E_CLIENT", `no ${what} within ${ms} ms`));
-        }, ms),
-      };
-      waiters.push(waiter);
-    });
+    return _wait(inbox, waiters, isClosed, types, where, ms);
   }
 
   function next<T extends MessageType>(type: T, options: WaitOptions<T> = {}): Promise<MessageOf<T>> {
@@ -297,4 +244,79 @@ export async function connect(options: ClientOptions): Promise<RelayClient> {
       if (!isClosed) socket.end();
     },
   };
+}
+
+function _tlsOption(tls: ClientOptions["tls"]) {
+  const settings = typeof tls === "object" ? tls : {};
+  return tls ? { rejectUnauthorized: !settings.insecure, serverName: settings.serverName, ca: settings.ca } : undefined;
+}
+
+/** The socket once connected; a RelayError naming the address when refused, failed or not made in time. */
+async function _connected(connecting: Promise<Socket<undefined>>, options: ClientOptions): Promise<Socket<undefined>> {
+  const timeoutMs = options.connectTimeoutMs ?? DEFAULT_TIMEOUT_MS;
+  let timer: Timer | undefined;
+  try {
+    return await Promise.race([
+      connecting,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new RelayError(
+                "E_CLIENT",
+                `no connection to ${options.host ?? "127.0.0.1"}:${options.port} within ${timeoutMs} ms`,
+              ),
+            ),
+          timeoutMs,
+        );
+      }),
+    ]);
+  } catch (error) {
+    if (error instanceof RelayError) throw error;
+    throw new RelayError(
+      "E_CLIENT",
+      `cannot connect to ${options.host ?? "127.0.0.1"}:${options.port}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Hands `msg` to the first waiter it answers; false when none wanted it. */
+function _answerWaiter(waiters: Waiter[], msg: Message): boolean {
+  const i = waiters.findIndex((w) => w.types.includes(msg.type) && (!w.where || w.where(msg)));
+  if (i === -1) return false;
+  const [w] = waiters.splice(i, 1);
+  clearTimeout(w!.timer);
+  w!.resolve(msg);
+  return true;
+}
+
+/** The first kept message of `types` (and `where`), or the next one to arrive within `ms`. */
+function _wait(
+  inbox: Message[],
+  waiters: Waiter[],
+  isClosed: boolean,
+  types: readonly MessageType[],
+  where: ((m: Message) => boolean) | undefined,
+  ms: number,
+): Promise<Message> {
+  const i = inbox.findIndex((m) => types.includes(m.type) && (!where || where(m)));
+  if (i !== -1) return Promise.resolve(inbox.splice(i, 1)[0]!);
+  const what = types.join(" or ");
+  if (isClosed) return Promise.reject(new RelayError("E_CLIENT", `connection closed while waiting for ${what}`));
+  return new Promise((resolve, reject) => {
+    const waiter: Waiter = {
+      types,
+      where,
+      resolve,
+      reject,
+      timer: setTimeout(() => {
+        waiters.splice(waiters.indexOf(waiter), 1);
+        reject(new RelayError("E_CLIENT", `no ${what} within ${ms} ms`));
+      }, ms),
+    };
+    waiters.push(waiter);
+  });
 }

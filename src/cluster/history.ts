@@ -123,6 +123,41 @@ function _merged(p: Pending, limits: HistoryLimits, seen: (n: string) => SeenFro
   return out.slice(start).map((x) => x.frame);
 }
 
+/** What the stream holds under `subject` (one session), read up to where it ended when the read began. */
+async function _read(
+  js: JetStreamClient | null,
+  stream: string,
+  subject: string,
+  limits: HistoryLimits,
+): Promise<Kept> {
+  const out = new Kept(limits);
+  if (!js) return out;
+  const jsm = await js.jetstreamManager();
+  const info = await jsm.streams.info(stream, { subjects_filter: subject });
+  const count = info.state.subjects?.[subject] ?? 0;
+  if (count === 0) return out;
+  // Read up to where the stream was now; later frames are recorded live meanwhile
+  // (the recording started before this), so a busy session cannot keep the read going.
+  const lastSeq = info.state.last_seq;
+  // One filter subject: nats-server 2.9 refuses filter_subjects arrays.
+  const consumer = await js.consumers.get(stream, { filter_subjects: subject });
+  const messages = await consumer.consume({ max_messages: Math.min(count, 1000) });
+  for await (const m of messages) {
+    const env = openEnvelope(m.data);
+    if (env) out.push({ n: env.node, e: env.epoch, q: env.seq, frame: env.frame });
+    if (m.info.pending === 0 || m.seq >= lastSeq) break;
+  }
+  await messages.close();
+  return out;
+}
+
+function _withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)),
+  ]);
+}
+
 export function createClusterHistory(
   options: {
     prefix: string;
@@ -136,36 +171,6 @@ export function createClusterHistory(
   const stream = `${prefix}_history`;
   let js: JetStreamClient | null = null;
   const pending = new Map<string, Pending>();
-
-  async function read(session: string): Promise<Kept> {
-    const out = new Kept(limits);
-    if (!js) return out;
-    const subject = `${prefix}.s.${session}`;
-    const jsm = await js.jetstreamManager();
-    const info = await jsm.streams.info(stream, { subjects_filter: subject });
-    const count = info.state.subjects?.[subject] ?? 0;
-    if (count === 0) return out;
-    // Read up to where the stream was now; later frames are recorded live meanwhile
-    // (the recording started before this), so a busy session cannot keep the read going.
-    const lastSeq = info.state.last_seq;
-    // One filter subject: nats-server 2.9 refuses filter_subjects arrays.
-    const consumer = await js.consumers.get(stream, { filter_subjects: subject });
-    const messages = await consumer.consume({ max_messages: Math.min(count, 1000) });
-    for await (const m of messages) {
-      const env = openEnvelope(m.data);
-      if (env) out.push({ n: env.node, e: env.epoch, q: env.seq, frame: env.frame });
-      if (m.info.pending === 0 || m.seq >= lastSeq) break;
-    }
-    await messages.close();
-    return out;
-  }
-
-  function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-    return Promise.race([
-      p,
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)),
-    ]);
-  }
 
   const history: ClusterHistory = {
     enabled: limits.maxEntries > 0,
@@ -246,7 +251,7 @@ export function createClusterHistory(
       p.waiting++;
       const mine = p;
       try {
-        mine.stored = await withTimeout(read(session), READ_TIMEOUT_MS);
+        mine.stored = await _withTimeout(_read(js, stream, `${prefix}.s.${session}`, limits), READ_TIMEOUT_MS);
       } catch (error) {
         log.warn(
           "cluster_history_read_failed",

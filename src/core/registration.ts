@@ -198,13 +198,61 @@ export function register(
     s.log.debug("session_created", `Session ${key.id} created`, { session: key.id });
   }
   if (s.options.link && !claimed) return _claimName(s, conn, msg, session, checked.key);
-  const inst = instanceRecord(s, conn, msg, session, checked.key, now);
+  _join(s, conn, msg, session, checked.key, now);
+}
+
+/** Past every check: the newcomer gets its record and seat, its welcome, and the members hear of it. */
+function _join(
+  s: RelayState,
+  conn: Connection,
+  msg: RegisterInstance,
+  session: Session,
+  nameKey: NameKey,
+  now: number,
+): void {
+  const inst = instanceRecord(s, conn, msg, session, nameKey, now);
   const others = session.instances;
   const entries = rosterEntries(session.roster, others);
-  const head = registrationResponseHead(`Registered as ${name}`, inst.id, others.length, entries.length);
+  const head = registrationResponseHead(`Registered as ${inst.name}`, inst.id, others.length, entries.length);
+  _seat(s, conn, session, others, inst, nameKey);
+  const replayed = _welcome(s, conn, inst, head, entries, now);
+  logRepeated(
+    s,
+    "info",
+    "registered",
+    conn,
+    `Instance '${inst.name}' registered with ID ${inst.idText}` +
+      `${replayed > 0 ? `; sent ${replayed} updates of session history` : ""}`,
+    {
+      ip: conn.peer.address,
+      instance: inst.name,
+      id: inst.idText,
+      version: msg.version,
+      session: session.id,
+      history: replayed,
+    },
+    s.memberLines,
+  );
+  // Counted, so a crowd joining a session where nobody asked for presence costs no scan.
+  const watchers = hearJoin(s, session, inst, others);
+  if (watchers.length > 0)
+    tell(s, watchers, encodeFrame({ type: "InstanceConnected", instance_id: inst.id, instance_name: inst.name }));
+  if (inst.capabilities.has("presence")) session.presenceWatchers++;
+  s.options.link?.joined(inst);
+}
+
+/** The newcomer into the session's list, roster and names, and its connection out of the handshake state. */
+function _seat(
+  s: RelayState,
+  conn: Connection,
+  session: Session,
+  others: readonly Instance[],
+  inst: Instance,
+  nameKey: NameKey,
+): void {
   session.instances = [...others, inst];
   rosterJoin(session.roster, others, session.instances, inst);
-  session.names.add(checked.key);
+  session.names.add(nameKey);
   leaveHandshake(s, conn);
   conn.state = "registered";
   conn.instance = inst;
@@ -212,6 +260,17 @@ export function register(
   s.instanceCount++;
   countInstance(s, inst);
   s.stats.registrationsAccepted++;
+}
+
+/** The RegistrationResponse, the roster and the session's history; returns how many history frames went out. */
+function _welcome(
+  s: RelayState,
+  conn: Connection,
+  inst: Instance,
+  head: Uint8Array,
+  entries: Uint8Array,
+  now: number,
+): number {
   // Queued in front (outside the slow-consumer bound and the relay-wide budget: the
   // list is the roster's own bytes, shared with every other newcomer still waiting for
   // theirs, and history frames are history's), so a crowd joining costs O(n) memory.
@@ -220,36 +279,14 @@ export function register(
   if (entries.length > 0) conn.peer.send(entries, true);
   // History right after the response and before any live frame: this runs to the
   // end before the next frame is read, so nothing can fall between the two.
-  const replay = s.history?.enabled ? s.history.replay(session.id, now) : [];
+  const replay = s.history?.enabled ? s.history.replay(inst.session.id, now) : [];
   for (const frame of replay) conn.peer.send(frame, true);
   if (inst.resume) startResumption(s, conn, inst);
   conn.lastSent = now;
   conn.replayDeadline = now + s.o.replayTimeoutMs;
   conn.replayMark = conn.peer.frontBytes;
   inst.messagesOut += replay.length;
-  logRepeated(
-    s,
-    "info",
-    "registered",
-    conn,
-    `Instance '${name}' registered with ID ${inst.idText}` +
-      `${replay.length > 0 ? `; sent ${replay.length} updates of session history` : ""}`,
-    {
-      ip: conn.peer.address,
-      instance: name,
-      id: inst.idText,
-      version: msg.version,
-      session: session.id,
-      history: replay.length,
-    },
-    s.memberLines,
-  );
-  // Counted, so a crowd joining a session where nobody asked for presence costs no scan.
-  const watchers = hearJoin(s, session, inst, others);
-  if (watchers.length > 0)
-    tell(s, watchers, encodeFrame({ type: "InstanceConnected", instance_id: inst.id, instance_name: name }));
-  if (inst.capabilities.has("presence")) session.presenceWatchers++;
-  s.options.link?.joined(inst);
+  return replay.length;
 }
 
 /**

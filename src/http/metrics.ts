@@ -140,43 +140,107 @@ export interface MetricsSources {
 export async function createMetrics(ctx: StatusContext, sources: MetricsSources = {}): Promise<MetricsEndpoint> {
   const { events, transports, refused, watch } = sources;
   const pc = await import("prom-client");
-  const { Counter, Gauge } = pc;
   // Now rather than at the first scrape: the CPU counters count from when they are made.
   const processMetrics = processRegistry(pc);
   const registry = new pc.Registry();
   const registers = [registry];
   // Taken once per scrape, before prom-client calls each metric's collect().
   let status: Status = snapshot(ctx);
+  const current = () => status;
 
-  const gauge = (name: string, help: string, read: (s: Status) => number) =>
-    new Gauge({
-      name,
-      help,
+  relayMetrics(pc, registers, current);
+  counterMetrics(pc, registers, current);
+  if (events) eventMetrics(pc, registers, events);
+  if (refused) {
+    new pc.Counter({
+      name: "sova_relay_http_refused_total",
+      help: "HTTP requests refused, by reason (host: a name not allowed by --allow-host, DNS rebinding).",
+      labelNames: ["reason"],
       registers,
       collect() {
-        this.set(read(status));
+        this.reset();
+        this.inc({ reason: "host" }, refused().host);
       },
     });
+  }
+  if (transports) transportMetrics(pc, registers, transports);
+  storageMetrics(pc, registers, current);
+  if (ctx.descriptors) descriptorMetrics(pc, registers, ctx.descriptors);
+  if (watch) watchMetrics(pc, registers, watch);
+  if (status.cluster) clusterMetrics(pc, registers, () => status.cluster!);
+  registry.registerMetric(
+    histogramMetric(
+      "sova_relay_relay_latency_seconds",
+      "Time from a StateUpdate's arrival to its last delivery being queued.",
+      () => ctx.relay.stats.relayLatency,
+    ),
+  );
+
+  return {
+    async render() {
+      status = snapshot(ctx);
+      return `${await registry.metrics()}\n${await processMetrics.metrics()}`;
+    },
+    families() {
+      const of = (r: Registry, standard: boolean) =>
+        r.getMetricsAsArray().map((m) => {
+          const f = m as unknown as { name: string; type: string; help: string; labelNames?: readonly string[] };
+          return { name: f.name, type: f.type, help: f.help, labels: f.labelNames ?? [], standard };
+        });
+      return [...of(registry, false), ...of(processMetrics, true)];
+    },
+  };
+}
+
+/** A gauge set from `read` at each scrape. */
+function _gauge(pc: PromClient, registers: Registry[], name: string, help: string, read: () => number): void {
+  new pc.Gauge({
+    name,
+    help,
+    registers,
+    collect() {
+      this.set(read());
+    },
+  });
+}
+
+/** A counter set to `read`'s total at each scrape. */
+function _total(pc: PromClient, registers: Registry[], name: string, help: string, read: () => number): void {
+  new pc.Counter({
+    name,
+    help,
+    registers,
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
+}
+
+/** The relay's version, state, connections and sessions, from the scrape's status. */
+function relayMetrics(pc: PromClient, registers: Registry[], status: () => Status): void {
+  const gauge = (name: string, help: string, read: (s: Status) => number) =>
+    _gauge(pc, registers, name, help, () => read(status()));
   const perSession = (name: string, help: string, read: (s: Status["sessions"][number]) => number) =>
-    new Gauge({
+    new pc.Gauge({
       name,
       help,
       labelNames: ["session"],
       registers,
       collect() {
         this.reset();
-        for (const s of status.sessions) if (read(s) > 0) this.set({ session: s.id }, read(s));
+        for (const s of status().sessions) if (read(s) > 0) this.set({ session: s.id }, read(s));
       },
     });
 
-  new Gauge({
+  new pc.Gauge({
     name: "sova_relay_build_info",
     help: "The relay's version.",
     labelNames: ["version"],
     registers,
     collect() {
       this.reset();
-      this.set({ version: status.version }, 1);
+      this.set({ version: status().version }, 1);
     },
   });
   gauge("sova_relay_up", "1 while the relay accepts connections, 0 once shutdown has begun.", (s) =>
@@ -201,207 +265,162 @@ export async function createMetrics(ctx: StatusContext, sources: MetricsSources 
     (s) => s.history_entries,
   );
   perSession("sova_relay_history_bytes", "Bytes kept in a session's history.", (s) => s.history_bytes);
+}
 
+/** Every counter of the table in src/core/stats.ts. */
+function counterMetrics(pc: PromClient, registers: Registry[], status: () => Status): void {
   for (const key of COUNTER_KEYS) {
     const spec: CounterSpec = COUNTERS[key];
     const label = spec.label;
-    new Counter({
+    new pc.Counter({
       name: spec.metric,
       help: spec.help,
       labelNames: label ? [label] : [],
       registers,
       collect() {
         this.reset();
-        const value = status.totals[spec.status as keyof Status["totals"]] as number | Record<string, number>;
+        const value = status().totals[spec.status as keyof Status["totals"]] as number | Record<string, number>;
         if (typeof value === "number") this.inc(value);
         else if (label) for (const [k, v] of Object.entries(value)) this.inc({ [label]: k }, v);
       },
     });
   }
-  if (events) {
-    new Gauge({
-      name: "sova_relay_events_subscribers",
-      help: "Open /events streams.",
-      registers,
-      collect() {
-        this.set(events().subscribers);
-      },
-    });
-    new Counter({
-      name: "sova_relay_events_closed_total",
-      help: "/events subscribers turned away or ended by the relay, by reason.",
-      labelNames: ["reason"],
-      registers,
-      collect() {
-        this.reset();
-        const e = events();
-        this.inc({ reason: "subscriber_cap" }, e.refused);
-        this.inc({ reason: "not_reading" }, e.cut);
-        this.inc({ reason: "stream_bytes" }, e.rotated);
-        this.inc({ reason: "operator" }, e.yielded);
-      },
-    });
-  }
-  if (refused) {
-    new Counter({
-      name: "sova_relay_http_refused_total",
-      help: "HTTP requests refused, by reason (host: a name not allowed by --allow-host, DNS rebinding).",
-      labelNames: ["reason"],
-      registers,
-      collect() {
-        this.reset();
-        this.inc({ reason: "host" }, refused().host);
-      },
-    });
-  }
-  if (transports) {
-    const byTransport = (
-      kind: typeof Gauge | typeof Counter,
-      name: string,
-      help: string,
-      read: (t: TransportTotals) => ByTransport,
-    ) =>
-      new kind({
-        name,
-        help,
-        labelNames: ["transport"],
-        registers,
-        collect() {
-          this.reset();
-          const t = read(transports());
-          for (const transport of ["tcp", "websocket"] as const) {
-            if (this instanceof Gauge) this.set({ transport }, t[transport]);
-            else (this as InstanceType<typeof Counter>).inc({ transport }, t[transport]);
-          }
-        },
-      });
-    byTransport(
-      Gauge,
-      "sova_relay_transport_connections_open",
-      "Open connections, registered or not, by transport.",
-      (t) => t.open,
-    );
-    byTransport(
-      Counter,
-      "sova_relay_transport_connections_total",
-      "Connections accepted, by transport.",
-      (t) => t.opened,
-    );
-    byTransport(
-      Counter,
-      "sova_relay_transport_received_bytes_total",
-      "Frame bytes read from instances, by transport.",
-      (t) => t.bytesIn,
-    );
-    byTransport(
-      Counter,
-      "sova_relay_transport_sent_bytes_total",
-      "Frame bytes written to instances, by transport.",
-      (t) => t.bytesOut,
-    );
-    new Counter({
-      name: "sova_relay_websocket_refusals_total",
-      help: "WebSocket upgrades refused and WebSocket connections closed for what they sent, by reason.",
-      labelNames: ["reason"],
-      registers,
-      collect() {
-        this.reset();
-        for (const [reason, value] of Object.entries(transports().websocketRefused)) this.inc({ reason }, value);
-      },
-    });
-  }
-  storageMetrics(pc, registers, () => status);
-  if (ctx.descriptors) descriptorMetrics(pc, registers, ctx.descriptors);
-  if (watch) watchMetrics(pc, registers, watch);
-  if (status.cluster) {
-    const c = () => status.cluster!;
-    gauge(
-      "sova_relay_cluster_connected",
-      "1 while this node reaches NATS, 0 while it relays among its own instances only.",
-      () => (c().connected ? 1 : 0),
-    );
-    gauge("sova_relay_cluster_nodes", "Other nodes heard within the down timeout.", () => c().nodes.length);
-    gauge(
-      "sova_relay_cluster_history_pending_bytes",
-      "Bytes of history held for registrations waiting for their name claim (at most 2 x --history-bytes a session).",
-      () => c().history_pending_bytes,
-    );
-    gauge(
-      "sova_relay_cluster_remote_instances",
-      "Instances connected to other nodes, in sessions this node knows.",
-      () => c().nodes.reduce((n, x) => n + x.members, 0),
-    );
-    const total = (name: string, help: string, read: () => number) =>
-      new Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          this.reset();
-          this.inc(read());
-        },
-      });
-    total("sova_relay_cluster_published_total", "StateBroadcast frames sent to the cluster.", () => c().published);
-    total("sova_relay_cluster_received_total", "StateBroadcast frames received from other nodes.", () => c().received);
-    total(
-      "sova_relay_cluster_unsent_total",
-      "Frames not sent to the cluster while NATS was unreachable.",
-      () => c().unsent,
-    );
-    total(
-      "sova_relay_cluster_nodes_down_total",
-      "Nodes declared down after the heartbeat timeout.",
-      () => c().nodes_down,
-    );
-    total(
-      "sova_relay_cluster_name_conflicts_total",
-      "Names found claimed by another node when claiming them again after an outage.",
-      () => c().name_conflicts,
-    );
-    total("sova_relay_cluster_disconnects_total", "Times NATS became unreachable.", () => c().disconnects);
-    gauge(
-      "sova_relay_cluster_secret_refused",
-      "1 when this node's session secret differs from the cluster's and it stays out of the cluster.",
-      () => (c().session_secret === "refused" ? 1 : 0),
-    );
-    total(
-      "sova_relay_cluster_nodes_refused_total",
-      "Node starts heard with another session secret, kept out of this node's sessions.",
-      () => c().nodes_refused,
-    );
-    new Counter({
-      name: "sova_relay_cluster_gaps_total",
-      help: "Frames from another node that never arrived, by sending node.",
-      labelNames: ["node"],
-      registers,
-      collect() {
-        this.reset();
-        for (const [node, n] of Object.entries(c().gaps)) this.inc({ node }, n);
-      },
-    });
-  }
-  registry.registerMetric(
-    histogramMetric(
-      "sova_relay_relay_latency_seconds",
-      "Time from a StateUpdate's arrival to its last delivery being queued.",
-      () => ctx.relay.stats.relayLatency,
-    ),
-  );
+}
 
-  return {
-    async render() {
-      status = snapshot(ctx);
-      return `${await registry.metrics()}\n${await processMetrics.metrics()}`;
+/** The `/events` streams. */
+function eventMetrics(pc: PromClient, registers: Registry[], events: () => EventStreamStats): void {
+  _gauge(pc, registers, "sova_relay_events_subscribers", "Open /events streams.", () => events().subscribers);
+  new pc.Counter({
+    name: "sova_relay_events_closed_total",
+    help: "/events subscribers turned away or ended by the relay, by reason.",
+    labelNames: ["reason"],
+    registers,
+    collect() {
+      this.reset();
+      const e = events();
+      this.inc({ reason: "subscriber_cap" }, e.refused);
+      this.inc({ reason: "not_reading" }, e.cut);
+      this.inc({ reason: "stream_bytes" }, e.rotated);
+      this.inc({ reason: "operator" }, e.yielded);
     },
-    families() {
-      const of = (r: Registry, standard: boolean) =>
-        r.getMetricsAsArray().map((m) => {
-          const f = m as unknown as { name: string; type: string; help: string; labelNames?: readonly string[] };
-          return { name: f.name, type: f.type, help: f.help, labels: f.labelNames ?? [], standard };
-        });
-      return [...of(registry, false), ...of(processMetrics, true)];
+  });
+}
+
+/** Connections and bytes by transport, and the WebSocket refusals. */
+function transportMetrics(pc: PromClient, registers: Registry[], transports: () => TransportTotals): void {
+  const { Counter, Gauge } = pc;
+  const byTransport = (
+    kind: typeof Gauge | typeof Counter,
+    name: string,
+    help: string,
+    read: (t: TransportTotals) => ByTransport,
+  ) =>
+    new kind({
+      name,
+      help,
+      labelNames: ["transport"],
+      registers,
+      collect() {
+        this.reset();
+        const t = read(transports());
+        for (const transport of ["tcp", "websocket"] as const) {
+          if (this instanceof Gauge) this.set({ transport }, t[transport]);
+          else (this as InstanceType<typeof Counter>).inc({ transport }, t[transport]);
+        }
+      },
+    });
+  byTransport(
+    Gauge,
+    "sova_relay_transport_connections_open",
+    "Open connections, registered or not, by transport.",
+    (t) => t.open,
+  );
+  byTransport(
+    Counter,
+    "sova_relay_transport_connections_total",
+    "Connections accepted, by transport.",
+    (t) => t.opened,
+  );
+  byTransport(
+    Counter,
+    "sova_relay_transport_received_bytes_total",
+    "Frame bytes read from instances, by transport.",
+    (t) => t.bytesIn,
+  );
+  byTransport(
+    Counter,
+    "sova_relay_transport_sent_bytes_total",
+    "Frame bytes written to instances, by transport.",
+    (t) => t.bytesOut,
+  );
+  new Counter({
+    name: "sova_relay_websocket_refusals_total",
+    help: "WebSocket upgrades refused and WebSocket connections closed for what they sent, by reason.",
+    labelNames: ["reason"],
+    registers,
+    collect() {
+      this.reset();
+      for (const [reason, value] of Object.entries(transports().websocketRefused)) this.inc({ reason }, value);
     },
-  };
+  });
+}
+
+/** This node in its cluster (present with --cluster). */
+function clusterMetrics(pc: PromClient, registers: Registry[], c: () => NonNullable<Status["cluster"]>): void {
+  const gauge = (name: string, help: string, read: () => number) => _gauge(pc, registers, name, help, read);
+  const total = (name: string, help: string, read: () => number) => _total(pc, registers, name, help, read);
+  gauge(
+    "sova_relay_cluster_connected",
+    "1 while this node reaches NATS, 0 while it relays among its own instances only.",
+    () => (c().connected ? 1 : 0),
+  );
+  gauge("sova_relay_cluster_nodes", "Other nodes heard within the down timeout.", () => c().nodes.length);
+  gauge(
+    "sova_relay_cluster_history_pending_bytes",
+    "Bytes of history held for registrations waiting for their name claim (at most 2 x --history-bytes a session).",
+    () => c().history_pending_bytes,
+  );
+  gauge("sova_relay_cluster_remote_instances", "Instances connected to other nodes, in sessions this node knows.", () =>
+    c().nodes.reduce((n, x) => n + x.members, 0),
+  );
+  total("sova_relay_cluster_published_total", "StateBroadcast frames sent to the cluster.", () => c().published);
+  total("sova_relay_cluster_received_total", "StateBroadcast frames received from other nodes.", () => c().received);
+  total(
+    "sova_relay_cluster_unsent_total",
+    "Frames not sent to the cluster while NATS was unreachable.",
+    () => c().unsent,
+  );
+  total(
+    "sova_relay_cluster_nodes_down_total",
+    "Nodes declared down after the heartbeat timeout.",
+    () => c().nodes_down,
+  );
+  total(
+    "sova_relay_cluster_name_conflicts_total",
+    "Names found claimed by another node when claiming them again after an outage.",
+    () => c().name_conflicts,
+  );
+  total("sova_relay_cluster_disconnects_total", "Times NATS became unreachable.", () => c().disconnects);
+  gauge(
+    "sova_relay_cluster_secret_refused",
+    "1 when this node's session secret differs from the cluster's and it stays out of the cluster.",
+    () => (c().session_secret === "refused" ? 1 : 0),
+  );
+  total(
+    "sova_relay_cluster_nodes_refused_total",
+    "Node starts heard with another session secret, kept out of this node's sessions.",
+    () => c().nodes_refused,
+  );
+  new pc.Counter({
+    name: "sova_relay_cluster_gaps_total",
+    help: "Frames from another node that never arrived, by sending node.",
+    labelNames: ["node"],
+    registers,
+    collect() {
+      this.reset();
+      for (const [node, n] of Object.entries(c().gaps)) this.inc({ node }, n);
+    },
+  });
 }
 
 /** Whether history reaches the disk (present with --state-dir). */

@@ -76,6 +76,48 @@ function event(view: View): Uint8Array {
   return encoder.encode(`id: ${view.id}\nevent: ${kind}\ndata: ${JSON.stringify(view, finite)}\n\n`);
 }
 
+/** The first event of a new spectator: from where it left off, else the session's snapshot (shared, in `snapshots`). */
+function _first(
+  snapshots: Map<string, [string, Uint8Array]>,
+  s: WatchedSession,
+  since: string | undefined,
+): [Uint8Array, string] {
+  if (s.resumable(since) !== undefined) {
+    const view = s.view(since);
+    return [event(view), view.id];
+  }
+  const id = `${s.epoch}:${s.version}`;
+  let cached = snapshots.get(s.id);
+  if (cached?.[0] !== id) {
+    cached = [id, event(s.view())];
+    snapshots.set(s.id, cached);
+  }
+  return [cached[1], id];
+}
+
+/** Which cap a new spectator from `group` meets (its session has `inSession` already), if any, and what it is told. */
+function _full(
+  o: StreamLimits,
+  total: number,
+  byGroup: Map<string, number>,
+  inSession: number,
+  group: string,
+): ["relay" | "address" | "session", string] | null {
+  if (total >= o.maxSpectators) return ["relay", `too many spectators on this relay (${o.maxSpectators})`];
+  if ((byGroup.get(group) ?? 0) >= o.maxSpectatorsPerAddress)
+    return ["address", `too many spectators from your address (${o.maxSpectatorsPerAddress})`];
+  if (inSession >= o.maxSpectatorsPerSession)
+    return ["session", `too many spectators of this session (${o.maxSpectatorsPerSession})`];
+  return null;
+}
+
+function _refused(text: string): Response {
+  return new Response(`${text}; try again later\n`, {
+    status: 503,
+    headers: { ...HEADERS, "Content-Type": "text/plain", "Retry-After": "10" },
+  });
+}
+
 /**
  * `members`: the names of a session's members now; `note`: told of each refusal and cut (for bounded logging);
  * `stats`: counted into.
@@ -93,20 +135,6 @@ export function createSpectatorStreams(
   let beatAt = performance.now();
   // The last snapshot of each session, encoded: pages opening together (a projector's room, a reload) share it.
   const snapshots = new Map<string, [string, Uint8Array]>();
-
-  function first(s: WatchedSession, since: string | undefined): [Uint8Array, string] {
-    if (s.resumable(since) !== undefined) {
-      const view = s.view(since);
-      return [event(view), view.id];
-    }
-    const id = `${s.epoch}:${s.version}`;
-    let cached = snapshots.get(s.id);
-    if (cached?.[0] !== id) {
-      cached = [id, event(s.view())];
-      snapshots.set(s.id, cached);
-    }
-    return [cached[1], id];
-  }
 
   function drop(sub: Spectator): void {
     if (!spectators.delete(sub)) return;
@@ -187,16 +215,6 @@ export function createSpectatorStreams(
     for (const [id, subs] of bySession) pushSession(id, subs, beat);
   }
 
-  /** Which cap a new spectator of `session` from `group` meets, if any, and what it is told. */
-  function full(session: string, group: string): ["relay" | "address" | "session", string] | null {
-    if (spectators.size >= o.maxSpectators) return ["relay", `too many spectators on this relay (${o.maxSpectators})`];
-    if ((byGroup.get(group) ?? 0) >= o.maxSpectatorsPerAddress)
-      return ["address", `too many spectators from your address (${o.maxSpectatorsPerAddress})`];
-    if ((bySession.get(session)?.size ?? 0) >= o.maxSpectatorsPerSession)
-      return ["session", `too many spectators of this session (${o.maxSpectatorsPerSession})`];
-    return null;
-  }
-
   function open(controller: ReadableStreamDefaultController<Uint8Array>, s: WatchedSession, group: string): Spectator {
     const self: Spectator = { controller, session: s.id, group, since: "", sent: 0 };
     spectators.add(self);
@@ -211,14 +229,11 @@ export function createSpectatorStreams(
   return {
     subscribe(s, ip, since) {
       const group = addressGroup(ip);
-      const refusal = full(s.id, group);
+      const refusal = _full(o, spectators.size, byGroup, bySession.get(s.id)?.size ?? 0, group);
       if (refusal) {
         stats.refused[refusal[0]]++;
         note("refused");
-        return new Response(`${refusal[1]}; try again later\n`, {
-          status: 503,
-          headers: { ...HEADERS, "Content-Type": "text/plain", "Retry-After": "10" },
-        });
+        return _refused(refusal[1]);
       }
       s.members(members(s.id));
       let self: Spectator;
@@ -226,7 +241,7 @@ export function createSpectatorStreams(
         {
           start(controller) {
             self = open(controller, s, group);
-            const [bytes, id] = first(s, since);
+            const [bytes, id] = _first(snapshots, s, since);
             send(self, encoder.encode("retry: 2000\n\n"));
             send(self, bytes, id);
           },

@@ -6,7 +6,7 @@
  */
 import { maskedAddress } from "../lib/cidr.ts";
 import type { History } from "../core/history.ts";
-import type { Relay } from "../core/index.ts";
+import type { Instance, Relay, RelayOptions } from "../core/index.ts";
 import { type CounterTotals, counterTotals } from "../core/stats.ts";
 import { buildInfo } from "../lib/version.ts";
 import type { ClusterStatus } from "../cluster/node.ts";
@@ -82,39 +82,7 @@ export interface Status {
 
 export function snapshot(ctx: StatusContext, now = Date.now()): Status {
   const { relay } = ctx;
-  const instances: InstanceStatus[] = [];
-  const sessions: SessionStatus[] = [];
-  const sizes = ctx.history?.sizes() ?? new Map<string, { entries: number; bytes: number }>();
-  for (const session of relay.sessions.values()) {
-    const h = sizes.get(session.id);
-    sizes.delete(session.id);
-    sessions.push({
-      id: session.id,
-      instances: session.instances.length,
-      created_at: Math.floor(session.createdAt / 1000),
-      history_entries: h?.entries ?? 0,
-      history_bytes: h?.bytes ?? 0,
-    });
-    for (const i of session.instances) {
-      instances.push({
-        id: i.idText,
-        name: i.name,
-        version: i.version,
-        connected_at: Math.floor(i.connectedAt / 1000),
-        last_activity: Math.floor(i.lastActivity / 1000),
-        session: session.id,
-        address: i.conn.state === "remote" ? i.conn.peer.address : maskedAddress(i.conn.peer.address),
-        messages_in: i.messagesIn,
-        messages_out: i.messagesOut,
-        rate_limited: i.rateLimited,
-        dropped: i.dropped,
-      });
-    }
-  }
-  // Sessions nobody is in right now, kept for their history.
-  for (const [id, h] of sizes)
-    sessions.push({ id, instances: 0, created_at: null, history_entries: h.entries, history_bytes: h.bytes });
-  const o = relay.options;
+  const { instances, sessions } = membership(relay, ctx.history);
   return {
     status: ctx.stopping() ? "shutting_down" : "ok",
     version: ctx.version,
@@ -129,24 +97,67 @@ export function snapshot(ctx: StatusContext, now = Date.now()): Status {
     resume_buffer_bytes: relay.resumeBufferBytes,
     instances,
     sessions,
-    limits: {
-      max_instances: o.maxInstances,
-      rate_limit_per_minute: o.rateLimit,
-      max_message_size: o.maxMessageSize,
-      handshake_timeout_seconds: o.handshakeTimeoutMs / 1000,
-      idle_timeout_seconds: o.idleTimeoutMs / 1000,
-      tokens_required: o.tokens.length > 0,
-      history_entries: ctx.history?.limits.maxEntries ?? 0,
-      history_bytes: ctx.history?.limits.maxBytes ?? 0,
-      history_age_seconds: (ctx.history?.limits.maxAgeMs ?? 0) / 1000,
-      max_instances_per_session: o.maxInstancesPerSession ?? o.maxInstances,
-      max_instances_per_address: o.maxInstancesPerAddress ?? o.maxInstances,
-      resume_window_seconds: (o.resumeWindowMs ?? 0) / 1000,
-    },
+    limits: limitsStatus(relay.options, ctx.history),
     totals: counterTotals(relay.stats),
     ...storageStatus(ctx),
     ...(ctx.descriptors ? { descriptors: descriptorStatus(ctx.descriptors()) } : {}),
     ...(ctx.cluster ? { cluster: ctx.cluster() } : {}),
+  };
+}
+
+/** One row per session (live ones, then those kept only for their history) and one per instance in them. */
+function membership(relay: Relay, history: History | undefined): Pick<Status, "instances" | "sessions"> {
+  const instances: InstanceStatus[] = [];
+  const sessions: SessionStatus[] = [];
+  const sizes = history?.sizes() ?? new Map<string, { entries: number; bytes: number }>();
+  for (const session of relay.sessions.values()) {
+    const h = sizes.get(session.id);
+    sizes.delete(session.id);
+    sessions.push({
+      id: session.id,
+      instances: session.instances.length,
+      created_at: Math.floor(session.createdAt / 1000),
+      history_entries: h?.entries ?? 0,
+      history_bytes: h?.bytes ?? 0,
+    });
+    for (const i of session.instances) instances.push(instanceStatus(i, session.id));
+  }
+  // Sessions nobody is in right now, kept for their history.
+  for (const [id, h] of sizes)
+    sessions.push({ id, instances: 0, created_at: null, history_entries: h.entries, history_bytes: h.bytes });
+  return { instances, sessions };
+}
+
+function instanceStatus(i: Instance, session: string): InstanceStatus {
+  return {
+    id: i.idText,
+    name: i.name,
+    version: i.version,
+    connected_at: Math.floor(i.connectedAt / 1000),
+    last_activity: Math.floor(i.lastActivity / 1000),
+    session,
+    address: i.conn.state === "remote" ? i.conn.peer.address : maskedAddress(i.conn.peer.address),
+    messages_in: i.messagesIn,
+    messages_out: i.messagesOut,
+    rate_limited: i.rateLimited,
+    dropped: i.dropped,
+  };
+}
+
+function limitsStatus(o: RelayOptions, history: History | undefined): Status["limits"] {
+  return {
+    max_instances: o.maxInstances,
+    rate_limit_per_minute: o.rateLimit,
+    max_message_size: o.maxMessageSize,
+    handshake_timeout_seconds: o.handshakeTimeoutMs / 1000,
+    idle_timeout_seconds: o.idleTimeoutMs / 1000,
+    tokens_required: o.tokens.length > 0,
+    history_entries: history?.limits.maxEntries ?? 0,
+    history_bytes: history?.limits.maxBytes ?? 0,
+    history_age_seconds: (history?.limits.maxAgeMs ?? 0) / 1000,
+    max_instances_per_session: o.maxInstancesPerSession ?? o.maxInstances,
+    max_instances_per_address: o.maxInstancesPerAddress ?? o.maxInstances,
+    resume_window_seconds: (o.resumeWindowMs ?? 0) / 1000,
   };
 }
 

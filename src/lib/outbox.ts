@@ -221,6 +221,42 @@ function _reset(q: _Queue): void {
   q.held = 0;
 }
 
+/** What `_take` took besides the bytes: one object for the module, read at once, so a write allocates nothing. */
+const _taken = { cost: 0, merged: false };
+
+/** Takes the next items of `q` as one chunk, small ones merged (into the shared area) up to `batchBytes`. */
+function _take(q: _Queue, batchBytes: number): Uint8Array {
+  q.tail = null; // the open chunk is sealed: nothing is appended to bytes being written
+  const first = q.items[q.head]!;
+  let end = q.head + 1;
+  let chunk = first;
+  let cost = q.costs[q.head]!;
+  let merged = false;
+  if (first.length < batchBytes) {
+    let total = first.length;
+    while (end < q.items.length && total + q.items[end]!.length <= batchBytes) {
+      total += q.items[end]!.length;
+      cost += q.costs[end]!;
+      end++;
+    }
+    if (end > q.head + 1) {
+      chunk = mergeArea(batchBytes).subarray(0, total);
+      merged = true;
+      let at = 0;
+      for (let i = q.head; i < end; i++) {
+        chunk.set(q.items[i]!, at);
+        at += q.items[i]!.length;
+      }
+    }
+  }
+  q.head = end;
+  q.bytes -= chunk.length;
+  q.held -= cost;
+  _taken.cost = cost;
+  _taken.merged = merged;
+  return chunk;
+}
+
 export function createOutbox(sink: ByteSink, options: OutboxOptions): Outbox {
   const batchBytes = options.batchBytes ?? DEFAULT_BATCH;
   const front = _queue();
@@ -279,33 +315,8 @@ export function createOutbox(sink: ByteSink, options: OutboxOptions): Outbox {
 
   /** Writes the next items of `q`, small ones merged; false when the socket is full or gone. */
   function writeFrom(q: _Queue, isLive: boolean): boolean {
-    q.tail = null; // the open chunk is sealed: nothing is appended to bytes being written
-    const first = q.items[q.head]!;
-    let end = q.head + 1;
-    let chunk = first;
-    let cost = q.costs[q.head]!;
-    let merged = false;
-    if (first.length < batchBytes) {
-      let total = first.length;
-      while (end < q.items.length && total + q.items[end]!.length <= batchBytes) {
-        total += q.items[end]!.length;
-        cost += q.costs[end]!;
-        end++;
-      }
-      if (end > q.head + 1) {
-        chunk = mergeArea(batchBytes).subarray(0, total);
-        merged = true;
-        let at = 0;
-        for (let i = q.head; i < end; i++) {
-          chunk.set(q.items[i]!, at);
-          at += q.items[i]!.length;
-        }
-      }
-    }
-    q.head = end;
-    q.bytes -= chunk.length;
-    q.held -= cost;
-    return write(chunk, cost, isLive, merged);
+    const chunk = _take(q, batchBytes);
+    return write(chunk, _taken.cost, isLive, _taken.merged);
   }
 
   function flush(): void {

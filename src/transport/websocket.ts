@@ -199,22 +199,15 @@ function peerHandlers(ctx: PeerContext): Pick<WebSocketHandler<WsData>, "open" |
   };
 }
 
-export function createWebSocketEndpoint(
-  options: WebSocketOptions,
-  deps: WebSocketDeps,
-  log: Logger,
-): WebSocketEndpoint {
-  const { relay, guard, table } = deps;
-  const admission = createWsAdmission(options);
-  const peers = new Set<Ws>();
-  const stats: WebSocketStats = { opened: 0, open: 0, refused: {}, bytesIn: 0, bytesOut: 0 };
-  const edge = { relay, guard, table, log, maxPendingBytes: options.maxPendingBytes, counts: stats };
-  // Refusals are per connection and a script can make many: a few lines a minute, then a count.
+/**
+ * Counts a refusal in `stats` and logs it. Refusals are per connection and a script can make many: a few lines a
+ * minute, then a count.
+ */
+function _refusalCounter(stats: WebSocketStats, log: Logger): (why: WsRefusal, ip: string, text: string) => void {
   let refusalLines = 0;
   let refusalWindow = 0;
   let refusalsUnlogged = 0;
-
-  function countRefusal(why: WsRefusal, ip: string, text: string): void {
+  return (why: WsRefusal, ip: string, text: string): void => {
     stats.refused[why] = (stats.refused[why] ?? 0) + 1;
     const now = Date.now();
     if (now - refusalWindow >= 60_000) {
@@ -235,7 +228,20 @@ export function createWebSocketEndpoint(
         transport: "websocket",
       });
     else refusalsUnlogged++;
-  }
+  };
+}
+
+export function createWebSocketEndpoint(
+  options: WebSocketOptions,
+  deps: WebSocketDeps,
+  log: Logger,
+): WebSocketEndpoint {
+  const { relay, guard, table } = deps;
+  const admission = createWsAdmission(options);
+  const peers = new Set<Ws>();
+  const stats: WebSocketStats = { opened: 0, open: 0, refused: {}, bytesIn: 0, bytesOut: 0 };
+  const edge = { relay, guard, table, log, maxPendingBytes: options.maxPendingBytes, counts: stats };
+  const countRefusal = _refusalCounter(stats, log);
 
   function upgrade(req: Request, server: Server<WsData>): Response | undefined {
     const path = new URL(req.url).pathname;

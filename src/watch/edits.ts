@@ -237,10 +237,14 @@ function lineData(v: Value, what: string): LineData {
 
 /** The scene edits: tuple variants whose last field is the timing. */
 function tupleEdit(type: string, p: Value): Edit | null {
-  const at = (n: number) => tuple(p, n, type);
+  return frameEdit(type, p) ?? lineEdit(type, p);
+}
+
+/** Edits of frames within one line. */
+function frameEdit(type: string, p: Value): Edit | null {
   switch (type) {
     case "SetScript": {
-      const [l, f, c, t] = at(4);
+      const [l, f, c, t] = tuple(p, 4, type);
       return {
         type,
         line: usize(l!, "line"),
@@ -249,54 +253,62 @@ function tupleEdit(type: string, p: Value): Edit | null {
         timing: timing(t!),
       };
     }
-    case "SetScene": {
-      const [scene, t] = at(2);
-      const lines = list(struct(scene!, ["lines"], ["lines"], "scene").get("lines")!, "lines", lineData);
-      return { type, lines, timing: timing(t!) };
-    }
-    case "UpdateLineFrames": {
-      const [l, d, t] = at(3);
-      return { type, line: usize(l!, "line"), durations: list(d!, "durations", f64), timing: timing(t!) };
-    }
     case "InsertFrame": {
-      const [l, pos, d, t] = at(4);
+      const [l, pos, d, t] = tuple(p, 4, type);
       const line = usize(l!, "line");
       return { type, line, position: usize(pos!, "position"), duration: f64(d!, "duration"), timing: timing(t!) };
     }
     case "RemoveFrame": {
-      const [l, pos, t] = at(3);
+      const [l, pos, t] = tuple(p, 3, type);
       return { type, line: usize(l!, "line"), position: usize(pos!, "position"), timing: timing(t!) };
     }
     case "EnableFrames":
     case "DisableFrames": {
-      const [l, fs, t] = at(3);
+      const [l, fs, t] = tuple(p, 3, type);
       return { type, line: usize(l!, "line"), frames: list(fs!, "frames", usize), timing: timing(t!) };
     }
     case "SetFrameName": {
-      const [l, f, n, t] = at(4);
+      const [l, f, n, t] = tuple(p, 4, type);
       const name = optional(str)(n!, "name");
       return { type, line: usize(l!, "line"), frame: usize(f!, "frame"), name, timing: timing(t!) };
     }
     case "SetScriptLanguage": {
-      const [l, f, lang, t] = at(4);
+      const [l, f, lang, t] = tuple(p, 4, type);
       return { type, line: usize(l!, "line"), frame: usize(f!, "frame"), lang: str(lang!, "lang"), timing: timing(t!) };
     }
     case "SetFrameRepetitions": {
-      const [l, f, r, t] = at(4);
+      const [l, f, r, t] = tuple(p, 4, type);
       const repetitions = usize(r!, "repetitions");
       return { type, line: usize(l!, "line"), frame: usize(f!, "frame"), repetitions, timing: timing(t!) };
     }
+    default:
+      return null;
+  }
+}
+
+/** Edits of whole lines, and the scene. */
+function lineEdit(type: string, p: Value): Edit | null {
+  switch (type) {
+    case "SetScene": {
+      const [scene, t] = tuple(p, 2, type);
+      const lines = list(struct(scene!, ["lines"], ["lines"], "scene").get("lines")!, "lines", lineData);
+      return { type, lines, timing: timing(t!) };
+    }
+    case "UpdateLineFrames": {
+      const [l, d, t] = tuple(p, 3, type);
+      return { type, line: usize(l!, "line"), durations: list(d!, "durations", f64), timing: timing(t!) };
+    }
     case "SetLineLength": {
-      const [l, len, t] = at(3);
+      const [l, len, t] = tuple(p, 3, type);
       return { type, line: usize(l!, "line"), length: optional(f64)(len!, "length"), timing: timing(t!) };
     }
     case "SetLineSpeedFactor": {
-      const [l, s, t] = at(3);
+      const [l, s, t] = tuple(p, 3, type);
       return { type, line: usize(l!, "line"), speed: f64(s!, "speed"), timing: timing(t!) };
     }
     case "SetLineStartFrame":
     case "SetLineEndFrame": {
-      const [l, f, t] = at(3);
+      const [l, f, t] = tuple(p, 3, type);
       return { type, line: usize(l!, "line"), frame: optional(usize)(f!, "frame"), timing: timing(t!) };
     }
     default:
