@@ -5,172 +5,17 @@
  * a stack trace.
  */
 import { type CommandDef, defineCommand, parseArgs, renderUsage, runCommand } from "citty";
-import { type AuditFile, openAuditFile } from "./lib/audit.ts";
-import { RELAY_ARGS, type RelayConfig, VERSION, configFromArgs } from "./host/config.ts";
+import { RELAY_ARGS, VERSION, configFromArgs } from "./host/config.ts";
+import { serveCommand } from "./cli/serve.ts";
 import { RelayError } from "./lib/errors.ts";
 import { type CommandName, checkCommandEnvironment } from "./cli/environment.ts";
 import { healthCommand } from "./cli/health.ts";
 import { exportCommand, historyCommand } from "./cli/history.ts";
-import { type RunningHttp, startHttp } from "./http/server.ts";
-import { createLogger, type Logger } from "./lib/log.ts";
-import { createWebSocketEndpoint } from "./transport/websocket.ts";
-import { type RunningServer, startServer } from "./host/start.ts";
-import type { ClusterNode } from "./cluster/node.ts";
 import { replayCommand } from "./cli/replay.ts";
 import { forStream } from "./cli/terminal.ts";
 import { tunnelCommand } from "./cli/tunnel.ts";
 import { watchCommand } from "./cli/watch.ts";
 import { versionLine } from "./lib/version.ts";
-
-const serveCommand = defineCommand({
-  meta: { name: "serve", description: "Run the relay (what `sova-relay [options]` does)", hidden: true },
-  args: RELAY_ARGS,
-  async run({ args, rawArgs }) {
-    const config = configFromArgs(args, rawArgs);
-    const audit = config.auditLog ? openAuditFile(config.auditLog) : null;
-    const log = createLogger({ level: config.logLevel, format: config.logFormat, audit: audit?.write });
-    // Loaded only for --cluster: a relay alone never loads the NATS client.
-    const cluster =
-      config.cluster.length > 0
-        ? await import("./host/cluster.ts").then((m) => m.clusterFromConfig(config, log))
-        : undefined;
-    const server = listen(config, log, cluster);
-    log.info("starting", `sova-relay ${VERSION} started`, { version: VERSION });
-    const http = config.httpPort !== null ? serveHttp(config, config.httpPort, server, cluster, log) : null;
-    handleSignals(server, http, audit, log);
-    // Only now: whoever waits for this line may signal at once, and a SIGHUP before its
-    // handler took the default action and killed the relay.
-    logListening(config, server, log);
-  },
-});
-
-/** The relay's listeners, or one line saying which address could not be had. */
-function listen(config: RelayConfig, log: Logger, cluster: ClusterNode | undefined): RunningServer {
-  try {
-    return startServer(config, log, cluster);
-  } catch (error) {
-    if (error instanceof RelayError) throw error;
-    const code = (error as NodeJS.ErrnoException).code;
-    const where = `${config.host}:${config.port}${config.tlsPort !== null ? ` / TLS ${config.tlsPort}` : ""}`;
-    throw new RelayError("E_STARTUP", `cannot listen on ${where} (${code ?? (error as Error).message})`, {
-      cause: error,
-    });
-  }
-}
-
-/** The HTTP listener (status, metrics, spectators, WebSocket); the relay is shut down if it cannot listen. */
-function serveHttp(
-  config: RelayConfig,
-  port: number,
-  server: RunningServer,
-  cluster: ClusterNode | undefined,
-  log: Logger,
-): RunningHttp {
-  const websocket = createWebSocketEndpoint(config, server, log);
-  const host = config.httpHost || config.host;
-  let http: RunningHttp;
-  try {
-    http = startHttp(
-      {
-        host,
-        port,
-        maxEventSubscribers: config.maxEventSubscribers,
-        websocket,
-        operator: config.operator,
-        trustProxy: config.trustProxy,
-        allowHost: config.allowHost,
-        watch: {
-          watcher: server.watching.watcher,
-          keys: server.watching.keys,
-          maxSpectators: config.maxSpectators,
-          maxSpectatorsPerAddress: config.maxSpectatorsPerIp,
-          maxSpectatorsPerSession: config.maxSpectatorsPerSession,
-        },
-      },
-      {
-        relay: server.relay,
-        version: VERSION,
-        startedAt: Date.now(),
-        stopping: () => server.stopping,
-        history: server.history,
-        cluster: cluster?.status,
-        storage: () => server.storage,
-        descriptors: () => server.descriptors.stats,
-      },
-      log,
-    );
-    server.descriptors.watch(http.port);
-  } catch (error) {
-    void server.shutdown("startup failed");
-    const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-    throw new RelayError("E_STARTUP", `cannot listen for HTTP on ${host}:${port} (${why})`, { cause: error });
-  }
-  log.info(
-    "http_listening",
-    `Status page on http://${host}:${http.port}/` +
-      ` (also /status, /healthz, /metrics; instances over WebSocket on /relay)`,
-    { host, port: http.port },
-  );
-  return http;
-}
-
-/** SIGTERM and SIGINT shut down (a second one exits at once); SIGHUP reloads. */
-function handleSignals(server: RunningServer, http: RunningHttp | null, audit: AuditFile | null, log: Logger): void {
-  let signals = 0;
-  const onSignal = (signal: string) => {
-    signals++;
-    if (signals > 1) {
-      log.warn("shutdown_forced", `${signal} again: exiting now`);
-      process.exit(1);
-    }
-    void server.shutdown(signal).then(() => {
-      http?.stop();
-      process.exit(0);
-    });
-  };
-  // SIGHUP: new certificate (Let's Encrypt renews every 60-90 days), rotated audit log, spectator keys.
-  process.on("SIGHUP", () => {
-    try {
-      audit?.reopen();
-      server.reloadTls();
-    } catch (error) {
-      log.error("reload_failed", `SIGHUP: reload failed, keeping what was loaded: ${(error as Error).message}`, {
-        reason: (error as Error).message,
-      });
-    }
-  });
-  process.on("SIGHUP", () => {
-    try {
-      server.watching.reload();
-    } catch (error) {
-      log.error(
-        "reload_failed",
-        `SIGHUP: spectator keys not reloaded, keeping those loaded: ${(error as Error).message}`,
-        {
-          reason: (error as Error).message,
-        },
-      );
-    }
-  });
-  process.on("SIGTERM", () => onSignal("SIGTERM"));
-  process.on("SIGINT", () => onSignal("SIGINT"));
-}
-
-function logListening(config: RelayConfig, server: RunningServer, log: Logger): void {
-  const where = [
-    server.port !== null ? `${server.host}:${server.port}` : null,
-    server.tlsPort !== null ? `${server.host}:${server.tlsPort} (TLS)` : null,
-  ]
-    .filter(Boolean)
-    .join(" and ");
-  log.info(
-    "listening",
-    `Listening on ${where} (max ${config.maxInstances} instances,` +
-      ` rate limit ${config.rateLimit || "off"}/min, expected version ${config.expectedVersion},` +
-      ` ${config.tokens.length === 0 ? "one open session" : `${config.tokens.length} token-protected sessions`})`,
-    { host: server.host, port: server.port, tls_port: server.tlsPort, sessions: config.tokens.length },
-  );
-}
 
 const subCommands: Record<string, CommandDef> = {
   serve: serveCommand,

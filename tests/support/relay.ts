@@ -6,10 +6,9 @@
 import type { Subprocess } from "bun";
 import { connect, type ClientOptions, type RegisterOptions, type RelayClient } from "../../src/client/client.ts";
 import { resolveConfig } from "../../src/host/config.ts";
-import { startHttp } from "../../src/http/server.ts";
 import { createLogger, type LogEvent, type LogFormat, type Logger, type LogLevel } from "../../src/lib/log.ts";
-import { createWebSocketEndpoint } from "../../src/transport/websocket.ts";
-import { startServer, type RunningServer } from "../../src/host/start.ts";
+import { startRelay } from "../../src/host/relay.ts";
+import type { RunningServer } from "../../src/host/start.ts";
 
 /** One log line as the json format writes it. */
 export interface LogRecord {
@@ -163,43 +162,11 @@ export const startInProcess: StartRelay = async (flags = [], env = {}) => {
   const config = resolveConfig(["--host", "127.0.0.1", "--port", "any", "--shutdown-timeout", "2", ...flags], env);
   const watcher = logWatcher();
   const log = teeLogger(watcher, config.logFormat);
-  const server = startServer(config, log);
-  // Started only when asked for, as most tests need no HTTP listener.
-  const websocket =
-    config.httpPort !== null && flags.includes("--http-port")
-      ? createWebSocketEndpoint(config, server, log)
-      : undefined;
-  const http = websocket
-    ? startHttp(
-        {
-          host: "127.0.0.1",
-          port: config.httpPort!,
-          websocket,
-          maxEventSubscribers: config.maxEventSubscribers,
-          operator: config.operator,
-          trustProxy: config.trustProxy,
-          allowHost: config.allowHost,
-          watch: {
-            watcher: server.watching.watcher,
-            keys: server.watching.keys,
-            maxSpectators: config.maxSpectators,
-            maxSpectatorsPerAddress: config.maxSpectatorsPerIp,
-            maxSpectatorsPerSession: config.maxSpectatorsPerSession,
-          },
-        },
-        {
-          relay: server.relay,
-          version: "test",
-          startedAt: Date.now(),
-          stopping: () => server.stopping,
-          history: server.history,
-          storage: () => server.storage,
-          descriptors: () => server.descriptors.stats,
-        },
-        log,
-      )
-    : null;
-  if (http) server.descriptors.watch(http.port);
+  // HTTP only when asked for, as most tests need no HTTP listener.
+  const relay = await startRelay({ ...config, httpPort: flags.includes("--http-port") ? config.httpPort : null }, log, {
+    version: "test",
+  });
+  const { server, http } = relay;
   return {
     port: server.port ?? server.tlsPort!,
     tlsPort: server.tlsPort,
@@ -209,10 +176,7 @@ export const startInProcess: StartRelay = async (flags = [], env = {}) => {
     waitForLog: watcher.waitForLog,
     waitForEvent: watcher.waitForEvent,
     server,
-    async stop() {
-      await server.shutdown("test finished");
-      http?.stop();
-    },
+    stop: () => relay.stop("test finished"),
   };
 };
 
