@@ -1,10 +1,3 @@
-/**
- * `sova-relay replay FILE`: plays a recording (`sova-relay history export`) into a
- * session of a relay, one instance per original player, each named as a replay,
- * at the original spacing (or faster, slower: --speed). With --watch, plays it into
- * a local spectator page instead, with no relay and no Sova instance.
- */
-import { readFileSync } from "node:fs";
 import { defineCommand } from "citty";
 import { parseRecording, type Recording } from "../client/recording.ts";
 import { play, registerPlayers, stateUpdates, timeline } from "../client/replay.ts";
@@ -15,6 +8,7 @@ import { serveWatch } from "../http/watch.ts";
 import { RelayError } from "../lib/errors.ts";
 import { createLogger } from "../lib/log.ts";
 import { createWatcher, keyDigest, makeKey, spectatorKeys } from "../watch/index.ts";
+import { readHostFile } from "../lib/files.ts";
 
 interface ReplayOptions {
   replayHost: string;
@@ -81,14 +75,7 @@ export const REPLAY_OPTIONS: OptionTable<ReplayOptions> = [
 ] as OptionTable<ReplayOptions>;
 
 function readRecording(file: string): Recording {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? "unreadable";
-    throw new RelayError("E_CONFIG", `cannot read the recording '${file}' (${code})`, { cause: error });
-  }
-  return parseRecording(text, file);
+  return parseRecording(readHostFile(file, "the recording"), file);
 }
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
@@ -127,7 +114,7 @@ async function intoPage(rec: Recording, o: ReplayOptions): Promise<void> {
 
 async function intoRelay(rec: Recording, o: ReplayOptions): Promise<void> {
   if (!o.port) throw new RelayError("E_CONFIG", "replay needs the relay's --port (1-65535)");
-  const tls = o.tls ? { ca: o.ca ? readFileSync(o.ca, "utf8") : undefined } : undefined;
+  const tls = o.tls ? { ca: o.ca ? readHostFile(o.ca, "--ca") : undefined } : undefined;
   const target = { host: o.replayHost, port: o.port, tls, token: o.replayToken || null, version: o.sovaVersion };
   const { players, close } = await registerPlayers(rec.frames, target);
   const updates = stateUpdates(rec.frames, new Map([...players].map(([name, c]) => [name, c.id!])));

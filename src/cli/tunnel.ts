@@ -1,14 +1,10 @@
-/**
- * The `sova-relay tunnel` command line: flags checked here (a bad one is one line
- * and exit 2), then src/tunnel/tunnel.ts does the work until SIGTERM/SIGINT.
- */
-import { readFileSync } from "node:fs";
 import { defineCommand } from "citty";
 import { RelayError } from "../lib/errors.ts";
 import { option } from "../host/config.ts";
 import { argsDef, type OptionTable, resolveOptions } from "../lib/options.ts";
 import { createLogger, type LogFormat, type LogLevel } from "../lib/log.ts";
 import { configError, parseTargets, startTunnel, type RunningTunnel } from "../tunnel/tunnel.ts";
+import { readHostFile } from "../lib/files.ts";
 
 export function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(text.trim());
@@ -19,11 +15,7 @@ export function parseListen(text: string): { host: string; port: number } {
 }
 
 function readCa(path: string): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch (error) {
-    configError(`cannot read --ca '${path}' (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`);
-  }
+  return readHostFile(path, "--ca");
 }
 
 interface TunnelCliOptions {

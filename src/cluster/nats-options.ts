@@ -1,12 +1,7 @@
-/**
- * How a node reaches NATS: the options it is started with, and the client's
- * connection options built from them. The latter hold credentials and are never logged.
- */
-import { readFileSync } from "node:fs";
 import { credsAuthenticator, type ConnectionOptions } from "@nats-io/nats-core";
-import { RelayError } from "../lib/errors.ts";
 import type { HistoryLimits } from "../core/history.ts";
 import type { SecretOptions } from "./secret.ts";
+import { readHostFile } from "../lib/files.ts";
 
 export interface ClusterOptions {
   servers: string[];
@@ -31,14 +26,7 @@ export interface ClusterOptions {
 }
 
 function readFile(path: string, flag: string): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch (error) {
-    throw new RelayError(
-      "E_CONFIG",
-      `cannot read ${flag} '${path}' (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`,
-    );
-  }
+  return readHostFile(path, flag);
 }
 
 export function connectionOptions(o: ClusterOptions): ConnectionOptions {

@@ -1,10 +1,3 @@
-/**
- * The relay's configuration: its table of options (flags, environment names,
- * defaults, accepted ranges; read by the engine in src/lib/options.ts) and the
- * checks that span options. Sub-commands borrow rows of this table (`option`)
- * for what they share with the relay.
- */
-import { readFileSync } from "node:fs";
 import { parseArgs, type ArgsDef, type ParsedArgs } from "citty";
 import pkg from "../../package.json" with { type: "json" };
 import { RelayError } from "../lib/errors.ts";
@@ -12,6 +5,7 @@ import { LOG_LEVELS, type LogFormat, type LogLevel } from "../lib/log.ts";
 import { type Cidr, parseCidr } from "../lib/cidr.ts";
 import { argsDef, type Env, envNamesOf, type OptionSpec, type OptionTable, resolveOptions } from "../lib/options.ts";
 import { SOVA_PROTOCOL_VERSION } from "../protocol/version.ts";
+import { readHostFile } from "../lib/files.ts";
 
 /** The relay's own version (what --version says); not what Sova instances must report (SOVA_PROTOCOL_VERSION). */
 export const VERSION: string = pkg.version;
@@ -689,14 +683,7 @@ export function option<K extends keyof RelayConfig>(key: K): OptionSpec<RelayCon
 }
 
 function readTokenFile(path: string): string[] {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? "unreadable";
-    throw new RelayError("E_CONFIG", `cannot read --token-file '${path}' (${code})`, { cause: error });
-  }
-  return text
+  return readHostFile(path, "--token-file")
     .split(/\r?\n/)
     .map((l) => l.trim())
     .filter((l) => l !== "" && !l.startsWith("#"));

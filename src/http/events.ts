@@ -12,6 +12,7 @@
  */
 import { addressGroup, type Cidr, cidrContains, parseCidr } from "../lib/cidr.ts";
 import type { Logger } from "../lib/log.ts";
+import { createKindTally } from "../lib/repeats.ts";
 import type { EventStreamStats } from "./metrics.ts";
 import { renderLive } from "./page.ts";
 import { snapshot, type StatusContext } from "./status.ts";
@@ -71,22 +72,18 @@ export function createEventStreams(o: EventLimits, ctx: StatusContext, log: Logg
   let visitors = 0;
   let ticker: Timer | null = null;
   // One line per 10 s at most, with counts, whatever a flood of pages does.
-  let loggedAt = -Infinity;
-  let unlogged = { refused: 0, cut: 0 };
+  const tally = createKindTally(10_000, ["refused", "cut"] as const);
 
   function note(kind: "refused" | "cut"): void {
     stats[kind]++;
-    unlogged[kind]++;
-    const now = performance.now();
-    if (now - loggedAt < 10_000) return;
-    loggedAt = now;
+    const unlogged = tally.add(kind, performance.now());
+    if (unlogged === null) return;
     log.warn(
       "events_limited",
       `/events: ${unlogged.cut} subscribers cut for not reading (over ${o.maxEventBacklogBytes} bytes unsent),` +
         ` ${unlogged.refused} refused past ${o.maxEventSubscribers} open (since the last such line)`,
       { reason: kind === "cut" ? "not_reading" : "subscriber_cap", cut: unlogged.cut, refused: unlogged.refused },
     );
-    unlogged = { refused: 0, cut: 0 };
   }
 
   function drop(sub: Subscriber): void {

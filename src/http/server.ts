@@ -18,6 +18,7 @@ import { createEventStreams, EVENT_HEADERS, SECURITY_HEADERS } from "./events.ts
 import { clientAddress } from "../transport/forwarded.ts";
 import { RELAY_PATH, type WebSocketEndpoint } from "../transport/websocket.ts";
 import { hostAllowed, shownHost } from "../lib/hosts.ts";
+import { createTally } from "../lib/repeats.ts";
 import { SCRIPT_HASH, renderPage } from "./page.ts";
 import { snapshot, type StatusContext } from "./status.ts";
 import { createWatchRoutes, type SpectatorStats, type WatchOptions } from "./watch.ts";
@@ -78,8 +79,8 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
   const streams = createEventStreams(o, ctx, log);
   const allowedHosts = new Set(options.allowHost ?? []);
   const refused = { host: 0 };
-  let hostLoggedAt = -Infinity;
-  let hostUnlogged = 0;
+  // A rebinding page can make a visitor's browser ask again and again: one line a minute, with the count.
+  const hostTally = createTally(60_000);
 
   /** 503 in shutdown; 200 otherwise, saying "degraded" while history cannot be saved (the relay goes on relaying). */
   function health(): Response {
@@ -105,19 +106,15 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
   /** A request naming a host the relay does not answer for (hosts.ts): 421, logged at most once a minute. */
   function misdirected(host: string | null): Response {
     refused.host++;
-    hostUnlogged++;
     const name = shownHost(host);
-    const now = performance.now();
-    if (now - hostLoggedAt >= 60_000) {
-      hostLoggedAt = now;
+    const unlogged = hostTally.add(1, performance.now());
+    if (unlogged > 0)
       log.warn(
         "http_host_refused",
-        `HTTP request for host '${name}' refused (${hostUnlogged} since the last such line):` +
+        `HTTP request for host '${name}' refused (${unlogged} since the last such line):` +
           ` allow a name with --allow-host`,
-        { reason: "host", host: name, count: hostUnlogged },
+        { reason: "host", host: name, count: unlogged },
       );
-      hostUnlogged = 0;
-    }
     return new Response(
       `this relay does not answer for '${name}'; its host can allow the name with --allow-host ${name}\n`,
       { status: 421, headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain; charset=utf-8" } },

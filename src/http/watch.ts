@@ -16,6 +16,7 @@
  * stream ends after a byte budget (the browser reconnects and resumes).
  */
 import type { Logger } from "../lib/log.ts";
+import { createKindTally } from "../lib/repeats.ts";
 import { createGuard } from "../transport/guard.ts";
 import type { SpectatorKeys, Watcher, WatchedSession } from "../watch/index.ts";
 import {
@@ -126,14 +127,10 @@ export function createWatchRoutes(
 
 /** Log lines for wrong keys, refusals and cuts: one of each kind per 10 s at most, with counts. */
 function boundedNotes(log: Logger, backlogBytes: number): (kind: "wrong" | "limited" | "refused" | "cut") => void {
-  let loggedAt = -Infinity;
-  let unlogged = { wrong: 0, limited: 0, refused: 0, cut: 0 };
+  const tally = createKindTally(10_000, ["wrong", "limited", "refused", "cut"] as const);
   return (kind) => {
-    unlogged[kind]++;
-    const now = performance.now();
-    if (now - loggedAt < 10_000) return;
-    loggedAt = now;
-    const u = unlogged;
+    const u = tally.add(kind, performance.now());
+    if (u === null) return;
     if (u.wrong + u.limited > 0)
       log.warn(
         "watch_key_rejected",
@@ -148,7 +145,6 @@ function boundedNotes(log: Logger, backlogBytes: number): (kind: "wrong" | "limi
           ` ${u.refused} refused at a spectator cap (since the last such line)`,
         { reason: u.cut > 0 ? "not_reading" : "spectator_cap", cut: u.cut, refused: u.refused },
       );
-    unlogged = { wrong: 0, limited: 0, refused: 0, cut: 0 };
   };
 }
 

@@ -165,3 +165,26 @@ export function createTally(windowMs: number): Tally {
     },
   };
 }
+
+/**
+ * A Tally for occurrences of several kinds that one line reports together (spectators
+ * refused and cut): `add` returns every kind's count since the last line, or null to stay quiet.
+ */
+export interface KindTally<K extends string> {
+  add(kind: K, now: number): Readonly<Record<K, number>> | null;
+}
+
+export function createKindTally<K extends string>(windowMs: number, kinds: readonly K[]): KindTally<K> {
+  const zero = (): Record<K, number> => Object.fromEntries(kinds.map((k) => [k, 0])) as Record<K, number>;
+  const tally = createTally(windowMs);
+  let pending = zero();
+  return {
+    add(kind, now) {
+      pending[kind]++;
+      if (tally.add(1, now) === 0) return null;
+      const counts = pending;
+      pending = zero();
+      return counts;
+    },
+  };
+}

@@ -5,18 +5,10 @@
  * at start and on SIGHUP. Being digests only, it can be copied to every node
  * of a cluster.
  */
-import {
-  chmodSync,
-  chownSync,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  renameSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { RelayError } from "../lib/errors.ts";
+import { readHostFile } from "../lib/files.ts";
 
 export const SPECTATOR_FILE = "spectators";
 
@@ -34,13 +26,7 @@ export const spectatorPath = (stateDir: string): string => join(stateDir, SPECTA
 /** The entries of `path`; none when it does not exist and `optional`. A malformed line stops with its number. */
 export function readSpectatorFile(path: string, optional = false): SpectatorEntry[] {
   if (optional && !existsSync(path)) return [];
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? "unreadable";
-    throw new RelayError("E_CONFIG", `cannot read the spectator file '${path}' (${code})`, { cause: error });
-  }
+  const text = readHostFile(path, "the spectator file");
   const out: SpectatorEntry[] = [];
   text.split(/\r?\n/).forEach((raw, i) => {
     const line = raw.trim();

@@ -16,6 +16,7 @@
  */
 import { closeSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
 import type { Logger } from "../lib/log.ts";
+import { createTally } from "../lib/repeats.ts";
 
 export interface DescriptorStats {
   /** The soft RLIMIT_NOFILE (Bun raises it to the hard limit at start); null where unknown. */
@@ -97,19 +98,16 @@ export function watchAccepts(ports: readonly (number | null)[], log: Logger): Ac
   const tcp6 = limit === null ? null : _keep("/proc/self/net/tcp6");
   let failing = 0;
   let waiting = 0;
-  let unlogged = 0;
-  let loggedAt = -Infinity;
+  const tally = createTally(LOG_EVERY_MS);
   let dry = false;
 
   function sample(): void {
     dry = _exhausted();
     if (!dry) return;
     failing++;
-    unlogged++;
     waiting = _queued(tcp, watched) + _queued(tcp6, watched);
-    const now = Date.now();
-    if (now - loggedAt < LOG_EVERY_MS) return;
-    loggedAt = now;
+    const unlogged = tally.add(1, Date.now());
+    if (unlogged === 0) return;
     log.error(
       "accept_failed",
       `No file descriptor left (limit ${limit}): new connections are not accepted` +
@@ -118,7 +116,6 @@ export function watchAccepts(ports: readonly (number | null)[], log: Logger): Ac
         ` (logged once a minute; counted in sova_relay_accept_failing_seconds_total)`,
       { limit, waiting, seconds: unlogged, count: unlogged },
     );
-    unlogged = 0;
   }
 
   const timer = limit === null ? null : setInterval(sample, SAMPLE_MS);

@@ -1,10 +1,6 @@
-/**
- * The TLS side of the listeners: reading the certificate and key, and telling a
- * bad certificate (a configuration error, exit 2) from any other listen failure.
- */
-import { readFileSync } from "node:fs";
 import type { SocketHandler, TCPSocketListener } from "bun";
 import { RelayError } from "../lib/errors.ts";
+import { readHostFile } from "../lib/files.ts";
 
 export interface Pem {
   cert: string;
@@ -18,12 +14,7 @@ export interface TlsFiles {
 }
 
 function _readPem(path: string, flag: string): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? "unreadable";
-    throw new RelayError("E_CONFIG", `cannot read ${flag} '${path}' (${code})`, { cause: error });
-  }
+  return readHostFile(path, flag);
 }
 
 export function readTlsPem(files: TlsFiles): Pem {
