@@ -16,6 +16,8 @@ import { recipe } from "../support/recipes.ts";
 import { playThroughProxy, spoofedAddressIgnored } from "../support/proxy.ts";
 import { logWatcher, startInProcess, type RelayHandle } from "../support/relay.ts";
 import { TEST_CA, TLS_DIR, openWs } from "../support/transport.ts";
+import { spectatorPath, writeSpectatorFile } from "../../src/storage/spectator-file.ts";
+import { keyDigest, makeKey } from "../../src/watch/index.ts";
 
 const NGINX = ["/usr/sbin/nginx", "/usr/bin/nginx"].find((p) => existsSync(p)) ?? Bun.which("nginx");
 const PROXY_ADDRESS = "127.0.0.3";
@@ -109,8 +111,15 @@ let relay: RelayHandle | null = null;
 let nginx: Nginx | null = null;
 let skipReason: string | null = NGINX ? null : "nginx is not installed (apt-get install nginx; .ci/run does)";
 
+/** A spectator key for the open session, in a file the relay reads at start (docs/watching.md). */
+const stateDir = mkdtempSync(join(tmpdir(), "sova-nginx-watch-"));
+const spectatorKey = makeKey();
+writeSpectatorFile(spectatorPath(stateDir), [{ session: "open", digest: keyDigest(spectatorKey) }]);
+
 if (skipReason === null) {
   relay = await startInProcess([
+    "--state-dir",
+    stateDir,
     "--http-port",
     "any",
     "--trust-proxy",
@@ -127,6 +136,7 @@ afterAll(async () => {
   await nginx?.stop();
   if (nginx) rmSync(nginx.dir, { recursive: true, force: true });
   await relay?.stop();
+  rmSync(stateDir, { recursive: true, force: true });
 });
 
 if (skipReason !== null) {
@@ -155,6 +165,27 @@ instance connected directly`, async () => {
     test("an upgrade on another path gets nginx's 404, not the relay", async () => {
       const ws = await openWs(`wss://127.0.0.1:${nginx!.port}/elsewhere`, {}, { ca: TEST_CA });
       expect(ws.error).toContain("Expected 101 status code: 404");
+    });
+
+    test(`the spectator page through the docs' /watch/ location: served for the site's name, its event \
+stream not held in nginx's buffers; a wrong key is any unknown path`, async () => {
+      const at = (path: string, host = "relay.example.org") =>
+        fetch(`https://127.0.0.1:${nginx!.port}${path}`, { headers: { Host: host }, tls: { ca: TEST_CA } });
+      const page = await at(`/watch/${spectatorKey}`);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain("<title>Watching a Sova session</title>");
+
+      const events = await at(`/watch/${spectatorKey}/events`);
+      expect(events.headers.get("content-type")).toContain("text/event-stream");
+      const reader = events.body!.getReader();
+      let text = "";
+      // With nginx's default buffering the first event would sit in its buffer; proxy_buffering off passes it on.
+      while (!/event: snapshot\ndata: .*\n\n/.test(text)) text += new TextDecoder().decode((await reader.read()).value);
+      expect(text).toMatch(/^retry: \d+\n\nid: \S+\nevent: snapshot\n/);
+      await reader.cancel();
+
+      const wrong = await at(`/watch/${makeKey()}`);
+      expect(wrong.status).toBe(404);
     });
   });
 }
