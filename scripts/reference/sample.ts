@@ -5,22 +5,12 @@
  * every field and family shows.
  */
 import { createHistory } from "../../src/core/history.ts";
-import { createRelay, type Peer } from "../../src/core/index.ts";
+import { createRelay, inertPeer } from "../../src/core/index.ts";
 import type { StatusContext } from "../../src/http/status.ts";
 import { silentLogger } from "../../src/lib/log.ts";
 import { encodeMessage } from "../../src/protocol/messages.ts";
 
-const peer: Peer = {
-  address: "203.0.113.7",
-  port: 50_000,
-  pendingBytes: 0,
-  frontBytes: 0,
-  send: () => true,
-  close() {},
-  closeWith() {},
-  terminate() {},
-  setFrameLimit() {},
-};
+const peer = inertPeer("203.0.113.7", 50_000);
 
 export function sampleContext(): StatusContext {
   const history = createHistory({ maxEntries: 1000, maxBytes: 16 << 20, maxAgeMs: 0 });

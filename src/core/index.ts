@@ -17,6 +17,7 @@ import { createState } from "./state.ts";
 import type { Relay, RelayOptions } from "./types.ts";
 
 export { KNOWN_CAPABILITIES } from "./registration.ts";
+export { inertPeer } from "./remote.ts";
 export { RATE_WINDOW_MS } from "./state.ts";
 export type {
   Clock,

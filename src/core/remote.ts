@@ -18,10 +18,11 @@ import { rosterJoin } from "./roster.ts";
 import type { RelayState } from "./state.ts";
 import type { Connection, Instance, Peer, Session } from "./types.ts";
 
-function _remoteConn(node: string): Connection {
-  const peer: Peer = {
-    address: `node ${node}`,
-    port: 0,
+/** A peer that takes every frame and holds nothing: an instance of another node, a sample for the docs. */
+export function inertPeer(address: string, port = 0): Peer {
+  return {
+    address,
+    port,
     pendingBytes: 0,
     frontBytes: 0,
     send: () => true,
@@ -30,6 +31,10 @@ function _remoteConn(node: string): Connection {
     terminate() {},
     setFrameLimit() {},
   };
+}
+
+function _remoteConn(node: string): Connection {
+  const peer = inertPeer(`node ${node}`);
   return {
     id: 0,
     peer,
