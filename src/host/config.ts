@@ -683,10 +683,14 @@ export function option<K extends keyof RelayConfig>(key: K): OptionSpec<RelayCon
 }
 
 function readTokenFile(path: string): string[] {
-  return readHostFile(path, "--token-file")
+  const tokens = readHostFile(path, "--token-file")
     .split(/\r?\n/)
     .map((l) => l.trim())
     .filter((l) => l !== "" && !l.startsWith("#"));
+  // A file meant to hold the tokens but empty (a failed generator, a truncated copy) must not open the relay.
+  if (tokens.length === 0)
+    throw new RelayError("E_CONFIG", `--token-file ${path} holds no token (one a line; # starts a comment)`);
+  return tokens;
 }
 
 export const MIN_TOKEN_LENGTH = 16;

@@ -156,11 +156,14 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
     websocket: ws?.handler ?? { message() {} },
     fetch(req, server) {
       const path = new URL(req.url).pathname;
+      // Behind --trust-proxy every request comes from the proxy: the spectator caps and the wrong-key
+      // cooldown must see the audience's addresses, or one bad guess locks the whole audience out.
+      const peer = () => clientAddress(server.requestIP(req)?.address ?? "", req.headers, options.trustProxy ?? []);
       if (ws && (path === RELAY_PATH || req.headers.get("upgrade")?.toLowerCase() === "websocket"))
         return ws.upgrade(req, server);
       if (path.startsWith("/watch/")) {
         // null: a key that opens nothing gets the very answer an unknown path gets, below.
-        const answer = watch?.route(req, path, server.requestIP(req)?.address ?? "");
+        const answer = watch?.route(req, path, peer());
         if (answer) return answer;
       }
       const known = ["/", "/status", "/healthz", "/metrics", "/events"].includes(path);
@@ -179,8 +182,7 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
       }
       // A HEAD on /events must not take a subscriber slot it would never read from.
       if (req.method === "HEAD" && path === "/events") return new Response(null, { headers: EVENT_HEADERS });
-      const direct = server.requestIP(req)?.address ?? "";
-      const res = route(path, clientAddress(direct, req.headers, options.trustProxy ?? []))!;
+      const res = route(path, peer())!;
       if (req.method !== "HEAD") return res;
       return Promise.resolve(res).then((r) => new Response(null, { status: r.status, headers: r.headers }));
     },

@@ -245,6 +245,8 @@ export function parseValue(o: AnyRow, raw: string, flag: string): unknown {
 
 export type Env = Record<string, string | undefined>;
 
+const needsValue = (flag: string) => new RelayError("E_CONFIG", `option --${flag} needs a value`);
+
 /**
  * citty keeps only the last of a repeated flag (it calls node:util's parseArgs
  * without `multiple`, and its arg definitions have no way to ask for it), so
@@ -262,7 +264,10 @@ function repeated(rawArgs: readonly string[], rows: readonly AnyRow[]): Map<stri
     const eq = arg.indexOf("=");
     const name = arg.slice(2, eq === -1 ? undefined : eq);
     const value = eq === -1 ? (valued.has(name) ? rawArgs[++i] : undefined) : arg.slice(eq + 1);
-    if (lists.has(name) && value !== undefined) found.set(name, [...(found.get(name) ?? []), value]);
+    if (!lists.has(name)) continue;
+    // `--token` last, or followed by another flag: citty drops it, and a dropped token would open the relay.
+    if (value === undefined || value.startsWith("--")) throw needsValue(name);
+    found.set(name, [...(found.get(name) ?? []), value]);
   }
   return found;
 }
@@ -281,8 +286,6 @@ function checkKnown(args: ParsedArgs, rows: readonly AnyRow[]): void {
     throw new RelayError("E_CONFIG", `unexpected argument '${extra}' (options start with --; see --help)`);
 }
 
-const needsValue = (flag: string) => new RelayError("E_CONFIG", `option --${flag} needs a value`);
-
 /** One option's value: flags beat `SOVA_RELAY_*`, which beats the seed's names, which beat defaults. */
 function optionValue(o: AnyRow, given: unknown, env: Env): unknown {
   const flag = flagOf(o);
@@ -293,19 +296,27 @@ function optionValue(o: AnyRow, given: unknown, env: Env): unknown {
   if (given === "") throw needsValue(flag); // citty's value for a flag given none
   if (Array.isArray(given)) return given.flatMap((v: string) => listOf(o, v, flag));
   if (typeof given === "string") return parseValue(o, given, flag);
-  const name = [envName(o.key), ...(o.legacyEnv ?? [])].find((n) => env[n] !== undefined && env[n] !== "");
+  // Ours set but empty is a mistake (`SOVA_RELAY_TOKENS=$(openssl ...)` without openssl), never "unset":
+  // taken as unset, an empty token list would open the relay. The seed's names (RUST_LOG) keep their old sense.
+  const own = envName(o.key);
+  const name = env[own] !== undefined ? own : o.legacyEnv?.find((n) => env[n] !== undefined && env[n] !== "");
   if (name === undefined) return o.default;
+  if (env[name] === "" && !(o.type === "text" && o.empty))
+    throw new RelayError("E_CONFIG", `${name} is set but empty: give it a value, or unset it for the default`);
   const from = `${flag} (from ${name})`;
   if (name !== envName(o.key) && o.legacyParse) return o.legacyParse(env[name]!, from);
   return o.repeatable ? listOf(o, env[name]!, from) : parseValue(o, env[name]!, from);
 }
 
-/** A repeatable option's values from one flag or variable: comma-separated, empty items skipped. */
+/**
+ * A repeatable option's values from one flag or variable: comma-separated,
+ * empty items skipped, but never all of them: `--token ''` or `--allow ,`
+ * taken as "none" would open what the host meant to close.
+ */
 function listOf(o: AnyRow, raw: string, flag: string): unknown[] {
-  return raw
-    .split(",")
-    .filter((item) => item.trim() !== "")
-    .map((item) => parseValue(o, item, flag));
+  const items = raw.split(",").filter((item) => item.trim() !== "");
+  if (items.length === 0) throw needsValue(flag);
+  return items.map((item) => parseValue(o, item, flag));
 }
 
 /** The values of a table's options, from citty's parsed arguments and the environment. */
@@ -316,8 +327,8 @@ export function resolveOptions<C>(
   env: Env = process.env,
 ): C {
   const rows = rowsOf(table);
+  const lists = repeated(rawArgs, rows); // first: `--token --port 0` is a missing token, not a stray `0`
   checkKnown(args, rows);
-  const lists = repeated(rawArgs, rows);
   const out: Record<string, unknown> = {};
   for (const o of rows) {
     const value = optionValue(o, o.repeatable ? lists.get(flagOf(o)) : args[flagOf(o)], env);

@@ -161,6 +161,44 @@ describe("bad values: one clear line naming the option, exit 2, no stack trace",
   }
 });
 
+describe("a token setting that yields no token stops the relay: never an open relay by mistake", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sova-relay-tokens-"));
+  const emptyFile = join(dir, "empty");
+  const commentsOnly = join(dir, "comments");
+  writeFileSync(emptyFile, "");
+  writeFileSync(commentsOnly, "# the ensemble's token goes here\n\n   \n");
+  const cases: Array<[string, string[], Record<string, string>, RegExp]> = [
+    ["--token last, with no value", ["--token"], {}, /option --token needs a value/],
+    ["--token followed by another option", ["--token", "--port", "0"], {}, /option --token needs a value/],
+    ["--token ''", ["--token", ""], {}, /option --token needs a value/],
+    ["--token=", ["--token="], {}, /option --token needs a value/],
+    ["--token ,", ["--token", ","], {}, /option --token needs a value/],
+    ["--token of blanks", ["--token", "   "], {}, /option --token needs a value/],
+    ["SOVA_RELAY_TOKENS empty", [], { SOVA_RELAY_TOKENS: "" }, /SOVA_RELAY_TOKENS is set but empty/],
+    [
+      "SOVA_RELAY_TOKENS a lone comma",
+      [],
+      { SOVA_RELAY_TOKENS: "," },
+      /--token \(from SOVA_RELAY_TOKENS\) needs a value/,
+    ],
+    ["SOVA_RELAY_TOKEN_FILE empty", [], { SOVA_RELAY_TOKEN_FILE: "" }, /SOVA_RELAY_TOKEN_FILE is set but empty/],
+    ["an empty token file", ["--token-file", emptyFile], {}, /--token-file .*empty holds no token/],
+    ["a token file of comments", ["--token-file", commentsOnly], {}, /--token-file .*comments holds no token/],
+    ["--allow ''", ["--allow", ""], {}, /option --allow needs a value/],
+    ["SOVA_RELAY_DENY empty", [], { SOVA_RELAY_DENY: "" }, /SOVA_RELAY_DENY is set but empty/],
+  ];
+  for (const [name, args, env, pattern] of cases) {
+    test(name, () => {
+      const r = run(["--port", "0", "--http-port", "0", ...args], env);
+      expect(r.code).toBe(2);
+      const lines = r.stderr.trim().split("\n");
+      expect(lines.length).toBe(1);
+      expect(lines[0]).toMatch(pattern);
+      expect(r.stdout + r.stderr).not.toMatch(/open session|listening/i);
+    });
+  }
+});
+
 describe("settings that nothing reads stop the command: exit 2, one line naming what was meant", () => {
   const VALUE = "a-token-someone-meant-to-protect";
   const cases: Array<[string, string[], Record<string, string>, RegExp]> = [

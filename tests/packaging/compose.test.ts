@@ -110,7 +110,13 @@ limits and a state volume; SOVA_RELAY_IMAGE runs a local build, which keeps the 
 
     const forgotten = await compose("docker compose up -d", dir);
     expect(forgotten.code).not.toBe(0);
-    expect(forgotten.stderr).toContain("SOVA_RELAY_TOKENS is not set; put it in .env");
+    expect(forgotten.stderr).toContain("SOVA_RELAY_TOKENS is not set or empty; put it in .env");
+    // What the recipe writes where openssl is missing: refused too, never one open session.
+    writeFileSync(join(dir, ".env"), "SOVA_RELAY_TOKENS=\n");
+    const empty = await compose("docker compose up -d", dir);
+    expect(empty.code).not.toBe(0);
+    expect(empty.stderr).toContain("SOVA_RELAY_TOKENS is not set or empty; put it in .env");
+    rmSync(join(dir, ".env"));
 
     const up = await compose(recipe("compose").text, dir);
     expect(up.code).toBe(0);
