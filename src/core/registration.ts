@@ -110,12 +110,10 @@ export function instanceRecord(
   now: number,
   idText: string = crypto.randomUUID(),
 ): Instance {
-  const id = parseUuid(idText);
   const capabilities = _boundedCapabilities(msg.capabilities);
   // Asked for, and on here: otherwise the member is a plain one and never sees an extension frame.
   if (!resumeOn(s)) capabilities.delete(RESUME_CAPABILITY);
-  return {
-    id,
+  return newInstance(s, {
     idText,
     name: msg.instance_name,
     nameKey,
@@ -123,28 +121,72 @@ export function instanceRecord(
     session,
     conn,
     connectedAt: now,
-    seq: s.nextInstanceSeq++,
-    announced: false,
-    spoke: false,
     capabilities,
     prefix: broadcastPrefix(msg.instance_name),
-    infoHead: instanceInfoHead({
-      id,
-      name: msg.instance_name,
-      version: msg.version,
-      connected_at: systemTimeFromMillis(now),
-    }),
     lastActivity: now,
     messageWindow: s.options.rateLimit > 0 ? createWindow(s.options.rateLimit, RATE_WINDOW_MS) : null,
     byteWindow: s.options.rateLimitBytes ? createWindow(s.options.rateLimitBytes, RATE_WINDOW_MS) : null,
+    resume: capabilities.has(RESUME_CAPABILITY) ? newResumption() : null,
+    node: null,
+  });
+}
+
+/** What sets one member apart: this node's own (above) or another node's (remote.ts). */
+export type InstanceSeed = Pick<
+  Instance,
+  | "idText"
+  | "name"
+  | "nameKey"
+  | "version"
+  | "session"
+  | "conn"
+  | "connectedAt"
+  | "capabilities"
+  | "prefix"
+  | "lastActivity"
+  | "messageWindow"
+  | "byteWindow"
+  | "resume"
+  | "node"
+>;
+
+/**
+ * The one place an instance record is made, with the counters every member starts
+ * from. Written out field by field (no spread), so every record has one shape.
+ */
+export function newInstance(s: RelayState, seed: InstanceSeed): Instance {
+  const id = parseUuid(seed.idText);
+  return {
+    id,
+    idText: seed.idText,
+    name: seed.name,
+    nameKey: seed.nameKey,
+    version: seed.version,
+    session: seed.session,
+    conn: seed.conn,
+    connectedAt: seed.connectedAt,
+    seq: s.nextInstanceSeq++,
+    announced: false,
+    spoke: false,
+    capabilities: seed.capabilities,
+    prefix: seed.prefix,
+    infoHead: instanceInfoHead({
+      id,
+      name: seed.name,
+      version: seed.version,
+      connected_at: systemTimeFromMillis(seed.connectedAt),
+    }),
+    lastActivity: seed.lastActivity,
+    messageWindow: seed.messageWindow,
+    byteWindow: seed.byteWindow,
     rateDropped: 0,
     rateErrorAt: -Infinity,
     messagesIn: 0,
     messagesOut: 0,
     rateLimited: 0,
     dropped: 0,
-    resume: capabilities.has(RESUME_CAPABILITY) ? newResumption() : null,
-    node: null,
+    resume: seed.resume,
+    node: seed.node,
   };
 }
 

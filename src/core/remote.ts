@@ -6,14 +6,14 @@
  * connection is never sent to, so rosters, names and presence work as for local
  * ones; frames from other nodes reach the local members of their session.
  */
-import { parse as parseUuid } from "uuid";
-import { encodeFrame, instanceInfoHead, systemTimeFromMillis } from "../protocol/messages.ts";
-import { cutSlowConsumer, dropResumer, tell, uncountInstance } from "./connection.ts";
+import { encodeFrame } from "../protocol/messages.ts";
+import { dropResumer, tell, uncountInstance } from "./connection.ts";
 import type { Departure, RemoteMember, RemoteMembers } from "./link.ts";
 import { type NameKey, nameKey } from "./names.ts";
 import { hearDeparture, hearJoin } from "./notices.ts";
-import { openSession } from "./registration.ts";
-import { addResumer, newResumption, parkRemote, record, resumeOn, sendNumbered } from "./resume.ts";
+import { newInstance, openSession } from "./registration.ts";
+import { addResumer, newResumption, parkRemote, record, resumeOn } from "./resume.ts";
+import { fanOut } from "./routing.ts";
 import { rosterJoin } from "./roster.ts";
 import type { RelayState } from "./state.ts";
 import type { Connection, Instance, Peer, Session } from "./types.ts";
@@ -102,10 +102,13 @@ function _movedAway(s: RelayState, local: Instance, m: RemoteMember, conn: Conne
   s.remoteById.set(local.idText, local);
 }
 
+/**
+ * Another node's member, told of as local ones are (notices.ts), so churn on another node is
+ * bounded here too. Its frames come without their sender, so a member that only heard its
+ * updates may miss its leaving in a storm.
+ */
 function _record(s: RelayState, m: RemoteMember, session: Session, key: NameKey, conn: Connection): Instance {
-  const id = parseUuid(m.id);
-  return {
-    id,
+  return newInstance(s, {
     idText: m.id,
     name: m.name,
     nameKey: key,
@@ -113,32 +116,15 @@ function _record(s: RelayState, m: RemoteMember, session: Session, key: NameKey,
     session,
     conn,
     connectedAt: m.connectedAt,
-    seq: s.nextInstanceSeq++,
-    // Told as local ones are (notices.ts), so churn on another node is bounded here too. Its frames come
-    // without their sender, so a member that only heard its updates may miss its leaving in a storm.
-    announced: false,
-    spoke: false,
     capabilities: new Set(),
     prefix: new Uint8Array(0),
-    infoHead: instanceInfoHead({
-      id,
-      name: m.name,
-      version: m.version,
-      connected_at: systemTimeFromMillis(m.connectedAt),
-    }),
     lastActivity: m.lastActivity,
     // Rate limits stay on the node that owns the connection.
     messageWindow: null,
     byteWindow: null,
-    rateDropped: 0,
-    rateErrorAt: 0,
-    messagesIn: 0,
-    messagesOut: 0,
-    rateLimited: 0,
-    dropped: 0,
     resume: m.resumable && resumeOn(s) ? newResumption(m.gen ?? 0) : null,
     node: m.node,
-  };
+  });
 }
 
 export function createRemoteMembers(s: RelayState): RemoteMembers {
@@ -200,20 +186,7 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
       if (s.options.watch?.wants(sessionId)) s.options.watch.frame(sessionId, frame, now);
       const session = s.sessions.get(sessionId);
       if (!session) return;
-      const stamp = record(s, session, origin, q, frame, now, null);
-      let slow: Connection[] | null = null;
-      for (const other of session.instances) {
-        if (other.conn.state !== "registered") continue;
-        if (sendNumbered(other, stamp, frame)) {
-          other.conn.lastSent = now;
-          other.messagesOut++;
-          s.stats.deliveries++;
-        } else {
-          slow ??= [];
-          slow.push(other.conn);
-        }
-      }
-      if (slow !== null) for (const conn of slow) cutSlowConsumer(s, conn);
+      fanOut(s, session.instances, null, record(s, session, origin, q, frame, now, null), frame, now);
     },
     locals() {
       const out: Instance[] = [];

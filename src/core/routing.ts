@@ -54,21 +54,36 @@ export function relayUpdate(
   const frame = encodeBroadcastFrame(inst.prefix, msg.timestamp, msg.update_data);
   const stamp = stampLocal(s, inst, frame, now);
   if (watched) watch!.frame(inst.session.id, frame, now);
+  fanOut(s, peers, inst, stamp, frame, now);
+  observe(stats.relayLatency, (s.clock.monotonic() - arrived) / 1000);
+  return stamp;
+}
+
+/**
+ * One broadcast to every registered member but its sender (null: one from another
+ * node, whose sender is not here). A member that cannot take it is cut after the
+ * loop, so everyone hears this update before hearing who left.
+ */
+export function fanOut(
+  s: RelayState,
+  members: readonly Instance[],
+  sender: Instance | null,
+  stamp: Stamp,
+  frame: Uint8Array,
+  now: number,
+): void {
   let slow: Connection[] | null = null;
-  for (let i = 0; i < peers.length; i++) {
-    const other = peers[i]!;
-    if (other === inst || other.conn.state !== "registered") continue;
+  for (let i = 0; i < members.length; i++) {
+    const other = members[i]!;
+    if (other === sender || other.conn.state !== "registered") continue;
     if (sendNumbered(other, stamp, frame)) {
       other.conn.lastSent = now;
       other.messagesOut++;
-      stats.deliveries++;
+      s.stats.deliveries++;
     } else if (slow === null) slow = [other.conn];
     else slow.push(other.conn);
   }
-  observe(stats.relayLatency, (s.clock.monotonic() - arrived) / 1000);
-  // Cut after the loop, so everyone hears this update before hearing who left.
   if (slow !== null) for (const conn of slow) cutSlowConsumer(s, conn);
-  return stamp;
 }
 
 /** A frame a registered instance may not send: counted, logged, answered with an Error. */
