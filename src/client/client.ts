@@ -6,6 +6,7 @@
  * a Sova instance would choke on.
  */
 import type { Socket } from "bun";
+import { withTimeout } from "../lib/deadline.ts";
 import { RelayError } from "../lib/errors.ts";
 import { createFrameReader } from "../protocol/framing.ts";
 import {
@@ -254,32 +255,16 @@ function _tlsOption(tls: ClientOptions["tls"]) {
 /** The socket once connected; a RelayError naming the address when refused, failed or not made in time. */
 async function _connected(connecting: Promise<Socket<undefined>>, options: ClientOptions): Promise<Socket<undefined>> {
   const timeoutMs = options.connectTimeoutMs ?? DEFAULT_TIMEOUT_MS;
-  let timer: Timer | undefined;
+  const where = `${options.host ?? "127.0.0.1"}:${options.port}`;
   try {
-    return await Promise.race([
+    return await withTimeout(
       connecting,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new RelayError(
-                "E_CLIENT",
-                `no connection to ${options.host ?? "127.0.0.1"}:${options.port} within ${timeoutMs} ms`,
-              ),
-            ),
-          timeoutMs,
-        );
-      }),
-    ]);
+      timeoutMs,
+      () => new RelayError("E_CLIENT", `no connection to ${where} within ${timeoutMs} ms`),
+    );
   } catch (error) {
     if (error instanceof RelayError) throw error;
-    throw new RelayError(
-      "E_CLIENT",
-      `cannot connect to ${options.host ?? "127.0.0.1"}:${options.port}: ${(error as Error).message}`,
-      { cause: error },
-    );
-  } finally {
-    clearTimeout(timer);
+    throw new RelayError("E_CLIENT", `cannot connect to ${where}: ${(error as Error).message}`, { cause: error });
   }
 }
 

@@ -7,6 +7,7 @@
  */
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
+import { withTimeout } from "../lib/deadline.ts";
 import type { Logger } from "../lib/log.ts";
 import type { ClaimResult } from "../core/link.ts";
 import type { NameKey } from "../core/names.ts";
@@ -71,22 +72,6 @@ function owner(value: Uint8Array | undefined): Owner | null {
   }
 }
 
-function timeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(t);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
-}
-
 export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
   /** key -> KV revision of our claim; 0: held locally, not yet written (cluster unreachable). */
   const mine = new Map<string, number>();
@@ -97,7 +82,7 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
   /** A KV revision when the claim is ours, "taken", or null when the cluster could not answer. */
   async function tryClaim(kv: KV, key: string, takeOver = false): Promise<number | "taken" | null> {
     try {
-      return await timeout(kv.create(key, value), CLAIM_TIMEOUT_MS);
+      return await withTimeout(kv.create(key, value), CLAIM_TIMEOUT_MS);
     } catch (error) {
       if (!/wrong last sequence|key exists|10071/i.test((error as Error).message)) {
         log.warn(
@@ -112,7 +97,7 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
       }
     }
     for (;;) {
-      const entry = await timeout(kv.get(key), CLAIM_TIMEOUT_MS).catch(() => undefined);
+      const entry = await withTimeout(kv.get(key), CLAIM_TIMEOUT_MS).catch(() => undefined);
       if (entry === undefined) return null;
       if (entry === null || entry.operation !== "PUT") {
         // Deleted meanwhile: try again from the start.
@@ -127,7 +112,7 @@ export function createClaims(ctx: ClaimsContext, log: Logger): Claims {
         continue;
       }
       try {
-        const revision = await timeout(kv.update(key, value, entry.revision), CLAIM_TIMEOUT_MS);
+        const revision = await withTimeout(kv.update(key, value, entry.revision), CLAIM_TIMEOUT_MS);
         const why = takeOver ? "its member resumed here" : "not alive";
         log.info("cluster_claim_taken_over", `Name claim of node ${o?.n ?? "?"} (${why}) taken over`, {
           node: o?.n,

@@ -8,6 +8,7 @@
  */
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
+import { waitAtMost } from "../lib/deadline.ts";
 import type { Logger } from "../lib/log.ts";
 import { createTally } from "../lib/repeats.ts";
 import { type Claims, NAMES_RETRY_MS } from "./claims.ts";
@@ -211,10 +212,10 @@ export function openConnection(ctx: ConnectionContext, log: Logger): NodeConnect
       bye();
       const conn = nc;
       if (conn) {
-        await Promise.race([conn.drain().catch(() => {}), Bun.sleep(1000)]);
+        await waitAtMost(conn.drain(), 1000);
         if (!conn.isClosed()) await conn.close().catch(() => {});
       }
-      await Promise.race([running, Bun.sleep(100)]);
+      await waitAtMost(running, 100);
     },
   };
 }

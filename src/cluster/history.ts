@@ -24,6 +24,7 @@
  */
 import { nanos, type NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
+import { withTimeout } from "../lib/deadline.ts";
 import type { Logger } from "../lib/log.ts";
 import type { History, HistoryLimits } from "../core/history.ts";
 import { openEnvelope } from "./envelope.ts";
@@ -151,13 +152,6 @@ async function _read(
   return out;
 }
 
-function _withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)),
-  ]);
-}
-
 export function createClusterHistory(
   options: {
     prefix: string;
@@ -251,7 +245,7 @@ export function createClusterHistory(
       p.waiting++;
       const mine = p;
       try {
-        mine.stored = await _withTimeout(_read(js, stream, `${prefix}.s.${session}`, limits), READ_TIMEOUT_MS);
+        mine.stored = await withTimeout(_read(js, stream, `${prefix}.s.${session}`, limits), READ_TIMEOUT_MS);
       } catch (error) {
         log.warn(
           "cluster_history_read_failed",

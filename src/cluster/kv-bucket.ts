@@ -4,14 +4,11 @@
  */
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Kvm, type KV, type KvOptions } from "@nats-io/kv";
+import { withTimeout } from "../lib/deadline.ts";
 
 /** JetStream calls wait up to 5 s by default; a node should not hold registrations that long. */
 export function answered<T>(p: Promise<T>, ms = 2000): Promise<T> {
-  let timer: Timer | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+  return withTimeout(p, ms);
 }
 
 /** JetStream is not there at all (not enabled on the server, or no server answers its API), as opposed to slow. */

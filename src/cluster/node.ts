@@ -14,6 +14,7 @@
  * ClusterLink.
  */
 import { hostname } from "node:os";
+import { waitAtMost } from "../lib/deadline.ts";
 import type { Logger } from "../lib/log.ts";
 import type { ClaimResult, ClusterLink, RemoteMembers } from "../core/link.ts";
 import { createClaims } from "./claims.ts";
@@ -146,7 +147,7 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
     attach: membership.attach,
     origin: `${p.node}:${p.epoch}`,
     async claim(session, key, takeOver = false): Promise<ClaimResult> {
-      if (connection.resuming) await Promise.race([connection.resuming, Bun.sleep(3000)]);
+      if (connection.resuming) await waitAtMost(connection.resuming, 3000);
       // A resumption: the name is the member's (its secret said so), and its gap comes from the relay's log.
       if (takeOver) return claims.claim(session, key, true);
       const [result] = await Promise.all([claims.claim(session, key), history?.prepare(session)]);
