@@ -14,9 +14,11 @@ import type { Subprocess } from "bun";
 import { lineOrEnd, watchOutput } from "../support/lines.ts";
 import { unusedPort } from "../support/ports.ts";
 import { recipe } from "../support/recipes.ts";
-import { playThroughProxy, spoofedAddressIgnored } from "../support/proxy.ts";
+import { playThroughProxy, spoofedAddressIgnored, watchThroughProxy } from "../support/proxy.ts";
 import { type RelayHandle, startInProcess } from "../support/relay.ts";
 import { openWs, TEST_CA, TLS_DIR } from "../support/transport.ts";
+import { spectatorPath, writeSpectatorFile } from "../../src/storage/spectator-file.ts";
+import { keyDigest, makeKey } from "../../src/watch/index.ts";
 
 const CADDY = ["/usr/bin/caddy", "/usr/sbin/caddy"].find((p) => existsSync(p)) ?? Bun.which("caddy");
 
@@ -72,8 +74,22 @@ let relay: RelayHandle | null = null;
 let caddy: Caddy | null = null;
 let skipReason: string | null = CADDY ? null : "caddy is not installed (apt-get install caddy; .ci/run does)";
 
+/** A spectator key for the open session, in a file the relay reads at start (docs/watching.md). */
+const stateDir = mkdtempSync(join(tmpdir(), "sova-caddy-watch-"));
+const spectatorKey = makeKey();
+writeSpectatorFile(spectatorPath(stateDir), [{ session: "open", digest: keyDigest(spectatorKey) }]);
+
 if (skipReason === null) {
-  relay = await startInProcess(["--http-port", "any", "--trust-proxy", "127.0.0.1/32", "--deny", "203.0.113.0/24"]);
+  relay = await startInProcess([
+    "--state-dir",
+    stateDir,
+    "--http-port",
+    "any",
+    "--trust-proxy",
+    "127.0.0.1/32",
+    "--deny",
+    "203.0.113.0/24",
+  ]);
   const started = await startCaddy(relay.httpPort!);
   if (typeof started === "string") skipReason = started;
   else caddy = started;
@@ -86,6 +102,7 @@ afterAll(async () => {
     rmSync(caddy.dir, { recursive: true, force: true });
   }
   await relay?.stop();
+  rmSync(stateDir, { recursive: true, force: true });
 });
 
 if (skipReason !== null) console.warn(`SKIP: the Caddy reverse-proxy tests because ${skipReason}`);
@@ -100,7 +117,12 @@ describe.skipIf(skipReason !== null)("through Caddy, with the docs' Caddyfile", 
     await spoofedAddressIgnored(`wss://127.0.0.1:${caddy!.port}/relay`, relay!);
   });
 
-  test("only /relay is routed: another path gets Caddy's 404, and the status page stays private", async () => {
+  test("the spectator page through the docs' handle /watch/*: served, its event stream passed as it comes; a wrong \
+key is any unknown path", async () => {
+    await watchThroughProxy(`https://127.0.0.1:${caddy!.port}`, spectatorKey);
+  });
+
+  test("only /relay and /watch/ are routed: another path gets Caddy's 404, and the status page stays private", async () => {
     const ws = await openWs(`wss://127.0.0.1:${caddy!.port}/elsewhere`, {}, { ca: TEST_CA });
     expect(ws.error).toContain("404");
     const page = await fetch(`https://127.0.0.1:${caddy!.port}/status`, { tls: { ca: TEST_CA } } as RequestInit);

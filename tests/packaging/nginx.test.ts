@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { recipe } from "../support/recipes.ts";
-import { playThroughProxy, spoofedAddressIgnored } from "../support/proxy.ts";
+import { playThroughProxy, spoofedAddressIgnored, watchThroughProxy } from "../support/proxy.ts";
 import { logWatcher, startInProcess, type RelayHandle } from "../support/relay.ts";
 import { TEST_CA, TLS_DIR, openWs } from "../support/transport.ts";
 import { spectatorPath, writeSpectatorFile } from "../../src/storage/spectator-file.ts";
@@ -169,23 +169,7 @@ instance connected directly`, async () => {
 
     test(`the spectator page through the docs' /watch/ location: served for the site's name, its event \
 stream not held in nginx's buffers; a wrong key is any unknown path`, async () => {
-      const at = (path: string, host = "relay.example.org") =>
-        fetch(`https://127.0.0.1:${nginx!.port}${path}`, { headers: { Host: host }, tls: { ca: TEST_CA } });
-      const page = await at(`/watch/${spectatorKey}`);
-      expect(page.status).toBe(200);
-      expect(await page.text()).toContain("<title>Watching a Sova session</title>");
-
-      const events = await at(`/watch/${spectatorKey}/events`);
-      expect(events.headers.get("content-type")).toContain("text/event-stream");
-      const reader = events.body!.getReader();
-      let text = "";
-      // With nginx's default buffering the first event would sit in its buffer; proxy_buffering off passes it on.
-      while (!/event: snapshot\ndata: .*\n\n/.test(text)) text += new TextDecoder().decode((await reader.read()).value);
-      expect(text).toMatch(/^retry: \d+\n\nid: \S+\nevent: snapshot\n/);
-      await reader.cancel();
-
-      const wrong = await at(`/watch/${makeKey()}`);
-      expect(wrong.status).toBe(404);
+      await watchThroughProxy(`https://127.0.0.1:${nginx!.port}`, spectatorKey, "relay.example.org");
     });
   });
 }

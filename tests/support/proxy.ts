@@ -1,10 +1,12 @@
 /**
  * What every reverse proxy the docs show must do for the relay (tests/packaging/nginx.test.ts,
  * caddy.test.ts): carry a tunnel's WebSocket both ways, big frames included, and keep a
- * client's own X-Forwarded-For from choosing its address. `url` is the proxy's wss:// /relay.
+ * client's own X-Forwarded-For from choosing its address, and pass spectator pages and their
+ * event streams. `url` is the proxy's wss:// /relay.
  */
 import { expect } from "bun:test";
 import { connect, type RelayClient, updateValues } from "../../src/client/client.ts";
+import { makeKey } from "../../src/watch/index.ts";
 import { ClientPool, type RelayHandle } from "./relay.ts";
 import { openWs, TEST_CA, tunnelTo } from "./transport.ts";
 
@@ -57,4 +59,28 @@ export async function spoofedAddressIgnored(url: string, relay: RelayHandle): Pr
   ws.ws.close(1000);
   await ws.closed;
   expect(relay.logs.some((l) => l.includes("203.0.113.9"))).toBe(false);
+}
+
+/**
+ * The spectator page through the proxy at `base` (https://host:port): served, its event
+ * stream passed on as it comes (not held in the proxy's buffers), a wrong key answered as
+ * any unknown path. `host`: the site's name, where the proxy serves one.
+ */
+export async function watchThroughProxy(base: string, key: string, host?: string): Promise<void> {
+  const at = (path: string) =>
+    fetch(`${base}${path}`, { headers: host ? { Host: host } : {}, tls: { ca: TEST_CA } } as RequestInit);
+  const page = await at(`/watch/${key}`);
+  expect(page.status).toBe(200);
+  expect(await page.text()).toContain("<title>Watching a Sova session</title>");
+
+  const events = await at(`/watch/${key}/events`);
+  expect(events.headers.get("content-type")).toContain("text/event-stream");
+  const reader = events.body!.getReader();
+  let text = "";
+  // Held in a buffering proxy's buffer, the first event would never come: the read would time the test out.
+  while (!/event: snapshot\ndata: .*\n\n/.test(text)) text += new TextDecoder().decode((await reader.read()).value);
+  expect(text).toMatch(/^retry: \d+\n\nid: \S+\nevent: snapshot\n/);
+  await reader.cancel();
+
+  expect((await at(`/watch/${makeKey()}`)).status).toBe(404);
 }
