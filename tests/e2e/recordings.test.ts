@@ -10,8 +10,10 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { updateValues } from "../../src/client/client.ts";
-import { parseRecording } from "../../src/client/recording.ts";
-import { cleanupAfterEach } from "../support/peers.ts";
+import { frameLine, headerLine, parseRecording } from "../../src/client/recording.ts";
+import { encodeFrame, toByteArrayWire } from "../../src/protocol/messages.ts";
+import { lineOrEnd, watchOutput } from "../support/lines.ts";
+import { cleanupAfterEach, drained } from "../support/peers.ts";
 import { ROOT } from "../support/paths.ts";
 import { ClientPool, startInProcess } from "../support/relay.ts";
 import { sovaEdit } from "../support/sova-edits.ts";
@@ -55,6 +57,19 @@ async function record(dir: string): Promise<string> {
   const file = join(dir, "concert.jsonl");
   const exported = cli(["history", "export", "--state-dir", dir, "--out", file]);
   expect(exported).toMatchObject({ code: 0, err: `wrote ${SCRIPT.length} updates of session open to ${file}\n` });
+  return file;
+}
+
+/** A recording written by hand: `[ms after the first, player, edit]` a line, from a fixed start. */
+function written(dir: string, rows: Array<[number, string, string]>, start = 1_796_245_200_000): string {
+  const file = join(dir, "written.jsonl");
+  const lines = rows.map(([at, source, edit]) => {
+    const update_data = toByteArrayWire(sovaEdit(edit).bytes);
+    const frame = encodeFrame({ type: "StateBroadcast", source_instance_name: source, timestamp: 0n, update_data });
+    return frameLine(start + at, frame);
+  });
+  const header = headerLine({ session: "open", frames: rows.length, exported_at: "", source: "state-dir" });
+  writeFileSync(file, header + lines.join(""));
   return file;
 }
 
@@ -190,4 +205,56 @@ describe("what the CLI cannot use: one line, exit 2", () => {
     expect(empty).toMatchObject({ code: 2, err: `sova-relay: no session history in ${dir}\n` });
     expect(cli(["replay", bad, "--speed", "0"]).code).toBe(2);
   }, 30_000);
+});
+
+describe("stopping a replay: no update after the signal, at once, exit 128 + the signal's number", () => {
+  // The second update is due 8 s after the first: a stop that waited for it would show in both the time and the update.
+  const TWO_APART: Array<[number, string, string]> = [
+    [0, "alice", "set_scene_band"],
+    [8000, "bob", "set_script_html"],
+  ];
+
+  test("into a relay: Ctrl-C between two updates sends no more, exits 130 at once", async () => {
+    const file = written(mkdtempSync(join(tmpdir(), "sova-rec-")), TWO_APART);
+    const target = keep(await startInProcess([]));
+    const pool = new ClientPool(() => target.port);
+    const listener = await pool.register("listener");
+    const replay = Bun.spawn([...SOURCE, "replay", file, "--port", String(target.port)], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    await listener.next("StateBroadcast");
+    const signalled = performance.now();
+    replay.kill("SIGINT");
+    expect(await replay.exited).toBe(130);
+    expect(performance.now() - signalled).toBeLessThan(4000);
+    expect(await new Response(replay.stdout).text()).toMatch(/^replayed 1 of 2 updates in \d+\.\d s\n$/);
+    // Its players have left: anything they sent has been relayed, and a round trip shows it did not come.
+    await target.waitForEvent("disconnected", { instance: "bob (replay)" });
+    expect((await drained(listener)).filter((m) => m.type === "StateBroadcast")).toEqual([]);
+    pool.closeAll();
+  }, 20_000);
+
+  test("into a page: SIGTERM between two updates exits 143 at once, saying how far it played", async () => {
+    const file = written(mkdtempSync(join(tmpdir(), "sova-rec-")), TWO_APART);
+    const replay = Bun.spawn([...SOURCE, "replay", file, "--watch"], { stdout: "pipe", stderr: "pipe" });
+    const output = watchOutput([replay.stdout, replay.stderr]);
+    // Printed just before the first update is played, in the same turn: a signal now is handled after it.
+    await lineOrEnd(output, /^Playing 2 updates/, "replay --watch", 10_000);
+    const signalled = performance.now();
+    replay.kill("SIGTERM");
+    expect(await replay.exited).toBe(143);
+    expect(performance.now() - signalled).toBeLessThan(4000);
+    await output.done;
+    expect(output.watcher.logs).toContain("Stopped by SIGTERM after 1 of 2 updates\n");
+  }, 20_000);
+
+  test("into a page played to the end: Ctrl-C closes it, exit 0 (the replay was whole)", async () => {
+    const file = written(mkdtempSync(join(tmpdir(), "sova-rec-")), TWO_APART.slice(0, 1));
+    const replay = Bun.spawn([...SOURCE, "replay", file, "--watch"], { stdout: "pipe", stderr: "pipe" });
+    const output = watchOutput([replay.stdout, replay.stderr]);
+    await lineOrEnd(output, /^Played to the end/, "replay --watch", 10_000);
+    replay.kill("SIGINT");
+    expect(await replay.exited).toBe(0);
+  }, 20_000);
 });
