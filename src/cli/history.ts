@@ -9,7 +9,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { defineCommand } from "citty";
-import { frameLine, headerLine } from "../client/recording.ts";
+import { frameLines, headerLine } from "../client/recording.ts";
 import { option } from "../host/config.ts";
 import { type OptionTable, argsDef, resolveOptions } from "../lib/options.ts";
 import { RelayError } from "../lib/errors.ts";
@@ -137,8 +137,7 @@ export const exportCommand = defineCommand({
     const o = resolveOptions(EXPORT_OPTIONS, args, rawArgs);
     const { session, source, rows } = await frames(o);
     const text =
-      headerLine({ session, frames: rows.length, exported_at: new Date().toISOString(), source }) +
-      rows.map((r) => frameLine(r.at, r.frame)).join("");
+      headerLine({ session, frames: rows.length, exported_at: new Date().toISOString(), source }) + frameLines(rows);
     if (!o.out) {
       process.stdout.write(text);
       return;

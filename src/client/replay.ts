@@ -28,7 +28,7 @@ export interface Timeline {
 export function timeline(frames: readonly RecordedFrame[], speed: number): Timeline {
   const first = frames[0]?.at ?? 0;
   let last = 0;
-  // Times that go backwards (clock steps on the relay) keep their order: never earlier than the one before.
+  // parseRecording refuses times that go back; frames from elsewhere keep their order all the same.
   const due = frames.map((f) => (last = Math.max(last, (f.at - first) / speed)));
   return { due, durationMs: due.at(-1) ?? 0 };
 }

@@ -6,6 +6,7 @@
  * to what it cannot use.
  */
 import { describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -204,6 +205,59 @@ describe("what the CLI cannot use: one line, exit 2", () => {
     const empty = cli(["history", "export", "--state-dir", dir]);
     expect(empty).toMatchObject({ code: 2, err: `sova-relay: no session history in ${dir}\n` });
     expect(cli(["replay", bad, "--speed", "0"]).code).toBe(2);
+  }, 30_000);
+
+  test("an arrival time that is no time, goes back, or jumps past a week: the line named, exit 2", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sova-rec-"));
+    const start = 1_796_245_200_000;
+    const week = 7 * 24 * 3600 * 1000;
+    const cases: Array<[string, unknown[], string]> = [
+      ["a huge time", [start, 1e15], "line 3: 'at' 1000000000000000 is 11553284.2 days after the line above's"],
+      ["past a week", [start, start + 1, start + 1 + week + 1], "line 4: 'at' 1796850000002 is 7.0 days after"],
+      ["going back", [start, start + 500, start + 200], "line 4: 'at' 1796245200200 is 300 ms before the line above's"],
+      ["negative", [-1], "line 2: 'at' is -1, not an arrival time (a non-negative number of ms since 1970)"],
+      ["a string", [start, "soon"], `line 3: 'at' is "soon", not an arrival time`],
+      ["past any date", [1e300], "line 2: 'at' is 1e+300, not an arrival time"],
+    ];
+    for (const [what, times, says] of cases) {
+      const file = written(
+        dir,
+        times.map(() => [0, "alice", "set_scene_band"]),
+        0,
+      );
+      // The same lines with these times in place.
+      const [header, ...lines] = readFileSync(file, "utf8").trimEnd().split("\n");
+      const timed = lines.map((l, i) => JSON.stringify({ ...JSON.parse(l), at: times[i] }));
+      writeFileSync(file, `${[header, ...timed].join("\n")}\n`);
+      const r = cli(["replay", file, "--port", "9"]);
+      expect({ what, code: r.code, lines: r.err.split("\n").length - 1 }).toEqual({ what, code: 2, lines: 1 });
+      expect(r.err).toStartWith(`sova-relay: ${file}, ${says}`);
+    }
+    // A week to the millisecond is a wait a replay can make.
+    const edge = written(
+      dir,
+      [
+        [0, "alice", "set_scene_band"],
+        [week, "bob", "set_script_html"],
+      ],
+      start,
+    );
+    expect(parseRecording(readFileSync(edge, "utf8"), edge).frames.map((f) => f.at)).toEqual([start, start + week]);
+  }, 30_000);
+
+  test("export writes times that never go back, though the relay's clock stepped back: replay reads it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sova-rec-"));
+    await record(dir);
+    // As a relay whose clock NTP stepped back 300 ms between the third and fourth edits (30 ms apart) stored them.
+    const db = new Database(join(dir, "history.sqlite"));
+    db.run("UPDATE history SET at = at - 300 WHERE seq >= 4");
+    db.close();
+    const file = join(dir, "stepped.jsonl");
+    expect(cli(["history", "export", "--state-dir", dir, "--out", file]).code).toBe(0);
+    const at = parseRecording(readFileSync(file, "utf8"), file).frames.map((f) => f.at);
+    // The fourth is written at the third's time (no wait between them); the fifth keeps its own.
+    expect(at[3]).toBe(at[2]!);
+    expect(at[4]! - at[3]!).toBeGreaterThan(0);
   }, 30_000);
 });
 
