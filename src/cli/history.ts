@@ -7,7 +7,7 @@
  * `sova-relay history export` writes a session's history as a recording (see
  * src/client/recording.ts), from --state-dir or from a cluster's NATS.
  */
-import { writeFileSync } from "node:fs";
+import { closeSync, fchmodSync, fstatSync, openSync, writeFileSync } from "node:fs";
 import { defineCommand } from "citty";
 import { frameLines, headerLine } from "../client/recording.ts";
 import { option } from "../host/config.ts";
@@ -126,6 +126,24 @@ async function frames(
   return { session, source: "state-dir", rows: readStoredHistory(o.stateDir, session) };
 }
 
+/**
+ * A recording holds the session's chat and scripts: --out is written readable by its owner only, a file that
+ * was there made so too. Not a terminal or a pipe named as --out (/dev/stdout): only a regular file's mode changes.
+ */
+function writePrivate(out: string, text: string): void {
+  let fd: number | null = null;
+  try {
+    fd = openSync(out, "w", 0o600);
+    if (fstatSync(fd).isFile()) fchmodSync(fd, 0o600);
+    writeFileSync(fd, text);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? "unwritable";
+    throw new RelayError("E_CONFIG", `cannot write --out '${out}' (${code})`, { cause: error });
+  } finally {
+    if (fd !== null) closeSync(fd);
+  }
+}
+
 export const exportCommand = defineCommand({
   meta: {
     name: "export",
@@ -142,12 +160,7 @@ export const exportCommand = defineCommand({
       process.stdout.write(text);
       return;
     }
-    try {
-      writeFileSync(o.out, text);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code ?? "unwritable";
-      throw new RelayError("E_CONFIG", `cannot write --out '${o.out}' (${code})`, { cause: error });
-    }
+    writePrivate(o.out, text);
     console.error(`wrote ${rows.length} updates of session ${session} to ${o.out}`);
   },
 });

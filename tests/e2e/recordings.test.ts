@@ -203,7 +203,10 @@ describe("what the CLI cannot use: one line, exit 2", () => {
       "sova-relay: history export needs --state-dir DIR (or --cluster URL)\n",
     );
     const empty = cli(["history", "export", "--state-dir", dir]);
-    expect(empty).toMatchObject({ code: 2, err: `sova-relay: no session history in ${dir}\n` });
+    expect(empty).toMatchObject({
+      code: 2,
+      err: `sova-relay: no session history in ${dir} (no history.sqlite: the relay keeps one with --state-dir and --history)\n`,
+    });
     expect(cli(["replay", bad, "--speed", "0"]).code).toBe(2);
   }, 30_000);
 
