@@ -7,9 +7,9 @@
  * `sova-relay history export` writes a session's history as a recording (see
  * src/client/recording.ts), from --state-dir or from a cluster's NATS.
  */
-import { writeFileSync } from "node:fs";
+import { closeSync, fchmodSync, fstatSync, openSync, writeFileSync } from "node:fs";
 import { defineCommand } from "citty";
-import { frameLine, headerLine } from "../client/recording.ts";
+import { frameLines, headerLine } from "../client/recording.ts";
 import { option } from "../host/config.ts";
 import { type OptionTable, argsDef, resolveOptions } from "../lib/options.ts";
 import { RelayError } from "../lib/errors.ts";
@@ -126,6 +126,24 @@ async function frames(
   return { session, source: "state-dir", rows: readStoredHistory(o.stateDir, session) };
 }
 
+/**
+ * A recording holds the session's chat and scripts: --out is written readable by its owner only, a file that
+ * was there made so too. Not a terminal or a pipe named as --out (/dev/stdout): only a regular file's mode changes.
+ */
+function writePrivate(out: string, text: string): void {
+  let fd: number | null = null;
+  try {
+    fd = openSync(out, "w", 0o600);
+    if (fstatSync(fd).isFile()) fchmodSync(fd, 0o600);
+    writeFileSync(fd, text);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? "unwritable";
+    throw new RelayError("E_CONFIG", `cannot write --out '${out}' (${code})`, { cause: error });
+  } finally {
+    if (fd !== null) closeSync(fd);
+  }
+}
+
 export const exportCommand = defineCommand({
   meta: {
     name: "export",
@@ -137,18 +155,12 @@ export const exportCommand = defineCommand({
     const o = resolveOptions(EXPORT_OPTIONS, args, rawArgs);
     const { session, source, rows } = await frames(o);
     const text =
-      headerLine({ session, frames: rows.length, exported_at: new Date().toISOString(), source }) +
-      rows.map((r) => frameLine(r.at, r.frame)).join("");
+      headerLine({ session, frames: rows.length, exported_at: new Date().toISOString(), source }) + frameLines(rows);
     if (!o.out) {
       process.stdout.write(text);
       return;
     }
-    try {
-      writeFileSync(o.out, text);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code ?? "unwritable";
-      throw new RelayError("E_CONFIG", `cannot write --out '${o.out}' (${code})`, { cause: error });
-    }
+    writePrivate(o.out, text);
     console.error(`wrote ${rows.length} updates of session ${session} to ${o.out}`);
   },
 });

@@ -1,4 +1,5 @@
 import { defineCommand } from "citty";
+import { constants as osConstants } from "node:os";
 import { parseRecording, type Recording } from "../client/recording.ts";
 import { play, registerPlayers, stateUpdates, timeline } from "../client/replay.ts";
 import { option } from "../host/config.ts";
@@ -80,15 +81,41 @@ function readRecording(file: string): Recording {
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
-/** Until SIGINT or SIGTERM. */
-function untilSignal(): Promise<string> {
+/**
+ * The status of a replay a signal cut short: 128 + the signal's number, as a shell reports a command it
+ * interrupted (130 for Ctrl-C, 143 for SIGTERM). A replay that played every update exits 0.
+ */
+const signalStatus = (signal: NodeJS.Signals): number => 128 + osConstants.signals[signal];
+
+/**
+ * Resolves with the first SIGINT or SIGTERM. Handled for good (not `once`): a second one exits at once, with
+ * the first one's status, instead of leaving it to the default action halfway through the stop.
+ */
+function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
-    process.once("SIGINT", () => resolve("SIGINT"));
-    process.once("SIGTERM", () => resolve("SIGTERM"));
+    let first: NodeJS.Signals | null = null;
+    const on = (signal: NodeJS.Signals) => {
+      if (first) process.exit(signalStatus(first));
+      first = signal;
+      resolve(signal);
+    };
+    process.on("SIGINT", on);
+    process.on("SIGTERM", on);
   });
 }
 
-async function intoPage(rec: Recording, o: ReplayOptions): Promise<void> {
+/**
+ * A stop on the first signal: `signal` aborts the play, `by` resolves with the signal. Made before the line
+ * that says Ctrl-C stops, so that a signal sent on reading it is handled rather than killing the process.
+ */
+function stopOnSignal(): { signal: AbortSignal; by: Promise<NodeJS.Signals> } {
+  const stopped = new AbortController();
+  const by = untilSignal();
+  void by.then(() => stopped.abort());
+  return { signal: stopped.signal, by };
+}
+
+async function intoPage(rec: Recording, o: ReplayOptions): Promise<never> {
   const session = rec.header.session;
   const watcher = createWatcher();
   watcher.watch([session]);
@@ -100,37 +127,38 @@ async function intoPage(rec: Recording, o: ReplayOptions): Promise<void> {
   const log = createLogger({ level: "warn" });
   const server = serveWatch({ host, port: o.httpPort ?? 0 }, { watcher, keys: () => keys }, () => names, log);
   console.log(`http://${host}:${server.port}/watch/${key}`);
+  const stop = stopOnSignal();
   console.error(
     `Playing ${rec.frames.length} updates of session ${session} into the page above` +
       ` (${seconds(timeline(rec.frames, o.speed).durationMs)} at speed ${o.speed}); Ctrl-C stops`,
   );
-  const stopped = new AbortController();
-  const signal = untilSignal().then(() => stopped.abort());
-  await play(rec.frames, o.speed, (f) => watcher.push(session, f.frame, Date.now()), stopped.signal);
-  if (!stopped.signal.aborted) console.error("Played to the end; the page stays until Ctrl-C");
-  await signal;
+  const played = await play(rec.frames, o.speed, (f) => watcher.push(session, f.frame, Date.now()), stop.signal);
+  if (played === rec.frames.length) console.error("Played to the end; the page stays until Ctrl-C");
+  const by = await stop.by;
   server.stop();
+  // Closing the page after the end is how a finished replay ends: 0. Stopped halfway, the signal's status.
+  if (played < rec.frames.length) console.error(`Stopped by ${by} after ${played} of ${rec.frames.length} updates`);
+  process.exit(played < rec.frames.length ? signalStatus(by) : 0);
 }
 
-async function intoRelay(rec: Recording, o: ReplayOptions): Promise<void> {
+async function intoRelay(rec: Recording, o: ReplayOptions): Promise<never> {
   if (!o.port) throw new RelayError("E_CONFIG", "replay needs the relay's --port (1-65535)");
   const tls = o.tls ? { ca: o.ca ? readHostFile(o.ca, "--ca") : undefined } : undefined;
   const target = { host: o.replayHost, port: o.port, tls, token: o.replayToken || null, version: o.sovaVersion };
   const { players, close } = await registerPlayers(rec.frames, target);
   const updates = stateUpdates(rec.frames, new Map([...players].map(([name, c]) => [name, c.id!])));
+  const stop = stopOnSignal();
   console.error(
     `Replaying ${rec.frames.length} updates by ${players.size} players into ${o.replayHost}:${o.port}` +
       ` (${seconds(timeline(rec.frames, o.speed).durationMs)} at speed ${o.speed}); Ctrl-C stops`,
   );
-  const stopped = new AbortController();
-  void untilSignal().then(() => stopped.abort());
   const start = performance.now();
-  const sent = await play(rec.frames, o.speed, (f, i) => players.get(f.source)!.sendRaw(updates[i]!), stopped.signal);
+  const played = await play(rec.frames, o.speed, (f, i) => players.get(f.source)!.sendRaw(updates[i]!), stop.signal);
   // What is still queued goes out before the connections close.
   while ([...players.values()].some((c) => c.pendingBytes > 0 && !c.isClosed)) await Bun.sleep(5);
   close();
-  console.log(`replayed ${sent} of ${rec.frames.length} updates in ${seconds(performance.now() - start)}`);
-  process.exit(stopped.signal.aborted ? 1 : 0);
+  console.log(`replayed ${played} of ${rec.frames.length} updates in ${seconds(performance.now() - start)}`);
+  process.exit(played < rec.frames.length ? signalStatus(await stop.by) : 0);
 }
 
 export const replayCommand = defineCommand({

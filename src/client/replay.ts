@@ -28,14 +28,32 @@ export interface Timeline {
 export function timeline(frames: readonly RecordedFrame[], speed: number): Timeline {
   const first = frames[0]?.at ?? 0;
   let last = 0;
-  // Times that go backwards (clock steps on the relay) keep their order: never earlier than the one before.
+  // parseRecording refuses times that go back; frames from elsewhere keep their order all the same.
   const due = frames.map((f) => (last = Math.max(last, (f.at - first) / speed)));
   return { due, durationMs: due.at(-1) ?? 0 };
 }
 
 /**
- * Calls `deliver` for each frame at its due time and resolves when all are out. Waits on the clock (not on
- * counts of timers): a late turn of the event loop is caught up without drift.
+ * Resolves after `ms`, or as soon as `signal` aborts, its timer then cleared: a stop must not wait for the
+ * next frame's time (Bun.sleep cannot be cut short, so Ctrl-C once sent one more frame, late).
+ */
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done);
+  });
+}
+
+/**
+ * Calls `deliver` for each frame at its due time and resolves with how many went out: all of them, or those
+ * before `signal` aborted (none after it). Waits on the clock (not on counts of timers): a late turn of the
+ * event loop is caught up without drift.
  */
 export async function play(
   frames: readonly RecordedFrame[],
@@ -46,9 +64,9 @@ export async function play(
   const { due } = timeline(frames, speed);
   const start = performance.now();
   for (let i = 0; i < frames.length; i++) {
-    if (signal?.aborted) return i;
     const wait = start + due[i]! - performance.now();
-    if (wait > 1) await Bun.sleep(wait);
+    if (wait > 1) await pause(wait, signal);
+    if (signal?.aborted) return i;
     deliver(frames[i]!, i);
   }
   return frames.length;

@@ -146,6 +146,7 @@ export function startServer(config: ServerConfig, log: Logger, link?: ServerLink
         repeats,
         stopTimers() {
           descriptors.stop();
+          watching.watcher.stop();
           clearInterval(ticker);
           clearInterval(sweeper);
           if (nudger) clearInterval(nudger);

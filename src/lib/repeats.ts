@@ -149,6 +149,8 @@ export function reportRepeats(log: Logger, summaries: readonly RepeatedEvent<Log
 export interface Tally {
   /** Adds `amount`; returns the sum to log now (everything since the last line), or 0 to stay quiet. */
   add(amount: number, now: number): number;
+  /** When the sum held back can be logged (its window's end), or null when nothing is held. */
+  readonly heldUntil: number | null;
 }
 
 export function createTally(windowMs: number): Tally {
@@ -162,6 +164,59 @@ export function createTally(windowMs: number): Tally {
       const sum = pending;
       pending = 0;
       return sum;
+    },
+    get heldUntil() {
+      return pending > 0 ? loggedAt + windowMs : null;
+    },
+  };
+}
+
+/**
+ * A Tally that writes its own lines, and writes what it held back when its window ends even if nothing more
+ * comes: with a Tally alone, a burst's count waited for the next occurrence, and without one never reached
+ * the log. The timer is unref'd (it never keeps a process up).
+ */
+export interface TallyLine {
+  add(amount: number): void;
+  /** Writes what is held now (shutdown) and clears the timer; nothing is added after. */
+  stop(): void;
+}
+
+export function createTallyLine(
+  windowMs: number,
+  report: (sum: number) => void,
+  clock: () => number = () => performance.now(),
+): TallyLine {
+  const tally = createTally(windowMs);
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  let stopped = false;
+  // Also on a timer that fired a little early by `clock`: then the sum is still held, and the timer set again.
+  function arm(): void {
+    const until = tally.heldUntil;
+    if (timer !== null || until === null) return;
+    timer = setTimeout(flush, Math.max(1, until - clock()));
+    timer.unref?.();
+  }
+  function flush(): void {
+    timer = null;
+    const sum = tally.add(0, clock());
+    if (sum > 0) report(sum);
+    arm();
+  }
+  return {
+    add(amount) {
+      if (stopped) return;
+      const sum = tally.add(amount, clock());
+      if (sum > 0) report(sum);
+      arm();
+    },
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
+      const sum = tally.add(0, Number.POSITIVE_INFINITY);
+      if (sum > 0) report(sum);
     },
   };
 }

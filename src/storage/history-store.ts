@@ -14,13 +14,13 @@
  * RETRY_MAX_MS; once a retry succeeds the disk matches memory again.
  */
 import { Database } from "bun:sqlite";
-import { mkdirSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, chownSync, closeSync, mkdirSync, openSync, rmSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
 import type { Logger } from "../lib/log.ts";
 import type { History, HistoryEntry, HistorySink } from "../core/history.ts";
 import { databaseError, directoryError, shortReason } from "./storage-errors.ts";
 
-const FILE = "history.sqlite";
+export const HISTORY_FILE = "history.sqlite";
 const FLUSH_MS = 50;
 const RETRY_FIRST_MS = 1000;
 const RETRY_MAX_MS = 30_000;
@@ -51,10 +51,33 @@ export interface HistoryStore extends HistorySink {
   close(): void;
 }
 
-export function openDatabase(dir: string, reset = false): { db: Database; path: string } {
-  const path = join(dir, FILE);
+/**
+ * The database file made readable by its owner only, as the directory is (0700): it holds every session's
+ * chat and scripts. Made here before SQLite opens it, which would make it 0644, and its -wal and -shm take its
+ * mode. A file an older relay made 0644 is tightened, as session-key is; one of another owner is left as it is.
+ */
+function privateFile(path: string): void {
   try {
-    mkdirSync(dir, { recursive: true });
+    closeSync(openSync(path, "wx", 0o600));
+    // Root running `history clear` on the relay's directory leaves a file the relay can open, as `watch enable` does.
+    const dir = statSync(dirname(path));
+    if (process.getuid?.() === 0 && dir.uid !== 0) chownSync(path, dir.uid, dir.gid);
+    return;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+  }
+  for (const suffix of ["", "-wal", "-shm"]) {
+    try {
+      if ((statSync(`${path}${suffix}`).mode & 0o077) !== 0) chmodSync(`${path}${suffix}`, 0o600);
+    } catch {}
+  }
+}
+
+export function openDatabase(dir: string, reset = false): { db: Database; path: string } {
+  const path = join(dir, HISTORY_FILE);
+  try {
+    // 0700, as session-key.ts and the spectator file make it: whichever runs first makes the directory.
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (error) {
     throw directoryError(dir, "create", error);
   }
@@ -65,6 +88,7 @@ export function openDatabase(dir: string, reset = false): { db: Database; path: 
   }
   let db: Database | null = null;
   try {
+    privateFile(path);
     db = new Database(path, { create: true, strict: true });
     db.run("PRAGMA journal_mode = WAL");
     db.run("PRAGMA synchronous = NORMAL");

@@ -11,6 +11,7 @@
  */
 import type { WatchTap } from "../core/index.ts";
 import type { Logger } from "../lib/log.ts";
+import { createTallyLine } from "../lib/repeats.ts";
 import { parseBroadcast } from "./broadcast.ts";
 import type { Limits } from "./model.ts";
 import { WatchedSession } from "./session.ts";
@@ -59,6 +60,8 @@ export interface Watcher extends WatchTap {
   push(session: string, frame: Uint8Array, at: number): void;
   /** Decodes everything queued now (tests, the replay player). */
   drain(): void;
+  /** Writes the counts its log lines hold back and clears their timers (shutdown). */
+  stop(): void;
 }
 
 interface Item {
@@ -81,45 +84,47 @@ export function emptyWatchStats(): WatchStats {
   return { sessions: 0, queued: 0, queuedBytes: 0, dropped: 0, decoded: 0, unreadable: 0, malformed: 0, capped: 0 };
 }
 
-/** What the watcher logs: drops and unreadable updates, the first at once, then a line per 10 s with counts. */
+/**
+ * What the watcher logs: drops and unreadable updates, the first at once, then a line per 10 s at most with
+ * the count since the line before, written when the 10 s end even if none comes after (lib/repeats.ts).
+ */
 function createReports(log: Logger | undefined, o: { maxQueue: number; maxQueueBytes: number }) {
-  const logged = { dropped: -Infinity, unreadable: -Infinity };
-  const pending = { dropped: 0, unreadable: 0 };
-  const due = (kind: "dropped" | "unreadable"): boolean => {
-    pending[kind]++;
-    const now = performance.now();
-    if (!log || now - logged[kind] < 10_000) return false;
-    logged[kind] = now;
-    return true;
-  };
+  if (!log) return { dropped() {}, unreadable(_reason: string) {}, capped(_session: string) {}, stop() {} };
+  // The reason of the latest unreadable update: the line's "last" is the last one counted in it.
+  let lastReason = "";
+  const dropped = createTallyLine(10_000, (n) =>
+    log.warn(
+      "watch_queue_full",
+      `Watching: ${n} updates not decoded, the queue was full (${o.maxQueue} frames or` +
+        ` ${o.maxQueueBytes} bytes); their sessions' grids are marked stale until the next SetScene`,
+      { dropped: n },
+    ),
+  );
+  const unreadable = createTallyLine(10_000, (n) =>
+    log.info(
+      "watch_unreadable",
+      `Watching: ${n} updates no Sova instance could read (relayed unchanged, shown as` +
+        ` unreadable); the last: ${lastReason}`,
+      { unreadable: n, reason: lastReason },
+    ),
+  );
   return {
-    dropped() {
-      if (!due("dropped")) return;
-      log!.warn(
-        "watch_queue_full",
-        `Watching: ${pending.dropped} updates not decoded, the queue was full (${o.maxQueue} frames or` +
-          ` ${o.maxQueueBytes} bytes); their sessions' grids are marked stale until the next SetScene`,
-        { dropped: pending.dropped },
-      );
-      pending.dropped = 0;
-    },
+    dropped: () => dropped.add(1),
     unreadable(reason: string) {
-      if (!due("unreadable")) return;
-      log!.info(
-        "watch_unreadable",
-        `Watching: ${pending.unreadable} updates no Sova instance could read (relayed unchanged, shown as` +
-          ` unreadable); the last: ${reason}`,
-        { unreadable: pending.unreadable, reason },
-      );
-      pending.unreadable = 0;
+      lastReason = reason;
+      unreadable.add(1);
     },
     capped(session: string) {
-      log?.info(
+      log.info(
         "watch_capped",
         `Watching session ${session}: its scene passed the spectators' model limits; the page shows the feed` +
           " only until the next SetScene that fits",
         { session },
       );
+    },
+    stop() {
+      dropped.stop();
+      unreadable.stop();
     },
   };
 }
@@ -235,5 +240,6 @@ export function createWatcher(options: WatcherOptions = {}): Watcher {
     },
     session,
     drain: () => run(Number.POSITIVE_INFINITY),
+    stop: () => reports.stop(),
   };
 }

@@ -3,7 +3,7 @@
  * frames, bounded, persisted in SQLite across restarts, cleared from the CLI.
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type RelayClient } from "../../src/client/client.ts";
@@ -208,4 +208,80 @@ exactly the last 100, then live, no gap or duplicate while 3 others keep sending
     expect(bad.stderr.toString()).not.toContain("one\n"); // a token-looking value is not echoed back as a session
     // A relay and four commands, each a process start: seconds on a busy machine.
   }, 30_000);
+});
+
+/** A path's permission bits. */
+const mode = (path: string) => statSync(path).mode & 0o777;
+
+function cli(args: string[]) {
+  const p = Bun.spawnSync([...SOURCE, ...args], { stdout: "pipe", stderr: "pipe" });
+  return { code: p.exitCode, out: p.stdout.toString(), err: p.stderr.toString() };
+}
+
+describe("the state directory: private to the relay's user, never made by a command that only reads", () => {
+  test("history export makes nothing: no directory, no database; one line, exit 2", () => {
+    const parent = mkdtempSync(join(tmpdir(), "sova-state-"));
+    const missing = join(parent, "typo", "state");
+    expect(cli(["history", "export", "--state-dir", missing])).toMatchObject({
+      code: 2,
+      err: `sova-relay: --state-dir '${missing}' does not exist\n`,
+    });
+    expect(existsSync(join(parent, "typo"))).toBe(false);
+    // A directory without a database (the relay ran without --history, or this is not its directory).
+    expect(cli(["history", "export", "--state-dir", parent, "--out", join(parent, "out.jsonl")])).toMatchObject({
+      code: 2,
+      err:
+        `sova-relay: no session history in ${parent}` +
+        " (no history.sqlite: the relay keeps one with --state-dir and --history)\n",
+    });
+    expect(readdirSync(parent)).toEqual([]);
+    const file = join(parent, "a-file");
+    writeFileSync(file, "");
+    expect(cli(["history", "export", "--state-dir", file]).err).toBe(
+      `sova-relay: --state-dir '${file}' is not a directory\n`,
+    );
+  });
+
+  test("made by the relay: the directory 0700, history.sqlite and its -wal and -shm 0600, like session-key", async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), "sova-state-")), "new");
+    // Open from the start: the relay writes to the database once at start-up (which makes the -wal and -shm).
+    keep(await startProcess(SOURCE)(["--history", "10", "--state-dir", dir]));
+    const files = ["history.sqlite", "history.sqlite-wal", "history.sqlite-shm", "session-key"];
+    const modes: Record<string, number> = { dir: mode(dir) };
+    for (const f of files) modes[f] = mode(join(dir, f));
+    expect(modes).toEqual({
+      dir: 0o700,
+      "history.sqlite": 0o600,
+      "history.sqlite-wal": 0o600,
+      "history.sqlite-shm": 0o600,
+      "session-key": 0o600,
+    });
+  });
+
+  test("made by a command first: the same modes; a database an older relay made 0644 is made 0600", () => {
+    const dir = join(mkdtempSync(join(tmpdir(), "sova-state-")), "new");
+    expect(cli(["history", "clear", "--state-dir", dir]).code).toBe(0);
+    expect([mode(dir), mode(join(dir, "history.sqlite"))]).toEqual([0o700, 0o600]);
+    chmodSync(join(dir, "history.sqlite"), 0o644);
+    expect(cli(["history", "clear", "--state-dir", dir]).code).toBe(0);
+    expect(mode(join(dir, "history.sqlite"))).toBe(0o600);
+  });
+
+  test("history export --out writes the recording 0600, a file that was there too", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sova-state-"));
+    const relay = await startProcess(SOURCE)(["--history", "10", "--state-dir", dir]);
+    const a = await connect({ port: relay.port });
+    await a.register({ name: "a" });
+    a.sendUpdate(tag(0, 1));
+    await a.ping(1n);
+    a.close();
+    await relay.stop();
+    const fresh = join(dir, "fresh.jsonl");
+    expect(cli(["history", "export", "--state-dir", dir, "--out", fresh]).code).toBe(0);
+    const old = join(dir, "old.jsonl");
+    writeFileSync(old, "an earlier export\n", { mode: 0o644 });
+    chmodSync(old, 0o644);
+    expect(cli(["history", "export", "--state-dir", dir, "--out", old]).code).toBe(0);
+    expect([mode(fresh), mode(old)]).toEqual([0o600, 0o600]);
+  });
 });

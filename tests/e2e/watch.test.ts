@@ -235,6 +235,21 @@ describe("the page and its events", () => {
     const metrics = await (await fetch(`http://127.0.0.1:${w.http.port}/metrics`)).text();
     expect(metrics).toContain('sova_relay_watch_updates_total{outcome="unreadable"} 1');
   });
+
+  test("a burst of unreadable updates: the first logged at once, the rest counted and logged when the 10 s end, with the last one's reason", async () => {
+    const w = await watched();
+    const alice = await w.pool.register("alice");
+    const bob = await w.pool.register("bob");
+    // 0xc1 is no MessagePack at all: unreadable whatever follows; the sizes tell the three apart in the reason.
+    for (const size of [8, 9, 10]) alice.sendUpdate(Uint8Array.from({ length: size }, (_, i) => (i === 0 ? 0xc1 : 0)));
+    for (let n = 0; n < 3; n++) await bob.next("StateBroadcast");
+    const first = await w.relay.waitForEvent("watch_unreadable");
+    expect(first).toMatchObject({ unreadable: 1, reason: expect.stringMatching(/^unreadable edit \(8 bytes\)/) });
+    // Nothing more comes: the count held back is written when its window ends all the same.
+    const rest = await w.relay.waitForEvent("watch_unreadable", { unreadable: 2 }, 15_000);
+    expect(rest.reason).toStartWith("unreadable edit (10 bytes)");
+    expect(w.relay.events.filter((e) => e.event === "watch_unreadable").length).toBe(2);
+  }, 25_000);
 });
 
 describe("bounds", () => {

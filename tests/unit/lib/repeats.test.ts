@@ -4,7 +4,7 @@
  * the first occurrence after it, so the totals logged add up to what happened.
  */
 import { describe, expect, test } from "bun:test";
-import { createKindTally, createTally } from "../../../src/lib/repeats.ts";
+import { createKindTally, createTally, createTallyLine } from "../../../src/lib/repeats.ts";
 
 describe("createTally", () => {
   test("logs the first at once, then the sum of everything since, once per window", () => {
@@ -14,6 +14,44 @@ describe("createTally", () => {
     expect(t.add(3, 999)).toBe(0);
     expect(t.add(1, 1000)).toBe(5);
     expect(t.add(1, 1500)).toBe(0);
+  });
+
+  test("says until when it holds a sum back, and that it holds none once it is logged", () => {
+    const t = createTally(1000);
+    expect(t.heldUntil).toBeNull();
+    t.add(1, 100);
+    expect(t.heldUntil).toBeNull();
+    t.add(1, 200);
+    expect(t.heldUntil).toBe(1100);
+    expect(t.add(0, 1100)).toBe(1);
+    expect(t.heldUntil).toBeNull();
+  });
+});
+
+describe("createTallyLine", () => {
+  test("writes what it held back when the window ends, with nothing after to carry it", async () => {
+    const lines: number[] = [];
+    const written = Promise.withResolvers<void>();
+    const t = createTallyLine(30, (n) => {
+      lines.push(n);
+      if (lines.length === 2) written.resolve();
+    });
+    for (let i = 0; i < 5; i++) t.add(1);
+    expect(lines).toEqual([1]);
+    await written.promise;
+    expect(lines).toEqual([1, 4]);
+    t.stop();
+  });
+
+  test("stop writes what is held and clears the timer; adds after it are ignored", () => {
+    const lines: number[] = [];
+    const t = createTallyLine(60_000, (n) => lines.push(n));
+    t.add(1);
+    t.add(2);
+    t.stop();
+    t.add(5);
+    t.stop();
+    expect(lines).toEqual([1, 2]);
   });
 });
 
