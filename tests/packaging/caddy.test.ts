@@ -14,11 +14,15 @@ import type { Subprocess } from "bun";
 import { lineOrEnd, watchOutput } from "../support/lines.ts";
 import { unusedPort } from "../support/ports.ts";
 import { recipe } from "../support/recipes.ts";
-import { playThroughProxy, spoofedAddressIgnored, watchThroughProxy } from "../support/proxy.ts";
-import { type RelayHandle, startInProcess } from "../support/relay.ts";
+import {
+  playThroughProxy,
+  type RelayBehindProxy,
+  spoofedAddressIgnored,
+  startRelayBehindProxy,
+  watchThroughProxy,
+} from "../support/proxy.ts";
+import type { RelayHandle } from "../support/relay.ts";
 import { openWs, TEST_CA, TLS_DIR } from "../support/transport.ts";
-import { spectatorPath, writeSpectatorFile } from "../../src/storage/spectator-file.ts";
-import { keyDigest, makeKey } from "../../src/watch/index.ts";
 
 const CADDY = ["/usr/bin/caddy", "/usr/sbin/caddy"].find((p) => existsSync(p)) ?? Bun.which("caddy");
 
@@ -74,22 +78,11 @@ let relay: RelayHandle | null = null;
 let caddy: Caddy | null = null;
 let skipReason: string | null = CADDY ? null : "caddy is not installed (apt-get install caddy; .ci/run does)";
 
-/** A spectator key for the open session, in a file the relay reads at start (docs/watching.md). */
-const stateDir = mkdtempSync(join(tmpdir(), "sova-caddy-watch-"));
-const spectatorKey = makeKey();
-writeSpectatorFile(spectatorPath(stateDir), [{ session: "open", digest: keyDigest(spectatorKey) }]);
+let behind: RelayBehindProxy | null = null;
 
 if (skipReason === null) {
-  relay = await startInProcess([
-    "--state-dir",
-    stateDir,
-    "--http-port",
-    "any",
-    "--trust-proxy",
-    "127.0.0.1/32",
-    "--deny",
-    "203.0.113.0/24",
-  ]);
+  behind = await startRelayBehindProxy("127.0.0.1");
+  relay = behind.relay;
   const started = await startCaddy(relay.httpPort!);
   if (typeof started === "string") skipReason = started;
   else caddy = started;
@@ -101,8 +94,7 @@ afterAll(async () => {
     await caddy.proc.exited;
     rmSync(caddy.dir, { recursive: true, force: true });
   }
-  await relay?.stop();
-  rmSync(stateDir, { recursive: true, force: true });
+  await behind?.stop();
 });
 
 if (skipReason !== null) console.warn(`SKIP: the Caddy reverse-proxy tests because ${skipReason}`);
@@ -119,7 +111,7 @@ describe.skipIf(skipReason !== null)("through Caddy, with the docs' Caddyfile", 
 
   test("the spectator page through the docs' handle /watch/*: served, its event stream passed as it comes; a wrong \
 key is any unknown path", async () => {
-    await watchThroughProxy(`https://127.0.0.1:${caddy!.port}`, spectatorKey);
+    await watchThroughProxy(`https://127.0.0.1:${caddy!.port}`, behind!.spectatorKey);
   });
 
   test("only /relay and /watch/ are routed: another path gets Caddy's 404, and the status page stays private", async () => {

@@ -13,11 +13,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { recipe } from "../support/recipes.ts";
-import { playThroughProxy, spoofedAddressIgnored, watchThroughProxy } from "../support/proxy.ts";
-import { logWatcher, startInProcess, type RelayHandle } from "../support/relay.ts";
+import {
+  playThroughProxy,
+  type RelayBehindProxy,
+  spoofedAddressIgnored,
+  startRelayBehindProxy,
+  watchThroughProxy,
+} from "../support/proxy.ts";
+import { logWatcher, type RelayHandle } from "../support/relay.ts";
 import { TEST_CA, TLS_DIR, openWs } from "../support/transport.ts";
-import { spectatorPath, writeSpectatorFile } from "../../src/storage/spectator-file.ts";
-import { keyDigest, makeKey } from "../../src/watch/index.ts";
 
 const NGINX = ["/usr/sbin/nginx", "/usr/bin/nginx"].find((p) => existsSync(p)) ?? Bun.which("nginx");
 const PROXY_ADDRESS = "127.0.0.3";
@@ -111,22 +115,11 @@ let relay: RelayHandle | null = null;
 let nginx: Nginx | null = null;
 let skipReason: string | null = NGINX ? null : "nginx is not installed (apt-get install nginx; .ci/run does)";
 
-/** A spectator key for the open session, in a file the relay reads at start (docs/watching.md). */
-const stateDir = mkdtempSync(join(tmpdir(), "sova-nginx-watch-"));
-const spectatorKey = makeKey();
-writeSpectatorFile(spectatorPath(stateDir), [{ session: "open", digest: keyDigest(spectatorKey) }]);
+let behind: RelayBehindProxy | null = null;
 
 if (skipReason === null) {
-  relay = await startInProcess([
-    "--state-dir",
-    stateDir,
-    "--http-port",
-    "any",
-    "--trust-proxy",
-    `${PROXY_ADDRESS}/32`,
-    "--deny",
-    "203.0.113.0/24",
-  ]);
+  behind = await startRelayBehindProxy(PROXY_ADDRESS);
+  relay = behind.relay;
   const started = await startNginx(relay.httpPort!);
   if (typeof started === "string") skipReason = started;
   else nginx = started;
@@ -135,8 +128,7 @@ if (skipReason === null) {
 afterAll(async () => {
   await nginx?.stop();
   if (nginx) rmSync(nginx.dir, { recursive: true, force: true });
-  await relay?.stop();
-  rmSync(stateDir, { recursive: true, force: true });
+  await behind?.stop();
 });
 
 if (skipReason !== null) {
@@ -169,7 +161,7 @@ instance connected directly`, async () => {
 
     test(`the spectator page through the docs' /watch/ location: served for the site's name, its event \
 stream not held in nginx's buffers; a wrong key is any unknown path`, async () => {
-      await watchThroughProxy(`https://127.0.0.1:${nginx!.port}`, spectatorKey, "relay.example.org");
+      await watchThroughProxy(`https://127.0.0.1:${nginx!.port}`, behind!.spectatorKey, "relay.example.org");
     });
   });
 }

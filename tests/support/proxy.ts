@@ -6,8 +6,12 @@
  */
 import { expect } from "bun:test";
 import { connect, type RelayClient, updateValues } from "../../src/client/client.ts";
-import { makeKey } from "../../src/watch/index.ts";
-import { ClientPool, type RelayHandle } from "./relay.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { spectatorPath, writeSpectatorFile } from "../../src/storage/spectator-file.ts";
+import { keyDigest, makeKey } from "../../src/watch/index.ts";
+import { ClientPool, type RelayHandle, startInProcess } from "./relay.ts";
 import { openWs, TEST_CA, tunnelTo } from "./transport.ts";
 
 /** A player through the proxy plays with one connected directly; `whilePlaying` looks at the relay meanwhile. */
@@ -83,4 +87,40 @@ export async function watchThroughProxy(base: string, key: string, host?: string
   await reader.cancel();
 
   expect((await at(`/watch/${makeKey()}`)).status).toBe(404);
+}
+
+export interface RelayBehindProxy {
+  relay: RelayHandle;
+  /** Opens the open session's spectator page. */
+  spectatorKey: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * The relay as the proxy recipes run it: trusting the proxy at `proxyAddress`, a spectator
+ * key for the open session in its state directory (docs/watching.md), 203.0.113.0/24 denied
+ * (what spoofedAddressIgnored sends).
+ */
+export async function startRelayBehindProxy(proxyAddress: string): Promise<RelayBehindProxy> {
+  const stateDir = mkdtempSync(join(tmpdir(), "sova-proxy-watch-"));
+  const spectatorKey = makeKey();
+  writeSpectatorFile(spectatorPath(stateDir), [{ session: "open", digest: keyDigest(spectatorKey) }]);
+  const relay = await startInProcess([
+    "--state-dir",
+    stateDir,
+    "--http-port",
+    "any",
+    "--trust-proxy",
+    `${proxyAddress}/32`,
+    "--deny",
+    "203.0.113.0/24",
+  ]);
+  return {
+    relay,
+    spectatorKey,
+    async stop() {
+      await relay.stop();
+      rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
 }
