@@ -10,7 +10,7 @@ import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { waitAtMost } from "../lib/deadline.ts";
 import type { Logger } from "../lib/log.ts";
-import { createTally } from "../lib/repeats.ts";
+import { createTallyLine } from "../lib/repeats.ts";
 import { type Claims, NAMES_RETRY_MS } from "./claims.ts";
 import type { Frames } from "./frames.ts";
 import type { ClusterHistory } from "./history.ts";
@@ -46,32 +46,55 @@ export interface NodeConnection {
 /** Bad credentials or TLS must show, but a NATS that is just not up yet should not flood the log. */
 const UNREACHABLE_LOG_WINDOW_MS = 30_000;
 
+/**
+ * The line for failed attempts to reach NATS: attempts the window's first line did not cover are written when
+ * the window ends, and when the attempts end (connected or closing), with the last reason and the attempts so far.
+ */
+function unreachableLine(options: ClusterOptions, log: Logger) {
+  let reason = "";
+  let attempts = 0;
+  const line = createTallyLine(UNREACHABLE_LOG_WINDOW_MS, () =>
+    log.warn(
+      "cluster_unreachable",
+      `Cluster: cannot connect to NATS (${reason});` +
+        ` relaying among this node's instances only, retrying (${attempts} attempts so far)`,
+      { node: options.nodeName, reason, attempts },
+    ),
+  );
+  return {
+    failed(why: string, failures: number): void {
+      reason = why;
+      attempts = failures;
+      line.add(1);
+    },
+    stop: () => line.stop(),
+  };
+}
+
+type UnreachableLine = ReturnType<typeof unreachableLine>;
+
 /** Until the first connection (the client's own reconnecting starts only after one); null once `closing()`. */
 async function firstConnect(
   options: ClusterOptions,
   closing: () => boolean,
   unreachable: () => void,
-  log: Logger,
+  line: UnreachableLine,
 ): Promise<NatsConnection | null> {
   const connectOptions = connectionOptions(options);
-  const tally = createTally(UNREACHABLE_LOG_WINDOW_MS);
-  for (let failures = 1; !closing(); failures++) {
-    try {
-      return await connect(connectOptions);
-    } catch (error) {
-      if (tally.add(1, Date.now()) > 0) {
-        log.warn(
-          "cluster_unreachable",
-          `Cluster: cannot connect to NATS (${(error as Error).message});` +
-            ` relaying among this node's instances only, retrying (${failures} attempts so far)`,
-          { node: options.nodeName, reason: (error as Error).message, attempts: failures },
-        );
+  try {
+    for (let failures = 1; !closing(); failures++) {
+      try {
+        return await connect(connectOptions);
+      } catch (error) {
+        line.failed((error as Error).message, failures);
+        unreachable();
+        await Bun.sleep(Math.min(1000, 250 * failures));
       }
-      unreachable();
-      await Bun.sleep(Math.min(1000, 250 * failures));
     }
+    return null;
+  } finally {
+    line.stop();
   }
-  return null;
 }
 
 function subscribe(conn: NatsConnection, ctx: ConnectionContext): void {
@@ -177,7 +200,7 @@ export function openConnection(ctx: ConnectionContext, log: Logger): NodeConnect
   }
 
   async function run(): Promise<void> {
-    const conn = await firstConnect(options, () => closing, secret.unreachable, log);
+    const conn = await firstConnect(options, () => closing, secret.unreachable, attempts);
     if (!conn) return;
     nc = conn;
     // Taken before the secret is checked, so that a reconnection meanwhile is not missed.
@@ -193,6 +216,7 @@ export function openConnection(ctx: ConnectionContext, log: Logger): NodeConnect
   }
 
   log.info("cluster_starting", `Cluster: node ${node} connecting to ${safeServers(options.servers)}`, { node });
+  const attempts = unreachableLine(options, log);
   const running = run();
 
   return {
@@ -208,6 +232,8 @@ export function openConnection(ctx: ConnectionContext, log: Logger): NodeConnect
     },
     async close(bye) {
       closing = true;
+      // Attempts still failing when the node closes are written now, not after it closed.
+      attempts.stop();
       secret.abandon();
       bye();
       const conn = nc;

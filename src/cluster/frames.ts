@@ -4,7 +4,7 @@
  */
 import type { Msg, NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "../lib/log.ts";
-import { createTally } from "../lib/repeats.ts";
+import { createTallyLine } from "../lib/repeats.ts";
 import { createSealer, openEnvelope } from "./envelope.ts";
 import type { ClusterHistory } from "./history.ts";
 import type { Membership } from "./membership.ts";
@@ -30,6 +30,8 @@ export interface Frames {
   afterPublished(done: () => void): void;
   /** A message on the frame subjects. */
   receive(msg: Msg): void;
+  /** Writes the count its log line holds back and clears its timer (the node's close). */
+  stop(): void;
 }
 
 const UNSENT_LOG_WINDOW_MS = 10_000;
@@ -38,19 +40,21 @@ export function createFrames(ctx: FramesContext, log: Logger): Frames {
   const { node, epoch, sequences, counters, history } = ctx;
   const sealer = createSealer(node, epoch);
   const skip = ctx.prefix.length + 3;
-  const unsentTally = createTally(UNSENT_LOG_WINDOW_MS);
+  // The reason is the last one counted; what the 10 s held is written when they end.
+  let lastWhy = "";
+  const unsentLine = createTallyLine(UNSENT_LOG_WINDOW_MS, (missing) =>
+    log.warn("cluster_unsent", `${missing} frames not sent to the other nodes (${lastWhy})`, {
+      node,
+      missing,
+      reason: lastWhy,
+    }),
+  );
 
   /** A frame NATS refused (too big for max_payload, connection closing): counted, logged once per 10 s. */
   function unsent(why: string): void {
     counters.unsent++;
-    const missing = unsentTally.add(1, Date.now());
-    if (missing > 0) {
-      log.warn("cluster_unsent", `${missing} frames not sent to the other nodes (${why})`, {
-        node,
-        missing,
-        reason: why,
-      });
-    }
+    lastWhy = why;
+    unsentLine.add(1);
   }
 
   /** Acknowledgements waiting for the server to have every frame published before them (afterPublished). */
@@ -103,5 +107,6 @@ export function createFrames(ctx: FramesContext, log: Logger): Frames {
       history?.record(session, env.node, env.epoch, env.seq, env.frame);
       ctx.membership.remote?.frame(session, env.frame, `${env.node}:${env.epoch}`, env.seq);
     },
+    stop: () => unsentLine.stop(),
   };
 }

@@ -172,6 +172,9 @@ export function startCluster(options: ClusterOptions, log: Logger): ClusterNode 
       clearInterval(hbTimer);
       clearInterval(downTimer);
       await connection.close(() => announce({ t: "bye" }));
+      // After the close: a frame refused while draining is still counted in the last line.
+      frames.stop();
+      p.sequences.stop();
     },
   };
 }

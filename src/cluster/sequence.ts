@@ -3,10 +3,11 @@
  * every frame carries its node's number for its session, and every heartbeat the
  * node's last number per session, so a lost frame shows as a gap (even the last
  * one before a quiet spell). A gap is counted per sending node and logged, one
- * line per 10 s at most whatever the losses.
+ * line per 10 s at most whatever the losses; what the 10 s held is written when
+ * they end.
  */
 import type { Logger } from "../lib/log.ts";
-import { createTally } from "../lib/repeats.ts";
+import { createTallyLine } from "../lib/repeats.ts";
 import type { SeenFrom } from "./history.ts";
 
 export interface Sequences {
@@ -22,6 +23,8 @@ export interface Sequences {
   forget(node: string): void;
   /** Frames from other nodes that never arrived, by sending node. */
   readonly gaps: Readonly<Record<string, number>>;
+  /** Writes the gaps its log line holds back and clears its timer (the node's close). */
+  stop(): void;
 }
 
 const GAP_LOG_WINDOW_MS = 10_000;
@@ -38,18 +41,20 @@ export function createSequences(self: SequencesContext, log: Logger): Sequences 
   /** Last number seen, per sending node and session. */
   const heard = new Map<string, SeenFrom>();
   const gaps: Record<string, number> = {};
-  const tally = createTally(GAP_LOG_WINDOW_MS);
+  // One line for every sending node: it names the last node with a gap.
+  let lastFrom = "";
+  const line = createTallyLine(GAP_LOG_WINDOW_MS, (unlogged) =>
+    log.warn(
+      "cluster_gap",
+      `${unlogged} frames from node ${lastFrom} never arrived (NATS lost them); total lost from it: ${gaps[lastFrom]}`,
+      { node: lastFrom, missing: unlogged },
+    ),
+  );
 
   function gap(from: string, missing: number): void {
     gaps[from] = (gaps[from] ?? 0) + missing;
-    const unlogged = tally.add(missing, Date.now());
-    if (unlogged > 0) {
-      log.warn(
-        "cluster_gap",
-        `${unlogged} frames from node ${from} never arrived (NATS lost them); total lost from it: ${gaps[from]}`,
-        { node: from, missing: unlogged },
-      );
-    }
+    lastFrom = from;
+    line.add(missing);
   }
 
   return {
@@ -83,5 +88,6 @@ export function createSequences(self: SequencesContext, log: Logger): Sequences 
       for (const key of heard.keys()) if (key.startsWith(`${node}\u0000`)) heard.delete(key);
     },
     gaps,
+    stop: () => line.stop(),
   };
 }

@@ -12,7 +12,7 @@
  */
 import { addressGroup, type Cidr, cidrContains, parseCidr } from "../lib/cidr.ts";
 import type { Logger } from "../lib/log.ts";
-import { createKindTally } from "../lib/repeats.ts";
+import { createKindTallyLine } from "../lib/repeats.ts";
 import type { EventStreamStats } from "./metrics.ts";
 import { renderLive } from "./page.ts";
 import { snapshot, type StatusContext } from "./status.ts";
@@ -37,6 +37,8 @@ export interface EventLimits {
   maxEventStreamBytes: number;
   /** Addresses whose pages always get a stream, beside loopback. */
   operator?: readonly Cidr[];
+  /** The window of the `events_limited` line (tests only; 10 s). */
+  logWindowMs?: number;
 }
 
 export interface EventStreams {
@@ -71,19 +73,20 @@ export function createEventStreams(o: EventLimits, ctx: StatusContext, log: Logg
   const operators = [...LOOPBACK, ...(o.operator ?? [])];
   let visitors = 0;
   let ticker: Timer | null = null;
-  // One line per 10 s at most, with counts, whatever a flood of pages does.
-  const tally = createKindTally(10_000, ["refused", "cut"] as const);
-
-  function note(kind: "refused" | "cut"): void {
-    stats[kind]++;
-    const unlogged = tally.add(kind, performance.now());
-    if (unlogged === null) return;
+  // One line per 10 s at most, with counts, whatever a flood of pages does; a burst's tail is written when
+  // its 10 s end. The reason is the last kind counted.
+  const limited = createKindTallyLine(o.logWindowMs ?? 10_000, ["refused", "cut"] as const, (unlogged, kind) =>
     log.warn(
       "events_limited",
       `/events: ${unlogged.cut} subscribers cut for not reading (over ${o.maxEventBacklogBytes} bytes unsent),` +
         ` ${unlogged.refused} refused past ${o.maxEventSubscribers} open (since the last such line)`,
       { reason: kind === "cut" ? "not_reading" : "subscriber_cap", cut: unlogged.cut, refused: unlogged.refused },
-    );
+    ),
+  );
+
+  function note(kind: "refused" | "cut"): void {
+    stats[kind]++;
+    limited.add(kind);
   }
 
   function drop(sub: Subscriber): void {
@@ -193,6 +196,7 @@ export function createEventStreams(o: EventLimits, ctx: StatusContext, log: Logg
     },
     stop() {
       if (ticker) clearInterval(ticker);
+      limited.stop();
       for (const sub of subscribers) {
         try {
           sub.controller.close();

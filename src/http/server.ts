@@ -18,7 +18,7 @@ import { createEventStreams, EVENT_HEADERS, SECURITY_HEADERS } from "./events.ts
 import { clientAddress } from "../transport/forwarded.ts";
 import { RELAY_PATH, type WebSocketEndpoint } from "../transport/websocket.ts";
 import { hostAllowed, shownHost } from "../lib/hosts.ts";
-import { createTally } from "../lib/repeats.ts";
+import { createTallyLine } from "../lib/repeats.ts";
 import { SCRIPT_HASH, renderPage } from "./page.ts";
 import { snapshot, type StatusContext } from "./status.ts";
 import { createWatchRoutes, type SpectatorStats, type WatchOptions } from "./watch.ts";
@@ -49,6 +49,8 @@ export interface HttpOptions {
   allowHost?: readonly string[];
   /** Spectator pages of watched sessions (/watch/KEY); absent: every /watch/ path is unknown. */
   watch?: WatchOptions;
+  /** The windows of `http_host_refused` (a minute) and `events_limited` (10 s) (tests only). */
+  logWindowMs?: number;
 }
 
 export const HTTP_DEFAULTS = {
@@ -79,8 +81,17 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
   const streams = createEventStreams(o, ctx, log);
   const allowedHosts = new Set(options.allowHost ?? []);
   const refused = { host: 0 };
-  // A rebinding page can make a visitor's browser ask again and again: one line a minute, with the count.
-  const hostTally = createTally(60_000);
+  // A rebinding page can make a visitor's browser ask again and again: one line a minute, with the count
+  // (written when the minute ends, even if no request comes after); the host named is the last one refused.
+  let lastHost = "";
+  const hostLine = createTallyLine(options.logWindowMs ?? 60_000, (unlogged) =>
+    log.warn(
+      "http_host_refused",
+      `HTTP request for host '${lastHost}' refused (${unlogged} since the last such line):` +
+        ` allow a name with --allow-host`,
+      { reason: "host", host: lastHost, count: unlogged },
+    ),
+  );
 
   /** 503 in shutdown; 200 otherwise, saying "degraded" while history cannot be saved (the relay goes on relaying). */
   function health(): Response {
@@ -107,14 +118,8 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
   function misdirected(host: string | null): Response {
     refused.host++;
     const name = shownHost(host);
-    const unlogged = hostTally.add(1, performance.now());
-    if (unlogged > 0)
-      log.warn(
-        "http_host_refused",
-        `HTTP request for host '${name}' refused (${unlogged} since the last such line):` +
-          ` allow a name with --allow-host`,
-        { reason: "host", host: name, count: unlogged },
-      );
+    lastHost = name;
+    hostLine.add(1);
     return new Response(
       `this relay does not answer for '${name}'; its host can allow the name with --allow-host ${name}\n`,
       { status: 421, headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain; charset=utf-8" } },
@@ -200,6 +205,7 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
     stop() {
       streams.stop();
       watch?.stop();
+      hostLine.stop();
       void server.stop(true);
     },
   };

@@ -16,7 +16,7 @@
  * stream ends after a byte budget (the browser reconnects and resumes).
  */
 import type { Logger } from "../lib/log.ts";
-import { createKindTally } from "../lib/repeats.ts";
+import { createKindTallyLine } from "../lib/repeats.ts";
 import { createGuard } from "../transport/guard.ts";
 import type { SpectatorKeys, Watcher, WatchedSession } from "../watch/index.ts";
 import {
@@ -35,6 +35,8 @@ export interface WatchOptions extends Partial<StreamLimits> {
   watcher: Watcher;
   /** The keys now (they are reloaded on SIGHUP). */
   keys: () => SpectatorKeys;
+  /** The window of the `watch_key_rejected` and `spectators_limited` lines (tests only; 10 s). */
+  logWindowMs?: number;
 }
 
 export const WATCH_DEFAULTS = {
@@ -72,7 +74,8 @@ export function createWatchRoutes(
     maxFailedRegistrations: 10,
     cooldownMs: 10_000,
   });
-  const note = boundedNotes(log, o.backlogBytes);
+  const notes = boundedNotes(log, o.backlogBytes, o.logWindowMs ?? 10_000);
+  const note = notes.add;
   const streams = createSpectatorStreams(o, members, stats, note);
 
   /** The session a request's key opens, counting the attempt against its address when it opens none. */
@@ -121,16 +124,17 @@ export function createWatchRoutes(
     stop() {
       clearInterval(sweeper);
       streams.stop();
+      notes.stop();
     },
   };
 }
 
-/** Log lines for wrong keys, refusals and cuts: one of each kind per 10 s at most, with counts. */
-function boundedNotes(log: Logger, backlogBytes: number): (kind: "wrong" | "limited" | "refused" | "cut") => void {
-  const tally = createKindTally(10_000, ["wrong", "limited", "refused", "cut"] as const);
-  return (kind) => {
-    const u = tally.add(kind, performance.now());
-    if (u === null) return;
+/**
+ * Log lines for wrong keys, refusals and cuts: one of each kind per 10 s at most, with counts; what a burst
+ * held is written when its 10 s end.
+ */
+function boundedNotes(log: Logger, backlogBytes: number, windowMs: number) {
+  return createKindTallyLine(windowMs, ["wrong", "limited", "refused", "cut"] as const, (u) => {
     if (u.wrong + u.limited > 0)
       log.warn(
         "watch_key_rejected",
@@ -145,7 +149,7 @@ function boundedNotes(log: Logger, backlogBytes: number): (kind: "wrong" | "limi
           ` ${u.refused} refused at a spectator cap (since the last such line)`,
         { reason: u.cut > 0 ? "not_reading" : "spectator_cap", cut: u.cut, refused: u.refused },
       );
-  };
+  });
 }
 
 const NOT_FOUND = () =>

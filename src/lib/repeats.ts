@@ -143,8 +143,10 @@ export function reportRepeats(log: Logger, summaries: readonly RepeatedEvent<Log
 /**
  * The same throttle for one event with no key (frames NATS refused, frames lost
  * between nodes, attempts to reach a server): the first occurrence is logged at
- * once; later ones are added up and the sum goes out with the first occurrence
- * after the window, so the log says how many without a line for each.
+ * once; later ones are added up and the sum is due when the window ends, so the
+ * log says how many without a line for each. Log lines use it through
+ * createTallyLine or createKindTallyLine, which write the sum when it is due
+ * even if nothing more comes.
  */
 export interface Tally {
   /** Adds `amount`; returns the sum to log now (everything since the last line), or 0 to stay quiet. */
@@ -222,24 +224,45 @@ export function createTallyLine(
 }
 
 /**
- * A Tally for occurrences of several kinds that one line reports together (spectators
- * refused and cut): `add` returns every kind's count since the last line, or null to stay quiet.
+ * A TallyLine for occurrences of several kinds that one line reports together (spectators refused and cut):
+ * `report` gets every kind's count since the last line, and the kind counted last (the line's reason).
  */
-export interface KindTally<K extends string> {
-  add(kind: K, now: number): Readonly<Record<K, number>> | null;
+export interface KindTallyLine<K extends string> {
+  add(kind: K): void;
+  /** Writes what is held now (shutdown) and clears the timer; nothing is added after. */
+  stop(): void;
 }
 
-export function createKindTally<K extends string>(windowMs: number, kinds: readonly K[]): KindTally<K> {
+export function createKindTallyLine<K extends string>(
+  windowMs: number,
+  kinds: readonly K[],
+  report: (counts: Readonly<Record<K, number>>, last: K) => void,
+  clock?: () => number,
+): KindTallyLine<K> {
   const zero = (): Record<K, number> => Object.fromEntries(kinds.map((k) => [k, 0])) as Record<K, number>;
-  const tally = createTally(windowMs);
   let pending = zero();
-  return {
-    add(kind, now) {
-      pending[kind]++;
-      if (tally.add(1, now) === 0) return null;
+  let last = kinds[0]!;
+  let stopped = false;
+  // The line's sum is the sum of `pending`: whenever it writes, every kind's count goes with it.
+  const line = createTallyLine(
+    windowMs,
+    () => {
       const counts = pending;
       pending = zero();
-      return counts;
+      report(counts, last);
+    },
+    clock,
+  );
+  return {
+    add(kind) {
+      if (stopped) return;
+      pending[kind]++;
+      last = kind;
+      line.add(1);
+    },
+    stop() {
+      stopped = true;
+      line.stop();
     },
   };
 }

@@ -16,7 +16,7 @@
  */
 import { closeSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
 import type { Logger } from "../lib/log.ts";
-import { createTally } from "../lib/repeats.ts";
+import { createTallyLine } from "../lib/repeats.ts";
 
 export interface DescriptorStats {
   /** The soft RLIMIT_NOFILE (Bun raises it to the hard limit at start); null where unknown. */
@@ -98,16 +98,9 @@ export function watchAccepts(ports: readonly (number | null)[], log: Logger): Ac
   const tcp6 = limit === null ? null : _keep("/proc/self/net/tcp6");
   let failing = 0;
   let waiting = 0;
-  const tally = createTally(LOG_EVERY_MS);
-  let dry = false;
-
-  function sample(): void {
-    dry = _exhausted();
-    if (!dry) return;
-    failing++;
-    waiting = _queued(tcp, watched) + _queued(tcp6, watched);
-    const unlogged = tally.add(1, Date.now());
-    if (unlogged === 0) return;
+  // Seconds without a descriptor that the minute's first line did not cover are written when the minute ends,
+  // even once descriptors are back (then no sample would carry them), with the last queue length seen.
+  const line = createTallyLine(LOG_EVERY_MS, (unlogged) =>
     log.error(
       "accept_failed",
       `No file descriptor left (limit ${limit}): new connections are not accepted` +
@@ -115,7 +108,16 @@ export function watchAccepts(ports: readonly (number | null)[], log: Logger): Ac
         ` Idle HTTP connections are the usual cause: put the HTTP port behind a proxy with a connection limit` +
         ` (logged once a minute; counted in sova_relay_accept_failing_seconds_total)`,
       { limit, waiting, seconds: unlogged, count: unlogged },
-    );
+    ),
+  );
+  let dry = false;
+
+  function sample(): void {
+    dry = _exhausted();
+    if (!dry) return;
+    failing++;
+    waiting = _queued(tcp, watched) + _queued(tcp6, watched);
+    line.add(1);
   }
 
   const timer = limit === null ? null : setInterval(sample, SAMPLE_MS);
@@ -144,6 +146,7 @@ export function watchAccepts(ports: readonly (number | null)[], log: Logger): Ac
     },
     stop() {
       if (timer) clearInterval(timer);
+      line.stop();
       for (const fd of [tcp, tcp6])
         if (fd !== null)
           try {

@@ -1,9 +1,9 @@
 /** The HTTP side against a running relay with real instances connected. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startHttp, type RunningHttp } from "../../src/http/server.ts";
+import { type HttpOptions, startHttp, type RunningHttp } from "../../src/http/server.ts";
 import { COUNTERS } from "../../src/core/stats.ts";
-import { silentLogger } from "../../src/lib/log.ts";
-import { ClientPool, startInProcess, type RelayHandle } from "../support/relay.ts";
+import { createLogger, silentLogger } from "../../src/lib/log.ts";
+import { ClientPool, logWatcher, startInProcess, type RelayHandle } from "../support/relay.ts";
 
 const TOKEN = "http-test-token-Vx9";
 const EVIL = "<img src=x onerror=alert(1)>";
@@ -194,6 +194,75 @@ describe("HTTP", () => {
       expect(((await (await get("/status")).json()) as { status: string }).status).toBe("shutting_down");
     } finally {
       stopping = false;
+    }
+  });
+});
+
+/** The windows of the throttled lines here, a minute (http_host_refused) and 10 s (events_limited) by default. */
+const WINDOW_MS = 1000;
+
+/** A second HTTP side on the same relay, its lines kept. */
+function throttled(options: Partial<HttpOptions> = {}) {
+  const lines = logWatcher();
+  const log = createLogger({ level: "debug", format: "json", write: (line) => lines.line(line) });
+  const side = startHttp(
+    { host: "127.0.0.1", port: 0, ...options },
+    { relay: relay.server!.relay, version: "0.1.0", startedAt: Date.now(), stopping: () => false },
+    log,
+  );
+  const url = (path: string) => `http://127.0.0.1:${side.port}${path}`;
+  const sum = (event: "http_host_refused" | "events_limited", field: string) =>
+    lines.events.filter((e) => e.event === event).reduce((n, e) => n + (e[field] as number), 0);
+  return { side, lines, url, sum };
+}
+
+const rebind = (url: string) => fetch(url, { headers: { Host: "rebind.evil.example" } });
+
+describe("throttled lines: a burst's count is logged when its window ends, with no request after it", () => {
+  test("http_host_refused: the first at once, the rest of the burst when the window ends; the counts add up", async () => {
+    const { side, lines, url, sum } = throttled({ logWindowMs: WINDOW_MS });
+    try {
+      const started = performance.now();
+      for (let i = 0; i < 4; i++) expect((await rebind(url("/status"))).status).toBe(421);
+      expect(await lines.waitForEvent("http_host_refused")).toMatchObject({ host: "rebind.evil.example", count: 1 });
+      const tail = await lines.waitForEvent("http_host_refused", { count: 3 }, WINDOW_MS + 5000);
+      expect(performance.now() - started).toBeGreaterThanOrEqual(WINDOW_MS);
+      expect(tail).toMatchObject({ reason: "host", host: "rebind.evil.example" });
+      expect(tail.msg).toContain("(3 since the last such line)");
+      expect(sum("http_host_refused", "count")).toBe(4);
+      expect(await (await fetch(url("/metrics"))).text()).toContain('sova_relay_http_refused_total{reason="host"} 4');
+    } finally {
+      side.stop();
+    }
+  });
+
+  test("http_host_refused: stopping the HTTP side writes what its minute held", async () => {
+    const { side, lines, url, sum } = throttled();
+    for (let i = 0; i < 3; i++) expect((await rebind(url("/"))).status).toBe(421);
+    expect(lines.events.filter((e) => e.event === "http_host_refused")).toHaveLength(1);
+    side.stop();
+    expect(lines.events.filter((e) => e.event === "http_host_refused").map((e) => e.count)).toEqual([1, 2]);
+    expect(sum("http_host_refused", "count")).toBe(3);
+  });
+
+  test("events_limited: pages refused past the per-address cap, the burst's tail when the window ends", async () => {
+    const { side, lines, url, sum } = throttled({ logWindowMs: WINDOW_MS, maxEventSubscribersPerAddress: 1 });
+    const open = await fetch(url("/events"));
+    expect(open.status).toBe(200);
+    try {
+      for (let i = 0; i < 3; i++) {
+        const refused = await fetch(url("/events"));
+        expect(refused.status).toBe(503);
+        await refused.text();
+      }
+      expect(await lines.waitForEvent("events_limited")).toMatchObject({ refused: 1, cut: 0 });
+      const tail = await lines.waitForEvent("events_limited", { refused: 2 }, WINDOW_MS + 5000);
+      expect(tail).toMatchObject({ reason: "subscriber_cap", cut: 0 });
+      expect(sum("events_limited", "refused")).toBe(3);
+      expect(side.events.refused).toBe(3);
+    } finally {
+      await open.body!.cancel();
+      side.stop();
     }
   });
 });

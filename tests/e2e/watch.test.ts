@@ -146,6 +146,27 @@ describe("a wrong key", () => {
     expect(w.logs.some((l) => l.includes('"event":"watch_key_rejected"'))).toBe(true);
     for (const l of w.logs) expect(l).not.toContain(wrong);
   });
+
+  test("a burst of wrong keys is logged in full when its window ends (10 s; 1 s here), with no request after it", async () => {
+    const w = await watched({ watch: { logWindowMs: 1000 } });
+    const rejected = () =>
+      w.logs.map((l) => JSON.parse(l)).filter((e: { event: string }) => e.event === "watch_key_rejected");
+    const started = performance.now();
+    for (let i = 0; i < 4; i++) await fetch(`http://127.0.0.1:${w.http.port}/watch/${makeKey()}`);
+    expect(rejected()).toHaveLength(1);
+    await until(() => rejected().length === 2, "the burst's line", 6000);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(1000);
+    expect(rejected().map((e: { wrong: number; limited: number }) => [e.wrong, e.limited])).toEqual([
+      [1, 0],
+      [3, 0],
+    ]);
+    // That line opened the next window, which holds these two; stopping the HTTP side writes them.
+    await fetch(`http://127.0.0.1:${w.http.port}/watch/${makeKey()}`);
+    await fetch(`http://127.0.0.1:${w.http.port}/watch/${makeKey()}`);
+    w.http.stop();
+    expect(rejected().map((e: { wrong: number }) => e.wrong)).toEqual([1, 3, 2]);
+    expect(w.http.spectators).toMatchObject({ wrongKeys: 6 });
+  });
 });
 
 describe("behind a reverse proxy (--trust-proxy)", () => {
