@@ -14,6 +14,7 @@
  */
 import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
 import type { Logger } from "../lib/log.ts";
+import { createTallyLine } from "../lib/repeats.ts";
 import { createFrameReader } from "../protocol/framing.ts";
 import type { Guard, Refusal } from "./guard.ts";
 import type { Connection, Relay } from "../core/index.ts";
@@ -205,21 +206,17 @@ function peerHandlers(ctx: PeerContext): Pick<WebSocketHandler<WsData>, "open" |
  */
 function _refusalCounter(stats: WebSocketStats, log: Logger): (why: WsRefusal, ip: string, text: string) => void {
   let refusalLines = 0;
-  let refusalWindow = 0;
-  let refusalsUnlogged = 0;
+  let refusalWindow = Number.NEGATIVE_INFINITY;
+  // Past 20 lines a minute, refusals are counted; the count is written when its minute ends, more or none coming.
+  const unlogged = createTallyLine(60_000, (count) =>
+    log.warn("websocket_refused", `${count} more WebSocket refusals in the last minute were not logged`, { count }),
+  );
   return (why: WsRefusal, ip: string, text: string): void => {
     stats.refused[why] = (stats.refused[why] ?? 0) + 1;
-    const now = Date.now();
+    const now = performance.now();
     if (now - refusalWindow >= 60_000) {
-      if (refusalsUnlogged > 0)
-        log.warn(
-          "websocket_refused",
-          `${refusalsUnlogged} more WebSocket refusals in the last minute were not logged`,
-          { count: refusalsUnlogged },
-        );
       refusalWindow = now;
       refusalLines = 0;
-      refusalsUnlogged = 0;
     }
     if (refusalLines++ < 20)
       log.warn("websocket_refused", `WebSocket from ${ip} refused: ${text}`, {
@@ -227,7 +224,7 @@ function _refusalCounter(stats: WebSocketStats, log: Logger): (why: WsRefusal, i
         reason: why,
         transport: "websocket",
       });
-    else refusalsUnlogged++;
+    else unlogged.add(1);
   };
 }
 
