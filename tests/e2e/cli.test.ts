@@ -261,6 +261,12 @@ describe("the CLI", () => {
       expect(help).toContain(flag);
     }
     expect(help).toContain("SOVA_RELAY_PORT");
+    // Into a pipe, wrapped to 100 columns (citty's table was 350 wide), each description under its flag.
+    for (const command of [[], ["tunnel"], ["replay"], ["watch", "enable"]]) {
+      const lines = run([...command, "--help"]).stdout.split("\n");
+      expect(lines.filter((l) => l.length > 100)).toEqual([]);
+    }
+    expect(help).toMatch(/^ {2}--max-instances=<max_instances>\n {6}Registered instances allowed in the whole relay/m);
   });
 
   test("a port already in use: one line, no stack trace, non-zero exit", async () => {
