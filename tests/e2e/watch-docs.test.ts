@@ -103,6 +103,16 @@ describe("docs/recordings.md", () => {
       expect((await listener.next("StateBroadcast")).source_instance_name).toBe(
         `${rec.frames[i % 3]!.source} (replay)`,
       );
+    // As the page says: with TOKEN unset, the same lines are refused before connecting.
+    const unset = Bun.spawnSync(["sh", "-c", recipe("replay").text.replaceAll("9090", String(target.port))], {
+      cwd: work,
+      env: { ...env, TOKEN: "" },
+      stderr: "pipe",
+    });
+    expect([unset.exitCode, unset.stderr.toString()]).toEqual([
+      2,
+      "sova-relay: option --token needs a value\n".repeat(2),
+    ]);
 
     // Into a page on this machine: the address printed first, the page filling.
     const watch = Bun.spawn(["sh", "-c", recipe("replay-watch").text], {
