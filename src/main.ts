@@ -4,12 +4,13 @@
  * checks one. Errors a user can fix print one line and exit 2; nothing prints
  * a stack trace.
  */
-import { type CommandDef, defineCommand, parseArgs, renderUsage, runCommand } from "citty";
+import { type CommandDef, defineCommand, parseArgs, runCommand } from "citty";
 import { RELAY_ARGS, VERSION, configFromArgs } from "./host/config.ts";
 import { serveCommand } from "./cli/serve.ts";
 import { RelayError } from "./lib/errors.ts";
 import { type CommandName, checkCommandEnvironment } from "./cli/environment.ts";
 import { healthCommand } from "./cli/health.ts";
+import { helpWidth, layoutRows, renderHelp } from "./cli/help.ts";
 import { exportCommand, historyCommand } from "./cli/history.ts";
 import { replayCommand } from "./cli/replay.ts";
 import { forStream } from "./cli/terminal.ts";
@@ -58,9 +59,10 @@ function commandFor(argv: string[]): [CommandDef, CommandDef | undefined] {
   }
 }
 
-const HELP_AND_VERSION =
-  "  --help, -h       this text; after a command, that command's (sova-relay tunnel --help)\n" +
-  "  --version, -v    the version, commit and build target\n";
+const HELP_AND_VERSION: Array<[string, string]> = [
+  ["--help, -h", "this text; after a command, that command's (sova-relay tunnel --help)"],
+  ["--version, -v", "the version, commit and build target"],
+];
 
 /** Whose environment names the command reads: the relay's for `sova-relay [options]` and `serve`. */
 const ENV_OF: ReadonlyMap<CommandDef, CommandName> = new Map<CommandDef, CommandName>([
@@ -78,8 +80,10 @@ async function main(argv: string[]): Promise<void> {
   const [command, parent] = commandFor(argv);
   if (argv.includes("--help") || argv.includes("-h")) {
     // citty lists neither flag: they are answered here, before any command runs.
-    const own = command === mainCommand ? HELP_AND_VERSION : "  --help, -h    this text\n";
-    console.log(forStream(`${await renderUsage(command, parent)}\n\nEVERY COMMAND\n\n${own}`, process.stdout));
+    const own: Array<[string, string]> = command === mainCommand ? HELP_AND_VERSION : [["--help, -h", "this text"]];
+    const width = helpWidth(process.stdout);
+    const usage = await renderHelp(command, parent, width);
+    console.log(forStream(`${usage}\n\nEVERY COMMAND\n\n${layoutRows(own, width)}\n`, process.stdout));
     return;
   }
   if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) {

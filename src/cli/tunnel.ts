@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import { RelayError } from "../lib/errors.ts";
+import { listenError } from "../lib/errors.ts";
 import { option } from "../host/config.ts";
 import { argsDef, type OptionTable, resolveOptions } from "../lib/options.ts";
 import { createLogger, type LogFormat, type LogLevel } from "../lib/log.ts";
@@ -123,11 +123,7 @@ export const tunnelCommand = defineCommand({
         log,
       );
     } catch (error) {
-      throw new RelayError(
-        "E_STARTUP",
-        `cannot listen on ${host}:${port} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
-        { cause: error },
-      );
+      throw listenError(error, { what: "", address: host, port, flag: "--listen" });
     }
     const plain = target.scheme === "tcp" || target.scheme === "ws" ? " (unencrypted: for loopback and tests)" : "";
     const more =

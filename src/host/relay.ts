@@ -7,7 +7,7 @@
  */
 import type { ClusterNode } from "../cluster/node.ts";
 import { type RunningHttp, startHttp } from "../http/server.ts";
-import { RelayError } from "../lib/errors.ts";
+import { listenError, RelayError } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import { createWebSocketEndpoint } from "../transport/websocket.ts";
 import { type RelayConfig, VERSION } from "./config.ts";
@@ -35,9 +35,10 @@ export async function startRelay(
   const cluster =
     config.cluster.length > 0 ? await import("./cluster.ts").then((m) => m.clusterFromConfig(config, log)) : undefined;
   const server = listen(config, log, cluster);
-  log.info("starting", `sova-relay ${VERSION} started`, { version: VERSION });
   const http =
-    config.httpPort !== null ? serveHttp(config, config.httpPort, server, cluster, log, identity.version) : null;
+    config.httpPort !== null ? await serveHttp(config, config.httpPort, server, cluster, log, identity.version) : null;
+  // Only once every listener is open: a relay that could not start says so in one line, nothing before it.
+  log.info("starting", `sova-relay ${VERSION} started`, { version: VERSION });
   return {
     server,
     http,
@@ -54,23 +55,22 @@ function listen(config: RelayConfig, log: Logger, cluster: ClusterNode | undefin
     return startServer(config, log, cluster);
   } catch (error) {
     if (error instanceof RelayError) throw error;
-    const code = (error as NodeJS.ErrnoException).code;
-    const where = `${config.host}:${config.port}${config.tlsPort !== null ? ` / TLS ${config.tlsPort}` : ""}`;
-    throw new RelayError("E_STARTUP", `cannot listen on ${where} (${code ?? (error as Error).message})`, {
-      cause: error,
-    });
+    // Bun names the port that failed: the plain one, or the TLS one opened after it.
+    const port = (error as { port?: number }).port ?? config.port ?? config.tlsPort ?? 0;
+    const flag = port === config.port || config.tlsPort === null ? "--port" : "--tls-port";
+    throw listenError(error, { what: "", address: config.host, port, flag });
   }
 }
 
-/** The HTTP listener (status, metrics, spectators, WebSocket); the relay is shut down if it cannot listen. */
-function serveHttp(
+/** The HTTP listener (status, metrics, spectators, WebSocket); the relay is shut down, quietly, if it cannot listen. */
+async function serveHttp(
   config: RelayConfig,
   port: number,
   server: RunningServer,
   cluster: ClusterNode | undefined,
   log: Logger,
   version: string,
-): RunningHttp {
+): Promise<RunningHttp> {
   const websocket = createWebSocketEndpoint(config, server, log);
   const host = config.httpHost || config.host;
   let http: RunningHttp;
@@ -106,9 +106,9 @@ function serveHttp(
     );
     server.descriptors.watch(http.port);
   } catch (error) {
-    void server.shutdown("startup failed");
-    const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-    throw new RelayError("E_STARTUP", `cannot listen for HTTP on ${host}:${port} (${why})`, { cause: error });
+    // Nobody can have connected yet: the listeners close without the shutdown's lines around the one that says why.
+    await server.shutdown("startup failed", { quiet: true });
+    throw listenError(error, { what: " for HTTP", address: host, port, flag: "--http-port (0: none)" });
   }
   log.info(
     "http_listening",

@@ -4,7 +4,7 @@
  * Each part lives in src/transport/; this file only puts them together.
  */
 import type { RelayConfig } from "./config.ts";
-import type { LogEvent, Logger } from "../lib/log.ts";
+import { type LogEvent, type Logger, silentLogger } from "../lib/log.ts";
 import type { Guard } from "../transport/guard.ts";
 import type { History } from "../core/history.ts";
 import type { ClusterLink, RemoteMembers } from "../core/link.ts";
@@ -42,8 +42,8 @@ export interface RunningServer {
   /** The plain port, or null when only TLS listens. */
   readonly port: number | null;
   readonly tlsPort: number | null;
-  /** Stop accepting, flush queues (up to the shutdown timeout), close everyone. */
-  shutdown(why: string): Promise<void>;
+  /** Stop accepting, flush queues (up to the shutdown timeout), close everyone; `quiet`: without logging it. */
+  shutdown(why: string, options?: { quiet?: boolean }): Promise<void>;
   /**
    * Re-read the certificate and key; existing connections keep theirs. Throws (and keeps the old) when the new ones
    * are bad.
@@ -135,12 +135,12 @@ export function startServer(config: ServerConfig, log: Logger, link?: ServerLink
     host: config.host,
     port: listeners.port,
     tlsPort: listeners.tlsPort,
-    async shutdown(why) {
+    async shutdown(why, options) {
       if (stopping) return;
       stopping = true;
       await shutDown(why, config.shutdownTimeoutMs, {
         relay,
-        log,
+        log: options?.quiet ? silentLogger : log,
         listeners,
         table,
         repeats,

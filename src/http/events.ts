@@ -68,7 +68,7 @@ const encoder = new TextEncoder();
 export function createEventStreams(o: EventLimits, ctx: StatusContext, log: Logger): EventStreams {
   const subscribers = new Set<Subscriber>();
   const perGroup = new Map<string, number>();
-  const stats: EventStreamStats = { subscribers: 0, refused: 0, cut: 0, rotated: 0, yielded: 0 };
+  const stats: EventStreamStats = { subscribers: 0, refused: 0, cut: 0, rotated: 0, yielded: 0, gone: 0 };
   const reserved = reservedSlots(o.maxEventSubscribers);
   const operators = [...LOOPBACK, ...(o.operator ?? [])];
   let visitors = 0;
@@ -117,6 +117,8 @@ export function createEventStreams(o: EventLimits, ctx: StatusContext, log: Logg
     try {
       sub.controller.enqueue(event);
     } catch {
+      // The stream closed without its cancel being called: the event goes nowhere, and is counted.
+      stats.gone++;
       drop(sub);
       return;
     }

@@ -103,6 +103,8 @@ export interface EventStreamStats {
   rotated: number;
   /** A visitor's stream ended to give the operator's page a slot. */
   yielded: number;
+  /** Found closed when an event was queued (the page had gone unnoticed): that event was not sent. */
+  gone: number;
 }
 
 type ByTransport = Record<"tcp" | "websocket", number>;
@@ -292,7 +294,7 @@ function eventMetrics(pc: PromClient, registers: Registry[], events: () => Event
   _gauge(pc, registers, "sova_relay_events_subscribers", "Open /events streams.", () => events().subscribers);
   new pc.Counter({
     name: "sova_relay_events_closed_total",
-    help: "/events subscribers turned away or ended by the relay, by reason.",
+    help: "/events subscribers turned away or ended by the relay, by reason (gone: a stream found closed, the event for it unsent).",
     labelNames: ["reason"],
     registers,
     collect() {
@@ -302,6 +304,7 @@ function eventMetrics(pc: PromClient, registers: Registry[], events: () => Event
       this.inc({ reason: "not_reading" }, e.cut);
       this.inc({ reason: "stream_bytes" }, e.rotated);
       this.inc({ reason: "operator" }, e.yielded);
+      this.inc({ reason: "gone" }, e.gone);
     },
   });
 }
@@ -510,7 +513,7 @@ function watchMetrics(
   );
   counter(
     "sova_relay_spectators_closed_total",
-    "Spectators turned away or ended by the relay, by reason.",
+    "Spectators turned away or ended by the relay, by reason (gone: a stream found closed, the frame for it unsent).",
     "reason",
     () => {
       const s = read().spectators;
@@ -520,6 +523,7 @@ function watchMetrics(
         session_cap: s.refused.session,
         not_reading: s.cut,
         stream_bytes: s.rotated,
+        gone: s.gone,
       };
     },
   );

@@ -31,6 +31,8 @@ export interface SpectatorStats {
   cut: number;
   /** Ended at the stream's byte budget (resumed by the browser). */
   rotated: number;
+  /** Found closed when a frame was queued (the page had gone unnoticed): that frame was not sent. */
+  gone: number;
   /** Wrong keys, and requests answered as unknown while their address cooled down. */
   wrongKeys: number;
   keyLimited: number;
@@ -42,6 +44,7 @@ export function emptySpectatorStats(): SpectatorStats {
     refused: { relay: 0, address: 0, session: 0 },
     cut: 0,
     rotated: 0,
+    gone: 0,
     wrongKeys: 0,
     keyLimited: 0,
   };
@@ -168,6 +171,8 @@ export function createSpectatorStreams(
     try {
       sub.controller.enqueue(bytes);
     } catch {
+      // The stream closed without its cancel being called: the frame goes nowhere, and is counted.
+      stats.gone++;
       return drop(sub);
     }
     if (since !== undefined) sub.since = since;

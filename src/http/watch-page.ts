@@ -3,7 +3,8 @@
  * per line, one cell per frame) and a feed of edits and chat. The first view is
  * rendered here, whole without JavaScript; the page's one script then follows
  * /watch/KEY/events and redraws the lines that changed, building elements with
- * textContent only, so a script or a name that holds markup stays text. Nothing is
+ * textContent only, so a script or a name that holds markup stays text, and controls
+ * that would act on what is shown (NUL, ESC, bidi overrides) show as escapes. Nothing is
  * loaded from elsewhere, and the Content-Security-Policy is the status page's:
  * no script but this one (by its hash), no connections but to this relay.
  *
@@ -20,6 +21,25 @@ export interface PageOptions {
 }
 
 const fmt = (x: number | string | null | undefined): string => (x === null || x === undefined ? "?" : String(x));
+
+/**
+ * What in players' text would act instead of showing: C0 and C1 controls but tab and line feed (a NUL, an ESC,
+ * a lone CR) and the bidi controls (U+061C, U+200E/F, U+202A-202E, U+2066-2069), whose overrides can make code or
+ * chat read backwards to the audience. Both this file and the page's script show each as its `\uXXXX`, as the
+ * logs do; a CR before a line feed is only a line end (a script from Windows).
+ */
+const HIDDEN = String.raw`\r(?!\n)|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]`;
+const HIDDEN_RE = new RegExp(HIDDEN, "g");
+
+/** Players' `text` as the page shows it: every character in HIDDEN made visible as its escape. */
+export function shown(text: string): string {
+  return text
+    .replace(/\r\n/g, "\n")
+    .replace(HIDDEN_RE, (c) => `\\u${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`);
+}
+
+/** Text from the network, for the markup: made visible, then escaped. */
+const text = (x: string | number): string => escapeHtml(shown(String(x)));
 
 /** Said above the grid when it is not the whole truth. */
 const BANNERS = {
@@ -45,22 +65,22 @@ function cellHtml(c: Cell, line: LineView, frame: number, view: View): string {
     .filter(Boolean)
     .join(" ");
   const style = last ? ` style="--who: ${view.last!.colour}"` : "";
-  const title = c.by ? ` title="last changed by ${escapeHtml(c.by)}"` : "";
+  const title = c.by ? ` title="last changed by ${text(c.by)}"` : "";
   if (!known)
     return `<div class="${classes}" id="cell-${line.index}-${frame}"${title}><span class="fname">F${frame}</span><span class="nothing">not seen yet</span></div>`;
   // No name shows the frame's number; an empty name (not the same in Sova) shows as "".
   const name = c.name === undefined ? "?" : c.name === null ? `F${frame}` : c.name === "" ? `F${frame} ""` : c.name;
   const head =
-    `<div class="cell-head"><span class="fname">${escapeHtml(name)}</span>` +
-    `<span class="dur">${escapeHtml(fmt(c.duration))} b</span>` +
-    `<span class="rep">×${escapeHtml(fmt(c.repetitions))}</span>` +
-    `<span class="lang">${escapeHtml(fmt(c.lang))}</span>` +
+    `<div class="cell-head"><span class="fname">${text(name)}</span>` +
+    `<span class="dur">${text(fmt(c.duration))} b</span>` +
+    `<span class="rep">×${text(fmt(c.repetitions))}</span>` +
+    `<span class="lang">${text(fmt(c.lang))}</span>` +
     `${c.enabled === false ? '<span class="mute">muted</span>' : ""}</div>`;
   const script =
     c.script === undefined
       ? '<pre class="script nothing">script not seen yet</pre>'
-      : `<pre class="script">${escapeHtml(c.script)}</pre>`;
-  const by = last ? `<span class="by">${escapeHtml(view.last!.by)}</span>` : "";
+      : `<pre class="script">${text(c.script)}</pre>`;
+  const by = last ? `<span class="by">${text(view.last!.by)}</span>` : "";
   return `<div class="${classes}" id="cell-${line.index}-${frame}"${style}${title}>${head}${script}${by}</div>`;
 }
 
@@ -73,8 +93,8 @@ function lineHead(line: LineView): string {
       : `loop ${line.start ?? 0}–${line.end ?? "end"}`;
   const length = line.beats === null ? "? beats" : `${fmt(line.beats)} beats${line.length != null ? " (set)" : ""}`;
   return (
-    `<header class="line-head"><b>Line ${line.index}</b> <span>×${escapeHtml(fmt(line.speed))}</span> ` +
-    `<span>${escapeHtml(loop)}</span> <span>${escapeHtml(length)}</span>` +
+    `<header class="line-head"><b>Line ${line.index}</b> <span>×${text(fmt(line.speed))}</span> ` +
+    `<span>${text(loop)}</span> <span>${text(length)}</span>` +
     `${line.complete ? "" : ' <span class="partial">partly seen</span>'}</header>`
   );
 }
@@ -89,11 +109,11 @@ function feedItem(e: FeedEntry, colours: Map<string, string>): string {
   const who = e.by === "" ? "relay" : e.by;
   const colour = colours.get(e.by);
   return (
-    `<li class="entry ${escapeHtml(e.kind === "Chat" ? "chat" : e.kind === "unreadable" || e.kind === "skipped" ? "odd" : "edit")}" data-seq="${e.seq}">` +
+    `<li class="entry ${text(e.kind === "Chat" ? "chat" : e.kind === "unreadable" || e.kind === "skipped" ? "odd" : "edit")}" data-seq="${e.seq}">` +
     `<time datetime="${time}">${time.slice(11, 19)}</time> ` +
-    `<b class="who"${colour ? ` style="color: ${colour}"` : ""}>${escapeHtml(who)}</b> ` +
-    `<span class="text">${escapeHtml(e.text)}</span>` +
-    `${e.when ? ` <span class="when">${escapeHtml(e.when)}</span>` : ""}</li>`
+    `<b class="who"${colour ? ` style="color: ${colour}"` : ""}>${text(who)}</b> ` +
+    `<span class="text">${text(e.text)}</span>` +
+    `${e.when ? ` <span class="when">${text(e.when)}</span>` : ""}</li>`
   );
 }
 
@@ -101,8 +121,8 @@ function playerChip(p: Player): string {
   const doing = p.editing ? ` editing L${p.editing.line} F${p.editing.frame}` : "";
   return (
     `<li class="player${p.present ? "" : " gone"}" style="--who: ${p.colour}">` +
-    `<span class="dot"></span><span class="pname">${escapeHtml(p.name)}</span>` +
-    `<span class="doing">${escapeHtml(doing)}</span></li>`
+    `<span class="dot"></span><span class="pname">${text(p.name)}</span>` +
+    `<span class="doing">${text(doing)}</span></li>`
   );
 }
 
@@ -178,8 +198,11 @@ const SCRIPT = `
   const state = $("live-state"), toggle = $("projector");
   const colours = new Map();
   let lastSeq = Number(body.dataset.seq || 0);
+  const hidden = new RegExp(${JSON.stringify(HIDDEN)}, "g");
+  const shown = (x) => String(x).replace(/\\r\\n/g, "\\n").replace(hidden, (c) => "\\\\u" + \
+c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0"));
   const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; \
-if (text !== undefined) e.textContent = text; return e; };
+if (text !== undefined) e.textContent = shown(text); return e; };
   const fmt = (x) => (x === null || x === undefined ? "?" : String(x));
   const clock = (t) => { t.textContent = new Date(t.dateTime).toLocaleTimeString(); };
   document.querySelectorAll("#feed time").forEach(clock);
@@ -200,7 +223,7 @@ if (text !== undefined) e.textContent = text; return e; };
 isLast ? "last" : ""].filter(Boolean).join(" "));
     d.id = "cell-" + line.index + "-" + i;
     if (isLast) d.style.setProperty("--who", last.colour);
-    if (c.by) d.title = "last changed by " + c.by;
+    if (c.by) d.title = "last changed by " + shown(c.by);
     if (!known) { d.append(el("span", "fname", "F" + i), el("span", "nothing", "not seen yet")); return d; }
     const head = el("div", "cell-head");
     head.append(el("span", "fname", c.name === undefined ? "?" : c.name === null ? "F" + i : c.name === "" ? "F" + i + ' ""' : c.name), \

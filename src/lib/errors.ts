@@ -21,3 +21,34 @@ export class RelayError extends Error {
 export function isRelayError(error: unknown, code?: RelayErrorCode): error is RelayError {
   return error instanceof RelayError && (code === undefined || error.code === code);
 }
+
+/** Where a listener was to open, for listenError's line. */
+export interface ListenAt {
+  /** "" for the relay's own port, " for HTTP" beside it. */
+  what: string;
+  address: string;
+  port: number;
+  /** The option that names the port, suggested when it is one to change. */
+  flag: string;
+}
+
+/**
+ * A listener that could not open, as one line. A port in use (another relay, often) or one this user may not
+ * open is a setting to change: E_CONFIG, exit 2, which the systemd unit does not restart into again. Anything
+ * else (an address not up yet) is E_STARTUP.
+ */
+export function listenError(error: unknown, at: ListenAt): RelayError {
+  const code = (error as NodeJS.ErrnoException).code;
+  const where = `cannot listen${at.what} on ${at.address}:${at.port}`;
+  if (code === "EADDRINUSE")
+    return new RelayError("E_CONFIG", `${where}: the port is in use (another relay?); choose another ${at.flag}`, {
+      cause: error,
+    });
+  if (code === "EACCES")
+    return new RelayError(
+      "E_CONFIG",
+      `${where}: not allowed (a port below 1024 needs root or CAP_NET_BIND_SERVICE); choose another ${at.flag}`,
+      { cause: error },
+    );
+  return new RelayError("E_STARTUP", `${where} (${code ?? (error as Error).message})`, { cause: error });
+}

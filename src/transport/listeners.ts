@@ -24,6 +24,18 @@ export interface Listeners {
 }
 
 /**
+ * `port` on `host` if no one listens there (0: any free port), found by opening and closing a listener without
+ * SO_REUSEPORT. The TLS listener needs that option for reloads, and with it a second relay started on the same
+ * port opened it beside the first without a word, and the kernel split the players between the two relays.
+ */
+function claimPort(host: string, port: number): number {
+  const probe = Bun.listen({ hostname: host, port, socket: { data() {} } });
+  const claimed = probe.port;
+  probe.stop(true);
+  return claimed;
+}
+
+/**
  * Opens the listeners (the plain one first; it is closed again if the TLS one fails).
  * `accept` is the handlers' `open`, given apart so a retiring listener can wrap it;
  * `onTlsFailed` runs when the TLS listener cannot open, before the error is rethrown.
@@ -42,7 +54,10 @@ export function openListeners<T>(
   /** Listeners a reload replaced, each closed once drained (reloadTls). */
   const retiring = new Set<() => void>();
   try {
-    tls = config.tlsPort !== null && pem !== null ? listenTls(config, config.tlsPort, pem, handlers) : null;
+    tls =
+      config.tlsPort !== null && pem !== null
+        ? listenTls(config, claimPort(config.host, config.tlsPort), pem, handlers)
+        : null;
   } catch (error) {
     plain?.stop(true);
     onTlsFailed();

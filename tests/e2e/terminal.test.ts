@@ -24,13 +24,13 @@ function piped(args: string[], env = plainEnv()) {
 }
 
 /** Everything the command writes to a terminal (stdout and stderr both go to the PTY). */
-async function onTerminal(args: string[], env = plainEnv()): Promise<{ code: number; text: string }> {
+async function onTerminal(args: string[], env = plainEnv(), cols = 200): Promise<{ code: number; text: string }> {
   let text = "";
   const decoder = new TextDecoder();
   const proc = Bun.spawn([...SOURCE, ...args], {
     env,
     terminal: {
-      cols: 200,
+      cols,
       rows: 50,
       data(_t, data) {
         text += decoder.decode(data, { stream: true });
@@ -89,5 +89,16 @@ describe("--help", () => {
     const version = piped(["--version"]);
     expect(version.out).toMatch(/^sova-relay \d+\.\d+\.\d+ \(commit \S+, target \S+\)\n$/);
     expect(piped(["tunnel", "--help"]).out).toMatch(/^ {2}--help, -h {2,}this text$/m);
+  });
+
+  test("on a terminal, wrapped to its width with a hanging indent", async () => {
+    const r = await onTerminal(["--help"], plainEnv({ NO_COLOR: "1" }), 72);
+    expect(r.code).toBe(0);
+    const lines = r.text.split(/\r?\n/);
+    expect(lines.filter((l) => l.length > 72)).toEqual([]);
+    // A description that does not fit goes on under the first line's indent.
+    const at = lines.indexOf("  --http-host=<addr>");
+    expect(at).toBeGreaterThan(0);
+    expect(lines.slice(at + 1, at + 3).every((l) => /^ {6}\S/.test(l))).toBe(true);
   });
 });

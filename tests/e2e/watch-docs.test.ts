@@ -2,10 +2,10 @@
  * The commands of docs/watching.md and docs/recordings.md run as written, through
  * `sh`, with `sova-relay` on PATH (the sources behind a one-line wrapper) and only
  * the host's values put in: the state directory, the session's id, the relay's
- * address and port, the relay's process id.
+ * address and port, and, for pkill, the relay's process name.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RelayClient } from "../../src/client/client.ts";
@@ -46,12 +46,18 @@ afterAll(async () => {
 describe("docs/watching.md", () => {
   test("watch-enable: a key made in the state directory, the relay told with SIGHUP, the page served", async () => {
     const dir = mkdtempSync(join(work, "state-"));
-    const relay = await startProcess(SOURCE)(["--state-dir", dir, "--http-port", "any"]);
+    // `pkill -x sova-relay` would reach every relay on the machine (other suites' too): this relay runs
+    // under a name of its own (Bun behind a link so called, which is what pkill -x matches), and the
+    // recipe's pkill names it instead.
+    const name = `sr-${Math.random().toString(16).slice(2, 10)}`;
+    symlinkSync(process.execPath, join(work, name));
+    const relay = await startProcess([join(work, name), SOURCE[1]!])(["--state-dir", dir, "--http-port", "any"]);
     stops.push(() => relay.stop());
     const before = relay.events.length;
-    const script = recipe("watch-enable")
-      .text.replaceAll("/var/lib/sova-relay", dir)
-      .replace('"$(pidof sova-relay)"', String(relay.process!.pid));
+    const script = recipe("watch-enable").with([
+      ["/var/lib/sova-relay", dir],
+      ["pkill -HUP -x sova-relay", `pkill -HUP -x ${name}`],
+    ]);
     const r = sh(script);
     expect(r.code).toBe(0);
     const key = /\/watch\/([A-Za-z0-9_-]{32})/.exec(r.out)?.[1];
@@ -97,6 +103,16 @@ describe("docs/recordings.md", () => {
       expect((await listener.next("StateBroadcast")).source_instance_name).toBe(
         `${rec.frames[i % 3]!.source} (replay)`,
       );
+    // As the page says: with TOKEN unset, the same lines are refused before connecting.
+    const unset = Bun.spawnSync(["sh", "-c", recipe("replay").text.replaceAll("9090", String(target.port))], {
+      cwd: work,
+      env: { ...env, TOKEN: "" },
+      stderr: "pipe",
+    });
+    expect([unset.exitCode, unset.stderr.toString()]).toEqual([
+      2,
+      "sova-relay: option --token needs a value\n".repeat(2),
+    ]);
 
     // Into a page on this machine: the address printed first, the page filling.
     const watch = Bun.spawn(["sh", "-c", recipe("replay-watch").text], {

@@ -3,13 +3,15 @@
  * playwright-core): a cell changes within a second of an edit sent by a Sova-like
  * client; after the page's connection drops, it comes back with what changed
  * meanwhile; markup in scripts, names and chat stays text, with no Content
- * Security Policy violation; screenshots at projector and phone sizes. Skipped,
+ * Security Policy violation; controls (NUL, ESC, bidi overrides) show as escapes,
+ * live and as served; screenshots at projector and phone sizes. Skipped,
  * loudly, where chromium is not installed.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pack } from "msgpackr";
 import type { Page } from "playwright-core";
 import { type RunningHttp, startHttp } from "../../src/http/server.ts";
 import { silentLogger } from "../../src/lib/log.ts";
@@ -160,5 +162,37 @@ if (!existsSync(CHROMIUM)) {
         await browser.close();
       }
     }, 60_000);
+
+    test("controls in players' text (NUL, ESC, a bidi override) show as escapes, live and as served", async () => {
+      const { chromium } = await import("playwright-core");
+      const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+      try {
+        const alice = players[0]!;
+        // An override would show "ok)1(tixe" reversed to the audience, as something it is not.
+        const sneaky = "ok\u202e)1(tixe\u2066 \u0000\u001b[2J\r\nend\rx";
+        const visible = "ok\\u202E)1(tixe\\u2066 \\u0000\\u001B[2J\nend\\u000Dx";
+        const texts = (page: Page) =>
+          Promise.all(
+            ["#cell-0-0 .script", "#feed .entry.chat .text"].map((s) => page.locator(s).first().textContent()),
+          );
+        const page = await browser.newPage();
+        await page.goto(url);
+        await page.getByText("live", { exact: true }).waitFor();
+        await alice.edit(pack({ Chat: sneaky }), 20n);
+        await alice.edit(pack({ SetScript: [0, 0, sneaky, "Immediate"] }), 21n);
+        await page.locator("#cell-0-0 .script", { hasText: "ok\\u202E" }).waitFor({ timeout: 2000 });
+        expect(await texts(page)).toEqual([visible, visible]);
+        // The page as the relay serves it, with no script to redraw it.
+        const served = await (await browser.newContext({ javaScriptEnabled: false })).newPage();
+        await served.goto(url);
+        expect(await texts(served)).toEqual([visible, visible]);
+        for (const p of [page, served]) {
+          const shown = await p.locator("body").textContent();
+          for (const raw of ["\u0000", "\u001b", "\r", "\u202e", "\u2066"]) expect(shown).not.toContain(raw);
+        }
+      } finally {
+        await browser.close();
+      }
+    }, 30_000);
   });
 }

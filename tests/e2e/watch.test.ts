@@ -360,7 +360,8 @@ describe("keys on SIGHUP, and nothing secret anywhere", () => {
     // Primed from the session's history: the scene sent before watching began is there.
     const lines = async () =>
       ((await (await fetch(`${http}/watch/${key}/view`)).json()) as { lineCount: number }).lineCount;
-    // The history is written in batches: under a loaded machine the first views may come before it.
+    // Decoding runs on the watcher's own timer (a slice every 50 ms) and history is written in batches:
+    // wait for both by time, not by a count of fetches, which a quick machine ran through before either.
     const deadline = performance.now() + 10_000;
     while ((await lines()) !== 4) if (performance.now() > deadline) throw new Error("not primed from history");
     const page = await fetch(`${http}/watch/${key}`);

@@ -130,6 +130,14 @@ keeps its session across a restart and stops cleanly`, async () => {
     expect(key).toBe("600 sova-relay");
     expect(hardening).toEqual(["yes", "yes", "strict", "yes"]);
 
+    // `systemctl reload`, as the docs say (the unit's ExecReload): a SIGHUP, which rereads the spectator keys.
+    const beforeReload = await journalCursor();
+    expect((await onServer("systemctl reload sova-relay")).code).toBe(0);
+    await journalLine(
+      beforeReload,
+      /Spectator keys from \/var\/lib\/sova-relay\/spectators: 0 sessions can be watched/,
+    );
+
     const beforeRestart = await journalCursor();
     expect((await onServer("systemctl restart sova-relay")).code).toBe(0);
     await journalLine(beforeRestart, /Listening on/);
