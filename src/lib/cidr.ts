@@ -86,6 +86,9 @@ function hextets(v: bigint, count: number): string[] {
  * pick any address in it, so counting single IPv6 addresses counts nothing.
  */
 export function addressGroup(ip: string): string {
+  // A plain IPv4 address is its own group (isIP accepts only the canonical dotted form): the way through BigInts
+  // made some fifty objects, three times per connection, which a connect flood turned into most of the heap's garbage.
+  if (isIP(ip) === 4) return ip;
   const v = addressValue(ip);
   if (v === null) return ip;
   if (v >> 32n === V4_MAPPED >> 32n) return v4Text(v & V4_SPACE);

@@ -114,18 +114,18 @@ function mergeArea(size: number): Uint8Array {
   return mergeBuffer;
 }
 
-let dirty: Array<() => void> = [];
+let dirty: _Outbox[] = [];
 let flushScheduled = false;
 
 function flushDirty(): void {
   flushScheduled = false;
   const batch = dirty;
   dirty = [];
-  for (let i = 0; i < batch.length; i++) batch[i]!();
+  for (let i = 0; i < batch.length; i++) batch[i]!.run();
 }
 
-function scheduleFlush(flush: () => void): void {
-  dirty.push(flush);
+function scheduleFlush(outbox: _Outbox): void {
+  dirty.push(outbox);
   if (!flushScheduled) {
     flushScheduled = true;
     setImmediate(flushDirty);
@@ -258,141 +258,166 @@ function _take(q: _Queue, batchBytes: number): Uint8Array {
 }
 
 export function createOutbox(sink: ByteSink, options: OutboxOptions): Outbox {
-  const batchBytes = options.batchBytes ?? DEFAULT_BATCH;
-  const front = _queue();
-  const live = _queue();
-  // The remainder of a partial write: always the next bytes the peer must get.
-  let partial: Uint8Array | null = null;
-  let partialCost = 0;
-  let partialLive = false;
-  let scheduled = false;
-  let blocked = false; // the last write was partial: wait for drain
-  let ending = false;
-  let gone = false;
-  const budget = options.budget ?? createBudget(Number.MAX_SAFE_INTEGER);
-  const backlog = options.maxPendingBytes / 2;
-  let lastProgress = Date.now();
+  return new _Outbox(sink, options);
+}
 
-  function liveHeld(): number {
-    return live.held + (partialLive ? partialCost : 0);
+/**
+ * A class, not closures: a connection's outbox made a dozen functions and five getters of its own, and a relay
+ * accepting thousands of connections a second (most of them cut within the second) spent its heap on them.
+ */
+class _Outbox implements Outbox {
+  private readonly _sink: ByteSink;
+  private readonly _options: OutboxOptions;
+  private readonly _batchBytes: number;
+  private readonly _budget: PendingBudget;
+  private readonly _backlog: number;
+  private readonly _front = _queue();
+  private readonly _live = _queue();
+  // The remainder of a partial write: always the next bytes the peer must get.
+  private _partial: Uint8Array | null = null;
+  private _partialCost = 0;
+  private _partialLive = false;
+  private _scheduled = false;
+  private _blocked = false; // the last write was partial: wait for drain
+  private _ending = false;
+  private _gone = false;
+  private _lastProgress = Date.now();
+
+  constructor(sink: ByteSink, options: OutboxOptions) {
+    this._sink = sink;
+    this._options = options;
+    this._batchBytes = options.batchBytes ?? DEFAULT_BATCH;
+    this._budget = options.budget ?? createBudget(Number.MAX_SAFE_INTEGER);
+    this._backlog = options.maxPendingBytes / 2;
   }
 
-  function schedule(): void {
-    if (!scheduled && !blocked) {
-      scheduled = true;
-      scheduleFlush(run);
+  private _liveHeld(): number {
+    return this._live.held + (this._partialLive ? this._partialCost : 0);
+  }
+
+  private _schedule(): void {
+    if (!this._scheduled && !this._blocked) {
+      this._scheduled = true;
+      scheduleFlush(this);
     }
   }
 
-  function run(): void {
-    scheduled = false;
-    flush();
+  /** The scheduled flush (flushDirty). */
+  run(): void {
+    this._scheduled = false;
+    this.flush();
   }
 
-  /** Writes `chunk`; what the socket leaves becomes `partial`. False when the socket is full or gone. */
-  function write(chunk: Uint8Array, cost: number, isLive: boolean, copyRest: boolean): boolean {
-    const written = sink.write(chunk);
+  /** Writes `chunk`; what the socket leaves becomes the partial write. False when the socket is full or gone. */
+  private _write(chunk: Uint8Array, cost: number, isLive: boolean, copyRest: boolean): boolean {
+    const written = this._sink.write(chunk);
     if (written < 0) {
-      if (isLive) charge(budget, -cost);
-      gone = true;
-      clear();
+      if (isLive) charge(this._budget, -cost);
+      this._gone = true;
+      this.clear();
       return false;
     }
-    if (written > 0) lastProgress = Date.now();
+    if (written > 0) this._lastProgress = Date.now();
     if (written < chunk.length) {
       // The merge area is shared by every outbox: what the socket left must be copied out.
-      partial = copyRest ? chunk.slice(written) : chunk.subarray(written);
+      const partial = copyRest ? chunk.slice(written) : chunk.subarray(written);
       const newCost = copyRest ? partial.length : cost;
-      if (isLive) charge(budget, newCost - cost);
-      partialCost = newCost;
-      partialLive = isLive;
-      blocked = true;
+      if (isLive) charge(this._budget, newCost - cost);
+      this._partial = partial;
+      this._partialCost = newCost;
+      this._partialLive = isLive;
+      this._blocked = true;
       return false;
     }
-    if (isLive) charge(budget, -cost);
+    if (isLive) charge(this._budget, -cost);
     return true;
   }
 
   /** Writes the next items of `q`, small ones merged; false when the socket is full or gone. */
-  function writeFrom(q: _Queue, isLive: boolean): boolean {
-    const chunk = _take(q, batchBytes);
-    return write(chunk, _taken.cost, isLive, _taken.merged);
+  private _writeFrom(q: _Queue, isLive: boolean): boolean {
+    const chunk = _take(q, this._batchBytes);
+    return this._write(chunk, _taken.cost, isLive, _taken.merged);
   }
 
-  function flush(): void {
-    blocked = false;
-    if (gone) return;
-    if (partial !== null) {
-      const rest = partial;
-      const cost = partialCost;
-      partial = null;
-      partialCost = 0;
-      if (!write(rest, cost, partialLive, false)) return;
+  flush(): void {
+    this._blocked = false;
+    if (this._gone) return;
+    if (this._partial !== null) {
+      const rest = this._partial;
+      const cost = this._partialCost;
+      this._partial = null;
+      this._partialCost = 0;
+      if (!this._write(rest, cost, this._partialLive, false)) return;
     }
-    while (!gone && !_empty(front)) if (!writeFrom(front, false)) return;
-    if (!gone) _reset(front);
-    while (!gone && !_empty(live)) if (!writeFrom(live, true)) return;
-    if (gone) return;
+    const front = this._front;
+    const live = this._live;
+    while (!this._gone && !_empty(front)) if (!this._writeFrom(front, false)) return;
+    if (!this._gone) _reset(front);
+    while (!this._gone && !_empty(live)) if (!this._writeFrom(live, true)) return;
+    if (this._gone) return;
     _reset(live);
-    if (ending) {
-      gone = true;
-      sink.end();
+    if (this._ending) {
+      this._gone = true;
+      this._sink.end();
     }
-    options.onEmpty?.();
+    this._options.onEmpty?.();
   }
 
-  function clear(): void {
-    charge(budget, -liveHeld());
-    _reset(front);
-    _reset(live);
-    partial = null;
-    partialCost = 0;
+  clear(): void {
+    charge(this._budget, -this._liveHeld());
+    _reset(this._front);
+    _reset(this._live);
+    this._partial = null;
+    this._partialCost = 0;
   }
 
-  return {
-    enqueue(frame, isFront = false, own = false) {
-      if (gone || ending) return true;
-      if (isFront) {
-        _push(front, frame, batchBytes, false);
-      } else {
-        const held = liveHeld();
-        if (held > 0 && held + frame.length > options.maxPendingBytes) return false;
-        if (budget.over && held > backlog) return false;
-        charge(budget, _push(live, frame, batchBytes, own));
-      }
-      schedule();
-      return true;
-    },
-    flush,
-    endAfterFlush() {
-      if (ending || gone) return;
-      ending = true;
-      if (!blocked) flush();
-    },
-    endWith(last) {
-      if (ending || gone) return;
-      charge(budget, -live.held);
-      _reset(front);
-      _reset(live);
-      charge(budget, _push(live, last, batchBytes, true));
-      ending = true;
-      if (!blocked) flush();
-    },
-    clear,
-    get pendingBytes() {
-      return front.bytes + live.bytes + (partial?.length ?? 0);
-    },
-    get heldBytes() {
-      return front.held + live.held + partialCost;
-    },
-    get liveBytes() {
-      return liveHeld();
-    },
-    get lastProgress() {
-      return lastProgress;
-    },
-    get frontBytes() {
-      return front.bytes + (partial !== null && !partialLive ? partial.length : 0);
-    },
-  };
+  enqueue(frame: Uint8Array, isFront = false, own = false): boolean {
+    if (this._gone || this._ending) return true;
+    if (isFront) {
+      _push(this._front, frame, this._batchBytes, false);
+    } else {
+      const held = this._liveHeld();
+      if (held > 0 && held + frame.length > this._options.maxPendingBytes) return false;
+      if (this._budget.over && held > this._backlog) return false;
+      charge(this._budget, _push(this._live, frame, this._batchBytes, own));
+    }
+    this._schedule();
+    return true;
+  }
+
+  endAfterFlush(): void {
+    if (this._ending || this._gone) return;
+    this._ending = true;
+    if (!this._blocked) this.flush();
+  }
+
+  endWith(last: Uint8Array): void {
+    if (this._ending || this._gone) return;
+    charge(this._budget, -this._live.held);
+    _reset(this._front);
+    _reset(this._live);
+    charge(this._budget, _push(this._live, last, this._batchBytes, true));
+    this._ending = true;
+    if (!this._blocked) this.flush();
+  }
+
+  get pendingBytes(): number {
+    return this._front.bytes + this._live.bytes + (this._partial?.length ?? 0);
+  }
+
+  get heldBytes(): number {
+    return this._front.held + this._live.held + this._partialCost;
+  }
+
+  get liveBytes(): number {
+    return this._liveHeld();
+  }
+
+  get lastProgress(): number {
+    return this._lastProgress;
+  }
+
+  get frontBytes(): number {
+    return this._front.bytes + (this._partial !== null && !this._partialLive ? this._partial.length : 0);
+  }
 }

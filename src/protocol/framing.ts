@@ -29,74 +29,86 @@ export interface FrameReader {
 }
 
 export function createFrameReader(maxFrameSize: number, sink: FrameSink): FrameReader {
-  const header = new Uint8Array(4);
-  const headerView = new DataView(header.buffer);
-  let headerFill = 0;
-  let body: Uint8Array | null = null;
-  let bodyFill = 0;
-  let skipRemaining = 0;
-  let stopped = false;
-  const stats = { bytesCopied: 0 };
+  return new _FrameReader(maxFrameSize, sink);
+}
 
-  function startFrame(length: number, chunk: Uint8Array, at: number): number {
-    if (length > maxFrameSize) {
-      sink.oversized(length);
-      skipRemaining = length;
+/** A class, not closures: every connection has one, and thousands a second come and go under attack. */
+class _FrameReader implements FrameReader {
+  readonly stats = { bytesCopied: 0 };
+  private _maxFrameSize: number;
+  private readonly _sink: FrameSink;
+  private readonly _header = new Uint8Array(4);
+  private _headerFill = 0;
+  private _body: Uint8Array | null = null;
+  private _bodyFill = 0;
+  private _skipRemaining = 0;
+  private _stopped = false;
+
+  constructor(maxFrameSize: number, sink: FrameSink) {
+    this._maxFrameSize = maxFrameSize;
+    this._sink = sink;
+  }
+
+  private _startFrame(length: number, chunk: Uint8Array, at: number): number {
+    if (length > this._maxFrameSize) {
+      this._sink.oversized(length);
+      this._skipRemaining = length;
     } else if (chunk.length - at >= length) {
-      sink.frame(chunk.subarray(at, at + length));
+      this._sink.frame(chunk.subarray(at, at + length));
       return at + length;
     } else {
-      body = new Uint8Array(length);
-      bodyFill = 0;
+      this._body = new Uint8Array(length);
+      this._bodyFill = 0;
     }
     return at;
   }
 
-  function push(chunk: Uint8Array): void {
+  push(chunk: Uint8Array): void {
     let at = 0;
-    while (at < chunk.length && !stopped) {
-      if (skipRemaining > 0) {
-        const n = Math.min(skipRemaining, chunk.length - at);
-        skipRemaining -= n;
+    const header = this._header;
+    while (at < chunk.length && !this._stopped) {
+      if (this._skipRemaining > 0) {
+        const n = Math.min(this._skipRemaining, chunk.length - at);
+        this._skipRemaining -= n;
         at += n;
-      } else if (body !== null) {
-        const n = Math.min(body.length - bodyFill, chunk.length - at);
-        body.set(chunk.subarray(at, at + n), bodyFill);
-        stats.bytesCopied += n;
-        bodyFill += n;
+      } else if (this._body !== null) {
+        const body = this._body;
+        const n = Math.min(body.length - this._bodyFill, chunk.length - at);
+        body.set(chunk.subarray(at, at + n), this._bodyFill);
+        this.stats.bytesCopied += n;
+        this._bodyFill += n;
         at += n;
-        if (bodyFill === body.length) {
-          const done = body;
-          body = null;
-          sink.frame(done);
+        if (this._bodyFill === body.length) {
+          this._body = null;
+          this._sink.frame(body);
         }
       } else {
-        while (headerFill < 4 && at < chunk.length) header[headerFill++] = chunk[at++]!;
-        if (headerFill === 4) {
-          headerFill = 0;
-          at = startFrame(headerView.getUint32(0), chunk, at);
+        while (this._headerFill < 4 && at < chunk.length) header[this._headerFill++] = chunk[at++]!;
+        if (this._headerFill === 4) {
+          this._headerFill = 0;
+          const length = ((header[0]! << 24) | (header[1]! << 16) | (header[2]! << 8) | header[3]!) >>> 0;
+          at = this._startFrame(length, chunk, at);
         }
       }
     }
   }
 
-  return {
-    push,
-    get buffered() {
-      return body === null ? headerFill : bodyFill;
-    },
-    get midFrame() {
-      return headerFill > 0 || body !== null || skipRemaining > 0;
-    },
-    stats,
-    stop() {
-      stopped = true;
-      body = null;
-    },
-    setMaxFrameSize(bytes) {
-      maxFrameSize = bytes;
-    },
-  };
+  get buffered(): number {
+    return this._body === null ? this._headerFill : this._bodyFill;
+  }
+
+  get midFrame(): boolean {
+    return this._headerFill > 0 || this._body !== null || this._skipRemaining > 0;
+  }
+
+  stop(): void {
+    this._stopped = true;
+    this._body = null;
+  }
+
+  setMaxFrameSize(bytes: number): void {
+    this._maxFrameSize = bytes;
+  }
 }
 
 /** `[u32 length][body]` for a body already encoded. */

@@ -9,7 +9,7 @@
  * TCP and TLS in tcp.ts, WebSocket in websocket.ts.
  */
 import type { Logger } from "../lib/log.ts";
-import { createOutbox, type Outbox } from "../lib/outbox.ts";
+import { type ByteSink, createOutbox, type Outbox } from "../lib/outbox.ts";
 import { createFrameReader, type FrameReader } from "../protocol/framing.ts";
 import type { Connection, Peer, Relay } from "../core/index.ts";
 import type { DisconnectReason } from "../core/stats.ts";
@@ -80,6 +80,30 @@ export function refused(
   return text;
 }
 
+/** The carrier as the outbox writes to it, counting what went out (a class: one object per connection, no closures). */
+class CountingSink implements ByteSink {
+  private readonly _ctx: EdgeContext;
+  private readonly _carrier: Carrier;
+
+  constructor(ctx: EdgeContext, carrier: Carrier) {
+    this._ctx = ctx;
+    this._carrier = carrier;
+  }
+
+  write(bytes: Uint8Array): number {
+    const n = this._carrier.write(bytes);
+    if (n > 0) {
+      this._ctx.relay.stats.bytesOut += n;
+      if (this._ctx.counts) this._ctx.counts.bytesOut += n;
+    }
+    return n;
+  }
+
+  end(): void {
+    this._carrier.end();
+  }
+}
+
 /**
  * One connection, from the guard's admission (its slot is released when the
  * transport reports the connection gone) to its end. Create it, make it findable
@@ -105,22 +129,12 @@ export class Link implements Peer, Live {
     this._carrier = carrier;
     this.address = address;
     this.port = port;
-    const { relay, table, counts } = ctx;
-    this.outbox = createOutbox(
-      {
-        write(bytes) {
-          const n = carrier.write(bytes);
-          if (n > 0) {
-            relay.stats.bytesOut += n;
-            if (counts) counts.bytesOut += n;
-          }
-          return n;
-        },
-        end: () => carrier.end(),
-      },
-      // Every transport's empty queue tells the table: the shutdown waits for all of them.
-      { maxPendingBytes: ctx.maxPendingBytes, budget: table.budget, onEmpty: table.checkQuiet },
-    );
+    // Every transport's empty queue tells the table: the shutdown waits for all of them.
+    this.outbox = createOutbox(new CountingSink(ctx, carrier), {
+      maxPendingBytes: ctx.maxPendingBytes,
+      budget: ctx.table.budget,
+      onEmpty: ctx.table.checkQuiet,
+    });
   }
 
   /** Hands the connection to the relay (and the table); returns the relay's record of it. */
