@@ -183,7 +183,15 @@ export async function connectPool(relay: BenchRelay, instances: number, options:
     specs.push({ host: relay.host, port: relay.port, from, to: Math.min(instances, from + share), tokens });
   pool.remotes = await Promise.all(specs.map(spawnReceivers));
   pool.connectMs = performance.now() - t0;
-  for (let i = 0; i < (options.sleepers ?? 0); i++) {
+  await connectSleepers(pool, options.sleepers ?? 0);
+  return pool;
+}
+
+/** Instances that register and never read (`sleeper-N`), added to `pool`'s session. */
+export async function connectSleepers(pool: Pool, count: number): Promise<void> {
+  const { relay } = pool;
+  const first = pool.sleepers.length;
+  for (let i = first; i < first + count; i++) {
     const s = await Bun.connect({
       hostname: relay.host,
       port: relay.port,
@@ -195,7 +203,6 @@ export async function connectPool(relay: BenchRelay, instances: number, options:
   }
   // A round trip through every client makes sure every registration (and sleeper) is in.
   await Promise.all(pool.clients.map((c) => c.ping(1n, 30_000)));
-  return pool;
 }
 
 export interface PhaseSpec {
