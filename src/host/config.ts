@@ -519,7 +519,7 @@ export const OPTIONS: OptionTable<RelayConfig> = [
   {
     key: "trustProxy",
     description:
-      "Reverse proxies whose X-Forwarded-For / Forwarded name the client on /relay" +
+      "Reverse proxies whose X-Forwarded-For / Forwarded name the client on /relay, /watch/ and the status page" +
       " (default: none; the direct peer is the client)",
     default: [],
     type: "custom",

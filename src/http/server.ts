@@ -160,7 +160,9 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
     idleTimeout: 30,
     websocket: ws?.handler ?? { message() {} },
     fetch(req, server) {
-      const path = new URL(req.url).pathname;
+      // Without a Host (HTTP/1.0, a plain health probe) Bun's req.url is the bare path: parse it against a base,
+      // or every such request is a 500 and an ERROR line (hostAllowed lets it through by design).
+      const path = new URL(req.url, "http://host.invalid").pathname;
       // Behind --trust-proxy every request comes from the proxy: the spectator caps and the wrong-key
       // cooldown must see the audience's addresses, or one bad guess locks the whole audience out.
       const peer = () => clientAddress(server.requestIP(req)?.address ?? "", req.headers, options.trustProxy ?? []);

@@ -103,7 +103,7 @@ export function createWatchRoutes(
       const m = PATH.exec(path);
       const s = opened(m?.[1] ?? "", ip);
       if (!s || (req.method !== "GET" && req.method !== "HEAD")) return null;
-      const url = new URL(req.url);
+      const url = new URL(req.url, "http://host.invalid");
       const since = req.headers.get("last-event-id") ?? url.searchParams.get("since") ?? undefined;
       if (m![2] === "events") {
         // A HEAD must not take a spectator's place it would never read from.
@@ -173,7 +173,7 @@ export function serveWatch(
     port: listen.port,
     idleTimeout: 30,
     fetch(req, server) {
-      const path = new URL(req.url).pathname;
+      const path = new URL(req.url, "http://host.invalid").pathname;
       if (!path.startsWith("/watch/")) return NOT_FOUND();
       return routes.route(req, path, server.requestIP(req)?.address ?? "") ?? NOT_FOUND();
     },

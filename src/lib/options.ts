@@ -266,7 +266,8 @@ function repeated(rawArgs: readonly string[], rows: readonly AnyRow[]): Map<stri
     const value = eq === -1 ? (valued.has(name) ? rawArgs[++i] : undefined) : arg.slice(eq + 1);
     if (!lists.has(name)) continue;
     // `--token` last, or followed by another flag: citty drops it, and a dropped token would open the relay.
-    if (value === undefined || value.startsWith("--")) throw needsValue(name);
+    // With `=` the value is whatever follows it, "--" too (a base64url token may start so): `--token=--x`.
+    if (value === undefined || (eq === -1 && value.startsWith("--"))) throw needsValue(name);
     found.set(name, [...(found.get(name) ?? []), value]);
   }
   return found;

@@ -241,7 +241,7 @@ export function createWebSocketEndpoint(
   const countRefusal = _refusalCounter(stats, log);
 
   function upgrade(req: Request, server: Server<WsData>): Response | undefined {
-    const path = new URL(req.url).pathname;
+    const path = new URL(req.url, "http://host.invalid").pathname;
     const direct = server.requestIP(req);
     const directIp = direct?.address ?? "unknown";
     const wantsWs = req.headers.get("upgrade")?.toLowerCase() === "websocket";

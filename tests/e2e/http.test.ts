@@ -166,6 +166,27 @@ describe("HTTP", () => {
     expect(metric(text, "sova_relay_probes_total")).toBe(totals.probes as number);
   });
 
+  test("a request without Host (HTTP/1.0, a bare probe) is answered, not a 500", async () => {
+    const port = Number(new URL(http.url).port);
+    for (const path of ["/healthz", "/status"]) {
+      const reply = await new Promise<string>((resolve) => {
+        let text = "";
+        void Bun.connect({
+          hostname: "127.0.0.1",
+          port,
+          socket: {
+            open: (s) => void s.write(`GET ${path} HTTP/1.0\r\n\r\n`),
+            data: (_s, d) => {
+              text += d.toString();
+            },
+            close: () => resolve(text),
+          },
+        });
+      });
+      expect(reply.split("\r\n")[0], path).toMatch(/^HTTP\/1\.[01] 200/);
+    }
+  });
+
   test("only GET and HEAD; anything else 404", async () => {
     expect((await get("/nope")).status).toBe(404);
     const post = await get("/status", { method: "POST" });

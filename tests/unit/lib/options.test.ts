@@ -110,6 +110,9 @@ describe("values", () => {
   test("a repeatable flag keeps every use, each comma-separated too; its variable is comma-separated", () => {
     expect(resolve(["--range", "a", "--count", "2", "--range=b,c"]).ranges).toEqual(["a", "b", "c"]);
     expect(resolve([], { SOVA_RELAY_RANGES: "x, y,,z" }).ranges).toEqual(["x", "y", "z"]);
+    // After `=` a value starting with "--" is the value (a base64url token may); spaced, it is the next flag.
+    expect(resolve(["--range=--a", "--range=-b"]).ranges).toEqual(["--a", "-b"]);
+    expect(refusal(() => resolve(["--range", "--a"]))).toBe("option --range needs a value");
   });
 
   test("a refusal names the option, where it came from and what was expected; a secret is never echoed", () => {
