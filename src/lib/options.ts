@@ -263,12 +263,13 @@ function repeated(rawArgs: readonly string[], rows: readonly AnyRow[]): Map<stri
     if (!arg.startsWith("--")) continue;
     const eq = arg.indexOf("=");
     const name = arg.slice(2, eq === -1 ? undefined : eq);
-    const value = eq === -1 ? (valued.has(name) ? rawArgs[++i] : undefined) : arg.slice(eq + 1);
-    if (!lists.has(name)) continue;
-    // `--token` last, or followed by another flag: citty drops it, and a dropped token would open the relay.
-    // With `=` the value is whatever follows it, "--" too (a base64url token may start so): `--token=--x`.
+    if (!valued.has(name)) continue;
+    const value = eq === -1 ? rawArgs[++i] : arg.slice(eq + 1);
+    // `--token` last, or followed by another flag: citty drops it, and a dropped token would open the relay;
+    // `--host --token SECRET` left the token a stray argument, echoed in the refusal. With `=` the value is
+    // whatever follows it, "--" too (a base64url token may start so): `--token=--x`.
     if (value === undefined || (eq === -1 && value.startsWith("--"))) throw needsValue(name);
-    found.set(name, [...(found.get(name) ?? []), value]);
+    if (lists.has(name)) found.set(name, [...(found.get(name) ?? []), value]);
   }
   return found;
 }
@@ -284,7 +285,12 @@ function checkKnown(args: ParsedArgs, rows: readonly AnyRow[]): void {
   if (unknown !== undefined) throw new RelayError("E_CONFIG", `unknown option '--${unknown}' (see --help)`);
   const extra = args._[0];
   if (extra !== undefined)
-    throw new RelayError("E_CONFIG", `unexpected argument '${extra}' (options start with --; see --help)`);
+    throw new RelayError(
+      "E_CONFIG",
+      // As long as a token (16 characters at least), it may be one whose flag was mistyped: not repeated.
+      `unexpected argument ${extra.length >= 16 ? `of ${extra.length} characters, not shown` : `'${extra}'`}` +
+        " (options start with --; see --help)",
+    );
 }
 
 /** One option's value: flags beat `SOVA_RELAY_*`, which beats the seed's names, which beat defaults. */
@@ -332,7 +338,10 @@ export function resolveOptions<C>(
   checkKnown(args, rows);
   const out: Record<string, unknown> = {};
   for (const o of rows) {
-    const value = optionValue(o, o.repeatable ? lists.get(flagOf(o)) : args[flagOf(o)], env);
+    const flag = flagOf(o);
+    // citty reads `--no-allow` as allow=false: a list cannot be switched off, so it is refused as `--no-port` is.
+    const given = o.repeatable && args[flag] !== false ? lists.get(flag) : args[flag];
+    const value = optionValue(o, given, env);
     // The one place where seconds become milliseconds.
     out[o.key] = o.key.endsWith("Ms") && typeof value === "number" ? value * 1000 : value;
   }

@@ -16,6 +16,7 @@
 import { Database } from "bun:sqlite";
 import { chmodSync, chownSync, closeSync, mkdirSync, openSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { RelayError } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import type { History, HistoryEntry, HistorySink } from "../core/history.ts";
 import { databaseError, directoryError, shortReason } from "./storage-errors.ts";
@@ -242,9 +243,35 @@ export function openHistoryStore(dir: string, options: { reset?: boolean; log: L
   };
 }
 
+/**
+ * The relay's database, which must be there already (history export and clear): opening it the relay's way
+ * would make the directory and an empty database, and a mistyped --state-dir left both behind, `clear`
+ * saying it removed 0 updates as if the history were gone.
+ */
+export function openExistingDatabase(dir: string): ReturnType<typeof openDatabase> {
+  const kind = (path: string) => {
+    try {
+      return statSync(path).isDirectory() ? "directory" : "file";
+    } catch {
+      return "none";
+    }
+  };
+  if (kind(dir) !== "directory")
+    throw new RelayError(
+      "E_CONFIG",
+      `--state-dir '${dir}' ${kind(dir) === "none" ? "does not exist" : "is not a directory"}`,
+    );
+  if (kind(join(dir, HISTORY_FILE)) !== "file")
+    throw new RelayError(
+      "E_CONFIG",
+      `no session history in ${dir} (no ${HISTORY_FILE}: the relay keeps one with --state-dir and --history)`,
+    );
+  return openDatabase(dir);
+}
+
 /** `sova-relay history clear`: removes stored history, all or one session's. */
 export function clearStoredHistory(dir: string, session?: string): number {
-  const { db, path } = openDatabase(dir);
+  const { db, path } = openExistingDatabase(dir);
   try {
     const result =
       session === undefined

@@ -185,6 +185,15 @@ describe("a token setting that yields no token stops the relay: never an open re
     ["an empty token file", ["--token-file", emptyFile], {}, /--token-file .*empty holds no token/],
     ["a token file of comments", ["--token-file", commentsOnly], {}, /--token-file .*comments holds no token/],
     ["--allow ''", ["--allow", ""], {}, /option --allow needs a value/],
+    ["--no-allow", ["--no-allow"], {}, /option --allow needs a value/],
+    ["--no-token", ["--no-token"], {}, /option --token needs a value/],
+    [
+      "a flag given none before --token",
+      ["--host", "--token", "SECRETSECRETsecret123"],
+      {},
+      /option --host needs a value/,
+    ],
+    ["a stray token", ["SECRETSECRETsecret123"], {}, /unexpected argument of 21 characters, not shown/],
     ["SOVA_RELAY_DENY empty", [], { SOVA_RELAY_DENY: "" }, /SOVA_RELAY_DENY is set but empty/],
   ];
   for (const [name, args, env, pattern] of cases) {
@@ -194,7 +203,7 @@ describe("a token setting that yields no token stops the relay: never an open re
       const lines = r.stderr.trim().split("\n");
       expect(lines.length).toBe(1);
       expect(lines[0]).toMatch(pattern);
-      expect(r.stdout + r.stderr).not.toMatch(/open session|listening/i);
+      expect(r.stdout + r.stderr).not.toMatch(/open session|listening|SECRETSECRET/i);
     });
   }
 });

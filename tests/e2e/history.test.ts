@@ -242,6 +242,18 @@ describe("the state directory: private to the relay's user, never made by a comm
     );
   });
 
+  test("history clear with a mistyped --state-dir makes nothing and does not say it cleared: one line, exit 2", () => {
+    const parent = mkdtempSync(join(tmpdir(), "sova-state-"));
+    const missing = join(parent, "typo");
+    expect(cli(["history", "clear", "--state-dir", missing])).toMatchObject({
+      code: 2,
+      out: "",
+      err: `sova-relay: --state-dir '${missing}' does not exist\n`,
+    });
+    expect(cli(["history", "clear", "--state-dir", parent]).code).toBe(2);
+    expect(readdirSync(parent)).toEqual([]);
+  });
+
   test("made by the relay: the directory 0700, history.sqlite and its -wal and -shm 0600, like session-key", async () => {
     const dir = join(mkdtempSync(join(tmpdir(), "sova-state-")), "new");
     // Open from the start: the relay writes to the database once at start-up (which makes the -wal and -shm).
@@ -258,10 +270,11 @@ describe("the state directory: private to the relay's user, never made by a comm
     });
   });
 
-  test("made by a command first: the same modes; a database an older relay made 0644 is made 0600", () => {
+  test("made by a command first: the same modes; a database an older relay made 0644 is made 0600", async () => {
     const dir = join(mkdtempSync(join(tmpdir(), "sova-state-")), "new");
-    expect(cli(["history", "clear", "--state-dir", dir]).code).toBe(0);
-    expect([mode(dir), mode(join(dir, "history.sqlite"))]).toEqual([0o700, 0o600]);
+    expect(cli(["watch", "enable", "--state-dir", dir, "--session", "open"]).code).toBe(0);
+    expect(mode(dir)).toBe(0o700);
+    await (await startProcess(SOURCE)(["--history", "10", "--state-dir", dir])).stop();
     chmodSync(join(dir, "history.sqlite"), 0o644);
     expect(cli(["history", "clear", "--state-dir", dir]).code).toBe(0);
     expect(mode(join(dir, "history.sqlite"))).toBe(0o600);
