@@ -69,7 +69,7 @@ function logListening(config: RelayConfig, server: RunningServer, log: Logger): 
     "listening",
     `Listening on ${where} (max ${config.maxInstances} instances,` +
       ` rate limit ${config.rateLimit || "off"}/min, expected version ${config.expectedVersion},` +
-      ` ${config.tokens.length === 0 ? "one open session" : `${config.tokens.length} token-protected sessions`})`,
+      ` ${config.tokens.length === 0 ? "one open session" : `${config.tokens.length} token-protected session${config.tokens.length === 1 ? "" : "s"}`})`,
     { host: server.host, port: server.port, tls_port: server.tlsPort, sessions: config.tokens.length },
   );
 }

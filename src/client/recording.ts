@@ -89,7 +89,11 @@ function bad(file: string, line: number, why: string): never {
 /** A line's `at`, checked against the line before's (`previous`); `refuse` says what is wrong with it. */
 function arrival(at: unknown, previous: number | undefined, refuse: (why: string) => never): number {
   if (typeof at !== "number" || !Number.isFinite(at) || at < 0 || at > MAX_AT)
-    refuse(`'at' is ${JSON.stringify(at)}, not an arrival time (a non-negative number of ms since 1970)`);
+    // String(): JSON.stringify shows Infinity (1e400 in the file) as null.
+    refuse(
+      `'at' is ${typeof at === "number" ? String(at) : JSON.stringify(at)}, not an arrival time` +
+        " (a non-negative number of ms since 1970)",
+    );
   if (previous === undefined) return at;
   if (at < previous) refuse(`'at' ${at} is ${previous - at} ms before the line above's (times must not go back)`);
   if (at - previous > MAX_GAP_MS)

@@ -690,6 +690,10 @@ function readTokenFile(path: string): string[] {
   // A file meant to hold the tokens but empty (a failed generator, a truncated copy) must not open the relay.
   if (tokens.length === 0)
     throw new RelayError("E_CONFIG", `--token-file ${path} holds no token (one a line; # starts a comment)`);
+  // `a,b` is two tokens in SOVA_RELAY_TOKENS and --token; here it would be one, which nobody could give.
+  const joined = tokens.findIndex((t) => t.includes(","));
+  if (joined !== -1)
+    throw new RelayError("E_CONFIG", `--token-file ${path}: a token holds a comma (one token a line, no commas)`);
   return tokens;
 }
 

@@ -112,7 +112,7 @@ async function serveHttp(
   }
   log.info(
     "http_listening",
-    `Status page on http://${host}:${http.port}/` +
+    `Status page on http://${host.includes(":") ? `[${host}]` : host}:${http.port}/` +
       ` (also /status, /healthz, /metrics; instances over WebSocket on /relay)`,
     { host, port: http.port },
   );

@@ -282,7 +282,8 @@ function checkKnown(args: ParsedArgs, rows: readonly AnyRow[]): void {
     known.add(flag).add(flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()));
   }
   const unknown = Object.keys(args).find((k) => !known.has(k));
-  if (unknown !== undefined) throw new RelayError("E_CONFIG", `unknown option '--${unknown}' (see --help)`);
+  if (unknown !== undefined)
+    throw new RelayError("E_CONFIG", `unknown option '${unknown.length === 1 ? "-" : "--"}${unknown}' (see --help)`);
   const extra = args._[0];
   if (extra !== undefined)
     throw new RelayError(

@@ -130,6 +130,7 @@ describe("bad values: one clear line naming the option, exit 2, no stack trace",
     ["fractional instances", ["--max-instances", "2.5"], {}, /--max-instances/],
     ["bad log level", ["--log-level", "loud"], {}, /--log-level: 'loud'.*error, warn, info, debug, trace/],
     ["unknown option", ["--prot", "9090"], {}, /unknown option '--prot'/],
+    ["an unknown short option, as typed", ["-t", "x"], {}, /unknown option '-t'/],
     ["missing value", ["--port"], {}, /--port needs a value/],
     ["a value flag negated", ["--no-port"], {}, /--port needs a value/],
     ["bad environment value", [], { SOVA_RELAY_PORT: "abc" }, /--port \(from SOVA_RELAY_PORT\): 'abc'/],
@@ -167,6 +168,8 @@ describe("a token setting that yields no token stops the relay: never an open re
   const commentsOnly = join(dir, "comments");
   writeFileSync(emptyFile, "");
   writeFileSync(commentsOnly, "# the ensemble's token goes here\n\n   \n");
+  const commaFile = join(dir, "comma");
+  writeFileSync(commaFile, "Qw83LzXk2vR9tYp1mNb,Zx7cV4bN1mQw8eRt5y\n");
   const cases: Array<[string, string[], Record<string, string>, RegExp]> = [
     ["--token last, with no value", ["--token"], {}, /option --token needs a value/],
     ["--token followed by another option", ["--token", "--port", "0"], {}, /option --token needs a value/],
@@ -184,6 +187,7 @@ describe("a token setting that yields no token stops the relay: never an open re
     ["SOVA_RELAY_TOKEN_FILE empty", [], { SOVA_RELAY_TOKEN_FILE: "" }, /SOVA_RELAY_TOKEN_FILE is set but empty/],
     ["an empty token file", ["--token-file", emptyFile], {}, /--token-file .*empty holds no token/],
     ["a token file of comments", ["--token-file", commentsOnly], {}, /--token-file .*comments holds no token/],
+    ["a token file line with a comma", ["--token-file", commaFile], {}, /a token holds a comma/],
     ["--allow ''", ["--allow", ""], {}, /option --allow needs a value/],
     ["--no-allow", ["--no-allow"], {}, /option --allow needs a value/],
     ["--no-token", ["--no-token"], {}, /option --token needs a value/],

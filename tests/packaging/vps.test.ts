@@ -113,7 +113,7 @@ keeps its session across a restart and stops cleanly`, async () => {
     expect((await onServer("stat -c %a /etc/sova-relay.env")).stdout.trim()).toBe("600");
 
     const journal = () => onServer("journalctl -u sova-relay --no-pager -o cat").then((r) => r.stdout);
-    await journalLine(beforeStart, /Listening on 0\.0\.0\.0:9090 \(.*1 token-protected sessions\)/);
+    await journalLine(beforeStart, /Listening on 0\.0\.0\.0:9090 \(.*1 token-protected session\)/);
     const c = await connect({ port });
     await c.register({ name: "on-the-vps", token: token! });
     const ids = await sessionIds();

@@ -64,6 +64,7 @@ describe("a line that is not what export writes stops the reading, naming it", (
     ["no frame", HEADER + line({ at: 1 }), /line 2: expected an arrival time and a frame/],
     ["a negative time", HEADER + line({ at: -1, frame: good }), /line 2: 'at' is -1, not an arrival time/],
     ["a time as text", HEADER + line({ at: "1", frame: good }), /line 2: 'at' is "1", not an arrival time/],
+    ["a time past any date", `${HEADER}{"at":1e400,"frame":"${good}"}\n`, /line 2: 'at' is Infinity, not an arrival/],
     [
       "a time going back",
       HEADER + line({ at: 5, frame: good }) + line({ at: 4, frame: good }),
