@@ -15,6 +15,7 @@ import { type OptionTable, argsDef, resolveOptions } from "../lib/options.ts";
 import { RelayError } from "../lib/errors.ts";
 import { clearStoredHistory } from "../storage/history-store.ts";
 import { readStoredHistory, storedSessions } from "../storage/history-export.ts";
+import { status } from "./terminal.ts";
 
 interface ClearOptions {
   stateDir: string;
@@ -161,7 +162,7 @@ export const exportCommand = defineCommand({
       return;
     }
     writePrivate(o.out, text);
-    console.error(`wrote ${rows.length} updates of session ${session} to ${o.out}`);
+    status(`wrote ${rows.length} updates of session ${session} to ${o.out}`);
   },
 });
 

@@ -10,6 +10,7 @@ import { RelayError } from "../lib/errors.ts";
 import { createLogger } from "../lib/log.ts";
 import { createWatcher, keyDigest, makeKey, spectatorKeys } from "../watch/index.ts";
 import { readHostFile } from "../lib/files.ts";
+import { status } from "./terminal.ts";
 
 interface ReplayOptions {
   replayHost: string;
@@ -128,16 +129,16 @@ async function intoPage(rec: Recording, o: ReplayOptions): Promise<never> {
   const server = serveWatch({ host, port: o.httpPort ?? 0 }, { watcher, keys: () => keys }, () => names, log);
   console.log(`http://${host}:${server.port}/watch/${key}`);
   const stop = stopOnSignal();
-  console.error(
+  status(
     `Playing ${rec.frames.length} updates of session ${session} into the page above` +
       ` (${seconds(timeline(rec.frames, o.speed).durationMs)} at speed ${o.speed}); Ctrl-C stops`,
   );
   const played = await play(rec.frames, o.speed, (f) => watcher.push(session, f.frame, Date.now()), stop.signal);
-  if (played === rec.frames.length) console.error("Played to the end; the page stays until Ctrl-C");
+  if (played === rec.frames.length) status("Played to the end; the page stays until Ctrl-C");
   const by = await stop.by;
   server.stop();
   // Closing the page after the end is how a finished replay ends: 0. Stopped halfway, the signal's status.
-  if (played < rec.frames.length) console.error(`Stopped by ${by} after ${played} of ${rec.frames.length} updates`);
+  if (played < rec.frames.length) status(`Stopped by ${by} after ${played} of ${rec.frames.length} updates`);
   process.exit(played < rec.frames.length ? signalStatus(by) : 0);
 }
 
@@ -148,7 +149,7 @@ async function intoRelay(rec: Recording, o: ReplayOptions): Promise<never> {
   const { players, close } = await registerPlayers(rec.frames, target);
   const updates = stateUpdates(rec.frames, new Map([...players].map(([name, c]) => [name, c.id!])));
   const stop = stopOnSignal();
-  console.error(
+  status(
     `Replaying ${rec.frames.length} updates by ${players.size} players into ${o.replayHost}:${o.port}` +
       ` (${seconds(timeline(rec.frames, o.speed).durationMs)} at speed ${o.speed}); Ctrl-C stops`,
   );

@@ -14,3 +14,11 @@ export function colourWanted(stream: { isTTY?: boolean }, env: Record<string, st
 export function forStream(text: string, stream: { isTTY?: boolean }): string {
   return colourWanted(stream) ? text : stripVTControlCharacters(text);
 }
+
+/**
+ * A progress line for people, on stderr so stdout stays the command's output. Not console.error: Bun
+ * paints that red on a terminal, and "Replaying 10 updates" or "wrote 10 updates" is no error.
+ */
+export function status(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
