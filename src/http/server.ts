@@ -17,7 +17,7 @@ import type { Cidr } from "../lib/cidr.ts";
 import { createEventStreams, EVENT_HEADERS, SECURITY_HEADERS } from "./events.ts";
 import { clientAddress } from "../transport/forwarded.ts";
 import { RELAY_PATH, type WebSocketEndpoint } from "../transport/websocket.ts";
-import { hostAllowed, shownHost } from "../lib/hosts.ts";
+import { hostAllowed, shownHost, requestUrl } from "../lib/hosts.ts";
 import { createTallyLine } from "../lib/repeats.ts";
 import { SCRIPT_HASH, renderPage } from "./page.ts";
 import { snapshot, type StatusContext } from "./status.ts";
@@ -160,9 +160,7 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
     idleTimeout: 30,
     websocket: ws?.handler ?? { message() {} },
     fetch(req, server) {
-      // Without a Host (HTTP/1.0, a plain health probe) Bun's req.url is the bare path: parse it against a base,
-      // or every such request is a 500 and an ERROR line (hostAllowed lets it through by design).
-      const path = new URL(req.url, "http://host.invalid").pathname;
+      const path = requestUrl(req).pathname;
       // Behind --trust-proxy every request comes from the proxy: the spectator caps and the wrong-key
       // cooldown must see the audience's addresses, or one bad guess locks the whole audience out.
       const peer = () => clientAddress(server.requestIP(req)?.address ?? "", req.headers, options.trustProxy ?? []);

@@ -15,6 +15,7 @@
  * that does not take what it is sent is cut, as /events subscribers are, and each
  * stream ends after a byte budget (the browser reconnects and resumes).
  */
+import { requestUrl } from "../lib/hosts.ts";
 import type { Logger } from "../lib/log.ts";
 import { createKindTallyLine } from "../lib/repeats.ts";
 import { createGuard } from "../transport/guard.ts";
@@ -103,7 +104,7 @@ export function createWatchRoutes(
       const m = PATH.exec(path);
       const s = opened(m?.[1] ?? "", ip);
       if (!s || (req.method !== "GET" && req.method !== "HEAD")) return null;
-      const url = new URL(req.url, "http://host.invalid");
+      const url = requestUrl(req);
       const since = req.headers.get("last-event-id") ?? url.searchParams.get("since") ?? undefined;
       if (m![2] === "events") {
         // A HEAD must not take a spectator's place it would never read from.
@@ -173,7 +174,7 @@ export function serveWatch(
     port: listen.port,
     idleTimeout: 30,
     fetch(req, server) {
-      const path = new URL(req.url, "http://host.invalid").pathname;
+      const path = requestUrl(req).pathname;
       if (!path.startsWith("/watch/")) return NOT_FOUND();
       return routes.route(req, path, server.requestIP(req)?.address ?? "") ?? NOT_FOUND();
     },

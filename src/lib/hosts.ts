@@ -62,3 +62,12 @@ export function originAllowed(
   }
   return sameHost && hostAllowed(host, allowedHosts);
 }
+
+/**
+ * A request's URL. Without a Host header (HTTP/1.0, a plain health probe) Bun's `req.url` is the bare
+ * path, which `new URL` refuses: every such request was a 500 and an ERROR line, though hostAllowed lets
+ * it through by design. The base only completes it; the relay never reads the host from here.
+ */
+export function requestUrl(req: { url: string }): URL {
+  return new URL(req.url, "http://host.invalid");
+}

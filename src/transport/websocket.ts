@@ -13,6 +13,7 @@
  * leaves as one message, corked per write.
  */
 import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
+import { requestUrl } from "../lib/hosts.ts";
 import type { Logger } from "../lib/log.ts";
 import { createTallyLine } from "../lib/repeats.ts";
 import { createFrameReader } from "../protocol/framing.ts";
@@ -241,7 +242,7 @@ export function createWebSocketEndpoint(
   const countRefusal = _refusalCounter(stats, log);
 
   function upgrade(req: Request, server: Server<WsData>): Response | undefined {
-    const path = new URL(req.url, "http://host.invalid").pathname;
+    const path = requestUrl(req).pathname;
     const direct = server.requestIP(req);
     const directIp = direct?.address ?? "unknown";
     const wantsWs = req.headers.get("upgrade")?.toLowerCase() === "websocket";
