@@ -51,22 +51,18 @@ const UNREACHABLE_LOG_WINDOW_MS = 30_000;
  * the window ends, and when the attempts end (connected or closing), with the last reason and the attempts so far.
  */
 function unreachableLine(options: ClusterOptions, log: Logger) {
-  let reason = "";
-  let attempts = 0;
-  const line = createTallyLine(UNREACHABLE_LOG_WINDOW_MS, () =>
-    log.warn(
-      "cluster_unreachable",
-      `Cluster: cannot connect to NATS (${reason});` +
-        ` relaying among this node's instances only, retrying (${attempts} attempts so far)`,
-      { node: options.nodeName, reason, attempts },
-    ),
+  const line = createTallyLine<{ reason: string; attempts: number }>(
+    UNREACHABLE_LOG_WINDOW_MS,
+    (_, { reason, attempts }) =>
+      log.warn(
+        "cluster_unreachable",
+        `Cluster: cannot connect to NATS (${reason});` +
+          ` relaying among this node's instances only, retrying (${attempts} attempts so far)`,
+        { node: options.nodeName, reason, attempts },
+      ),
   );
   return {
-    failed(why: string, failures: number): void {
-      reason = why;
-      attempts = failures;
-      line.add(1);
-    },
+    failed: (reason: string, attempts: number) => line.add(1, { reason, attempts }),
     stop: () => line.stop(),
   };
 }

@@ -41,20 +41,18 @@ export function createFrames(ctx: FramesContext, log: Logger): Frames {
   const sealer = createSealer(node, epoch);
   const skip = ctx.prefix.length + 3;
   // The reason is the last one counted; what the 10 s held is written when they end.
-  let lastWhy = "";
-  const unsentLine = createTallyLine(UNSENT_LOG_WINDOW_MS, (missing) =>
-    log.warn("cluster_unsent", `${missing} frames not sent to the other nodes (${lastWhy})`, {
+  const unsentLine = createTallyLine<string>(UNSENT_LOG_WINDOW_MS, (missing, why) =>
+    log.warn("cluster_unsent", `${missing} frames not sent to the other nodes (${why})`, {
       node,
       missing,
-      reason: lastWhy,
+      reason: why,
     }),
   );
 
   /** A frame NATS refused (too big for max_payload, connection closing): counted, logged once per 10 s. */
   function unsent(why: string): void {
     counters.unsent++;
-    lastWhy = why;
-    unsentLine.add(1);
+    unsentLine.add(1, why);
   }
 
   /** Acknowledgements waiting for the server to have every frame published before them (afterPublished). */

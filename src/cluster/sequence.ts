@@ -42,19 +42,17 @@ export function createSequences(self: SequencesContext, log: Logger): Sequences 
   const heard = new Map<string, SeenFrom>();
   const gaps: Record<string, number> = {};
   // One line for every sending node: it names the last node with a gap.
-  let lastFrom = "";
-  const line = createTallyLine(GAP_LOG_WINDOW_MS, (unlogged) =>
+  const line = createTallyLine<string>(GAP_LOG_WINDOW_MS, (unlogged, from) =>
     log.warn(
       "cluster_gap",
-      `${unlogged} frames from node ${lastFrom} never arrived (NATS lost them); total lost from it: ${gaps[lastFrom]}`,
-      { node: lastFrom, missing: unlogged },
+      `${unlogged} frames from node ${from} never arrived (NATS lost them); total lost from it: ${gaps[from]}`,
+      { node: from, missing: unlogged },
     ),
   );
 
   function gap(from: string, missing: number): void {
     gaps[from] = (gaps[from] ?? 0) + missing;
-    lastFrom = from;
-    line.add(missing);
+    line.add(missing, from);
   }
 
   return {

@@ -83,13 +83,12 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
   const refused = { host: 0 };
   // A rebinding page can make a visitor's browser ask again and again: one line a minute, with the count
   // (written when the minute ends, even if no request comes after); the host named is the last one refused.
-  let lastHost = "";
-  const hostLine = createTallyLine(options.logWindowMs ?? 60_000, (unlogged) =>
+  const hostLine = createTallyLine<string>(options.logWindowMs ?? 60_000, (unlogged, host) =>
     log.warn(
       "http_host_refused",
-      `HTTP request for host '${lastHost}' refused (${unlogged} since the last such line):` +
+      `HTTP request for host '${host}' refused (${unlogged} since the last such line):` +
         ` allow a name with --allow-host`,
-      { reason: "host", host: lastHost, count: unlogged },
+      { reason: "host", host, count: unlogged },
     ),
   );
 
@@ -118,8 +117,7 @@ export function startHttp(options: HttpOptions, ctx: StatusContext, log: Logger)
   function misdirected(host: string | null): Response {
     refused.host++;
     const name = shownHost(host);
-    lastHost = name;
-    hostLine.add(1);
+    hostLine.add(1, name);
     return new Response(
       `this relay does not answer for '${name}'; its host can allow the name with --allow-host ${name}\n`,
       { status: 421, headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain; charset=utf-8" } },

@@ -176,22 +176,24 @@ export function createTally(windowMs: number): Tally {
 /**
  * A Tally that writes its own lines, and writes what it held back when its window ends even if nothing more
  * comes: with a Tally alone, a burst's count waited for the next occurrence, and without one never reached
- * the log. The timer is unref'd (it never keeps a process up).
+ * the log. The timer is unref'd (it never keeps a process up). A line that names something (a host, a
+ * reason, a node) names the last one counted in it: `detail`, kept here rather than beside each line.
  */
-export interface TallyLine {
-  add(amount: number): void;
+export interface TallyLine<D = undefined> {
+  add(amount: number, detail?: D): void;
   /** Writes what is held now (shutdown) and clears the timer; nothing is added after. */
   stop(): void;
 }
 
-export function createTallyLine(
+export function createTallyLine<D = undefined>(
   windowMs: number,
-  report: (sum: number) => void,
+  report: (sum: number, last: D) => void,
   clock: () => number = () => performance.now(),
-): TallyLine {
+): TallyLine<D> {
   const tally = createTally(windowMs);
   let timer: ReturnType<typeof setTimeout> | null = null;
   let stopped = false;
+  let last = undefined as D;
   // Also on a timer that fired a little early by `clock`: then the sum is still held, and the timer set again.
   function arm(): void {
     const until = tally.heldUntil;
@@ -202,14 +204,15 @@ export function createTallyLine(
   function flush(): void {
     timer = null;
     const sum = tally.add(0, clock());
-    if (sum > 0) report(sum);
+    if (sum > 0) report(sum, last);
     arm();
   }
   return {
-    add(amount) {
+    add(amount, detail) {
       if (stopped) return;
+      if (detail !== undefined) last = detail;
       const sum = tally.add(amount, clock());
-      if (sum > 0) report(sum);
+      if (sum > 0) report(sum, last);
       arm();
     },
     stop() {
@@ -218,7 +221,7 @@ export function createTallyLine(
       if (timer !== null) clearTimeout(timer);
       timer = null;
       const sum = tally.add(0, Number.POSITIVE_INFINITY);
-      if (sum > 0) report(sum);
+      if (sum > 0) report(sum, last);
     },
   };
 }
@@ -241,12 +244,11 @@ export function createKindTallyLine<K extends string>(
 ): KindTallyLine<K> {
   const zero = (): Record<K, number> => Object.fromEntries(kinds.map((k) => [k, 0])) as Record<K, number>;
   let pending = zero();
-  let last = kinds[0]!;
   let stopped = false;
   // The line's sum is the sum of `pending`: whenever it writes, every kind's count goes with it.
-  const line = createTallyLine(
+  const line = createTallyLine<K>(
     windowMs,
-    () => {
+    (_, last) => {
       const counts = pending;
       pending = zero();
       report(counts, last);
@@ -257,8 +259,7 @@ export function createKindTallyLine<K extends string>(
     add(kind) {
       if (stopped) return;
       pending[kind]++;
-      last = kind;
-      line.add(1);
+      line.add(1, kind);
     },
     stop() {
       stopped = true;

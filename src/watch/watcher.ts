@@ -90,8 +90,6 @@ export function emptyWatchStats(): WatchStats {
  */
 function createReports(log: Logger | undefined, o: { maxQueue: number; maxQueueBytes: number }) {
   if (!log) return { dropped() {}, unreadable(_reason: string) {}, capped(_session: string) {}, stop() {} };
-  // The reason of the latest unreadable update: the line's "last" is the last one counted in it.
-  let lastReason = "";
   const dropped = createTallyLine(10_000, (n) =>
     log.warn(
       "watch_queue_full",
@@ -100,7 +98,8 @@ function createReports(log: Logger | undefined, o: { maxQueue: number; maxQueueB
       { dropped: n },
     ),
   );
-  const unreadable = createTallyLine(10_000, (n) =>
+  // The line's "last" is the reason of the last unreadable update counted in it.
+  const unreadable = createTallyLine<string>(10_000, (n, lastReason) =>
     log.info(
       "watch_unreadable",
       `Watching: ${n} updates no Sova instance could read (relayed unchanged, shown as` +
@@ -110,10 +109,7 @@ function createReports(log: Logger | undefined, o: { maxQueue: number; maxQueueB
   );
   return {
     dropped: () => dropped.add(1),
-    unreadable(reason: string) {
-      lastReason = reason;
-      unreadable.add(1);
-    },
+    unreadable: (reason: string) => unreadable.add(1, reason),
     capped(session: string) {
       log.info(
         "watch_capped",
