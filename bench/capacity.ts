@@ -83,8 +83,16 @@ export interface CapacityResult {
   nudgesPerSec: number;
   /** The relay's socket syscalls over the measured run (`countWrites`, with perf). */
   syscalls: SyscallCounts | null;
-  /** As many writes as deliveries; the writes the relay makes. */
-  floor: { perFrame: FloorResult; relayWrites: FloorResult };
+  /** As many writes as deliveries; the writes the relay makes; a relay with no rules (bench/bare-relay.ts). */
+  floor: { perFrame: FloorResult; relayWrites: FloorResult; bareRelay: BareRelayResult };
+}
+
+export interface BareRelayResult {
+  p50Ms: number;
+  p99Ms: number;
+  lost: number;
+  cpuUsPerDelivery: number | null;
+  nudgesPerSec: number;
 }
 
 export interface CapacityRun {
@@ -135,13 +143,15 @@ async function measureLoad(
   load: CapacityLoad,
   durationS: number,
   name: string,
-  options: CapacityOptions & { env: Record<string, string | undefined> },
+  options: CapacityOptions & { env: Record<string, string | undefined>; command?: string[] },
 ): Promise<Omit<CapacityResult, "floor">> {
   const n = load.sessions * load.size;
   const sessionTokens = load.sessions > 1 ? tokens(load.sessions) : null;
   const httpPort = freePort();
   const relay = await launchRelay({
     binary,
+    command: options.command,
+    keepDefaults: options.command !== undefined,
     flags: [
       "--http-port",
       String(httpPort),
@@ -258,6 +268,29 @@ async function measureFloor(limit: Limit, spec: FloorSpec, name: string): Promis
   }
 }
 
+/**
+ * The same load against bench/bare-relay.ts in the same limit: what the machine, the loopback
+ * writes and the generator cost without any of the relay's rules. Its JIT settles within seconds.
+ */
+async function measureBareRelay(
+  limit: Limit,
+  load: CapacityLoad,
+  durationS: number,
+  name: string,
+  options: CapacityOptions & { env: Record<string, string | undefined> },
+): Promise<BareRelayResult> {
+  const command = [process.execPath, join(import.meta.dir, "bare-relay.ts")];
+  const warmupS = Math.min(options.warmupS ?? 30, 10);
+  const r = await measureLoad(null, limit, load, durationS, name, { ...options, warmupS, command });
+  return {
+    p50Ms: r.run.latencyMs.p50,
+    p99Ms: r.run.latencyMs.p99,
+    lost: r.run.lost,
+    cpuUsPerDelivery: r.cpuUsPerDelivery,
+    nudgesPerSec: r.nudgesPerSec,
+  };
+}
+
 async function runHere(binary: string | null, durationS: number, options: CapacityOptions): Promise<CapacityRun> {
   const name = `sova-bench-${process.pid}`;
   const limit = createLimit(name, join(import.meta.dir, "..", ".tmp", "bench-capacity"), options.mode);
@@ -300,11 +333,17 @@ async function runHere(binary: string | null, durationS: number, options: Capaci
       });
       const perFrame = await measureFloor(limit, floorSpec(true), `${tag}-floor-frame`);
       const relayWrites = await measureFloor(limit, floorSpec(false), `${tag}-floor-relay`);
-      results.push({ ...measured, floor: { perFrame, relayWrites } });
+      const bareRelay = await measureBareRelay(limit, load, durationS, `${tag}-bare`, {
+        ...options,
+        env: relayEnv.env,
+      });
+      results.push({ ...measured, floor: { perFrame, relayWrites, bareRelay } });
       process.stderr.write(
         `  capacity ${load.label}: p99 ${measured.run.latencyMs.p99.toFixed(2)} ms, lost ${measured.run.lost},` +
           ` relay ${measured.cpuUsPerDelivery?.toFixed(2) ?? "n/a"} µs CPU per delivery` +
-          ` (floor of its writes ${relayWrites.cpuUsPerDelivery.toFixed(2)})\n`,
+          ` (floor of its writes ${relayWrites.cpuUsPerDelivery.toFixed(2)});` +
+          ` a relay with no rules: p99 ${bareRelay.p99Ms.toFixed(2)} ms,` +
+          ` ${bareRelay.cpuUsPerDelivery?.toFixed(2) ?? "n/a"} µs per delivery\n`,
       );
     }
   } finally {
@@ -409,6 +448,12 @@ export function capacityRows<R extends CapacityRow>(
     row.figures["floor: a write per delivery"] = floorFigure(floor.perFrame);
     row.figures["floor: the relay's writes"] = floorFigure(floor.relayWrites);
     row.figures["relay / floor of its writes"] = Number.isFinite(ratio) ? `${ratio.toFixed(1)}x` : "n/a";
+    const bare = floor.bareRelay;
+    row.figures["floor: a relay with no rules"] =
+      `p50 ${f2(bare.p50Ms)} / p99 ${f2(bare.p99Ms)} ms, lost ${bare.lost},` +
+      ` ${bare.cpuUsPerDelivery === null ? "n/a" : f2(bare.cpuUsPerDelivery)} µs CPU/delivery,` +
+      ` ${Math.round(bare.nudgesPerSec)} nudges/s (bench/bare-relay.ts, same limit, same generator)`;
+    row.figures["relay p99 over that floor"] = `${f2(run.latencyMs.p99 - bare.p99Ms)} ms`;
     row.figures["frame bytes"] = c.frameBytes;
     if (syscalls !== null) {
       const per = (n: number) => (n / Math.max(1, run.delivered)).toFixed(3);

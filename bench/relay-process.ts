@@ -95,13 +95,16 @@ export interface RelayWrapper {
 
 export async function launchRelay(options: {
   binary: string | null;
+  /** Another program in the relay's place (it takes the same flags); overrides `binary`. */
+  command?: string[];
   flags: string[];
   keepDefaults?: boolean;
   wrap?: RelayWrapper;
   /** The relay's environment (default: the bench's). */
   env?: Record<string, string | undefined>;
 }): Promise<BenchRelay & { httpPort(): number | null; readonly pid: number }> {
-  const command = options.binary ? [options.binary] : [process.execPath, join(ROOT, "src/main.ts")];
+  const command =
+    options.command ?? (options.binary ? [options.binary] : [process.execPath, join(ROOT, "src/main.ts")]);
   const relaxed = options.keepDefaults
     ? []
     : [...ONE_ADDRESS_FLAGS, ...NEWER_ONE_ADDRESS_FLAGS.filter(([f]) => helpOf(command).includes(f!)).flat()];
@@ -140,7 +143,11 @@ export async function launchRelay(options: {
     host: "127.0.0.1",
     port,
     pid,
-    label: options.binary ? `binary ${options.binary}` : "source (bun src/main.ts)",
+    label: options.command
+      ? options.command.join(" ")
+      : options.binary
+        ? `binary ${options.binary}`
+        : "source (bun src/main.ts)",
     rssMb: () => rssOf(pid),
     cpuSeconds: () => cpu(pid),
     warnings,
