@@ -147,3 +147,6 @@ const http = Bun.serve({
   fetch: () => Response.json({ totals: { nudges } }),
 });
 console.log(`port ${listener.port} http ${http.port}`);
+
+// Ended by the bench with SIGTERM: exit as the relay does, so `bun --cpu-prof` can write its profile.
+process.on("SIGTERM", () => process.exit(0));
