@@ -1,6 +1,7 @@
 /**
  * A node's connection to NATS, from the first attempt to the close. The client
- * reconnects by itself once it has connected; before that, this retries. On each
+ * reconnects by itself once it has connected; before that, and after a silent
+ * connection that would not close (abandonIfStuck), this retries. On each
  * connection the node first makes sure it shares the cluster's session secret
  * (secret.ts; a node that does not stays out), then says hello, and sets up what
  * lives in JetStream (history, name claims), asking again later for what is not
@@ -45,6 +46,8 @@ export interface NodeConnection {
 
 /** Bad credentials or TLS must show, but a NATS that is just not up yet should not flood the log. */
 const UNREACHABLE_LOG_WINDOW_MS = 30_000;
+/** From "no answer to pings" to the client's own close: milliseconds when the flow is alive, never when it was dropped. */
+const STUCK_CLOSE_MS = 3000;
 
 /**
  * The line for failed attempts to reach NATS: attempts the window's first line did not cover are written when
@@ -125,6 +128,32 @@ function checkMaxPayload(conn: NatsConnection, options: ClusterOptions, log: Log
   }
 }
 
+/**
+ * The client's own reconnecting starts once its old socket has closed, and it closes a silent one
+ * only after flushing it: a flow dropped on the way (a NAT or firewall forgetting it) with bytes
+ * queued never flushes, and the node would stay away from NATS until TCP gave up, many minutes.
+ * Such a connection is given up (closed: a new one is opened) unless `settled` by then.
+ */
+function abandonIfStuck(
+  conn: NatsConnection,
+  log: Logger,
+  node: string,
+  settled: () => boolean,
+  abandoned: () => void,
+): () => void {
+  const timer = setTimeout(() => {
+    if (settled() || conn.isClosed()) return;
+    abandoned();
+    log.warn(
+      "cluster_connection_abandoned",
+      `Cluster: the silent connection to NATS did not close within ${STUCK_CLOSE_MS / 1000} s; opening a new one`,
+      { node },
+    );
+    void conn.close().catch(() => {});
+  }, STUCK_CLOSE_MS);
+  return () => clearTimeout(timer);
+}
+
 export function openConnection(ctx: ConnectionContext, log: Logger): NodeConnection {
   const { options, secret, claims, history, counters } = ctx;
   const node = options.nodeName;
@@ -195,19 +224,43 @@ export function openConnection(ctx: ConnectionContext, log: Logger): NodeConnect
     );
   }
 
-  async function run(): Promise<void> {
-    const conn = await firstConnect(options, () => closing, secret.unreachable, attempts);
-    if (!conn) return;
-    nc = conn;
-    // Taken before the secret is checked, so that a reconnection meanwhile is not missed.
-    const statuses = conn.status();
-    if (closing || !(await secret.check(conn, wanted(conn)))) return stayOut(conn);
-    subscribe(conn, ctx);
-    setConnected(conn, "connected to", true);
+  /** Follows one connection until it is closed; true when it was given up (abandonIfStuck), for a new one. */
+  async function follow(conn: NatsConnection, statuses: ReturnType<NatsConnection["status"]>): Promise<boolean> {
+    let stuck: (() => void) | null = null;
+    let abandoned = false;
     for await (const s of statuses) {
-      if (s.type === "disconnect" || s.type === "staleConnection")
-        setDisconnected(s.type === "disconnect" ? "disconnected" : "no answer to pings");
-      else if (s.type === "reconnect" && !connected && !conn.isClosed()) setConnected(conn, "reconnected to", false);
+      if (s.type === "staleConnection") {
+        setDisconnected("no answer to pings");
+        stuck ??= abandonIfStuck(
+          conn,
+          log,
+          node,
+          () => closing || connected,
+          () => (abandoned = true),
+        );
+      } else if (s.type === "disconnect") {
+        setDisconnected("disconnected");
+        stuck?.();
+        stuck = null;
+      } else if (s.type === "reconnect" && !connected && !conn.isClosed()) setConnected(conn, "reconnected to", false);
+    }
+    stuck?.();
+    return abandoned;
+  }
+
+  async function run(): Promise<void> {
+    for (let first = true; !closing; first = false) {
+      const conn = await firstConnect(options, () => closing, secret.unreachable, attempts);
+      if (!conn) return;
+      nc = conn;
+      // Taken before the secret is checked, so that a reconnection meanwhile is not missed.
+      const statuses = conn.status();
+      if (first && (closing || !(await secret.check(conn, wanted(conn))))) return stayOut(conn);
+      if (closing) return;
+      subscribe(conn, ctx);
+      setConnected(conn, first ? "connected to" : "reconnected to", first);
+      // Closed for good (the node closing, or its secret refused), unless given up for a new one.
+      if (!(await follow(conn, statuses))) return;
     }
   }
 

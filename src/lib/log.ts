@@ -277,6 +277,13 @@ export const LOG_EVENTS = {
     aggregation: "none",
     meaning: "NATS became unreachable; the node relays among its own instances until it is back.",
   },
+  cluster_connection_abandoned: {
+    levels: ["warn"],
+    audit: false,
+    aggregation: "none",
+    meaning:
+      "The connection to NATS went silent and did not close (a flow dropped on the way); the node opens a new one.",
+  },
   cluster_node_up: {
     levels: ["info"],
     audit: false,

@@ -18,6 +18,7 @@ import { unusedPort } from "../support/ports.ts";
 import { startProcess } from "../support/relay.ts";
 import { startSupercluster } from "../../bench/cluster.ts";
 import { ROOT } from "../support/paths.ts";
+import { blackhole } from "../support/blackhole.ts";
 import { NATS, clusterKit, describeWithNats, renderMetricsOf, until } from "../support/cluster.ts";
 
 const maybe = describeWithNats("tests/e2e/cluster.test.ts");
@@ -247,6 +248,31 @@ each node keeps relaying its own instances, says so, and the session is whole ag
     expect(updateValues(await b1.next("StateBroadcast", { where: (m) => updateValues(m)[0] === 2 }))).toEqual(
       Uint8Array.of(2),
     );
+  }, 25_000);
+
+  test("a flow to NATS dropped on the way (a NAT forgetting it): the node gives it up, connects anew, and the session is whole", async () => {
+    const nats = startNats();
+    await nats.ready;
+    const hole = blackhole(nats.port);
+    toStop.push(() => hole.stop());
+    const a = await startNode(`nats://127.0.0.1:${hole.port}`, "a");
+    const b = await startNode(nats, "b");
+    const a1 = await join_(a.port, "a1");
+    const b1 = await join_(b.port, "b1");
+    const whole = () =>
+      a.server.relay.sessions.get("open")?.instances.length === 2 &&
+      b.server.relay.sessions.get("open")?.instances.length === 2;
+    await until(whole);
+    hole.drop();
+    // Edits go on meanwhile: bytes for NATS pile up in the dropped flow, which then never flushes.
+    const edit = new Uint8Array(200 * 1024).fill(1);
+    for (let i = 0; i < 20; i++) a1.sendUpdate(edit, BigInt(i));
+    await a.waitForEvent("cluster_disconnected", undefined, 6000);
+    await a.waitForEvent("cluster_connection_abandoned", undefined, 6000);
+    await a.waitForEvent("cluster_connected", (r) => r.reconnected === true, 6000);
+    await until(whole, 5000);
+    a1.sendUpdate(Uint8Array.of(2), 99n);
+    expect((await b1.next("StateBroadcast", { where: (m) => m.timestamp === 99n })).source_instance_name).toBe("a1");
   }, 25_000);
 
   test(`rate limits stay with the node that holds the connection: \

@@ -1,0 +1,64 @@
+/**
+ * A TCP forwarder whose flows can be dropped on the way, as a NAT or a firewall that forgets
+ * a flow drops it: nothing more passes and nothing is read, so each end's queued bytes stay
+ * queued and neither hears a close. New flows pass as before.
+ */
+import type { Socket } from "bun";
+
+interface End {
+  other: Socket<End> | null;
+  dropped: boolean;
+  early: Uint8Array[];
+}
+
+export interface Blackhole {
+  readonly port: number;
+  /** Drops every flow open now. */
+  drop(): void;
+  stop(): void;
+}
+
+function pass(from: Socket<End>, bytes: Uint8Array): void {
+  const end = from.data;
+  if (end.dropped) return;
+  if (end.other) end.other.write(bytes);
+  else end.early.push(new Uint8Array(bytes));
+}
+
+export function blackhole(targetPort: number): Blackhole {
+  const flows: Array<[Socket<End>, Socket<End>]> = [];
+  const closeOther = (s: Socket<End>) => {
+    if (!s.data.dropped) s.data.other?.end();
+  };
+  const server = Bun.listen<End>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      async open(near) {
+        near.data = { other: null, dropped: false, early: [] };
+        const far = await Bun.connect<End>({
+          hostname: "127.0.0.1",
+          port: targetPort,
+          data: { other: near, dropped: false, early: [] },
+          socket: { data: pass, close: closeOther },
+        });
+        near.data.other = far;
+        for (const bytes of near.data.early) far.write(bytes);
+        flows.push([near, far]);
+      },
+      data: pass,
+      close: closeOther,
+    },
+  });
+  return {
+    port: server.port,
+    drop() {
+      for (const flow of flows.splice(0))
+        for (const s of flow) {
+          s.data.dropped = true;
+          s.pause();
+        }
+    },
+    stop: () => server.stop(true),
+  };
+}
