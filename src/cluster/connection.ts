@@ -250,6 +250,8 @@ export function openConnection(ctx: ConnectionContext, log: Logger): NodeConnect
 
   async function run(): Promise<void> {
     for (let first = true; !closing; first = false) {
+      // After a connection given up, failed attempts are written again, on a line of their own.
+      if (!first) attempts = unreachableLine(options, log);
       const conn = await firstConnect(options, () => closing, secret.unreachable, attempts);
       if (!conn) return;
       nc = conn;
@@ -265,7 +267,7 @@ export function openConnection(ctx: ConnectionContext, log: Logger): NodeConnect
   }
 
   log.info("cluster_starting", `Cluster: node ${node} connecting to ${safeServers(options.servers)}`, { node });
-  const attempts = unreachableLine(options, log);
+  let attempts = unreachableLine(options, log);
   const running = run();
 
   return {

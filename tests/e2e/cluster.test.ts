@@ -268,7 +268,11 @@ each node keeps relaying its own instances, says so, and the session is whole ag
     const edit = new Uint8Array(200 * 1024).fill(1);
     for (let i = 0; i < 20; i++) a1.sendUpdate(edit, BigInt(i));
     await a.waitForEvent("cluster_disconnected", undefined, 6000);
+    // NATS out of reach a while longer: the attempts are written, as at start-up.
+    hole.refuse(true);
     await a.waitForEvent("cluster_connection_abandoned", undefined, 6000);
+    await a.waitForEvent("cluster_unreachable", undefined, 6000);
+    hole.refuse(false);
     await a.waitForEvent("cluster_connected", (r) => r.reconnected === true, 6000);
     await until(whole, 5000);
     a1.sendUpdate(Uint8Array.of(2), 99n);

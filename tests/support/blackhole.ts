@@ -1,7 +1,7 @@
 /**
  * A TCP forwarder whose flows can be dropped on the way, as a NAT or a firewall that forgets
  * a flow drops it: nothing more passes and nothing is read, so each end's queued bytes stay
- * queued and neither hears a close. New flows pass as before.
+ * queued and neither hears a close. New flows pass as before, unless refused.
  */
 import type { Socket } from "bun";
 
@@ -15,6 +15,8 @@ export interface Blackhole {
   readonly port: number;
   /** Drops every flow open now. */
   drop(): void;
+  /** While on, a new flow is closed as it opens (the far end looks down). */
+  refuse(on: boolean): void;
   stop(): void;
 }
 
@@ -27,6 +29,7 @@ function pass(from: Socket<End>, bytes: Uint8Array): void {
 
 export function blackhole(targetPort: number): Blackhole {
   const flows: Array<[Socket<End>, Socket<End>]> = [];
+  let refusing = false;
   const closeOther = (s: Socket<End>) => {
     if (!s.data.dropped) s.data.other?.end();
   };
@@ -36,6 +39,7 @@ export function blackhole(targetPort: number): Blackhole {
     socket: {
       async open(near) {
         near.data = { other: null, dropped: false, early: [] };
+        if (refusing) return void near.end();
         const far = await Bun.connect<End>({
           hostname: "127.0.0.1",
           port: targetPort,
@@ -58,6 +62,9 @@ export function blackhole(targetPort: number): Blackhole {
           s.data.dropped = true;
           s.pause();
         }
+    },
+    refuse(on) {
+      refusing = on;
     },
     stop: () => server.stop(true),
   };
