@@ -269,7 +269,8 @@ export const LOG_EVENTS = {
     levels: ["warn"],
     audit: false,
     aggregation: "periodic",
-    meaning: "NATS could not be reached at start-up; the node relays among its own instances and retries.",
+    meaning:
+      "NATS could not be reached (at start-up, or after a connection given up); the node relays among its own instances and retries.",
   },
   cluster_disconnected: {
     levels: ["warn"],
