@@ -371,13 +371,14 @@ the frames around it are delivered`, async () => {
         timestamp: 1n,
         update_data: toByteArrayWire(Uint8Array.of(v)),
       });
+    // Listening before the frames go out: the node may deliver them before the flush below returns.
+    const values: number[] = [];
+    local.onMessage((m) => m.type === "StateBroadcast" && values.push(updateValues(m)[0]!));
     const ghost = createSealer("ghost", 1);
     for (const q of [1, 2, 5]) nc.publish("sova_relay.s.open", ghost.seal(q, frame(q)));
     // Not a relay's envelope: ignored and counted, never delivered.
     nc.publish("sova_relay.s.open", Uint8Array.of(0x7f, 1, 2));
     await nc.flush();
-    const values: number[] = [];
-    local.onMessage((m) => m.type === "StateBroadcast" && values.push(updateValues(m)[0]!));
     await until(() => a!.link.status().foreign === 1);
     await local.ping();
     expect(values).toEqual([1, 2, 5]);
