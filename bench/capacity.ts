@@ -67,6 +67,8 @@ export interface CapacityOptions {
   relayFlags?: string[];
   /** Seconds of load before each measured run (default 30): the JIT was still compiling for 20-30 s of this load. */
   warmupS?: number;
+  /** Processes the instances (senders and receivers alike) are spread over, the generator's own included (default 1). */
+  generatorProcesses?: number;
 }
 
 export interface FloorResult extends FloorReport {
@@ -171,7 +173,12 @@ async function measureLoad(
     },
   });
   try {
-    const pool = await connectPool(relay, n, { tokens: sessionTokens ?? undefined });
+    const processes = Math.max(1, options.generatorProcesses ?? 1);
+    const pool = await connectPool(relay, n, {
+      tokens: sessionTokens ?? undefined,
+      receiverProcesses: processes - 1,
+      local: Math.ceil(n / processes),
+    });
     try {
       // Instance i is in session i % sessions: a session's members are in phase, sessions spread.
       const spec: PhaseSpec = {

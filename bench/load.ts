@@ -16,7 +16,8 @@ import {
   type Uuid,
 } from "../src/protocol/messages.ts";
 import type { FromReceivers, ReceiversSpec, ToReceivers } from "./receivers.ts";
-import { createRecorder, createUpdateTemplate, nowUs } from "./recorder.ts";
+import { paceSenders } from "./pacer.ts";
+import { createRecorder, createUpdateTemplate, nowUs, type UpdateTemplate } from "./recorder.ts";
 import { cpuSecondsOf, type BenchRelay } from "./relay-process.ts";
 
 /** The ids the relay assigned to instances registered by registerQuietly. */
@@ -249,9 +250,30 @@ function percentile(sorted: Float64Array, q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
+/** Update frames for `clients`, the first of them sender number `firstSender`. */
+export function updateTemplates(clients: RelayClient[], firstSender: number, payload: number): UpdateTemplate[] {
+  return clients.map((c, i) =>
+    createUpdateTemplate(
+      (update_data, timestamp) =>
+        encodeFrame({
+          type: "StateUpdate",
+          source_instance_id: benchIds.get(c)!,
+          timestamp,
+          update_data: toByteArrayWire(update_data),
+        }),
+      firstSender + i,
+      payload,
+    ),
+  );
+}
+
+/** Senders in receiver processes start this late, so that every process starts on the same beat. */
+const REMOTE_START_MS = 100;
+
 export async function runPhase(pool: Pool, spec: PhaseSpec): Promise<PhaseResult> {
   const n = pool.instances;
-  const senders = Math.min(spec.senders, pool.clients.length);
+  // The first `senders` instances send, wherever they live.
+  const senders = Math.min(spec.senders, n);
   const reach = (spec.sessionSize ?? n) - 1;
   const phase = spec.phase ?? ((s: number, all: number) => s / all);
   const expectedRate = spec.rate === Infinity ? 200_000 : spec.rate * senders * reach;
@@ -259,8 +281,21 @@ export async function runPhase(pool: Pool, spec: PhaseSpec): Promise<PhaseResult
   const alive = new Uint8Array(pool.clients.length).fill(1);
   pool.clients.forEach((c, i) => void c.closed.then(() => (alive[i] = 0)));
   pool.onBroadcast = local.record;
-  for (const r of pool.remotes)
-    r.send({ type: "start", senders, expectedDeliveries: (expectedRate * (spec.durationS + 2) * r.count) / n });
+  const startMs = nowUs() / 1000 + (pool.remotes.length > 0 ? REMOTE_START_MS : 0);
+  const phases = (from: number, to: number) =>
+    Array.from({ length: Math.max(0, to - from) }, (_, i) => phase(from + i, senders));
+  let first = pool.clients.length;
+  for (const r of pool.remotes) {
+    const to = Math.min(first + r.count, senders);
+    r.send({
+      type: "start",
+      senders,
+      expectedDeliveries: (expectedRate * (spec.durationS + 2) * r.count) / n,
+      pace: { rate: spec.rate, startMs, durationS: spec.durationS, phases: phases(first, to) },
+      payload: spec.payload,
+    });
+    first += r.count;
+  }
   // Receiver processes' CPU is the generator's too.
   const remoteCpu = () => pool.remotes.reduce((sum, r) => sum + (cpuSecondsOf(r.pid) ?? 0), 0);
 
@@ -271,59 +306,29 @@ export async function runPhase(pool: Pool, spec: PhaseSpec): Promise<PhaseResult
     if (r !== null && (rssPeak === null || r > rssPeak)) rssPeak = r;
   }, 100);
 
-  const templates = pool.clients.slice(0, senders).map((c, s) =>
-    createUpdateTemplate(
-      (update_data, timestamp) =>
-        encodeFrame({
-          type: "StateUpdate",
-          source_instance_id: benchIds.get(c)!,
-          timestamp,
-          update_data: toByteArrayWire(update_data),
-        }),
-      s,
-      spec.payload,
-    ),
-  );
-  const sent = new Array<number>(senders).fill(0);
+  const localSenders = pool.clients.slice(0, senders);
+  const templates = updateTemplates(localSenders, 0, spec.payload);
   const relayCpu0 = pool.relay.cpuSeconds();
   const generatorCpu0 = process.cpuUsage();
   const remoteCpu0 = remoteCpu();
   const start = performance.now();
-  const endAt = start + spec.durationS * 1000;
-  await new Promise<void>((resolve) => {
-    const tick = () => {
-      const now = performance.now();
-      if (now >= endAt) return resolve();
-      for (let s = 0; s < senders; s++) {
-        const c = pool.clients[s]!;
-        if (c.isClosed) continue;
-        let due: number;
-        // Flat out: small bursts while the socket takes them. Bigger ones only queue in
-        // this process and starve its own reading (it receives for the same instances).
-        if (spec.rate === Infinity) due = c.pendingBytes < 64 * 1024 ? 8 : 0;
-        // Senders are independent players: each starts at its own phase of the period
-        // rather than all in the same millisecond.
-        else due = Math.floor(((now - start) / 1000) * spec.rate + phase(s, senders)) - sent[s]!;
-        for (let i = 0; i < due; i++) {
-          c.sendRaw(templates[s]!.frame(sent[s]!++, nowUs()));
-        }
-      }
-      setTimeout(tick, 1);
-    };
-    tick();
-  });
-  const sendSeconds = (performance.now() - start) / 1000;
-  const totalSent = sent.reduce((a, b) => a + b, 0);
-  // Every update goes to every other instance of its session; a receiver that was cut counts as loss.
-  const expected = totalSent * reach;
+  const pace = { rate: spec.rate, startMs, durationS: spec.durationS, phases: phases(0, localSenders.length) };
+  const sent = await paceSenders(localSenders, templates, pace);
+  const sendSeconds = (nowUs() / 1000 - startMs) / 1000;
+  const localSent = sent.reduce((a, b) => a + b, 0);
+  let totalSent = localSent;
   // Done when everything expected arrived, or nothing did anywhere for 2 s.
   for (;;) {
     const progress = await Promise.all(pool.remotes.map((r) => (r.send({ type: "poll" }), r.next("progress"))));
+    totalSent = progress.reduce((sum, p) => sum + p.sent, localSent);
     const delivered = progress.reduce((sum, p) => sum + p.delivered, local.delivered);
     const lastDeliveryMs = progress.reduce((last, p) => Math.max(last, p.lastDeliveryMs), local.lastDeliveryMs);
-    if (delivered >= expected || Date.now() - lastDeliveryMs > 2000) break;
+    // Every update goes to every other instance of its session; a receiver that was cut counts as loss.
+    const done = delivered >= totalSent * reach || Date.now() - lastDeliveryMs > 2000;
+    if (done && !progress.some((p) => p.pacing)) break;
     await Bun.sleep(pool.remotes.length > 0 ? 100 : 20);
   }
+  const expected = totalSent * reach;
   const results = await Promise.all(pool.remotes.map((r) => (r.send({ type: "stop" }), r.next("result"))));
   clearInterval(sampler);
   pool.onBroadcast = null;

@@ -5,7 +5,8 @@
  * queueing shows up as relay latency; spreading receivers over processes lets the
  * figures show the relay. Started by bench/load.ts, not by hand.
  */
-import { connectInstances } from "./load.ts";
+import { connectInstances, updateTemplates } from "./load.ts";
+import { type PaceSpec, paceSenders } from "./pacer.ts";
 import { createRecorder, type Recorder } from "./recorder.ts";
 
 export interface ReceiversSpec {
@@ -18,7 +19,8 @@ export interface ReceiversSpec {
 }
 
 export type ToReceivers =
-  | { type: "start"; senders: number; expectedDeliveries: number }
+  /** `pace`: the schedule of this process's first `pace.phases.length` instances, which send too. */
+  | { type: "start"; senders: number; expectedDeliveries: number; pace?: PaceSpec; payload?: number }
   | { type: "poll" }
   | { type: "stop" }
   | { type: "close" };
@@ -26,7 +28,7 @@ export type ToReceivers =
 export type FromReceivers =
   | { type: "ready" }
   | { type: "failed"; message: string }
-  | { type: "progress"; delivered: number; lastDeliveryMs: number }
+  | { type: "progress"; delivered: number; lastDeliveryMs: number; sent: number; pacing: boolean }
   | { type: "result"; delivered: number; outOfOrder: number; samples: Float64Array; cut: number };
 
 const reply = (m: FromReceivers) => process.send!(m);
@@ -37,13 +39,27 @@ async function main(spec: ReceiversSpec): Promise<void> {
     recorder?.record(local, body),
   );
   await Promise.all(clients.map((c) => c.ping(1n, 30_000)));
+  let sent = 0;
+  let pacing = false;
   process.on("message", (m: ToReceivers) => {
-    if (m.type === "start") recorder = createRecorder(clients.length, m.senders, m.expectedDeliveries);
-    else if (m.type === "poll")
+    if (m.type === "start") {
+      recorder = createRecorder(clients.length, m.senders, m.expectedDeliveries);
+      sent = 0;
+      if (m.pace && m.pace.phases.length > 0) {
+        const senders = clients.slice(0, m.pace.phases.length);
+        pacing = true;
+        void paceSenders(senders, updateTemplates(senders, spec.from, m.payload ?? 0), m.pace).then((counts) => {
+          sent = counts.reduce((a, b) => a + b, 0);
+          pacing = false;
+        });
+      }
+    } else if (m.type === "poll")
       reply({
         type: "progress",
         delivered: recorder?.delivered ?? 0,
         lastDeliveryMs: recorder?.lastDeliveryMs ?? Date.now(),
+        sent,
+        pacing,
       });
     else if (m.type === "stop") {
       const r = recorder;

@@ -677,6 +677,10 @@ const main = defineCommand({
     },
     "relay-flags": { type: "string", description: "capacity: more relay flags, space-separated" },
     warmup: { type: "string", description: "capacity: seconds of load before each measured run (default 30)" },
+    "generator-processes": {
+      type: "string",
+      description: "capacity: processes the load generator's instances are spread over, its own included (default 1)",
+    },
     "count-writes": {
       type: "boolean",
       description: "capacity: count the relay's write, read and poll syscalls with perf (costs the relay some CPU)",
@@ -766,6 +770,8 @@ const main = defineCommand({
             relayEnv: args["relay-env"] as "image" | "bare",
             relayFlags: args["relay-flags"]?.split(" ").filter(Boolean),
             warmupS: args.warmup === undefined ? undefined : Number(args.warmup),
+            generatorProcesses:
+              args["generator-processes"] === undefined ? undefined : Number(args["generator-processes"]),
           })),
         );
       }
