@@ -154,6 +154,33 @@ function abandonIfStuck(
   return () => clearTimeout(timer);
 }
 
+/**
+ * Until JetStream answers (a supercluster still electing its leader): keep asking, quietly, while
+ * `conn` is the connection in use and up (`inUse`). `wanted`: `conn` is still this node's (it may be
+ * reconnecting); a secret check that ends unwanted is not a refusal.
+ */
+function askAgainLater(
+  ctx: ConnectionContext,
+  conn: NatsConnection,
+  inUse: () => boolean,
+  wanted: () => boolean,
+  stayOut: (conn: NatsConnection) => void,
+): void {
+  const { secret, history, claims } = ctx;
+  let asking = false;
+  const retry = setInterval(() => {
+    if (!inUse()) return clearInterval(retry);
+    if (asking) return;
+    asking = true;
+    void (async () => {
+      if (secret.state === "unchecked" && !(await secret.check(conn, wanted))) return stayOut(conn);
+      if (history && !history.ready && inUse()) await history.connected(conn);
+      const ok = claims.kv !== null || (inUse() && (await claims.open(conn, inUse, true)));
+      if (!inUse() || (ok && (!history || history.ready) && secret.state !== "unchecked")) clearInterval(retry);
+    })().finally(() => (asking = false));
+  }, ctx.options.retryMs ?? NAMES_RETRY_MS);
+}
+
 export function openConnection(ctx: ConnectionContext, log: Logger): NodeConnection {
   const { options, secret, claims, history, counters } = ctx;
   const node = options.nodeName;
@@ -163,38 +190,35 @@ export function openConnection(ctx: ConnectionContext, log: Logger): NodeConnect
   let closing = false;
   let resuming: Promise<void> | null = null;
 
-  /** Until JetStream answers (a supercluster still electing its leader): keep asking, quietly. */
-  function askAgainLater(conn: NatsConnection): void {
-    let asking = false;
-    const retry = setInterval(() => {
-      if (!connected || closing) return clearInterval(retry);
-      if (asking) return;
-      asking = true;
-      void (async () => {
-        if (secret.state === "unchecked" && !(await secret.check(conn, wanted(conn)))) return stayOut(conn);
-        if (history && !history.ready) await history.connected(conn);
-        const ok = claims.kv !== null || (await claims.open(conn, () => connected, true));
-        if (ok && (!history || history.ready) && secret.state !== "unchecked") clearInterval(retry);
-      })().finally(() => (asking = false));
-    }, NAMES_RETRY_MS);
-  }
+  /**
+   * `conn` is the connection in use and up. A connection given up for a new one (abandonIfStuck) may
+   * still have work pending: it must not touch the state the new one set up.
+   */
+  const current = (conn: NatsConnection) => conn === nc && connected && !closing && !conn.isClosed();
 
   async function resume(conn: NatsConnection, first: boolean): Promise<void> {
     // The first connection was checked before anything else ran; a reconnection may find NATS wiped, or new.
     if (!first && !(await secret.check(conn, wanted(conn)))) return stayOut(conn);
+    if (!current(conn)) return;
     ctx.hello();
     await history?.connected(conn);
-    const namesOk = await claims.open(conn, () => connected);
-    if (!namesOk || (history && !history.ready) || secret.state === "unchecked") askAgainLater(conn);
+    if (!current(conn)) return;
+    const namesOk = await claims.open(conn, () => current(conn));
+    if (!current(conn)) return;
+    if (!namesOk || (history && !history.ready) || secret.state === "unchecked")
+      askAgainLater(ctx, conn, () => current(conn), wanted(conn), stayOut);
   }
 
-  const wanted = (conn: NatsConnection) => () => !closing && !conn.isClosed();
+  const wanted = (conn: NatsConnection) => () => !closing && !conn.isClosed() && (nc === null || conn === nc);
 
   /** This node's secret is not the cluster's: it relays among its own instances, away from NATS. */
   function stayOut(conn: NatsConnection): void {
-    connected = false;
-    claims.kv = null;
-    history?.disconnected();
+    // A check answered for a connection since given up says nothing of the one in use.
+    if (conn === nc) {
+      connected = false;
+      claims.kv = null;
+      history?.disconnected();
+    }
     void conn.close().catch(() => {});
   }
 
@@ -242,7 +266,11 @@ export function openConnection(ctx: ConnectionContext, log: Logger): NodeConnect
         setDisconnected("disconnected");
         stuck?.();
         stuck = null;
-      } else if (s.type === "reconnect" && !connected && !conn.isClosed()) setConnected(conn, "reconnected to", false);
+      } else if (s.type === "reconnect") {
+        stuck?.();
+        stuck = null;
+        if (!connected && !conn.isClosed()) setConnected(conn, "reconnected to", false);
+      }
     }
     stuck?.();
     return abandoned;
@@ -258,7 +286,8 @@ export function openConnection(ctx: ConnectionContext, log: Logger): NodeConnect
       // Taken before the secret is checked, so that a reconnection meanwhile is not missed.
       const statuses = conn.status();
       if (first && (closing || !(await secret.check(conn, wanted(conn))))) return stayOut(conn);
-      if (closing) return;
+      // Closing meanwhile: close() drained the connection it knew, not this one.
+      if (closing) return void conn.close().catch(() => {});
       subscribe(conn, ctx);
       setConnected(conn, first ? "connected to" : "reconnected to", first);
       // Closed for good (the node closing, or its secret refused), unless given up for a new one.

@@ -15,6 +15,8 @@ export interface ClusterOptions {
   ca?: string;
   prefix?: string;
   heartbeatMs?: number;
+  /** How often a node asks JetStream again while it does not answer (default NAMES_RETRY_MS). */
+  retryMs?: number;
   /** A node not heard for this long is declared down. */
   downAfterMs?: number;
   /** --max-message-size: frames up to about this size must fit NATS's max_payload. */

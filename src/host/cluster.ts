@@ -7,7 +7,7 @@ import { timingSafeEqual } from "node:crypto";
 import type { RelayConfig } from "./config.ts";
 import { RelayError } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
-import { defaultNodeName, startCluster, type ClusterNode } from "../cluster/node.ts";
+import { type ClusterNode, type ClusterOptions, defaultNodeName, startCluster } from "../cluster/node.ts";
 import { givenSecret, type SecretOptions } from "../cluster/secret.ts";
 import { keepSessionSecret, readSessionSecret, sessionKeyPath } from "../storage/session-key.ts";
 
@@ -28,7 +28,12 @@ function secretOptions(config: RelayConfig): SecretOptions {
   };
 }
 
-export async function clusterFromConfig(config: RelayConfig, log: Logger): Promise<ClusterNode> {
+/** `tuning`: timings no setting exposes (tests shorten them). */
+export async function clusterFromConfig(
+  config: RelayConfig,
+  log: Logger,
+  tuning: Pick<ClusterOptions, "retryMs"> = {},
+): Promise<ClusterNode> {
   const node = startCluster(
     {
       servers: config.cluster,
@@ -44,6 +49,7 @@ export async function clusterFromConfig(config: RelayConfig, log: Logger): Promi
         sessions: Math.max(1, config.tokens.length),
       },
       secret: secretOptions(config),
+      ...tuning,
     },
     log,
   );

@@ -18,7 +18,7 @@ import { unusedPort } from "../support/ports.ts";
 import { startProcess } from "../support/relay.ts";
 import { startSupercluster } from "../../bench/cluster.ts";
 import { ROOT } from "../support/paths.ts";
-import { blackhole } from "../support/blackhole.ts";
+import { blackhole, kernelBuffers } from "../support/blackhole.ts";
 import { NATS, clusterKit, describeWithNats, renderMetricsOf, until } from "../support/cluster.ts";
 
 const maybe = describeWithNats("tests/e2e/cluster.test.ts");
@@ -251,11 +251,15 @@ each node keeps relaying its own instances, says so, and the session is whole ag
   }, 25_000);
 
   test("a flow to NATS dropped on the way (a NAT forgetting it): the node gives it up, connects anew, and the session is whole", async () => {
-    const nats = startNats();
+    // Without JetStream a node keeps asking for it, every retryMs from its first connection: when the
+    // connection given up asks again, after the new one is up, it must not take the new one's state with it.
+    const nats = startNats(undefined, undefined, [], false);
     await nats.ready;
     const hole = blackhole(nats.port);
     toStop.push(() => hole.stop());
-    const a = await startNode(`nats://127.0.0.1:${hole.port}`, "a");
+    const retryMs = 12_000;
+    const a = await startNode(`nats://127.0.0.1:${hole.port}`, "a", ["--rate-limit-bytes", "0"], {}, { retryMs });
+    const firstAsked = Date.now();
     const b = await startNode(nats, "b");
     const a1 = await join_(a.port, "a1");
     const b1 = await join_(b.port, "b1");
@@ -264,9 +268,10 @@ each node keeps relaying its own instances, says so, and the session is whole ag
       b.server.relay.sessions.get("open")?.instances.length === 2;
     await until(whole);
     hole.drop();
-    // Edits go on meanwhile: bytes for NATS pile up in the dropped flow, which then never flushes.
+    // Edits go on meanwhile: bytes for NATS pile up in the dropped flow, which then never flushes;
+    // more than the kernel's buffers on both sides can hold, or the flush ends and nothing is stuck.
     const edit = new Uint8Array(200 * 1024).fill(1);
-    for (let i = 0; i < 20; i++) a1.sendUpdate(edit, BigInt(i));
+    for (let i = 0; i < Math.ceil((1.25 * kernelBuffers()) / edit.length); i++) a1.sendUpdate(edit, BigInt(i));
     await a.waitForEvent("cluster_disconnected", undefined, 6000);
     // NATS out of reach a while longer: the attempts are written, as at start-up.
     hole.refuse(true);
@@ -277,7 +282,13 @@ each node keeps relaying its own instances, says so, and the session is whole ag
     await until(whole, 5000);
     a1.sendUpdate(Uint8Array.of(2), 99n);
     expect((await b1.next("StateBroadcast", { where: (m) => m.timestamp === 99n })).source_instance_name).toBe("a1");
-  }, 25_000);
+    // Past the first connection's next ask (a timer, not an event: nothing is said when it asks).
+    expect(Date.now()).toBeLessThan(firstAsked + retryMs);
+    await Bun.sleep(firstAsked + retryMs + 500 - Date.now());
+    expect(a.link.status().connected).toBe(true);
+    a1.sendUpdate(Uint8Array.of(3), 100n);
+    expect((await b1.next("StateBroadcast", { where: (m) => m.timestamp === 100n })).source_instance_name).toBe("a1");
+  }, 30_000);
 
   test(`rate limits stay with the node that holds the connection: \
 frames from other nodes are not counted again`, async () => {

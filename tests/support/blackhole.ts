@@ -3,6 +3,7 @@
  * a flow drops it: nothing more passes and nothing is read, so each end's queued bytes stay
  * queued and neither hears a close. New flows pass as before, unless refused.
  */
+import { readFileSync } from "node:fs";
 import type { Socket } from "bun";
 
 interface End {
@@ -68,4 +69,16 @@ export function blackhole(targetPort: number): Blackhole {
     },
     stop: () => server.stop(true),
   };
+}
+
+/** The most a dropped flow can hold in the kernel: a full send buffer at one end, a full receive buffer at the other. */
+export function kernelBuffers(): number {
+  const max = (file: string) => {
+    try {
+      return Number(readFileSync(`/proc/sys/net/ipv4/${file}`, "utf8").trim().split(/\s+/)[2]) || 0;
+    } catch {
+      return 0;
+    }
+  };
+  return Math.max(8 << 20, max("tcp_wmem") + max("tcp_rmem"));
 }

@@ -118,6 +118,7 @@ export function clusterKit() {
     name: string,
     flags: string[] = [],
     env: Record<string, string> = {},
+    tuning: Parameters<typeof clusterFromConfig>[2] = {},
   ): Promise<Node> {
     const url = typeof nats === "string" ? nats : nats.url;
     const config = resolveConfig(
@@ -138,7 +139,7 @@ export function clusterKit() {
     );
     const watcher = logWatcher();
     const log = createLogger({ level: "debug", format: "json", write: (line) => watcher.line(line) });
-    const link = await clusterFromConfig(config, log);
+    const link = await clusterFromConfig(config, log, tuning);
     const server = startServer(config, log, link);
     let stopped = false;
     const node: Node = {
