@@ -209,7 +209,7 @@ export function openConnection(ctx: ConnectionContext, log: Logger): NodeConnect
       askAgainLater(ctx, conn, () => current(conn), wanted(conn), stayOut);
   }
 
-  const wanted = (conn: NatsConnection) => () => !closing && !conn.isClosed() && (nc === null || conn === nc);
+  const wanted = (conn: NatsConnection) => () => !closing && !conn.isClosed() && conn === nc;
 
   /** This node's secret is not the cluster's: it relays among its own instances, away from NATS. */
   function stayOut(conn: NatsConnection): void {

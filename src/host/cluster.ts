@@ -28,7 +28,7 @@ function secretOptions(config: RelayConfig): SecretOptions {
   };
 }
 
-/** `tuning`: timings no setting exposes (tests shorten them). */
+/** `tuning`: timings no setting exposes (tests set them). */
 export async function clusterFromConfig(
   config: RelayConfig,
   log: Logger,
