@@ -290,6 +290,25 @@ each node keeps relaying its own instances, says so, and the session is whole ag
     expect((await b1.next("StateBroadcast", { where: (m) => m.timestamp === 100n })).source_instance_name).toBe("a1");
   }, 30_000);
 
+  test("a node closing while it connects anew (after a flow given up) leaves no connection to NATS behind", async () => {
+    const nats = startNats(undefined, undefined, [], false);
+    await nats.ready;
+    const hole = blackhole(nats.port);
+    toStop.push(() => hole.stop());
+    const a = await startNode(`nats://127.0.0.1:${hole.port}`, "a", ["--rate-limit-bytes", "0"]);
+    const a1 = await join_(a.port, "a1");
+    hole.drop();
+    const edit = new Uint8Array(200 * 1024).fill(1);
+    for (let i = 0; i < Math.ceil((1.25 * kernelBuffers()) / edit.length); i++) a1.sendUpdate(edit, BigInt(i));
+    // The next connection's handshake waits on a slow path; the node closes meanwhile.
+    hole.hold(1500);
+    const before = hole.opened;
+    await a.waitForEvent("cluster_connection_abandoned", undefined, 10_000);
+    await until(() => hole.opened > before, 5000);
+    await a.stop();
+    await until(() => hole.live() === 0, 5000);
+  }, 25_000);
+
   test(`rate limits stay with the node that holds the connection: \
 frames from other nodes are not counted again`, async () => {
     const nats = startNats();

@@ -9,6 +9,7 @@ import type { Socket } from "bun";
 interface End {
   other: Socket<End> | null;
   dropped: boolean;
+  closed: boolean;
   early: Uint8Array[];
 }
 
@@ -18,6 +19,12 @@ export interface Blackhole {
   drop(): void;
   /** While on, a new flow is closed as it opens (the far end looks down). */
   refuse(on: boolean): void;
+  /** New flows reach the far end this much later (a slow path: the near end's handshake waits). */
+  hold(ms: number): void;
+  /** Flows opened so far. */
+  readonly opened: number;
+  /** Flows neither dropped nor closed by either end. */
+  live(): number;
   stop(): void;
 }
 
@@ -30,8 +37,12 @@ function pass(from: Socket<End>, bytes: Uint8Array): void {
 
 export function blackhole(targetPort: number): Blackhole {
   const flows: Array<[Socket<End>, Socket<End>]> = [];
+  const nears: Socket<End>[] = [];
   let refusing = false;
+  let holdMs = 0;
+  let opened = 0;
   const closeOther = (s: Socket<End>) => {
+    s.data.closed = true;
     if (!s.data.dropped) s.data.other?.end();
   };
   const server = Bun.listen<End>({
@@ -39,12 +50,16 @@ export function blackhole(targetPort: number): Blackhole {
     port: 0,
     socket: {
       async open(near) {
-        near.data = { other: null, dropped: false, early: [] };
+        near.data = { other: null, dropped: false, closed: false, early: [] };
         if (refusing) return void near.end();
+        opened++;
+        nears.push(near);
+        if (holdMs > 0) await Bun.sleep(holdMs);
+        if (near.data.closed) return;
         const far = await Bun.connect<End>({
           hostname: "127.0.0.1",
           port: targetPort,
-          data: { other: near, dropped: false, early: [] },
+          data: { other: near, dropped: false, closed: false, early: [] },
           socket: { data: pass, close: closeOther },
         });
         near.data.other = far;
@@ -67,6 +82,13 @@ export function blackhole(targetPort: number): Blackhole {
     refuse(on) {
       refusing = on;
     },
+    hold(ms) {
+      holdMs = ms;
+    },
+    get opened() {
+      return opened;
+    },
+    live: () => nears.filter((n) => !n.data.dropped && !n.data.closed && !n.data.other?.data.closed).length,
     stop: () => server.stop(true),
   };
 }
