@@ -227,7 +227,7 @@ each node keeps relaying its own instances, says so, and the session is whole ag
     const a2 = await join_(a!.port, "a2");
     const b1 = await join_(b!.port, "b1");
     await until(() => b!.server.relay.sessions.get("open")?.instances.length === 3);
-    nats.proc.kill("SIGSTOP");
+    await nats.pause();
     try {
       await a!.waitForEvent("cluster_disconnected", undefined, 6000);
       a1.sendUpdate(Uint8Array.of(1));
@@ -592,7 +592,7 @@ reset before its claim is answered gives it up at once`, async () => {
     const sender = await join_(node.port, "sender");
     const registering = () => [...node.server.relay.connections].filter((c) => c.state === "registering").length;
     // NATS paused: name claims wait (up to their timeout) while the session keeps playing.
-    nats.proc.kill("SIGSTOP");
+    await nats.pause();
     try {
       const waits = await Bun.connect({ hostname: "127.0.0.1", port: node.port, socket: { data() {} } });
       waits.write(registerFrame("waits"));

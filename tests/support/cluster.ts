@@ -4,7 +4,7 @@
  * looked at). Each test file makes one kit and calls its cleanup after each test.
  */
 import { describe } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -37,6 +37,11 @@ export interface Nats {
   proc: Subprocess<"ignore", "ignore", "pipe">;
   /** Resolves once the server says it is ready. */
   ready: Promise<void>;
+  /**
+   * SIGSTOP, resolved once every thread of the server has stopped: on a busy VM a thread may go on
+   * for milliseconds after the signal, and answer what was sent after it.
+   */
+  pause(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -100,6 +105,10 @@ export function clusterKit() {
       url: `nats://127.0.0.1:${port}`,
       proc,
       ready,
+      async pause() {
+        proc.kill("SIGSTOP");
+        await until(() => allStopped(proc.pid));
+      },
       async stop() {
         proc.kill("SIGKILL");
         await proc.exited;
@@ -204,4 +213,16 @@ export function clusterKit() {
       for (const stop of toStop.splice(0).reverse()) await stop();
     },
   };
+}
+
+/** Every thread of `pid` stopped by a signal (state T in /proc). */
+function allStopped(pid: number): boolean {
+  try {
+    return readdirSync(`/proc/${pid}/task`).every((t) => {
+      const stat = readFileSync(`/proc/${pid}/task/${t}/stat`, "utf8");
+      return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "T";
+    });
+  } catch {
+    return false;
+  }
 }
