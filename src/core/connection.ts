@@ -156,6 +156,8 @@ export function countInstance(s: RelayState, inst: Instance): void {
 export function dropResumer(s: RelayState, inst: Instance): void {
   if (inst.resume === null) return;
   s.parked.delete(inst);
+  if (s.clock.now() - s.startedAt < s.o.resumeWindowMs) s.ended.add(inst.idText);
+  else if (s.ended.size > 0) s.ended.clear();
   const session = inst.session;
   if (--session.resumers <= 0) {
     session.resumers = 0;

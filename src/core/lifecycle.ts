@@ -214,9 +214,10 @@ export function tick(s: RelayState, now: number): void {
     } else if (o.idleTimeoutMs > 0 && now - conn.lastSeen >= o.idleTimeoutMs) {
       cut(s, conn, "idle_timeout", true);
     } else if (conn.instance?.resume && conn.state === "registered" && now - conn.lastSeen >= RESUME_SILENCE_MS) {
-      // A tunnel says something every 2 s: this connection went half-open. Parked, its window starts now.
-      conn.peer.terminate();
+      // A tunnel says something every 2 s: this connection went half-open. Parked, its window starts now;
+      // parked first, so that the transport reporting the socket gone does not park it again.
       park(s, conn, now);
+      conn.peer.terminate();
     }
   }
   _expireParked(s, now);

@@ -13,7 +13,7 @@ import { stringify as uuidText } from "uuid";
 import { broadcastFrom, broadcastPrefix, encodeFrame, type ResumeInstance } from "../protocol/messages.ts";
 import { WIRE_ERRORS } from "../protocol/wire-errors.ts";
 import { countInstance, cut, leaveHandshake, tell } from "./connection.ts";
-import { registrationAllowed } from "./limits.ts";
+import { capacityRefusal, registrationAllowed } from "./limits.ts";
 import { checkInstanceName, type NameKey } from "./names.ts";
 import { instanceRecord, openSession } from "./registration.ts";
 import { findGap, type Gap, type LogEntry, logEntries, type Position, positionOf } from "./resume-log.ts";
@@ -112,8 +112,15 @@ function _restore(s: RelayState, conn: Connection, req: Request, now: number): b
     _refuse(s, conn, "this member did not ask for resumption", "invalid", req);
     return false;
   }
-  if ((held === null || held.node !== null) && s.instanceCount >= s.options.maxInstances) {
-    _refuse(s, conn, WIRE_ERRORS.maxInstances(s.options.maxInstances), "capacity", req);
+  // Unknown here, it can only be a member from before a restart, within its window: not one that ended since.
+  if (held === null && (now - s.startedAt >= s.o.resumeWindowMs || s.ended.has(req.idText))) {
+    _refuse(s, conn, "this member is no longer held: it left, was cut, or its window passed", "gone", req);
+    return false;
+  }
+  // Taking a slot here, it is counted as a registration is: the relay's, the session's, the address's.
+  const full = held === null || held.node !== null ? capacityRefusal(s, conn, session) : null;
+  if (full !== null) {
+    _refuse(s, conn, full.message, "capacity", req);
     return false;
   }
   const gap = _gap(s, session, req, held, now);

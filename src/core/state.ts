@@ -70,6 +70,13 @@ export interface RelayState {
   readonly connectionLost: Uint8Array;
   /** Members kept for their grace window (resume.ts), local and remote. */
   readonly parked: Set<Instance>;
+  /** When the relay started (its clock): a member unknown to it may be one from before a restart only a window after. */
+  readonly startedAt: number;
+  /**
+   * IDs of members that may no longer resume (they left, were cut, or their window passed), kept only while an
+   * unknown member may still be one from before a restart: their secrets must not bring them back as such.
+   */
+  readonly ended: Set<string>;
   handshaking: number;
   instanceCount: number;
   nextConnId: number;
@@ -78,10 +85,11 @@ export interface RelayState {
 }
 
 export function createState(options: RelayOptions, log: Logger): RelayState {
+  const clock = options.clock ?? SYSTEM_CLOCK;
   return {
     options,
     o: { ...DEFAULTS, ...options },
-    clock: options.clock ?? SYSTEM_CLOCK,
+    clock,
     log,
     stats: createStats(),
     access: createAccess(options.tokens, options.sessionSecret),
@@ -98,6 +106,8 @@ export function createState(options: RelayOptions, log: Logger): RelayState {
     remoteById: new Map(),
     connectionLost: errorFrame(WIRE_ERRORS.connectionLost()),
     parked: new Set(),
+    startedAt: clock.now(),
+    ended: new Set(),
     handshaking: 0,
     instanceCount: 0,
     nextConnId: 1,

@@ -54,6 +54,7 @@ const RESUME_REFUSALS = [
   "secret",
   "gap",
   "name_taken",
+  "gone",
   "capacity",
   "version",
   "token",

@@ -25,6 +25,8 @@ export interface TestPeer extends Peer {
   closedHow: "close" | "closeWith" | "terminate" | null;
   frameLimit: number;
   refuse: boolean;
+  /** Called when the relay terminates it: a transport reports the socket gone at once (Bun does). */
+  onTerminate: (() => void) | null;
   messages(): Message[];
 }
 
@@ -47,6 +49,7 @@ export function peer(address = "10.0.0.1"): TestPeer {
     closedHow: null,
     frameLimit: 0,
     refuse: false,
+    onTerminate: null,
     send(frame, _front, own = false) {
       if (p.refuse) return false;
       p.frames.push(frame);
@@ -65,6 +68,7 @@ export function peer(address = "10.0.0.1"): TestPeer {
     },
     terminate() {
       p.closedHow = "terminate";
+      p.onTerminate?.();
     },
     messages: () => readFrames(p.frames).map((body) => decodeMessage(body, { extensions: true })),
   };

@@ -285,6 +285,59 @@ describe("resumption: coming back", () => {
     expect(relay.stats.resumeLogEvicted).toBeGreaterThan(0);
   });
 
+  test("a member that left, or whose window passed, is not brought back by its secret", () => {
+    const { relay, clock, attach, join } = setup();
+    join("other");
+    const left = join("left", ["resume"]);
+    const leftView = viewOf("left", left);
+    left.receive(encodeMessage({ type: "Leave", reason: "player quit" }));
+    const again = attach(peer(), resumeBody(leftView));
+    expect(again.peer.messages()).toEqual([
+      {
+        type: "Error",
+        message: "Resume refused: this member is no longer held: it left, was cut, or its window passed",
+      },
+    ]);
+    expect(again.conn.state).toBe("closed");
+    const away = join("away", ["resume"]);
+    const awayView = viewOf("away", away);
+    relay.closed(away.conn, "closed");
+    clock.advance(31_000);
+    relay.tick();
+    const late = attach(peer(), resumeBody(awayView));
+    expect(late.conn.state).toBe("closed");
+    expect(relay.stats.resumeRefused.gone).toBe(2);
+    expect(relay.instanceCount).toBe(1);
+  });
+
+  test("a member unknown here (from before a restart) is taken only within the window after the relay started", () => {
+    const before = setup();
+    const view = viewOf("tunnel", before.join("tunnel", ["resume"]));
+    const late = setup();
+    late.clock.advance(30_000);
+    expect(late.attach(peer(), resumeBody(view)).conn.state).toBe("closed");
+    expect(late.relay.stats.resumeRefused.gone).toBe(1);
+    const soon = setup();
+    soon.clock.advance(29_000);
+    expect(soon.attach(peer(), resumeBody(view)).conn.state).toBe("registered");
+  });
+
+  test("resuming takes a slot as registering does: the address's and the session's limits hold", () => {
+    const before = setup();
+    const view = viewOf("tunnel", before.join("tunnel", ["resume"]));
+    for (const [limit, message] of [
+      [{ maxInstancesPerAddress: 1 }, "Resume refused: Maximum instances from this address (1) reached"],
+      [{ maxInstancesPerSession: 1 }, "Resume refused: Maximum instances in this session (1) reached"],
+    ] as const) {
+      const after = setup(limit);
+      after.join("first");
+      const refused = after.attach(peer(), resumeBody(view));
+      expect(refused.conn.state).toBe("closed");
+      expect(refused.peer.messages()).toEqual([{ type: "Error", message }]);
+      expect(after.relay.stats.resumeRefused.capacity).toBe(1);
+    }
+  });
+
   test("after a restart, history kept on disk fills the gap; its own edits in it are counted, not sent", () => {
     const store = new Map<string, { seq: number; at: number; frame: Uint8Array }[]>();
     const sink = {
@@ -319,6 +372,7 @@ describe("resumption: half-open connections and other nodes", () => {
     const { relay, clock, join } = setup();
     const watcher = join("watcher");
     const tunnel = join("tunnel", ["resume"]);
+    tunnel.peer.onTerminate = () => relay.closed(tunnel.conn, "error");
     clock.advance(5_900);
     watcher.receive(encodeMessage({ type: "Pong", timestamp: 0n }));
     relay.tick();
@@ -326,6 +380,8 @@ describe("resumption: half-open connections and other nodes", () => {
     clock.advance(200);
     relay.tick();
     expect(relay.parked).toBe(1);
+    // Once, though the transport reported the socket gone as it was terminated.
+    expect(relay.stats.parked).toBe(1);
     expect(tunnel.peer.closedHow).toBe("terminate");
     expect(types(watcher.peer.messages())).not.toContain("InstanceDisconnected");
   });
