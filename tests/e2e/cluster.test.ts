@@ -29,6 +29,29 @@ const clients = kit.clients;
 const toStop = { push: kit.track };
 const join_ = (port: number, name: string, capabilities: string[] = []) => kit.join(port, name, capabilities);
 
+/** NATS without JetStream (a node keeps asking for it, every `retryMs`), and node "a" reaching it through a forwarder. */
+async function behindForwarder(retryMs?: number) {
+  const nats = startNats(undefined, undefined, [], false);
+  await nats.ready;
+  const hole = blackhole(nats.port);
+  toStop.push(() => hole.stop());
+  const a = await startNode(`nats://127.0.0.1:${hole.port}`, "a", ["--rate-limit-bytes", "0"], {}, { retryMs });
+  return { nats, hole, a };
+}
+
+/**
+ * Drops the flows, then has `member` edit on: bytes for NATS pile up in the dropped flow, which then never
+ * flushes; more than the kernel's buffers on both sides can hold, or the flush ends and nothing is stuck.
+ */
+function dropWithEditsQueued(
+  hole: ReturnType<typeof blackhole>,
+  member: { sendUpdate(data: Uint8Array, t: bigint): void },
+) {
+  hole.drop();
+  const edit = new Uint8Array(200 * 1024).fill(1);
+  for (let i = 0; i < Math.ceil((1.25 * kernelBuffers()) / edit.length); i++) member.sendUpdate(edit, BigInt(i));
+}
+
 const tagged = (sender: number, seq: number) => Uint8Array.of(sender, (seq >> 8) & 0xff, seq & 0xff);
 
 maybe("cluster over NATS", () => {
@@ -253,12 +276,8 @@ each node keeps relaying its own instances, says so, and the session is whole ag
   test("a flow to NATS dropped on the way (a NAT forgetting it): the node gives it up, connects anew, and the session is whole", async () => {
     // Without JetStream a node keeps asking for it, every retryMs from its first connection: when the
     // connection given up asks again, after the new one is up, it must not take the new one's state with it.
-    const nats = startNats(undefined, undefined, [], false);
-    await nats.ready;
-    const hole = blackhole(nats.port);
-    toStop.push(() => hole.stop());
     const retryMs = 12_000;
-    const a = await startNode(`nats://127.0.0.1:${hole.port}`, "a", ["--rate-limit-bytes", "0"], {}, { retryMs });
+    const { nats, hole, a } = await behindForwarder(retryMs);
     const firstAsked = Date.now();
     const b = await startNode(nats, "b");
     const a1 = await join_(a.port, "a1");
@@ -267,11 +286,7 @@ each node keeps relaying its own instances, says so, and the session is whole ag
       a.server.relay.sessions.get("open")?.instances.length === 2 &&
       b.server.relay.sessions.get("open")?.instances.length === 2;
     await until(whole);
-    hole.drop();
-    // Edits go on meanwhile: bytes for NATS pile up in the dropped flow, which then never flushes;
-    // more than the kernel's buffers on both sides can hold, or the flush ends and nothing is stuck.
-    const edit = new Uint8Array(200 * 1024).fill(1);
-    for (let i = 0; i < Math.ceil((1.25 * kernelBuffers()) / edit.length); i++) a1.sendUpdate(edit, BigInt(i));
+    dropWithEditsQueued(hole, a1);
     await a.waitForEvent("cluster_disconnected", undefined, 6000);
     // NATS out of reach a while longer: the attempts are written, as at start-up.
     hole.refuse(true);
@@ -291,15 +306,8 @@ each node keeps relaying its own instances, says so, and the session is whole ag
   }, 30_000);
 
   test("a node closing while it connects anew (after a flow given up) leaves no connection to NATS behind", async () => {
-    const nats = startNats(undefined, undefined, [], false);
-    await nats.ready;
-    const hole = blackhole(nats.port);
-    toStop.push(() => hole.stop());
-    const a = await startNode(`nats://127.0.0.1:${hole.port}`, "a", ["--rate-limit-bytes", "0"]);
-    const a1 = await join_(a.port, "a1");
-    hole.drop();
-    const edit = new Uint8Array(200 * 1024).fill(1);
-    for (let i = 0; i < Math.ceil((1.25 * kernelBuffers()) / edit.length); i++) a1.sendUpdate(edit, BigInt(i));
+    const { hole, a } = await behindForwarder();
+    dropWithEditsQueued(hole, await join_(a.port, "a1"));
     // The next connection's handshake waits on a slow path; the node closes meanwhile.
     hole.hold(1500);
     const before = hole.opened;
