@@ -191,10 +191,13 @@ export function openConnection(ctx: ConnectionContext, log: Logger): NodeConnect
   let resuming: Promise<void> | null = null;
 
   /**
-   * `conn` is the connection in use and up. A connection given up for a new one (abandonIfStuck) may
-   * still have work pending: it must not touch the state the new one set up.
+   * `conn` is this node's connection, up or reconnecting. A connection given up for a new one
+   * (abandonIfStuck) may still have work pending: it must not touch the state the new one set up.
    */
-  const current = (conn: NatsConnection) => conn === nc && connected && !closing && !conn.isClosed();
+  const ours = (conn: NatsConnection) => conn === nc && !closing && !conn.isClosed();
+  /** `conn` is the connection in use, and up. */
+  const current = (conn: NatsConnection) => connected && ours(conn);
+  const wanted = (conn: NatsConnection) => () => ours(conn);
 
   async function resume(conn: NatsConnection, first: boolean): Promise<void> {
     // The first connection was checked before anything else ran; a reconnection may find NATS wiped, or new.
@@ -208,8 +211,6 @@ export function openConnection(ctx: ConnectionContext, log: Logger): NodeConnect
     if (!namesOk || (history && !history.ready) || secret.state === "unchecked")
       askAgainLater(ctx, conn, () => current(conn), wanted(conn), stayOut);
   }
-
-  const wanted = (conn: NatsConnection) => () => !closing && !conn.isClosed() && conn === nc;
 
   /** This node's secret is not the cluster's: it relays among its own instances, away from NATS. */
   function stayOut(conn: NatsConnection): void {
