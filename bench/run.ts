@@ -762,6 +762,11 @@ const main = defineCommand({
           console.error(`bench: --relay-env must be image or bare, not '${args["relay-env"]}'`);
           process.exit(2);
         }
+        const processes = args["generator-processes"];
+        if (processes !== undefined && !/^[1-9][0-9]?$/.test(processes)) {
+          console.error(`bench: --generator-processes must be a whole number from 1 to 99, not '${processes}'`);
+          process.exit(2);
+        }
         rows.push(
           ...(await scenarioCapacity(choice, durationS, {
             mode,
@@ -770,8 +775,7 @@ const main = defineCommand({
             relayEnv: args["relay-env"] as "image" | "bare",
             relayFlags: args["relay-flags"]?.split(" ").filter(Boolean),
             warmupS: args.warmup === undefined ? undefined : Number(args.warmup),
-            generatorProcesses:
-              args["generator-processes"] === undefined ? undefined : Number(args["generator-processes"]),
+            generatorProcesses: processes === undefined ? undefined : Number(processes),
           })),
         );
       }
