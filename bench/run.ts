@@ -625,6 +625,25 @@ function scenarioHop(): Row {
   };
 }
 
+/** The capacity scenario's flags, checked before anything runs: a mistake stops the bench with exit 2. */
+function capacityFlags(args: { limit?: string; "relay-env": string; "generator-processes"?: string }) {
+  const mode = args.limit as LimitMode | undefined;
+  if (mode !== undefined && !["v1", "v2", "podman", "none"].includes(mode)) {
+    console.error(`bench: --limit must be v1, v2, podman or none, not '${mode}'`);
+    process.exit(2);
+  }
+  if (!["image", "bare"].includes(args["relay-env"])) {
+    console.error(`bench: --relay-env must be image or bare, not '${args["relay-env"]}'`);
+    process.exit(2);
+  }
+  const processes = args["generator-processes"];
+  if (processes !== undefined && !/^[1-9][0-9]?$/.test(processes)) {
+    console.error(`bench: --generator-processes must be a whole number from 1 to 99, not '${processes}'`);
+    process.exit(2);
+  }
+  return { mode, processes: processes === undefined ? undefined : Number(processes) };
+}
+
 const main = defineCommand({
   meta: { name: "bench", description: "Load the relay and report throughput, latency, loss and memory" },
   args: {
@@ -699,6 +718,7 @@ const main = defineCommand({
       target: args.target,
       pid: args.pid ? Number(args.pid) : undefined,
     };
+    const capacity = capacityFlags(args);
     const durationS = Number(args.duration);
     const receiverProcesses = Number(args["receiver-processes"]);
     const log = (s: string) => (args.json ? process.stderr.write(`${s}\n`) : console.log(s));
@@ -753,29 +773,15 @@ const main = defineCommand({
       if (want("cluster")) rows.push(...(await scenarioCluster(choice, durationS, log)));
       if (want("resume") && !choice.target) rows.push(...(await scenarioResume(choice, log)));
       if (want("capacity")) {
-        const mode = args.limit as LimitMode | undefined;
-        if (mode !== undefined && !["v1", "v2", "podman", "none"].includes(mode)) {
-          console.error(`bench: --limit must be v1, v2, podman or none, not '${mode}'`);
-          process.exit(2);
-        }
-        if (!["image", "bare"].includes(args["relay-env"])) {
-          console.error(`bench: --relay-env must be image or bare, not '${args["relay-env"]}'`);
-          process.exit(2);
-        }
-        const processes = args["generator-processes"];
-        if (processes !== undefined && !/^[1-9][0-9]?$/.test(processes)) {
-          console.error(`bench: --generator-processes must be a whole number from 1 to 99, not '${processes}'`);
-          process.exit(2);
-        }
         rows.push(
           ...(await scenarioCapacity(choice, durationS, {
-            mode,
+            mode: capacity.mode,
             only: args.loads?.split(",").map(Number),
             countWrites: args["count-writes"] === true,
             relayEnv: args["relay-env"] as "image" | "bare",
             relayFlags: args["relay-flags"]?.split(" ").filter(Boolean),
             warmupS: args.warmup === undefined ? undefined : Number(args.warmup),
-            generatorProcesses: processes === undefined ? undefined : Number(processes),
+            generatorProcesses: capacity.processes,
           })),
         );
       }

@@ -7,6 +7,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { connectPool, runPhase } from "../../../bench/load.ts";
 import type { BenchRelay } from "../../../bench/relay-process.ts";
+import { ROOT } from "../../support/paths.ts";
 import { startInProcess } from "../../support/relay.ts";
 
 const relay = await startInProcess(["--rate-limit", "0", "--nudge-interval", "0"]);
@@ -37,6 +38,30 @@ describe("the load generator over several processes", () => {
       expect(r.outOfOrder).toBe(0);
     } finally {
       pool.close();
+    }
+  }, 20_000);
+});
+
+describe("--generator-processes", () => {
+  test("anything but a whole number from 1 to 99 stops the bench with one line and exit 2", async () => {
+    for (const bad of ["0", "abc", "1.5", "100"]) {
+      const run = Bun.spawn(
+        [
+          process.execPath,
+          "bench/run.ts",
+          "--scenario",
+          "capacity",
+          "--generator-processes",
+          bad,
+          "--binary",
+          "/bin/true",
+        ],
+        { cwd: ROOT, stdout: "ignore", stderr: "pipe" },
+      );
+      expect(await run.exited).toBe(2);
+      expect(await new Response(run.stderr).text()).toContain(
+        `bench: --generator-processes must be a whole number from 1 to 99, not '${bad}'`,
+      );
     }
   }, 20_000);
 });
