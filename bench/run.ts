@@ -11,6 +11,7 @@
 import { defineCommand, runMain } from "citty";
 import { fanoutFloor, wakeupLateness } from "./floor.ts";
 import { DEFAULT_LOAD_CPU_BEFORE, HOP_BEFORE_US, hopUs } from "./hop.ts";
+import { FANOUT_BEFORE_MS, fanout } from "./fanout.ts";
 import {
   connectPool,
   connectSleepers,
@@ -625,6 +626,23 @@ function scenarioHop(): Row {
   };
 }
 
+/** The relay's own work for a beat of a big ensemble, in this process, beside the same beat with no rules (bench/fanout.ts). */
+async function scenarioFanout(): Promise<Row> {
+  const figures: Record<string, string> = {};
+  let pass = true;
+  for (const k of [100, 200]) {
+    const r = await fanout(k, 40);
+    figures[`k=${k}: ms per beat (before), no rules`] = `${f2(r.relayMs)} (${FANOUT_BEFORE_MS[k]}), ${f2(r.noRulesMs)}`;
+    pass &&= r.bytesPerMember === r.expectedBytesPerMember && (k < 200 || r.relayMs <= 1.5 * r.noRulesMs);
+  }
+  return {
+    scenario: "fanout: the relay's own work for one beat, k in one session, no sockets",
+    figures,
+    target: "every member gets the k - 1 others' broadcasts; k = 200 within 1.5x of the same beat with no rules",
+    pass,
+  };
+}
+
 /** The capacity scenario's flags, checked before anything runs: a mistake stops the bench with exit 2. */
 function capacityFlags(args: { limit?: string; "relay-env": string; "generator-processes"?: string }) {
   const mode = args.limit as LimitMode | undefined;
@@ -650,7 +668,7 @@ const main = defineCommand({
     scenario: {
       type: "string",
       description:
-        "all, default, ramp, crowd, big, overload, memory, hostile, nudges, transport, hop, cluster, resume, capacity",
+        "all, default, ramp, crowd, big, overload, memory, hostile, nudges, transport, hop, fanout, cluster, resume, capacity",
       default: "all",
     },
     transport: {
@@ -770,6 +788,7 @@ const main = defineCommand({
         rows.push(...(await scenarioTransport(choice, Math.min(durationS, 5), picked, log)));
       }
       if (want("hop")) rows.push(scenarioHop());
+      if (want("fanout")) rows.push(await scenarioFanout());
       if (want("cluster")) rows.push(...(await scenarioCluster(choice, durationS, log)));
       if (want("resume") && !choice.target) rows.push(...(await scenarioResume(choice, log)));
       if (want("capacity")) {

@@ -8,6 +8,7 @@ import { hearDeparture } from "./notices.ts";
 import { countDrop, logRepeated, type RelayState, who } from "./state.ts";
 import type { DisconnectReason } from "./stats.ts";
 import type { Connection, Instance } from "./types.ts";
+import { takeTurn } from "./turn.ts";
 
 export const REASON_TEXT: Record<DisconnectReason, string> = {
   closed: "connection closed",
@@ -71,10 +72,18 @@ export function cut(s: RelayState, conn: Connection, reason: DisconnectReason, g
  * reference instead of copying them per peer.
  */
 export function deliver(s: RelayState, conn: Connection, frame: Uint8Array, shared = false): boolean {
+  // After the broadcasts of this turn it is to hear before this frame (turn.ts).
+  const session = conn.instance?.session;
+  if (session?.turn) cutAll(s, takeTurn(s, session));
   conn.lastSent = s.clock.now();
   if (conn.peer.send(frame, false, !shared)) return true;
   cutSlowConsumer(s, conn);
   return false;
+}
+
+/** Cuts each of `conns` (null: none) as a slow consumer. */
+export function cutAll(s: RelayState, conns: readonly Connection[] | null): void {
+  if (conns !== null) for (const conn of conns) cutSlowConsumer(s, conn);
 }
 
 export function cutSlowConsumer(s: RelayState, conn: Connection, reason: SlowReason = "slow_consumer"): void {

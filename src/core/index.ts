@@ -5,7 +5,8 @@
  * this runs in unit tests as it runs behind Bun.listen.
  *
  * The parts, each a module sharing one state object (state.ts): registration.ts
- * (the first frame), routing.ts (StateUpdate fan-out), limits.ts (rates and caps),
+ * (the first frame), routing.ts (StateUpdate fan-out), turn.ts (a turn's broadcasts
+ * queued to each member at once), limits.ts (rates and caps),
  * connection.ts (sending and ending), lifecycle.ts (what the transport drives),
  * resume.ts and restore.ts (members that may resume: docs/resume.md).
  */
@@ -13,6 +14,7 @@ import type { Logger } from "../lib/log.ts";
 import { answerLoneHeader, closeAll, closed, cutFor, nudge, oversized, open, receive, tick } from "./lifecycle.ts";
 import { createRemoteMembers } from "./remote.ts";
 import { resumeBufferBytes } from "./resume.ts";
+import { takeTurns } from "./routing.ts";
 import { createState } from "./state.ts";
 import type { Relay, RelayOptions } from "./types.ts";
 
@@ -62,6 +64,8 @@ export function createRelay(options: RelayOptions, log: Logger): Relay {
     nudge: (now = s.clock.now()) => nudge(s, now),
     answerLoneHeader: (conn) => answerLoneHeader(s, conn),
     beginShutdown() {
+      // What was read before the signal is relayed: the shutdown then waits for it to be sent.
+      takeTurns(s);
       s.shuttingDown = true;
     },
     closeAll: () => closeAll(s),

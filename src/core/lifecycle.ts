@@ -12,7 +12,8 @@ import { ackEdit, park, RESUME_SILENCE_MS, resumeOn, TUNNEL_VARIANTS, tunnelAcke
 import { admitHandshake, pruneRegistrationWindows, withinRate } from "./limits.ts";
 import { handshake, reject } from "./registration.ts";
 import { reportRepeats } from "../lib/repeats.ts";
-import { invalid, relayUpdate } from "./routing.ts";
+import { invalid, relayUpdate, takeTurns } from "./routing.ts";
+import { awaitsTurn } from "./turn.ts";
 import { countDrop, errorFrame, logRepeated, type RelayState, reasonOf, who } from "./state.ts";
 import { bump, type DisconnectReason } from "./stats.ts";
 import type { Connection, Instance, Peer } from "./types.ts";
@@ -268,6 +269,7 @@ function _judgeReplay(s: RelayState, conn: Connection, now: number): void {
  */
 export function answerLoneHeader(s: RelayState, conn: Connection): void {
   if (conn.state !== "registered" || conn.peer.pendingBytes > 0 || s.o.nudgeIntervalMs <= 0) return;
+  if (awaitsTurn(conn)) return;
   s.stats.nudges++;
   deliver(s, conn, encodeFrame({ type: "Pong", timestamp: BigInt(s.clock.now()) }));
 }
@@ -279,6 +281,7 @@ export function nudge(s: RelayState, now: number): void {
   for (const conn of s.connections) {
     // A peer with bytes still queued has a frame on its way: that frame is its nudge.
     if (conn.state !== "registered" || now - conn.lastSent < interval || conn.peer.pendingBytes > 0) continue;
+    if (awaitsTurn(conn)) continue;
     pong ??= encodeFrame({ type: "Pong", timestamp: BigInt(now) });
     s.stats.nudges++;
     deliver(s, conn, pong, true);
@@ -287,6 +290,7 @@ export function nudge(s: RelayState, now: number): void {
 
 /** Every connection closed after its queue is sent; no one is told of the others leaving. */
 export function closeAll(s: RelayState): void {
+  takeTurns(s);
   for (const conn of [...s.connections]) cut(s, conn, "shutdown", true);
   reportRepeats(s.log, s.repeats.drain());
   reportRepeats(s.log, s.memberLines.drain());

@@ -205,6 +205,7 @@ export function openSession(s: RelayState, id: string, createdAt: number): Sessi
     origin: `${id}.${crypto.randomUUID().slice(0, 8)}`,
     seq: 0,
     heads: new Map(),
+    turn: null,
   };
   s.sessions.set(id, session);
   return session;

@@ -186,7 +186,7 @@ export function createRemoteMembers(s: RelayState): RemoteMembers {
       if (s.options.watch?.wants(sessionId)) s.options.watch.frame(sessionId, frame, now);
       const session = s.sessions.get(sessionId);
       if (!session) return;
-      fanOut(s, session.instances, null, record(s, session, origin, q, frame, now, null), frame, now);
+      fanOut(s, session, session.instances, null, record(s, session, origin, q, frame, now, null), frame, now);
     },
     locals() {
       const out: Instance[] = [];

@@ -4,10 +4,11 @@
  * every other member; and the answer to what an instance may not send.
  */
 import { encodeBroadcastFrame, type StateUpdate, type Uuid } from "../protocol/messages.ts";
-import { cutSlowConsumer, deliver } from "./connection.ts";
+import { cutAll, deliver } from "./connection.ts";
 import { countDrop, errorFrame, logRepeated, type RelayState, who } from "./state.ts";
 import { bump, observe } from "./stats.ts";
-import type { Connection, Instance } from "./types.ts";
+import type { Connection, Instance, Session } from "./types.ts";
+import { addToTurn, takeTurn } from "./turn.ts";
 import { WIRE_ERRORS } from "../protocol/wire-errors.ts";
 import { sendNumbered, type Stamp, stampLocal } from "./resume.ts";
 
@@ -54,28 +55,49 @@ export function relayUpdate(
   const frame = encodeBroadcastFrame(inst.prefix, msg.timestamp, msg.update_data);
   const stamp = stampLocal(s, inst, frame, now);
   if (watched) watch!.frame(inst.session.id, frame, now);
-  fanOut(s, peers, inst, stamp, frame, now);
-  observe(stats.relayLatency, (s.clock.monotonic() - arrived) / 1000);
+  if (fanOut(s, inst.session, peers, inst, stamp, frame, now, arrived))
+    observe(stats.relayLatency, (s.clock.monotonic() - arrived) / 1000);
   return stamp;
 }
 
 /**
  * One broadcast to every registered member but its sender (null: one from another
- * node, whose sender is not here). A member that cannot take it is cut after the
- * loop, so everyone hears this update before hearing who left.
+ * node, whose sender is not here). With turns (turn.ts), kept for the end of this turn
+ * for the members that do not number their frames; false then (the relay latency is
+ * timed when it is queued). A member that cannot take it is cut after the loop, so
+ * everyone hears this update before hearing who left.
  */
 export function fanOut(
   s: RelayState,
+  session: Session,
   members: readonly Instance[],
   sender: Instance | null,
   stamp: Stamp,
   frame: Uint8Array,
   now: number,
-): void {
+  arrived = -1,
+): boolean {
+  if (members.length === 0 || (members.length === 1 && members[0] === sender)) return true;
+  const turns = s.options.endOfTurn !== undefined;
+  if (turns) {
+    if (!s.turnEnding) {
+      s.turnEnding = true;
+      s.options.endOfTurn!(() => takeTurns(s));
+    }
+    if (!addToTurn(s, session, members, sender, frame, arrived, now)) {
+      // Those who could not take the last turn are cut once this frame is kept: it reaches everyone first.
+      const slow = takeTurn(s, session);
+      addToTurn(s, session, members, sender, frame, arrived, now);
+      cutAll(s, slow);
+    }
+    // Nobody here numbers its frames: the turn has them all.
+    if (session.resumers === 0) return false;
+  }
   let slow: Connection[] | null = null;
   for (let i = 0; i < members.length; i++) {
     const other = members[i]!;
     if (other === sender || other.conn.state !== "registered") continue;
+    if (turns && other.resume === null) continue;
     if (sendNumbered(other, stamp, frame)) {
       other.conn.lastSent = now;
       other.messagesOut++;
@@ -83,7 +105,18 @@ export function fanOut(
     } else if (slow === null) slow = [other.conn];
     else slow.push(other.conn);
   }
-  if (slow !== null) for (const conn of slow) cutSlowConsumer(s, conn);
+  cutAll(s, slow);
+  return !turns;
+}
+
+/** The turn ends (or the relay stops): every session's broadcasts of it are queued. */
+export function takeTurns(s: RelayState): void {
+  s.turnEnding = false;
+  // In the order the sessions' first frames came: the oldest waited longest. Should one throw, the rest
+  // (still listed) are taken at the next turn's end, not never.
+  const sessions = s.turns;
+  for (let i = 0; i < sessions.length; i++) cutAll(s, takeTurn(s, sessions[i]!));
+  sessions.length = 0;
 }
 
 /** A frame a registered instance may not send: counted, logged, answered with an Error. */

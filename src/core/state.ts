@@ -77,6 +77,9 @@ export interface RelayState {
    * unknown member may still be one from before a restart: their secrets must not bring them back as such.
    */
   readonly ended: Set<string>;
+  /** Sessions holding broadcasts of this turn (turn.ts), and whether the turn's end is asked for. */
+  readonly turns: Session[];
+  turnEnding: boolean;
   handshaking: number;
   instanceCount: number;
   nextConnId: number;
@@ -108,6 +111,8 @@ export function createState(options: RelayOptions, log: Logger): RelayState {
     parked: new Set(),
     startedAt: clock.now(),
     ended: new Set(),
+    turns: [],
+    turnEnding: false,
     handshaking: 0,
     instanceCount: 0,
     nextConnId: 1,

@@ -32,6 +32,12 @@ export interface WatchTap {
 export interface RelayOptions {
   /** Other relays sharing the sessions (--cluster); absent: this relay alone. */
   link?: ClusterLink;
+  /**
+   * Runs a function once the transports have read what this turn of the event loop brings, before they write
+   * (turn.ts): a session's broadcasts of one turn then reach each member in one piece. Absent: each broadcast
+   * is queued to every member as it comes.
+   */
+  endOfTurn?: (fn: () => void) => void;
   /** Spectators' view of watched sessions; absent: nothing is watched. */
   watch?: WatchTap;
   expectedVersion: string;
@@ -101,8 +107,9 @@ export interface Peer {
    * Queue a frame; false when the peer's unsent bytes would pass the bound. `front`: registration response and
    * history, always queued first. `own`: a frame made for this peer alone (a reply, a notice), which the
    * transport may copy so that a backlog of them costs what it counts; broadcasts are shared and never are.
+   * `cost`: the memory a shared frame holds when more than its length (a view keeps its whole buffer alive).
    */
-  send(frame: Uint8Array, front?: boolean, own?: boolean): boolean;
+  send(frame: Uint8Array, front?: boolean, own?: boolean, cost?: number): boolean;
   /** Send what is queued, then close; the transport bounds how long a peer that does not read can hold it open. */
   close(): void;
   /** Drop what has not started to go out, send `last`, then close (bounded in time like `close`). */
@@ -211,6 +218,19 @@ export interface Session {
   heads: Map<string, number>;
   /** Presence notices (joins announced, departures told to everyone) left in this second's budget (notices.ts). */
   notices: NoticeBudget;
+  /** This turn's broadcasts, not yet queued to the members (turn.ts); null: none. */
+  turn: TurnBroadcasts | null;
+}
+
+/** A session's broadcasts of one turn, in order, for the members it had when they came (turn.ts). */
+export interface TurnBroadcasts {
+  readonly members: readonly Instance[];
+  readonly frames: Uint8Array[];
+  /** Who sent each (null: a member on another node): it does not get its own back. */
+  readonly senders: Array<Instance | null>;
+  /** When each arrived (the clock's monotonic ms; -1: from another node, not timed), for the relay-latency histogram. */
+  readonly arrived: number[];
+  readonly now: number;
 }
 
 /** A token bucket: `tokens` at `at` (ms). */

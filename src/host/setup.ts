@@ -4,6 +4,7 @@
  */
 import type { Logger } from "../lib/log.ts";
 import { addressGroup } from "../lib/cidr.ts";
+import { atTurnEnd } from "../lib/outbox.ts";
 import { createGuard, type Guard } from "../transport/guard.ts";
 import { createHistory, type History } from "../core/history.ts";
 import { createRelay, type Relay } from "../core/index.ts";
@@ -20,7 +21,12 @@ export interface RelayParts {
   watching: Watching;
 }
 
-export function buildRelay(config: ServerConfig, log: Logger, link?: ServerLink): RelayParts {
+/** The sessions' history: the cluster's, or this node's, read back from its state directory when it has one. */
+function _history(
+  config: ServerConfig,
+  log: Logger,
+  link?: ServerLink,
+): { store: HistoryStore | null; history: History } {
   // A cluster keeps the history once for every node (src/cluster/history.ts).
   const store =
     !link?.history && config.history > 0 && config.stateDir
@@ -42,6 +48,11 @@ export function buildRelay(config: ServerConfig, log: Logger, link?: ServerLink)
       { entries: loaded },
     );
   }
+  return { store, history };
+}
+
+export function buildRelay(config: ServerConfig, log: Logger, link?: ServerLink): RelayParts {
+  const { store, history } = _history(config, log, link);
   const watching = startWatching(config, log, history);
   const guard = createGuard({
     allow: config.allow,
@@ -73,6 +84,7 @@ export function buildRelay(config: ServerConfig, log: Logger, link?: ServerLink)
       resumeBufferBytes: config.resumeBufferBytes,
       history,
       link,
+      endOfTurn: atTurnEnd,
       watch: watching.watcher,
       onRegistrationFailed(ip) {
         if (guard.registrationFailed(ip, Date.now())) {

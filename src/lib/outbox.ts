@@ -67,8 +67,10 @@ export interface Outbox {
    * nor the budget: their bytes belong to the session's roster and history, which
    * are bounded on their own; the relay cuts a newcomer that does not take them in time.
    * `own` frames (made for this peer alone) are copied into the outbox's chunks.
+   * `cost`: what a shared live frame holds in memory when that is more than its length (a view
+   * of a bigger buffer keeps all of it); counted against the bound and the budget.
    */
-  enqueue(frame: Uint8Array, front?: boolean, own?: boolean): boolean;
+  enqueue(frame: Uint8Array, front?: boolean, own?: boolean, cost?: number): boolean;
   /** Sends what the socket will take now; call from the socket's `drain`. */
   flush(): void;
   /** Flush, then end the socket once everything queued has been taken. */
@@ -116,20 +118,44 @@ function mergeArea(size: number): Uint8Array {
 
 let dirty: _Outbox[] = [];
 let flushScheduled = false;
+const turnEnd: Array<() => void> = [];
 
 function flushDirty(): void {
-  flushScheduled = false;
+  // What was deferred to the end of the turn queues its frames first, so they leave in this same flush
+  // (still scheduled meanwhile: the outboxes they fill need no flush of their own), and what those defer too.
+  let deferredRan = false;
+  try {
+    for (let fn = turnEnd.shift(); fn !== undefined; fn = turnEnd.shift()) fn();
+    deferredRan = true;
+  } finally {
+    flushScheduled = false;
+    // One threw: the rest, and the outboxes waiting, go at the next flush rather than never.
+    if (!deferredRan) _scheduleTurn();
+  }
   const batch = dirty;
   dirty = [];
   for (let i = 0; i < batch.length; i++) batch[i]!.run();
 }
 
-function scheduleFlush(outbox: _Outbox): void {
-  dirty.push(outbox);
+function _scheduleTurn(): void {
   if (!flushScheduled) {
     flushScheduled = true;
     setImmediate(flushDirty);
   }
+}
+
+function scheduleFlush(outbox: _Outbox): void {
+  dirty.push(outbox);
+  _scheduleTurn();
+}
+
+/**
+ * Runs `fn` once this turn of the event loop has read what it will, just before the
+ * outboxes write: frames it queues leave in the same writes as everything queued this turn.
+ */
+export function atTurnEnd(fn: () => void): void {
+  turnEnd.push(fn);
+  _scheduleTurn();
 }
 
 /** One queue of frames, small ones merged into chunks it owns. */
@@ -149,15 +175,18 @@ function _queue(): _Queue {
   return { items: [], costs: [], head: 0, tail: null, tailFill: 0, bytes: 0, held: 0 };
 }
 
-/** Appends a frame (copied into a chunk when `copy`); returns how much more memory the queue now holds. */
-function _push(q: _Queue, frame: Uint8Array, batchBytes: number, copy: boolean): number {
+/**
+ * Appends a frame (copied into a chunk when `copy`; else held as it is, at `cost`); returns how much more
+ * memory the queue now holds.
+ */
+function _push(q: _Queue, frame: Uint8Array, batchBytes: number, copy: boolean, cost = frame.length): number {
   q.bytes += frame.length;
   if (!copy || frame.length > SMALL_FRAME) {
     q.tail = null;
     q.items.push(frame);
-    q.costs.push(frame.length);
-    q.held += frame.length;
-    return frame.length;
+    q.costs.push(cost);
+    q.held += cost;
+    return cost;
   }
   const tail = q.tail;
   if (tail !== null && q.tailFill + frame.length <= tail.length) {
@@ -371,15 +400,15 @@ class _Outbox implements Outbox {
     this._partialCost = 0;
   }
 
-  enqueue(frame: Uint8Array, isFront = false, own = false): boolean {
+  enqueue(frame: Uint8Array, isFront = false, own = false, cost = frame.length): boolean {
     if (this._gone || this._ending) return true;
     if (isFront) {
       _push(this._front, frame, this._batchBytes, false);
     } else {
       const held = this._liveHeld();
-      if (held > 0 && held + frame.length > this._options.maxPendingBytes) return false;
+      if (held > 0 && held + cost > this._options.maxPendingBytes) return false;
       if (this._budget.over && held > this._backlog) return false;
-      charge(this._budget, _push(this._live, frame, this._batchBytes, own));
+      charge(this._budget, _push(this._live, frame, this._batchBytes, own, cost));
     }
     this._schedule();
     return true;

@@ -219,8 +219,8 @@ export class Link implements Peer, Live {
     return this.outbox.frontBytes;
   }
 
-  send(frame: Uint8Array, front?: boolean, own?: boolean): boolean {
-    return this.outbox.enqueue(frame, front, own);
+  send(frame: Uint8Array, front?: boolean, own?: boolean, cost?: number): boolean {
+    return this.outbox.enqueue(frame, front, own, cost);
   }
 
   close(): void {

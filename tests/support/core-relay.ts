@@ -74,7 +74,7 @@ function openMemory(relay: Relay, maxPendingBytes: number, reading: boolean): Me
     get frontBytes() {
       return outbox.frontBytes;
     },
-    send: (frame, front, own) => outbox.enqueue(frame, front, own),
+    send: (frame, front, own, cost) => outbox.enqueue(frame, front, own, cost),
     close: () => outbox.endAfterFlush(),
     closeWith: (last) => outbox.endWith(last),
     terminate() {

@@ -22,6 +22,8 @@ export interface TestPeer extends Peer {
   frames: Uint8Array[];
   /** For each frame, whether the relay made it for this peer alone (`own`) or shares it. */
   owned: boolean[];
+  /** For each frame, the memory the relay said it holds (its length unless told more). */
+  costs: number[];
   closedHow: "close" | "closeWith" | "terminate" | null;
   frameLimit: number;
   refuse: boolean;
@@ -46,14 +48,16 @@ export function peer(address = "10.0.0.1"): TestPeer {
     frontBytes: 0,
     frames: [],
     owned: [],
+    costs: [],
     closedHow: null,
     frameLimit: 0,
     refuse: false,
     onTerminate: null,
-    send(frame, _front, own = false) {
+    send(frame, _front, own = false, cost = frame.length) {
       if (p.refuse) return false;
       p.frames.push(frame);
       p.owned.push(own);
+      p.costs.push(cost);
       return true;
     },
     close() {

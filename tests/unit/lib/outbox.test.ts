@@ -3,7 +3,7 @@
  * writes, -1, drain, coalescing, the per-peer bound and the shared budget.
  */
 import { describe, expect, test } from "bun:test";
-import { createBudget, createOutbox, type ByteSink } from "../../../src/lib/outbox.ts";
+import { atTurnEnd, createBudget, createOutbox, type ByteSink } from "../../../src/lib/outbox.ts";
 
 function sink(accept: () => number = () => Infinity) {
   const writes: Uint8Array[] = [];
@@ -284,5 +284,33 @@ backlogged peers refused meanwhile`, async () => {
     expect(s.bytes()).toEqual([1, 2, 3, 4, 5, 0xee]);
     expect(s.ended()).toBe(true);
     expect(o.heldBytes).toBe(0);
+  });
+});
+
+describe("the end of a turn (atTurnEnd)", () => {
+  const sinkOf = (written: number[]): ByteSink => ({
+    write: (b) => {
+      written.push(b.length);
+      return b.length;
+    },
+    end() {},
+  });
+
+  test("runs before the turn's writes, and what it queues leaves in them; deferred from there, it still runs", async () => {
+    const written: number[] = [];
+    const o = createOutbox(sinkOf(written), { maxPendingBytes: 1 << 20 });
+    const { promise, resolve } = Promise.withResolvers<void>();
+    o.enqueue(new Uint8Array(3));
+    atTurnEnd(() => {
+      o.enqueue(new Uint8Array(4));
+      // Deferred by a deferred function: this same flush runs it, no other enqueue needed to wake it.
+      atTurnEnd(() => {
+        o.enqueue(new Uint8Array(5));
+        resolve();
+      });
+    });
+    await promise;
+    await new Promise<void>((r) => setImmediate(r));
+    expect(written).toEqual([12]);
   });
 });
