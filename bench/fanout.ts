@@ -9,7 +9,7 @@
  * The capacity scenario cannot show this part: at k = 200 a beat's writes cost the relay ten times
  * as much CPU in the kernel, and the machine's noise moves its p99 by more than this whole figure.
  */
-import type { Connection, Peer } from "../src/core/index.ts";
+import type { Connection } from "../src/core/index.ts";
 import { resolveConfig } from "../src/host/config.ts";
 import { buildRelay } from "../src/host/setup.ts";
 import { createLogger } from "../src/lib/log.ts";
@@ -22,6 +22,7 @@ import {
   type Uuid,
   toByteArrayWire,
 } from "../src/protocol/messages.ts";
+import { outboxPeer } from "../tests/support/fake-peer.ts";
 
 /**
  * The relay before a session's broadcasts were queued per turn (0122e14), this scenario, 6 runs, 2026-12-03:
@@ -60,21 +61,7 @@ async function relayOf(k: number) {
       },
       { maxPendingBytes: config.maxPendingBytes },
     );
-    const peer: Peer = {
-      address: `10.0.${i >> 8}.${i & 0xff}`,
-      port: 1000 + i,
-      get pendingBytes() {
-        return outbox.pendingBytes;
-      },
-      get frontBytes() {
-        return outbox.frontBytes;
-      },
-      send: (frame, front, own, cost) => outbox.enqueue(frame, front, own, cost),
-      close: () => outbox.endAfterFlush(),
-      closeWith: (last) => outbox.endWith(last),
-      terminate: () => outbox.clear(),
-      setFrameLimit() {},
-    };
+    const peer = outboxPeer(outbox, `10.0.${i >> 8}.${i & 0xff}`, 1000 + i);
     member.conn = relay.open(peer);
     relay.receive(
       member.conn,

@@ -10,13 +10,14 @@
  * Whole frame bodies go in, as a WebSocket delivers them: framing belongs to
  * the transports, so the byte-stream cases do not run here.
  */
-import type { Connection, Peer, Relay } from "../../src/core/index.ts";
+import type { Connection, Relay } from "../../src/core/index.ts";
 import { resolveConfig } from "../../src/host/config.ts";
 import { buildRelay } from "../../src/host/setup.ts";
 import { createLogger } from "../../src/lib/log.ts";
 import { createOutbox } from "../../src/lib/outbox.ts";
 import { type Channel, frameSplitter, type Sleeper } from "./channels.ts";
 import { registerBody } from "./peers.ts";
+import { outboxPeer } from "./fake-peer.ts";
 import { logWatcher } from "./relay.ts";
 import type { Reached, Runner } from "./runners.ts";
 
@@ -65,18 +66,7 @@ function openMemory(relay: Relay, maxPendingBytes: number, reading: boolean): Me
     },
     { maxPendingBytes },
   );
-  const peer: Peer = {
-    address: "127.0.0.1",
-    port: nextPort++,
-    get pendingBytes() {
-      return outbox.pendingBytes;
-    },
-    get frontBytes() {
-      return outbox.frontBytes;
-    },
-    send: (frame, front, own, cost) => outbox.enqueue(frame, front, own, cost),
-    close: () => outbox.endAfterFlush(),
-    closeWith: (last) => outbox.endWith(last),
+  const peer = outboxPeer(outbox, "127.0.0.1", nextPort++, {
     terminate() {
       outbox.clear();
       queueMicrotask(end);
@@ -84,7 +74,7 @@ function openMemory(relay: Relay, maxPendingBytes: number, reading: boolean): Me
     setFrameLimit(bytes) {
       frameLimit = bytes;
     },
-  };
+  });
   conn = relay.open(peer);
   const opened = conn;
   return {

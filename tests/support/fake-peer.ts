@@ -6,6 +6,7 @@
 import { createFrameReader } from "../../src/protocol/framing.ts";
 import { decodeMessage, type Message } from "../../src/protocol/messages.ts";
 import type { Peer, RelayOptions } from "../../src/core/index.ts";
+import type { Outbox } from "../../src/lib/outbox.ts";
 
 /** The relay's options as the core tests start from: its defaults, no token, no idle timeout. */
 export const CORE_OPTIONS: RelayOptions = {
@@ -88,5 +89,29 @@ export function manualClock(start = 1_700_000_000_000) {
     advance(ms: number) {
       t += ms;
     },
+  };
+}
+
+/** A `Peer` that queues through the transports' own outbox (its bound, its counting, the last word). */
+export function outboxPeer(
+  outbox: Outbox,
+  address: string,
+  port: number,
+  ends: Partial<Pick<Peer, "terminate" | "setFrameLimit">> = {},
+): Peer {
+  return {
+    address,
+    port,
+    get pendingBytes() {
+      return outbox.pendingBytes;
+    },
+    get frontBytes() {
+      return outbox.frontBytes;
+    },
+    send: (frame, front, own, cost) => outbox.enqueue(frame, front, own, cost),
+    close: () => outbox.endAfterFlush(),
+    closeWith: (last) => outbox.endWith(last),
+    terminate: ends.terminate ?? (() => outbox.clear()),
+    setFrameLimit: ends.setFrameLimit ?? (() => {}),
   };
 }

@@ -3,12 +3,22 @@
  * relay as the host builds it, with the end of the turn in the test's hands.
  */
 import { describe, expect, test } from "bun:test";
-import { createRelay, type Connection, type Peer, type RelayOptions } from "../../../src/core/index.ts";
+import { createRelay, type Connection, type RelayOptions } from "../../../src/core/index.ts";
 import { createOutbox, type Outbox } from "../../../src/lib/outbox.ts";
 import { silentLogger } from "../../../src/lib/log.ts";
 import { encodeMessage, type Message, toByteArrayWire } from "../../../src/protocol/messages.ts";
-import { CORE_OPTIONS, peer, readFrames, type TestPeer } from "../../support/fake-peer.ts";
+import { CORE_OPTIONS, outboxPeer, peer, readFrames, type TestPeer } from "../../support/fake-peer.ts";
 import { registerBody } from "../../support/peers.ts";
+
+/** A StateUpdate from `conn` stamped `n` (its broadcast carries it): `bytes` bytes of `fill`. */
+function updateBody(conn: Connection, n: number, bytes: number, fill: number): Uint8Array {
+  return encodeMessage({
+    type: "StateUpdate",
+    source_instance_id: conn.instance!.id,
+    timestamp: BigInt(n),
+    update_data: toByteArrayWire(new Uint8Array(bytes).fill(fill)),
+  });
+}
 
 interface Member {
   name: string;
@@ -43,17 +53,7 @@ function setup(options: Partial<RelayOptions> = {}) {
       name,
       conn,
       peer: p,
-      update(n, bytes = 2) {
-        relay.receive(
-          conn,
-          encodeMessage({
-            type: "StateUpdate",
-            source_instance_id: conn.instance!.id,
-            timestamp: BigInt(n),
-            update_data: toByteArrayWire(new Uint8Array(bytes).fill(n & 0x7f)),
-          }),
-        );
-      },
+      update: (n, bytes = 2) => relay.receive(conn, updateBody(conn, n, bytes, n & 0x7f)),
       receive: (msg) => relay.receive(conn, encodeMessage(msg)),
       got() {
         const all = p.messages();
@@ -286,35 +286,13 @@ function outboxes(maxPendingBytes: number) {
   const relay = createRelay({ ...CORE_OPTIONS, rateLimit: 1e6, endOfTurn: (fn) => ends.push(fn) }, silentLogger);
   function join(name: string, take: (offered: number) => number): { conn: Connection; outbox: Outbox } {
     const outbox = createOutbox({ write: (bytes) => take(bytes.length), end() {} }, { maxPendingBytes });
-    const p: Peer = {
-      address: "10.0.0.1",
-      port: 1,
-      get pendingBytes() {
-        return outbox.pendingBytes;
-      },
-      get frontBytes() {
-        return outbox.frontBytes;
-      },
-      send: (frame, front, own, cost) => outbox.enqueue(frame, front, own, cost),
-      close: () => outbox.endAfterFlush(),
-      closeWith: (last) => outbox.endWith(last),
-      terminate: () => outbox.clear(),
-      setFrameLimit() {},
-    };
+    const p = outboxPeer(outbox, "10.0.0.1", 1);
     const conn = relay.open(p);
     relay.receive(conn, registerBody(name));
     return { conn, outbox };
   }
   function update(conn: Connection, n: number, bytes: number): void {
-    relay.receive(
-      conn,
-      encodeMessage({
-        type: "StateUpdate",
-        source_instance_id: conn.instance!.id,
-        timestamp: BigInt(n),
-        update_data: toByteArrayWire(new Uint8Array(bytes).fill(1)),
-      }),
-    );
+    relay.receive(conn, updateBody(conn, n, bytes, 1));
   }
   return {
     join,
