@@ -63,8 +63,8 @@ export function relayUpdate(
 /**
  * One broadcast to every registered member but its sender (null: one from another
  * node, whose sender is not here). With turns (turn.ts), kept for the end of this turn
- * for the members that do not number their frames; false then (the relay latency is
- * timed when it is queued). A member that cannot take it is cut after the loop, so
+ * for the members that do not number their frames; false when kept (the relay latency is
+ * then timed when it is queued). A member that cannot take it is cut after the loop, so
  * everyone hears this update before hearing who left.
  */
 export function fanOut(
@@ -79,34 +79,50 @@ export function fanOut(
 ): boolean {
   if (members.length === 0 || (members.length === 1 && members[0] === sender)) return true;
   const turns = s.options.endOfTurn !== undefined;
-  if (turns) {
-    if (!s.turnEnding) {
-      s.turnEnding = true;
-      s.options.endOfTurn!(() => takeTurns(s));
-    }
-    if (!addToTurn(s, session, members, sender, frame, arrived, now)) {
-      // Those who could not take the last turn are cut once this frame is kept: it reaches everyone first.
-      const slow = takeTurn(s, session);
-      addToTurn(s, session, members, sender, frame, arrived, now);
-      cutAll(s, slow);
-    }
-    // Nobody here numbers its frames: the turn has them all.
-    if (session.resumers === 0) return false;
-  }
+  // Members that number their frames (they may resume) get each now; the others, with turns, at the turn's end.
   let slow: Connection[] | null = null;
-  for (let i = 0; i < members.length; i++) {
-    const other = members[i]!;
-    if (other === sender || other.conn.state !== "registered") continue;
-    if (turns && other.resume === null) continue;
-    if (sendNumbered(other, stamp, frame)) {
-      other.conn.lastSent = now;
-      other.messagesOut++;
-      s.stats.deliveries++;
-    } else if (slow === null) slow = [other.conn];
-    else slow.push(other.conn);
-  }
+  let forTurn = session.resumers === 0 ? members.length : 0;
+  if (!turns || session.resumers > 0)
+    for (let i = 0; i < members.length; i++) {
+      const other = members[i]!;
+      if (other === sender || other.conn.state !== "registered") continue;
+      if (turns && other.resume === null) {
+        forTurn++;
+        continue;
+      }
+      if (sendNumbered(other, stamp, frame)) {
+        other.conn.lastSent = now;
+        other.messagesOut++;
+        s.stats.deliveries++;
+      } else if (slow === null) slow = [other.conn];
+      else slow.push(other.conn);
+    }
+  // A session whose members here all resume (every player through the tunnel) needs no turn.
+  const kept = turns && forTurn > 0;
+  if (kept) _keepForTurn(s, session, members, sender, frame, arrived, now);
   cutAll(s, slow);
-  return !turns;
+  return !kept;
+}
+
+/** Keeps `frame` in `session`'s turn, asking for the turn's end once per turn. */
+function _keepForTurn(
+  s: RelayState,
+  session: Session,
+  members: readonly Instance[],
+  sender: Instance | null,
+  frame: Uint8Array,
+  arrived: number,
+  now: number,
+): void {
+  if (!s.turnEnding) {
+    s.turnEnding = true;
+    s.options.endOfTurn!(() => takeTurns(s));
+  }
+  if (addToTurn(s, session, members, sender, frame, arrived, now)) return;
+  // Those who could not take the last turn are cut once this frame is kept: it reaches everyone first.
+  const slow = takeTurn(s, session);
+  addToTurn(s, session, members, sender, frame, arrived, now);
+  cutAll(s, slow);
 }
 
 /** The turn ends (or the relay stops): every session's broadcasts of it are queued. */

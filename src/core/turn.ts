@@ -166,7 +166,8 @@ export function takeTurn(s: RelayState, session: Session): Connection[] | null {
   const turn = session.turn;
   if (turn === null) return null;
   session.turn = null;
-  const chunks = _join(turn.frames);
+  // Joined for the first member that takes the turn: members may all have gone meanwhile.
+  let chunks: _Chunk[] | null = null;
   const count = turn.frames.length;
   // Most turns of most sessions hold one frame: no map for that.
   const own = count > 1 ? _ownFrames(turn.senders) : null;
@@ -176,6 +177,7 @@ export function takeTurn(s: RelayState, session: Session): Connection[] | null {
     if (member.conn.state !== "registered" || member.resume !== null) continue;
     const skip = (own !== null ? own.get(member) : member === single ? FIRST : undefined) ?? NONE;
     if (skip.length === count) continue;
+    chunks ??= _join(turn.frames);
     if (_queueRuns(member, chunks, skip)) {
       member.conn.lastSent = turn.now;
       member.messagesOut += count - skip.length;

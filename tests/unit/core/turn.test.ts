@@ -39,7 +39,7 @@ function setup(options: Partial<RelayOptions> = {}) {
   );
   /** Every queueing, across members, in the order it happened. */
   const queued: string[] = [];
-  function join(name: string, token: string | null = null): Member {
+  function join(name: string, token: string | null = null, capabilities: string[] = []): Member {
     const p = peer();
     const send = p.send;
     p.send = (...args) => {
@@ -47,7 +47,7 @@ function setup(options: Partial<RelayOptions> = {}) {
       return send(...args);
     };
     const conn = relay.open(p);
-    relay.receive(conn, registerBody(name, { session_token: token }));
+    relay.receive(conn, registerBody(name, { session_token: token, capabilities }));
     let seen = 0;
     const m: Member = {
       name,
@@ -225,6 +225,19 @@ describe("a turn's broadcasts", () => {
     a.update(2);
     endTurn();
     expect(c.got()).toEqual(["b:1", "a:2", "left:a"]);
+  });
+
+  test("a session whose other members all may resume (through the tunnel) opens no turn: they get each frame now", () => {
+    const { relay, join } = setup({ resumeWindowMs: 30_000, sessionSecret: new Uint8Array(32).fill(3) });
+    const a = join("a");
+    const t1 = join("t1", null, ["resume"]);
+    const t2 = join("t2", null, ["resume"]);
+    const before = t1.peer.frames.length;
+    a.update(1);
+    expect(a.conn.instance!.session.turn).toBeNull();
+    expect(t1.peer.frames.length).toBeGreaterThan(before);
+    expect(t2.got()).toContain("a:1");
+    expect(relay.stats.deliveries).toBeGreaterThanOrEqual(2);
   });
 
   test("a member that cannot take the turn is cut as a slow consumer; the others get it", () => {
