@@ -23,6 +23,7 @@ import { broadcastPrefix, encodeBroadcastFrame, toByteArrayWire } from "../src/p
 import { connectPool, runPhase, type PhaseResult, type PhaseSpec } from "./load.ts";
 import { createLimit, type Limit, type LimitMode, type Throttling, throttlingSince } from "./limit.ts";
 import { freePort, launchRelay } from "./relay-process.ts";
+import { describeTrace, type TraceSummary, traceBeats } from "./beat-trace.ts";
 import { countSyscalls, type SyscallCounts } from "./syscalls.ts";
 import type { FloorReport, FloorSpec } from "./write-floor.ts";
 
@@ -69,6 +70,8 @@ export interface CapacityOptions {
   warmupS?: number;
   /** Processes the instances (senders and receivers alike) are spread over, the generator's own included (default 1). */
   generatorProcesses?: number;
+  /** Loads of one session: where a beat's time goes, traced with perf for 3 s of the measured run (bench/beat-trace.ts). */
+  traceBeats?: boolean;
 }
 
 export interface FloorResult extends FloorReport {
@@ -85,6 +88,8 @@ export interface CapacityResult {
   nudgesPerSec: number;
   /** The relay's socket syscalls over the measured run (`countWrites`, with perf). */
   syscalls: SyscallCounts | null;
+  /** `traceBeats`: the beats traced, or why not; null when not asked for. */
+  trace: { summary: TraceSummary | null; reason?: string } | null;
   /** As many writes as deliveries; the writes the relay makes; a relay with no rules (bench/bare-relay.ts). */
   floor: { perFrame: FloorResult; relayWrites: FloorResult; bareRelay: BareRelayResult };
 }
@@ -196,8 +201,13 @@ async function measureLoad(
       const perf = options.countWrites ? countSyscalls(relay.pid) : null;
       const nudges0 = await nudgesOf(httpPort);
       const t0 = performance.now();
+      const tracing =
+        options.traceBeats && load.sessions === 1
+          ? Bun.sleep(2000).then(() => traceBeats(relay.pid, [process.pid, ...pool.remotes.map((r) => r.pid)], 3))
+          : null;
       const run = await runPhase(pool, spec);
       const cpu1 = counters.cpuSeconds();
+      const trace = await tracing;
       const nudgesPerSec = ((await nudgesOf(httpPort)) - nudges0) / ((performance.now() - t0) / 1000);
       const syscalls = (await perf?.stop()) ?? null;
       return {
@@ -208,6 +218,7 @@ async function measureLoad(
           cpu0 === null || cpu1 === null || run.delivered === 0 ? null : ((cpu1 - cpu0) * 1e6) / run.delivered,
         throttling: throttlingSince(counters.throttling(), thr0),
         syscalls,
+        trace,
       };
     } finally {
       pool.close();
@@ -428,7 +439,7 @@ export function capacityRows<R extends CapacityRow>(
   c: CapacityRun,
   phaseRow: (scenario: string, r: PhaseResult, target: string, pass: boolean) => R,
 ): R[] {
-  return c.results.map(({ load, run, cpuUsPerDelivery, throttling, nudgesPerSec, syscalls, floor }) => {
+  return c.results.map(({ load, run, cpuUsPerDelivery, throttling, nudgesPerSec, syscalls, trace, floor }) => {
     const cpu = cpuUsPerDelivery ?? Infinity;
     const ratio = cpu / floor.relayWrites.cpuUsPerDelivery;
     const cpuOk = load.cpuUsPerDelivery === undefined || (cpu < load.cpuUsPerDelivery && ratio <= 3);
@@ -468,6 +479,10 @@ export function capacityRows<R extends CapacityRow>(
         `writes ${per(syscalls.writes)}, reads ${per(syscalls.reads)}, polls ${per(syscalls.polls)}` +
         ` (${syscalls.writes} writes for ${run.delivered} deliveries)`;
     }
+    if (trace !== null)
+      row.figures["beat trace (perf, 3 s; its cost is in this run's figures)"] = trace.summary
+        ? describeTrace(trace.summary)
+        : `none: ${trace.reason}`;
     return row;
   });
 }

@@ -722,6 +722,11 @@ const main = defineCommand({
       type: "boolean",
       description: "capacity: count the relay's write, read and poll syscalls with perf (costs the relay some CPU)",
     },
+    "trace-beats": {
+      type: "boolean",
+      description:
+        "capacity: where a beat's time goes (generator's sends, relay's writes, preemption, generator's reads), traced with perf for 3 s",
+    },
     json: { type: "boolean", description: "JSON output" },
     spectators: {
       type: "string",
@@ -801,6 +806,7 @@ const main = defineCommand({
             relayFlags: args["relay-flags"]?.split(" ").filter(Boolean),
             warmupS: args.warmup === undefined ? undefined : Number(args.warmup),
             generatorProcesses: capacity.processes,
+            traceBeats: args["trace-beats"] === true,
           })),
         );
       }
