@@ -223,13 +223,16 @@ export async function traceBeats(
   }
 }
 
-/** One line for the bench's table. */
+/** One line for the bench's table: medians and largest, then the beat read last (the p99's own). */
 export function describeTrace(t: TraceSummary): string {
   const f = (b: BeatTrace, k: keyof BeatTrace) => b[k].toFixed(1);
   const both = (k: keyof BeatTrace) => `${f(t.median, k)}/${f(t.max, k)}`;
+  const slowest = t.beats.reduce((a, b) => (b.read99Ms > a.read99Ms ? b : a));
   return (
     `${t.beats.length} beats, ms from the first edit sent (median/max): generator's sends done ${both("sendsMs")},` +
     ` relay's last write returned ${both("handoffMs")} (${both("relayWriteMs")} of it in those writes,` +
-    ` ${both("preemptedMs")} preempted), generator had read 99% ${both("read99Ms")}`
+    ` ${both("preemptedMs")} preempted), generator had read 99% ${both("read99Ms")};` +
+    ` the beat read last: sends ${f(slowest, "sendsMs")}, relay's last write ${f(slowest, "handoffMs")}` +
+    ` (${f(slowest, "relayWriteMs")} writing, ${f(slowest, "preemptedMs")} preempted), read 99% ${f(slowest, "read99Ms")}`
   );
 }

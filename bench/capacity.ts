@@ -54,6 +54,8 @@ export const CAPACITY_LOADS: CapacityLoad[] = [
 ];
 
 const PAYLOAD = 256;
+/** Seconds of the measured run `traceBeats` records, from 2 s in: a dozen beats. */
+const TRACE_S = 6;
 const GENERATOR_ENV = { MIMALLOC_PURGE_DELAY: "-1" };
 
 export interface CapacityOptions {
@@ -70,8 +72,43 @@ export interface CapacityOptions {
   warmupS?: number;
   /** Processes the instances (senders and receivers alike) are spread over, the generator's own included (default 1). */
   generatorProcesses?: number;
-  /** Loads of one session: where a beat's time goes, traced with perf for 3 s of the measured run (bench/beat-trace.ts). */
+  /**
+   * `--one-core` (true): the relay side on one core alone, the generator on the others (`choosePinning`).
+   * Resolved by `runCapacity` into the cores themselves.
+   */
+  pin?: boolean | Pinning | null;
+  /** Loads of one session: where a beat's time goes, traced with perf for 6 s of the measured run (bench/beat-trace.ts). */
   traceBeats?: boolean;
+}
+
+/** Which cores (taskset lists) the relay side and the generator run on. */
+export interface Pinning {
+  relay: string;
+  generator: string;
+}
+
+/**
+ * `oneCore`: the relay side on the first core alone, as on a VPS of one virtual CPU (its JIT and collector
+ * threads share that core with it), and the generator on the others. Null where it cannot be had (fewer than 2
+ * cores, no taskset) or is not asked for: then the kernel places both, as Docker's `--cpus 0.5` on a host of
+ * several cores does.
+ */
+export function choosePinning(oneCore: boolean): Pinning | null {
+  const cores = navigator.hardwareConcurrency;
+  if (!oneCore || cores < 2 || !Bun.which("taskset")) return null;
+  return { relay: "0", generator: `1-${cores - 1}` };
+}
+
+/** `limit`, with what it runs kept to the relay's core. */
+export function pinnedLimit(limit: Limit, pin: Pinning | null): Limit {
+  if (pin === null) return limit;
+  return { ...limit, wrap: (command, name) => limit.wrap(["taskset", "-c", pin.relay, ...command], name) };
+}
+
+function describePinning(pin: Pinning | null, oneCore: boolean): string {
+  if (pin !== null)
+    return `relay side (relay, floors) on core ${pin.relay} alone, generator on cores ${pin.generator} (--one-core, taskset)`;
+  return oneCore ? "not pinned: fewer than 2 cores or no taskset" : "where the kernel puts them (no --one-core)";
 }
 
 export interface FloorResult extends FloorReport {
@@ -104,6 +141,8 @@ export interface BareRelayResult {
 
 export interface CapacityRun {
   limit: string;
+  /** Which cores the relay side and the generator ran on. */
+  cores: string;
   /** The machine's 1-minute load average when the run started and ended: what else ran. */
   loadAverage: [number, number];
   relayEnv: string;
@@ -203,7 +242,7 @@ async function measureLoad(
       const t0 = performance.now();
       const tracing =
         options.traceBeats && load.sessions === 1
-          ? Bun.sleep(2000).then(() => traceBeats(relay.pid, [process.pid, ...pool.remotes.map((r) => r.pid)], 3))
+          ? Bun.sleep(2000).then(() => traceBeats(relay.pid, [process.pid, ...pool.remotes.map((r) => r.pid)], TRACE_S))
           : null;
       const run = await runPhase(pool, spec);
       const cpu1 = counters.cpuSeconds();
@@ -311,12 +350,14 @@ async function measureBareRelay(
 
 async function runHere(binary: string | null, durationS: number, options: CapacityOptions): Promise<CapacityRun> {
   const name = `sova-bench-${process.pid}`;
-  const limit = createLimit(name, join(import.meta.dir, "..", ".tmp", "bench-capacity"), options.mode);
-  if (limit === null)
+  const made = createLimit(name, join(import.meta.dir, "..", ".tmp", "bench-capacity"), options.mode);
+  if (made === null)
     throw new Error(
       "no way to limit the relay here: cgroups v1/v2 cannot be written (run as root)" +
         " and podman is not installed (apt-get install podman runc)",
     );
+  const pin = typeof options.pin === "object" ? options.pin : null;
+  const limit = pinnedLimit(made, pin);
   // Interrupted (Ctrl-C, or the parent ended): what runs inside the limit goes first, then the limit.
   const onSignal = () => {
     for (const pid of inside) {
@@ -374,6 +415,7 @@ async function runHere(binary: string | null, durationS: number, options: Capaci
     .join(" ");
   return {
     limit: limit.describe,
+    cores: "",
     loadAverage: [load0, loadAverage()],
     relayEnv: relayEnv.text,
     generatorEnv,
@@ -391,7 +433,11 @@ export async function runCapacity(
   durationS: number,
   options: CapacityOptions,
 ): Promise<CapacityRun> {
-  const child = Bun.spawn([process.execPath, import.meta.path, JSON.stringify({ binary, durationS, options })], {
+  const oneCore = options.pin === true;
+  const pin = choosePinning(oneCore);
+  const pinTo = pin ? ["taskset", "-c", pin.generator] : [];
+  const args = JSON.stringify({ binary, durationS, options: { ...options, pin } });
+  const child = Bun.spawn([...pinTo, process.execPath, import.meta.path, args], {
     stdin: "ignore",
     stdout: "pipe",
     stderr: "inherit",
@@ -399,7 +445,7 @@ export async function runCapacity(
   });
   const out = await new Response(child.stdout).text();
   if ((await child.exited) !== 0) throw new Error(out.trim() || `the capacity run failed (exit ${child.exitCode})`);
-  return JSON.parse(out) as CapacityRun;
+  return { ...(JSON.parse(out) as CapacityRun), cores: describePinning(pin, oneCore) };
 }
 
 if (import.meta.main) {
@@ -453,6 +499,7 @@ export function capacityRows<R extends CapacityRow>(
     const pass = run.lost === 0 && run.outOfOrder === 0 && run.latencyMs.p99 < load.p99Ms && cpuOk && rssOk;
     const row = phaseRow(`capacity: ${load.label}`, run, target, pass);
     row.figures.limit = c.limit;
+    row.figures.cores = c.cores;
     row.figures["machine load (1-min avg)"] =
       `${c.loadAverage[0]} at the start, ${c.loadAverage[1]} at the end of the capacity runs` +
       ` (${navigator.hardwareConcurrency} cores; above 1 or so, others' work is in these figures)`;
@@ -480,7 +527,7 @@ export function capacityRows<R extends CapacityRow>(
         ` (${syscalls.writes} writes for ${run.delivered} deliveries)`;
     }
     if (trace !== null)
-      row.figures["beat trace (perf, 3 s; its cost is in this run's figures)"] = trace.summary
+      row.figures["beat trace (perf, 6 s; its cost is in this run's figures)"] = trace.summary
         ? describeTrace(trace.summary)
         : `none: ${trace.reason}`;
     return row;

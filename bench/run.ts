@@ -722,10 +722,15 @@ const main = defineCommand({
       type: "boolean",
       description: "capacity: count the relay's write, read and poll syscalls with perf (costs the relay some CPU)",
     },
+    "one-core": {
+      type: "boolean",
+      description:
+        "capacity: the relay on the first core alone, as on a VPS of one virtual CPU; the generator on the others (taskset)",
+    },
     "trace-beats": {
       type: "boolean",
       description:
-        "capacity: where a beat's time goes (generator's sends, relay's writes, preemption, generator's reads), traced with perf for 3 s",
+        "capacity: where a beat's time goes (generator's sends, relay's writes, preemption, generator's reads), traced with perf for 6 s",
     },
     json: { type: "boolean", description: "JSON output" },
     spectators: {
@@ -807,6 +812,7 @@ const main = defineCommand({
             warmupS: args.warmup === undefined ? undefined : Number(args.warmup),
             generatorProcesses: capacity.processes,
             traceBeats: args["trace-beats"] === true,
+            pin: args["one-core"] === true,
           })),
         );
       }

@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { imageAllocatorEnv } from "../../../bench/capacity.ts";
+import { choosePinning, imageAllocatorEnv, pinnedLimit } from "../../../bench/capacity.ts";
 import { CPU_QUOTA_US, createLimit } from "../../../bench/limit.ts";
 import { ROOT } from "../../support/paths.ts";
 
@@ -49,5 +49,29 @@ describe.skipIf(!cgroup)("the capacity scenario's limit", () => {
 describe("the relay's environment in the capacity scenario", () => {
   test("is the allocator settings the image sets (Dockerfile.prebuilt), so the bench measures what ships", () => {
     expect(imageAllocatorEnv()).toEqual({ MIMALLOC_PURGE_DELAY: "1000", MIMALLOC_PURGE_HOLES: "0" });
+  });
+});
+
+const pin = choosePinning(true);
+if (pin === null)
+  console.warn(
+    "SKIP tests/unit/bench/limit.test.ts --one-core: fewer than 2 cores or no taskset (apt-get install util-linux)",
+  );
+
+describe.skipIf(pin === null)("the capacity scenario's --one-core", () => {
+  test("runs the relay side on the first core alone and gives the generator the others; without it, nothing is pinned", async () => {
+    expect(pin).toEqual({ relay: "0", generator: `1-${navigator.hardwareConcurrency - 1}` });
+    expect(choosePinning(false)).toBeNull();
+    const none = createLimit(`${name}-pin`, dir, "none")!;
+    const cores = async (l: typeof none) => {
+      const p = Bun.spawn(l.wrap(["/bin/sh", "-c", "grep Cpus_allowed_list /proc/self/status"], "pin"), {
+        stdout: "pipe",
+      });
+      const out = await new Response(p.stdout).text();
+      await p.exited;
+      return out.split(":")[1]!.trim();
+    };
+    expect(await cores(pinnedLimit(none, pin))).toBe("0");
+    expect(await cores(pinnedLimit(none, null))).not.toBe("0");
   });
 });
