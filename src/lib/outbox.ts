@@ -123,16 +123,24 @@ const turnEnd: Array<() => void> = [];
 function flushDirty(): void {
   // What was deferred to the end of the turn queues its frames first, so they leave in this same flush
   // (still scheduled meanwhile: the outboxes they fill need no flush of their own), and what those defer too.
+  // Their outboxes are written before those filled earlier in the turn: a nudge sweep's Pongs to 250 quiet
+  // members took 2-3 ms to write, and a session's broadcasts of the turn waited behind them (250 sessions of
+  // 4: p99 5.2-6.2 ms against 3.4-4.7 before the turn queue). Each outbox's own order is untouched.
+  const early = dirty;
+  dirty = [];
   let deferredRan = false;
   try {
     for (let fn = turnEnd.shift(); fn !== undefined; fn = turnEnd.shift()) fn();
     deferredRan = true;
   } finally {
     flushScheduled = false;
-    // One threw: the rest, and the outboxes waiting, go at the next flush rather than never.
-    if (!deferredRan) _scheduleTurn();
+    if (!deferredRan) {
+      // One threw: the rest, and the outboxes waiting, go at the next flush rather than never.
+      dirty = early.length === 0 ? dirty : dirty.concat(early);
+      _scheduleTurn();
+    }
   }
-  const batch = dirty;
+  const batch = early.length === 0 ? dirty : dirty.concat(early);
   dirty = [];
   for (let i = 0; i < batch.length; i++) batch[i]!.run();
 }

@@ -313,4 +313,28 @@ describe("the end of a turn (atTurnEnd)", () => {
     await new Promise<void>((r) => setImmediate(r));
     expect(written).toEqual([12]);
   });
+
+  test("what it queues is written before what was queued earlier in the turn (a sweep's Pongs wait, a beat does not)", async () => {
+    const order: string[] = [];
+    const named = (name: string): ByteSink => ({
+      write: (b) => {
+        order.push(name);
+        return b.length;
+      },
+      end() {},
+    });
+    const pongs = ["pong-1", "pong-2"].map((n) => createOutbox(named(n), { maxPendingBytes: 1 << 20 }));
+    const beat = createOutbox(named("beat"), { maxPendingBytes: 1 << 20 });
+    for (const o of pongs) o.enqueue(new Uint8Array(30));
+    const { promise, resolve } = Promise.withResolvers<void>();
+    atTurnEnd(() => {
+      beat.enqueue(new Uint8Array(470));
+      // An outbox dirtied earlier and given more at the end keeps its own order and its place.
+      pongs[1]!.enqueue(new Uint8Array(470));
+      resolve();
+    });
+    await promise;
+    await new Promise<void>((r) => setImmediate(r));
+    expect(order).toEqual(["beat", "pong-1", "pong-2"]);
+  });
 });
