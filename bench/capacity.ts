@@ -72,11 +72,8 @@ export interface CapacityOptions {
   warmupS?: number;
   /** Processes the instances (senders and receivers alike) are spread over, the generator's own included (default 1). */
   generatorProcesses?: number;
-  /**
-   * `--one-core` (true): the relay side on one core alone, the generator on the others (`choosePinning`).
-   * Resolved by `runCapacity` into the cores themselves.
-   */
-  pin?: boolean | Pinning | null;
+  /** `--one-core`: the relay side on one core alone, the generator on the others (`choosePinning`). */
+  oneCore?: boolean;
   /** Loads of one session: where a beat's time goes, traced with perf for 6 s of the measured run (bench/beat-trace.ts). */
   traceBeats?: boolean;
 }
@@ -348,7 +345,13 @@ async function measureBareRelay(
   };
 }
 
-async function runHere(binary: string | null, durationS: number, options: CapacityOptions): Promise<CapacityRun> {
+/** One capacity run in this process (the generator's), the relay side on `pin`'s core when given. */
+async function runHere(
+  binary: string | null,
+  durationS: number,
+  options: CapacityOptions,
+  pin: Pinning | null,
+): Promise<Omit<CapacityRun, "cores">> {
   const name = `sova-bench-${process.pid}`;
   const made = createLimit(name, join(import.meta.dir, "..", ".tmp", "bench-capacity"), options.mode);
   if (made === null)
@@ -356,7 +359,6 @@ async function runHere(binary: string | null, durationS: number, options: Capaci
       "no way to limit the relay here: cgroups v1/v2 cannot be written (run as root)" +
         " and podman is not installed (apt-get install podman runc)",
     );
-  const pin = typeof options.pin === "object" ? options.pin : null;
   const limit = pinnedLimit(made, pin);
   // Interrupted (Ctrl-C, or the parent ended): what runs inside the limit goes first, then the limit.
   const onSignal = () => {
@@ -415,7 +417,6 @@ async function runHere(binary: string | null, durationS: number, options: Capaci
     .join(" ");
   return {
     limit: limit.describe,
-    cores: "",
     loadAverage: [load0, loadAverage()],
     relayEnv: relayEnv.text,
     generatorEnv,
@@ -433,10 +434,10 @@ export async function runCapacity(
   durationS: number,
   options: CapacityOptions,
 ): Promise<CapacityRun> {
-  const oneCore = options.pin === true;
+  const oneCore = options.oneCore === true;
   const pin = choosePinning(oneCore);
   const pinTo = pin ? ["taskset", "-c", pin.generator] : [];
-  const args = JSON.stringify({ binary, durationS, options: { ...options, pin } });
+  const args = JSON.stringify({ binary, durationS, options, pin });
   const child = Bun.spawn([...pinTo, process.execPath, import.meta.path, args], {
     stdin: "ignore",
     stdout: "pipe",
@@ -445,17 +446,18 @@ export async function runCapacity(
   });
   const out = await new Response(child.stdout).text();
   if ((await child.exited) !== 0) throw new Error(out.trim() || `the capacity run failed (exit ${child.exitCode})`);
-  return { ...(JSON.parse(out) as CapacityRun), cores: describePinning(pin, oneCore) };
+  return { ...(JSON.parse(out) as Omit<CapacityRun, "cores">), cores: describePinning(pin, oneCore) };
 }
 
 if (import.meta.main) {
-  const { binary, durationS, options } = JSON.parse(process.argv[2]!) as {
+  const { binary, durationS, options, pin } = JSON.parse(process.argv[2]!) as {
     binary: string | null;
     durationS: number;
     options: CapacityOptions;
+    pin: Pinning | null;
   };
   try {
-    console.log(JSON.stringify(await runHere(binary, durationS, options)));
+    console.log(JSON.stringify(await runHere(binary, durationS, options, pin)));
   } catch (error) {
     console.log((error as Error).message);
     process.exit(1);

@@ -812,7 +812,7 @@ const main = defineCommand({
             warmupS: args.warmup === undefined ? undefined : Number(args.warmup),
             generatorProcesses: capacity.processes,
             traceBeats: args["trace-beats"] === true,
-            pin: args["one-core"] === true,
+            oneCore: args["one-core"] === true,
           })),
         );
       }
