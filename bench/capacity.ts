@@ -124,8 +124,24 @@ export interface CapacityResult {
   syscalls: SyscallCounts | null;
   /** `traceBeats`: the beats traced, or why not; null when not asked for. */
   trace: { summary: TraceSummary | null; reason?: string } | null;
-  /** As many writes as deliveries; the writes the relay makes; a relay with no rules (bench/bare-relay.ts). */
-  floor: { perFrame: FloorResult; relayWrites: FloorResult; bareRelay: BareRelayResult };
+  /**
+   * As many writes as deliveries; the writes the relay makes; the same without its nudges (what the beats
+   * alone cost); a relay with no rules (bench/bare-relay.ts).
+   */
+  floor: { perFrame: FloorResult; relayWrites: FloorResult; beatWrites: FloorResult; bareRelay: BareRelayResult };
+}
+
+type FloorCpu = Pick<FloorResult, "cpuUsPerDelivery" | "deliveries" | "nudges">;
+
+/**
+ * What the nudges cost in the floor of the relay's writes: the floor with them less the floor without,
+ * per delivery and per nudge. On loopback a nudge's write also runs the reader's receive path and wakes
+ * it, work that on a host falls to the players' machines: this says how much of the target goes there.
+ */
+export function nudgeCost(withNudges: FloorCpu, beatsAlone: FloorCpu): { perDeliveryUs: number; perNudgeUs: number } {
+  const perDeliveryUs = withNudges.cpuUsPerDelivery - beatsAlone.cpuUsPerDelivery;
+  const perNudgeUs = withNudges.nudges === 0 ? Number.NaN : (perDeliveryUs * withNudges.deliveries) / withNudges.nudges;
+  return { perDeliveryUs, perNudgeUs };
 }
 
 export interface BareRelayResult {
@@ -394,15 +410,17 @@ async function runHere(
       });
       const perFrame = await measureFloor(limit, floorSpec(true), `${tag}-floor-frame`);
       const relayWrites = await measureFloor(limit, floorSpec(false), `${tag}-floor-relay`);
+      const beatWrites = await measureFloor(limit, { ...floorSpec(false), nudgesPerSec: 0 }, `${tag}-floor-beats`);
       const bareRelay = await measureBareRelay(limit, load, durationS, `${tag}-bare`, {
         ...options,
         env: relayEnv.env,
       });
-      results.push({ ...measured, floor: { perFrame, relayWrites, bareRelay } });
+      results.push({ ...measured, floor: { perFrame, relayWrites, beatWrites, bareRelay } });
       process.stderr.write(
         `  capacity ${load.label}: p99 ${measured.run.latencyMs.p99.toFixed(2)} ms, lost ${measured.run.lost},` +
           ` relay ${measured.cpuUsPerDelivery?.toFixed(2) ?? "n/a"} µs CPU per delivery` +
-          ` (floor of its writes ${relayWrites.cpuUsPerDelivery.toFixed(2)});` +
+          ` (floor of its writes ${relayWrites.cpuUsPerDelivery.toFixed(2)},` +
+          ` ${nudgeCost(relayWrites, beatWrites).perDeliveryUs.toFixed(2)} of it nudges);` +
           ` a relay with no rules: p99 ${bareRelay.p99Ms.toFixed(2)} ms,` +
           ` ${bareRelay.cpuUsPerDelivery?.toFixed(2) ?? "n/a"} µs per delivery\n`,
       );
@@ -514,6 +532,11 @@ export function capacityRows<R extends CapacityRow>(
       : "n/a";
     row.figures["floor: a write per delivery"] = floorFigure(floor.perFrame);
     row.figures["floor: the relay's writes"] = floorFigure(floor.relayWrites);
+    row.figures["floor: the relay's writes without its nudges"] = floorFigure(floor.beatWrites);
+    const nudges = nudgeCost(floor.relayWrites, floor.beatWrites);
+    row.figures["the nudges in that floor"] =
+      `${f2(nudges.perDeliveryUs)} µs CPU/delivery` +
+      (Number.isFinite(nudges.perNudgeUs) ? `, ${f2(nudges.perNudgeUs)} µs a nudge` : "");
     row.figures["relay / floor of its writes"] = Number.isFinite(ratio) ? `${ratio.toFixed(1)}x` : "n/a";
     const bare = floor.bareRelay;
     row.figures["floor: a relay with no rules"] =
