@@ -288,7 +288,7 @@ async function nudgesOf(httpPort: number): Promise<number> {
 }
 
 /** Splits a byte stream into lines as they come. */
-async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+export async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   const decoder = new TextDecoder();
   let pending = "";
   for await (const chunk of stream) {

@@ -6,7 +6,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { nudgeCost } from "../../../bench/capacity.ts";
+import { lines, nudgeCost } from "../../../bench/capacity.ts";
 import type { FloorReport, FloorSpec } from "../../../bench/write-floor.ts";
 import { ROOT } from "../../support/paths.ts";
 
@@ -17,17 +17,11 @@ async function runFloor(spec: FloorSpec): Promise<FloorReport> {
   });
   let sink: ReturnType<typeof Bun.spawn> | null = null;
   try {
-    let pending = "";
-    for await (const chunk of floor.stdout) {
-      pending += new TextDecoder().decode(chunk);
-      const lines = pending.split("\n");
-      pending = lines.pop()!;
-      for (const line of lines) {
-        if (line.startsWith("port ")) {
-          const args = ["127.0.0.1", line.slice(5), String(spec.groups * spec.size)];
-          sink = Bun.spawn([process.execPath, join(ROOT, "bench/sink.ts"), ...args], { stdout: "ignore" });
-        } else if (line.startsWith("{")) return JSON.parse(line) as FloorReport;
-      }
+    for await (const line of lines(floor.stdout)) {
+      if (line.startsWith("port ")) {
+        const args = ["127.0.0.1", line.slice(5), String(spec.groups * spec.size)];
+        sink = Bun.spawn([process.execPath, join(ROOT, "bench/sink.ts"), ...args], { stdout: "ignore" });
+      } else if (line.startsWith("{")) return JSON.parse(line) as FloorReport;
     }
     throw new Error("the floor program ended without a report");
   } finally {
