@@ -288,7 +288,7 @@ async function nudgesOf(httpPort: number): Promise<number> {
 }
 
 /** Splits a byte stream into lines as they come. */
-export async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   const decoder = new TextDecoder();
   let pending = "";
   for await (const chunk of stream) {
@@ -299,7 +299,7 @@ export async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator
   }
 }
 
-async function measureFloor(limit: Limit, spec: FloorSpec, name: string): Promise<FloorResult> {
+export async function measureFloor(limit: Limit, spec: FloorSpec, name: string): Promise<FloorResult> {
   const program = [process.execPath, join(import.meta.dir, "write-floor.ts"), JSON.stringify(spec)];
   const floor = Bun.spawn(limit.wrap(program, name), { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
   inside.add(floor.pid);

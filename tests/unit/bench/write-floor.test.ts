@@ -6,29 +6,13 @@
  */
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { lines, nudgeCost } from "../../../bench/capacity.ts";
-import type { FloorReport, FloorSpec } from "../../../bench/write-floor.ts";
+import { measureFloor, nudgeCost } from "../../../bench/capacity.ts";
+import { createLimit } from "../../../bench/limit.ts";
+import type { FloorSpec } from "../../../bench/write-floor.ts";
 import { ROOT } from "../../support/paths.ts";
 
-async function runFloor(spec: FloorSpec): Promise<FloorReport> {
-  const floor = Bun.spawn([process.execPath, join(ROOT, "bench/write-floor.ts"), JSON.stringify(spec)], {
-    stdout: "pipe",
-    stderr: "inherit",
-  });
-  let sink: ReturnType<typeof Bun.spawn> | null = null;
-  try {
-    for await (const line of lines(floor.stdout)) {
-      if (line.startsWith("port ")) {
-        const args = ["127.0.0.1", line.slice(5), String(spec.groups * spec.size)];
-        sink = Bun.spawn([process.execPath, join(ROOT, "bench/sink.ts"), ...args], { stdout: "ignore" });
-      } else if (line.startsWith("{")) return JSON.parse(line) as FloorReport;
-    }
-    throw new Error("the floor program ended without a report");
-  } finally {
-    sink?.kill();
-    floor.kill();
-  }
-}
+// Driven as the bench drives it (measureFloor), without a cgroup: the counts, not the limit, are under test.
+const limit = createLimit(`sova-test-floor-${process.pid}`, join(ROOT, ".tmp", "write-floor-test"), "none")!;
 
 const spec = (nudgesPerSec: number): FloorSpec => ({
   groups: 1,
@@ -43,7 +27,10 @@ const spec = (nudgesPerSec: number): FloorSpec => ({
 
 describe("the floor of the relay's writes", () => {
   test("without nudges it makes the beats' writes alone; with them, the beats' and the nudges at their rate", async () => {
-    const [alone, nudged] = await Promise.all([runFloor(spec(0)), runFloor(spec(200))]);
+    const [alone, nudged] = await Promise.all([
+      measureFloor(limit, spec(0), "floor-alone"),
+      measureFloor(limit, spec(200), "floor-nudged"),
+    ]);
     // 10 beats a second for 1 s, each one write to each of the 5 members, 4 frames apiece.
     expect(alone.nudges).toBe(0);
     expect(alone.writes).toBeGreaterThanOrEqual(9 * 5);
