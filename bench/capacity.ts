@@ -135,8 +135,8 @@ type FloorCpu = Pick<FloorResult, "cpuUsPerDelivery" | "deliveries" | "nudges">;
 
 /**
  * What the nudges cost in the floor of the relay's writes: the floor with them less the floor without,
- * per delivery and per nudge. On loopback a nudge's write also runs the reader's receive path and wakes
- * it, work that on a host falls to the players' machines: this says how much of the target goes there.
+ * per delivery and per nudge: how much of the CPU target the writes today's client needs take on this
+ * machine before the relay does anything of its own.
  */
 export function nudgeCost(withNudges: FloorCpu, beatsAlone: FloorCpu): { perDeliveryUs: number; perNudgeUs: number } {
   const perDeliveryUs = withNudges.cpuUsPerDelivery - beatsAlone.cpuUsPerDelivery;
